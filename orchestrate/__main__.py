@@ -1,0 +1,3 @@
+from orchestrate._cli import main
+
+main()

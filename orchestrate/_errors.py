@@ -1,0 +1,116 @@
+"""Errors and diagnostics.
+
+Every error a user can cause is an :class:`OrchestrateError`; the CLI turns each into a
+message on stderr and an exit code in one place.
+
+    OrchestrateError            message, hint, exit_code
+    ├── WorkflowInvalid         one or more located Diagnostics (exit 2)
+    ├── UsageError              bad command-line use (exit 2)
+    │   ├── InputError          a missing, unknown or mistyped workflow input
+    │   └── ConfigError         a missing API key, an unknown provider (found before a run)
+    ├── StoreError              the history database cannot be used (exit 2)
+    └── StepError               a step failed while running (recorded, not raised past the engine)
+        ├── TemplateError       rendering or evaluating a template failed   type "template"
+        ├── ProviderError       the model provider answered with an error   type "provider"
+        ├── StepTimeout         an attempt took longer than `timeout`       type "timeout"
+        ├── InvalidOutput       the reply is not the JSON the step expects  type "invalid_output"
+        └── FunctionError       a function step raised or returned junk     type "function"
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+
+@attrs.frozen
+class Diagnostic:
+    """One problem found in a workflow file, with a 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    hint: str | None = None
+    severity: str = "error"
+
+    def format(self) -> str:
+        text = f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        return attrs.asdict(self)
+
+
+class OrchestrateError(Exception):
+    """Base of every error that orchestrate reports to a user."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def format(self) -> str:
+        text = f"error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class WorkflowInvalid(OrchestrateError):
+    """The workflow file has problems; each is a located diagnostic."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__(f"{len(diagnostics)} problem(s) in the workflow")
+        self.diagnostics = diagnostics
+
+    def format(self) -> str:
+        return "\n".join(d.format() for d in self.diagnostics)
+
+
+class UsageError(OrchestrateError):
+    """The command line asks for something that cannot be done."""
+
+
+class InputError(UsageError):
+    """A workflow input is missing, unknown or of the wrong type."""
+
+
+class ConfigError(UsageError):
+    """The environment lacks what the run needs (an API key, a provider)."""
+
+
+class StoreError(OrchestrateError):
+    """The run history database cannot be opened or is not ours."""
+
+
+class StepError(OrchestrateError):
+    """A step failed; `error_type` is the result document's `error.type`."""
+
+    exit_code: ClassVar[int] = 1
+    error_type: ClassVar[str] = "step"
+
+
+class TemplateError(StepError):
+    error_type = "template"
+
+
+class ProviderError(StepError):
+    error_type = "provider"
+
+
+class StepTimeout(StepError):
+    error_type = "timeout"
+
+
+class InvalidOutput(StepError):
+    error_type = "invalid_output"
+
+
+class FunctionError(StepError):
+    error_type = "function"

@@ -1,0 +1,111 @@
+"""What the engine tells its observers while a run goes on.
+
+The engine emits these and knows nothing of who listens: the live view, the plain
+progress log, the `--events` JSON Lines writer and the history store all subscribe.
+An observer is any callable taking an :data:`Event`; it must be quick and must not raise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+
+from orchestrate._result import RunResult, StepResult
+
+
+def _now() -> float:
+    return time.time()
+
+
+@attrs.frozen(kw_only=True)
+class _Event:
+    name: ClassVar[str] = "event"
+    time: float = attrs.field(factory=_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = attrs.asdict(self, recurse=False)
+        return {"event": self.name, **fields}
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(_Event):
+    name = "run_started"
+    run_id: str
+    workflow: str
+    file: str | None
+    started_at: str
+    inputs: dict[str, Any]
+    steps: tuple[tuple[str, str], ...]  # (id, kind) in file order
+    resumed_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = super().to_dict()
+        doc["steps"] = [{"id": i, "kind": k} for i, k in self.steps]
+        return doc
+
+
+@attrs.frozen(kw_only=True)
+class StepStarted(_Event):
+    name = "step_started"
+    step_id: str
+    kind: str
+    provider: str | None = None
+    model: str | None = None
+    items: int | None = None  # the number of items of a for_each step
+
+
+@attrs.frozen(kw_only=True)
+class StepRetrying(_Event):
+    name = "step_retrying"
+    step_id: str
+    attempt: int  # the attempt that is about to start, 2 for the first retry
+    delay: float
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class TokenReceived(_Event):
+    name = "token"
+    step_id: str
+    text: str
+    item: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ItemFinished(_Event):
+    name = "item_finished"
+    step_id: str
+    index: int
+    status: str
+    done: int
+    total: int
+
+
+@attrs.frozen(kw_only=True)
+class StepFinished(_Event):
+    """A step reached its final status: succeeded, failed, skipped or cancelled."""
+
+    name = "step_finished"
+    result: StepResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, "time": self.time, **self.result.to_dict()}
+
+
+@attrs.frozen(kw_only=True)
+class RunFinished(_Event):
+    name = "run_finished"
+    result: RunResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, "time": self.time, **self.result.to_dict()}
+
+
+Event: TypeAlias = (
+    RunStarted | StepStarted | StepRetrying | TokenReceived | ItemFinished | StepFinished
+    | RunFinished
+)
+Observer: TypeAlias = Callable[[Event], None]

@@ -1,0 +1,131 @@
+"""The result of a run: the one document that `run --json` and `runs show --json` print."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+StepStatus: TypeAlias = Literal["succeeded", "failed", "skipped", "cancelled"]
+RunStatus: TypeAlias = Literal["succeeded", "failed", "cancelled"]
+
+
+@attrs.frozen
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
+    @classmethod
+    def total(cls, usages: list[Usage | None]) -> Usage:
+        total = cls()
+        for usage in usages:
+            if usage is not None:
+                total = total + usage
+        return total
+
+
+@attrs.frozen
+class ErrorInfo:
+    """`error` in the result document: which step failed, how, and why."""
+
+    type: str
+    message: str
+    step: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "type": self.type, "message": self.message}
+
+
+@attrs.frozen(kw_only=True)
+class StepResult:
+    id: str
+    status: StepStatus
+    output: Any = None
+    error: ErrorInfo | None = None
+    provider: str | None = None
+    model: str | None = None
+    attempts: int = 0
+    duration_ms: int = 0
+    usage: Usage | None = None
+    # Beyond the SPEC's fields: how the step got its output and what it sent.
+    cached: bool = False
+    reused: bool = False
+    warnings: tuple[str, ...] = ()
+    request: dict[str, Any] | None = None
+    fingerprint: str | None = None
+    response_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error.to_dict() if self.error else None,
+            "provider": self.provider,
+            "model": self.model,
+            "attempts": self.attempts,
+            "duration_ms": self.duration_ms,
+            "usage": self.usage.to_dict() if self.usage else None,
+        }
+        if self.cached:
+            doc["cached"] = True
+        if self.reused:
+            doc["reused"] = True
+        if self.warnings:
+            doc["warnings"] = list(self.warnings)
+        return doc
+
+
+@attrs.frozen(kw_only=True)
+class RunResult:
+    run_id: str
+    workflow: str
+    file: str | None
+    status: RunStatus
+    started_at: str
+    duration_ms: int
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    steps: tuple[StepResult, ...]
+    error: ErrorInfo | None = None
+    resumed_from: str | None = None
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.total([s.usage for s in self.steps])
+
+    @property
+    def exit_code(self) -> int:
+        return {"succeeded": 0, "failed": 1, "cancelled": 130}[self.status]
+
+    def step(self, step_id: str) -> StepResult:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "file": self.file,
+            "status": self.status,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "steps": [s.to_dict() for s in self.steps],
+            "usage": self.usage.to_dict(),
+            "error": self.error.to_dict() if self.error else None,
+        }
+        if self.resumed_from:
+            doc["resumed_from"] = self.resumed_from
+        return doc

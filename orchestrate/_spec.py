@@ -1,0 +1,161 @@
+"""The workflow format as immutable attrs classes.
+
+These classes are what the loader builds from YAML and what everything after it reads.
+They hold the file's data only; positions live in the loader's :class:`SourceMap`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+InputType: TypeAlias = Literal["string", "number", "integer", "boolean", "array", "object"]
+OnError: TypeAlias = Literal["fail", "continue"]
+OutputFormat: TypeAlias = Literal["text", "json"]
+Role: TypeAlias = Literal["system", "user", "assistant"]
+
+
+class _NoDefault:
+    """Marks an input that has no `default` (None is a valid default)."""
+
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+
+
+@attrs.frozen
+class InputSpec:
+    type: InputType = "string"
+    description: str | None = None
+    default: Any = NO_DEFAULT
+
+    @property
+    def required(self) -> bool:
+        return self.default is NO_DEFAULT
+
+
+@attrs.frozen
+class ModelSettings:
+    """Settings an LLM step inherits from `defaults` and may override."""
+
+    model: str | None = None
+    provider: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    cache: bool | None = None
+
+    def merged(self, override: ModelSettings) -> ModelSettings:
+        """These settings with every value that `override` sets replacing ours."""
+        changes = {k: v for k, v in attrs.asdict(override).items() if v is not None}
+        return attrs.evolve(self, **changes)
+
+
+SETTING_KEYS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ModelSettings))
+
+
+@attrs.frozen
+class ProviderSpec:
+    """An extra OpenAI-compatible (or Anthropic) endpoint from `providers:`."""
+
+    base_url: str
+    type: Literal["openai", "anthropic"] = "openai"
+    api_key_env: str | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Message:
+    role: Role
+    content: str
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """What every kind of step has."""
+
+    id: str
+    when: str | None = None
+    for_each: str | None = None
+    needs: tuple[str, ...] = ()
+    on_error: OnError = "fail"
+    timeout: float | None = None
+
+    @property
+    def kind(self) -> str:
+        raise NotImplementedError
+
+
+@attrs.frozen(kw_only=True)
+class LLMStep(Step):
+    prompt: str | None = None
+    messages: tuple[Message, ...] | None = None
+    system: str | None = None
+    output: OutputFormat = "text"
+    schema: dict[str, Any] | None = None
+    mock: str | None = None
+    settings: ModelSettings = ModelSettings()
+
+    @property
+    def kind(self) -> str:
+        return "llm"
+
+
+@attrs.frozen(kw_only=True)
+class FunctionStep(Step):
+    function: str
+    with_: dict[str, Any] = attrs.field(factory=dict, alias="with_")
+
+    @property
+    def kind(self) -> str:
+        return "function"
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowStep(Step):
+    workflow: str
+    with_: dict[str, Any] = attrs.field(factory=dict, alias="with_")
+
+    @property
+    def kind(self) -> str:
+        return "workflow"
+
+
+AnyStep: TypeAlias = LLMStep | FunctionStep | WorkflowStep
+
+# The keys that decide a step's kind, in the order they are checked.
+KIND_KEYS: dict[str, type[Step]] = {
+    "prompt": LLMStep,
+    "messages": LLMStep,
+    "function": FunctionStep,
+    "workflow": WorkflowStep,
+}
+
+
+@attrs.frozen(kw_only=True)
+class Workflow:
+    name: str
+    steps: tuple[AnyStep, ...]
+    version: int = 1
+    description: str | None = None
+    inputs: dict[str, InputSpec] = attrs.field(factory=dict)
+    defaults: ModelSettings = ModelSettings()
+    providers: dict[str, ProviderSpec] = attrs.field(factory=dict)
+    outputs: dict[str, Any] | None = None
+    # Where the workflow came from; not part of the YAML.
+    path: Path | None = None
+
+    def step(self, step_id: str) -> AnyStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def step_ids(self) -> list[str]:
+        return [s.id for s in self.steps]
