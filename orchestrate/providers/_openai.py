@@ -1,0 +1,174 @@
+"""OpenAI chat completions, and every server that speaks the same API.
+
+``POST {base_url}/chat/completions``. Ollama, vLLM, llama.cpp, LM Studio and OpenRouter
+work through ``base_url``; without an API key no Authorization header is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import attrs
+
+from orchestrate._result import Usage
+from orchestrate.providers._base import LLMRequest, LLMResponse, TokenCallback
+from orchestrate.providers._http import HTTPProvider, TransientError, message_in
+from orchestrate.providers._sse import ServerSentEvent
+
+__all__ = ["OpenAIProvider", "uses_max_completion_tokens"]
+
+# Reasoning models take `max_completion_tokens` and reject `max_tokens`.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+_WARNINGS = {
+    "length": "the reply was cut off at max_tokens",
+    "content_filter": "the reply was cut off by the provider's content filter",
+}
+
+
+def uses_max_completion_tokens(model: str) -> bool:
+    """True for o-series and gpt-5 models (``o3-mini``, ``openai/gpt-5``, ...)."""
+    return bool(_REASONING_MODEL.match(model.rsplit("/", 1)[-1].lower()))
+
+
+class OpenAIProvider(HTTPProvider):
+    """The OpenAI chat completions API (streaming or not), with structured outputs."""
+
+    path: ClassVar[str] = "/chat/completions"
+    default_key_env: ClassVar[str] = "OPENAI_API_KEY"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _body(self, request: LLMRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "messages": list(request.messages)}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            key = "max_completion_tokens" if uses_max_completion_tokens(request.model) else (
+                "max_tokens"
+            )
+            body[key] = request.max_tokens
+        response_format = _response_format(request)
+        if response_format is not None:
+            body["response_format"] = response_format
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _parse_body(self, data: Any) -> LLMResponse:
+        self._raise_error_object(data)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise TransientError("the reply has no choices")
+        message = choices[0].get("message") or {}
+        self._raise_refusal(message.get("refusal"))
+        return _response(
+            text=message.get("content") or "", usage=_usage(data.get("usage")),
+            model=data.get("model"), response_id=data.get("id"),
+            finish_reason=choices[0].get("finish_reason"),
+        )
+
+    async def _parse_stream(
+        self, events: AsyncIterator[ServerSentEvent], on_token: TokenCallback | None
+    ) -> LLMResponse:
+        stream = _Stream(on_token)
+        async for event in events:
+            if event.data.strip() == "[DONE]":
+                stream.done = True
+                break
+            chunk = _chunk(event)
+            self._raise_error_object(chunk)
+            stream.add(chunk)
+        if not stream.done and stream.finish_reason is None:
+            raise TransientError("the stream ended before [DONE] and without a finish_reason")
+        self._raise_refusal("".join(stream.refusal))
+        return stream.response()
+
+    def _raise_error_object(self, data: Any) -> None:
+        if isinstance(data, dict) and data.get("error"):
+            raise self._error(message_in(data) or "the reply reported an error")
+
+    def _raise_refusal(self, refusal: str | None) -> None:
+        if refusal:
+            raise self._error(f"the model refused: {refusal}")
+
+
+@attrs.define
+class _Stream:
+    """What the chunks of one streamed reply add up to."""
+
+    on_token: TokenCallback | None
+    text: list[str] = attrs.Factory(list)
+    refusal: list[str] = attrs.Factory(list)
+    usage: Usage | None = None
+    model: str | None = None
+    response_id: str | None = None
+    finish_reason: str | None = None
+    done: bool = False
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self.model = self.model or chunk.get("model")
+        self.response_id = self.response_id or chunk.get("id")
+        self.usage = _usage(chunk.get("usage")) or self.usage
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._add_choice(choice)
+
+    def _add_choice(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if content:
+            self.text.append(content)
+            if self.on_token is not None:
+                self.on_token(content)
+        if delta.get("refusal"):
+            self.refusal.append(delta["refusal"])
+        self.finish_reason = choice.get("finish_reason") or self.finish_reason
+
+    def response(self) -> LLMResponse:
+        return _response(
+            text="".join(self.text), usage=self.usage, model=self.model,
+            response_id=self.response_id, finish_reason=self.finish_reason,
+        )
+
+
+def _response_format(request: LLMRequest) -> dict[str, Any] | None:
+    if request.schema is not None:
+        schema = {"name": "output", "schema": request.schema, "strict": True}
+        return {"type": "json_schema", "json_schema": schema}
+    if request.json_mode:
+        return {"type": "json_object"}
+    return None
+
+
+def _chunk(event: ServerSentEvent) -> dict[str, Any]:
+    try:
+        data = event.json()
+    except ValueError:
+        raise TransientError("the stream sent a chunk that is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise TransientError("the stream sent a chunk that is not a JSON object")
+    return data
+
+
+def _usage(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    return Usage(
+        input_tokens=int(data.get("prompt_tokens") or 0),
+        output_tokens=int(data.get("completion_tokens") or 0),
+    )
+
+
+def _response(*, finish_reason: str | None, **fields: Any) -> LLMResponse:
+    warning = _WARNINGS.get(finish_reason or "")
+    return LLMResponse(
+        finish_reason=finish_reason, warnings=(warning,) if warning else (), **fields
+    )
+
