@@ -1,0 +1,49 @@
+"""orchestrate: define AI workflows in YAML and run them.
+
+Names are imported on first use, so that `orchestrate --help` does not pay for the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from orchestrate._version import __version__
+
+if TYPE_CHECKING:
+    from orchestrate._api import prepare, run_prepared, run_workflow
+    from orchestrate._engine import Engine, RunOptions
+    from orchestrate._errors import (
+        ConfigError,
+        Diagnostic,
+        InputError,
+        OrchestrateError,
+        StepError,
+        UsageError,
+        WorkflowInvalid,
+    )
+    from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+    from orchestrate._spec import FunctionStep, LLMStep, Workflow, WorkflowStep
+    from orchestrate._validate import Report, load_workflow, validate_file
+
+_HOMES = {
+    "_api": ("prepare", "run_prepared", "run_workflow"),
+    "_engine": ("Engine", "RunOptions"),
+    "_errors": ("ConfigError", "Diagnostic", "InputError", "OrchestrateError", "StepError",
+                "UsageError", "WorkflowInvalid"),
+    "_result": ("ErrorInfo", "RunResult", "StepResult", "Usage"),
+    "_spec": ("FunctionStep", "LLMStep", "Workflow", "WorkflowStep"),
+    "_validate": ("Report", "load_workflow", "validate_file"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted([*_MODULE_OF, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"orchestrate.{module}"), name)
+    globals()[name] = value
+    return value

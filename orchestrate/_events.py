@@ -7,9 +7,10 @@ An observer is any callable taking an :data:`Event`; it must be quick and must n
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeAlias
+from typing import IO, Any, ClassVar, TypeAlias
 
 import attrs
 
@@ -109,3 +110,20 @@ Event: TypeAlias = (
     | RunFinished
 )
 Observer: TypeAlias = Callable[[Event], None]
+
+
+class JsonLinesWriter:
+    """The `--events` observer: one JSON object per event, flushed as it happens.
+
+    Token events carry text, so they are written only when `tokens` is set.
+    """
+
+    def __init__(self, out: IO[str], *, tokens: bool = False) -> None:
+        self.out = out
+        self.tokens = tokens
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TokenReceived) and not self.tokens:
+            return
+        self.out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self.out.flush()

@@ -117,11 +117,11 @@ class ProviderPool:
 
             return AnthropicProvider(
                 name=name, base_url=spec.base_url, api_key=api_key, headers=spec.headers,
-                concurrency=self._concurrency,
+                concurrency=self._concurrency, api_key_env=spec.api_key_env,
             )
         from orchestrate.providers._openai import OpenAIProvider
 
         return OpenAIProvider(
             name=name, base_url=spec.base_url, api_key=api_key, headers=spec.headers,
-            concurrency=self._concurrency,
+            concurrency=self._concurrency, api_key_env=spec.api_key_env,
         )

@@ -51,6 +51,7 @@ class LLMResponse:
     response_id: str | None = None
     finish_reason: str | None = None
     warnings: tuple[str, ...] = ()
+    cached: bool = False  # answered from the response cache, not the provider
 
 
 class Provider(Protocol):

@@ -66,11 +66,6 @@ def sse_lines(*payloads: Any, event: str | None = None) -> str:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def api_key() -> str:
     return API_KEY
 

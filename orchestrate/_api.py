@@ -1,0 +1,203 @@
+"""Running a workflow from Python: everything `orchestrate run` does, without the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from orchestrate._engine import Engine, Reuse, RunOptions
+from orchestrate._errors import Diagnostic, WorkflowInvalid
+from orchestrate._events import Observer
+from orchestrate._functions import FunctionNotFound, import_function
+from orchestrate._inputs import parse_assignments, resolve_inputs
+from orchestrate._loader import SourceMap
+from orchestrate._result import RunResult
+from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
+from orchestrate._validate import load_workflow, validate_file
+from orchestrate.providers import ProviderPool, resolve_model, resolve_provider_name
+
+MOCK_ENV_VARS = {"ORCHESTRATE_MOCK": ("1", "true", "yes"), "ORCHESTRATE_USE_MOCK": ("1", "true", "yes")}
+
+
+def mock_from_env(env: Mapping[str, str] = os.environ) -> bool:
+    """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock."""
+    return any(env.get(name, "").strip().lower() in values for name, values in MOCK_ENV_VARS.items())
+
+
+@attrs.frozen
+class PreparedRun:
+    """A workflow checked and ready to run: its inputs resolved, its functions imported."""
+
+    workflow: Workflow
+    inputs: dict[str, Any]
+    file: str | None
+    source: SourceMap | None
+    functions: dict[str, Callable[..., Any]]
+    children: dict[Path, Workflow]
+
+    def locate(self, step_id: str, field: str) -> str | None:
+        if self.source is None or self.source.root is None:
+            return None
+        steps = self.source.root.get("steps") or []
+        for index, raw in enumerate(steps):
+            if isinstance(raw, dict) and raw.get("id") == step_id:
+                line, column = self.source.locate(("steps", index, *_field_path(field)))
+                return f"{self.source.file}:{line}:{column}"
+        return None
+
+    def subworkflow(self, step: WorkflowStep, parent: Workflow) -> Workflow:
+        folder = parent.path.parent if parent.path else Path()
+        return self.children[(folder / step.workflow).resolve()]
+
+    def all_workflows(self) -> Iterator[Workflow]:
+        yield self.workflow
+        yield from self.children.values()
+
+
+def _field_path(field: str) -> tuple[str | int, ...]:
+    if field.startswith("messages["):
+        return ("messages", int(field[9:-1]), "content")
+    return (field,)
+
+
+def prepare(
+    workflow: str | Path | Workflow,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    assignments: list[str] | None = None,
+) -> PreparedRun:
+    """Validate, load sub-workflows, import functions and resolve inputs, or raise.
+
+    `assignments` are `-i NAME=VALUE` strings; they override `inputs`.
+    """
+    if isinstance(workflow, Workflow):
+        loaded, file, source = workflow, str(workflow.path) if workflow.path else None, None
+    else:
+        file = str(workflow)
+        report = validate_file(workflow)
+        if not report.valid or report.workflow is None:
+            raise WorkflowInvalid(report.diagnostics)
+        loaded, source = report.workflow, report.source
+    given = {**(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
+    resolved = resolve_inputs(loaded.inputs, given)
+    children = dict(_children(loaded))
+    functions = _import_functions([loaded, *children.values()], source)
+    return PreparedRun(loaded, resolved, file, source, functions, children)
+
+
+def _children(workflow: Workflow) -> Iterator[tuple[Path, Workflow]]:
+    folder = workflow.path.parent if workflow.path else Path()
+    for step in workflow.steps:
+        if isinstance(step, WorkflowStep):
+            path = (folder / step.workflow).resolve()
+            child = load_workflow(path)
+            yield path, child
+            yield from _children(child)
+
+
+def _import_functions(
+    workflows: list[Workflow], source: SourceMap | None
+) -> dict[str, Callable[..., Any]]:
+    functions: dict[str, Callable[..., Any]] = {}
+    problems: list[Diagnostic] = []
+    for workflow in workflows:
+        folder = workflow.path.parent if workflow.path else None
+        for index, step in enumerate(workflow.steps):
+            if not isinstance(step, FunctionStep) or step.function in functions:
+                continue
+            try:
+                functions[step.function] = import_function(step.function, folder)
+            except FunctionNotFound as exc:
+                file = str(workflow.path) if workflow.path else "<workflow>"
+                line, column = (1, 1)
+                if source is not None and workflow.path and source.root is not None:
+                    line, column = source.locate(("steps", index, "function"))
+                    file = source.file
+                problems.append(Diagnostic(file, line, column, str(exc),
+                                           "the module is looked up in the workflow's folder, "
+                                           "then on PYTHONPATH"))
+    if problems:
+        raise WorkflowInvalid(problems)
+    return functions
+
+
+def providers_in_use(prepared: PreparedRun, options: RunOptions,
+                     env: Mapping[str, str]) -> set[str]:
+    """The provider names the run's LLM steps will call."""
+    names = set()
+    for workflow in prepared.all_workflows():
+        for step in workflow.steps:
+            if isinstance(step, LLMStep):
+                settings = workflow.defaults.merged(step.settings)
+                model = options.model or resolve_model(settings, env)
+                if options.model and settings.provider not in workflow.providers:
+                    settings = attrs.evolve(settings, provider=None)
+                names.add(resolve_provider_name(settings, model))
+    return names
+
+
+def endpoints_of(prepared: PreparedRun) -> dict[str, ProviderSpec]:
+    endpoints: dict[str, ProviderSpec] = {}
+    for workflow in reversed(list(prepared.all_workflows())):
+        endpoints.update(workflow.providers)
+    return endpoints
+
+
+async def run_prepared(
+    prepared: PreparedRun,
+    *,
+    mock: bool = False,
+    options: RunOptions | None = None,
+    observers: Iterable[Observer] = (),
+    reuse: Reuse | None = None,
+    run_id: str | None = None,
+    resumed_from: str | None = None,
+    env: Mapping[str, str] | None = None,
+    mock_latency: float = 0.0,
+) -> RunResult:
+    """Run a prepared workflow; raises ConfigError (e.g. a missing key) before any request."""
+    env = os.environ if env is None else env
+    options = options or RunOptions()
+    pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency, env=env,
+                        concurrency=options.max_concurrency)
+    try:
+        pool.check(providers_in_use(prepared, options, env))
+        engine = Engine(
+            prepared.workflow, pool=pool, options=options, observers=observers, reuse=reuse,
+            locate=prepared.locate, functions=prepared.functions,
+            subworkflows=prepared.subworkflow, env=env,
+        )
+        return await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
+                                resumed_from=resumed_from)
+    finally:
+        await pool.aclose()
+
+
+def run_workflow(
+    workflow: str | Path | Workflow,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    mock: bool | None = None,
+    model: str | None = None,
+    max_concurrency: int = 8,
+    observers: Iterable[Observer] = (),
+    env: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Validate and run a workflow file (or a loaded :class:`Workflow`) and return its result.
+
+    `mock=None` follows ORCHESTRATE_MOCK / ORCHESTRATE_USE_MOCK. Raises
+    :class:`~orchestrate.OrchestrateError` subclasses for an invalid workflow, bad inputs or
+    a missing API key; a step that fails is reported in the result, not raised.
+    """
+    env = os.environ if env is None else env
+    prepared = prepare(workflow, inputs)
+    options = RunOptions(model=model, max_concurrency=max_concurrency)
+    use_mock = mock_from_env(env) if mock is None else mock
+    return asyncio.run(
+        run_prepared(prepared, mock=use_mock, options=options, observers=observers, env=env)
+    )

@@ -1,0 +1,240 @@
+"""The `orchestrate` command: parse arguments, call the library, render, exit.
+
+No logic lives here. Errors become exit codes in one place, :func:`_reporting_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import IO, Annotated, Any, TypeVar
+
+import typer
+
+from orchestrate._errors import OrchestrateError
+from orchestrate._version import __version__
+
+app = typer.Typer(
+    name="orchestrate",
+    help="Define AI workflows in YAML and run them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reporting_errors(command: F) -> F:
+    """Turn every OrchestrateError into its message on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except OrchestrateError as exc:
+            print(exc.format(), file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"orchestrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Define AI workflows in YAML and run them."""
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+# --- validate, graph, schema, init -----------------------------------------------------------
+
+
+@app.command()
+@_reporting_errors
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Workflow files to check.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
+) -> None:
+    """Check workflow files like a compiler: every problem, with line and column."""
+    from orchestrate._validate import validate_file
+
+    reports = [validate_file(f) for f in files]
+    valid = all(r.valid for r in reports)
+    if as_json:
+        _print_json({"valid": valid, "files": [r.to_dict() for r in reports]})
+    for report in reports:
+        for diagnostic in report.diagnostics:
+            if not as_json:
+                print(diagnostic.format(), file=sys.stderr)
+        if not as_json and report.valid:
+            print(f"{report.file}: ok", file=sys.stderr)
+    if not valid:
+        raise typer.Exit(2)
+
+
+class GraphFormat(str, Enum):
+    tree = "tree"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+@app.command()
+@_reporting_errors
+def graph(
+    file: Annotated[Path, typer.Argument(help="The workflow file.")],
+    format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        GraphFormat.tree
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
+) -> None:
+    """Show the steps and their dependencies (an edge a -> b: b depends on a)."""
+    from orchestrate._graphs import graph_dict, to_dot, to_mermaid
+    from orchestrate._plan import build_plan
+    from orchestrate._validate import load_workflow
+
+    workflow = load_workflow(file)
+    plan = build_plan(workflow)
+    if as_json:
+        _print_json(graph_dict(workflow, plan))
+    elif format is GraphFormat.mermaid:
+        sys.stdout.write(to_mermaid(workflow, plan))
+    elif format is GraphFormat.dot:
+        sys.stdout.write(to_dot(workflow, plan))
+    else:
+        from rich.console import Console
+
+        from orchestrate._render import graph_tree
+
+        Console().print(graph_tree(workflow, plan))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the workflow format (for editors)."""
+    from orchestrate._schema import workflow_schema
+
+    _print_json(workflow_schema())
+
+
+@app.command()
+@_reporting_errors
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("workflow.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter workflow."""
+    from orchestrate._starter import write_starter
+
+    written = write_starter(path, force=force)
+    print(f"wrote {written}; try: orchestrate run {written} --mock", file=sys.stderr)
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
+    if target is None:
+        yield None
+    elif target == "-":
+        yield sys.stdout
+    else:
+        try:
+            with open(target, "w", encoding="utf-8") as stream:
+                yield stream
+        except OSError as exc:
+            raise OrchestrateError(f"cannot write events to {target}: {exc.strerror}") from None
+
+
+@app.command()
+@_reporting_errors
+def run(
+    flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="NAME=VALUE; @file reads a file, @- stdin."),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs", help="A JSON or YAML file of inputs.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
+    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.")] = None,
+    max_concurrency: Annotated[
+        int, typer.Option("--max-concurrency", min=1, help="Steps and items at once.")
+    ] = 8,
+    events: Annotated[
+        str | None, typer.Option("--events", help="Write events as JSON Lines (- for stdout).")
+    ] = None,
+    events_tokens: Annotated[
+        bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+) -> None:
+    """Validate, then run a workflow."""
+    from orchestrate._api import mock_from_env, prepare, run_prepared
+    from orchestrate._engine import RunOptions
+    from orchestrate._events import JsonLinesWriter
+    from orchestrate._inputs import read_inputs_file
+
+    if events == "-" and as_json:
+        raise OrchestrateError("--events - and --json both want stdout; pick one")
+    given = read_inputs_file(inputs_file) if inputs_file else {}
+    prepared = prepare(flow, given, assignments=input or [])
+    terminal = sys.stderr.isatty() and not quiet
+    with _events_stream(events) as event_out:
+        observers: list[Any] = []
+        if event_out is not None:
+            observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
+        observers += _progress_observers(quiet, terminal)
+        options = RunOptions(model=model, max_concurrency=max_concurrency,
+                             stream=terminal or (event_out is not None and events_tokens))
+        result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
+                                          options=options, observers=observers))
+    if as_json:
+        _print_json(result.to_dict())
+    elif events != "-" and result.status == "succeeded":
+        from orchestrate._render import print_outputs
+
+        print_outputs(result.outputs, sys.stdout, terminal=sys.stdout.isatty())
+    if result.error and result.status != "succeeded" and (quiet or terminal):
+        where = f"step {result.error.step}: " if result.error.step else ""
+        print(f"error: {where}{result.error.message}", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+def _progress_observers(quiet: bool, terminal: bool) -> list[Any]:
+    if quiet:
+        return []
+    from orchestrate._render import LiveView, PlainProgress, stderr_console
+
+    if terminal:
+        return [LiveView(stderr_console())]
+    return [PlainProgress(sys.stderr)]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,565 @@
+"""The run engine: one coordinator schedules steps as their dependencies finish.
+
+The coordinator owns all scheduling state. Workers run one step each and always return
+a StepResult (a failure is a result, never an exception escaping a task), so nothing is
+lost when another step fails. Observers get events; the engine never formats output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from orchestrate._errors import FunctionError, InvalidOutput, ProviderError, StepError, TemplateError
+from orchestrate._events import (
+    Event,
+    ItemFinished,
+    Observer,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRetrying,
+    StepStarted,
+    TokenReceived,
+)
+from orchestrate._functions import FunctionCall, call_function
+from orchestrate._output import parse_json_reply
+from orchestrate._plan import Plan, build_plan
+from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
+from orchestrate._templating import Problem, is_truthy, parse_expression, parse_template
+from orchestrate.providers import (
+    LLMRequest,
+    ProviderPool,
+    resolve_model,
+    resolve_provider_name,
+)
+
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_RETRIES = 2
+
+# Given a step and the fingerprint of what it would do now, a finished result to reuse.
+Reuse = Callable[[AnyStep, str], StepResult | None]
+# Given a step id and a field (`prompt`, `when`...), a "file:line:col" to put in errors.
+Locate = Callable[[str, str], str | None]
+
+
+@attrs.frozen(kw_only=True)
+class RunOptions:
+    model: str | None = None  # --model: overrides every LLM step
+    max_concurrency: int = 8
+    stream: bool = False  # ask providers for tokens (something shows them)
+
+
+@attrs.frozen
+class SubWorkflowCall:
+    workflow: Workflow
+    inputs: dict[str, Any]
+
+    def fingerprint_data(self) -> dict[str, Any]:
+        path = self.workflow.path
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+        return {"workflow": str(path), "file_sha256": digest, "inputs": self.inputs}
+
+
+Unit = LLMRequest | FunctionCall | SubWorkflowCall
+
+
+@attrs.frozen
+class _Outcome:
+    output: Any
+    attempts: int = 0
+    usage: Usage | None = None
+    model: str | None = None
+    response_id: str | None = None
+    warnings: tuple[str, ...] = ()
+    cached: bool = False
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique without coordination: 12 hex of time, 8 random."""
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Engine:
+    """Runs one workflow. Create one per run (sub-workflows get their own)."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        pool: ProviderPool,
+        options: RunOptions | None = None,
+        observers: Iterable[Observer] = (),
+        reuse: Reuse | None = None,
+        locate: Locate | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+        subworkflows: Callable[[WorkflowStep, Workflow], Workflow] | None = None,
+        semaphore: asyncio.Semaphore | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.plan: Plan = build_plan(workflow)
+        self.pool = pool
+        self.options = options or RunOptions()
+        self.observers = list(observers)
+        self.reuse = reuse
+        self.locate = locate
+        self.functions = dict(functions or {})
+        self.subworkflows = subworkflows
+        self.semaphore = semaphore or asyncio.Semaphore(self.options.max_concurrency)
+        self.env = os.environ if env is None else env
+        self.results: dict[str, StepResult] = {}
+        self.context_steps: dict[str, dict[str, Any]] = {}
+        self.inputs: dict[str, Any] = {}
+        self.step_started: dict[str, float] = {}
+
+    # --- the coordinator ------------------------------------------------------------------
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        file: str | None = None,
+        resumed_from: str | None = None,
+    ) -> RunResult:
+        """Run every step; returns the result whatever happens, also when cancelled."""
+        self.inputs = dict(inputs)
+        run_id = run_id or new_run_id()
+        wall, clock = time.time(), time.perf_counter()
+        steps = tuple((s.id, s.kind) for s in self.workflow.steps)
+        self.emit(RunStarted(run_id=run_id, workflow=self.workflow.name, file=file,
+                             started_at=_iso(wall), inputs=self.inputs, steps=steps,
+                             resumed_from=resumed_from))
+        failure, cancelled = await self._schedule()
+        if failure is None and not cancelled:
+            outputs, failure = self._outputs()
+        else:
+            outputs = self._outputs()[0]
+        status = "cancelled" if cancelled else "failed" if failure else "succeeded"
+        if cancelled and failure is None:
+            failure = ErrorInfo("cancelled", "the run was interrupted")
+        result = RunResult(
+            run_id=run_id, workflow=self.workflow.name, file=file, status=status,
+            started_at=_iso(wall), duration_ms=_ms_since(clock), inputs=self.inputs,
+            outputs=outputs, error=failure, resumed_from=resumed_from,
+            steps=tuple(self.results[s] for s in self.workflow.step_ids),
+        )
+        self.emit(RunFinished(result=result))
+        return result
+
+    async def _schedule(self) -> tuple[ErrorInfo | None, bool]:
+        pending = list(self.workflow.step_ids)
+        running: dict[asyncio.Task[StepResult], str] = {}
+        failure: ErrorInfo | None = None
+        try:
+            while True:
+                if failure is None:
+                    failure = self._start_ready(pending, running)
+                if not running or failure is not None:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    del running[task]
+                    failure = failure or self._record(task.result())
+        except asyncio.CancelledError:
+            await self._stop(running, pending)
+            return failure, True
+        await self._stop(running, pending)
+        return failure, False
+
+    def _start_ready(
+        self, pending: list[str], running: dict[asyncio.Task[StepResult], str]
+    ) -> ErrorInfo | None:
+        """Start (or settle at once: skip, `when` error) every step whose needs are done."""
+        progress = True
+        while progress:
+            progress = False
+            for step_id in list(pending):
+                if not self.plan.needs[step_id] <= self.results.keys():
+                    continue
+                pending.remove(step_id)
+                step = self.workflow.step(step_id)
+                settled = self._settle_without_running(step)
+                if settled is None:
+                    self.step_started[step_id] = time.perf_counter()
+                    running[asyncio.create_task(self._execute(step))] = step_id
+                    continue
+                progress = True
+                failure = self._record(settled)
+                if failure:
+                    return failure
+        return None
+
+    def _settle_without_running(self, step: AnyStep) -> StepResult | None:
+        """Skipped or failed without running, or None when the step should run."""
+        upstream_ok = all(self.results[d].status == "succeeded" for d in self.plan.needs[step.id])
+        if step.when is None:
+            return None if upstream_ok else _skipped(step)
+        try:
+            go = is_truthy(self._evaluate(step, "when", step.when, self.context()))
+        except StepError as exc:
+            return _failed(step, exc, 0)
+        return None if go else _skipped(step)
+
+    def _record(self, result: StepResult) -> ErrorInfo | None:
+        """Keep a finished step's result; the run's failure if it ends the run."""
+        self.results[result.id] = result
+        self.context_steps[result.id] = {"output": result.output, "status": result.status}
+        self.emit(StepFinished(result=result))
+        step = self.workflow.step(result.id)
+        if result.status == "failed" and step.on_error == "fail":
+            assert result.error is not None
+            return attrs.evolve(result.error, step=result.id)
+        return None
+
+    async def _stop(self, running: dict[asyncio.Task[StepResult], str], pending: list[str]) -> None:
+        """Cancel what runs, and mark it and every step never started as cancelled."""
+        for task in running:
+            task.cancel()
+        outcomes = await asyncio.gather(*running, return_exceptions=True)
+        for (task, step_id), outcome in zip(running.items(), outcomes, strict=True):
+            if isinstance(outcome, StepResult) and not task.cancelled():
+                self._record(outcome)
+            else:
+                started = self.step_started.get(step_id)
+                self._record(_cancelled(step_id, started))
+        for step_id in pending:
+            self._record(_cancelled(step_id, None))
+
+    def emit(self, event: Event) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    def context(self, **extra: Any) -> dict[str, Any]:
+        return {"inputs": self.inputs, "steps": self.context_steps, **extra}
+
+    def _outputs(self) -> tuple[dict[str, Any], ErrorInfo | None]:
+        """The run's outputs; on a failed run, those that can still be computed."""
+        if self.workflow.outputs is None:
+            return {s: r.output for s, r in self.results.items()}, None
+        outputs: dict[str, Any] = {}
+        failure = None
+        for name, template in self.workflow.outputs.items():
+            try:
+                outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
+            except TemplateError as exc:
+                failure = failure or ErrorInfo("template", f"outputs.{name}: {exc.message}")
+        return outputs, failure
+
+    # --- one step ---------------------------------------------------------------------------
+
+    async def _execute(self, step: AnyStep) -> StepResult:
+        start = time.perf_counter()
+        try:
+            context = self.context()
+            items = self._items(step, context)
+            units = [self._unit(step, ctx) for ctx in _item_contexts(context, items)]
+            fingerprint = _fingerprint(step, units)
+            reused = self.reuse(step, fingerprint) if self.reuse else None
+            if reused is not None:
+                return attrs.evolve(reused, reused=True, duration_ms=0, fingerprint=fingerprint)
+            self.emit(StepStarted(step_id=step.id, kind=step.kind, provider=_provider_of(units),
+                                  model=_model_of(units),
+                                  items=None if items is None else len(items)))
+            outcomes = await self._run_units(step, units, items is not None)
+        except StepError as exc:
+            return _failed(step, exc, _ms_since(start))
+        except Exception as exc:  # a bug below us must not take the run's results with it
+            error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
+            return _failed(step, error_class(f"internal error: {exc!r}"), _ms_since(start))
+        output = [o.output for o in outcomes] if items is not None else outcomes[0].output
+        return StepResult(
+            id=step.id, status="succeeded", output=output,
+            provider=_provider_of(units), model=_reported_model(units, outcomes),
+            attempts=sum(o.attempts for o in outcomes), duration_ms=_ms_since(start),
+            usage=_usage(outcomes), cached=any(o.cached for o in outcomes),
+            warnings=tuple(w for o in outcomes for w in o.warnings),
+            request=_request_record(units, items is not None), fingerprint=fingerprint,
+            response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
+        )
+
+    def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
+        if step.for_each is None:
+            return None
+        items = self._evaluate(step, "for_each", step.for_each, context)
+        if not isinstance(items, list | tuple):
+            kind = "null" if items is None else type(items).__name__
+            raise TemplateError(self._where(step, "for_each", f"for_each gave {kind}, not a list"))
+        return list(items)
+
+    async def _run_units(self, step: AnyStep, units: list[Unit], is_list: bool) -> list[_Outcome]:
+        total = len(units)
+        done = 0
+
+        async def run_one(index: int, unit: Unit) -> _Outcome:
+            nonlocal done
+            outcome = await self._run_unit(step, unit, index if is_list else None)
+            done += 1
+            if is_list:
+                self.emit(ItemFinished(step_id=step.id, index=index, status="succeeded",
+                                       done=done, total=total))
+            return outcome
+
+        if len(units) == 1 and not is_list:
+            return [await run_one(0, units[0])]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(run_one(i, u)) for i, u in enumerate(units)]
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        return [t.result() for t in tasks]
+
+    async def _run_unit(self, step: AnyStep, unit: Unit, item: int | None) -> _Outcome:
+        if isinstance(unit, SubWorkflowCall):
+            return await self._run_subworkflow(unit)
+        async with self.semaphore:
+            if isinstance(unit, FunctionCall):
+                return _Outcome(await call_function(unit, self.functions[unit.function],
+                                                    step.timeout))
+            return await self._ask(step, unit, item)
+
+    # --- building a step's units -------------------------------------------------------------
+
+    def _unit(self, step: AnyStep, context: dict[str, Any]) -> Unit:
+        if isinstance(step, LLMStep):
+            return self._llm_request(step, context)
+        rendered = self._render_data(step.with_, context, f"{step.id}.with")
+        if isinstance(step, FunctionStep):
+            return FunctionCall(step.function, rendered)
+        assert self.subworkflows is not None
+        child = self.subworkflows(step, self.workflow)
+        from orchestrate._inputs import resolve_inputs
+
+        try:
+            inputs = resolve_inputs(child.inputs, rendered)
+        except Exception as exc:  # an InputError of the child's inputs
+            raise InvalidStepInput(f"sub-workflow {step.workflow}: {exc}") from None
+        return SubWorkflowCall(child, inputs)
+
+    def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
+        settings = self.workflow.defaults.merged(step.settings)
+        model = self.options.model or resolve_model(settings, self.env)
+        provider_hint = settings
+        if self.options.model and settings.provider not in self.workflow.providers:
+            provider_hint = attrs.evolve(settings, provider=None)
+        messages = []
+        if step.system is not None:
+            messages.append({"role": "system", "content": self._render(step, "system", step.system,
+                                                                       context)})
+        if step.prompt is not None:
+            messages.append({"role": "user", "content": self._render(step, "prompt", step.prompt,
+                                                                     context)})
+        for index, message in enumerate(step.messages or ()):
+            content = self._render(step, f"messages[{index}]", message.content, context)
+            messages.append({"role": message.role, "content": content})
+        mock_text = None
+        if self.pool.mock and step.mock is not None:
+            mock_text = self._render(step, "mock", step.mock, context)
+        timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
+        return _Request(
+            model=model, messages=tuple(messages), temperature=settings.temperature,
+            max_tokens=settings.max_tokens, timeout=timeout,
+            retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
+            schema=step.schema, json_mode=step.output == "json" or step.schema is not None,
+            stream=self.options.stream, step_id=step.id, mock_text=mock_text,
+            provider=resolve_provider_name(provider_hint, model),
+        )
+
+    # --- calling ------------------------------------------------------------------------------
+
+    async def _ask(self, step: LLMStep, request: _Request, item: int | None) -> _Outcome:
+        """Call the model; re-ask (within `retries`) when the JSON reply is invalid."""
+        provider = self.pool.get(request.provider)
+        attempts, usage, reasks = 0, Usage(), 0
+        on_token = None
+        if request.stream:
+            def on_token(text: str) -> None:
+                self.emit(TokenReceived(step_id=step.id, text=text, item=item))
+
+        def on_retry(attempt: int, delay: float, reason: str) -> None:
+            self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
+                                   reason=reason))
+
+        while True:
+            response = await provider.complete(request, on_token=on_token, on_retry=on_retry)
+            attempts += response.attempts
+            usage = usage + (response.usage or Usage())
+            outcome = _Outcome(response.text, attempts, usage, response.model or request.model,
+                               response.response_id, response.warnings, response.cached)
+            if not request.json_mode:
+                return outcome
+            try:
+                return attrs.evolve(outcome, output=parse_json_reply(response.text, request.schema))
+            except InvalidOutput as exc:
+                if reasks >= request.retries:
+                    raise InvalidOutput(f"{exc.message}; the reply was: {response.text}") from None
+                reasks += 1
+                on_retry(1, 0.0, exc.message)
+                request = attrs.evolve(request, messages=(
+                    *request.messages,
+                    {"role": "assistant", "content": response.text},
+                    {"role": "user", "content": _reask_message(exc.message)},
+                ))
+
+    async def _run_subworkflow(self, call: SubWorkflowCall) -> _Outcome:
+        child = Engine(
+            call.workflow, pool=self.pool, options=self.options, functions=self.functions,
+            subworkflows=self.subworkflows, semaphore=self.semaphore, env=self.env,
+        )
+        result = await child.run(call.inputs)
+        if result.status != "succeeded":
+            error = result.error or ErrorInfo("cancelled", "cancelled")
+            failure = SubWorkflowFailed(
+                f"sub-workflow {call.workflow.name} failed at step {error.step}: {error.message}"
+            )
+            failure.error_type = error.type
+            raise failure
+        return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
+
+    # --- templates ------------------------------------------------------------------------------
+
+    def _where(self, step: AnyStep, field: str, message: str) -> str:
+        where = self.locate(step.id, field) if self.locate else None
+        prefix = f"{where}: " if where else ""
+        return f"{prefix}{step.id}.{field}: {message}"
+
+    def _render(self, step: AnyStep, field: str, source: str, context: dict[str, Any]) -> str:
+        parsed = parse_template(source)
+        try:
+            if isinstance(parsed, Problem):
+                raise TemplateError(parsed.message)
+            return parsed.render(context)
+        except TemplateError as exc:
+            raise TemplateError(self._where(step, field, exc.message)) from None
+
+    def _evaluate(self, step: AnyStep, field: str, source: str, context: dict[str, Any]) -> Any:
+        parsed = parse_expression(source)
+        try:
+            if isinstance(parsed, Problem):
+                raise TemplateError(parsed.message)
+            return parsed.evaluate(context)
+        except TemplateError as exc:
+            raise TemplateError(self._where(step, field, exc.message)) from None
+
+    def _render_data(self, value: Any, context: dict[str, Any], where: str) -> Any:
+        """`with` and `outputs`: every string is a template, typed when it is one expression."""
+        if isinstance(value, str):
+            parsed = parse_template(value)
+            if isinstance(parsed, Problem):
+                raise TemplateError(f"{where}: {parsed.message}")
+            try:
+                return parsed.evaluate(context)
+            except TemplateError as exc:
+                raise TemplateError(f"{where}: {exc.message}") from None
+        if isinstance(value, dict):
+            return {k: self._render_data(v, context, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._render_data(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+
+@attrs.frozen(kw_only=True)
+class _Request(LLMRequest):
+    """A request as the engine plans it: with the provider that will answer it."""
+
+    provider: str = "openai"
+
+
+class InvalidStepInput(StepError):
+    error_type = "invalid_input"
+
+
+class SubWorkflowFailed(StepError):
+    """A child run failed; `error_type` is set to the child's error type."""
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to report when items of a for_each fail: the first step error."""
+    errors = group.exceptions
+    return next((e for e in errors if isinstance(e, StepError)), errors[0])
+
+
+def _reask_message(problem: str) -> str:
+    return (
+        f"Your reply could not be used: {problem}. "
+        "Answer again with only the JSON value, no prose and no code fence."
+    )
+
+
+def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dict[str, Any]]:
+    if items is None:
+        return [context]
+    return [{**context, "item": item, "index": index} for index, item in enumerate(items)]
+
+
+def _fingerprint(step: AnyStep, units: list[Unit]) -> str:
+    data = [step.kind, [_unit_data(u) for u in units]]
+    encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _unit_data(unit: Unit) -> dict[str, Any]:
+    if isinstance(unit, _Request):
+        return {**unit.fingerprint_data(), "provider": unit.provider}
+    return unit.fingerprint_data()
+
+
+def _request_record(units: list[Unit], is_list: bool) -> dict[str, Any]:
+    records = [_unit_data(u) for u in units]
+    return {"items": records} if is_list else records[0]
+
+
+def _provider_of(units: list[Unit]) -> str | None:
+    return units[0].provider if units and isinstance(units[0], _Request) else None
+
+
+def _model_of(units: list[Unit]) -> str | None:
+    return units[0].model if units and isinstance(units[0], _Request) else None
+
+
+def _reported_model(units: list[Unit], outcomes: list[_Outcome]) -> str | None:
+    if not units or not isinstance(units[0], _Request):
+        return None
+    return outcomes[0].model if outcomes else units[0].model
+
+
+def _usage(outcomes: list[_Outcome]) -> Usage | None:
+    usages = [o.usage for o in outcomes if o.usage is not None]
+    return Usage.total(list(usages)) if usages else None
+
+
+def _skipped(step: AnyStep) -> StepResult:
+    return StepResult(id=step.id, status="skipped")
+
+
+def _failed(step: AnyStep, exc: StepError, duration_ms: int) -> StepResult:
+    return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
+                      error=ErrorInfo(exc.error_type, exc.message, step.id))
+
+
+def _cancelled(step_id: str, started: float | None) -> StepResult:
+    duration = _ms_since(started) if started is not None else 0
+    return StepResult(id=step_id, status="cancelled", duration_ms=duration,
+                      error=ErrorInfo("cancelled", "the run stopped before this step finished",
+                                      step_id))
+
+
+def _ms_since(start: float) -> int:
+    return round((time.perf_counter() - start) * 1000)
+

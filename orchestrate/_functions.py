@@ -1,0 +1,75 @@
+"""Function steps: importing `module:callable` and calling it, sync or async."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from orchestrate._errors import FunctionError, StepTimeout
+
+
+@attrs.frozen
+class FunctionCall:
+    function: str  # "package.module:callable"
+    kwargs: dict[str, Any]
+
+    def fingerprint_data(self) -> dict[str, Any]:
+        return {"function": self.function, "with": self.kwargs}
+
+
+class FunctionNotFound(Exception):
+    """The module or the callable of a function step cannot be imported."""
+
+
+def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
+    """Import `module:callable`, looking in the workflow's folder first, then sys.path."""
+    module_name, _, attribute = spec.partition(":")
+    added = folder is not None and str(folder) not in sys.path
+    if added:
+        sys.path.insert(0, str(folder))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FunctionNotFound(f"cannot import module {module_name!r}: {exc}") from None
+    except Exception as exc:  # the module itself raised while importing
+        raise FunctionNotFound(f"importing {module_name!r} failed: {exc!r}") from None
+    finally:
+        if added:
+            sys.path.remove(str(folder))
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise FunctionNotFound(f"module {module_name!r} has no {attribute!r}")
+    if not callable(target):
+        raise FunctionNotFound(f"{spec!r} is not callable")
+    return target
+
+
+async def call_function(call: FunctionCall, function: Callable[..., Any],
+                        timeout: float | None) -> Any:
+    """Call with `with` as keyword arguments; the result must be JSON-serialisable."""
+    try:
+        async with asyncio.timeout(timeout):
+            if inspect.iscoroutinefunction(function):
+                result = await function(**call.kwargs)
+            else:
+                result = await asyncio.to_thread(function, **call.kwargs)
+    except TimeoutError:
+        raise StepTimeout(f"{call.function} did not return within {timeout:g} s") from None
+    except Exception as exc:
+        raise FunctionError(f"{call.function} raised {type(exc).__name__}: {exc}") from None
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise FunctionError(f"{call.function} returned a value that is not JSON-serialisable "
+                            f"({exc})") from None
+    return result

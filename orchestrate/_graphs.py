@@ -1,0 +1,33 @@
+"""A workflow's dependency graph as data, Mermaid and Graphviz dot (the tree is in _render)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrate._plan import Plan
+from orchestrate._spec import Workflow
+
+
+def graph_dict(workflow: Workflow, plan: Plan) -> dict[str, Any]:
+    """`graph --json`: nodes in file order, and edges `a -> b` meaning b depends on a."""
+    return {
+        "nodes": [{"id": s.id, "kind": s.kind} for s in workflow.steps],
+        "edges": [{"from": a, "to": b} for a, b in plan.edges],
+    }
+
+
+def to_mermaid(workflow: Workflow, plan: Plan) -> str:
+    lines = ["flowchart TD"]
+    lines += [f'    {s.id}["{s.id} ({s.kind})"]' for s in workflow.steps]
+    lines += [f"    {a} --> {b}" for a, b in plan.edges]
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(workflow: Workflow, plan: Plan) -> str:
+    lines = [f"digraph {json.dumps(workflow.name)} {{", "    rankdir=TB;"]
+    lines += [
+        f"    {json.dumps(s.id)} [label={json.dumps(f'{s.id} ({s.kind})')}];" for s in workflow.steps
+    ]
+    lines += [f"    {json.dumps(a)} -> {json.dumps(b)};" for a, b in plan.edges]
+    return "\n".join(lines) + "\n}\n"

@@ -1,0 +1,108 @@
+"""Workflow inputs: from the command line and files, checked against their specs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from orchestrate._errors import InputError
+from orchestrate._hints import did_you_mean
+from orchestrate._spec import InputSpec
+
+_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def read_inputs_file(path: str | Path) -> dict[str, Any]:
+    """`--inputs FILE`: a JSON or YAML mapping of input names to values."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the inputs file {path}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = _yaml_data(text, path)
+    if not isinstance(data, dict):
+        raise InputError(f"the inputs file {path} must hold a mapping of names to values")
+    return data
+
+
+def _yaml_data(text: str, path: str | Path) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise InputError(f"the inputs file {path} is neither JSON nor YAML: {exc}") from None
+
+
+def parse_assignments(
+    assignments: list[str], specs: Mapping[str, InputSpec], stdin: IO[str] | None = None
+) -> dict[str, Any]:
+    """`-i NAME=VALUE` pairs; `@file` reads a file and `@-` stdin; typed values are JSON."""
+    values: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, raw = assignment.partition("=")
+        if not sep or not name:
+            raise InputError(f"expected NAME=VALUE, got {assignment!r}",
+                             hint="for example: -i article=@article.txt")
+        if name not in specs:
+            raise InputError(f"unknown input {name!r}", hint=_input_hint(name, specs))
+        text = _read_value(raw, stdin)
+        values[name] = text if specs[name].type == "string" else _parse_json(name, text)
+    return values
+
+
+def _read_value(raw: str, stdin: IO[str] | None) -> str:
+    if raw == "@-":
+        return (stdin or sys.stdin).read()
+    if raw.startswith("@"):
+        try:
+            return Path(raw[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {raw[1:]}: {exc}") from None
+    return raw
+
+
+def _parse_json(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise InputError(f"input {name!r} must be JSON for its type, got {text!r}") from None
+
+
+def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's inputs: given values checked by type, defaults filled in, in spec order."""
+    for name in given:
+        if name not in specs:
+            raise InputError(f"unknown input {name!r}", hint=_input_hint(name, specs))
+    resolved: dict[str, Any] = {}
+    for name, spec in specs.items():
+        if name in given:
+            value = given[name]
+            if not _CHECKS[spec.type](value):
+                raise InputError(f"input {name!r} must be of type {spec.type}, got {value!r}")
+            resolved[name] = value
+        elif spec.required:
+            raise InputError(f"missing required input {name!r}",
+                             hint=f"pass it with -i {name}=VALUE or --inputs FILE")
+        else:
+            resolved[name] = spec.default
+    return resolved
+
+
+def _input_hint(name: str, specs: Mapping[str, InputSpec]) -> str:
+    if not specs:
+        return "this workflow takes no inputs"
+    return did_you_mean(name, specs) or f"known inputs: {', '.join(specs)}"

@@ -1,0 +1,598 @@
+"""Read a workflow file into :mod:`orchestrate._spec` classes, keeping every position.
+
+The stages, each stopping at the first that fails for the whole file:
+bytes (size limit, UTF-8) -> YAML tree (ruamel, duplicate keys) -> alias expansion limit ->
+classes (a private cattrs converter with strict hooks). Structural problems are collected
+per key and per step, so one broken step does not hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import attrs
+
+from orchestrate._errors import Diagnostic
+from orchestrate._hints import did_you_mean
+from orchestrate._spec import (
+    KIND_KEYS,
+    SETTING_KEYS,
+    InputSpec,
+    LLMStep,
+    Message,
+    ModelSettings,
+    ProviderSpec,
+    Step,
+    Workflow,
+)
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_NODES = 100_000
+
+Path_ = tuple[str | int, ...]
+At = Literal["key", "value", "node"]
+
+
+@attrs.frozen
+class SourceMap:
+    """Positions of the keys and values of the YAML tree a workflow was built from."""
+
+    file: str
+    root: Any = None
+    text: str = ""
+
+    def indent_of(self, line: int) -> int:
+        """The 1-based column of the first character of a 1-based line."""
+        lines = self.text.splitlines()
+        if not 0 < line <= len(lines):
+            return 1
+        content = lines[line - 1]
+        return len(content) - len(content.lstrip()) + 1
+
+    def locate(self, path: Path_, at: At = "value") -> tuple[int, int]:
+        """The 1-based (line, column) of the key, the value or the node at `path`."""
+        node, parent, last = self.root, None, None
+        for part in path:
+            if not _has(node, part):
+                break
+            parent, last, node = node, part, node[part]
+        if parent is None:
+            return (node.lc.line + 1, node.lc.col + 1) if hasattr(node, "lc") else (1, 1)
+        if at == "node" and hasattr(node, "lc"):
+            return node.lc.line + 1, node.lc.col + 1
+        if isinstance(parent, list):
+            line, col = parent.lc.item(last)
+        else:
+            line, col = parent.lc.key(last) if at == "key" else parent.lc.value(last)
+        return line + 1, col + 1
+
+    def diagnostic(
+        self, path: Path_, message: str, *, hint: str | None = None, at: At = "value"
+    ) -> Diagnostic:
+        line, column = self.locate(path, at)
+        return Diagnostic(self.file, line, column, message, hint)
+
+    def value(self, path: Path_) -> Any:
+        node = self.root
+        for part in path:
+            node = node[part]
+        return node
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, list):
+        return isinstance(part, int) and 0 <= part < len(node)
+    return isinstance(node, dict) and part in node
+
+
+@attrs.frozen
+class LoadResult:
+    """A workflow as far as it could be built, with the problems found on the way.
+
+    `workflow` is None when the file could not be read as a mapping at all. Steps that
+    could not be built are left out; their ids are in `broken_steps` so that later checks
+    do not report references to them as unknown.
+    """
+
+    source: SourceMap
+    workflow: Workflow | None
+    diagnostics: list[Diagnostic]
+    broken_steps: frozenset[str] = frozenset()
+
+
+def load_file(path: str | Path, display: str | None = None) -> LoadResult:
+    """Load the workflow file at `path`; `display` is the name used in diagnostics."""
+    path = Path(path)
+    display = display if display is not None else str(path)
+    empty = SourceMap(display)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return LoadResult(empty, None, [_at_start(display, _too_big_message(size))])
+        data = path.read_bytes()
+    except OSError as exc:
+        return LoadResult(empty, None, [_at_start(display, f"cannot read the file: {exc.strerror}")])
+    return load_bytes(data, display, path)
+
+
+def load_bytes(data: bytes, display: str, path: Path | None = None) -> LoadResult:
+    empty = SourceMap(display)
+    if len(data) > MAX_FILE_BYTES:
+        return LoadResult(empty, None, [_at_start(display, _too_big_message(len(data)))])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return LoadResult(empty, None, [_not_utf8(display, data, exc)])
+    return load_text(text, display, path)
+
+
+def load_text(text: str, display: str, path: Path | None = None) -> LoadResult:
+    empty = SourceMap(display)
+    try:
+        root = _parse_yaml(text)
+    except _YAMLProblem as problem:
+        return LoadResult(empty, None, [problem.diagnostic(display)])
+    source = SourceMap(display, root, text)
+    if root is None:
+        message = "the workflow file is empty"
+        return LoadResult(source, None, [_at_start(display, message, "start with `steps:`")])
+    if not isinstance(root, dict):
+        message = f"a workflow must be a mapping at the top level, not {_type_name(root)}"
+        hint = "put the steps under a `steps:` key"
+        return LoadResult(source, None, [_at_start(display, message, hint)])
+    try:
+        _check_expansion(root)
+    except _Problem as problem:
+        return LoadResult(source, None, [_at_start(display, problem.message, problem.hint)])
+    return _build_workflow(root, source, path)
+
+
+def _too_big_message(size: int) -> str:
+    return f"the file is {size:,} bytes; workflow files are limited to {MAX_FILE_BYTES:,} bytes"
+
+
+def _at_start(file: str, message: str, hint: str | None = None) -> Diagnostic:
+    return Diagnostic(file, 1, 1, message, hint)
+
+
+def _not_utf8(file: str, data: bytes, exc: UnicodeDecodeError) -> Diagnostic:
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = data.count(b"\n", 0, exc.start) + 1
+    byte = data[exc.start]
+    message = f"the file is not valid UTF-8 (byte 0x{byte:02x})"
+    return Diagnostic(file, line, exc.start - line_start + 1, message, "save the file as UTF-8")
+
+
+# --- YAML ---------------------------------------------------------------------------
+
+
+class _YAMLProblem(Exception):
+    def __init__(self, message: str, line: int, column: int, hint: str | None) -> None:
+        super().__init__(message)
+        self.message, self.line, self.column, self.hint = message, line, column, hint
+
+    def diagnostic(self, file: str) -> Diagnostic:
+        return Diagnostic(file, self.line, self.column, self.message, self.hint)
+
+
+def _parse_yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="rt")
+    try:
+        return yaml.load(text)
+    except DuplicateKeyError as exc:
+        key = exc.problem.split('"')[1] if '"' in exc.problem else "?"
+        mark = exc.problem_mark
+        hint = "each key may appear once in a mapping; remove or rename one"
+        raise _YAMLProblem(f"duplicate key {key!r}", mark.line + 1, mark.column + 1, hint) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        hint = "indent with spaces: YAML does not allow tabs" if "\\t" in repr(problem) else None
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise _YAMLProblem(f"invalid YAML: {problem}", line, col, hint) from None
+    except YAMLError as exc:
+        raise _YAMLProblem(f"invalid YAML: {exc}", 1, 1, None) from None
+
+
+def _check_expansion(root: Any) -> None:
+    """Refuse alias bombs: count the nodes the tree has once every alias is expanded.
+
+    Aliases share one Python object, so sizes are memoised by identity and the count
+    costs time in proportion to the file, not to the expansion.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, dict | list):
+            for child in children:
+                total += size(child)
+                if total > MAX_NODES:
+                    break
+        sizes[id(node)] = total
+        return total
+
+    if size(root) > MAX_NODES:
+        raise _Problem(
+            f"the file expands to more than {MAX_NODES:,} nodes through its aliases",
+            hint="this looks like an alias bomb; write the data out or use fewer aliases",
+        )
+
+
+# --- structuring ----------------------------------------------------------------------
+
+
+class _Problem(Exception):
+    """A structural problem at `path` below the node being structured."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, at: At = "value", path: Path_ = ()
+    ) -> None:
+        super().__init__(message)
+        self.message, self.hint, self.at, self.path = message, hint, at, path
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _expected(what: str, value: Any) -> _Problem:
+    shown = f" ({value!r})" if isinstance(value, str | int | float) and len(repr(value)) < 40 else ""
+    return _Problem(f"expected {what}, got {_type_name(value)}{shown}")
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's commented containers and scalar subclasses as plain Python data."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def _structure_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise _expected("a string", value)
+    return str(value)
+
+
+def _structure_int(value: Any, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _expected("an integer", value)
+    return int(value)
+
+
+def _structure_float(value: Any, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _expected("a number", value)
+    return float(value)
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise _expected("true or false", value)
+    return value
+
+
+def _structure_literal(value: Any, literal: Any) -> Any:
+    choices = get_args(literal)
+    if value in choices and type(value) is type(choices[0]):
+        return value
+    listed = ", ".join(str(c) for c in choices)
+    problem = _Problem(f"expected one of {listed}, got {value!r}")
+    problem.hint = did_you_mean(str(value), choices) if isinstance(value, str) else None
+    raise problem
+
+
+def _structure_str_tuple(value: Any, _: type) -> tuple[str, ...]:
+    if isinstance(value, str):  # `needs: summarize` reads as well as a one-item list
+        return (value,)
+    if not isinstance(value, list):
+        raise _expected("a list of step ids", value)
+    problems = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            problem = _expected("a step id", item)
+            problem.path = (index,)
+            problems.append(problem)
+    if problems:
+        raise ExceptionGroup("invalid list", problems)
+    return tuple(str(v) for v in value)
+
+
+def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _expected("a mapping", value)
+    return _plain(value)
+
+
+class _Converter:
+    """The private cattrs converter: strict scalars, and our own hook per class."""
+
+    def __init__(self) -> None:
+        import cattrs
+
+        conv = cattrs.Converter()
+        conv.register_structure_hook(str, _structure_str)
+        conv.register_structure_hook(int, _structure_int)
+        conv.register_structure_hook(float, _structure_float)
+        conv.register_structure_hook(bool, _structure_bool)
+        conv.register_structure_hook(Any, lambda v, _: _plain(v))
+        conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
+        conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
+        conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
+        for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, *set(KIND_KEYS.values()), Workflow):
+            attrs.resolve_types(cls)
+        for cls in (InputSpec, ModelSettings, ProviderSpec, Message):
+            conv.register_structure_hook(cls, self._object_hook(cls))
+        self.conv = conv
+
+    def _object_hook(self, cls: type) -> Any:
+        def hook(value: Any, _: type) -> Any:
+            return self.structure_object(value, cls, _field_keys(cls), _noun(cls))
+
+        return hook
+
+    def structure(self, value: Any, type_: Any) -> Any:
+        return self.conv.structure(value, type_)
+
+    def structure_object(
+        self, raw: Any, cls: type, keys: Mapping[str, attrs.Attribute], noun: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Build `cls` from the mapping `raw`, whose YAML keys map to `keys`' attributes.
+
+        Raises an ExceptionGroup of every problem: unknown keys (with a hint), missing
+        required keys, and each value of the wrong type.
+        """
+        if not isinstance(raw, dict):
+            raise _expected(f"a mapping ({noun})", raw)
+        problems: list[Exception] = []
+        kwargs: dict[str, Any] = dict(extra or {})
+        for key, value in raw.items():
+            field = keys.get(key)
+            if field is None:
+                problems.append(_unknown_key(key, noun, keys))
+                continue
+            try:
+                kwargs[field.alias] = self.conv.structure(value, field.type)
+            except Exception as exc:  # collected, then reported with its path
+                exc.add_note(_KeyNote(key))
+                problems.append(exc)
+        for key, field in keys.items():
+            if key not in raw and field.default is attrs.NOTHING and field.alias not in kwargs:
+                problems.append(_Problem(f"{noun} is missing the required key {key!r}", at="node"))
+        if problems:
+            raise ExceptionGroup(f"invalid {noun}", problems)
+        return cls(**kwargs)
+
+
+class _KeyNote(str):
+    """A note naming the mapping key under which an error happened."""
+
+    def __new__(cls, key: str) -> _KeyNote:
+        self = super().__new__(cls, f"@ key {key!r}")
+        self.key = key
+        return self
+
+
+def _unknown_key(key: Any, noun: str, keys: Mapping[str, Any]) -> _Problem:
+    return _Problem(
+        f"unknown key {key!r} in {noun}",
+        hint=did_you_mean(str(key), keys) or f"allowed keys: {', '.join(sorted(keys))}",
+        at="key",
+        path=(key,),
+    )
+
+
+def _field_keys(cls: type, skip: tuple[str, ...] = ()) -> dict[str, attrs.Attribute]:
+    """YAML key -> attribute: `with_` is written `with` in a file."""
+    return {f.name.rstrip("_"): f for f in attrs.fields(cls) if f.name not in skip}
+
+
+def _noun(cls: type) -> str:
+    return {
+        InputSpec: "an input",
+        ModelSettings: "`defaults`",
+        ProviderSpec: "a provider",
+        Message: "a message",
+    }.get(cls, cls.__name__)
+
+
+_converter: _Converter | None = None
+
+
+def converter() -> _Converter:
+    global _converter
+    if _converter is None:
+        _converter = _Converter()
+    return _converter
+
+
+# --- the workflow and its steps -----------------------------------------------------------
+
+_TOP_KEYS = _field_keys(Workflow, skip=("path", "steps", "name"))
+_STEP_COMMON = tuple(f.name.rstrip("_") for f in attrs.fields(Step))
+
+
+def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadResult:
+    conv = converter()
+    diagnostics: list[Diagnostic] = []
+    kwargs: dict[str, Any] = {}
+    for key, value in root.items():
+        if key in ("steps", "name"):
+            continue
+        field = _TOP_KEYS.get(key)
+        if field is None:
+            diagnostics += _diagnose(_unknown_key(key, "the workflow", {**_TOP_KEYS, "steps": 0}),
+                                     (), source)
+            continue
+        try:
+            kwargs[field.alias] = conv.structure(value, field.type)
+        except Exception as exc:
+            diagnostics += _diagnose(exc, (key,), source)
+    kwargs["name"] = _workflow_name(root, path, source, diagnostics)
+    steps, broken = _build_steps(root, source, diagnostics)
+    workflow = Workflow(steps=tuple(steps), path=path, **kwargs)
+    return LoadResult(source, workflow, diagnostics, frozenset(broken))
+
+
+def _workflow_name(
+    root: dict, path: Path | None, source: SourceMap, diagnostics: list[Diagnostic]
+) -> str:
+    default = path.stem if path else "workflow"
+    if "name" not in root:
+        return default
+    try:
+        return _structure_str(root["name"], str)
+    except _Problem as problem:
+        diagnostics += _diagnose(problem, ("name",), source)
+        return default
+
+
+def _build_steps(
+    root: dict, source: SourceMap, diagnostics: list[Diagnostic]
+) -> tuple[list[Any], list[str]]:
+    raw_steps = root.get("steps")
+    if raw_steps is None:
+        message = "the workflow has no `steps`"
+        diagnostics.append(Diagnostic(source.file, 1, 1, message, "add `steps:` with a list"))
+        return [], []
+    if not isinstance(raw_steps, list):
+        diagnostics += _diagnose(_expected("a list of steps", raw_steps), ("steps",), source)
+        return [], []
+    steps, broken = [], []
+    for index, raw in enumerate(raw_steps):
+        try:
+            steps.append(structure_step(raw))
+        except Exception as exc:
+            diagnostics += _diagnose(exc, ("steps", index), source)
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                broken.append(raw["id"])
+    if not raw_steps:
+        diagnostics += _diagnose(_Problem("the workflow has no steps"), ("steps",), source)
+    return steps, broken
+
+
+def structure_step(raw: Any) -> Any:
+    """Pick the step's kind from its keys, then build it."""
+    conv = converter()
+    if not isinstance(raw, dict):
+        raise _expected("a step (a mapping with an `id`)", raw)
+    kinds = [key for key in KIND_KEYS if key in raw]
+    classes = {KIND_KEYS[key] for key in kinds}
+    if not classes:
+        raise _no_kind(raw)
+    if len(classes) > 1:
+        shown = " and ".join(f"`{k}`" for k in kinds)
+        raise _Problem(
+            f"a step is exactly one kind, but this one has {shown}",
+            hint="split it into two steps",
+            at="key",
+            path=(kinds[-1],),
+        )
+    cls = classes.pop()
+    if cls is LLMStep:
+        return _structure_llm_step(raw, conv)
+    return conv.structure_object(raw, cls, _field_keys(cls), "a step")
+
+
+def _structure_llm_step(raw: dict, conv: _Converter) -> LLMStep:
+    settings_keys = {k: f for k, f in _field_keys(ModelSettings).items() if k != "timeout"}
+    step_keys = _field_keys(LLMStep, skip=("settings",))
+    own = {k: v for k, v in raw.items() if k not in settings_keys}
+    settings_raw = {k: v for k, v in raw.items() if k in settings_keys}
+    problems: list[Exception] = []
+    settings = ModelSettings()
+    try:
+        settings = conv.structure_object(settings_raw, ModelSettings, settings_keys, "a step")
+    except Exception as exc:
+        problems.append(exc)
+    try:
+        step = conv.structure_object(
+            own, LLMStep, {**step_keys, **settings_keys}, "a step", {"settings": settings}
+        )
+    except Exception as exc:
+        problems.append(exc)
+    if problems:
+        raise ExceptionGroup("invalid step", problems)
+    if step.prompt is not None and step.messages is not None:
+        raise _Problem("an LLM step has `prompt` or `messages`, not both", at="key",
+                       path=("messages",))
+    return step
+
+
+_ALL_STEP_KEYS = sorted({*_STEP_COMMON, *KIND_KEYS, *SETTING_KEYS, "system", "output", "schema",
+                         "mock", "with"})
+
+
+def _no_kind(raw: dict) -> _Problem:
+    hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
+    for key in raw:
+        guess = did_you_mean(str(key), KIND_KEYS) if key not in _ALL_STEP_KEYS else None
+        if guess:
+            return _Problem(f"unknown key {key!r} in a step", hint=guess, at="key", path=(key,))
+    name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
+    return _Problem(f"step{name} has no kind", hint=hint, at="node")
+
+
+# --- errors -> diagnostics -----------------------------------------------------------------
+
+
+def _diagnose(exc: BaseException, path: Path_, source: SourceMap) -> list[Diagnostic]:
+    return [
+        source.diagnostic(p, message, hint=hint, at=at) for p, at, message, hint in _flatten(exc, path)
+    ]
+
+
+def _flatten(exc: BaseException, path: Path_) -> Iterator[tuple[Path_, At, str, str | None]]:
+    """Every leaf problem of an exception tree, with its full path into the YAML."""
+    path = path + _note_path(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _flatten(sub, path)
+    elif isinstance(exc, _Problem):
+        yield path + exc.path, exc.at, exc.message, exc.hint
+    else:
+        yield path, "value", str(exc) or type(exc).__name__, None
+
+
+def _note_path(exc: BaseException) -> Path_:
+    from cattrs.errors import IterableValidationNote
+
+    parts: list[str | int] = []
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, _KeyNote):
+            parts.append(note.key)
+        elif isinstance(note, IterableValidationNote):
+            parts.append(note.index)
+    return tuple(parts)

@@ -1,0 +1,130 @@
+"""The dependency graph of a workflow's steps: who needs whom, in which order.
+
+A step depends on every step its templates and expressions reference, plus `needs`.
+The file's order breaks ties and is the display order; it is never a dependency.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
+from orchestrate._templating import Expression, Problem, Template, parse_expression, parse_template
+
+
+@attrs.frozen
+class TemplateSite:
+    """One template or expression in a step: where it sits (a path in the YAML) and what."""
+
+    path: tuple[str | int, ...]  # below the step's mapping, e.g. ("messages", 0, "content")
+    source: str
+    is_expression: bool = False
+
+    def parse(self) -> Template | Expression | Problem:
+        return parse_expression(self.source) if self.is_expression else parse_template(self.source)
+
+
+def template_sites(step: AnyStep) -> Iterator[TemplateSite]:
+    """Every template and expression of a step, in the order they appear in the format."""
+    if step.when is not None:
+        yield TemplateSite(("when",), step.when, is_expression=True)
+    if step.for_each is not None:
+        yield TemplateSite(("for_each",), step.for_each, is_expression=True)
+    if isinstance(step, LLMStep):
+        for key in ("system", "prompt", "mock"):
+            value = getattr(step, key)
+            if value is not None:
+                yield TemplateSite((key,), value)
+        for index, message in enumerate(step.messages or ()):
+            yield TemplateSite(("messages", index, "content"), message.content)
+    elif isinstance(step, FunctionStep | WorkflowStep):
+        yield from data_template_sites(step.with_, ("with",))
+
+
+def data_template_sites(value: Any, path: tuple[str | int, ...]) -> Iterator[TemplateSite]:
+    """The strings inside a `with` or `outputs` value, which are templates, at any depth."""
+    if isinstance(value, str):
+        yield TemplateSite(path, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from data_template_sites(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from data_template_sites(item, (*path, index))
+
+
+def referenced_steps(step: AnyStep) -> set[str]:
+    """The step ids a step's templates and expressions refer to (parse problems ignored)."""
+    found: set[str] = set()
+    for site in template_sites(step):
+        parsed = site.parse()
+        if not isinstance(parsed, Problem):
+            found.update(r.name for r in parsed.references if r.root == "steps")
+    return found
+
+
+class CycleError(Exception):
+    def __init__(self, cycle: list[str]) -> None:
+        super().__init__(" -> ".join(cycle))
+        self.cycle = cycle
+
+
+@attrs.frozen
+class Plan:
+    """The steps in an order that respects dependencies, and the dependencies themselves."""
+
+    order: tuple[str, ...]
+    needs: dict[str, frozenset[str]]  # step id -> the step ids it depends on
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(a, b) pairs meaning b depends on a, in display order."""
+        return [(dep, step) for step in self.order for dep in sorted(self.needs[step])]
+
+    def dependents(self, step_id: str) -> list[str]:
+        return [s for s in self.order if step_id in self.needs[s]]
+
+
+def step_dependencies(workflow: Workflow) -> dict[str, frozenset[str]]:
+    """Each step's dependencies among the workflow's steps (unknown ids left out)."""
+    known = set(workflow.step_ids)
+    return {
+        step.id: frozenset((referenced_steps(step) | set(step.needs)) & known - {step.id})
+        for step in workflow.steps
+    }
+
+
+def build_plan(workflow: Workflow) -> Plan:
+    """Order the steps; raises :class:`CycleError` naming the cycle."""
+    needs = step_dependencies(workflow)
+    position = {step_id: i for i, step_id in enumerate(workflow.step_ids)}
+    waiting = {step_id: set(deps) for step_id, deps in needs.items()}
+    ready = [position[s] for s, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        step_id = workflow.step_ids[heapq.heappop(ready)]
+        order.append(step_id)
+        for other, deps in waiting.items():
+            if step_id in deps:
+                deps.discard(step_id)
+                if not deps:
+                    heapq.heappush(ready, position[other])
+    if len(order) < len(needs):
+        raise CycleError(_find_cycle({s: d for s, d in needs.items() if s not in order}))
+    return Plan(tuple(order), needs)
+
+
+def _find_cycle(needs: dict[str, frozenset[str]]) -> list[str]:
+    """A cycle among the steps left unordered, written in data-flow order: a -> b -> a."""
+    import graphlib
+
+    try:
+        graphlib.TopologicalSorter({s: d & needs.keys() for s, d in needs.items()}).prepare()
+    except graphlib.CycleError as exc:
+        return list(reversed(exc.args[1]))
+    raise AssertionError("the steps left unordered hold no cycle")

@@ -1,0 +1,299 @@
+"""Everything drawn for a person: the live view, plain progress, results, trees, tables.
+
+This is the only module that imports Rich, and it does so lazily, so commands that draw
+nothing start fast. Renderers observe engine events; they never change a run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+
+from orchestrate._events import (
+    Event,
+    ItemFinished,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRetrying,
+    StepStarted,
+    TokenReceived,
+)
+from orchestrate._result import RunResult, StepResult
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from orchestrate._plan import Plan
+    from orchestrate._spec import Workflow
+
+_SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "↷", "cancelled": "■"}
+_STYLES = {"succeeded": "green", "failed": "red", "skipped": "dim", "cancelled": "yellow"}
+PREVIEW_CHARS = 240
+
+
+def stderr_console(*, force_terminal: bool | None = None) -> Console:
+    from rich.console import Console
+
+    return Console(file=sys.stderr, stderr=True, force_terminal=force_terminal)
+
+
+def format_value(value: Any) -> str:
+    """An output as text: strings as they are, anything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _duration(ms: int) -> str:
+    return f"{ms / 1000:.1f}s" if ms >= 100 else f"{ms}ms"
+
+
+def _tokens(step: StepResult) -> str:
+    if step.usage is None:
+        return ""
+    return f"{step.usage.input_tokens + step.usage.output_tokens} tok"
+
+
+# --- plain progress, for logs and pipes ------------------------------------------------------
+
+
+class PlainProgress:
+    """One uncoloured line per lifecycle event, for a stderr that is not a terminal."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stderr
+
+    def __call__(self, event: Event) -> None:
+        line = self._line(event)
+        if line:
+            print(line, file=self.out, flush=True)
+
+    def _line(self, event: Event) -> str | None:
+        if isinstance(event, RunStarted):
+            return f"run {event.run_id} of {event.workflow}: {len(event.steps)} steps"
+        if isinstance(event, StepStarted):
+            detail = f" ({event.provider}/{event.model})" if event.model else ""
+            items = f", {event.items} items" if event.items is not None else ""
+            return f"▶ {event.step_id} started{detail}{items}"
+        if isinstance(event, StepRetrying):
+            return (f"↻ {event.step_id} attempt {event.attempt} in {event.delay:.1f}s: "
+                    f"{event.reason}")
+        if isinstance(event, StepFinished):
+            return _finished_line(event.result)
+        if isinstance(event, RunFinished):
+            return summary_line(event.result)
+        return None
+
+
+def _finished_line(step: StepResult) -> str:
+    parts = [f"{_SYMBOLS[step.status]} {step.id} {step.status}"]
+    if step.status in ("succeeded", "failed"):
+        parts.append(_duration(step.duration_ms))
+    if step.usage:
+        parts.append(_tokens(step))
+    if step.cached:
+        parts.append("(cached)")
+    if step.reused:
+        parts.append("(reused)")
+    line = " ".join(parts)
+    if step.status == "failed" and step.error:
+        line += f": {step.error.message}"
+    for warning in step.warnings:
+        line += f"\n  warning: {warning}"
+    return line
+
+
+def summary_line(result: RunResult) -> str:
+    counts: dict[str, int] = {}
+    for step in result.steps:
+        counts[step.status] = counts.get(step.status, 0) + 1
+    shown = ", ".join(f"{n} {status}" for status, n in counts.items())
+    usage = result.usage
+    tokens = usage.input_tokens + usage.output_tokens
+    return (f"run {result.status} in {_duration(result.duration_ms)}: {shown}; "
+            f"{tokens} tokens ({usage.input_tokens} in, {usage.output_tokens} out)")
+
+
+# --- the live view, for a terminal ------------------------------------------------------------
+
+
+@attrs.define
+class _Row:
+    id: str
+    kind: str
+    status: str = "waiting"
+    model: str = ""
+    started: float | None = None
+    ended: float | None = None
+    tokens: int = 0
+    preview: str = ""
+    items_done: int = 0
+    items_total: int | None = None
+    note: str = ""
+
+
+class LiveView:
+    """A table of the steps with spinners, timings, tokens and a preview of streamed text.
+
+    State changes on each event; drawing happens at Rich's refresh rate, not per token.
+    """
+
+    def __init__(self, console: Console, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.console = console
+        self.clock = clock
+        self.rows: dict[str, _Row] = {}
+        self.live: Any = None
+        self.result: RunResult | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.rows = {i: _Row(i, k) for i, k in event.steps}
+            self._start()
+        elif isinstance(event, StepStarted):
+            row = self.rows[event.step_id]
+            row.status, row.started = "running", self.clock()
+            row.model, row.items_total = event.model or "", event.items
+        elif isinstance(event, TokenReceived):
+            row = self.rows[event.step_id]
+            row.tokens += 1
+            row.preview = (row.preview + event.text)[-PREVIEW_CHARS:]
+        elif isinstance(event, ItemFinished):
+            self.rows[event.step_id].items_done = event.done
+        elif isinstance(event, StepRetrying):
+            self.rows[event.step_id].note = f"retry {event.attempt}: {event.reason}"
+        elif isinstance(event, StepFinished):
+            self._finish(event.result)
+        elif isinstance(event, RunFinished):
+            self.result = event.result
+            self.stop()
+
+    def _finish(self, step: StepResult) -> None:
+        row = self.rows[step.id]
+        row.status, row.ended = step.status, self.clock()
+        if step.usage:
+            row.tokens = step.usage.input_tokens + step.usage.output_tokens
+        row.note = "cached" if step.cached else "reused" if step.reused else ""
+        if step.error and step.status == "failed":
+            row.note = step.error.message
+        if step.model:
+            row.model = step.model
+
+    def _start(self) -> None:
+        from rich.live import Live
+
+        self.live = Live(get_renderable=self.render, console=self.console,
+                         refresh_per_second=8, transient=False, redirect_stdout=False,
+                         redirect_stderr=False)
+        self.live.start()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if self.result is not None:
+            self.console.print(summary_line(self.result), style=_STYLES[self.result.status],
+                               highlight=False)
+
+    def render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+        for column in ("", "step", "model", "time", "tokens", ""):
+            table.add_column(column)
+        previews = []
+        for row in self.rows.values():
+            if row.status == "running":
+                icon: Any = Spinner("dots", style="cyan")
+            else:
+                icon = Text(_SYMBOLS.get(row.status, "·"), style=_STYLES.get(row.status, "dim"))
+            detail: Any = Text(row.note, style="dim", overflow="ellipsis", no_wrap=True)
+            if row.items_total:
+                detail = ProgressBar(total=row.items_total, completed=row.items_done, width=20)
+            table.add_row(icon, row.id, row.model, self._elapsed(row),
+                          str(row.tokens) if row.tokens else "", detail)
+            if row.status == "running" and row.preview:
+                tail = " ".join(row.preview.split())[-120:]
+                previews.append(Text(f"{row.id}: {tail}", style="dim", no_wrap=True,
+                                     overflow="ellipsis"))
+        return Group(table, *previews)
+
+    def _elapsed(self, row: _Row) -> str:
+        if row.started is None:
+            return ""
+        end = row.ended if row.ended is not None else self.clock()
+        return f"{end - row.started:.1f}s"
+
+
+# --- results ----------------------------------------------------------------------------------
+
+_MARKDOWN = re.compile(r"^(#{1,6} |[-*+] |\d+\. |> |```)|\*\*[^*]+\*\*", re.MULTILINE)
+
+
+def looks_like_markdown(text: str) -> bool:
+    return bool(_MARKDOWN.search(text))
+
+
+def print_outputs(outputs: dict[str, Any], out: IO[str], *, terminal: bool = False) -> None:
+    """One output raw (so `> file` works); several as `## NAME` sections in order."""
+    if terminal and _print_rich_outputs(outputs, out):
+        return
+    if len(outputs) == 1:
+        out.write(format_value(next(iter(outputs.values()))).rstrip("\n") + "\n")
+        return
+    for name, value in outputs.items():
+        out.write(f"## {name}\n{format_value(value).rstrip(chr(10))}\n\n")
+
+
+def _print_rich_outputs(outputs: dict[str, Any], out: IO[str]) -> bool:
+    """Markdown rendering on a terminal; False when no output looks like Markdown."""
+    texts = [format_value(v) for v in outputs.values()]
+    if not any(looks_like_markdown(t) for t in texts):
+        return False
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    console = Console(file=out, force_terminal=True)
+    for (name, value), text in zip(outputs.items(), texts, strict=True):
+        if len(outputs) > 1:
+            console.print(f"## {name}", style="bold", highlight=False)
+        console.print(Markdown(text) if isinstance(value, str) else text)
+        if len(outputs) > 1:
+            console.print()
+    return True
+
+
+# --- graphs -----------------------------------------------------------------------------------
+
+
+def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
+    """Steps that depend on nothing at the top; under each step, the steps that need it."""
+    from rich.tree import Tree
+
+    kinds = {s.id: s.kind for s in workflow.steps}
+    tree = Tree(f"[bold]{workflow.name}[/]")
+    shown: set[str] = set()
+
+    def add(branch: Any, step_id: str) -> None:
+        if step_id in shown:
+            branch.add(f"{step_id} [dim](see above)[/]")
+            return
+        shown.add(step_id)
+        node = branch.add(f"{step_id} [dim]({kinds[step_id]})[/]")
+        for dependent in plan.dependents(step_id):
+            add(node, dependent)
+
+    for step in workflow.steps:
+        if not plan.needs[step.id]:
+            add(tree, step.id)
+    return tree

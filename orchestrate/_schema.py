@@ -1,0 +1,145 @@
+"""The JSON Schema of the workflow format, built from the spec classes so it cannot drift.
+
+Editors use it to check a file as it is typed (see docs/editors.md).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Literal, Union, get_args, get_origin
+
+import attrs
+
+from orchestrate._loader import converter
+from orchestrate._spec import LLMStep, ModelSettings, Workflow
+
+SCHEMA_ID = "https://orchestrate.dev/schema/workflow-v1.json"
+
+_DESCRIPTIONS = {
+    "version": "The format version; only 1 exists.",
+    "name": "The workflow's name; default: the file's stem.",
+    "inputs": "Named inputs, given with -i NAME=VALUE or --inputs FILE.",
+    "defaults": "Settings every LLM step inherits.",
+    "providers": "Extra OpenAI-compatible or Anthropic endpoints, by name.",
+    "steps": "The steps; each is an LLM step, a function step or a sub-workflow step.",
+    "outputs": "Named results, as templates; default: every step's output by id.",
+    "id": "Unique step id: letters, digits and underscores, not starting with a digit.",
+    "when": "A Jinja2 expression; when false the step is skipped.",
+    "for_each": "An expression giving a list; the step runs once per item (`item`, `index`).",
+    "needs": "Step ids this step depends on beyond those its templates reference.",
+    "on_error": "fail (default) stops the run; continue records the failure and goes on.",
+    "timeout": "Seconds per attempt.",
+    "prompt": "The user message, a Jinja2 template.",
+    "messages": "The conversation, instead of `prompt`.",
+    "system": "The system message, a Jinja2 template.",
+    "output": "text (default) or json (the reply is parsed as JSON).",
+    "schema": "A JSON Schema the reply must match; sent as structured output.",
+    "mock": "The text --mock returns for this step (a template).",
+    "function": "A Python callable, `package.module:callable`.",
+    "workflow": "A sub-workflow file, relative to this file.",
+    "with": "Keyword arguments (function) or inputs (workflow), as templates.",
+    "model": "The model name.",
+    "provider": "openai, anthropic, mock, or a name from `providers`.",
+    "temperature": "Sampling temperature.",
+    "max_tokens": "The most tokens the reply may have.",
+    "retries": "Retries on transient failures (429, 5xx, network).",
+    "cache": "Answer from earlier identical requests (see `run --cache`).",
+}
+
+
+def workflow_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that every valid workflow file satisfies."""
+    converter()  # resolves the classes' string annotations
+    top = _object_schema(Workflow, skip=("path",), required=("steps",))
+    top["properties"]["steps"] = {
+        "description": _DESCRIPTIONS["steps"],
+        "type": "array",
+        "minItems": 1,
+        "items": {"oneOf": [{"$ref": f"#/$defs/{name}"} for name in _STEP_DEFS]},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "orchestrate workflow",
+        **top,
+        "$defs": {name: build() for name, build in _STEP_DEFS.items()},
+    }
+
+
+def _llm_step() -> dict[str, Any]:
+    schema = _object_schema(LLMStep, skip=("settings",), required=("id",))
+    settings = _object_schema(ModelSettings, skip=("timeout",))
+    schema["properties"].update(settings["properties"])
+    schema["oneOf"] = [{"required": ["prompt"]}, {"required": ["messages"]}]
+    return schema
+
+
+def _kind_step(cls: type) -> Any:
+    def build() -> dict[str, Any]:
+        return _object_schema(cls, required=("id",))
+
+    return build
+
+
+def _step_classes() -> dict[str, Any]:
+    from orchestrate._spec import FunctionStep, WorkflowStep
+
+    return {
+        "llm_step": _llm_step,
+        "function_step": _kind_step(FunctionStep),
+        "workflow_step": _kind_step(WorkflowStep),
+    }
+
+
+_STEP_DEFS = _step_classes()
+
+
+def _object_schema(
+    cls: type, skip: tuple[str, ...] = (), required: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    needed: list[str] = []
+    for field in attrs.fields(cls):
+        if field.name in skip:
+            continue
+        key = field.name.rstrip("_")
+        properties[key] = _type_schema(field.type)
+        if key in _DESCRIPTIONS:
+            properties[key]["description"] = _DESCRIPTIONS[key]
+        if field.default is attrs.NOTHING:
+            needed.append(key)
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    needed = list(required) if required is not None else needed
+    if needed:
+        schema["required"] = needed
+    return schema
+
+
+def _type_schema(type_: Any) -> dict[str, Any]:
+    origin, args = get_origin(type_), get_args(type_)
+    if type_ is Any:
+        return {}
+    if type_ in _SCALARS:
+        return {"type": _SCALARS[type_]}
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        options = [_type_schema(a) for a in args if a is not type(None)]
+        return options[0] if len(options) == 1 else {"anyOf": options}
+    if origin is tuple:
+        item = _type_schema(args[0])
+        if args[0] is str:  # `needs: a` is accepted for `needs: [a]`
+            return {"anyOf": [item, {"type": "array", "items": item}]}
+        return {"type": "array", "items": item}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1])}
+    if attrs.has(type_):
+        return _object_schema(type_)
+    raise TypeError(f"no JSON Schema for {type_!r}")
+
+
+_SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean"}

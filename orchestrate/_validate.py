@@ -1,0 +1,365 @@
+"""Static checks of a workflow, reported all at once as located diagnostics.
+
+The loader finds what is wrong with the file's shape; this module finds what is wrong
+with its meaning: ids, references, templates, providers, schemas, cycles, sub-workflows.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from orchestrate._errors import Diagnostic, WorkflowInvalid
+from orchestrate._hints import did_you_mean
+from orchestrate._loader import LoadResult, SourceMap, load_file
+from orchestrate._plan import (
+    CycleError,
+    TemplateSite,
+    build_plan,
+    data_template_sites,
+    template_sites,
+)
+from orchestrate._spec import (
+    NO_DEFAULT,
+    AnyStep,
+    FunctionStep,
+    InputSpec,
+    LLMStep,
+    Workflow,
+    WorkflowStep,
+)
+from orchestrate._templating import GLOBALS, Problem, Reference
+from orchestrate.providers import BUILTIN_PROVIDERS
+
+ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
+STEP_FIELDS = ("output", "status")
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+@attrs.frozen
+class Report:
+    """The outcome of validating one file."""
+
+    file: str
+    workflow: Workflow | None
+    diagnostics: list[Diagnostic]
+    source: SourceMap | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "valid": self.valid,
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
+        }
+
+
+def validate_file(path: str | Path, display: str | None = None) -> Report:
+    """Load and check the workflow at `path`, and every sub-workflow it uses."""
+    return _validate(Path(path), display if display is not None else str(path), ())
+
+
+def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
+    """The workflow at `path`, or :class:`WorkflowInvalid` with every problem found."""
+    report = validate_file(path, display)
+    if not report.valid or report.workflow is None:
+        raise WorkflowInvalid(report.diagnostics)
+    return report.workflow
+
+
+def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
+    loaded = load_file(path, display)
+    diagnostics = list(loaded.diagnostics)
+    if loaded.workflow is not None:
+        diagnostics += _Checker(loaded, parents + (path.resolve(),)).run()
+    return Report(display, loaded.workflow, diagnostics, loaded.source)
+
+
+class _Checker:
+    def __init__(self, loaded: LoadResult, stack: tuple[Path, ...]) -> None:
+        assert loaded.workflow is not None
+        self.workflow = loaded.workflow
+        self.source: SourceMap = loaded.source
+        self.broken = loaded.broken_steps
+        self.stack = stack
+        self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
+        self.found: list[Diagnostic] = []
+
+    def error(
+        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
+    ) -> None:
+        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))  # type: ignore[arg-type]
+
+    def step_path(self, step: AnyStep) -> tuple[str | int, ...]:
+        return ("steps", self._raw_index(step))
+
+    def _raw_index(self, step: AnyStep) -> int:
+        # Broken steps are left out of the workflow, so positions come from the YAML.
+        for i, raw in enumerate(self.source.root.get("steps") or ()):
+            if isinstance(raw, dict) and raw.get("id") == step.id:
+                return i
+        return 0
+
+    def run(self) -> list[Diagnostic]:
+        self.check_version()
+        self.check_inputs()
+        self.check_ids()
+        self.check_providers()
+        for step in self.workflow.steps:
+            self.check_step(step)
+        self.check_outputs()
+        self.check_cycles()
+        return sorted(self.found, key=lambda d: (d.file != self.source.file, d.line, d.column))
+
+    # --- the workflow ---------------------------------------------------------------------
+
+    def check_version(self) -> None:
+        if self.workflow.version != 1:
+            self.error(("version",), f"unsupported version {self.workflow.version}",
+                       "only version 1 exists; write `version: 1` or leave it out")
+
+    def check_inputs(self) -> None:
+        for name, spec in self.workflow.inputs.items():
+            if not ID_PATTERN.match(name):
+                self.error(("inputs", name), f"invalid input name {name!r}",
+                           _identifier_hint(name), at="key")
+            if spec.default is not NO_DEFAULT and not _has_type(spec.default, spec.type):
+                self.error(("inputs", name, "default"),
+                           f"the default of input {name!r} is not of type {spec.type}")
+
+    def check_ids(self) -> None:
+        first_line: dict[str, int] = {}
+        for step in self.workflow.steps:
+            path = (*self.step_path(step), "id")
+            if not ID_PATTERN.match(step.id):
+                self.error(path, f"invalid step id {step.id!r}", _identifier_hint(step.id))
+            if step.id in first_line:
+                self.error(path, f"duplicate step id {step.id!r}",
+                           f"it is first used on line {first_line[step.id]}; ids must be unique")
+            else:
+                first_line[step.id] = self.source.locate(path)[0]
+
+    def check_providers(self) -> None:
+        known = {*BUILTIN_PROVIDERS, *self.workflow.providers}
+        settings = [(("defaults", "provider"), self.workflow.defaults.provider)]
+        for step in self.workflow.steps:
+            if isinstance(step, LLMStep):
+                settings.append(((*self.step_path(step), "provider"), step.settings.provider))
+        for path, name in settings:
+            if name is not None and name not in known:
+                self.error(path, f"unknown provider {name!r}",
+                           did_you_mean(name, known) or f"known providers: {', '.join(sorted(known))}")
+
+    def check_outputs(self) -> None:
+        if self.workflow.outputs is None:
+            return
+        for site in data_template_sites(self.workflow.outputs, ("outputs",)):
+            self.check_site(site, site.path, step=None)
+
+    def check_cycles(self) -> None:
+        try:
+            build_plan(self.workflow)
+        except CycleError as exc:
+            first = self.workflow.step(exc.cycle[0])
+            self.error(self.step_path(first), f"dependency cycle: {' -> '.join(exc.cycle)}",
+                       "a step cannot depend, directly or not, on itself", at="node")
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def check_step(self, step: AnyStep) -> None:
+        base = self.step_path(step)
+        for need in step.needs:
+            self.check_step_ref(step, need, (*base, "needs"))
+        for site in template_sites(step):
+            self.check_site(site, (*base, *site.path), step)
+        if isinstance(step, LLMStep) and step.schema is not None:
+            self.check_schema(step.schema, (*base, "schema"))
+        if isinstance(step, FunctionStep) and not FUNCTION_PATTERN.match(step.function):
+            self.error((*base, "function"), f"invalid function {step.function!r}",
+                       "write it as `package.module:callable`")
+        if isinstance(step, WorkflowStep):
+            self.check_sub_workflow(step, (*base, "workflow"))
+
+    def check_step_ref(self, step: AnyStep | None, target: str, path: tuple) -> bool:
+        if step is not None and target == step.id:
+            self.error(path, f"step {step.id!r} refers to itself")
+            return False
+        if target in self.index or target in self.broken:
+            return target in self.index
+        self.error(path, f"unknown step {target!r}",
+                   did_you_mean(target, self.index) or _identifier_hint(target))
+        return False
+
+    def check_site(self, site: TemplateSite, path: tuple, step: AnyStep | None) -> None:
+        parsed = site.parse()
+        if isinstance(parsed, Problem):
+            self.template_error(path, parsed)
+            return
+        allowed = {"inputs", "steps", *GLOBALS}
+        if step is not None and step.for_each is not None and site.path != ("for_each",):
+            allowed |= {"item", "index"}
+        for name in sorted(parsed.variables - allowed):
+            self.error(path, f"unknown variable {name!r} in a template", _variable_hint(name, allowed))
+        for ref in sorted(parsed.references, key=lambda r: (r.root, r.name)):
+            self.check_reference(ref, path, step)
+        if site.path == ("for_each",) and len(parsed.references) == 1:
+            self.check_for_each_type(next(iter(parsed.references)), site.source, path)
+
+    def template_error(self, path: tuple, problem: Problem) -> None:
+        line, column = self.source.locate(path)
+        node = self.source.value(path)
+        if problem.line > 1 and _is_block_scalar(node):
+            line += problem.line
+            column = self.source.indent_of(line)
+        elif problem.line > 1:
+            problem = attrs.evolve(problem, message=f"{problem.message} (template line {problem.line})")
+        self.found.append(Diagnostic(self.source.file, line, column, problem.message, problem.hint))
+
+    def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
+        if ref.root == "inputs":
+            if ref.name not in self.workflow.inputs:
+                self.error(path, f"unknown input {ref.name!r}",
+                           did_you_mean(ref.name, self.workflow.inputs) or "declare it under `inputs:`")
+            return
+        if not self.check_step_ref(step, ref.name, path):
+            return
+        if not ref.path or ref.path[0] not in STEP_FIELDS:
+            field = ref.path[0] if ref.path else ""
+            self.error(path, f"steps.{ref.name}.{field} does not exist",
+                       did_you_mean(str(field), STEP_FIELDS) or "use .output or .status")
+            return
+        target = self.workflow.step(ref.name)
+        if ref.path[0] == "output" and isinstance(target, LLMStep) and target.schema:
+            self.check_typed_path(target, ref.path[1:], path)
+
+    def check_typed_path(self, target: LLMStep, fields: tuple, path: tuple) -> None:
+        """`steps.a.output.titel` against step a's schema: typed references."""
+        schema = _item_schema(target)
+        for field in fields:
+            schema, problem = _descend(schema, field)
+            if problem:
+                self.error(path, f"step {target.id!r} has no output field {field!r}",
+                           did_you_mean(str(field), problem))
+                return
+            if schema is None:
+                return
+
+    def check_for_each_type(self, ref: Reference, source: str, path: tuple) -> None:
+        if ref.root != "steps" or ref.name not in self.index or not ref.path:
+            return
+        target = self.workflow.step(ref.name)
+        written = ".".join(["steps", ref.name, *map(str, ref.path)])
+        if source.strip() != written or not isinstance(target, LLMStep) or not target.schema:
+            return
+        schema: Any = _item_schema(target)
+        for field in ref.path[1:]:
+            schema, problem = _descend(schema, field)
+            if problem or schema is None:
+                return
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        if isinstance(kind, str) and kind != "array":
+            self.error(path, f"for_each needs a list, but {written} is of type {kind}")
+
+    def check_schema(self, schema: dict, path: tuple) -> None:
+        import jsonschema
+
+        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        for error in validator(validator.META_SCHEMA).iter_errors(schema):
+            where = (*path, *error.path)
+            self.error(where, f"invalid JSON Schema: {error.message}")
+
+    def check_sub_workflow(self, step: WorkflowStep, path: tuple) -> None:
+        parent = self.workflow.path
+        folder = parent.parent if parent else Path()
+        child = folder / step.workflow
+        if not child.is_file():
+            self.error(path, f"sub-workflow {step.workflow!r} not found",
+                       f"the path is relative to the workflow's folder ({folder})")
+            return
+        if child.resolve() in self.stack:
+            self.error(path, f"sub-workflow {step.workflow!r} includes itself",
+                       "a workflow cannot run itself, directly or through others")
+            return
+        display = str(Path(self.source.file).parent / step.workflow)
+        report = _validate(child, display, self.stack)
+        self.found += report.diagnostics
+        if report.workflow is not None:
+            self.check_with_inputs(step, report.workflow.inputs, path[:-1])
+
+    def check_with_inputs(self, step: WorkflowStep, inputs: dict[str, InputSpec], base: tuple) -> None:
+        for name in step.with_:
+            if name not in inputs:
+                self.error((*base, "with", name), f"the sub-workflow has no input {name!r}",
+                           did_you_mean(name, inputs), at="key")
+        for name, spec in inputs.items():
+            if spec.required and name not in step.with_:
+                self.error((*base, "workflow"), f"the sub-workflow needs the input {name!r}",
+                           f"pass it under `with: {{{name}: ...}}`")
+
+
+def _identifier_hint(name: str) -> str | None:
+    fixed = re.sub(r"\W", "_", name)
+    if fixed and fixed[0].isdigit():
+        fixed = "_" + fixed
+    if fixed != name:
+        return f"use letters, digits and underscores, e.g. {fixed!r}"
+    return None
+
+
+def _variable_hint(name: str, allowed: set[str]) -> str | None:
+    if name in ("item", "index"):
+        return "`item` and `index` are set only in a step with `for_each`"
+    return did_you_mean(name, allowed) or "templates can use inputs.NAME and steps.ID.output"
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    if isinstance(value, bool) and type_name != "boolean":
+        return False
+    return isinstance(value, _JSON_TYPES[type_name])
+
+
+def _is_block_scalar(node: Any) -> bool:
+    from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
+
+    return isinstance(node, LiteralScalarString | FoldedScalarString)
+
+
+def _item_schema(step: LLMStep) -> Any:
+    """The schema of `output` (a list of items' outputs for a `for_each` step)."""
+    if step.for_each is not None:
+        return {"type": "array", "items": step.schema}
+    return step.schema
+
+
+def _descend(schema: Any, field: str | int) -> tuple[Any, list[str] | None]:
+    """The schema of `field` inside `schema`: (sub-schema or None when unknown, problem).
+
+    The problem is the list of known fields when `field` is not one of them.
+    """
+    if not isinstance(schema, dict):
+        return None, None
+    if isinstance(field, int):
+        return (schema.get("items"), None) if schema.get("type") == "array" else (None, None)
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return None, None
+    if field in properties:
+        return properties[field], None
+    if schema.get("additionalProperties") not in (None, False):
+        return None, None
+    return None, list(properties)

@@ -1,0 +1,118 @@
+"""Workflow inputs from -i, @file, @- and --inputs files, checked against their specs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from orchestrate._errors import InputError
+from orchestrate._inputs import parse_assignments, read_inputs_file, resolve_inputs
+from orchestrate._spec import InputSpec
+
+SPECS = {
+    "article": InputSpec(),
+    "count": InputSpec(type="integer", default=3),
+    "tags": InputSpec(type="array", default=[]),
+    "strict": InputSpec(type="boolean", default=False),
+    "ratio": InputSpec(type="number", default=0.5),
+}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("article=hello world", {"article": "hello world"}),
+        ("article=", {"article": ""}),
+        ("article=a=b", {"article": "a=b"}),
+        ("article=42", {"article": "42"}),
+        ("count=7", {"count": 7}),
+        ('tags=["a", "b"]', {"tags": ["a", "b"]}),
+        ("strict=true", {"strict": True}),
+        ("ratio=2", {"ratio": 2}),
+    ],
+)
+def test_assignments_are_typed_by_the_input_spec(assignment: str, expected: dict) -> None:
+    """A string input takes the text as is; other types parse it as JSON."""
+    assert parse_assignments([assignment], SPECS) == expected
+
+
+def test_at_file_reads_the_file(tmp_path: Path) -> None:
+    """NAME=@file reads the whole file as the value."""
+    article = tmp_path / "article.txt"
+    article.write_text("line one\nline two\n", encoding="utf-8")
+    assert parse_assignments([f"article=@{article}"], SPECS) == {"article": "line one\nline two\n"}
+
+
+def test_at_dash_reads_stdin() -> None:
+    """NAME=@- reads standard input."""
+    stdin = io.StringIO("from a pipe")
+    assert parse_assignments(["article=@-"], SPECS, stdin) == {"article": "from a pipe"}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("nosuch=1", "unknown input 'nosuch'"),
+        ("articel=x", "unknown input 'articel'"),
+        ("justaname", "expected NAME=VALUE, got 'justaname'"),
+        ("count=seven", "input 'count' must be JSON for its type, got 'seven'"),
+        ("article=@/no/such/file", "cannot read /no/such/file"),
+    ],
+)
+def test_bad_assignments_are_input_errors(assignment: str, message: str) -> None:
+    """Each malformed -i is an InputError (exit 2) that names the problem."""
+    with pytest.raises(InputError) as caught:
+        parse_assignments([assignment], SPECS)
+    assert caught.value.message.startswith(message)
+
+
+def test_unknown_input_hint_suggests_the_near_miss() -> None:
+    """A misspelt input name gets a did-you-mean hint."""
+    with pytest.raises(InputError) as caught:
+        parse_assignments(["articel=x"], SPECS)
+    assert caught.value.hint == "did you mean 'article'?"
+
+
+def test_resolve_fills_defaults_in_spec_order() -> None:
+    """The resolved inputs hold every input, defaults included."""
+    resolved = resolve_inputs(SPECS, {"strict": True, "article": "text"})
+    assert resolved == {"article": "text", "count": 3, "tags": [], "strict": True, "ratio": 0.5}
+    assert list(resolved) == list(SPECS)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({}, "missing required input 'article'"),
+        ({"article": 5}, "input 'article' must be of type string, got 5"),
+        ({"article": "x", "count": True}, "input 'count' must be of type integer, got True"),
+        ({"article": "x", "count": 1.5}, "input 'count' must be of type integer, got 1.5"),
+        ({"article": "x", "other": 1}, "unknown input 'other'"),
+    ],
+)
+def test_resolve_rejects_missing_and_mistyped(given: dict, message: str) -> None:
+    """Missing required inputs and wrong types are InputErrors naming the input."""
+    with pytest.raises(InputError) as caught:
+        resolve_inputs(SPECS, given)
+    assert caught.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("inputs.json", '{"article": "a", "count": 2}'), ("inputs.yaml", "article: a\ncount: 2\n")],
+)
+def test_inputs_file_is_json_or_yaml(tmp_path: Path, name: str, text: str) -> None:
+    """--inputs FILE accepts a JSON or a YAML mapping."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    assert read_inputs_file(path) == {"article": "a", "count": 2}
+
+
+def test_inputs_file_must_be_a_mapping(tmp_path: Path) -> None:
+    """A list in an inputs file is an InputError."""
+    path = tmp_path / "inputs.json"
+    path.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(InputError, match="must hold a mapping"):
+        read_inputs_file(path)
