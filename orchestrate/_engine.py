@@ -20,7 +20,14 @@ from typing import Any
 
 import attrs
 
-from orchestrate._errors import FunctionError, InvalidOutput, ProviderError, StepError, TemplateError
+from orchestrate._errors import (
+    FunctionError,
+    InvalidOutput,
+    ProviderError,
+    StepError,
+    StepTimeout,
+    TemplateError,
+)
 from orchestrate._events import (
     Event,
     ItemFinished,
@@ -252,7 +259,8 @@ class Engine:
     def _outputs(self) -> tuple[dict[str, Any], ErrorInfo | None]:
         """The run's outputs; on a failed run, those that can still be computed."""
         if self.workflow.outputs is None:
-            return {s: r.output for s, r in self.results.items()}, None
+            steps = self.workflow.step_ids
+            return {s: self.results[s].output for s in steps if s in self.results}, None
         outputs: dict[str, Any] = {}
         failure = None
         for name, template in self.workflow.outputs.items():
@@ -266,6 +274,7 @@ class Engine:
 
     async def _execute(self, step: AnyStep) -> StepResult:
         start = time.perf_counter()
+        units: list[Unit] = []
         try:
             context = self.context()
             items = self._items(step, context)
@@ -279,10 +288,11 @@ class Engine:
                                   items=None if items is None else len(items)))
             outcomes = await self._run_units(step, units, items is not None)
         except StepError as exc:
-            return _failed(step, exc, _ms_since(start))
+            return _failed(step, exc, _ms_since(start), units)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
-            return _failed(step, error_class(f"internal error: {exc!r}"), _ms_since(start))
+            error = error_class(f"internal error: {exc!r}")
+            return _failed(step, error, _ms_since(start), units)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
         return StepResult(
             id=step.id, status="succeeded", output=output,
@@ -327,7 +337,11 @@ class Engine:
 
     async def _run_unit(self, step: AnyStep, unit: Unit, item: int | None) -> _Outcome:
         if isinstance(unit, SubWorkflowCall):
-            return await self._run_subworkflow(unit)
+            try:
+                async with asyncio.timeout(step.timeout):
+                    return await self._run_subworkflow(unit)
+            except TimeoutError:
+                raise StepTimeout(f"the sub-workflow took longer than {step.timeout:g} s") from None
         async with self.semaphore:
             if isinstance(unit, FunctionCall):
                 return _Outcome(await call_function(unit, self.functions[unit.function],
@@ -397,7 +411,12 @@ class Engine:
                                    reason=reason))
 
         while True:
-            response = await provider.complete(request, on_token=on_token, on_retry=on_retry)
+            try:
+                response = await provider.complete(request, on_token=on_token, on_retry=on_retry)
+            except StepError as exc:
+                exc.attempts += attempts
+                exc.usage = usage
+                raise
             attempts += response.attempts
             usage = usage + (response.usage or Usage())
             outcome = _Outcome(response.text, attempts, usage, response.model or request.model,
@@ -408,7 +427,9 @@ class Engine:
                 return attrs.evolve(outcome, output=parse_json_reply(response.text, request.schema))
             except InvalidOutput as exc:
                 if reasks >= request.retries:
-                    raise InvalidOutput(f"{exc.message}; the reply was: {response.text}") from None
+                    failure = InvalidOutput(f"{exc.message}; the reply was: {response.text}")
+                    failure.attempts, failure.usage = attempts, usage
+                    raise failure from None
                 reasks += 1
                 on_retry(1, 0.0, exc.message)
                 request = attrs.evolve(request, messages=(
@@ -446,7 +467,7 @@ class Engine:
                 raise TemplateError(parsed.message)
             return parsed.render(context)
         except TemplateError as exc:
-            raise TemplateError(self._where(step, field, exc.message)) from None
+            raise TemplateError(self._where(step, field, exc.message), hint=exc.hint) from None
 
     def _evaluate(self, step: AnyStep, field: str, source: str, context: dict[str, Any]) -> Any:
         parsed = parse_expression(source)
@@ -455,7 +476,7 @@ class Engine:
                 raise TemplateError(parsed.message)
             return parsed.evaluate(context)
         except TemplateError as exc:
-            raise TemplateError(self._where(step, field, exc.message)) from None
+            raise TemplateError(self._where(step, field, exc.message), hint=exc.hint) from None
 
     def _render_data(self, value: Any, context: dict[str, Any], where: str) -> Any:
         """`with` and `outputs`: every string is a template, typed when it is one expression."""
@@ -466,7 +487,7 @@ class Engine:
             try:
                 return parsed.evaluate(context)
             except TemplateError as exc:
-                raise TemplateError(f"{where}: {exc.message}") from None
+                raise TemplateError(f"{where}: {exc.message}", hint=exc.hint) from None
         if isinstance(value, dict):
             return {k: self._render_data(v, context, f"{where}.{k}") for k, v in value.items()}
         if isinstance(value, list):
@@ -548,9 +569,14 @@ def _skipped(step: AnyStep) -> StepResult:
     return StepResult(id=step.id, status="skipped")
 
 
-def _failed(step: AnyStep, exc: StepError, duration_ms: int) -> StepResult:
+def _failed(step: AnyStep, exc: StepError, duration_ms: int,
+            units: list[Unit] | None = None) -> StepResult:
+    """A failed step's result: what it cost, and which model it was talking to."""
+    units = units or []
     return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
-                      error=ErrorInfo(exc.error_type, exc.message, step.id))
+                      error=ErrorInfo(exc.error_type, exc.message, step.id),
+                      attempts=exc.attempts, usage=exc.usage,
+                      provider=_provider_of(units), model=_model_of(units))
 
 
 def _cancelled(step_id: str, started: float | None) -> StepResult:

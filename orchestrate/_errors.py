@@ -19,7 +19,7 @@ message on stderr and an exit code in one place.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -90,10 +90,15 @@ class StoreError(OrchestrateError):
 
 
 class StepError(OrchestrateError):
-    """A step failed; `error_type` is the result document's `error.type`."""
+    """A step failed; `error_type` is the result document's `error.type`.
+
+    `attempts` and `usage` record what the failed step cost, for its result.
+    """
 
     exit_code: ClassVar[int] = 1
     error_type: ClassVar[str] = "step"
+    attempts: int = 0
+    usage: Any = None
 
 
 class TemplateError(StepError):

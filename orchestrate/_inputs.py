@@ -92,7 +92,8 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> 
         if name in given:
             value = given[name]
             if not _CHECKS[spec.type](value):
-                raise InputError(f"input {name!r} must be of type {spec.type}, got {value!r}")
+                shown = json.dumps(value, ensure_ascii=False, default=str)
+                raise InputError(f"input {name!r} must be of type {spec.type}, got {shown}")
             resolved[name] = value
         elif spec.required:
             raise InputError(f"missing required input {name!r}",

@@ -508,6 +508,8 @@ def structure_step(raw: Any) -> Any:
     conv = converter()
     if not isinstance(raw, dict):
         raise _expected("a step (a mapping with an `id`)", raw)
+    if isinstance(raw.get("when"), bool):  # `when: false` as in GitHub Actions' `if:`
+        raw = {**raw, "when": str(raw["when"]).lower()}
     kinds = [key for key in KIND_KEYS if key in raw]
     classes = {KIND_KEYS[key] for key in kinds}
     if not classes:

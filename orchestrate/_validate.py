@@ -37,6 +37,8 @@ from orchestrate.providers import BUILTIN_PROVIDERS
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 STEP_FIELDS = ("output", "status")
+# Evaluated once for the whole step, so a for_each step's `item` is not set there.
+_STEP_LEVEL = (("for_each",), ("when",))
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -138,7 +140,7 @@ class _Checker:
             if not ID_PATTERN.match(name):
                 self.error(("inputs", name), f"invalid input name {name!r}",
                            _identifier_hint(name), at="key")
-            if spec.default is not NO_DEFAULT and not _has_type(spec.default, spec.type):
+            if spec.default not in (NO_DEFAULT, None) and not _has_type(spec.default, spec.type):
                 self.error(("inputs", name, "default"),
                            f"the default of input {name!r} is not of type {spec.type}")
 
@@ -211,7 +213,7 @@ class _Checker:
             self.template_error(path, parsed)
             return
         allowed = {"inputs", "steps", *GLOBALS}
-        if step is not None and step.for_each is not None and site.path != ("for_each",):
+        if step is not None and step.for_each is not None and site.path not in _STEP_LEVEL:
             allowed |= {"item", "index"}
         for name in sorted(parsed.variables - allowed):
             self.error(path, f"unknown variable {name!r} in a template", _variable_hint(name, allowed))
@@ -238,8 +240,12 @@ class _Checker:
             return
         if not self.check_step_ref(step, ref.name, path):
             return
-        if not ref.path or ref.path[0] not in STEP_FIELDS:
-            field = ref.path[0] if ref.path else ""
+        if not ref.path:
+            self.error(path, f"steps.{ref.name} is not a value",
+                       f"use steps.{ref.name}.output or steps.{ref.name}.status")
+            return
+        if ref.path[0] not in STEP_FIELDS:
+            field = ref.path[0]
             self.error(path, f"steps.{ref.name}.{field} does not exist",
                        did_you_mean(str(field), STEP_FIELDS) or "use .output or .status")
             return

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner, Result
+
+from orchestrate._cli import app
 
 # The variables that would make a test depend on the machine it runs on.
 _ENVIRONMENT = (
@@ -33,3 +39,37 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def write_flow(tmp_path: Path) -> Callable[..., Path]:
+    """Write a workflow (dedented YAML) into the test's folder and return its path."""
+
+    def write(text: str, name: str = "flow.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Invoke the CLI in-process; stdout and stderr stay separate."""
+
+    def invoke(*args: str | Path, input: str | None = None) -> Result:
+        return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def run_json(cli: Callable[..., Result]) -> Callable[..., tuple[int, dict[str, Any]]]:
+    """`orchestrate run FLOW --mock --json ...`: the exit code and the parsed document."""
+
+    def run(flow: Path, *args: str) -> tuple[int, dict[str, Any]]:
+        result = cli("run", flow, "--mock", "--json", *args)
+        return result.exit_code, json.loads(result.stdout)
+
+    return run

@@ -87,7 +87,7 @@ def test_resolve_fills_defaults_in_spec_order() -> None:
     [
         ({}, "missing required input 'article'"),
         ({"article": 5}, "input 'article' must be of type string, got 5"),
-        ({"article": "x", "count": True}, "input 'count' must be of type integer, got True"),
+        ({"article": "x", "count": True}, "input 'count' must be of type integer, got true"),
         ({"article": "x", "count": 1.5}, "input 'count' must be of type integer, got 1.5"),
         ({"article": "x", "other": 1}, "unknown input 'other'"),
     ],

@@ -279,6 +279,9 @@ class HTTPProvider:
                 return attrs.evolve(response, attempts=attempt)
             except TransientError as failure:
                 failures.append(failure)
+            except StepError as error:
+                error.attempts = attempt
+                raise
             if attempt <= retries:
                 await self._wait(attempt, failures[-1], on_retry)
         raise self._give_up(request, failures)
@@ -384,12 +387,16 @@ class HTTPProvider:
         attempts = len(failures)
         tries = f"{attempts} attempt" + ("s" if attempts > 1 else "")
         if all(failure.timed_out for failure in failures):
-            return StepTimeout(
+            timeout = StepTimeout(
                 f"{self.name}: no reply within {request.timeout:g} s ({tries})",
                 hint="raise the step's timeout, or its retries",
             )
+            timeout.attempts = attempts
+            return timeout
         last = failures[-1]
-        return self._error(f"{last.reason} (gave up after {tries})", hint=last.hint)
+        error = self._error(f"{last.reason} (gave up after {tries})", hint=last.hint)
+        error.attempts = attempts
+        return error
 
 
 def _json_body(raw: bytes) -> Any:
