@@ -93,13 +93,15 @@ class LoadResult:
 
     `workflow` is None when the file could not be read as a mapping at all. Steps that
     could not be built are left out; their ids are in `broken_steps` so that later checks
-    do not report references to them as unknown.
+    do not report references to them as unknown; the same holds for `broken_inputs`.
     """
 
     source: SourceMap
     workflow: Workflow | None
     diagnostics: list[Diagnostic]
     broken_steps: frozenset[str] = frozenset()
+    step_positions: tuple[int, ...] = ()  # each built step's index in the file's `steps`
+    broken_inputs: frozenset[str] = frozenset()
 
 
 def load_file(path: str | Path, display: str | None = None) -> LoadResult:
@@ -448,6 +450,7 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
     conv = converter()
     diagnostics: list[Diagnostic] = []
     kwargs: dict[str, Any] = {}
+    broken_inputs: set[str] = set()
     for key, value in root.items():
         if key in ("steps", "name"):
             continue
@@ -456,14 +459,37 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
             diagnostics += _diagnose(_unknown_key(key, "the workflow", {**_TOP_KEYS, "steps": 0}),
                                      (), source)
             continue
+        if key in ("inputs", "providers") and isinstance(value, dict):
+            kwargs[key], lost = _build_entries(value, field.type, key, source, diagnostics)
+            broken_inputs |= lost if key == "inputs" else set()
+            continue
         try:
             kwargs[field.alias] = conv.structure(value, field.type)
         except Exception as exc:
             diagnostics += _diagnose(exc, (key,), source)
     kwargs["name"] = _workflow_name(root, path, source, diagnostics)
-    steps, broken = _build_steps(root, source, diagnostics)
+    steps, positions, broken = _build_steps(root, source, diagnostics)
     workflow = Workflow(steps=tuple(steps), path=path, **kwargs)
-    return LoadResult(source, workflow, diagnostics, frozenset(broken))
+    return LoadResult(source, workflow, diagnostics, frozenset(broken), tuple(positions),
+                      frozenset(broken_inputs))
+
+
+def _build_entries(
+    value: dict, type_: Any, key: str, source: SourceMap, diagnostics: list[Diagnostic]
+) -> tuple[dict[str, Any], set[str]]:
+    """Each entry of `inputs` or `providers` on its own, so one bad entry hides no other."""
+    entry_type = get_args(type_)[1]
+    entries, broken = {}, set()
+    for name, raw in value.items():
+        try:
+            entries[_structure_str(name, str)] = converter().structure(raw, entry_type)
+        except _Problem as problem:
+            problem.at = "key"
+            diagnostics += _diagnose(problem, (key, name), source)
+        except Exception as exc:
+            diagnostics += _diagnose(exc, (key, name), source)
+            broken.add(str(name))
+    return entries, broken
 
 
 def _workflow_name(
@@ -481,26 +507,27 @@ def _workflow_name(
 
 def _build_steps(
     root: dict, source: SourceMap, diagnostics: list[Diagnostic]
-) -> tuple[list[Any], list[str]]:
+) -> tuple[list[Any], list[int], list[str]]:
     raw_steps = root.get("steps")
     if raw_steps is None:
         message = "the workflow has no `steps`"
         diagnostics.append(Diagnostic(source.file, 1, 1, message, "add `steps:` with a list"))
-        return [], []
+        return [], [], []
     if not isinstance(raw_steps, list):
         diagnostics += _diagnose(_expected("a list of steps", raw_steps), ("steps",), source)
-        return [], []
-    steps, broken = [], []
+        return [], [], []
+    steps, positions, broken = [], [], []
     for index, raw in enumerate(raw_steps):
         try:
             steps.append(structure_step(raw))
+            positions.append(index)
         except Exception as exc:
             diagnostics += _diagnose(exc, ("steps", index), source)
             if isinstance(raw, dict) and isinstance(raw.get("id"), str):
                 broken.append(raw["id"])
     if not raw_steps:
         diagnostics += _diagnose(_Problem("the workflow has no steps"), ("steps",), source)
-    return steps, broken
+    return steps, positions, broken
 
 
 def structure_step(raw: Any) -> Any:

@@ -98,6 +98,12 @@ class _Checker:
         self.workflow = loaded.workflow
         self.source: SourceMap = loaded.source
         self.broken = loaded.broken_steps
+        self.broken_inputs = loaded.broken_inputs
+        # Broken steps are left out of the workflow, so positions come from the loader.
+        self.positions = {
+            id(step): index
+            for step, index in zip(self.workflow.steps, loaded.step_positions, strict=True)
+        }
         self.stack = stack
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.found: list[Diagnostic] = []
@@ -108,14 +114,7 @@ class _Checker:
         self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))  # type: ignore[arg-type]
 
     def step_path(self, step: AnyStep) -> tuple[str | int, ...]:
-        return ("steps", self._raw_index(step))
-
-    def _raw_index(self, step: AnyStep) -> int:
-        # Broken steps are left out of the workflow, so positions come from the YAML.
-        for i, raw in enumerate(self.source.root.get("steps") or ()):
-            if isinstance(raw, dict) and raw.get("id") == step.id:
-                return i
-        return 0
+        return ("steps", self.positions[id(step)])
 
     def run(self) -> list[Diagnostic]:
         self.check_version()
@@ -204,7 +203,7 @@ class _Checker:
         if target in self.index or target in self.broken:
             return target in self.index
         self.error(path, f"unknown step {target!r}",
-                   did_you_mean(target, self.index) or _identifier_hint(target))
+                   did_you_mean(target, {*self.index, *self.broken}) or _identifier_hint(target))
         return False
 
     def check_site(self, site: TemplateSite, path: tuple, step: AnyStep | None) -> None:
@@ -234,7 +233,7 @@ class _Checker:
 
     def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
         if ref.root == "inputs":
-            if ref.name not in self.workflow.inputs:
+            if ref.name not in self.workflow.inputs and ref.name not in self.broken_inputs:
                 self.error(path, f"unknown input {ref.name!r}",
                            did_you_mean(ref.name, self.workflow.inputs) or "declare it under `inputs:`")
             return

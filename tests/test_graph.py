@@ -1,0 +1,109 @@
+"""`orchestrate graph`: dependencies as a tree, Mermaid, dot and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrate._plan import CycleError, build_plan
+from orchestrate._validate import load_workflow
+
+FLOW = """
+steps:
+  - id: summarize
+    prompt: "{{ inputs.text }}"
+  - id: keywords
+    prompt: "{{ steps.summarize.output }}"
+  - id: translate
+    prompt: "{{ steps.summarize.output }}"
+  - id: report
+    prompt: "{{ steps.translate.output }} {{ steps.keywords.output }}"
+  - id: count
+    function: tools:count
+    needs: [report]
+inputs:
+  text: {}
+"""
+
+
+@pytest.fixture
+def flow(write_flow: Callable) -> Path:
+    return write_flow(FLOW)
+
+
+def test_graph_json_nodes_and_edges(cli: Callable, flow: Path) -> None:
+    """--json lists nodes in file order and edges a -> b where b depends on a."""
+    result = cli("graph", flow, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "nodes": [
+            {"id": "summarize", "kind": "llm"}, {"id": "keywords", "kind": "llm"},
+            {"id": "translate", "kind": "llm"}, {"id": "report", "kind": "llm"},
+            {"id": "count", "kind": "function"},
+        ],
+        "edges": [
+            {"from": "summarize", "to": "keywords"}, {"from": "summarize", "to": "translate"},
+            {"from": "keywords", "to": "report"}, {"from": "translate", "to": "report"},
+            {"from": "report", "to": "count"},
+        ],
+    }
+
+
+def test_graph_mermaid(cli: Callable, flow: Path) -> None:
+    """--format mermaid prints a flowchart with one arrow per dependency."""
+    result = cli("graph", flow, "--format", "mermaid")
+    assert result.stdout.startswith("flowchart TD\n")
+    assert "    summarize --> keywords\n" in result.stdout
+    assert '    count["count (function)"]\n' in result.stdout
+
+
+def test_graph_dot(cli: Callable, flow: Path) -> None:
+    """--format dot prints a Graphviz digraph."""
+    result = cli("graph", flow, "--format", "dot")
+    assert result.stdout.startswith('digraph "flow" {')
+    assert '    "report" -> "count";\n' in result.stdout
+
+
+def test_graph_tree_shows_dependents_under_each_step(cli: Callable, flow: Path) -> None:
+    """The default tree nests each step under what it depends on, once."""
+    result = cli("graph", flow)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "flow"
+    assert any("summarize (llm)" in line for line in lines)
+    assert sum("report (llm)" in line for line in lines) == 1
+    assert any("report (see above)" in line for line in lines)
+
+
+def test_plan_order_uses_file_order_as_tie_breaker(flow: Path) -> None:
+    """Steps come in dependency order, and in file order when free to choose."""
+    plan = build_plan(load_workflow(flow))
+    assert plan.order == ("summarize", "keywords", "translate", "report", "count")
+
+
+def test_cycle_is_named(write_flow: Callable) -> None:
+    """A cycle error lists the cycle in data-flow order."""
+    from orchestrate._loader import load_file
+
+    path = write_flow("""
+        steps:
+          - id: a
+            prompt: "{{ steps.b.output }}"
+          - id: b
+            prompt: "{{ steps.a.output }}"
+        """)
+    workflow = load_file(path).workflow
+    with pytest.raises(CycleError) as caught:
+        build_plan(workflow)
+    assert caught.value.cycle in (["a", "b", "a"], ["b", "a", "b"])
+
+
+def test_graph_of_invalid_file_exits_2(cli: Callable, write_flow: Callable) -> None:
+    """graph validates first."""
+    path = write_flow("steps: 3\n")
+    result = cli("graph", path)
+    assert result.exit_code == 2
+    assert "expected a list of steps" in result.stderr

@@ -1,0 +1,47 @@
+"""`orchestrate init` and `--version`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrate._validate import validate_file
+from orchestrate._version import __version__
+
+
+def test_init_writes_a_valid_starter(cli: Callable, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without PATH, init writes workflow.yaml here; it validates and runs under --mock."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("init")
+    assert result.exit_code == 0
+    assert validate_file(tmp_path / "workflow.yaml").diagnostics == []
+    run = cli("run", "workflow.yaml", "--mock")
+    assert run.exit_code == 0
+    assert run.stdout.startswith("## title\nHow Sunlight Paints the Sky\n")
+
+
+def test_init_never_overwrites_without_force(cli: Callable, tmp_path: Path) -> None:
+    """An existing file is kept (exit 2) unless --force is given."""
+    target = tmp_path / "mine.yaml"
+    target.write_text("precious", encoding="utf-8")
+    refused = cli("init", target)
+    assert refused.exit_code == 2
+    assert "already exists" in refused.stderr
+    assert target.read_text() == "precious"
+    assert cli("init", target, "--force").exit_code == 0
+    assert target.read_text() != "precious"
+
+
+def test_init_into_a_folder(cli: Callable, tmp_path: Path) -> None:
+    """A folder as PATH gets workflow.yaml inside it."""
+    assert cli("init", tmp_path).exit_code == 0
+    assert (tmp_path / "workflow.yaml").is_file()
+
+
+def test_version(cli: Callable) -> None:
+    """--version prints the version."""
+    result = cli("--version")
+    assert result.stdout == f"orchestrate {__version__}\n"

@@ -1,0 +1,271 @@
+"""`orchestrate validate`: a corpus of broken workflows, each with its exact diagnostics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrate._loader import MAX_FILE_BYTES
+from orchestrate._validate import validate_file
+
+from tests.conftest import REPO
+
+CORPUS = Path(__file__).parent / "invalid"
+
+# file stem -> every diagnostic it must produce, as (line, column, message), in order.
+EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
+    ("alias_bomb", [
+        (1, 1, 'the file expands to more than 100,000 nodes through its aliases'),
+    ]),
+    ("bad_enum", [
+        (4, 15, "expected one of fail, continue, got 'contine'"),
+    ]),
+    ("bad_message_role", [
+        (4, 16, "expected one of system, user, assistant, got 'usr'"),
+    ]),
+    ("bad_output_field", [
+        (5, 13, 'steps.a.outptu does not exist'),
+    ]),
+    ("duplicate_id", [
+        (4, 9, "duplicate step id 'a'"),
+    ]),
+    ("duplicate_key", [
+        (4, 5, "duplicate key 'prompt'"),
+    ]),
+    ("empty", [
+        (1, 1, 'the workflow file is empty'),
+    ]),
+    ("expression_syntax", [
+        (6, 11, 'unexpected end of the expression'),
+    ]),
+    ("input_default_type", [
+        (4, 14, "the default of input 'count' is not of type integer"),
+    ]),
+    ("invalid_json_schema", [
+        (8, 23, "invalid JSON Schema: 'text' is not valid under any of the given schemas"),
+    ]),
+    ("malformed_id", [
+        (2, 9, "invalid step id 'summarize-article'"),
+        (4, 9, "invalid step id '2nd'"),
+    ]),
+    ("missing_id", [
+        (2, 5, "a step is missing the required key 'id'"),
+    ]),
+    ("missing_subworkflow", [
+        (3, 15, "sub-workflow './nowhere.yaml' not found"),
+    ]),
+    ("misspelt_kind", [
+        (3, 5, "unknown key 'promt' in a step"),
+    ]),
+    ("needs_cycle", [
+        (2, 5, 'dependency cycle: a -> c -> b -> a'),
+    ]),
+    ("no_kind", [
+        (2, 5, "step 'a' has no kind"),
+    ]),
+    ("no_steps", [
+        (1, 1, 'the workflow has no `steps`'),
+    ]),
+    ("not_utf8", [
+        (3, 17, 'the file is not valid UTF-8 (byte 0xe9)'),
+    ]),
+    ("prompt_and_messages", [
+        (4, 5, 'an LLM step has `prompt` or `messages`, not both'),
+    ]),
+    ("sandbox_escape", [
+        (3, 13, "access to '__class__' is not allowed in templates"),
+    ]),
+    ("sandbox_escape_item", [
+        (3, 13, "access to '__init__' is not allowed in templates"),
+    ]),
+    ("self_reference", [
+        (3, 13, "step 'a' refers to itself"),
+    ]),
+    ("several_errors", [
+        (3, 17, "expected one of string, number, integer, boolean, array, object, got 'strng'"),
+        (7, 18, "expected a number, got a string ('warm')"),
+        (8, 9, "invalid step id 'second-step'"),
+        (9, 13, "unknown step 'frist'"),
+        (11, 15, "invalid function 'not a function'"),
+    ]),
+    ("steps_not_list", [
+        (2, 3, 'expected a list of steps, got a mapping'),
+    ]),
+    ("tab_indent", [
+        (3, 1, "invalid YAML: found character '\\t' that cannot start any token"),
+    ]),
+    ("template_syntax", [
+        (3, 13, "unexpected '}'"),
+    ]),
+    ("template_syntax_block", [
+        (8, 7, "unexpected '}'"),
+    ]),
+    ("top_level_list", [
+        (1, 1, 'a workflow must be a mapping at the top level, not a list'),
+    ]),
+    ("two_kinds", [
+        (4, 5, 'a step is exactly one kind, but this one has `prompt` and `function`'),
+    ]),
+    ("typed_reference", [
+        (11, 13, "step 'extract' has no output field 'titel'"),
+        (13, 15, 'for_each needs a list, but steps.extract.output.title is of type string'),
+    ]),
+    ("unknown_input_ref", [
+        (5, 13, "unknown input 'artcle'"),
+    ]),
+    ("unknown_needs", [
+        (6, 12, "unknown step 'c'"),
+    ]),
+    ("unknown_provider", [
+        (7, 15, "unknown provider 'locl'"),
+    ]),
+    ("unknown_step_key", [
+        (4, 5, "unknown key 'temprature' in a step"),
+    ]),
+    ("unknown_step_ref", [
+        (5, 13, "unknown step 'sumarize'"),
+    ]),
+    ("unknown_top_key", [
+        (1, 1, "unknown key 'step' in the workflow"),
+        (1, 1, 'the workflow has no `steps`'),
+    ]),
+    ("unknown_variable", [
+        (3, 13, "unknown variable 'input' in a template"),
+        (3, 13, "unknown variable 'item' in a template"),
+    ]),
+    ("version_2", [
+        (1, 10, 'unsupported version 2'),
+    ]),
+    ("wrong_type_bool", [
+        (2, 10, "expected true or false, got a string ('false')"),
+    ]),
+    ("wrong_type_int", [
+        (3, 12, 'expected an integer, got a number (1.5)'),
+    ]),
+    ("wrong_type_str", [
+        (4, 12, 'expected a string, got an integer (4)'),
+    ]),
+    ("yaml_syntax", [
+        (5, 1, "invalid YAML: expected ',' or ']', but got '<stream end>'"),
+    ]),
+]
+
+
+def test_the_corpus_covers_every_file() -> None:
+    """Every broken file in tests/invalid has its expected diagnostics listed here."""
+    assert sorted(p.stem for p in CORPUS.glob("*.yaml")) == sorted(name for name, _ in EXPECTED)
+
+
+@pytest.mark.parametrize(("name", "expected"), EXPECTED, ids=[name for name, _ in EXPECTED])
+def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, str]]) -> None:
+    """Each broken file reports exactly these problems, at these lines and columns."""
+    report = validate_file(CORPUS / f"{name}.yaml")
+    assert not report.valid
+    assert [(d.line, d.column, d.message) for d in report.diagnostics] == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("misspelt_kind", "did you mean 'prompt'?"),
+        ("unknown_step_key", "did you mean 'temperature'?"),
+        ("unknown_step_ref", "did you mean 'summarize'?"),
+        ("unknown_input_ref", "did you mean 'article'?"),
+        ("unknown_provider", "did you mean 'local'?"),
+        ("malformed_id", "use letters, digits and underscores, e.g. 'summarize_article'"),
+        ("typed_reference", "did you mean 'title'?"),
+        ("tab_indent", "indent with spaces: YAML does not allow tabs"),
+        ("bad_enum", "did you mean 'continue'?"),
+    ],
+)
+def test_hints_point_at_the_fix(name: str, hint: str) -> None:
+    """Near misses get a did-you-mean; other mistakes a hint of how to fix them."""
+    report = validate_file(CORPUS / f"{name}.yaml")
+    assert report.diagnostics[0].hint == hint
+
+
+def test_oversized_file_is_rejected_before_parsing(tmp_path: Path) -> None:
+    """A file over 10 MB is refused at 1:1 without being read as YAML."""
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"steps: []\n" + b"#" * MAX_FILE_BYTES)
+    report = validate_file(big)
+    assert [(d.line, d.column) for d in report.diagnostics] == [(1, 1)]
+    assert "limited to 10,485,760 bytes" in report.diagnostics[0].message
+
+
+@pytest.mark.parametrize("name", [name for name, _ in EXPECTED])
+def test_cli_exits_2_with_located_errors(cli: Callable, name: str) -> None:
+    """`orchestrate validate` prints FILE:LINE:COL: error: ... to stderr and exits 2."""
+    path = CORPUS / f"{name}.yaml"
+    result = cli("validate", path)
+    assert result.exit_code == 2
+    first = validate_file(path).diagnostics[0]
+    assert f"{path}:{first.line}:{first.column}: error: {first.message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_validate_json_report(cli: Callable) -> None:
+    """--json prints the SPEC's report to stdout, one entry per file."""
+    good = REPO / "workflows" / "article-digest.yaml"
+    bad = CORPUS / "self_reference.yaml"
+    result = cli("validate", good, bad, "--json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert [f["valid"] for f in report["files"]] == [True, False]
+    assert report["files"][1]["diagnostics"] == [{
+        "file": str(bad), "line": 3, "column": 13, "severity": "error",
+        "message": "step 'a' refers to itself", "hint": None,
+    }]
+
+
+def test_valid_files_exit_0(cli: Callable) -> None:
+    """Valid files exit 0 and say ok on stderr, nothing on stdout."""
+    result = cli("validate", REPO / "workflows" / "article-digest.yaml")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "ok" in result.stderr
+
+
+def test_missing_file_is_a_located_error(cli: Callable, tmp_path: Path) -> None:
+    """A file that does not exist is reported like any other problem."""
+    result = cli("validate", tmp_path / "nope.yaml")
+    assert result.exit_code == 2
+    assert "nope.yaml:1:1: error: cannot read the file" in result.stderr
+
+
+def test_all_problems_at_once(tmp_path: Path) -> None:
+    """Independent problems in different places are all reported in one pass."""
+    report = validate_file(CORPUS / "several_errors.yaml")
+    assert len(report.diagnostics) == 5
+
+
+def test_sub_workflow_problems_are_reported_with_the_parent(write_flow: Callable) -> None:
+    """A broken sub-workflow is validated with its parent and located in its own file."""
+    child = write_flow("""
+        steps:
+          - id: x
+            promt: hi
+        """, "child.yaml")
+    parent = write_flow("""
+        steps:
+          - id: sub
+            workflow: child.yaml
+        """)
+    report = validate_file(parent)
+    assert [(d.file, d.line, d.column) for d in report.diagnostics] == [(str(child), 3, 5)]
+
+
+def test_sub_workflow_recursion_is_an_error(write_flow: Callable) -> None:
+    """A workflow that runs itself through a sub-workflow is refused."""
+    flow = write_flow("""
+        steps:
+          - id: again
+            workflow: flow.yaml
+        """)
+    report = validate_file(flow)
+    assert [d.message for d in report.diagnostics] == ["sub-workflow 'flow.yaml' includes itself"]
