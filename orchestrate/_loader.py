@@ -263,7 +263,8 @@ def _type_name(value: Any) -> str:
 
 
 def _expected(what: str, value: Any) -> _Problem:
-    shown = f" ({value!r})" if isinstance(value, str | int | float) and len(repr(value)) < 40 else ""
+    plain = isinstance(value, str | int | float) and not isinstance(value, bool)
+    shown = f" ({value!r})" if plain and len(repr(value)) < 40 else ""
     return _Problem(f"expected {what}, got {_type_name(value)}{shown}")
 
 

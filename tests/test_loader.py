@@ -1,0 +1,151 @@
+"""The loader: strict types, positions for every key and value, and the file's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrate._loader import load_text
+from orchestrate._spec import NO_DEFAULT, FunctionStep, LLMStep, ModelSettings, WorkflowStep
+
+
+def load(text: str):
+    return load_text(text, "flow.yaml", Path("flow.yaml"))
+
+
+FULL = """\
+version: 1
+name: digest
+description: Summarize
+inputs:
+  article: {type: string, description: The text}
+  language: {default: French}
+defaults: {model: gpt-4o, temperature: 0.2, max_tokens: 800, timeout: 120, retries: 2}
+steps:
+  - id: summarize
+    system: Be brief.
+    prompt: "{{ inputs.article }}"
+  - id: translate
+    model: gpt-4o-mini
+    prompt: "{{ steps.summarize.output }}"
+    when: inputs.language != "English"
+  - id: count
+    function: tools:count
+    with: {text: "{{ steps.summarize.output }}"}
+  - id: review
+    workflow: ./review.yaml
+    with: {text: x}
+    on_error: continue
+    needs: count
+outputs:
+  summary: "{{ steps.summarize.output }}"
+"""
+
+
+def test_a_full_workflow_builds_the_spec_classes() -> None:
+    """Every part of the format lands in its class, with defaults filled in."""
+    result = load(FULL)
+    assert result.diagnostics == []
+    workflow = result.workflow
+    assert workflow.name == "digest"
+    assert workflow.inputs["article"].required
+    assert workflow.inputs["language"].default == "French"
+    assert workflow.defaults == ModelSettings(model="gpt-4o", temperature=0.2, max_tokens=800,
+                                              timeout=120.0, retries=2)
+    summarize, translate, count, review = workflow.steps
+    assert isinstance(summarize, LLMStep) and summarize.system == "Be brief."
+    assert translate.settings.model == "gpt-4o-mini"
+    assert isinstance(count, FunctionStep) and count.with_ == {"text": "{{ steps.summarize.output }}"}
+    assert isinstance(review, WorkflowStep) and review.needs == ("count",)
+    assert review.on_error == "continue"
+    assert workflow.outputs == {"summary": "{{ steps.summarize.output }}"}
+
+
+def test_name_defaults_to_the_file_stem() -> None:
+    """Without `name`, a workflow is named after its file."""
+    assert load("steps: [{id: a, prompt: x}]").workflow.name == "flow"
+
+
+def test_input_without_default_is_required() -> None:
+    """An input with no `default` key is required; `default: null` is a default."""
+    inputs = load("inputs: {a: {}, b: {default: null}}\nsteps: [{id: s, prompt: x}]").workflow.inputs
+    assert inputs["a"].default is NO_DEFAULT
+    assert inputs["b"].default is None and not inputs["b"].required
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"false"', "expected true or false, got a string ('false')"),
+        ("1", "expected true or false, got an integer (1)"),
+        ("yes", "expected true or false, got a string ('yes')"),
+    ],
+)
+def test_booleans_are_not_coerced(value: str, message: str) -> None:
+    """cattrs would turn "false" into True; our hooks report a wrong type instead."""
+    result = load(f"defaults: {{cache: {value}}}\nsteps: [{{id: a, prompt: x}}]")
+    assert [d.message for d in result.diagnostics] == [message]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("retries: 1.9", "expected an integer, got a number (1.9)"),
+        ("retries: true", "expected an integer, got a boolean"),
+        ("retries: '3'", "expected an integer, got a string ('3')"),
+        ("temperature: hot", "expected a number, got a string ('hot')"),
+        ("temperature: false", "expected a number, got a boolean"),
+        ("model: 3", "expected a string, got an integer (3)"),
+        ("model: [a]", "expected a string, got a list"),
+    ],
+)
+def test_numbers_and_strings_are_not_coerced(setting: str, message: str) -> None:
+    """1.9 is not an integer and 3 is not a string: each is a located type error."""
+    result = load(f"steps:\n  - id: a\n    prompt: x\n    {setting}\n")
+    assert [(d.line, d.message) for d in result.diagnostics] == [(4, message)]
+
+
+def test_integers_are_accepted_for_numbers() -> None:
+    """`temperature: 1` is a fine number."""
+    result = load("defaults: {temperature: 1}\nsteps: [{id: a, prompt: x}]")
+    assert result.diagnostics == []
+    assert result.workflow.defaults.temperature == 1.0
+
+
+def test_positions_point_at_key_value_and_mapping() -> None:
+    """Unknown keys point at the key, wrong types at the value, missing fields at the mapping."""
+    result = load("steps:\n  - prompt: x\n    retries: many\n    colour: red\n")
+    found = sorted((d.line, d.column, d.message) for d in result.diagnostics)
+    assert found == [
+        (2, 5, "a step is missing the required key 'id'"),
+        (3, 14, "expected an integer, got a string ('many')"),
+        (4, 5, "unknown key 'colour' in a step"),
+    ]
+
+
+def test_one_broken_step_hides_no_other() -> None:
+    """Problems in different steps are all reported, and good steps are still built."""
+    result = load("steps:\n  - {id: a, prompt: x, retries: x}\n  - {id: b, promt: y}\n"
+                  "  - {id: c, prompt: z}\n")
+    assert len(result.diagnostics) == 2
+    assert [s.id for s in result.workflow.steps] == ["c"]
+    assert result.broken_steps == {"a", "b"}
+
+
+def test_when_accepts_a_yaml_boolean() -> None:
+    """`when: false` reads like GitHub Actions' `if: false`."""
+    result = load("steps: [{id: a, prompt: x, when: false}]")
+    assert result.workflow.steps[0].when == "false"
+
+
+def test_needs_accepts_a_single_id() -> None:
+    """`needs: a` is read as `needs: [a]`."""
+    result = load("steps: [{id: a, prompt: x}, {id: b, prompt: y, needs: a}]")
+    assert result.workflow.steps[1].needs == ("a",)
+
+
+def test_recursive_alias_is_bounded() -> None:
+    """A self-referencing alias does not hang the loader."""
+    result = load("a: &a [*a]\nsteps: [{id: s, prompt: x}]\n")
+    assert result.diagnostics[0].message == "unknown key 'a' in the workflow"
