@@ -37,7 +37,32 @@ _HOMES = {
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
-__all__ = sorted([*_MODULE_OF, "__version__"])
+__all__ = [
+    "ConfigError",
+    "Diagnostic",
+    "Engine",
+    "ErrorInfo",
+    "FunctionStep",
+    "InputError",
+    "LLMStep",
+    "OrchestrateError",
+    "Report",
+    "RunOptions",
+    "RunResult",
+    "StepError",
+    "StepResult",
+    "Usage",
+    "UsageError",
+    "Workflow",
+    "WorkflowInvalid",
+    "WorkflowStep",
+    "__version__",
+    "load_workflow",
+    "prepare",
+    "run_prepared",
+    "run_workflow",
+    "validate_file",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,12 +21,13 @@ from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, Wor
 from orchestrate._validate import load_workflow, validate_file
 from orchestrate.providers import ProviderPool, resolve_model, resolve_provider_name
 
-MOCK_ENV_VARS = {"ORCHESTRATE_MOCK": ("1", "true", "yes"), "ORCHESTRATE_USE_MOCK": ("1", "true", "yes")}
+MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
+_TRUE = ("1", "true", "yes", "on")
 
 
 def mock_from_env(env: Mapping[str, str] = os.environ) -> bool:
     """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock."""
-    return any(env.get(name, "").strip().lower() in values for name, values in MOCK_ENV_VARS.items())
+    return any(env.get(name, "").strip().lower() in _TRUE for name in MOCK_ENV_VARS)
 
 
 @attrs.frozen

@@ -5,13 +5,12 @@ No logic lives here. Errors become exit codes in one place, :func:`_reporting_er
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar
 
@@ -95,7 +94,7 @@ def validate(
         raise typer.Exit(2)
 
 
-class GraphFormat(str, Enum):
+class GraphFormat(StrEnum):
     tree = "tree"
     mermaid = "mermaid"
     dot = "dot"
@@ -195,6 +194,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
 ) -> None:
     """Validate, then run a workflow."""
+    import asyncio
+
     from orchestrate._api import mock_from_env, prepare, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter

@@ -26,8 +26,8 @@ def to_mermaid(workflow: Workflow, plan: Plan) -> str:
 
 def to_dot(workflow: Workflow, plan: Plan) -> str:
     lines = [f"digraph {json.dumps(workflow.name)} {{", "    rankdir=TB;"]
-    lines += [
-        f"    {json.dumps(s.id)} [label={json.dumps(f'{s.id} ({s.kind})')}];" for s in workflow.steps
-    ]
+    for step in workflow.steps:
+        label = json.dumps(f"{step.id} ({step.kind})")
+        lines.append(f"    {json.dumps(step.id)} [label={label}];")
     lines += [f"    {json.dumps(a)} -> {json.dumps(b)};" for a, b in plan.edges]
     return "\n".join(lines) + "\n}\n"

@@ -115,7 +115,8 @@ def load_file(path: str | Path, display: str | None = None) -> LoadResult:
             return LoadResult(empty, None, [_at_start(display, _too_big_message(size))])
         data = path.read_bytes()
     except OSError as exc:
-        return LoadResult(empty, None, [_at_start(display, f"cannot read the file: {exc.strerror}")])
+        problem = _at_start(display, f"cannot read the file: {exc.strerror}")
+        return LoadResult(empty, None, [problem])
     return load_bytes(data, display, path)
 
 
@@ -353,7 +354,9 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
         conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
-        for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, *set(KIND_KEYS.values()), Workflow):
+        for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, Workflow):
+            attrs.resolve_types(cls)
+        for cls in set(KIND_KEYS.values()):
             attrs.resolve_types(cls)
         for cls in (InputSpec, ModelSettings, ProviderSpec, Message):
             conv.register_structure_hook(cls, self._object_hook(cls))
@@ -600,7 +603,8 @@ def _no_kind(raw: dict) -> _Problem:
 
 def _diagnose(exc: BaseException, path: Path_, source: SourceMap) -> list[Diagnostic]:
     return [
-        source.diagnostic(p, message, hint=hint, at=at) for p, at, message, hint in _flatten(exc, path)
+        source.diagnostic(where, message, hint=hint, at=at)
+        for where, at, message, hint in _flatten(exc, path)
     ]
 
 

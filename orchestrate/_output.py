@@ -25,11 +25,17 @@ def parse_json_reply(text: str, schema: dict[str, Any] | None) -> Any:
     return value
 
 
+def schema_validator(schema: dict[str, Any]) -> Any:
+    """The jsonschema validator class for a schema's `$schema` (draft 2020-12 by default)."""
+    import jsonschema
+
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+
+
 def _check_schema(value: Any, schema: dict[str, Any]) -> None:
     import jsonschema
 
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    error = jsonschema.exceptions.best_match(validator_class(schema).iter_errors(value))
+    error = jsonschema.exceptions.best_match(schema_validator(schema)(schema).iter_errors(value))
     if error is not None:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         raise InvalidOutput(f"the reply does not match the schema at ${where}: {error.message}")

@@ -15,6 +15,7 @@ import attrs
 from orchestrate._errors import Diagnostic, WorkflowInvalid
 from orchestrate._hints import did_you_mean
 from orchestrate._loader import LoadResult, SourceMap, load_file
+from orchestrate._output import schema_validator
 from orchestrate._plan import (
     CycleError,
     TemplateSite,
@@ -88,7 +89,7 @@ def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
     loaded = load_file(path, display)
     diagnostics = list(loaded.diagnostics)
     if loaded.workflow is not None:
-        diagnostics += _Checker(loaded, parents + (path.resolve(),)).run()
+        diagnostics += _Checker(loaded, (*parents, path.resolve())).run()
     return Report(display, loaded.workflow, diagnostics, loaded.source)
 
 
@@ -164,7 +165,7 @@ class _Checker:
         for path, name in settings:
             if name is not None and name not in known:
                 self.error(path, f"unknown provider {name!r}",
-                           did_you_mean(name, known) or f"known providers: {', '.join(sorted(known))}")
+                           did_you_mean(name, known) or f"known: {', '.join(sorted(known))}")
 
     def check_outputs(self) -> None:
         if self.workflow.outputs is None:
@@ -215,7 +216,8 @@ class _Checker:
         if step is not None and step.for_each is not None and site.path not in _STEP_LEVEL:
             allowed |= {"item", "index"}
         for name in sorted(parsed.variables - allowed):
-            self.error(path, f"unknown variable {name!r} in a template", _variable_hint(name, allowed))
+            hint = _variable_hint(name, allowed)
+            self.error(path, f"unknown variable {name!r} in a template", hint)
         for ref in sorted(parsed.references, key=lambda r: (r.root, r.name)):
             self.check_reference(ref, path, step)
         if site.path == ("for_each",) and len(parsed.references) == 1:
@@ -228,14 +230,15 @@ class _Checker:
             line += problem.line
             column = self.source.indent_of(line)
         elif problem.line > 1:
-            problem = attrs.evolve(problem, message=f"{problem.message} (template line {problem.line})")
+            message = f"{problem.message} (template line {problem.line})"
+            problem = attrs.evolve(problem, message=message)
         self.found.append(Diagnostic(self.source.file, line, column, problem.message, problem.hint))
 
     def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
         if ref.root == "inputs":
             if ref.name not in self.workflow.inputs and ref.name not in self.broken_inputs:
-                self.error(path, f"unknown input {ref.name!r}",
-                           did_you_mean(ref.name, self.workflow.inputs) or "declare it under `inputs:`")
+                hint = did_you_mean(ref.name, self.workflow.inputs) or "declare it under `inputs:`"
+                self.error(path, f"unknown input {ref.name!r}", hint)
             return
         if not self.check_step_ref(step, ref.name, path):
             return
@@ -281,9 +284,7 @@ class _Checker:
             self.error(path, f"for_each needs a list, but {written} is of type {kind}")
 
     def check_schema(self, schema: dict, path: tuple) -> None:
-        import jsonschema
-
-        validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        validator = schema_validator(schema)
         for error in validator(validator.META_SCHEMA).iter_errors(schema):
             where = (*path, *error.path)
             self.error(where, f"invalid JSON Schema: {error.message}")
@@ -306,7 +307,9 @@ class _Checker:
         if report.workflow is not None:
             self.check_with_inputs(step, report.workflow.inputs, path[:-1])
 
-    def check_with_inputs(self, step: WorkflowStep, inputs: dict[str, InputSpec], base: tuple) -> None:
+    def check_with_inputs(
+        self, step: WorkflowStep, inputs: dict[str, InputSpec], base: tuple
+    ) -> None:
         for name in step.with_:
             if name not in inputs:
                 self.error((*base, "with", name), f"the sub-workflow has no input {name!r}",

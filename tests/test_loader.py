@@ -56,7 +56,8 @@ def test_a_full_workflow_builds_the_spec_classes() -> None:
     summarize, translate, count, review = workflow.steps
     assert isinstance(summarize, LLMStep) and summarize.system == "Be brief."
     assert translate.settings.model == "gpt-4o-mini"
-    assert isinstance(count, FunctionStep) and count.with_ == {"text": "{{ steps.summarize.output }}"}
+    assert isinstance(count, FunctionStep)
+    assert count.with_ == {"text": "{{ steps.summarize.output }}"}
     assert isinstance(review, WorkflowStep) and review.needs == ("count",)
     assert review.on_error == "continue"
     assert workflow.outputs == {"summary": "{{ steps.summarize.output }}"}
@@ -69,7 +70,8 @@ def test_name_defaults_to_the_file_stem() -> None:
 
 def test_input_without_default_is_required() -> None:
     """An input with no `default` key is required; `default: null` is a default."""
-    inputs = load("inputs: {a: {}, b: {default: null}}\nsteps: [{id: s, prompt: x}]").workflow.inputs
+    text = "inputs: {a: {}, b: {default: null}}\nsteps: [{id: s, prompt: x}]"
+    inputs = load(text).workflow.inputs
     assert inputs["a"].default is NO_DEFAULT
     assert inputs["b"].default is None and not inputs["b"].required
 

@@ -41,7 +41,9 @@ def test_schema_mismatch_names_the_place() -> None:
     """A reply that does not match the schema fails with the JSON path of the problem."""
     with pytest.raises(InvalidOutput) as caught:
         parse_json_reply('{"keywords": ["a", 3]}', SCHEMA)
-    assert caught.value.message == "the reply does not match the schema at $.keywords[1]: 3 is not of type 'string'"
+    assert caught.value.message == (
+        "the reply does not match the schema at $.keywords[1]: 3 is not of type 'string'"
+    )
 
 
 def test_schema_match_returns_the_value() -> None:

@@ -360,6 +360,7 @@ def test_for_each_sums_attempts_and_usage(write_flow: Callable, run_json: RunJso
             mock: "{{ index }}{{ item }}"
         """)
     code, doc = run_json(flow)
+    assert code == 0
     step = doc["steps"][0]
     assert step["output"] == ["0aa", "1bb", "2cc"]
     assert step["attempts"] == 3
@@ -584,7 +585,7 @@ def test_template_failures_are_located(write_flow: Callable, run_json: RunJson,
     assert doc["error"]["message"].startswith(f"{flow}:")
 
 
-# --- inputs and usage errors -----------------------------------------------------------------------
+# --- inputs and usage errors ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -666,7 +667,7 @@ def test_model_option_overrides_every_step(write_flow: Callable, run_json: RunJs
             prompt: y
             model: gpt-4o-mini
         """)
-    code, doc = run_json(flow, "--model", "claude-3-5-haiku-latest")
+    _, doc = run_json(flow, "--model", "claude-3-5-haiku-latest")
     assert [(s["provider"], s["model"]) for s in doc["steps"]] == [
         ("anthropic", "claude-3-5-haiku-latest"), ("anthropic", "claude-3-5-haiku-latest"),
     ]

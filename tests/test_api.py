@@ -1,0 +1,65 @@
+"""The Python API: everything the CLI does, callable without it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import orchestrate
+from orchestrate._errors import InputError, WorkflowInvalid
+
+
+def test_all_is_complete_and_importable() -> None:
+    """Every public name resolves, and __all__ lists each lazily exported name."""
+    for name in orchestrate.__all__:
+        assert getattr(orchestrate, name) is not None
+    assert sorted(orchestrate.__all__) == orchestrate.__all__
+    assert set(orchestrate._MODULE_OF) | {"__version__"} == set(orchestrate.__all__)
+
+
+def test_run_workflow_returns_the_result(write_flow: Callable) -> None:
+    """run_workflow validates, runs and returns the RunResult."""
+    flow = write_flow("""
+        inputs:
+          name: {}
+        steps:
+          - id: greet
+            prompt: "Greet {{ inputs.name }}"
+            mock: "Hello, {{ inputs.name }}!"
+        """)
+    result = orchestrate.run_workflow(flow, {"name": "Ada"}, mock=True)
+    assert result.status == "succeeded"
+    assert result.outputs == {"greet": "Hello, Ada!"}
+    assert result.to_dict()["inputs"] == {"name": "Ada"}
+
+
+def test_run_workflow_observers_see_events(write_flow: Callable) -> None:
+    """Observers passed to run_workflow receive the engine's events in order."""
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+        """)
+    seen: list[str] = []
+    orchestrate.run_workflow(flow, mock=True, observers=[lambda e: seen.append(e.name)])
+    assert seen == ["run_started", "step_started", "step_finished", "run_finished"]
+
+
+def test_run_workflow_raises_for_invalid_files_and_inputs(write_flow: Callable) -> None:
+    """Problems found before running are exceptions carrying the diagnostics."""
+    broken = write_flow("steps: [{id: a, promt: x}]", "broken.yaml")
+    with pytest.raises(WorkflowInvalid) as caught:
+        orchestrate.run_workflow(broken, mock=True)
+    assert caught.value.diagnostics[0].message == "unknown key 'promt' in a step"
+    needs_input = write_flow("inputs: {x: {}}\nsteps: [{id: a, prompt: '{{ inputs.x }}'}]")
+    with pytest.raises(InputError):
+        orchestrate.run_workflow(needs_input, mock=True)
+
+
+def test_mock_follows_the_environment(write_flow: Callable,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """mock=None reads ORCHESTRATE_MOCK."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK", "1")
+    flow = write_flow("steps: [{id: a, prompt: x, mock: offline}]")
+    assert orchestrate.run_workflow(flow).outputs == {"a": "offline"}
