@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from orchestrate._engine import Engine, Reuse, RunOptions
+from orchestrate._engine import Engine, Reuse, RunOptions, choose_model
 from orchestrate._errors import Diagnostic, WorkflowInvalid
 from orchestrate._events import Observer
 from orchestrate._functions import FunctionNotFound, import_function
@@ -19,7 +19,7 @@ from orchestrate._loader import SourceMap
 from orchestrate._result import RunResult
 from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
 from orchestrate._validate import load_workflow, validate_file
-from orchestrate.providers import ProviderPool, resolve_model, resolve_provider_name
+from orchestrate.providers import ProviderPool
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
 _TRUE = ("1", "true", "yes", "on")
@@ -130,16 +130,12 @@ def _import_functions(
 def providers_in_use(prepared: PreparedRun, options: RunOptions,
                      env: Mapping[str, str]) -> set[str]:
     """The provider names the run's LLM steps will call."""
-    names = set()
-    for workflow in prepared.all_workflows():
-        for step in workflow.steps:
-            if isinstance(step, LLMStep):
-                settings = workflow.defaults.merged(step.settings)
-                model = options.model or resolve_model(settings, env)
-                if options.model and settings.provider not in workflow.providers:
-                    settings = attrs.evolve(settings, provider=None)
-                names.add(resolve_provider_name(settings, model))
-    return names
+    return {
+        choose_model(workflow, step, options.model, env)[0]
+        for workflow in prepared.all_workflows()
+        for step in workflow.steps
+        if isinstance(step, LLMStep)
+    }
 
 
 def endpoints_of(prepared: PreparedRun) -> dict[str, ProviderSpec]:

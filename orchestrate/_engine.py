@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -91,6 +90,21 @@ class _Outcome:
     response_id: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False
+
+
+def choose_model(
+    workflow: Workflow, step: LLMStep, model_override: str | None, env: Mapping[str, str]
+) -> tuple[str, str]:
+    """(provider, model) for an LLM step.
+
+    `--model` picks the provider again from the model's name (claude-* -> anthropic),
+    unless the step talks to a custom endpoint from `providers:`, which serves any model.
+    """
+    settings = workflow.defaults.merged(step.settings)
+    model = model_override or resolve_model(settings, env)
+    if model_override and settings.provider not in workflow.providers:
+        settings = attrs.evolve(settings, provider=None)
+    return resolve_provider_name(settings, model), model
 
 
 def new_run_id() -> str:
@@ -368,10 +382,7 @@ class Engine:
 
     def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
         settings = self.workflow.defaults.merged(step.settings)
-        model = self.options.model or resolve_model(settings, self.env)
-        provider_hint = settings
-        if self.options.model and settings.provider not in self.workflow.providers:
-            provider_hint = attrs.evolve(settings, provider=None)
+        provider, model = choose_model(self.workflow, step, self.options.model, self.env)
         messages = []
         if step.system is not None:
             messages.append({"role": "system", "content": self._render(step, "system", step.system,
@@ -392,7 +403,7 @@ class Engine:
             retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
             schema=step.schema, json_mode=step.output == "json" or step.schema is not None,
             stream=self.options.stream, step_id=step.id, mock_text=mock_text,
-            provider=resolve_provider_name(provider_hint, model),
+            provider=provider,
         )
 
     # --- calling ------------------------------------------------------------------------------

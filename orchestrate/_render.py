@@ -167,7 +167,9 @@ class LiveView:
         elif isinstance(event, ItemFinished):
             self.rows[event.step_id].items_done = event.done
         elif isinstance(event, StepRetrying):
-            self.rows[event.step_id].note = f"retry {event.attempt}: {event.reason}"
+            row = self.rows[event.step_id]
+            row.note = f"retry {event.attempt}: {event.reason}"
+            row.preview = ""  # the failed attempt's text is not part of the answer
         elif isinstance(event, StepFinished):
             self._finish(event.result)
         elif isinstance(event, RunFinished):
