@@ -10,7 +10,6 @@ import pytest
 
 from orchestrate._loader import MAX_FILE_BYTES
 from orchestrate._validate import validate_file
-
 from tests.conftest import REPO
 
 CORPUS = Path(__file__).parent / "invalid"
