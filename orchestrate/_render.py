@@ -133,7 +133,8 @@ class _Row:
     started: float | None = None
     ended: float | None = None
     tokens: int = 0
-    preview: str = ""
+    # Streamed text per for_each item (None for a plain step); the lowest item is shown.
+    previews: dict[int | None, str] = attrs.Factory(dict)
     items_done: int = 0
     items_total: int | None = None
     note: str = ""
@@ -163,13 +164,16 @@ class LiveView:
         elif isinstance(event, TokenReceived):
             row = self.rows[event.step_id]
             row.tokens += 1
-            row.preview = (row.preview + event.text)[-PREVIEW_CHARS:]
+            text = row.previews.get(event.item, "") + event.text
+            row.previews[event.item] = text[-PREVIEW_CHARS:]
         elif isinstance(event, ItemFinished):
-            self.rows[event.step_id].items_done = event.done
+            row = self.rows[event.step_id]
+            row.items_done = event.done
+            row.previews.pop(event.index, None)
         elif isinstance(event, StepRetrying):
             row = self.rows[event.step_id]
             row.note = f"retry {event.attempt}: {event.reason}"
-            row.preview = ""  # the failed attempt's text is not part of the answer
+            row.previews.clear()  # a failed attempt's text is not part of the answer
         elif isinstance(event, StepFinished):
             self._finish(event.result)
         elif isinstance(event, RunFinished):
@@ -224,9 +228,11 @@ class LiveView:
                 detail = ProgressBar(total=row.items_total, completed=row.items_done, width=20)
             table.add_row(icon, row.id, row.model, self._elapsed(row),
                           str(row.tokens) if row.tokens else "", detail)
-            if row.status == "running" and row.preview:
-                tail = " ".join(row.preview.split())[-120:]
-                previews.append(Text(f"{row.id}: {tail}", style="dim", no_wrap=True,
+            if row.status == "running" and row.previews:
+                item = min(row.previews, key=lambda i: -1 if i is None else i)
+                label = row.id if item is None else f"{row.id}[{item}]"
+                tail = " ".join(row.previews[item].split())[-120:]
+                previews.append(Text(f"{label}: {tail}", style="dim", no_wrap=True,
                                      overflow="ellipsis"))
         return Group(table, *previews)
 

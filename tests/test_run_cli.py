@@ -683,3 +683,13 @@ def test_default_model_comes_from_the_environment(write_flow: Callable, run_json
             prompt: x
         """)
     assert run_json(flow)[1]["steps"][0]["model"] == "gpt-4.1"
+
+
+def test_mock_latency_must_be_seconds(write_flow: Callable, cli: Callable,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed ORCHESTRATE_MOCK_LATENCY is a usage error naming the variable."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "soon")
+    flow = write_flow("steps: [{id: a, prompt: x}]")
+    result = cli("run", flow, "--mock")
+    assert result.exit_code == 2
+    assert "ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got 'soon'" in result.stderr

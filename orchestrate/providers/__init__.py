@@ -83,7 +83,7 @@ class ProviderPool:
         if name == "mock":
             from orchestrate.providers._mock import MockProvider
 
-            return MockProvider(latency=self._mock_latency)
+            return MockProvider(latency=self._mock_latency or self._latency_from_env())
         if name == "openai":
             spec = ProviderSpec(
                 base_url=self._env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
@@ -103,6 +103,17 @@ class ProviderPool:
             f"unknown provider {name!r}",
             hint="use openai, anthropic, mock or a name from the workflow's `providers:`",
         )
+
+    def _latency_from_env(self) -> float:
+        """ORCHESTRATE_MOCK_LATENCY: seconds the mock takes per answer, for demos."""
+        raw = self._env.get("ORCHESTRATE_MOCK_LATENCY", "0")
+        try:
+            latency = float(raw)
+        except ValueError:
+            latency = -1.0
+        if latency < 0:
+            raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got {raw!r}")
+        return latency
 
     def _http_provider(self, name: str, spec: ProviderSpec, *, key_required: bool) -> Provider:
         api_key = self._env.get(spec.api_key_env) if spec.api_key_env else None
