@@ -43,7 +43,14 @@ from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
-from orchestrate._templating import Problem, is_truthy, parse_expression, parse_template
+from orchestrate._templating import (
+    Expression,
+    Problem,
+    Template,
+    is_truthy,
+    parse_expression,
+    parse_template,
+)
 from orchestrate.providers import (
     LLMRequest,
     ProviderPool,
@@ -472,31 +479,22 @@ class Engine:
         return f"{prefix}{step.id}.{field}: {message}"
 
     def _render(self, step: AnyStep, field: str, source: str, context: dict[str, Any]) -> str:
-        parsed = parse_template(source)
         try:
-            if isinstance(parsed, Problem):
-                raise TemplateError(parsed.message)
-            return parsed.render(context)
+            return _compiled(parse_template(source)).render(context)
         except TemplateError as exc:
             raise TemplateError(self._where(step, field, exc.message), hint=exc.hint) from None
 
     def _evaluate(self, step: AnyStep, field: str, source: str, context: dict[str, Any]) -> Any:
-        parsed = parse_expression(source)
         try:
-            if isinstance(parsed, Problem):
-                raise TemplateError(parsed.message)
-            return parsed.evaluate(context)
+            return _compiled(parse_expression(source)).evaluate(context)
         except TemplateError as exc:
             raise TemplateError(self._where(step, field, exc.message), hint=exc.hint) from None
 
     def _render_data(self, value: Any, context: dict[str, Any], where: str) -> Any:
         """`with` and `outputs`: every string is a template, typed when it is one expression."""
         if isinstance(value, str):
-            parsed = parse_template(value)
-            if isinstance(parsed, Problem):
-                raise TemplateError(f"{where}: {parsed.message}")
             try:
-                return parsed.evaluate(context)
+                return _compiled(parse_template(value)).evaluate(context)
             except TemplateError as exc:
                 raise TemplateError(f"{where}: {exc.message}", hint=exc.hint) from None
         if isinstance(value, dict):
@@ -519,6 +517,13 @@ class InvalidStepInput(StepError):
 
 class SubWorkflowFailed(StepError):
     """A child run failed; `error_type` is set to the child's error type."""
+
+
+def _compiled(parsed: Template | Expression | Problem) -> Template | Expression:
+    """A parsed template, or its (statically found) problem as a TemplateError."""
+    if isinstance(parsed, Problem):
+        raise TemplateError(parsed.message, hint=parsed.hint)
+    return parsed
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
@@ -557,18 +562,26 @@ def _request_record(units: list[Unit], is_list: bool) -> dict[str, Any]:
     return {"items": records} if is_list else records[0]
 
 
+def _first_request(units: list[Unit]) -> _Request | None:
+    """The first model request of a step's units; None for a step that calls no model."""
+    return units[0] if units and isinstance(units[0], _Request) else None
+
+
 def _provider_of(units: list[Unit]) -> str | None:
-    return units[0].provider if units and isinstance(units[0], _Request) else None
+    request = _first_request(units)
+    return request.provider if request else None
 
 
 def _model_of(units: list[Unit]) -> str | None:
-    return units[0].model if units and isinstance(units[0], _Request) else None
+    request = _first_request(units)
+    return request.model if request else None
 
 
 def _reported_model(units: list[Unit], outcomes: list[_Outcome]) -> str | None:
-    if not units or not isinstance(units[0], _Request):
+    """The model id the provider reported, else the one asked for."""
+    if _first_request(units) is None:
         return None
-    return outcomes[0].model if outcomes else units[0].model
+    return outcomes[0].model if outcomes else _model_of(units)
 
 
 def _usage(outcomes: list[_Outcome]) -> Usage | None:

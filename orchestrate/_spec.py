@@ -7,7 +7,7 @@ They hold the file's data only; positions live in the loader's :class:`SourceMap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import attrs
 
@@ -86,9 +86,7 @@ class Step:
     on_error: OnError = "fail"
     timeout: float | None = None
 
-    @property
-    def kind(self) -> str:
-        raise NotImplementedError
+    kind: ClassVar[str]
 
 
 @attrs.frozen(kw_only=True)
@@ -101,9 +99,7 @@ class LLMStep(Step):
     mock: str | None = None
     settings: ModelSettings = ModelSettings()
 
-    @property
-    def kind(self) -> str:
-        return "llm"
+    kind: ClassVar[str] = "llm"
 
 
 @attrs.frozen(kw_only=True)
@@ -111,9 +107,7 @@ class FunctionStep(Step):
     function: str
     with_: dict[str, Any] = attrs.field(factory=dict, alias="with_")
 
-    @property
-    def kind(self) -> str:
-        return "function"
+    kind: ClassVar[str] = "function"
 
 
 @attrs.frozen(kw_only=True)
@@ -121,9 +115,7 @@ class WorkflowStep(Step):
     workflow: str
     with_: dict[str, Any] = attrs.field(factory=dict, alias="with_")
 
-    @property
-    def kind(self) -> str:
-        return "workflow"
+    kind: ClassVar[str] = "workflow"
 
 
 AnyStep: TypeAlias = LLMStep | FunctionStep | WorkflowStep
