@@ -192,6 +192,9 @@ def run(
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
+    ] = False,
 ) -> None:
     """Validate, then run a workflow."""
     import asyncio
@@ -221,6 +224,10 @@ def run(
         from orchestrate._render import print_outputs
 
         print_outputs(result.outputs, sys.stdout, terminal=sys.stdout.isatty())
+    if verbose:
+        for step in result.steps:
+            if step.error and step.error.details:
+                print(f"--- {step.id}\n{step.error.details}", file=sys.stderr, end="")
     if result.error and result.status != "succeeded" and (quiet or terminal):
         where = f"step {result.error.step}: " if result.error.step else ""
         print(f"error: {where}{result.error.message}", file=sys.stderr)

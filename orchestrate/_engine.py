@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -313,6 +314,7 @@ class Engine:
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
+            error.details = "".join(traceback.format_exception(exc))
             return _failed(step, error, _ms_since(start), units)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
         return StepResult(
@@ -598,7 +600,7 @@ def _failed(step: AnyStep, exc: StepError, duration_ms: int,
     """A failed step's result: what it cost, and which model it was talking to."""
     units = units or []
     return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
-                      error=ErrorInfo(exc.error_type, exc.message, step.id),
+                      error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details),
                       attempts=exc.attempts, usage=exc.usage,
                       provider=_provider_of(units), model=_model_of(units))
 

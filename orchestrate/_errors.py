@@ -99,6 +99,7 @@ class StepError(OrchestrateError):
     error_type: ClassVar[str] = "step"
     attempts: int = 0
     usage: Any = None
+    details: str | None = None  # a traceback, shown with --verbose
 
 
 class TemplateError(StepError):

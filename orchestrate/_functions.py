@@ -7,6 +7,7 @@ import importlib
 import inspect
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ async def call_function(call: FunctionCall, function: Callable[..., Any],
     except TimeoutError:
         raise StepTimeout(f"{call.function} did not return within {timeout:g} s") from None
     except Exception as exc:
-        raise FunctionError(f"{call.function} raised {type(exc).__name__}: {exc}") from None
+        error = FunctionError(f"{call.function} raised {type(exc).__name__}: {exc}")
+        error.details = "".join(traceback.format_exception(exc))
+        raise error from None
     try:
         json.dumps(result)
     except (TypeError, ValueError) as exc:

@@ -39,6 +39,7 @@ class ErrorInfo:
     type: str
     message: str
     step: str | None = None
+    details: str | None = None  # e.g. a function's traceback; not in the result document
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "type": self.type, "message": self.message}

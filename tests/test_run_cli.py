@@ -693,3 +693,19 @@ def test_mock_latency_must_be_seconds(write_flow: Callable, cli: Callable,
     result = cli("run", flow, "--mock")
     assert result.exit_code == 2
     assert "ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got 'soon'" in result.stderr
+
+
+def test_verbose_shows_the_functions_traceback(write_flow: Callable, cli: Callable,
+                                               tools: Path) -> None:
+    """--verbose adds the traceback of a raising function; it never reaches --json."""
+    flow = write_flow("""
+        steps:
+          - id: boom
+            function: tools:explode
+            with: {text: abc}
+        """)
+    result = cli("run", flow, "--mock", "--verbose", "--json")
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'raise ValueError(f"cannot handle {text!r}")' in result.stderr
+    assert "Traceback" not in result.stdout
