@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
 from orchestrate._spec import ModelSettings, ProviderSpec
@@ -22,6 +23,19 @@ __all__ = [
 
 BUILTIN_PROVIDERS = ("openai", "anthropic", "mock")
 DEFAULT_MODEL = "gpt-4o-mini"
+_BUILTIN_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+# Hosted APIs that always want a key: a missing one is reported before the first request.
+# Any other server (Ollama, vLLM, llama.cpp, a proxy) gets no Authorization header instead.
+_HOSTS_NEEDING_KEYS = frozenset({
+    "api.openai.com", "api.anthropic.com", "openrouter.ai", "api.groq.com",
+    "api.together.xyz", "api.mistral.ai", "api.deepseek.com", "api.fireworks.ai",
+})
+
+
+def _needs_key(base_url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return (urlsplit(base_url).hostname or "") in _HOSTS_NEEDING_KEYS
 
 
 def resolve_model(settings: ModelSettings, env: Mapping[str, str] = os.environ) -> str:
@@ -50,8 +64,10 @@ class ProviderPool:
         mock_latency: float = 0.0,
         env: Mapping[str, str] | None = None,
         concurrency: int = 8,
+        wrap: Callable[[str, Callable[[], Provider]], Provider] | None = None,
     ) -> None:
         self._endpoints = dict(endpoints or {})
+        self._wrap = wrap
         self._mock = mock
         self._mock_latency = mock_latency
         self._env = os.environ if env is None else env
@@ -71,7 +87,10 @@ class ProviderPool:
         if self._mock:
             name = "mock"
         if name not in self._providers:
-            self._providers[name] = self._create(name)
+            create = functools.partial(self._create, name)
+            # `wrap(name, create)` may put a provider around (cache, --record) or instead of
+            # (--replay) the one `create()` makes.
+            self._providers[name] = self._wrap(name, create) if self._wrap else create()
         return self._providers[name]
 
     async def aclose(self) -> None:
@@ -84,25 +103,19 @@ class ProviderPool:
             from orchestrate.providers._mock import MockProvider
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
-        if name == "openai":
-            spec = ProviderSpec(
-                base_url=self._env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
-                api_key_env="OPENAI_API_KEY",
+        spec = self._endpoints.get(name) or self._builtin(name)
+        return self._http_provider(name, spec)
+
+    def _builtin(self, name: str) -> ProviderSpec:
+        """openai and anthropic, configured from the environment."""
+        if name not in _BUILTIN_URLS:
+            raise ConfigError(
+                f"unknown provider {name!r}",
+                hint="use openai, anthropic, mock or a name from the workflow's `providers:`",
             )
-            return self._http_provider(name, spec, key_required="OPENAI_BASE_URL" not in self._env)
-        if name == "anthropic":
-            spec = ProviderSpec(
-                type="anthropic",
-                base_url=self._env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
-                api_key_env="ANTHROPIC_API_KEY",
-            )
-            return self._http_provider(name, spec, key_required=True)
-        if name in self._endpoints:
-            return self._http_provider(name, self._endpoints[name], key_required=False)
-        raise ConfigError(
-            f"unknown provider {name!r}",
-            hint="use openai, anthropic, mock or a name from the workflow's `providers:`",
-        )
+        prefix = name.upper()
+        base_url = self._env.get(f"{prefix}_BASE_URL") or _BUILTIN_URLS[name]
+        return ProviderSpec(type=name, base_url=base_url, api_key_env=f"{prefix}_API_KEY")
 
     def _latency_from_env(self) -> float:
         """ORCHESTRATE_MOCK_LATENCY: seconds the mock takes per answer, for demos."""
@@ -115,13 +128,14 @@ class ProviderPool:
             raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got {raw!r}")
         return latency
 
-    def _http_provider(self, name: str, spec: ProviderSpec, *, key_required: bool) -> Provider:
+    def _http_provider(self, name: str, spec: ProviderSpec) -> Provider:
         api_key = self._env.get(spec.api_key_env) if spec.api_key_env else None
-        if key_required and not api_key:
+        if not api_key and _needs_key(spec.base_url):
+            variable = spec.api_key_env or "an api_key_env"
             raise ConfigError(
                 f"provider {name!r} needs an API key: the environment variable "
-                f"{spec.api_key_env} is not set",
-                hint=f"export {spec.api_key_env}=... or run with --mock",
+                f"{variable} is not set",
+                hint=f"export {variable}=... or run with --mock",
             )
         if spec.type == "anthropic":
             from orchestrate.providers._anthropic import AnthropicProvider
