@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -20,6 +20,9 @@ from orchestrate._result import RunResult
 from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
 from orchestrate._validate import load_workflow, validate_file
 from orchestrate.providers import ProviderPool
+
+if TYPE_CHECKING:
+    from orchestrate._history import HistoryOptions, HistorySession
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
 _TRUE = ("1", "true", "yes", "on")
@@ -156,23 +159,58 @@ async def run_prepared(
     resumed_from: str | None = None,
     env: Mapping[str, str] | None = None,
     mock_latency: float = 0.0,
+    history: HistoryOptions | None = None,
 ) -> RunResult:
-    """Run a prepared workflow; raises ConfigError (e.g. a missing key) before any request."""
+    """Run a prepared workflow; raises ConfigError (e.g. a missing key) before any request.
+
+    `history` records the run in the history database and brings `--resume`, `--from`,
+    `--only`, `--cache`, `--record` and `--replay`; None (the default) touches no file.
+    A run that finished but could not be recorded raises RecordingFailed with its result.
+    """
     env = os.environ if env is None else env
     options = options or RunOptions()
-    pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency, env=env,
-                        concurrency=options.max_concurrency)
+    session = None
+    if history is not None:
+        from orchestrate._history import HistorySession
+
+        session = HistorySession.start(prepared, history, mock=mock, env=env)
+        mock = session.mock
+        reuse = reuse or session.reuse
+        resumed_from = resumed_from or session.resumed_from
+        if session.recorder is not None:
+            observers = [*observers, session.recorder]
+    result = None
     try:
-        pool.check(providers_in_use(prepared, options, env))
-        engine = Engine(
-            prepared.workflow, pool=pool, options=options, observers=observers, reuse=reuse,
-            locate=prepared.locate, functions=prepared.functions,
-            subworkflows=prepared.subworkflow, env=env,
-        )
-        return await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
-                                resumed_from=resumed_from)
+        pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
+                            env=env, concurrency=options.max_concurrency,
+                            wrap=session.wrap if session else None)
+        try:
+            pool.check(providers_in_use(prepared, options, env))
+            engine = Engine(
+                prepared.workflow, pool=pool, options=options, observers=observers,
+                reuse=reuse, locate=prepared.locate, functions=prepared.functions,
+                subworkflows=prepared.subworkflow, env=env,
+            )
+            result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
+                                      resumed_from=resumed_from)
+        finally:
+            await pool.aclose()
     finally:
-        await pool.aclose()
+        if session is not None:
+            _close_session(session, result)
+    return result
+
+
+def _close_session(session: HistorySession, result: RunResult | None) -> None:
+    from orchestrate._errors import StoreError
+    from orchestrate._history import RecordingFailed
+
+    try:
+        session.close()
+    except StoreError as exc:
+        if result is None:
+            raise
+        raise RecordingFailed(exc, result) from None
 
 
 def run_workflow(

@@ -195,6 +195,27 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
+        rich_help_panel="Run history")] = None,
+    from_step: Annotated[str | None, typer.Option(
+        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the rest from "
+        "the latest run (or --resume).", rich_help_panel="Run history")] = None,
+    only: Annotated[str | None, typer.Option(
+        "--only", metavar="STEP", help="Rerun STEP alone; take the rest from the latest run "
+        "(or --resume).", rich_help_panel="Run history")] = None,
+    cache: Annotated[bool, typer.Option(
+        "--cache", help="Answer identical LLM requests from earlier answers.",
+        rich_help_panel="Run history")] = False,
+    record: Annotated[Path | None, typer.Option(
+        "--record", metavar="FILE", help="Write every provider response to a fixture file.",
+        rich_help_panel="Run history")] = None,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", metavar="FILE", help="Answer from a fixture file, offline (wins over "
+        "--mock).", rich_help_panel="Run history")] = None,
+    no_history: Annotated[bool, typer.Option(
+        "--no-history", help="Record nothing in the run history.",
+        rich_help_panel="Run history")] = False,
 ) -> None:
     """Validate, then run a workflow."""
     import asyncio
@@ -202,6 +223,7 @@ def run(
     from orchestrate._api import mock_from_env, prepare, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
+    from orchestrate._history import HistoryOptions, RecordingFailed
     from orchestrate._inputs import read_inputs_file
 
     if events == "-" and as_json:
@@ -216,8 +238,16 @@ def run(
         observers += _progress_observers(quiet, terminal)
         options = RunOptions(model=model, max_concurrency=max_concurrency,
                              stream=terminal or (event_out is not None and events_tokens))
-        result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
-                                          options=options, observers=observers))
+        history = HistoryOptions(record_history=not no_history, resume=resume,
+                                 rerun_from=from_step, only=only, cache=cache, record=record,
+                                 replay=replay)
+        try:
+            result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
+                                              options=options, observers=observers,
+                                              history=history))
+        except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
+            print(exc.format(), file=sys.stderr)
+            result = exc.result
     if as_json:
         _print_json(result.to_dict())
     elif events != "-" and result.status == "succeeded":
@@ -242,6 +272,123 @@ def _progress_observers(quiet: bool, terminal: bool) -> list[Any]:
     if terminal:
         return [LiveView(stderr_console())]
     return [PlainProgress(sys.stderr)]
+
+
+# --- runs: the history ------------------------------------------------------------------------
+
+runs_app = typer.Typer(
+    name="runs", help="The run history: list, show, diff, delete and prune recorded runs.",
+    no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(runs_app)
+
+
+class RunStatusChoice(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+@runs_app.command("list")
+@_reporting_errors
+def runs_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0,
+                                       help="At most this many runs (0: all).")] = 20,
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w",
+                                                 help="Only runs of this workflow.")] = None,
+    status: Annotated[RunStatusChoice | None, typer.Option("--status",
+                                                           help="Only runs with this status.")
+                      ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Recorded runs, newest first."""
+    from orchestrate._history import open_store
+
+    with open_store() as store:
+        runs = store.list_runs(limit=limit or None, workflow=workflow,
+                               status=status.value if status else None)
+        path = store.path
+    if as_json:
+        _print_json(runs)
+    elif not runs:
+        print(f"no runs recorded in {path}", file=sys.stderr)
+    else:
+        from orchestrate._render import print_runs_table
+
+        print_runs_table(runs, sys.stdout)
+
+
+@runs_app.command("show")
+@_reporting_errors
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
+) -> None:
+    """A recorded run: its outputs and each step."""
+    from orchestrate._history import open_store, run_details
+
+    with open_store() as store:
+        document, details = run_details(store, store.resolve(run_id))
+    if as_json:
+        _print_json(document)
+    else:
+        from orchestrate._render import print_run
+
+        print_run(document, details, sys.stdout)
+
+
+@runs_app.command("diff")
+@_reporting_errors
+def runs_diff(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The earlier run (id or prefix).")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The later run (id or prefix).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Per step, what changed between two runs: request, output, status, tokens, time."""
+    from orchestrate._history import diff_runs, open_store
+
+    with open_store() as store:
+        diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
+    if as_json:
+        _print_json(diff)
+    else:
+        from orchestrate._render import print_diff
+
+        print_diff(diff, sys.stdout)
+
+
+@runs_app.command("delete")
+@_reporting_errors
+def runs_delete(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID...",
+                                                 help="Run ids or unique prefixes.")],
+) -> None:
+    """Delete runs from the history."""
+    from orchestrate._history import open_store
+
+    with open_store() as store:
+        deleted = store.delete(sorted({store.resolve(r) for r in run_ids}))
+    print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
+
+
+@runs_app.command("prune")
+@_reporting_errors
+def runs_prune(
+    older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
+                                            help="90s, 45m, 12h, 30d or 2w.")],
+) -> None:
+    """Delete runs (and cached responses) older than AGE."""
+    import time
+
+    from orchestrate._history import open_store, parse_age
+
+    age = parse_age(older_than)
+    with open_store() as store:
+        runs, responses = store.prune(time.time() - age)
+    print(f"deleted {runs} run{'s' if runs != 1 else ''} and {responses} cached "
+          f"response{'s' if responses != 1 else ''} older than {older_than.strip()}",
+          file=sys.stderr)
 
 
 def main() -> None:

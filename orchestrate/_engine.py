@@ -412,7 +412,7 @@ class Engine:
             retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
             schema=step.schema, json_mode=step.output == "json" or step.schema is not None,
             stream=self.options.stream, step_id=step.id, mock_text=mock_text,
-            provider=provider,
+            provider=provider, cache=settings.cache,
         )
 
     # --- calling ------------------------------------------------------------------------------

@@ -305,3 +305,158 @@ def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
         if not plan.needs[step.id]:
             add(tree, step.id)
     return tree
+
+
+# --- the run history: runs list, show, diff ---------------------------------------------------
+
+
+def _local_time(iso: str | None) -> str:
+    if not iso:
+        return ""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _usage_text(usage: dict[str, Any] | None) -> str:
+    if not usage:
+        return ""
+    return str(usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
+
+
+def _status_text(status: str) -> Any:
+    from rich.text import Text
+
+    return Text(f"{_SYMBOLS.get(status, '…')} {status}", style=_STYLES.get(status, "cyan"))
+
+
+def _history_console(out: IO[str]) -> Console:
+    from rich.console import Console
+
+    return Console(file=out, highlight=False, soft_wrap=True)
+
+
+def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
+    """`runs list`: one row per run, newest first."""
+    from rich.table import Table
+
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    table.add_column("run id", no_wrap=True)
+    table.add_column("workflow")
+    table.add_column("status", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    for run in runs:
+        duration = run["duration_ms"]
+        table.add_row(run["run_id"], run["workflow"], _status_text(run["status"]),
+                      _local_time(run["started_at"]),
+                      "" if duration is None else _duration(duration), _usage_text(run["usage"]))
+    _history_console(out).print(table)
+
+
+def print_run(doc: dict[str, Any], details: dict[str, Any], out: IO[str]) -> None:
+    """`runs show`: what ran, from which file, the outputs, then each step."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _history_console(out)
+    title = Text(f"run {doc['run_id']}  {doc['workflow']}  ", style="bold")
+    console.print(title + _status_text(doc["status"]))
+    facts: list[tuple[str, str]] = []
+    source = doc.get("file") or ""
+    if details.get("file_sha256"):
+        source += f"  sha256 {details['file_sha256'][:12]}"
+    if details.get("git_commit"):
+        source += f"  git {details['git_commit'][:12]}"
+    facts.append(("file", source))
+    took = "" if doc.get("duration_ms") is None else f", took {_duration(doc['duration_ms'])}"
+    facts.append(("started", f"{_local_time(doc['started_at'])}{took}, {details.get('mode')}"))
+    usage = doc.get("usage") or {}
+    facts.append(("tokens", f"{usage.get('input_tokens', 0)} in, "
+                            f"{usage.get('output_tokens', 0)} out"))
+    if doc.get("resumed_from"):
+        facts.append(("resumed", f"from {doc['resumed_from']}"))
+    if doc.get("error"):
+        error = doc["error"]
+        where = f"step {error['step']}: " if error.get("step") else ""
+        facts.append(("error", f"{where}{error['type']}: {error['message']}"))
+    facts.append(("inputs", json.dumps(doc.get("inputs"), ensure_ascii=False)[:PREVIEW_CHARS]))
+    for name, value in facts:
+        console.print(Text(f"{name:<8} ", style="dim") + Text(value))
+    console.print()
+    for name, value in (doc.get("outputs") or {}).items():
+        console.print(f"## {name}", style="bold")
+        console.print(Text(format_value(value).rstrip("\n")))
+        console.print()
+    table = Table(box=None, padding=(0, 1), header_style="bold", title="steps",
+                  title_justify="left", title_style="bold")
+    for column in ("", "step", "model", "time", "tokens", "note"):
+        table.add_column(column, no_wrap=column != "note")
+    for step in doc.get("steps") or []:
+        status = step["status"]
+        note = "cached" if step.get("cached") else "reused" if step.get("reused") else ""
+        if step.get("error") and status == "failed":
+            note = step["error"]["message"]
+        elif status == "succeeded" and step.get("output") is not None:
+            preview = " ".join(format_value(step["output"]).split())
+            note = (f"({note}) " if note else "") + preview[:PREVIEW_CHARS]
+        model = "/".join(p for p in (step.get("provider"), step.get("model")) if p)
+        shown = status in ("succeeded", "failed")
+        table.add_row(Text(_SYMBOLS.get(status, "·"), style=_STYLES.get(status, "")),
+                      step["id"], model, _duration(step["duration_ms"]) if shown else "",
+                      _usage_text(step.get("usage")),
+                      Text(note, style="dim", overflow="ellipsis", no_wrap=True))
+    console.print(table)
+
+
+def _diff_text(diff: str) -> Any:
+    from rich.text import Text
+
+    text = Text()
+    for line in diff.splitlines(keepends=True):
+        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
+                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
+        text.append("  " + line, style=style)
+    return text
+
+
+def _side_by_side(a: Any, b: Any) -> str:
+    a, b = ("-" if a in (None, "") else str(a)), ("-" if b in (None, "") else str(b))
+    return a if a == b else f"{a} → {b}"
+
+
+def print_diff(diff: dict[str, Any], out: IO[str]) -> None:
+    """`runs diff`: per step, status, tokens and time side by side, then what changed."""
+    from rich.text import Text
+
+    console = _history_console(out)
+    a, b = diff["a"], diff["b"]
+    console.print(Text(f"a {a['run_id']}  {a['workflow']}  {a['status']}  "
+                       f"{_local_time(a['started_at'])}", style="bold"))
+    console.print(Text(f"b {b['run_id']}  {b['workflow']}  {b['status']}  "
+                       f"{_local_time(b['started_at'])}", style="bold"))
+    for label, key in (("inputs", "inputs_diff"), ("outputs", "outputs_diff")):
+        console.print(Text(f"{label}: " + ("changed" if diff[key] else "unchanged")))
+        if diff[key]:
+            console.print(_diff_text(diff[key]), end="")
+    for step in diff["steps"]:
+        sa, sb = step["a"] or {}, step["b"] or {}
+        duration_a = sa.get("duration_ms")
+        duration_b = sb.get("duration_ms")
+        parts = [
+            _side_by_side(sa.get("status"), sb.get("status")),
+            _side_by_side(_usage_text(sa.get("usage")), _usage_text(sb.get("usage"))) + " tok",
+            _side_by_side(None if duration_a is None else _duration(duration_a),
+                          None if duration_b is None else _duration(duration_b)),
+        ]
+        changed = [name for name in ("request", "output") if step[f"{name}_changed"]]
+        parts.append(", ".join(f"{name} changed" for name in changed) or "unchanged")
+        console.print()
+        console.print(Text(f"## {step['id']}", style="bold") + Text("  " + "  ".join(parts)))
+        for name in changed:
+            console.print(_diff_text(step[f"{name}_diff"]), end="")

@@ -29,6 +29,7 @@ class LLMRequest:
     stream: bool = False  # stream tokens to on_token
     step_id: str = ""
     mock_text: str | None = None  # the step's rendered `mock:` text, used by the mock only
+    cache: bool | None = None  # the step's `cache` setting (None: as `run --cache` says)
 
     def fingerprint_data(self) -> dict[str, Any]:
         """What makes two requests the same for the cache and for resume."""

@@ -1,0 +1,237 @@
+"""Providers around providers: the response cache, `--record` and `--replay`.
+
+Each class implements the :class:`~orchestrate.providers.Provider` protocol around another
+provider (or, for replay, none at all), so the engine cannot tell them apart from a real
+one. The run puts them in place through ``ProviderPool(wrap=...)``:
+
+    RecordingProvider        writes every response that passes through to a fixture file
+    └── CachingProvider      answers identical requests from the history database
+        └── the provider     OpenAI, Anthropic, an endpoint, the mock
+    ReplayProvider           answers from a fixture file only; needs no key, no network
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrate._errors import InvalidOutput, ProviderError, UsageError
+from orchestrate._result import Usage
+from orchestrate.providers import LLMRequest, LLMResponse, Provider
+from orchestrate.providers._base import RetryCallback, TokenCallback
+
+if TYPE_CHECKING:
+    from orchestrate._store import Store
+
+FIXTURE_VERSION = 1
+
+
+def _digest(data: Any) -> str:
+    encoded = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def requested_provider(request: LLMRequest, fallback: str) -> str:
+    """The provider the step asked for (`openai`, ...), also when `--mock` answers it."""
+    return getattr(request, "provider", None) or fallback
+
+
+def fixture_key(request: LLMRequest, provider: str) -> str:
+    """A fixture's key: the provider the step names, and what the request asks."""
+    return _digest({"provider": requested_provider(request, provider),
+                    **request.fingerprint_data()})
+
+
+def response_data(response: LLMResponse) -> dict[str, Any]:
+    usage = response.usage.to_dict() if response.usage else None
+    return {"text": response.text, "usage": usage, "model": response.model,
+            "response_id": response.response_id, "finish_reason": response.finish_reason}
+
+
+def response_from(data: dict[str, Any], *, cached: bool, attempts: int) -> LLMResponse:
+    usage = data.get("usage")
+    return LLMResponse(
+        text=data["text"], usage=Usage(**usage) if usage else None, attempts=attempts,
+        model=data.get("model"), response_id=data.get("response_id"),
+        finish_reason=data.get("finish_reason"), cached=cached,
+    )
+
+
+def _replay_tokens(request: LLMRequest, text: str, on_token: TokenCallback | None) -> None:
+    if on_token is not None and request.stream and text:
+        on_token(text)
+
+
+# --- the response cache ----------------------------------------------------------------------
+
+
+class CachingProvider:
+    """Answers a request from the history's `responses` table when an identical one was
+    answered before: same endpoint, model, messages and settings (temperature included).
+
+    Only successful answers are stored, and for `output: json` steps only answers that
+    parse, so a failure is never replayed from the cache. A hit costs no call (`attempts`
+    0) and carries the usage the answer cost when it was made.
+    """
+
+    def __init__(self, inner: Provider, *, endpoint: str, store: Store,
+                 everything: bool) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.endpoint = endpoint
+        self.store = store
+        self.everything = everything
+
+    def wanted(self, request: LLMRequest) -> bool:
+        setting = getattr(request, "cache", None)
+        return self.everything if setting is None else bool(setting)
+
+    def key(self, request: LLMRequest) -> str:
+        return _digest({"endpoint": self.endpoint, "mock_text": request.mock_text,
+                        **request.fingerprint_data()})
+
+    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
+                       on_retry: RetryCallback | None = None) -> LLMResponse:
+        if not self.wanted(request):
+            return await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
+        key = self.key(request)
+        hit = self.store.cached_response(key)
+        if hit is not None:
+            _replay_tokens(request, hit["text"], on_token)
+            return response_from(hit, cached=True, attempts=0)
+        response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
+        if _usable(request, response):
+            self._put(key, request, response)
+        return response
+
+    def _put(self, key: str, request: LLMRequest, response: LLMResponse) -> None:
+        row = (key, self.endpoint, response.model or request.model,
+               json.dumps(request.fingerprint_data(), ensure_ascii=False, default=str),
+               json.dumps(response_data(response), ensure_ascii=False), time.time())
+        self.store.writer.submit(lambda db: db.execute(
+            "INSERT OR REPLACE INTO responses (key, provider, model, request, response, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)", row))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _usable(request: LLMRequest, response: LLMResponse) -> bool:
+    """Worth caching: a JSON step's reply must parse (a re-ask would follow otherwise)."""
+    if not request.json_mode:
+        return True
+    from orchestrate._output import parse_json_reply
+
+    try:
+        parse_json_reply(response.text, request.schema)
+    except InvalidOutput:
+        return False
+    return True
+
+
+# --- fixtures: --record and --replay ----------------------------------------------------------
+
+
+class Fixture:
+    """A JSON file of provider responses keyed by request, meant to be committed.
+
+    ``{"version": 1, "responses": {KEY: {"provider", "step", "request", "response"}}}``,
+    keys sorted, so that re-recording gives a small diff.
+    """
+
+    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None) -> None:
+        self.path = path
+        self.responses = dict(responses or {})
+
+    @classmethod
+    def load(cls, path: Path, *, missing_ok: bool = False) -> Fixture:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if missing_ok:
+                return cls(path)
+            raise UsageError(f"no fixture file {path}",
+                             hint="record one with `orchestrate run FLOW --record "
+                                  f"{path}`") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read the fixture {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"{path} is not a fixture file: {exc}") from None
+        if (not isinstance(data, dict) or data.get("version") != FIXTURE_VERSION
+                or not isinstance(data.get("responses"), dict)):
+            raise UsageError(f"{path} is not a fixture file (version {FIXTURE_VERSION})",
+                             hint="fixtures are written by `orchestrate run --record FILE`")
+        return cls(path, data["responses"])
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        entry = self.responses.get(key)
+        return entry.get("response") if isinstance(entry, dict) else None
+
+    def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
+        self.responses[key] = {"provider": provider, "step": request.step_id,
+                               "request": request.fingerprint_data(),
+                               "response": response_data(response)}
+
+    def save(self) -> None:
+        """Write the file whole, through a temporary file, so a crash leaves the old one."""
+        document = {"version": FIXTURE_VERSION,
+                    "responses": dict(sorted(self.responses.items()))}
+        text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise UsageError(f"cannot write the fixture {self.path}: {exc.strerror}") from None
+
+
+class RecordingProvider:
+    """Passes requests on and keeps each successful response in a :class:`Fixture`."""
+
+    def __init__(self, inner: Provider, fixture: Fixture, *, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.fixture = fixture
+
+    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
+                       on_retry: RetryCallback | None = None) -> LLMResponse:
+        response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
+        provider = requested_provider(request, self.name)
+        self.fixture.put(fixture_key(request, provider), provider, request, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class ReplayProvider:
+    """Answers only from a fixture: offline, deterministic, no key; a request the fixture
+    does not hold is a `provider` failure of the step."""
+
+    def __init__(self, fixture: Fixture, *, name: str) -> None:
+        self.fixture = fixture
+        self.name = name
+
+    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
+                       on_retry: RetryCallback | None = None) -> LLMResponse:
+        provider = requested_provider(request, self.name)
+        data = self.fixture.get(fixture_key(request, provider))
+        if data is None:
+            raise ProviderError(
+                f"step {request.step_id}: the fixture {self.fixture.path} has no response for "
+                f"this request ({provider}, model {request.model}); record it again with "
+                f"--record {self.fixture.path}"
+            )
+        _replay_tokens(request, data["text"], on_token)
+        return response_from(data, cached=False, attempts=1)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,456 @@
+"""The run history: one SQLite file, `$ORCHESTRATE_HOME/history.db`.
+
+    Store               opens the file, applies migrations, answers queries (main thread)
+    └── Writer          a thread with its own connection; writes arrive through a queue
+                        and are committed in batches, so a run never waits for the disk
+
+The schema is versioned by an ordered list of named migration functions; each applied one
+is recorded in the `_migrations` table. A file from a newer orchestrate (a migration we do
+not know) or a file that is not ours is refused with a clear :class:`StoreError`.
+
+Only this module imports :mod:`sqlite3`, and only the commands that need the history
+import this module, so `orchestrate --help` and `validate` never pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrate._errors import StoreError, UsageError
+
+DB_NAME = "history.db"
+APPLICATION_ID = 0x4F524348  # "ORCH", in the file header: marks the file as ours
+BUSY_TIMEOUT_MS = 30_000
+NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
+
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+
+
+def home(env: Mapping[str, str] = os.environ) -> Path:
+    """`$ORCHESTRATE_HOME`, else the user data dir (e.g. ~/.local/share/orchestrate)."""
+    configured = env.get("ORCHESTRATE_HOME")
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("orchestrate", appauthor=False))
+
+
+def database_path(env: Mapping[str, str] = os.environ) -> Path:
+    return home(env) / DB_NAME
+
+
+# --- migrations ------------------------------------------------------------------------------
+# Append only: never edit or reorder a migration once released, add a new one.
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE runs (
+            run_id        TEXT PRIMARY KEY,
+            workflow      TEXT NOT NULL,
+            file          TEXT,              -- the path as given on the command line
+            file_path     TEXT,              -- the same, absolute
+            file_sha256   TEXT,              -- of the workflow file's bytes
+            git_commit    TEXT,              -- HEAD of the file's repository, if any
+            status        TEXT NOT NULL,     -- running | succeeded | failed | cancelled
+            mode          TEXT NOT NULL,     -- live | mock | replay
+            started_at    TEXT NOT NULL,     -- ISO 8601, UTC
+            started       REAL NOT NULL,     -- the same, as Unix seconds
+            finished_at   TEXT,
+            duration_ms   INTEGER,
+            input_tokens  INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            inputs        TEXT NOT NULL,     -- JSON
+            outputs       TEXT,              -- JSON
+            error_step    TEXT,
+            error_type    TEXT,
+            error_message TEXT,
+            resumed_from  TEXT,
+            provenance    TEXT,              -- JSON: versions, sub-workflow hashes
+            document      TEXT               -- the result document, outputs and steps left out
+        )""")
+    db.execute("CREATE INDEX runs_by_start ON runs (started)")
+    db.execute("CREATE INDEX runs_by_workflow ON runs (workflow, started)")
+    db.execute("CREATE INDEX runs_by_file ON runs (file_path, started)")
+    db.execute("""
+        CREATE TABLE steps (
+            run_id        TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            position      INTEGER NOT NULL,  -- the step's place in the file, from 0
+            step_id       TEXT NOT NULL,
+            kind          TEXT NOT NULL,     -- llm | function | workflow
+            status        TEXT NOT NULL,     -- succeeded | failed | skipped | cancelled
+            output        TEXT,              -- JSON
+            error_type    TEXT,
+            error_message TEXT,
+            provider      TEXT,
+            model         TEXT,              -- the exact model id the provider reported
+            response_id   TEXT,              -- the provider's id for the response
+            attempts      INTEGER NOT NULL DEFAULT 0,
+            duration_ms   INTEGER NOT NULL DEFAULT 0,
+            input_tokens  INTEGER,
+            output_tokens INTEGER,
+            cached        INTEGER NOT NULL DEFAULT 0,  -- answered from the response cache
+            reused        INTEGER NOT NULL DEFAULT 0,  -- taken from an earlier run
+            fingerprint   TEXT,              -- sha256 of the rendered request
+            definition    TEXT,              -- sha256 of the step as written
+            request       TEXT,              -- JSON: the rendered request
+            finished_at   TEXT,              -- ISO 8601, UTC
+            extra         TEXT,              -- JSON: the rest of the step's result entry
+            PRIMARY KEY (run_id, step_id)
+        )""")
+    db.execute("""
+        CREATE TABLE responses (              -- the response cache (run --cache)
+            key           TEXT PRIMARY KEY,  -- sha256 of provider, model, messages, settings
+            provider      TEXT NOT NULL,
+            model         TEXT,              -- the exact model id of the answer
+            request       TEXT NOT NULL,     -- JSON
+            response      TEXT NOT NULL,     -- JSON: text, usage, model, response_id
+            created       REAL NOT NULL      -- Unix seconds
+        )""")
+    db.execute("CREATE INDEX responses_by_age ON responses (created)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                         check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable through a crash of the process
+    return db
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema up to date, in one IMMEDIATE transaction so two processes can race."""
+    known = [m.__name__ for m in MIGRATIONS]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if app_id not in (0, APPLICATION_ID) or (tables and "_migrations" not in tables):
+            raise StoreError(f"{path} is not an orchestrate history database",
+                             hint=NO_HISTORY_HINT)
+        if "_migrations" not in tables:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            raise StoreError(
+                f"{path} was written by a newer orchestrate (schema {len(applied)}, this "
+                f"version knows {len(known)}; unknown migration {unknown[-1]})",
+                hint="upgrade orchestrate, or " + NO_HISTORY_HINT)
+        for migration in MIGRATIONS:
+            if migration.__name__ not in applied:
+                migration(db)
+                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                           (migration.__name__, time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                              time.gmtime())))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _corrupt(path: Path, exc: Exception) -> StoreError:
+    return StoreError(f"cannot use the run history {path}: {exc}", hint=NO_HISTORY_HINT)
+
+
+class Store:
+    """The history database, opened (and created or migrated) by :meth:`open`."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+        self.path = path
+        self.db = db
+        self._writer: Writer | None = None
+
+    @classmethod
+    def open(cls, path: Path | None = None) -> Store:
+        """Open the history, creating it; StoreError when it is corrupt, foreign or newer."""
+        path = path or database_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path.parent}: {exc.strerror}",
+                             hint=NO_HISTORY_HINT) from None
+        db = None
+        try:
+            db = _connect(path)
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            _migrate(db, path)
+        except StoreError:
+            if db is not None:
+                db.close()
+            raise
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise _corrupt(path, exc) from None
+        return cls(path, db)
+
+    def close(self) -> None:
+        """Write what is queued, then close; StoreError when a write failed."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._writer = None
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def writer(self) -> Writer:
+        """The background writer, started on first use."""
+        if self._writer is None:
+            self._writer = Writer(self.path)
+        return self._writer
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            cursor = self.db.execute(sql, tuple(params))
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise _corrupt(self.path, exc) from None
+
+    def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
+                  status: str | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, as `runs list --json` prints them."""
+        where, params = [], []
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started DESC, run_id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_summary(row) for row in self._query(sql, params)]
+
+    def resolve(self, prefix: str) -> str:
+        """The one run id starting with `prefix`; UsageError (exit 2) naming the candidates."""
+        rows = self._query(
+            "SELECT run_id, workflow, started_at, status FROM runs "
+            "WHERE substr(run_id, 1, ?) = ? ORDER BY started DESC LIMIT 11",
+            (len(prefix), prefix),
+        ) if prefix else []
+        if len(rows) == 1:
+            return str(rows[0]["run_id"])
+        if not rows:
+            recent = self._query("SELECT run_id, workflow, started_at, status FROM runs "
+                                 "ORDER BY started DESC LIMIT 5")
+            hint = "`orchestrate runs list` shows the recorded runs"
+            if recent:
+                hint = "recent runs:\n" + _candidates(recent)
+            raise UsageError(f"no run with id {prefix!r} in {self.path}", hint=hint)
+        more = " (and more)" if len(rows) > 10 else ""
+        raise UsageError(f"run id {prefix!r} is ambiguous: it matches several runs{more}",
+                         hint="give more characters; candidates:\n" + _candidates(rows[:10]))
+
+    def run_row(self, run_id: str) -> sqlite3.Row:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise UsageError(f"no run with id {run_id!r} in {self.path}")
+        return rows[0]
+
+    def step_rows(self, run_id: str) -> list[sqlite3.Row]:
+        return self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
+
+    def document(self, run_id: str) -> dict[str, Any]:
+        """The run's result document, exactly as `run --json` printed it."""
+        run = self.run_row(run_id)
+        steps = [step_document(row) for row in self.step_rows(run_id)]
+        if run["document"] is not None:
+            doc = json.loads(run["document"])
+            doc["outputs"] = json.loads(run["outputs"]) if run["outputs"] else {}
+            doc["steps"] = steps
+            return doc
+        # A run still going, or whose process died: rebuilt from what was written.
+        usage = {"input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in steps),
+                 "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0)
+                                      for s in steps)}
+        doc = {
+            "run_id": run["run_id"], "workflow": run["workflow"], "file": run["file"],
+            "status": run["status"], "started_at": run["started_at"],
+            "duration_ms": run["duration_ms"], "inputs": json.loads(run["inputs"]),
+            "outputs": json.loads(run["outputs"]) if run["outputs"] else {},
+            "steps": steps, "usage": usage, "error": None,
+        }
+        if run["resumed_from"]:
+            doc["resumed_from"] = run["resumed_from"]
+        return doc
+
+    def latest_run(self, file_path: str) -> str | None:
+        rows = self._query("SELECT run_id FROM runs WHERE file_path = ? "
+                           "ORDER BY started DESC, run_id DESC LIMIT 1", (file_path,))
+        return str(rows[0]["run_id"]) if rows else None
+
+    def cached_response(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT response FROM responses WHERE key = ?", (key,))
+        return json.loads(rows[0]["response"]) if rows else None
+
+    # --- deleting ------------------------------------------------------------------------
+
+    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        counts = []
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                counts.append(self.db.execute(sql, params).rowcount)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise _corrupt(self.path, exc) from None
+        return counts
+
+    def delete(self, run_ids: list[str]) -> int:
+        statements = []
+        for run_id in run_ids:
+            statements.append(("DELETE FROM steps WHERE run_id = ?", (run_id,)))
+            statements.append(("DELETE FROM runs WHERE run_id = ?", (run_id,)))
+        return sum(self._write(statements)[1::2])
+
+    def prune(self, before: float) -> tuple[int, int]:
+        """Delete runs started, and cached responses made, before `before` (Unix seconds)."""
+        steps_sql = "DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE started < ?)"
+        counts = self._write([
+            (steps_sql, (before,)),
+            ("DELETE FROM runs WHERE started < ?", (before,)),
+            ("DELETE FROM responses WHERE created < ?", (before,)),
+        ])
+        return counts[1], counts[2]
+
+
+def _candidates(rows: list[sqlite3.Row]) -> str:
+    return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
+                     for r in rows)
+
+
+def _summary(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
+        "status": row["status"], "started_at": row["started_at"],
+        "duration_ms": row["duration_ms"],
+        "usage": {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]},
+    }
+
+
+def step_document(row: sqlite3.Row) -> dict[str, Any]:
+    """A step's entry in the result document (as StepResult.to_dict), from its row."""
+    error = None
+    if row["error_type"] is not None:
+        error = {"step": row["step_id"], "type": row["error_type"],
+                 "message": row["error_message"]}
+    usage = None
+    if row["input_tokens"] is not None:
+        usage = {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]}
+    doc: dict[str, Any] = {
+        "id": row["step_id"], "status": row["status"],
+        "output": json.loads(row["output"]) if row["output"] is not None else None,
+        "error": error, "provider": row["provider"], "model": row["model"],
+        "attempts": row["attempts"], "duration_ms": row["duration_ms"], "usage": usage,
+    }
+    if row["cached"]:
+        doc["cached"] = True
+    if row["reused"]:
+        doc["reused"] = True
+    if row["extra"]:
+        doc.update(json.loads(row["extra"]))
+    return doc
+
+
+# --- the writer ------------------------------------------------------------------------------
+
+Write = Callable[[sqlite3.Connection], None]
+_STOP = object()
+
+
+class Writer:
+    """A thread that owns a connection and commits queued writes in batches.
+
+    `submit` only puts a function on a queue: the caller (the event loop) never waits for
+    SQLite. Every batch is committed as soon as it is taken, so a crash loses at most the
+    writes still queued. :meth:`close` waits for the queue to drain.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="orchestrate-history",
+                                       daemon=True)
+        self.thread.start()
+
+    def submit(self, write: Write) -> None:
+        self.queue.put(write)
+
+    def close(self) -> None:
+        self.queue.put(_STOP)
+        self.thread.join()
+        if self.error is not None:
+            raise StoreError(f"could not record the run in {self.path}: {self.error}",
+                             hint=NO_HISTORY_HINT)
+
+    def _loop(self) -> None:
+        try:
+            db = _connect(self.path)
+        except sqlite3.Error as exc:
+            self.error = exc
+            self._drain()
+            return
+        try:
+            stop = False
+            while not stop:
+                batch = [self.queue.get()]
+                while True:
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if _STOP in batch:
+                    stop = True
+                    batch = [w for w in batch if w is not _STOP]
+                if batch and self.error is None:
+                    self._commit(db, batch)
+        finally:
+            db.close()
+
+    def _commit(self, db: sqlite3.Connection, batch: list[Write]) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for write in batch:
+                write(db)
+            db.execute("COMMIT")
+        except Exception as exc:  # reported by close(); the run itself goes on
+            self.error = exc
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+    def _drain(self) -> None:
+        while self.queue.get() is not _STOP:
+            pass
