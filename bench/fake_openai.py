@@ -3,7 +3,8 @@
 It answers ``POST /v1/chat/completions`` (also ``/chat/completions``) after a fixed
 latency, as a JSON body or, with ``"stream": true``, as server-sent events: one
 ``data:`` chunk per word, a usage-only chunk when ``stream_options.include_usage`` is
-set, then ``data: [DONE]``. ``GET /v1/models`` lists one model. HTTP/1.1 with
+set, then ``data: [DONE]``. ``GET /v1/models`` lists one model; ``GET /stats`` gives the
+requests and connections served so far. HTTP/1.1 with
 keep-alive on a raw asyncio server: only the standard library, 127.0.0.1 only.
 
 The reply is ``Fake reply to: <the last message>`` (whitespace collapsed, shortened),
@@ -171,7 +172,10 @@ class FakeOpenAI:
             return False
         raw = await reader.readexactly(int(headers.get("content-length") or 0))
         path = path.split("?", 1)[0]
-        if method == "GET" and path in ("/v1/models", "/models"):
+        if method == "GET" and path == "/stats":
+            stats = {"requests": self.count, "connections": self.connections}
+            await self._send_json(writer, 200, stats, close=not keep_alive)
+        elif method == "GET" and path in ("/v1/models", "/models"):
             models = {"object": "list", "data": [{"id": MODEL, "object": "model"}]}
             await self._send_json(writer, 200, models, close=not keep_alive)
         elif method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):

@@ -120,14 +120,19 @@ class SSEDecoder:
         return event
 
 
-async def aiter_sse(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
-    """The events of a streaming httpx response, as its bytes arrive.
+async def aiter_sse(
+    source: httpx.Response | AsyncIterator[bytes],
+) -> AsyncIterator[ServerSentEvent]:
+    """The events of a streaming httpx response (or of its ``aiter_bytes()``), as its
+    bytes arrive.
 
     Wrap it in ``contextlib.aclosing`` when you may stop early; the caller owns (and
-    closes) the response.
+    closes) the response. Given the byte iterator, the caller can go on reading it after
+    the last event it wanted.
     """
     decoder = SSEDecoder()
-    async for chunk in response.aiter_bytes():
+    chunks = source.aiter_bytes() if hasattr(source, "aiter_bytes") else source
+    async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event
     for event in decoder.flush():
