@@ -17,7 +17,10 @@ from orchestrate.providers._base import LLMRequest, LLMResponse, TokenCallback
 from orchestrate.providers._http import HTTPProvider, TransientError, message_in
 from orchestrate.providers._sse import ServerSentEvent
 
-__all__ = ["OpenAIProvider", "uses_max_completion_tokens"]
+__all__ = ["JSON_INSTRUCTION", "OpenAIProvider", "uses_max_completion_tokens"]
+
+# OpenAI rejects `response_format: json_object` unless "JSON" appears in the messages.
+JSON_INSTRUCTION = "Reply with a single JSON object."
 
 # Reasoning models take `max_completion_tokens` and reject `max_tokens`.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
@@ -56,6 +59,8 @@ class OpenAIProvider(HTTPProvider):
         response_format = _response_format(request)
         if response_format is not None:
             body["response_format"] = response_format
+        if response_format == {"type": "json_object"}:
+            body["messages"] = _mention_json(body["messages"])
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -145,6 +150,19 @@ def _response_format(request: LLMRequest) -> dict[str, Any] | None:
     if request.json_mode:
         return {"type": "json_object"}
     return None
+
+
+def _mention_json(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The messages, with :data:`JSON_INSTRUCTION` in the system prompt unless one of them
+    already says "json" (in any case). A leading system message is extended rather than
+    joined by a second one, which some chat templates of compatible servers reject."""
+    if any("json" in str(message.get("content") or "").lower() for message in messages):
+        return messages
+    if messages and messages[0].get("role") == "system":
+        content = "\n\n".join(part for part in (messages[0].get("content"), JSON_INSTRUCTION)
+                              if part)
+        return [{**messages[0], "content": content}, *messages[1:]]
+    return [{"role": "system", "content": JSON_INSTRUCTION}, *messages]
 
 
 def _chunk(event: ServerSentEvent) -> dict[str, Any]:

@@ -12,7 +12,11 @@ import respx
 from orchestrate._errors import ProviderError
 from orchestrate._result import Usage
 from orchestrate.providers._base import LLMRequest, LLMResponse
-from orchestrate.providers._openai import OpenAIProvider, uses_max_completion_tokens
+from orchestrate.providers._openai import (
+    JSON_INSTRUCTION,
+    OpenAIProvider,
+    uses_max_completion_tokens,
+)
 
 from .conftest import sse_lines
 
@@ -89,7 +93,6 @@ async def sent(route: respx.Route) -> tuple[dict[str, Any], httpx.Headers]:
         ({"max_tokens": 100, "model": "o4-mini"}, {"max_completion_tokens": 100}),
         ({"max_tokens": 100, "model": "gpt-5-mini"}, {"max_completion_tokens": 100}),
         ({"max_tokens": 100, "model": "openai/gpt-5"}, {"max_completion_tokens": 100}),
-        ({"json_mode": True}, {"response_format": {"type": "json_object"}}),
         ({"schema": SCHEMA, "json_mode": True},
          {"response_format": {"type": "json_schema",
                               "json_schema": {"name": "output", "schema": SCHEMA,
@@ -109,6 +112,35 @@ async def test_request_body(
     await make_provider().complete(req)
     body, _ = await sent(route)
     assert {"model": req.model, "messages": list(MESSAGES), **extra} == body
+
+
+SYSTEM, USER = MESSAGES
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        (MESSAGES,
+         [{"role": "system", "content": f"Be brief.\n\n{JSON_INSTRUCTION}"}, USER]),
+        ((USER,), [{"role": "system", "content": JSON_INSTRUCTION}, USER]),
+        (({"role": "system", "content": ""}, USER),
+         [{"role": "system", "content": JSON_INSTRUCTION}, USER]),
+        (({"role": "user", "content": "List three colours as Json."},),
+         [{"role": "user", "content": "List three colours as Json."}]),
+        (({"role": "system", "content": "Answer in JSON."}, USER),
+         [{"role": "system", "content": "Answer in JSON."}, USER]),
+    ],
+)
+async def test_json_object_mode_mentions_json(
+    messages: tuple[dict[str, str], ...], expected: list[dict[str, str]], make_provider,
+    respx_mock,
+) -> None:
+    """`json_object` mode gets the word JSON in the system prompt when no message has it."""
+    route = respx_mock.post(URL).mock(return_value=httpx.Response(200, json=reply("{}")))
+    await make_provider().complete(request(messages=messages, json_mode=True))
+    body, _ = await sent(route)
+    assert {"model": "gpt-4o-mini", "messages": expected,
+            "response_format": {"type": "json_object"}} == body
 
 
 @pytest.mark.parametrize(
