@@ -205,7 +205,8 @@ class Engine:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     del running[task]
-                    failure = failure or self._record(task.result())
+                    ended = self._record(task.result())  # every result, also after a failure
+                    failure = failure or ended
         except asyncio.CancelledError:
             await self._stop(running, pending)
             return failure, True

@@ -1,0 +1,650 @@
+"""Reusing earlier work: --resume, --from, --only, the response cache, --record and --replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrate.providers._mock import MockProvider
+
+OPENAI_URL = "https://api.openai.com/v1/chat/completions"
+
+TOOLS = '''
+from pathlib import Path
+
+
+def work(name, log, marker=None, previous=None):
+    """Append `name` to the log file; fail while the marker file exists."""
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(name + "\\n")
+    if marker and Path(marker).exists():
+        raise RuntimeError(f"{name} failed: the marker file is there")
+    return f"{name}<{previous}>"
+'''
+
+
+@pytest.fixture
+def provider_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The step id of every request that reached the mock provider, in order."""
+    calls: list[str] = []
+    complete = MockProvider.complete
+
+    async def counting(self: MockProvider, request: Any, **options: Any) -> Any:
+        calls.append(request.step_id)
+        return await complete(self, request, **options)
+
+    monkeypatch.setattr(MockProvider, "complete", counting)
+    return calls
+
+
+@pytest.fixture
+def function_calls(tmp_path: Path) -> Callable[[], list[str]]:
+    """The names the function steps logged, read afresh at each call."""
+    log = tmp_path / "calls.log"
+
+    def read() -> list[str]:
+        calls = log.read_text(encoding="utf-8").split() if log.exists() else []
+        log.unlink(missing_ok=True)
+        return calls
+
+    return read
+
+
+def run(cli: Callable, flow: Path, *args: str | Path) -> tuple[int, dict[str, Any]]:
+    result = cli("run", flow, "--json", *args)
+    assert result.stdout, result.stderr
+    return result.exit_code, json.loads(result.stdout)
+
+
+def reused(doc: dict[str, Any]) -> dict[str, bool]:
+    return {s["id"]: bool(s.get("reused")) for s in doc["steps"]}
+
+
+def history_db() -> Path:
+    return Path(os.environ["ORCHESTRATE_HOME"]) / "history.db"
+
+
+# --- --resume -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def four_steps(tmp_path: Path, write_flow: Callable) -> tuple[Path, Path]:
+    """LLM fetch -> function shape -> function check (fails while a marker exists) -> LLM
+    report; returns (flow, marker)."""
+    write_flow(TOOLS, "resume_tools.py")
+    marker = tmp_path / "marker"
+    log = tmp_path / "calls.log"
+    flow = write_flow(f"""
+        name: pipeline
+        steps:
+          - id: fetch
+            prompt: Fetch the data.
+            mock: "raw data"
+          - id: shape
+            function: resume_tools:work
+            with: {{name: shape, log: "{log}", previous: "{{{{ steps.fetch.output }}}}"}}
+          - id: check
+            function: resume_tools:work
+            with: {{name: check, log: "{log}", marker: "{marker}",
+                    previous: "{{{{ steps.shape.output }}}}"}}
+          - id: report
+            prompt: "Report on {{{{ steps.check.output }}}}"
+        """)
+    return flow, marker
+
+
+def test_resume_runs_only_the_failed_and_later_steps(
+    four_steps: tuple[Path, Path], cli: Callable, provider_calls: list[str],
+    function_calls: Callable[[], list[str]],
+) -> None:
+    """Step 3 of 4 fails; fixed and resumed, steps 1-2 are not called again, 3-4 are."""
+    flow, marker = four_steps
+    marker.touch()
+    code, failed = run(cli, flow, "--mock")
+    assert code == 1
+    assert [s["status"] for s in failed["steps"]] == ["succeeded", "succeeded", "failed",
+                                                      "cancelled"]
+    assert provider_calls == ["fetch"]
+    assert function_calls() == ["shape", "check"]
+
+    marker.unlink()
+    provider_calls.clear()
+    code, resumed = run(cli, flow, "--mock", "--resume", failed["run_id"])
+    assert code == 0
+    assert provider_calls == ["report"]
+    assert function_calls() == ["check"]
+    assert resumed["resumed_from"] == failed["run_id"]
+    assert resumed["run_id"] != failed["run_id"]
+    assert reused(resumed) == {"fetch": True, "shape": True, "check": False, "report": False}
+    assert resumed["outputs"]["check"] == "check<shape<raw data>>"
+    # the reused steps keep what they produced and cost
+    for before, after in zip(failed["steps"][:2], resumed["steps"][:2], strict=True):
+        assert after["output"] == before["output"]
+        assert after["usage"] == before["usage"]
+        assert after["model"] == before["model"]
+    with sqlite3.connect(history_db()) as db:
+        assert db.execute("SELECT resumed_from FROM runs WHERE run_id = ?",
+                          (resumed["run_id"],)).fetchone() == (failed["run_id"],)
+        assert db.execute("SELECT step_id FROM steps WHERE run_id = ? AND reused = 1"
+                          " ORDER BY position", (resumed["run_id"],)).fetchall() == [
+            ("fetch",), ("shape",)]
+
+
+def test_resume_by_prefix_and_of_a_resumed_run(
+    four_steps: tuple[Path, Path], cli: Callable, provider_calls: list[str],
+    function_calls: Callable[[], list[str]],
+) -> None:
+    """A prefix names the run; resuming a resumed run reuses everything again."""
+    flow, _ = four_steps
+    _, first = run(cli, flow, "--mock")
+    _, second = run(cli, flow, "--mock", "--resume", first["run_id"][:-4])
+    _, third = run(cli, flow, "--mock", "--resume", second["run_id"])
+    assert reused(third) == dict.fromkeys(("fetch", "shape", "check", "report"), True)
+    assert third["outputs"] == first["outputs"]
+    assert provider_calls == ["fetch", "report"]
+    assert function_calls() == ["shape", "check"]
+
+
+@pytest.mark.parametrize("run_id", ["nope", "0"])
+def test_resume_unknown_or_ambiguous(four_steps: tuple[Path, Path], cli: Callable,
+                                     run_id: str) -> None:
+    """--resume of an unknown or ambiguous id: exit 2 before anything runs."""
+    flow, _ = four_steps
+    run(cli, flow, "--mock")
+    run(cli, flow, "--mock")
+    result = cli("run", flow, "--mock", "--resume", run_id)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "no run with id 'nope'" in result.stderr or "is ambiguous" in result.stderr
+
+
+CHANGING = """
+    inputs:
+      topic: {default: tides}
+      style: {default: plain}
+    steps:
+      - id: facts
+        prompt: "Facts about {{ inputs.topic }}"
+      - id: tone
+        prompt: "Describe the style {{ inputs.style }}"
+      - id: article
+        prompt: "Write with {{ steps.facts.output }} in {{ steps.tone.output }}"
+      - id: encode
+        function: json:dumps
+        with: {obj: [1, 2]}
+    """
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], {"facts": True, "tone": True, "article": True}),
+    (["-i", "style=ornate"], {"facts": True, "tone": False, "article": False}),
+    (["-i", "topic=moon"], {"facts": False, "tone": True, "article": False}),
+    (["-i", "topic=moon", "-i", "style=ornate"], {"facts": False, "tone": False,
+                                                   "article": False}),
+])
+def test_resume_with_changed_inputs(write_flow: Callable, cli: Callable, args: list[str],
+                                    expected: dict[str, bool]) -> None:
+    """Changed inputs: only steps whose rendered request is unchanged are reused."""
+    flow = write_flow(CHANGING)
+    _, first = run(cli, flow, "--mock")
+    _, resumed = run(cli, flow, "--mock", "--resume", first["run_id"], *args)
+    assert {k: v for k, v in reused(resumed).items() if k != "encode"} == expected
+    assert resumed["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ('prompt: "Describe the style {{ inputs.style }}"',
+     'prompt: "Describe the look {{ inputs.style }}"',
+     {"facts": True, "tone": False, "article": False}),
+    ("- id: tone\n", "- id: tone\n    temperature: 0.9\n",
+     {"facts": True, "tone": False, "article": True}),
+    ("- id: facts\n", '- id: facts\n    mock: "other facts"\n',
+     {"facts": False, "tone": True, "article": False}),
+    ("- id: facts\n", "- id: facts\n    on_error: continue\n",
+     {"facts": False, "tone": True, "article": True}),
+])
+def test_resume_with_a_changed_workflow(write_flow: Callable, cli: Callable, old: str,
+                                        new: str, expected: dict[str, bool]) -> None:
+    """A changed step definition (prompt, settings, mock text...) is run again; steps whose
+    request did not change are still reused."""
+    flow = write_flow(CHANGING)
+    _, first = run(cli, flow, "--mock")
+    text = flow.read_text()
+    assert old in text
+    flow.write_text(text.replace(old, new))
+    code, resumed = run(cli, flow, "--mock", "--resume", first["run_id"])
+    assert code == 0
+    assert {k: v for k, v in reused(resumed).items() if k != "encode"} == expected
+
+
+def test_mock_answers_do_not_resume_real_runs(write_flow: Callable, cli: Callable,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """An LLM step answered by --mock is not reused by a run without it (nor the reverse)."""
+    flow = write_flow("""
+        steps:
+          - id: ask
+            prompt: "What is a tide?"
+          - id: encode
+            function: json:dumps
+            with: {obj: [1, 2]}
+        """)
+    _, mocked = run(cli, flow, "--mock")
+    fixture = tmp_path / "f.json"
+    fixture.write_text(json.dumps({"version": 1, "responses": {}}))
+    _, replayed = run(cli, flow, "--resume", mocked["run_id"], "--replay", fixture)
+    assert reused(replayed) == {"ask": False, "encode": True}
+    assert replayed["steps"][0]["error"]["type"] == "provider"
+
+
+# --- --from and --only --------------------------------------------------------------------------
+
+DIAMOND = """
+    name: diamond
+    inputs:
+      seed: {default: one}
+    steps:
+      - id: source
+        prompt: "Start from {{ inputs.seed }}"
+      - id: left
+        prompt: "Left of {{ steps.source.output }}"
+      - id: right
+        prompt: "Right of {{ steps.source.output }}"
+      - id: join
+        prompt: "Join {{ steps.left.output }} and {{ steps.right.output }}"
+      - id: aside
+        prompt: "Unrelated"
+    """
+
+
+@pytest.mark.parametrize(("args", "rerun"), [
+    (["--only", "left"], ["left"]),
+    (["--only", "join"], ["join"]),
+    (["--from", "left"], ["left", "join"]),
+    (["--from", "source"], ["source", "left", "right", "join"]),
+    (["--from", "aside"], ["aside"]),
+])
+def test_from_and_only(write_flow: Callable, cli: Callable, provider_calls: list[str],
+                       args: list[str], rerun: list[str]) -> None:
+    """--only S reruns S alone; --from S reruns S and all that depends on it, at any
+    distance; every other step takes its output from the latest run of the workflow."""
+    flow = write_flow(DIAMOND)
+    _, first = run(cli, flow, "--mock")
+    provider_calls.clear()
+    code, again = run(cli, flow, "--mock", *args)
+    assert code == 0
+    assert sorted(provider_calls) == sorted(rerun)
+    assert again["resumed_from"] == first["run_id"]
+    assert [s["id"] for s in again["steps"] if not s.get("reused")] == rerun
+
+
+def test_only_takes_outputs_as_they_are(write_flow: Callable, cli: Callable,
+                                        provider_calls: list[str]) -> None:
+    """--only does not rerun a step whose request changed: the user asked for one step."""
+    flow = write_flow(DIAMOND)
+    _, first = run(cli, flow, "--mock")
+    provider_calls.clear()
+    _, again = run(cli, flow, "--mock", "--only", "join", "-i", "seed=two")
+    assert provider_calls == ["join"]
+    assert again["outputs"]["source"] == first["outputs"]["source"]
+
+
+def test_from_uses_the_latest_run_of_the_file(write_flow: Callable, cli: Callable,
+                                              provider_calls: list[str]) -> None:
+    """The base is the newest run of this workflow file, not of another one."""
+    flow = write_flow(DIAMOND)
+    _, first = run(cli, flow, "--mock")
+    _, latest = run(cli, flow, "--mock", "-i", "seed=two")
+    run(cli, write_flow(DIAMOND, "copy.yaml"), "--mock")
+    provider_calls.clear()
+    _, again = run(cli, flow, "--mock", "--only", "aside")
+    assert again["resumed_from"] == latest["run_id"]
+    assert again["outputs"]["source"] == latest["outputs"]["source"]
+    assert again["outputs"]["source"] != first["outputs"]["source"]
+
+
+def test_from_with_resume_picks_the_base(write_flow: Callable, cli: Callable) -> None:
+    """--resume RUN_ID names the run that --from and --only take outputs from."""
+    flow = write_flow(DIAMOND)
+    _, first = run(cli, flow, "--mock")
+    run(cli, flow, "--mock", "-i", "seed=two")
+    _, again = run(cli, flow, "--mock", "--from", "join", "--resume", first["run_id"])
+    assert again["resumed_from"] == first["run_id"]
+    assert again["outputs"]["source"] == first["outputs"]["source"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--only", "jion"], "did you mean 'join'?"),
+    (["--from", "nowhere"], "no step 'nowhere'"),
+    (["--from", "left", "--only", "right"], "cannot be used together"),
+])
+def test_from_and_only_usage_errors(write_flow: Callable, cli: Callable, args: list[str],
+                                    message: str) -> None:
+    """An unknown step or both options at once: exit 2, nothing run."""
+    flow = write_flow(DIAMOND)
+    run(cli, flow, "--mock")
+    result = cli("run", flow, "--mock", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_from_without_an_earlier_run(write_flow: Callable, cli: Callable) -> None:
+    """--from on a workflow never run: exit 2, saying what to do."""
+    result = cli("run", write_flow(DIAMOND), "--mock", "--from", "left")
+    assert result.exit_code == 2
+    assert "run the whole workflow once first" in result.stderr
+
+
+# --- the response cache -------------------------------------------------------------------------
+
+CACHED = """
+    defaults:
+      temperature: 0.2
+    steps:
+      - id: first
+        prompt: "One"
+      - id: second
+        prompt: "Two, after {{ steps.first.output }}"
+    """
+
+
+def cached(doc: dict[str, Any]) -> dict[str, bool]:
+    return {s["id"]: bool(s.get("cached")) for s in doc["steps"]}
+
+
+def test_cache_hit_and_miss(write_flow: Callable, cli: Callable,
+                            provider_calls: list[str]) -> None:
+    """--cache: the first run asks and stores, the second answers from the cache."""
+    flow = write_flow(CACHED)
+    _, first = run(cli, flow, "--mock", "--cache")
+    assert cached(first) == {"first": False, "second": False}
+    assert provider_calls == ["first", "second"]
+    provider_calls.clear()
+    _, second = run(cli, flow, "--mock", "--cache")
+    assert cached(second) == {"first": True, "second": True}
+    assert provider_calls == []
+    assert second["outputs"] == first["outputs"]
+    assert [s["attempts"] for s in second["steps"]] == [0, 0]
+    assert [s["usage"] for s in second["steps"]] == [s["usage"] for s in first["steps"]]
+    _, third = run(cli, flow, "--mock")
+    assert cached(third) == {"first": False, "second": False}
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("temperature: 0.2", "temperature: 0.3", {"first": False, "second": False}),
+    ('prompt: "One"', 'prompt: "One!"', {"first": False, "second": False}),
+    ("- id: second\n", "- id: second\n    max_tokens: 50\n", {"first": True, "second": False}),
+    ("- id: second\n", "- id: second\n    model: gpt-4o\n", {"first": True, "second": False}),
+    ("- id: first\n", "- id: first\n    system: Be brief.\n", {"first": False, "second": True}),
+    ("- id: first\n", "- id: first\n    timeout: 30\n", {"first": True, "second": True}),
+])
+def test_cache_key(write_flow: Callable, cli: Callable, old: str, new: str,
+                   expected: dict[str, bool]) -> None:
+    """A request is answered from the cache only when provider, model, messages and
+    settings (temperature included) are the same; the timeout does not count."""
+    flow = write_flow(CACHED)
+    run(cli, flow, "--mock", "--cache")
+    flow.write_text(flow.read_text().replace(old, new))
+    _, again = run(cli, flow, "--mock", "--cache")
+    assert cached(again) == expected
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ("cache: true", {"first": True, "second": True}),
+    ("cache: false", {"first": False, "second": False}),
+])
+def test_cache_from_the_workflow(write_flow: Callable, cli: Callable, settings: str,
+                                 expected: dict[str, bool]) -> None:
+    """`defaults: {cache: true}` turns the cache on without --cache."""
+    flow = write_flow(CACHED.replace("temperature: 0.2", settings))
+    run(cli, flow, "--mock")
+    _, again = run(cli, flow, "--mock")
+    assert cached(again) == expected
+
+
+def test_step_cache_setting_wins(write_flow: Callable, cli: Callable) -> None:
+    """A step's own `cache: false` keeps it out of --cache; `cache: true` caches it alone."""
+    flow = write_flow("""
+        steps:
+          - id: fresh
+            prompt: "Always ask"
+            cache: false
+          - id: kept
+            prompt: "Ask once"
+            cache: true
+          - id: plain
+            prompt: "Sometimes"
+        """)
+    run(cli, flow, "--mock", "--cache")
+    _, without_flag = run(cli, flow, "--mock")
+    assert cached(without_flag) == {"fresh": False, "kept": True, "plain": False}
+    _, with_flag = run(cli, flow, "--mock", "--cache")
+    assert cached(with_flag) == {"fresh": False, "kept": True, "plain": True}
+
+
+def test_cache_never_keeps_failures(write_flow: Callable, cli: Callable,
+                                    provider_calls: list[str]) -> None:
+    """A reply that failed the step (invalid JSON) is not cached: the next run asks again."""
+    flow = write_flow("""
+        steps:
+          - id: data
+            prompt: "Give JSON"
+            output: json
+            retries: 1
+            mock: "no JSON here"
+        """)
+    code, _ = run(cli, flow, "--mock", "--cache")
+    assert code == 1
+    assert provider_calls == ["data", "data"]
+    provider_calls.clear()
+    code, second = run(cli, flow, "--mock", "--cache")
+    assert code == 1
+    assert provider_calls == ["data", "data"]
+    assert not second["steps"][0].get("cached")
+    with sqlite3.connect(history_db()) as db:
+        assert db.execute("SELECT count(*) FROM responses").fetchone() == (0,)
+
+
+def test_cache_never_keeps_provider_errors(write_flow: Callable, cli: Callable, respx_mock,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider error is not cached: the same request goes to the provider next time."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
+    flow = write_flow(CACHED)
+    route = respx_mock.post(OPENAI_URL).mock(side_effect=[
+        httpx.Response(400, json={"error": {"message": "bad request"}}),
+        httpx.Response(200, json=openai_reply("one")),
+        httpx.Response(200, json=openai_reply("two")),
+    ])
+    code, _ = run(cli, flow, "--cache")
+    assert code == 1
+    code, second = run(cli, flow, "--cache")
+    assert code == 0
+    assert cached(second) == {"first": False, "second": False}
+    assert route.call_count == 3
+    _, third = run(cli, flow, "--cache")
+    assert cached(third) == {"first": True, "second": True}
+    assert route.call_count == 3
+
+
+def test_cache_marks_in_progress(write_flow: Callable, cli: Callable) -> None:
+    """The plain progress log says `(cached)` for cache hits."""
+    flow = write_flow(CACHED)
+    cli("run", flow, "--mock", "--cache")
+    result = cli("run", flow, "--mock", "--cache")
+    assert "✓ first succeeded" in result.stderr
+    assert "(cached)" in result.stderr
+
+
+# --- --record and --replay ----------------------------------------------------------------------
+
+
+def openai_reply(text: str, n: int = 1) -> dict[str, Any]:
+    return {"id": f"chatcmpl-{n:06d}", "object": "chat.completion",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}}
+
+
+RECORDED = """
+    inputs:
+      topic: {default: tides}
+    steps:
+      - id: facts
+        prompt: "Facts about {{ inputs.topic }}"
+      - id: summary
+        prompt: "Summarize: {{ steps.facts.output }}"
+        output: json
+    """
+
+
+@pytest.fixture
+def recording(write_flow: Callable, cli: Callable, respx_mock, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, dict[str, Any]]:
+    """A run against a (fake) OpenAI recorded to a fixture: (flow, fixture, result)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1111111111111111")
+    flow = write_flow(RECORDED)
+    fixture = tmp_path / "fixtures" / "recorded.json"
+    respx_mock.post(OPENAI_URL).mock(side_effect=[
+        httpx.Response(200, json=openai_reply("Tides follow the moon.", 1)),
+        httpx.Response(200, json=openai_reply('{"short": "moon tides"}', 2)),
+    ])
+    code, doc = run(cli, flow, "--record", fixture)
+    assert code == 0
+    monkeypatch.delenv("OPENAI_API_KEY")
+    respx_mock.reset()
+    return flow, fixture, doc
+
+
+def test_record_writes_a_fixture(recording: tuple[Path, Path, dict[str, Any]]) -> None:
+    """--record writes every response, keyed by request, with the request for reading."""
+    _, fixture, doc = recording
+    data = json.loads(fixture.read_text())
+    assert data["version"] == 1
+    entries = sorted(data["responses"].values(), key=lambda e: e["step"])
+    assert [e["step"] for e in entries] == ["facts", "summary"]
+    assert entries[0]["provider"] == "openai"
+    assert entries[0]["request"]["messages"] == [{"role": "user",
+                                                  "content": "Facts about tides"}]
+    assert entries[0]["response"]["text"] == "Tides follow the moon."
+    assert entries[0]["response"]["response_id"] == "chatcmpl-000001"
+    assert list(data["responses"]) == sorted(data["responses"])
+    assert doc["steps"][0]["model"] == "gpt-4o-mini-2024-07-18"
+
+
+@pytest.mark.parametrize("extra", [[], ["--mock"], ["--cache"], ["--no-history"]],
+                         ids=["plain", "mock-loses", "cache", "no-history"])
+def test_replay_offline_without_a_key(recording: tuple[Path, Path, dict[str, Any]],
+                                      cli: Callable, respx_mock, extra: list[str]) -> None:
+    """--replay answers from the fixture: no key, no network, the same outputs and models;
+    with --mock, the replay wins."""
+    flow, fixture, recorded = recording
+    code, replayed = run(cli, flow, "--replay", fixture, *extra)
+    assert code == 0
+    assert replayed["outputs"] == recorded["outputs"]
+    assert replayed["outputs"]["summary"] == {"short": "moon tides"}
+    assert [s["model"] for s in replayed["steps"]] == [s["model"] for s in recorded["steps"]]
+    assert [s["usage"] for s in replayed["steps"]] == [s["usage"] for s in recorded["steps"]]
+    assert not respx_mock.calls
+
+
+def test_replay_is_deterministic(recording: tuple[Path, Path, dict[str, Any]],
+                                 cli: Callable) -> None:
+    """Replaying twice gives the same outputs."""
+    flow, fixture, _ = recording
+    first = run(cli, flow, "--replay", fixture)[1]
+    second = run(cli, flow, "--replay", fixture)[1]
+    assert first["outputs"] == second["outputs"]
+
+
+def test_replay_of_a_request_it_does_not_hold(recording: tuple[Path, Path, dict[str, Any]],
+                                              cli: Callable, respx_mock) -> None:
+    """A request the fixture lacks: the step fails as `provider`, naming step and fixture."""
+    flow, fixture, _ = recording
+    code, doc = run(cli, flow, "--replay", fixture, "-i", "topic=volcanoes")
+    assert code == 1
+    error = doc["error"]
+    assert error["step"] == "facts"
+    assert error["type"] == "provider"
+    assert "step facts" in error["message"]
+    assert str(fixture) in error["message"]
+    assert "has no response for this request" in error["message"]
+    assert not respx_mock.calls
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "no fixture file"),
+    ("not json", "is not a fixture file"),
+    ('{"version": 7, "responses": {}}', "is not a fixture file"),
+])
+def test_replay_bad_fixture(write_flow: Callable, cli: Callable, tmp_path: Path,
+                            content: str | None, message: str) -> None:
+    """A missing or malformed fixture: exit 2 before the run."""
+    fixture = tmp_path / "fixture.json"
+    if content is not None:
+        fixture.write_text(content)
+    result = cli("run", write_flow(RECORDED), "--replay", fixture)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_record_under_mock_replays_without_it(write_flow: Callable, cli: Callable,
+                                              tmp_path: Path) -> None:
+    """A fixture recorded with --mock replays without --mock: keys name the step's
+    provider, not the mock that stood in for it."""
+    flow = write_flow(RECORDED.replace("output: json", "output: json\n        mock: '{\"a\": 1}'"))
+    fixture = tmp_path / "mocked.json"
+    _, recorded = run(cli, flow, "--mock", "--record", fixture)
+    code, replayed = run(cli, flow, "--replay", fixture)
+    assert code == 0
+    assert replayed["outputs"] == recorded["outputs"]
+
+
+def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
+                                            tmp_path: Path) -> None:
+    """Recording again into the same file keeps the earlier responses."""
+    flow = write_flow(RECORDED)
+    fixture = tmp_path / "f.json"
+    run(cli, flow, "--mock", "--record", fixture)
+    run(cli, flow, "--mock", "--record", fixture, "-i", "topic=moon")
+    assert len(json.loads(fixture.read_text())["responses"]) == 4
+    for topic in ("tides", "moon"):
+        assert run(cli, flow, "--replay", fixture, "-i", f"topic={topic}")[0] == 0
+
+
+def test_replay_runs_are_recorded(recording: tuple[Path, Path, dict[str, Any]],
+                                  cli: Callable) -> None:
+    """A replayed run is in the history, marked as such."""
+    flow, fixture, _ = recording
+    _, doc = run(cli, flow, "--replay", fixture)
+    with sqlite3.connect(history_db()) as db:
+        assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
+                          (doc["run_id"],)).fetchone() == ("replay",)
+
+
+def test_a_step_finishing_with_a_failure_is_kept(write_flow: Callable, cli: Callable) -> None:
+    """A step that finishes in the same instant another fails is recorded, not dropped (this
+    raised KeyError before the engine recorded every finished task)."""
+    flow = write_flow("""
+        steps:
+          - id: facts
+            prompt: "Facts"
+          - id: article
+            prompt: "Write with {{ steps.facts.output }}"
+          - id: broken
+            function: json:loads
+            with: {s: "not json"}
+        """)
+    for _ in range(5):
+        code, doc = run(cli, flow, "--mock")
+        assert code == 1
+        assert [s["id"] for s in doc["steps"]] == ["facts", "article", "broken"]
+        assert doc["steps"][2]["status"] == "failed"
