@@ -1,0 +1,328 @@
+"""`orchestrate runs`: list, show, diff, delete and prune the recorded runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FLOW = """
+    name: greet
+    inputs:
+      who: {default: world}
+    steps:
+      - id: hello
+        prompt: "Say hello to {{ inputs.who }}"
+        mock: "Hello, {{ inputs.who }}!"
+      - id: shout
+        prompt: "Shout: {{ steps.hello.output }}"
+        mock: "{{ steps.hello.output | upper }}"
+    """
+OTHER = """
+    name: other
+    steps:
+      - id: only
+        prompt: x
+        mock: "fine"
+    """
+FAILING = """
+    name: broken
+    steps:
+      - id: bad
+        prompt: x
+        output: json
+        mock: "not json"
+        retries: 0
+    """
+
+
+def history_db() -> Path:
+    return Path(os.environ["ORCHESTRATE_HOME"]) / "history.db"
+
+
+@pytest.fixture
+def runs(write_flow: Callable, run_json: Callable) -> list[dict[str, Any]]:
+    """Four recorded runs, oldest first: greet(world), greet(moon), other, broken (failed)."""
+    docs = []
+    for text, name, args in ((FLOW, "greet.yaml", []), (FLOW, "greet.yaml", ["-i", "who=moon"]),
+                             (OTHER, "other.yaml", []), (FAILING, "broken.yaml", [])):
+        docs.append(run_json(write_flow(text, name), *args)[1])
+        time.sleep(0.002)  # distinct start times, so "newest first" is well defined
+    return docs
+
+
+def json_out(result: Any) -> Any:
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# --- runs list ------------------------------------------------------------------------------
+
+
+def test_list_json_newest_first(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """--json: an array, newest first, of exactly the SPEC's fields."""
+    listed = json_out(cli("runs", "list", "--json"))
+    assert [r["run_id"] for r in listed] == [d["run_id"] for d in reversed(runs)]
+    newest = runs[-1]
+    assert listed[0] == {key: newest[key] for key in ("run_id", "workflow", "file", "status",
+                                                      "started_at", "duration_ms", "usage")}
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--limit", "2"], [3, 2]),
+    (["-n", "1"], [3]),
+    (["--workflow", "greet"], [1, 0]),
+    (["-w", "nothing-like-it"], []),
+    (["--status", "failed"], [3]),
+    (["--status", "succeeded", "--workflow", "greet", "--limit", "1"], [1]),
+    (["--limit", "0"], [3, 2, 1, 0]),
+])
+def test_list_filters(runs: list[dict[str, Any]], cli: Callable, args: list[str],
+                      expected: list[int]) -> None:
+    """--limit, --workflow and --status narrow the list, newest first."""
+    listed = json_out(cli("runs", "list", "--json", *args))
+    assert [r["run_id"] for r in listed] == [runs[i]["run_id"] for i in expected]
+
+
+def test_list_table(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """Without --json: a table on stdout with id, workflow, status and tokens."""
+    result = cli("runs", "list")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["run", "id", "workflow", "status", "started", "time", "tokens"]
+    assert runs[-1]["run_id"] in lines[1] and "broken" in lines[1] and "failed" in lines[1]
+    assert runs[0]["run_id"] in lines[4] and "succeeded" in lines[4]
+
+
+def test_list_empty(cli: Callable) -> None:
+    """No runs yet: an empty array, or a note on stderr."""
+    assert json_out(cli("runs", "list", "--json")) == []
+    result = cli("runs", "list")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "no runs recorded" in result.stderr
+
+
+def test_list_bad_status(cli: Callable) -> None:
+    """An unknown --status is a usage error."""
+    assert cli("runs", "list", "--status", "great").exit_code == 2
+
+
+# --- runs show --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [FLOW, OTHER, FAILING], ids=["two-steps", "one-step", "failed"])
+def test_show_json_is_the_run_document(write_flow: Callable, cli: Callable, text: str) -> None:
+    """`runs show --json` prints exactly what `run --json` printed for that run."""
+    result = cli("run", write_flow(text), "--mock", "--json")
+    printed = json.loads(result.stdout)
+    shown = cli("runs", "show", printed["run_id"], "--json")
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout) == printed
+    assert shown.stdout == result.stdout
+
+
+def test_show_json_keeps_warnings_and_cache_marks(write_flow: Callable, cli: Callable) -> None:
+    """Fields beyond the SPEC (cached, reused, warnings, resumed_from) come back too."""
+    flow = write_flow(FLOW)
+    cli("run", flow, "--mock", "--cache")
+    first = json.loads(cli("run", flow, "--mock", "--json", "--cache").stdout)
+    resumed = cli("run", flow, "--mock", "--json", "--resume", first["run_id"])
+    printed = json.loads(resumed.stdout)
+    assert printed["resumed_from"] == first["run_id"]
+    assert all(s.get("reused") for s in printed["steps"])
+    assert all(s.get("cached") for s in first["steps"])
+    for doc in (first, printed):
+        assert json_out(cli("runs", "show", doc["run_id"], "--json")) == doc
+
+
+def test_show_accepts_a_unique_prefix(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """A prefix that matches one run is enough, as with git."""
+    run_id = runs[2]["run_id"]
+    for length in range(len(run_id), 0, -1):
+        if sum(r["run_id"].startswith(run_id[:length]) for r in runs) > 1:
+            break
+        prefix = run_id[:length]
+    assert json_out(cli("runs", "show", prefix, "--json"))["run_id"] == run_id
+
+
+def test_show_ambiguous_prefix(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """A prefix of several runs: exit 2 and the candidates listed."""
+    result = cli("runs", "show", runs[0]["run_id"][:2])
+    assert result.exit_code == 2
+    assert "ambiguous" in result.stderr
+    for run in runs:
+        assert run["run_id"] in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("run_id", ["ffffffffffff", "nope", "%", "_"])
+def test_show_unknown_id(runs: list[dict[str, Any]], cli: Callable, run_id: str) -> None:
+    """An unknown id (LIKE wildcards included): exit 2, with recent runs as candidates."""
+    result = cli("runs", "show", run_id)
+    assert result.exit_code == 2
+    assert f"no run with id {run_id!r}" in result.stderr
+    assert runs[-1]["run_id"] in result.stderr
+
+
+def test_show_text(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """The text view: the run's facts, its outputs, and one line per step."""
+    result = cli("runs", "show", runs[1]["run_id"])
+    assert result.exit_code == 0
+    out = result.stdout
+    assert f"run {runs[1]['run_id']}  greet" in out
+    assert "succeeded" in out
+    assert "## hello\nHello, moon!\n" in out
+    assert "## shout\nHELLO, MOON!\n" in out
+    assert '"who": "moon"' in out
+    assert "sha256" in out and "mock" in out
+    assert any(line.split()[1:2] == ["hello"] for line in out.splitlines() if "✓" in line)
+
+
+def test_show_text_of_a_failed_run(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """A failed run shows the error and the failed step's message."""
+    out = cli("runs", "show", runs[3]["run_id"]).stdout
+    assert "failed" in out
+    assert "step bad: invalid_output" in out
+    assert "✗" in out
+
+
+# --- runs delete and prune --------------------------------------------------------------------
+
+
+def test_delete(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """delete removes the named runs (prefixes accepted) and their steps, nothing else."""
+    result = cli("runs", "delete", runs[0]["run_id"], runs[2]["run_id"][:-3])
+    assert result.exit_code == 0
+    assert "deleted 2 runs" in result.stderr
+    listed = json_out(cli("runs", "list", "--json"))
+    assert [r["run_id"] for r in listed] == [runs[3]["run_id"], runs[1]["run_id"]]
+    with sqlite3.connect(history_db()) as db:
+        left = {r[0] for r in db.execute("SELECT DISTINCT run_id FROM steps")}
+    assert left == {runs[3]["run_id"], runs[1]["run_id"]}
+    assert cli("runs", "show", runs[0]["run_id"]).exit_code == 2
+
+
+def test_delete_unknown_deletes_nothing(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """One unknown id among several: exit 2 and no run deleted."""
+    result = cli("runs", "delete", runs[0]["run_id"], "nope")
+    assert result.exit_code == 2
+    assert len(json_out(cli("runs", "list", "--json"))) == 4
+
+
+def age_runs(days: float, *run_ids: str) -> None:
+    """Pretend these runs (and every cached response) started `days` ago."""
+    with sqlite3.connect(history_db()) as db:
+        for run_id in run_ids:
+            db.execute("UPDATE runs SET started = started - ? WHERE run_id = ?",
+                       (days * 86400, run_id))
+        db.execute("UPDATE responses SET created = created - ?", (days * 86400,))
+
+
+@pytest.mark.parametrize(("age", "left"), [
+    ("30d", [3, 2, 1]), ("4w", [3, 2, 1]), ("900h", [3, 2, 1]), ("20d", [3, 2]),
+    ("90s", [3, 2]), ("60w", [3, 2, 1, 0]), (" 45m ", [3, 2]),
+])
+def test_prune(runs: list[dict[str, Any]], cli: Callable, age: str, left: list[int]) -> None:
+    """prune --older-than deletes runs started before that age; units s, m, h, d, w."""
+    age_runs(40, runs[0]["run_id"])
+    age_runs(25, runs[1]["run_id"])
+    result = cli("runs", "prune", "--older-than", age)
+    assert result.exit_code == 0, result.stderr
+    deleted = 4 - len(left)
+    assert f"deleted {deleted} run" in result.stderr
+    listed = json_out(cli("runs", "list", "--json"))
+    assert [r["run_id"] for r in listed] == [runs[i]["run_id"] for i in left]
+
+
+def test_prune_drops_old_cached_responses(write_flow: Callable, cli: Callable) -> None:
+    """prune also forgets cached responses older than the age."""
+    flow = write_flow(FLOW)
+    cli("run", flow, "--mock", "--cache")
+    age_runs(10)
+    result = cli("runs", "prune", "--older-than", "7d")
+    assert "and 2 cached responses" in result.stderr
+    second = json.loads(cli("run", flow, "--mock", "--cache", "--json").stdout)
+    assert not any(s.get("cached") for s in second["steps"])
+
+
+@pytest.mark.parametrize("age", ["30", "d", "30 days", "-1d", "1y", ""])
+def test_prune_bad_age(runs: list[dict[str, Any]], cli: Callable, age: str) -> None:
+    """An age without a known unit is a usage error that shows the format."""
+    result = cli("runs", "prune", "--older-than", age)
+    assert result.exit_code == 2
+    assert "30d" in result.stderr
+    assert len(json_out(cli("runs", "list", "--json"))) == 4
+
+
+# --- runs diff --------------------------------------------------------------------------------
+
+
+def test_diff_json(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """--json: per step, both sides and unified diffs of the request and the output."""
+    a, b = runs[0]["run_id"], runs[1]["run_id"]
+    diff = json_out(cli("runs", "diff", a[:-2], b, "--json"))
+    assert diff["a"]["run_id"] == a and diff["b"]["run_id"] == b
+    assert '-  "who": "world"\n+  "who": "moon"\n' in diff["inputs_diff"]
+    hello, shout = diff["steps"]
+    assert hello["id"] == "hello"
+    assert hello["request_changed"] and hello["output_changed"]
+    assert "-Say hello to world\n+Say hello to moon\n" in hello["request_diff"]
+    assert "-Hello, world!\n+Hello, moon!\n" in hello["output_diff"]
+    assert hello["output_diff"].startswith(f"--- {a}/hello/output\n+++ {b}/hello/output\n")
+    assert hello["a"]["status"] == hello["b"]["status"] == "succeeded"
+    assert hello["a"]["usage"] == runs[0]["steps"][0]["usage"]
+    assert hello["b"]["duration_ms"] == runs[1]["steps"][0]["duration_ms"]
+    assert "-HELLO, WORLD!\n+HELLO, MOON!\n" in shout["output_diff"]
+
+
+def test_diff_of_identical_runs(write_flow: Callable, cli: Callable) -> None:
+    """Two runs of the same thing: nothing changed, empty diffs."""
+    flow = write_flow(FLOW)
+    first = json.loads(cli("run", flow, "--mock", "--json").stdout)["run_id"]
+    second = json.loads(cli("run", flow, "--mock", "--json").stdout)["run_id"]
+    diff = json_out(cli("runs", "diff", first, second, "--json"))
+    assert diff["inputs_diff"] == diff["outputs_diff"] == ""
+    assert [(s["request_changed"], s["output_changed"]) for s in diff["steps"]] == [
+        (False, False), (False, False)]
+    text = cli("runs", "diff", first, second)
+    assert text.exit_code == 0
+    assert "## hello" in text.stdout and "unchanged" in text.stdout
+    assert "---" not in text.stdout
+
+
+def test_diff_of_different_workflows(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """Steps present on one side only are listed with the other side empty."""
+    diff = json_out(cli("runs", "diff", runs[0]["run_id"], runs[2]["run_id"], "--json"))
+    assert [(s["id"], s["a"] is None, s["b"] is None) for s in diff["steps"]] == [
+        ("hello", False, True), ("shout", False, True), ("only", True, False)]
+    assert "+fine\n" in diff["steps"][2]["output_diff"]
+
+
+def test_diff_text(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """The text view: one header per step with status, tokens and time, then the diffs."""
+    result = cli("runs", "diff", runs[0]["run_id"], runs[1]["run_id"])
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "## hello  succeeded" in out
+    assert "request changed, output changed" in out
+    assert "-Say hello to world" in out and "+Say hello to moon" in out
+    assert "inputs: changed" in out
+
+
+def test_diff_unknown_run(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """An unknown run id in diff: exit 2."""
+    assert cli("runs", "diff", runs[0]["run_id"], "nope").exit_code == 2
+
+
+def test_runs_help_lists_the_commands(cli: Callable) -> None:
+    """`runs --help` lists list, show, diff, delete and prune."""
+    out = cli("runs", "--help").stdout
+    for command in ("list", "show", "diff", "delete", "prune"):
+        assert command in out

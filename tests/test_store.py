@@ -1,0 +1,359 @@
+"""The history database: where it lives, what it holds, and how it fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrate._errors import StoreError
+from orchestrate._history import git_commit
+from orchestrate._store import MIGRATIONS, Store, database_path, home
+
+FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
+OPENAI_URL = "https://api.openai.com/v1/chat/completions"
+
+
+def history_db() -> Path:
+    return Path(os.environ["ORCHESTRATE_HOME"]) / "history.db"
+
+
+def query(sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(history_db()) as db:
+        return db.execute(sql, params).fetchall()
+
+
+TWO_STEPS = """
+    inputs:
+      topic: {default: tides}
+    steps:
+      - id: draft
+        prompt: "Write about {{ inputs.topic }}"
+        mock: "a draft about {{ inputs.topic }}"
+      - id: title
+        prompt: "A title for: {{ steps.draft.output }}"
+        mock: "A Title"
+    """
+
+
+# --- where and what ---------------------------------------------------------------------------
+
+
+def test_home_follows_orchestrate_home(tmp_path: Path) -> None:
+    """ORCHESTRATE_HOME decides the folder; without it, the user data dir is used."""
+    assert database_path({"ORCHESTRATE_HOME": str(tmp_path)}) == tmp_path / "history.db"
+    default = home({})
+    assert default.name == "orchestrate"
+    assert default.is_absolute()
+
+
+def test_a_run_is_recorded_with_its_steps(write_flow: Callable, run_json: Callable) -> None:
+    """A run leaves one row in `runs` and one per step, with outputs, usage and provenance."""
+    flow = write_flow(TWO_STEPS)
+    code, doc = run_json(flow)
+    assert code == 0
+    (run,) = query("SELECT run_id, workflow, file, status, mode, file_sha256, input_tokens,"
+                   " output_tokens, inputs FROM runs")
+    assert run[:5] == (doc["run_id"], "flow", str(flow), "succeeded", "mock")
+    import hashlib
+
+    assert run[5] == hashlib.sha256(flow.read_bytes()).hexdigest()
+    assert (run[6], run[7]) == (doc["usage"]["input_tokens"], doc["usage"]["output_tokens"])
+    assert json.loads(run[8]) == {"topic": "tides"}
+    steps = query("SELECT step_id, position, kind, status, output, model, response_id,"
+                  " fingerprint, request FROM steps ORDER BY position")
+    assert [s[:4] for s in steps] == [("draft", 0, "llm", "succeeded"),
+                                      ("title", 1, "llm", "succeeded")]
+    assert json.loads(steps[0][4]) == "a draft about tides"
+    assert steps[0][5] == "gpt-4o-mini"
+    assert steps[0][6].startswith("mock-")
+    assert len(steps[0][7]) == 64
+    request = json.loads(steps[1][8])
+    assert request["messages"] == [{"role": "user", "content": "A title for: a draft about tides"}]
+
+
+def test_schema_is_versioned_by_named_migrations(write_flow: Callable, run_json: Callable) -> None:
+    """Each migration is recorded by name; the file is marked as ours and uses WAL."""
+    run_json(write_flow(TWO_STEPS))
+    assert [r[0] for r in query("SELECT name FROM _migrations ORDER BY rowid")] == [
+        m.__name__ for m in MIGRATIONS]
+    assert query("PRAGMA journal_mode") == [("wal",)]
+    assert query("PRAGMA application_id")[0][0] != 0
+
+
+def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
+    """--no-history does not even create the database."""
+    result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history")
+    assert result.exit_code == 0
+    assert not history_db().exists()
+
+
+@pytest.mark.parametrize("flag", [["--resume", "abc"], ["--from", "draft"], ["--only", "draft"],
+                                  ["--cache"]])
+def test_history_options_need_the_history(write_flow: Callable, cli: Callable,
+                                          flag: list[str]) -> None:
+    """Options that read the history with --no-history: exit 2, naming the option."""
+    result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history", *flag)
+    assert result.exit_code == 2
+    assert f"{flag[0]} needs the run history" in result.stderr
+
+
+def test_git_commit_is_recorded(tmp_path: Path, write_flow: Callable, run_json: Callable) -> None:
+    """A workflow inside a git repository records the repository's HEAD commit."""
+    flow = write_flow(TWO_STEPS, "repo/flows/flow.yaml")
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    try:
+        subprocess.run([*git, "init", "-q"], check=True)
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available")
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    assert git_commit(flow.parent) == head
+    subprocess.run([*git, "pack-refs", "--all"], check=True)  # packed refs are read too
+    assert git_commit(flow.parent) == head
+    run_json(flow)
+    assert query("SELECT git_commit FROM runs") == [(head,)]
+
+
+def test_no_git_no_commit(tmp_path: Path) -> None:
+    """Outside a repository (or with a broken .git) the commit is simply unknown."""
+    assert git_commit(Path("/")) is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / ".git").write_text("nonsense")
+    assert git_commit(tmp_path / "broken") is None
+
+
+# --- bad databases ------------------------------------------------------------------------------
+
+
+BAD_FILES = {
+    "garbage": b"this is not a database at all, just text" * 100,
+    "truncated header": b"SQLite format 3\x00" + b"\x00" * 50,
+}
+
+
+@pytest.mark.parametrize("content", BAD_FILES.values(), ids=BAD_FILES.keys())
+@pytest.mark.parametrize("command", [["run", "FLOW", "--mock"], ["runs", "list"]])
+def test_corrupt_database(write_flow: Callable, cli: Callable, content: bytes,
+                          command: list[str]) -> None:
+    """A corrupt history.db: exit 2, naming the file and --no-history, no traceback."""
+    flow = write_flow(TWO_STEPS)
+    history_db().parent.mkdir(parents=True)
+    history_db().write_bytes(content)
+    result = cli(*[str(flow) if part == "FLOW" else part for part in command])
+    assert result.exit_code == 2
+    assert str(history_db()) in result.stderr
+    assert "--no-history" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_corrupt_database_with_no_history_runs(write_flow: Callable, cli: Callable) -> None:
+    """--no-history is the way out: the run works and the bad file is left alone."""
+    history_db().parent.mkdir(parents=True)
+    history_db().write_bytes(BAD_FILES["garbage"])
+    result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history")
+    assert result.exit_code == 0
+    assert history_db().read_bytes() == BAD_FILES["garbage"]
+
+
+def test_foreign_database(write_flow: Callable, cli: Callable) -> None:
+    """An SQLite file of another program is refused, and left untouched."""
+    history_db().parent.mkdir(parents=True)
+    with sqlite3.connect(history_db()) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    result = cli("run", write_flow(TWO_STEPS), "--mock")
+    assert result.exit_code == 2
+    assert f"{history_db()} is not an orchestrate history database" in result.stderr
+    assert query("SELECT name FROM sqlite_master WHERE type = 'table'") == [("notes",)]
+
+
+def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -> None:
+    """A database migrated by a newer orchestrate: a clear error, not a guess."""
+    flow = write_flow(TWO_STEPS)
+    run_json(flow)
+    with sqlite3.connect(history_db()) as db:
+        db.execute("INSERT INTO _migrations (name) VALUES ('m999_from_the_future')")
+    for command in (["run", str(flow), "--mock"], ["runs", "list"]):
+        result = cli(*command)
+        assert result.exit_code == 2
+        assert "written by a newer orchestrate" in result.stderr
+        assert "upgrade orchestrate" in result.stderr
+
+
+def test_store_open_raises_store_error(tmp_path: Path) -> None:
+    """The library raises StoreError (exit code 2) for a file it cannot use."""
+    path = tmp_path / "history.db"
+    path.write_bytes(BAD_FILES["garbage"])
+    with pytest.raises(StoreError) as caught:
+        Store.open(path)
+    assert caught.value.exit_code == 2
+    assert str(path) in caught.value.message
+
+
+def test_unwritable_home(tmp_path: Path, write_flow: Callable, cli: Callable,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORCHESTRATE_HOME under a file: exit 2 with the way out, not a traceback."""
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("ORCHESTRATE_HOME", str(tmp_path / "file" / "home"))
+    result = cli("run", write_flow(TWO_STEPS), "--mock")
+    assert result.exit_code == 2
+    assert "--no-history" in result.stderr
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def openai_reply(text: str) -> dict:
+    return {"id": "chatcmpl-xyz789", "object": "chat.completion",
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}
+
+
+def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
+                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A real provider run (answers, an error echoing the key, the cache, a fixture): the
+    key appears nowhere in the database files or the fixture."""
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    flow = write_flow("""
+        inputs:
+          topic: {default: tides}
+        steps:
+          - id: ask
+            prompt: "Tell me about {{ inputs.topic }}"
+        """)
+    respx_mock.post(OPENAI_URL).mock(side_effect=[
+        httpx.Response(200, json=openai_reply("Tides are long waves.")),
+        httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: "
+                                                       f"{FAKE_KEY}. Check it."}}),
+    ])
+    fixture = tmp_path / "fixture.json"
+    first = cli("run", flow, "--json", "--cache", "--record", fixture)
+    assert first.exit_code == 0, first.stderr
+    second = cli("run", flow, "--json", "-i", "topic=moon", "--cache")
+    assert second.exit_code == 1
+    assert json.loads(second.stdout)["error"]["type"] == "provider"
+    files = [p for p in history_db().parent.iterdir() if p.name.startswith("history.db")]
+    assert files
+    for path in [*files, fixture]:
+        data = path.read_bytes()
+        assert FAKE_KEY.encode() not in data, path
+        assert b"Bearer " not in data
+    assert query("SELECT count(*) FROM steps WHERE error_message LIKE '%Incorrect API key%'") \
+        == [(1,)]
+
+
+def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a key pasted into an input or a prompt is kept out of the history."""
+    monkeypatch.setenv("MY_SERVICE_TOKEN", FAKE_KEY)
+    flow = write_flow(TWO_STEPS)
+    code, doc = run_json(flow, "-i", f"topic={FAKE_KEY}")
+    assert code == 0
+    assert doc["inputs"]["topic"] == FAKE_KEY  # the run itself is not changed
+    for path in history_db().parent.iterdir():
+        assert FAKE_KEY.encode() not in path.read_bytes()
+
+
+# --- concurrency, crashes, interrupts -------------------------------------------------------------
+
+
+def orchestrate(*args: str | Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "orchestrate", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_two_processes_at_once_both_record(write_flow: Callable) -> None:
+    """Two runs in parallel processes, on a fresh database: both recorded in full."""
+    steps = ["steps:"]
+    for n in range(60):
+        steps += [f"  - id: s{n}", f"    prompt: 'step {n} after {{{{ steps.s{n - 1}.output }}}}'"
+                  if n else "    prompt: start"]
+    flow = write_flow("\n".join(steps) + "\n")
+    processes = [orchestrate("run", flow, "--mock", "--json", "-q") for _ in range(2)]
+    run_ids = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        run_ids.append(json.loads(stdout)["run_id"])
+    rows = query("SELECT run_id, status, (SELECT count(*) FROM steps s WHERE s.run_id = r.run_id)"
+                 " FROM runs r ORDER BY run_id")
+    assert rows == sorted((run_id, "succeeded", 60) for run_id in run_ids)
+
+
+SLOW = """
+    import asyncio
+
+    async def wait_long():
+        await asyncio.sleep(60)
+        return "never"
+    """
+FAST_THEN_SLOW = """
+    steps:
+      - id: fast
+        prompt: x
+        mock: quick answer
+      - id: slow
+        function: slow:wait_long
+        needs: [fast]
+    """
+
+
+def wait_for_line(process: subprocess.Popen, text: str) -> None:
+    assert process.stderr is not None
+    deadline = time.monotonic() + 30
+    for line in process.stderr:
+        if text in line or time.monotonic() > deadline:
+            return
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_records_the_run_as_cancelled(write_flow: Callable) -> None:
+    """SIGINT mid-run: exit 130; the history has the run cancelled and the finished step."""
+    write_flow(SLOW, "slow.py")
+    flow = write_flow(FAST_THEN_SLOW)
+    process = orchestrate("run", flow, "--mock", "--json")
+    wait_for_line(process, "slow started")
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 130
+    run_id = json.loads(stdout)["run_id"]
+    assert query("SELECT run_id, status, error_type FROM runs") == [
+        (run_id, "cancelled", "cancelled")]
+    assert query("SELECT step_id, status, output FROM steps ORDER BY position") == [
+        ("fast", "succeeded", '"quick answer"'), ("slow", "cancelled", None)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_killed_process_loses_no_finished_step(write_flow: Callable, cli: Callable) -> None:
+    """SIGKILL (no clean-up at all) after a step finished: that step is in the history, and
+    `runs show` still shows the run, as `running`."""
+    write_flow(SLOW, "slow.py")
+    flow = write_flow(FAST_THEN_SLOW)
+    process = orchestrate("run", flow, "--mock")
+    wait_for_line(process, "slow started")
+    time.sleep(0.5)  # the writer commits within a fraction of a second
+    process.kill()
+    process.communicate(timeout=30)
+    assert query("SELECT step_id, status FROM steps") == [("fast", "succeeded")]
+    (run_id,) = query("SELECT run_id FROM runs")[0]
+    shown = cli("runs", "show", run_id, "--json")
+    assert shown.exit_code == 0
+    doc = json.loads(shown.stdout)
+    assert doc["status"] == "running"
+    assert [s["id"] for s in doc["steps"]] == ["fast"]
