@@ -322,6 +322,10 @@ def _local_time(iso: str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _usage_text(usage: dict[str, Any] | None) -> str:
     if not usage:
         return ""
@@ -335,9 +339,11 @@ def _status_text(status: str) -> Any:
 
 
 def _history_console(out: IO[str]) -> Console:
+    """A console for stdout: the terminal's width, or wide enough not to cut when piped."""
     from rich.console import Console
 
-    return Console(file=out, highlight=False, soft_wrap=True)
+    width = None if out.isatty() else 200
+    return Console(file=out, highlight=False, soft_wrap=True, width=width)
 
 
 def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
@@ -385,7 +391,7 @@ def print_run(doc: dict[str, Any], details: dict[str, Any], out: IO[str]) -> Non
         error = doc["error"]
         where = f"step {error['step']}: " if error.get("step") else ""
         facts.append(("error", f"{where}{error['type']}: {error['message']}"))
-    facts.append(("inputs", json.dumps(doc.get("inputs"), ensure_ascii=False)[:PREVIEW_CHARS]))
+    facts.append(("inputs", _shorten(json.dumps(doc.get("inputs"), ensure_ascii=False))))
     for name, value in facts:
         console.print(Text(f"{name:<8} ", style="dim") + Text(value))
     console.print()
@@ -403,8 +409,8 @@ def print_run(doc: dict[str, Any], details: dict[str, Any], out: IO[str]) -> Non
         if step.get("error") and status == "failed":
             note = step["error"]["message"]
         elif status == "succeeded" and step.get("output") is not None:
-            preview = " ".join(format_value(step["output"]).split())
-            note = (f"({note}) " if note else "") + preview[:PREVIEW_CHARS]
+            preview = _shorten(" ".join(format_value(step["output"]).split()), 100)
+            note = (f"({note}) " if note else "") + preview
         model = "/".join(p for p in (step.get("provider"), step.get("model")) if p)
         shown = status in ("succeeded", "failed")
         table.add_row(Text(_SYMBOLS.get(status, "·"), style=_STYLES.get(status, "")),

@@ -132,8 +132,20 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    """Bring the schema up to date, in one IMMEDIATE transaction so two processes can race."""
+    """Bring the schema up to date, in one IMMEDIATE transaction so two processes can race.
+
+    `PRAGMA user_version` holds the number of migrations applied, so the usual case (ours,
+    up to date) costs two reads of the file header and no lock.
+    """
     known = [m.__name__ for m in MIGRATIONS]
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == APPLICATION_ID and version == len(known):
+        return
+    if app_id == APPLICATION_ID and version > len(known):
+        raise StoreError(
+            f"{path} was written by a newer orchestrate (schema {version}, this version "
+            f"knows {len(known)})", hint="upgrade orchestrate, or " + NO_HISTORY_HINT)
     db.execute("BEGIN IMMEDIATE")
     try:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
@@ -157,6 +169,7 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
                 db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                            (migration.__name__, time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                               time.gmtime())))
+        db.execute(f"PRAGMA user_version = {len(known)}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

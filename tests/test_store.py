@@ -88,6 +88,7 @@ def test_schema_is_versioned_by_named_migrations(write_flow: Callable, run_json:
         m.__name__ for m in MIGRATIONS]
     assert query("PRAGMA journal_mode") == [("wal",)]
     assert query("PRAGMA application_id")[0][0] != 0
+    assert query("PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
@@ -184,13 +185,24 @@ def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -
     """A database migrated by a newer orchestrate: a clear error, not a guess."""
     flow = write_flow(TWO_STEPS)
     run_json(flow)
-    with sqlite3.connect(history_db()) as db:
+    with sqlite3.connect(history_db()) as db:  # as a later version would leave it
         db.execute("INSERT INTO _migrations (name) VALUES ('m999_from_the_future')")
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     for command in (["run", str(flow), "--mock"], ["runs", "list"]):
         result = cli(*command)
         assert result.exit_code == 2
         assert "written by a newer orchestrate" in result.stderr
         assert "upgrade orchestrate" in result.stderr
+
+
+def test_unknown_migration_name(write_flow: Callable, run_json: Callable) -> None:
+    """A migration this version does not know, with an old version number: still refused."""
+    run_json(write_flow(TWO_STEPS))
+    with sqlite3.connect(history_db()) as db:
+        db.execute("INSERT INTO _migrations (name) VALUES ('m001_other_branch')")
+        db.execute("PRAGMA user_version = 0")
+    with pytest.raises(StoreError, match="unknown migration m001_other_branch"):
+        Store.open(history_db())
 
 
 def test_store_open_raises_store_error(tmp_path: Path) -> None:
