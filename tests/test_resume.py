@@ -212,8 +212,7 @@ def test_resume_with_changed_inputs(write_flow: Callable, cli: Callable, args: l
 ])
 def test_resume_with_a_changed_workflow(write_flow: Callable, cli: Callable, old: str,
                                         new: str, expected: dict[str, bool]) -> None:
-    """A changed step definition (prompt, settings, mock text...) is run again; steps whose
-    request did not change are still reused."""
+    """A changed step runs again; steps whose definition and request are the same are reused."""
     flow = write_flow(CHANGING)
     _, first = run(cli, flow, "--mock")
     text = flow.read_text()
@@ -273,8 +272,7 @@ DIAMOND = """
 ])
 def test_from_and_only(write_flow: Callable, cli: Callable, provider_calls: list[str],
                        args: list[str], rerun: list[str]) -> None:
-    """--only S reruns S alone; --from S reruns S and all that depends on it, at any
-    distance; every other step takes its output from the latest run of the workflow."""
+    """--only S reruns S; --from S reruns S and its dependents; the rest comes from before."""
     flow = write_flow(DIAMOND)
     _, first = run(cli, flow, "--mock")
     provider_calls.clear()
@@ -387,8 +385,7 @@ def test_cache_hit_and_miss(write_flow: Callable, cli: Callable,
 ])
 def test_cache_key(write_flow: Callable, cli: Callable, old: str, new: str,
                    expected: dict[str, bool]) -> None:
-    """A request is answered from the cache only when provider, model, messages and
-    settings (temperature included) are the same; the timeout does not count."""
+    """Only the same model, messages and settings (temperature too) hit; timeout does not count."""
     flow = write_flow(CACHED)
     run(cli, flow, "--mock", "--cache")
     flow.write_text(flow.read_text().replace(old, new))
@@ -543,8 +540,7 @@ def test_record_writes_a_fixture(recording: tuple[Path, Path, dict[str, Any]]) -
                          ids=["plain", "mock-loses", "cache", "no-history"])
 def test_replay_offline_without_a_key(recording: tuple[Path, Path, dict[str, Any]],
                                       cli: Callable, respx_mock, extra: list[str]) -> None:
-    """--replay answers from the fixture: no key, no network, the same outputs and models;
-    with --mock, the replay wins."""
+    """--replay answers offline from the fixture, with no key, and wins over --mock."""
     flow, fixture, recorded = recording
     code, replayed = run(cli, flow, "--replay", fixture, *extra)
     assert code == 0
@@ -598,8 +594,7 @@ def test_replay_bad_fixture(write_flow: Callable, cli: Callable, tmp_path: Path,
 
 def test_record_under_mock_replays_without_it(write_flow: Callable, cli: Callable,
                                               tmp_path: Path) -> None:
-    """A fixture recorded with --mock replays without --mock: keys name the step's
-    provider, not the mock that stood in for it."""
+    """A fixture recorded under --mock replays without it (keyed by the step's provider)."""
     flow = write_flow(RECORDED.replace("output: json", "output: json\n        mock: '{\"a\": 1}'"))
     fixture = tmp_path / "mocked.json"
     _, recorded = run(cli, flow, "--mock", "--record", fixture)
@@ -631,8 +626,7 @@ def test_replay_runs_are_recorded(recording: tuple[Path, Path, dict[str, Any]],
 
 
 def test_a_step_finishing_with_a_failure_is_kept(write_flow: Callable, cli: Callable) -> None:
-    """A step that finishes in the same instant another fails is recorded, not dropped (this
-    raised KeyError before the engine recorded every finished task)."""
+    """A step finishing in the same instant another fails is kept (it was a KeyError)."""
     flow = write_flow("""
         steps:
           - id: facts

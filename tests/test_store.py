@@ -238,8 +238,7 @@ def openai_reply(text: str) -> dict:
 
 def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A real provider run (answers, an error echoing the key, the cache, a fixture): the
-    key appears nowhere in the database files or the fixture."""
+    """With a real provider, an echoing 401, the cache and a fixture: the key is in no file."""
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     flow = write_flow("""
         inputs:
@@ -353,8 +352,7 @@ def test_ctrl_c_records_the_run_as_cancelled(write_flow: Callable) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_killed_process_loses_no_finished_step(write_flow: Callable, cli: Callable) -> None:
-    """SIGKILL (no clean-up at all) after a step finished: that step is in the history, and
-    `runs show` still shows the run, as `running`."""
+    """SIGKILL after a step finished: the step is kept and `runs show` shows the run running."""
     write_flow(SLOW, "slow.py")
     flow = write_flow(FAST_THEN_SLOW)
     process = orchestrate("run", flow, "--mock")
