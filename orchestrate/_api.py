@@ -206,7 +206,7 @@ def _close_session(session: HistorySession, result: RunResult | None) -> None:
     from orchestrate._history import RecordingFailed
 
     try:
-        session.close()
+        session.close(ran=result is not None)
     except StoreError as exc:
         if result is None:
             raise

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import sqlite3
 
     from orchestrate._api import PreparedRun
+    from orchestrate._recording import Fixture
     from orchestrate._store import Store, Writer
     from orchestrate.providers import Provider
 
@@ -454,8 +455,8 @@ class HistorySession:
         self.store: Store | None = None
         self.recorder: Recorder | None = None
         self.reuse: ReusePlan | None = None
-        self.replay_fixture = None
-        self.record_fixture = None
+        self.replay_fixture: Fixture | None = None
+        self.record_fixture: Fixture | None = None
         self.cache = False
 
     @classmethod
@@ -467,21 +468,22 @@ class HistorySession:
         try:
             session._open()
         except BaseException:
-            session.close()
+            session.close(ran=False)
             raise
         return session
 
     def _open(self) -> None:
-        from orchestrate._recording import Fixture
-
         options, prepared = self.options, self.prepared
         rerun = None
         if options.rerun_from or options.only:
             rerun = steps_to_rerun(prepared.workflow, options.rerun_from, options.only)
-        if options.replay:
-            self.replay_fixture = Fixture.load(options.replay)
-        if options.record:
-            self.record_fixture = Fixture.load(options.record, missing_ok=True)
+        if options.replay or options.record:
+            from orchestrate._recording import Fixture
+
+            if options.replay:
+                self.replay_fixture = Fixture.load(options.replay)
+            if options.record:
+                self.record_fixture = Fixture.load(options.record, missing_ok=True)
         if not options.record_history:
             return
         from orchestrate._store import Store, database_path
@@ -535,11 +537,13 @@ class HistorySession:
             provider = RecordingProvider(provider, self.record_fixture, name=name)
         return provider
 
-    def close(self) -> None:
-        """Save the fixture, finish writing the history; StoreError if a write failed."""
+    def close(self, *, ran: bool = True) -> None:
+        """Save the fixture (if the run ran), finish writing the history; StoreError if a
+        write failed."""
         try:
-            if self.record_fixture is not None:
-                self.record_fixture.save()
+            fixture = self.record_fixture
+            if fixture is not None and (ran or fixture.added):
+                fixture.save()
         finally:
             if self.recorder is not None:
                 self.recorder.close()

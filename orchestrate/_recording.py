@@ -146,6 +146,7 @@ class Fixture:
     def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None) -> None:
         self.path = path
         self.responses = dict(responses or {})
+        self.added = 0  # responses put since loading
 
     @classmethod
     def load(cls, path: Path, *, missing_ok: bool = False) -> Fixture:
@@ -174,6 +175,7 @@ class Fixture:
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
+        self.added += 1
         self.responses[key] = {"provider": provider, "step": request.step_id,
                                "request": request.fingerprint_data(),
                                "response": response_data(response)}

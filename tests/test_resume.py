@@ -642,3 +642,13 @@ def test_a_step_finishing_with_a_failure_is_kept(write_flow: Callable, cli: Call
         assert code == 1
         assert [s["id"] for s in doc["steps"]] == ["facts", "article", "broken"]
         assert doc["steps"][2]["status"] == "failed"
+
+
+def test_record_writes_no_file_when_the_run_cannot_start(write_flow: Callable, cli: Callable,
+                                                         tmp_path: Path) -> None:
+    """A run stopped before it starts (here: no API key) leaves no fixture file behind."""
+    fixture = tmp_path / "never.json"
+    result = cli("run", write_flow(RECORDED), "--record", fixture)
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY" in result.stderr
+    assert not fixture.exists()
