@@ -256,7 +256,13 @@ class Store:
         if status is not None:
             where.append("status = ?")
             params.append(status)
-        sql = "SELECT * FROM runs"
+        # A run still going (or whose process died) has its tokens in its finished steps.
+        sql = ("SELECT *, CASE WHEN status = 'running' THEN"
+               " (SELECT coalesce(sum(s.input_tokens), 0)"
+               " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
+               " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
+               " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
+               " FROM runs")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC, run_id DESC"
@@ -369,7 +375,7 @@ def _summary(row: sqlite3.Row) -> dict[str, Any]:
         "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
         "status": row["status"], "started_at": row["started_at"],
         "duration_ms": row["duration_ms"],
-        "usage": {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]},
+        "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
     }
 
 

@@ -367,3 +367,5 @@ def test_a_killed_process_loses_no_finished_step(write_flow: Callable, cli: Call
     doc = json.loads(shown.stdout)
     assert doc["status"] == "running"
     assert [s["id"] for s in doc["steps"]] == ["fast"]
+    (listed,) = json.loads(cli("runs", "list", "--json").stdout)
+    assert (listed["status"], listed["usage"]) == ("running", doc["steps"][0]["usage"])
