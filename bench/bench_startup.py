@@ -40,16 +40,6 @@ marks = [time.perf_counter()]
 def mark():
     marks.append(time.perf_counter())
 import orchestrate._cli; mark()
-import typer._coercion, typer.core; mark()
-spent = [0.0]
-build = typer.core.build_runtime_param
-def timed(descriptor):
-    start = time.perf_counter()
-    try:
-        return build(descriptor)
-    finally:
-        spent[0] += time.perf_counter() - start
-typer.core.build_runtime_param = timed
 import orchestrate._validate; mark()
 import ruamel.yaml; mark()
 import cattrs; mark()
@@ -62,19 +52,16 @@ except SystemExit:
     pass
 mark()
 steps = [b - a for a, b in zip(marks, marks[1:])]
-steps[-1] -= spent[0]
-print(json.dumps([*steps, spent[0]]), file=sys.stderr)
+print(json.dumps(steps), file=sys.stderr)
 """
 STAGE_NAMES = (
     "import orchestrate._cli (typer, attrs, orchestrate._errors)",
-    "import typer's coercion layer",
     "import orchestrate._validate (loader, spec, plan, templating, providers)",
     "import ruamel.yaml (lazy in the loader)",
     "import cattrs (lazy in the loader)",
     "import jinja2 + sandbox (lazy in templating)",
     "import jsonschema (lazy: only for `schema:` blocks)",
     "validate: load, check 20 steps, print",
-    "typer: a pydantic TypeAdapter per CLI parameter (imports pydantic)",
 )
 
 

@@ -119,22 +119,22 @@ class Template:
     source: str
     references: frozenset[Reference]
     variables: frozenset[str]  # undeclared names it reads; GLOBALS are not listed
-    _compiled: Any = attrs.field(eq=False, repr=False)
     _typed: bool = attrs.field(eq=False, repr=False)  # exactly one {{ expression }}
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The template as text; values other than strings are inserted as JSON."""
         with _running(self.source, context, expression=False):
+            compiled = _compile_template(self.source)
             if self._typed:
-                return _checked_output(_insert(_value_of(self._compiled, context)))
-            return _render_text(self._compiled, context)
+                return _checked_output(_insert(_value_of(compiled, context)))
+            return _render_text(compiled, context)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value if the template is one ``{{ expression }}``, else text."""
         if not self._typed:
             return self.render(context)
         with _running(self.source, context, expression=False):
-            return _plain(_value_of(self._compiled, context))
+            return _plain(_value_of(_compile_template(self.source), context))
 
 
 @attrs.frozen
@@ -144,12 +144,11 @@ class Expression:
     source: str
     references: frozenset[Reference]
     variables: frozenset[str]
-    _compiled: Any = attrs.field(eq=False, repr=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value, made of plain JSON types (a range becomes a list)."""
         with _running(self.source, context, expression=True):
-            return _plain(_value_of(self._compiled, context))
+            return _plain(_value_of(_compile_expression(self.source), context))
 
 
 def is_truthy(value: Any) -> bool:
@@ -167,7 +166,12 @@ def is_truthy(value: Any) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def parse_template(source: str) -> Template | Problem:
-    """Compile a template, or return the first syntax error or unsafe access in it."""
+    """Check a template, or return the first syntax error or unsafe access in it.
+
+    Checking generates code (which finds unknown filters and tests) but compiles none:
+    `validate` never pays for compiling, and a run compiles each template once, when it
+    first renders it.
+    """
     import jinja2
 
     env = _environment()
@@ -179,18 +183,23 @@ def parse_template(source: str) -> Template | Problem:
     if problem is not None:
         return problem
     references = _references(tree)
-    try:  # compiling (here, twice) finds unknown filters and tests
+    typed = _single_expression(tree) is not None
+    try:
         variables = _variables(tree)
-        # Finding variables folds constants in place, so compile a tree of its own.
-        tree = env.parse(source)
-        expression = _single_expression(tree)
-        if expression is None:
-            compiled = env.from_string(env.guard(tree))
-        else:
-            compiled = _compile_value(env, expression)
     except jinja2.TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Template(source, references, variables, compiled, expression is not None)
+    return Template(source, references, variables, typed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_template(source: str) -> jinja2.Template:
+    """The compiled form of a template that parse_template accepted."""
+    env = _environment()
+    tree = env.parse(source)  # a tree of its own: finding variables folds constants in place
+    expression = _single_expression(tree)
+    if expression is None:
+        return env.from_string(env.guard(tree))
+    return _compile_value(env, expression)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -209,11 +218,17 @@ def parse_expression(source: str) -> Expression | Problem:
         return problem
     references = _references(expression)
     try:
-        variables = _variables(expression)  # folds constants in place: compile a new tree
-        compiled = _compile_value(_environment(), _parse_expression_tree(source))
+        variables = _variables(expression)
     except jinja2.TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Expression(source, references, variables, compiled)
+    return Expression(source, references, variables)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile_expression(source: str) -> jinja2.Template:
+    """The compiled form of an expression that parse_expression accepted."""
+    # Finding variables folds constants in place, so compile a tree of its own.
+    return _compile_value(_environment(), _parse_expression_tree(source))
 
 
 def _parse_expression_tree(source: str) -> nodes.Expr:

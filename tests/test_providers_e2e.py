@@ -217,7 +217,7 @@ def test_pool_clients_share_one_tls_context() -> None:
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(pool.lease()) for _ in range(pool.size)]
     contexts = {id(client._transport._pool._ssl_context) for client in clients}
-    assert (pool.size, len({id(c) for c in clients}), len(contexts)) == (4, 4, 1)
+    assert (pool.size, len({id(c) for c in clients}), len(contexts)) == (8, 8, 1)
     asyncio.run(pool.aclose())
 
 

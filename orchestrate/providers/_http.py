@@ -57,7 +57,7 @@ __all__ = [
 SleepFn = Callable[[float], Awaitable[Any]]
 RandomFn = Callable[[], float]
 
-CONNECTIONS_PER_CLIENT = 8
+CONNECTIONS_PER_CLIENT = 4
 BACKOFF_BASE = 0.5  # seconds before the first retry, at most (full jitter)
 BACKOFF_MAX = 8.0
 RETRY_AFTER_LIMIT = 60.0  # a longer Retry-After is ignored in favour of our own backoff
@@ -98,8 +98,9 @@ class ClientPool:
 
     httpcore spends CPU in proportion to the connections in a pool on every request
     (encode/httpcore#1035): one client at concurrency 128 took 12.3 s of CPU for 2,000
-    requests, sharded clients of 8 connections took 1.4 s. So: ceil(concurrency / 8)
-    clients, each created on first use, and each request goes to the least-loaded one.
+    requests, sharded clients of 8 connections took 1.4 s, and clients of 4 a fifth less
+    again (docs/performance.md). So: ceil(concurrency / 4) clients, each created on first
+    use, and each request goes to the least-loaded one.
     """
 
     def __init__(

@@ -50,10 +50,10 @@ def failed(status: int, headers: dict[str, str] | None = None) -> httpx.Response
 
 
 @pytest.mark.parametrize(
-    ("concurrency", "size"), [(1, 1), (8, 1), (9, 2), (16, 2), (17, 3), (128, 16), (0, 1)]
+    ("concurrency", "size"), [(1, 1), (4, 1), (5, 2), (8, 2), (9, 3), (128, 32), (0, 1)]
 )
 def test_pool_size(concurrency: int, size: int) -> None:
-    """The pool has ceil(concurrency / 8) clients, at least one."""
+    """The pool has ceil(concurrency / 4) clients, at least one."""
     assert size == ClientPool(concurrency=concurrency).size
 
 
@@ -87,8 +87,8 @@ async def test_pool_creates_clients_lazily_and_picks_least_loaded() -> None:
 
 
 @pytest.mark.anyio
-async def test_pool_limits_each_client_to_8_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each client is built with at most 8 (keep-alive) connections and no httpx timeout."""
+async def test_pool_limits_each_client_to_4_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each client is built with at most 4 (keep-alive) connections and no httpx timeout."""
     seen: list[dict[str, Any]] = []
     real = httpx.AsyncClient
 
@@ -102,7 +102,7 @@ async def test_pool_limits_each_client_to_8_connections(monkeypatch: pytest.Monk
         pass
     await pool.aclose()
     limits = seen[0]["limits"]
-    assert (limits.max_connections, limits.max_keepalive_connections) == (8, 8)
+    assert (limits.max_connections, limits.max_keepalive_connections) == (4, 4)
     assert seen[0]["timeout"] is None
 
 
@@ -110,7 +110,7 @@ async def test_pool_limits_each_client_to_8_connections(monkeypatch: pytest.Monk
 async def test_provider_shards_by_concurrency(make_provider) -> None:
     """A provider's pool follows the concurrency it was given."""
     provider = make_provider(concurrency=128)
-    assert provider._pool.size == 16
+    assert provider._pool.size == 32
     await provider.aclose()
 
 

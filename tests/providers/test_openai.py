@@ -179,7 +179,7 @@ def test_constructed_like_the_pool_does() -> None:
     provider = OpenAIProvider(name="local", base_url="http://x/v1", api_key=None, headers={},
                               concurrency=32)
     built = (provider.name, provider.url, provider._pool.size)
-    assert built == ("local", "http://x/v1/chat/completions", 4)
+    assert built == ("local", "http://x/v1/chat/completions", 8)
 
 
 # --- non-streaming replies ----------------------------------------------------------------
