@@ -145,11 +145,32 @@ class _Stream:
 
 def _response_format(request: LLMRequest) -> dict[str, Any] | None:
     if request.schema is not None:
-        schema = {"name": "output", "schema": request.schema, "strict": True}
+        strict = fits_strict_mode(request.schema)
+        schema = {"name": "output", "schema": request.schema, "strict": strict}
         return {"type": "json_schema", "json_schema": schema}
     if request.json_mode:
         return {"type": "json_object"}
     return None
+
+
+def fits_strict_mode(schema: Any) -> bool:
+    """Whether OpenAI's strict structured outputs accept the schema.
+
+    Strict mode wants every object closed (`additionalProperties: false`) with all its
+    properties required; it answers 400 otherwise. A schema that does not fit is sent
+    with `strict: false`, as guidance, and the engine checks the reply against it.
+    """
+    if isinstance(schema, list):
+        return all(fits_strict_mode(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    properties = schema.get("properties")
+    if schema.get("type") == "object" or properties is not None:
+        closed = schema.get("additionalProperties") is False
+        if not closed or set(schema.get("required", ())) != set(properties or ()):
+            return False
+    return all(fits_strict_mode(value) for key, value in schema.items()
+               if key not in ("enum", "const", "default", "examples", "required"))
 
 
 def _mention_json(messages: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -15,6 +15,7 @@ from orchestrate.providers._base import LLMRequest, LLMResponse
 from orchestrate.providers._openai import (
     JSON_INSTRUCTION,
     OpenAIProvider,
+    fits_strict_mode,
     uses_max_completion_tokens,
 )
 
@@ -331,3 +332,28 @@ async def test_stream_chunk_that_is_not_an_object_is_retried(make_provider, sse,
     """A data line holding JSON that is not an object is treated as a broken stream."""
     respx_mock.post(URL).mock(side_effect=[sse([sse_lines("[1, 2]")]), sse([STREAM])])
     assert (await make_provider().complete(request(stream=True))).attempts == 2
+
+
+CLOSED = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+          "additionalProperties": False}
+
+
+@pytest.mark.parametrize(
+    ("schema", "strict"),
+    [
+        (CLOSED, True),
+        ({"type": "array", "items": CLOSED}, True),
+        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+         False),
+        ({**CLOSED, "required": []}, False),
+        ({**CLOSED, "properties": {"a": {"type": "object", "properties": {}}}}, False),
+        ({"type": "object", "properties": {"keywords": {"type": "array",
+                                                         "items": {"type": "string"}}},
+          "required": ["keywords"]}, False),
+        ({"anyOf": [CLOSED, {"type": "null"}]}, True),
+        ({"type": "string", "enum": ["a", "b"]}, True),
+    ],
+)
+def test_strict_mode_only_for_schemas_it_accepts(schema: dict[str, Any], strict: bool) -> None:
+    """Closed objects with every property required go strict; others go as guidance."""
+    assert fits_strict_mode(schema) is strict
