@@ -261,6 +261,8 @@ def run(
     if result.error and result.status != "succeeded" and (quiet or terminal):
         where = f"step {result.error.step}: " if result.error.step else ""
         print(f"error: {where}{result.error.message}", file=sys.stderr)
+        if result.error.hint:
+            print(f"  hint: {result.error.hint}", file=sys.stderr)
     raise typer.Exit(result.exit_code)
 
 

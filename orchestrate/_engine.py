@@ -601,7 +601,8 @@ def _failed(step: AnyStep, exc: StepError, duration_ms: int,
     """A failed step's result: what it cost, and which model it was talking to."""
     units = units or []
     return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
-                      error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details),
+                      error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details,
+                                      exc.hint),
                       attempts=exc.attempts, usage=exc.usage,
                       provider=_provider_of(units), model=_model_of(units))
 

@@ -105,6 +105,8 @@ def _finished_line(step: StepResult) -> str:
     line = " ".join(parts)
     if step.status == "failed" and step.error:
         line += f": {step.error.message}"
+        if step.error.hint:
+            line += f"\n  hint: {step.error.hint}"
     for warning in step.warnings:
         line += f"\n  warning: {warning}"
     return line

@@ -40,6 +40,7 @@ class ErrorInfo:
     message: str
     step: str | None = None
     details: str | None = None  # e.g. a function's traceback; not in the result document
+    hint: str | None = None  # how to fix it, shown on stderr; not in the result document
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "type": self.type, "message": self.message}

@@ -709,3 +709,20 @@ def test_verbose_shows_the_functions_traceback(write_flow: Callable, cli: Callab
     assert "Traceback (most recent call last)" in result.stderr
     assert 'raise ValueError(f"cannot handle {text!r}")' in result.stderr
     assert "Traceback" not in result.stdout
+
+
+def test_hints_of_failures_reach_stderr(write_flow: Callable, cli: Callable) -> None:
+    """A failed step's hint is printed under its error, and kept out of the JSON."""
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+            output: json
+            mock: '{"title": "Tides"}'
+          - id: b
+            prompt: "{{ steps.a.output.titel }}"
+        """)
+    result = cli("run", flow, "--mock", "--json")
+    assert result.exit_code == 1
+    assert "  hint: did you mean 'title'?" in result.stderr
+    assert "hint" not in json.loads(result.stdout)["error"]
