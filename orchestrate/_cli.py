@@ -225,13 +225,14 @@ def run(
     from orchestrate._events import JsonLinesWriter
     from orchestrate._history import HistoryOptions, RecordingFailed
     from orchestrate._inputs import read_inputs_file
+    from orchestrate._render import report_run
 
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
-    given = read_inputs_file(inputs_file) if inputs_file else {}
-    prepared = prepare(flow, given, assignments=input or [])
     terminal = sys.stderr.isatty() and not quiet
-    with _events_stream(events) as event_out:
+    with _json_even_if_not_started(flow, as_json), _events_stream(events) as event_out:
+        given = read_inputs_file(inputs_file) if inputs_file else {}
+        prepared = prepare(flow, given, assignments=input or [])
         observers: list[Any] = []
         if event_out is not None:
             observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
@@ -250,20 +251,24 @@ def run(
             result = exc.result
     if as_json:
         _print_json(result.to_dict())
-    elif events != "-" and result.status == "succeeded":
-        from orchestrate._render import print_outputs
-
-        print_outputs(result.outputs, sys.stdout, terminal=sys.stdout.isatty())
-    if verbose:
-        for step in result.steps:
-            if step.error and step.error.details:
-                print(f"--- {step.id}\n{step.error.details}", file=sys.stderr, end="")
-    if result.error and result.status != "succeeded" and (quiet or terminal):
-        where = f"step {result.error.step}: " if result.error.step else ""
-        print(f"error: {where}{result.error.message}", file=sys.stderr)
-        if result.error.hint:
-            print(f"  hint: {result.error.hint}", file=sys.stderr)
+    report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
+               show_error=quiet or terminal, verbose=verbose)
     raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _json_even_if_not_started(flow: Path, as_json: bool) -> Iterator[None]:
+    """With --json, a run stopped before its first step still prints its document."""
+    try:
+        yield
+    except OrchestrateError as exc:
+        if as_json:
+            from orchestrate._engine import iso_now, new_run_id
+            from orchestrate._result import ErrorInfo, RunResult
+
+            error = ErrorInfo(exc.error_type, exc.message)
+            _print_json(RunResult.not_started(str(flow), error, new_run_id(), iso_now()).to_dict())
+        raise
 
 
 def _progress_observers(quiet: bool, terminal: bool) -> list[Any]:

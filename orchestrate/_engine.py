@@ -120,6 +120,10 @@ def new_run_id() -> str:
     return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
 
 
+def iso_now() -> str:
+    return _iso(time.time())
+
+
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 

@@ -3,11 +3,11 @@
 Every error a user can cause is an :class:`OrchestrateError`; the CLI turns each into a
 message on stderr and an exit code in one place.
 
-    OrchestrateError            message, hint, exit_code
-    ├── WorkflowInvalid         one or more located Diagnostics (exit 2)
-    ├── UsageError              bad command-line use (exit 2)
+    OrchestrateError            message, hint, exit_code, error_type
+    ├── WorkflowInvalid         one or more located Diagnostics (exit 2)   type "invalid_workflow"
+    ├── UsageError              bad command-line use (exit 2)              type "invalid_input"
     │   ├── InputError          a missing, unknown or mistyped workflow input
-    │   └── ConfigError         a missing API key, an unknown provider (found before a run)
+    │   └── ConfigError         a missing API key, an unknown provider     type "provider"
     ├── StoreError              the history database cannot be used (exit 2)
     └── StepError               a step failed while running (recorded, not raised past the engine)
         ├── TemplateError       rendering or evaluating a template failed   type "template"
@@ -46,9 +46,13 @@ class Diagnostic:
 
 
 class OrchestrateError(Exception):
-    """Base of every error that orchestrate reports to a user."""
+    """Base of every error that orchestrate reports to a user.
+
+    `error_type` is the result document's `error.type` when the error stops a run.
+    """
 
     exit_code: ClassVar[int] = 2
+    error_type: ClassVar[str] = "invalid_input"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -65,8 +69,10 @@ class OrchestrateError(Exception):
 class WorkflowInvalid(OrchestrateError):
     """The workflow file has problems; each is a located diagnostic."""
 
+    error_type = "invalid_workflow"
+
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
-        super().__init__(f"{len(diagnostics)} problem(s) in the workflow")
+        super().__init__("\n".join(d.format() for d in diagnostics))
         self.diagnostics = diagnostics
 
     def format(self) -> str:
@@ -84,6 +90,8 @@ class InputError(UsageError):
 class ConfigError(UsageError):
     """The environment lacks what the run needs (an API key, a provider)."""
 
+    error_type = "provider"
+
 
 class StoreError(OrchestrateError):
     """The run history database cannot be opened or is not ours."""
@@ -96,7 +104,6 @@ class StepError(OrchestrateError):
     """
 
     exit_code: ClassVar[int] = 1
-    error_type: ClassVar[str] = "step"
     attempts: int = 0
     usage: Any = None
     details: str | None = None  # a traceback, shown with --verbose

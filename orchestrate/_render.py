@@ -283,6 +283,25 @@ def _print_rich_outputs(outputs: dict[str, Any], out: IO[str]) -> bool:
     return True
 
 
+def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: bool,
+               show_error: bool, verbose: bool) -> None:
+    """After a run: its outputs on `out`, and on `err` tracebacks (verbose) and the error.
+
+    `show_error` is for when nothing else has said it (the live view and -q do not).
+    """
+    if with_outputs and result.status == "succeeded":
+        print_outputs(result.outputs, out, terminal=out.isatty())
+    if verbose:
+        for step in result.steps:
+            if step.error and step.error.details:
+                err.write(f"--- {step.id}\n{step.error.details}")
+    if show_error and result.error and result.status != "succeeded":
+        where = f"step {result.error.step}: " if result.error.step else ""
+        err.write(f"error: {where}{result.error.message}\n")
+        if result.error.hint:
+            err.write(f"  hint: {result.error.hint}\n")
+
+
 # --- graphs -----------------------------------------------------------------------------------
 
 

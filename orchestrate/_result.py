@@ -108,6 +108,15 @@ class RunResult:
     def exit_code(self) -> int:
         return {"succeeded": 0, "failed": 1, "cancelled": 130}[self.status]
 
+    @classmethod
+    def not_started(cls, file: str, error: ErrorInfo, run_id: str, started_at: str) -> RunResult:
+        """The document of a run stopped before its first step (bad workflow, inputs, key)."""
+        from pathlib import Path
+
+        return cls(run_id=run_id, workflow=Path(file).stem, file=file, status="failed",
+                   started_at=started_at, duration_ms=0, inputs={}, outputs={}, steps=(),
+                   error=error)
+
     def step(self, step_id: str) -> StepResult:
         for step in self.steps:
             if step.id == step_id:

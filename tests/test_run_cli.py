@@ -620,7 +620,7 @@ def test_invalid_workflow_exits_2_before_running(write_flow: Callable, cli: Call
           - id: a
             promt: x
         """)
-    result = cli("run", flow, "--mock", "--json")
+    result = cli("run", flow, "--mock")
     assert result.exit_code == 2
     assert f"{flow}:3:5: error: unknown key 'promt' in a step" in result.stderr
     assert result.stdout == ""
@@ -726,3 +726,34 @@ def test_hints_of_failures_reach_stderr(write_flow: Callable, cli: Callable) -> 
     assert result.exit_code == 1
     assert "  hint: did you mean 'title'?" in result.stderr
     assert "hint" not in json.loads(result.stdout)["error"]
+
+
+@pytest.mark.parametrize(
+    ("flow_text", "args", "error_type"),
+    [
+        ("steps: [{id: a, promt: x}]", [], "invalid_workflow"),
+        ("inputs: {x: {}}\nsteps: [{id: a, prompt: '{{ inputs.x }}'}]", [], "invalid_input"),
+        ("steps: [{id: a, prompt: x}]", ["-i", "nope=1"], "invalid_input"),
+    ],
+)
+def test_json_document_even_when_the_run_never_starts(write_flow: Callable, cli: Callable,
+                                                      flow_text: str, args: list[str],
+                                                      error_type: str) -> None:
+    """With --json, a run stopped before its first step still prints one document, exit 2."""
+    flow = write_flow(flow_text)
+    result = cli("run", flow, "--mock", "--json", *args)
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert (doc["status"], doc["steps"], doc["error"]["type"]) == ("failed", [], error_type)
+    assert doc["file"] == str(flow)
+    assert result.stderr.startswith(("error:", str(flow)))
+
+
+def test_json_document_for_a_missing_key(write_flow: Callable, cli: Callable) -> None:
+    """A missing API key stops the run before any request: error type provider, exit 2."""
+    flow = write_flow("steps: [{id: a, prompt: x}]")
+    result = cli("run", flow, "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "provider"
+    assert "OPENAI_API_KEY" in error["message"]
