@@ -301,36 +301,47 @@ class Engine:
 
     async def _execute(self, step: AnyStep) -> StepResult:
         start = time.perf_counter()
-        units: list[Unit] = []
+        provider, model = self._target(step)
         try:
             context = self.context()
             items = self._items(step, context)
-            units = [self._unit(step, ctx) for ctx in _item_contexts(context, items)]
-            fingerprint = _fingerprint(step, units)
-            reused = self.reuse(step, fingerprint) if self.reuse else None
-            if reused is not None:
-                return attrs.evolve(reused, reused=True, duration_ms=0, fingerprint=fingerprint)
-            self.emit(StepStarted(step_id=step.id, kind=step.kind, provider=_provider_of(units),
-                                  model=_model_of(units),
-                                  items=None if items is None else len(items)))
-            outcomes = await self._run_units(step, units, items is not None)
+            contexts = _item_contexts(context, items)
+            units: list[Unit | None] = [None] * len(contexts)
+            if self.reuse is not None:
+                # Whether a step can be reused depends on what all its items would send.
+                units = [self._unit(step, c) for c in contexts]
+                fingerprint = _fingerprint(step, units)
+                reused = self.reuse(step, fingerprint)
+                if reused is not None:
+                    return attrs.evolve(reused, reused=True, duration_ms=0,
+                                        fingerprint=fingerprint)
+            self.emit(StepStarted(step_id=step.id, kind=step.kind, provider=provider,
+                                  model=model, items=None if items is None else len(items)))
+            outcomes = await self._run_units(step, contexts, units, items is not None)
         except StepError as exc:
-            return _failed(step, exc, _ms_since(start), units)
+            return _failed(step, exc, _ms_since(start), provider, model)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
             error.details = "".join(traceback.format_exception(exc))
-            return _failed(step, error, _ms_since(start), units)
+            return _failed(step, error, _ms_since(start), provider, model)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
         return StepResult(
-            id=step.id, status="succeeded", output=output,
-            provider=_provider_of(units), model=_reported_model(units, outcomes),
+            id=step.id, status="succeeded", output=output, provider=provider,
+            model=outcomes[0].model if outcomes else model,
             attempts=sum(o.attempts for o in outcomes), duration_ms=_ms_since(start),
             usage=_usage(outcomes), cached=any(o.cached for o in outcomes),
             warnings=tuple(w for o in outcomes for w in o.warnings),
-            request=_request_record(units, items is not None), fingerprint=fingerprint,
+            request=_request_record(units, items is not None),
+            fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
         )
+
+    def _target(self, step: AnyStep) -> tuple[str | None, str | None]:
+        """(provider, model) of an LLM step; (None, None) for a step that calls no model."""
+        if not isinstance(step, LLMStep):
+            return None, None
+        return choose_model(self.workflow, step, self.options.model, self.env)
 
     def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
         if step.for_each is None:
@@ -341,40 +352,61 @@ class Engine:
             raise TemplateError(self._where(step, "for_each", f"for_each gave {kind}, not a list"))
         return list(items)
 
-    async def _run_units(self, step: AnyStep, units: list[Unit], is_list: bool) -> list[_Outcome]:
-        total = len(units)
+    async def _run_units(
+        self, step: AnyStep, contexts: list[dict[str, Any]], units: list[Unit | None],
+        is_list: bool,
+    ) -> list[_Outcome]:
+        total = len(contexts)
         done = 0
 
-        async def run_one(index: int, unit: Unit) -> _Outcome:
+        async def run_one(index: int) -> _Outcome:
             nonlocal done
-            outcome = await self._run_unit(step, unit, index if is_list else None)
+            outcome = await self._run_unit(step, contexts[index], units, index, is_list)
             done += 1
             if is_list:
                 self.emit(ItemFinished(step_id=step.id, index=index, status="succeeded",
                                        done=done, total=total))
             return outcome
 
-        if len(units) == 1 and not is_list:
-            return [await run_one(0, units[0])]
+        if not is_list:
+            return [await run_one(0)]
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(run_one(i, u)) for i, u in enumerate(units)]
+                tasks = [group.create_task(run_one(i)) for i in range(total)]
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         return [t.result() for t in tasks]
 
-    async def _run_unit(self, step: AnyStep, unit: Unit, item: int | None) -> _Outcome:
-        if isinstance(unit, SubWorkflowCall):
+    async def _run_unit(
+        self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int,
+        is_list: bool,
+    ) -> _Outcome:
+        if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
+            call = self._unit_at(step, context, units, index)
+            assert isinstance(call, SubWorkflowCall)
             try:
                 async with asyncio.timeout(step.timeout):
-                    return await self._run_subworkflow(unit)
+                    return await self._run_subworkflow(call)
             except TimeoutError:
                 raise StepTimeout(f"the sub-workflow took longer than {step.timeout:g} s") from None
         async with self.semaphore:
+            # Rendered inside the slot, so a large for_each starts calling at once instead
+            # of rendering every item first.
+            unit = self._unit_at(step, context, units, index)
             if isinstance(unit, FunctionCall):
                 return _Outcome(await call_function(unit, self.functions[unit.function],
                                                     step.timeout))
-            return await self._ask(step, unit, item)
+            assert isinstance(unit, _Request)
+            return await self._ask(step, unit, index if is_list else None)
+
+    def _unit_at(
+        self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int
+    ) -> Unit:
+        """Item `index`'s unit: rendered already for the reuse check, or rendered now."""
+        unit = units[index]
+        if unit is None:
+            unit = units[index] = self._unit(step, context)
+        return unit
 
     # --- building a step's units -------------------------------------------------------------
 
@@ -569,28 +601,6 @@ def _request_record(units: list[Unit], is_list: bool) -> dict[str, Any]:
     return {"items": records} if is_list else records[0]
 
 
-def _first_request(units: list[Unit]) -> _Request | None:
-    """The first model request of a step's units; None for a step that calls no model."""
-    return units[0] if units and isinstance(units[0], _Request) else None
-
-
-def _provider_of(units: list[Unit]) -> str | None:
-    request = _first_request(units)
-    return request.provider if request else None
-
-
-def _model_of(units: list[Unit]) -> str | None:
-    request = _first_request(units)
-    return request.model if request else None
-
-
-def _reported_model(units: list[Unit], outcomes: list[_Outcome]) -> str | None:
-    """The model id the provider reported, else the one asked for."""
-    if _first_request(units) is None:
-        return None
-    return outcomes[0].model if outcomes else _model_of(units)
-
-
 def _usage(outcomes: list[_Outcome]) -> Usage | None:
     usages = [o.usage for o in outcomes if o.usage is not None]
     return Usage.total(list(usages)) if usages else None
@@ -600,15 +610,13 @@ def _skipped(step: AnyStep) -> StepResult:
     return StepResult(id=step.id, status="skipped")
 
 
-def _failed(step: AnyStep, exc: StepError, duration_ms: int,
-            units: list[Unit] | None = None) -> StepResult:
+def _failed(step: AnyStep, exc: StepError, duration_ms: int, provider: str | None = None,
+            model: str | None = None) -> StepResult:
     """A failed step's result: what it cost, and which model it was talking to."""
-    units = units or []
     return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
                       error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details,
                                       exc.hint),
-                      attempts=exc.attempts, usage=exc.usage,
-                      provider=_provider_of(units), model=_model_of(units))
+                      attempts=exc.attempts, usage=exc.usage, provider=provider, model=model)
 
 
 def _cancelled(step_id: str, started: float | None) -> StepResult:
