@@ -31,8 +31,6 @@ APPLICATION_ID = 0x4F524348  # "ORCH", in the file header: marks the file as our
 BUSY_TIMEOUT_MS = 30_000
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
 
-RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
-
 
 def home(env: Mapping[str, str] = os.environ) -> Path:
     """`$ORCHESTRATE_HOME`, else the user data dir (e.g. ~/.local/share/orchestrate)."""
