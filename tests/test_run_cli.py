@@ -23,6 +23,12 @@ def outputs_of(doc: dict[str, Any]) -> dict[str, Any]:
 # --- results and output channels ------------------------------------------------------------
 
 
+@pytest.fixture
+def done_flow(write_flow: Callable) -> Path:
+    """One step whose mock answer is `done`."""
+    return write_flow("steps: [{id: a, prompt: x, mock: done}]")
+
+
 def test_json_document_has_every_field(write_flow: Callable, run_json: RunJson) -> None:
     """--json prints the SPEC's result document with resolved inputs and usage."""
     flow = write_flow("""
@@ -85,42 +91,24 @@ def test_several_outputs_print_as_sections(write_flow: Callable, cli: Callable) 
     assert result.stdout == '## second\n{\n  "n": 1\n}\n\n## first\nalpha\n\n'
 
 
-def test_progress_goes_to_stderr_only(write_flow: Callable, cli: Callable) -> None:
+def test_progress_goes_to_stderr_only(done_flow: Path, cli: Callable) -> None:
     """Without a terminal, progress is plain lines on stderr; stdout holds the result."""
-    flow = write_flow("""
-        steps:
-          - id: a
-            prompt: x
-            mock: done
-        """)
-    result = cli("run", flow, "--mock")
+    result = cli("run", done_flow, "--mock")
     assert result.stdout == "done\n"
     assert "✓ a succeeded" in result.stderr
     assert "run succeeded" in result.stderr
 
 
-def test_quiet_hides_progress(write_flow: Callable, cli: Callable) -> None:
+def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
     """-q prints no progress and no summary."""
-    flow = write_flow("""
-        steps:
-          - id: a
-            prompt: x
-            mock: done
-        """)
-    result = cli("run", flow, "--mock", "-q")
+    result = cli("run", done_flow, "--mock", "-q")
     assert result.stdout == "done\n"
     assert result.stderr == ""
 
 
-def test_events_to_stdout_are_json_lines(write_flow: Callable, cli: Callable) -> None:
+def test_events_to_stdout_are_json_lines(done_flow: Path, cli: Callable) -> None:
     """--events - writes one JSON object per event to stdout, and nothing else."""
-    flow = write_flow("""
-        steps:
-          - id: a
-            prompt: x
-            mock: done
-        """)
-    result = cli("run", flow, "--mock", "--events", "-", "-q")
+    result = cli("run", done_flow, "--mock", "--events", "-", "-q")
     events = [json.loads(line) for line in result.stdout.splitlines()]
     names = [e["event"] for e in events]
     assert names == ["run_started", "step_started", "step_finished", "run_finished"]
@@ -193,10 +181,12 @@ def test_json_output_parses_a_fenced_reply(write_flow: Callable, run_json: RunJs
     assert outputs_of(doc) == {"a": {"keywords": ["x", "y"]}, "b": ["0=x", "1=y"]}
 
 
-def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: RunJson) -> None:
-    """An invalid JSON reply is an invalid_output failure that shows the reply."""
-    flow = write_flow("""
-        defaults: {retries: 0}
+@pytest.mark.parametrize(("retries", "attempts"), [(0, 1), (2, 3)])
+def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: RunJson,
+                                              retries: int, attempts: int) -> None:
+    """An invalid JSON reply is re-asked `retries` times, then fails showing the reply."""
+    flow = write_flow(f"""
+        defaults: {{retries: {retries}}}
         steps:
           - id: a
             prompt: x
@@ -208,21 +198,7 @@ def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: Ru
     assert doc["error"]["type"] == "invalid_output"
     assert doc["error"]["step"] == "a"
     assert "not json at all" in doc["error"]["message"]
-
-
-def test_invalid_json_is_reasked_within_retries(write_flow: Callable, run_json: RunJson) -> None:
-    """Each re-ask after an invalid reply is an attempt, up to `retries` of them."""
-    flow = write_flow("""
-        defaults: {retries: 2}
-        steps:
-          - id: a
-            prompt: x
-            output: json
-            mock: "nope"
-        """)
-    code, doc = run_json(flow)
-    assert code == 1
-    assert doc["steps"][0]["attempts"] == 3
+    assert doc["steps"][0]["attempts"] == attempts
 
 
 def test_schema_without_mock_gets_a_minimal_instance(write_flow: Callable,
