@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import time
 import traceback
 import uuid
@@ -277,8 +278,13 @@ class Engine:
             self._record(_cancelled(step_id, None))
 
     def emit(self, event: Event) -> None:
-        for observer in self.observers:
-            observer(event)
+        for observer in list(self.observers):
+            try:
+                observer(event)
+            except Exception as exc:  # a broken display or pipe must not break the run
+                self.observers.remove(observer)
+                print(f"warning: stopped reporting to {type(observer).__name__}: {exc!r}",
+                      file=sys.stderr)
 
     def context(self, **extra: Any) -> dict[str, Any]:
         return {"inputs": self.inputs, "steps": self.context_steps, **extra}

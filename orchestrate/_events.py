@@ -121,9 +121,13 @@ class JsonLinesWriter:
     def __init__(self, out: IO[str], *, tokens: bool = False) -> None:
         self.out = out
         self.tokens = tokens
+        self.closed = False
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, TokenReceived) and not self.tokens:
+        if self.closed or (isinstance(event, TokenReceived) and not self.tokens):
             return
-        self.out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
-        self.out.flush()
+        try:
+            self.out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+            self.out.flush()
+        except BrokenPipeError:  # the reader went away (`| head`): the run goes on
+            self.closed = True

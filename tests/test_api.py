@@ -63,3 +63,36 @@ def test_mock_follows_the_environment(write_flow: Callable,
     monkeypatch.setenv("ORCHESTRATE_MOCK", "1")
     flow = write_flow("steps: [{id: a, prompt: x, mock: offline}]")
     assert orchestrate.run_workflow(flow).outputs == {"a": "offline"}
+
+
+def test_a_failing_observer_does_not_break_the_run(write_flow: Callable,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """An observer that raises is dropped with a warning; the run itself succeeds."""
+    flow = write_flow("steps: [{id: a, prompt: x, mock: fine}, {id: b, prompt: y}]")
+    seen: list[str] = []
+
+    def broken(event: object) -> None:
+        raise RuntimeError("display gone")
+
+    result = orchestrate.run_workflow(flow, mock=True,
+                                      observers=[broken, lambda e: seen.append(e.name)])
+    assert result.status == "succeeded"
+    assert seen[-1] == "run_finished"
+    assert "stopped reporting to function: RuntimeError('display gone')" in capsys.readouterr().err
+
+
+def test_events_writer_stops_quietly_when_the_reader_leaves() -> None:
+    """`--events - | head -1`: a closed pipe ends the event stream, not the run."""
+    from orchestrate._events import JsonLinesWriter, StepStarted
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+        def flush(self) -> None:
+            return None
+
+    writer = JsonLinesWriter(ClosedPipe())  # type: ignore[arg-type]
+    writer(StepStarted(step_id="a", kind="llm"))
+    writer(StepStarted(step_id="b", kind="llm"))
+    assert writer.closed
