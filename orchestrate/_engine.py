@@ -15,9 +15,9 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -43,7 +43,7 @@ from orchestrate._events import (
 from orchestrate._functions import FunctionCall, call_function
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -185,7 +185,7 @@ class Engine:
             outputs, failure = self._outputs()
         else:
             outputs = self._outputs()[0]
-        status = "cancelled" if cancelled else "failed" if failure else "succeeded"
+        status: RunStatus = "cancelled" if cancelled else "failed" if failure else "succeeded"
         if cancelled and failure is None:
             failure = ErrorInfo("cancelled", "the run was interrupted")
         result = RunResult(
@@ -402,7 +402,7 @@ class Engine:
             if isinstance(unit, FunctionCall):
                 return _Outcome(await call_function(unit, self.functions[unit.function],
                                                     step.timeout))
-            assert isinstance(unit, _Request)
+            assert isinstance(unit, _Request) and isinstance(step, LLMStep)
             return await self._ask(step, unit, index if is_list else None)
 
     def _unit_at(
@@ -512,7 +512,7 @@ class Engine:
             failure = SubWorkflowFailed(
                 f"sub-workflow {call.workflow.name} failed at step {error.step}: {error.message}"
             )
-            failure.error_type = error.type
+            failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
             raise failure
         return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
 
@@ -564,7 +564,10 @@ class SubWorkflowFailed(StepError):
     """A child run failed; `error_type` is set to the child's error type."""
 
 
-def _compiled(parsed: Template | Expression | Problem) -> Template | Expression:
+_Parsed = TypeVar("_Parsed", Template, Expression)
+
+
+def _compiled(parsed: _Parsed | Problem) -> _Parsed:
     """A parsed template, or its (statically found) problem as a TemplateError."""
     if isinstance(parsed, Problem):
         raise TemplateError(parsed.message, hint=parsed.hint)
@@ -590,19 +593,21 @@ def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dic
     return [{**context, "item": item, "index": index} for index, item in enumerate(items)]
 
 
-def _fingerprint(step: AnyStep, units: list[Unit]) -> str:
+def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
+    """What a step would do, as a hash (called once every unit is rendered)."""
     data = [step.kind, [_unit_data(u) for u in units]]
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def _unit_data(unit: Unit) -> dict[str, Any]:
+def _unit_data(unit: Unit | None) -> dict[str, Any]:
+    assert unit is not None, "every unit is rendered before its data is read"
     if isinstance(unit, _Request):
         return {**unit.fingerprint_data(), "provider": unit.provider}
     return unit.fingerprint_data()
 
 
-def _request_record(units: list[Unit], is_list: bool) -> dict[str, Any]:
+def _request_record(units: Sequence[Unit | None], is_list: bool) -> dict[str, Any]:
     records = [_unit_data(u) for u in units]
     return {"items": records} if is_list else records[0]
 
