@@ -405,6 +405,8 @@ class _Converter:
 class _KeyNote(str):
     """A note naming the mapping key under which an error happened."""
 
+    key: str
+
     def __new__(cls, key: str) -> _KeyNote:
         self = super().__new__(cls, f"@ key {key!r}")
         self.key = key

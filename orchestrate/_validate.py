@@ -158,7 +158,9 @@ class _Checker:
 
     def check_providers(self) -> None:
         known = {*BUILTIN_PROVIDERS, *self.workflow.providers}
-        settings = [(("defaults", "provider"), self.workflow.defaults.provider)]
+        settings: list[tuple[tuple[str | int, ...], str | None]] = [
+            (("defaults", "provider"), self.workflow.defaults.provider)
+        ]
         for step in self.workflow.steps:
             if isinstance(step, LLMStep):
                 settings.append(((*self.step_path(step), "provider"), step.settings.provider))
