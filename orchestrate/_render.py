@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "↷", "cancelled": "■"}
 _STYLES = {"succeeded": "green", "failed": "red", "skipped": "dim", "cancelled": "yellow"}
 PREVIEW_CHARS = 240
+MAX_PREVIEWS = 3  # lines of streamed text under the table
 
 
 def stderr_console(*, force_terminal: bool | None = None) -> Console:
@@ -220,7 +221,8 @@ class LiveView:
         for column in ("", "step", "model", "time", "tokens", ""):
             table.add_column(column)
         previews = []
-        for row in self.rows.values():
+        shown = self._visible_rows(max(self.console.height - 2 - MAX_PREVIEWS, 4))
+        for row in shown:
             if row.status == "running":
                 icon: Any = Spinner("dots", style="cyan")
             else:
@@ -230,13 +232,41 @@ class LiveView:
                 detail = ProgressBar(total=row.items_total, completed=row.items_done, width=20)
             table.add_row(icon, row.id, row.model, self._elapsed(row),
                           str(row.tokens) if row.tokens else "", detail)
-            if row.status == "running" and row.previews:
+            if row.status == "running" and row.previews and len(previews) < MAX_PREVIEWS:
                 item = min(row.previews, key=lambda i: -1 if i is None else i)
                 label = row.id if item is None else f"{row.id}[{item}]"
                 tail = " ".join(row.previews[item].split())[-120:]
                 previews.append(Text(f"{label}: {tail}", style="dim", no_wrap=True,
                                      overflow="ellipsis"))
-        return Group(table, *previews)
+        more = []
+        if len(shown) < len(self.rows):
+            hidden = len(self.rows) - len(shown)
+            more.append(Text(f"  … and {hidden} more: {self._counts(shown)}", style="dim"))
+        return Group(table, *more, *previews)
+
+    def _visible_rows(self, limit: int) -> list[_Row]:
+        """Every row when they fit; else the running and failed ones, the next two waiting,
+        then the latest finished, shown in file order."""
+        rows = list(self.rows.values())
+        if len(rows) <= limit:
+            return rows
+        next_up = {id(r) for r in [r for r in rows if r.status == "waiting"][:2]}
+
+        def urgency(row: _Row) -> tuple[int, float]:
+            if row.status in ("running", "failed") or id(row) in next_up:
+                return 0, 0.0
+            return (1, -row.ended) if row.ended else (2, 0.0)
+
+        keep = {id(r) for r in sorted(rows, key=urgency)[: limit - 1]}
+        return [r for r in rows if id(r) in keep]
+
+    def _counts(self, shown: list[_Row]) -> str:
+        counts: dict[str, int] = {}
+        visible = {id(r) for r in shown}
+        for row in self.rows.values():
+            if id(row) not in visible:
+                counts[row.status] = counts.get(row.status, 0) + 1
+        return ", ".join(f"{n} {status}" for status, n in counts.items())
 
     def _elapsed(self, row: _Row) -> str:
         if row.started is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from attrs import evolve as attrs_evolve
 from rich.console import Console
 
 from orchestrate._events import (
@@ -142,3 +143,21 @@ def test_markdown_detection() -> None:
     assert looks_like_markdown("intro\n- item")
     assert looks_like_markdown("some **bold** text")
     assert not looks_like_markdown("A plain sentence - with a dash.")
+
+
+def test_a_tall_workflow_shows_what_matters() -> None:
+    """More steps than lines: running and failed steps stay, the rest is counted."""
+    out = Console(file=io.StringIO(), width=80, height=12, force_terminal=True,
+                  color_system=None)
+    view = LiveView(out)
+    view(RunStarted(run_id="r", workflow="w", file=None, started_at="now", inputs={},
+                    steps=tuple((f"s{i:02}", "llm") for i in range(40))))
+    for i in range(10):
+        view(StepFinished(result=StepResult(id=f"s{i:02}", status="succeeded")))
+    view(StepStarted(step_id="s10", kind="llm"))
+    view(StepFinished(result=attrs_evolve(FAILED, id="s11")))
+    screen = draw(view)
+    view.stop()
+    assert "s10" in screen and "s11" in screen
+    assert "… and 34 more: 8 succeeded, 26 waiting" in screen  # s12, s13 are next up
+    assert len(screen.splitlines()) <= 12
