@@ -45,6 +45,26 @@ def template_sites(step: AnyStep) -> Iterator[TemplateSite]:
         yield from data_template_sites(step.with_, ("with",))
 
 
+def raw_template_sites(raw: dict[str, Any]) -> Iterator[TemplateSite]:
+    """The templates of a step that could not be built, read from its YAML mapping.
+
+    Only values that are strings where a template belongs are returned, so the validator
+    can report a broken step's template problems along with its shape problems.
+    """
+    for key in ("when", "for_each"):
+        if isinstance(raw.get(key), str):
+            yield TemplateSite((key,), raw[key], is_expression=True)
+    for key in ("system", "prompt", "mock"):
+        if isinstance(raw.get(key), str):
+            yield TemplateSite((key,), raw[key])
+    messages = raw.get("messages")
+    for index, message in enumerate(messages if isinstance(messages, list) else ()):
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            yield TemplateSite(("messages", index, "content"), message["content"])
+    if isinstance(raw.get("with"), dict):
+        yield from data_template_sites(raw["with"], ("with",))
+
+
 def data_template_sites(value: Any, path: tuple[str | int, ...]) -> Iterator[TemplateSite]:
     """The strings inside a `with` or `outputs` value, which are templates, at any depth."""
     if isinstance(value, str):

@@ -21,6 +21,7 @@ from orchestrate._plan import (
     TemplateSite,
     build_plan,
     data_template_sites,
+    raw_template_sites,
     template_sites,
 )
 from orchestrate._spec import (
@@ -90,6 +91,7 @@ def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
     diagnostics = list(loaded.diagnostics)
     if loaded.workflow is not None:
         diagnostics += _Checker(loaded, (*parents, path.resolve())).run()
+    diagnostics.sort(key=lambda d: (d.file != display, d.line, d.column))
     return Report(display, loaded.workflow, diagnostics, loaded.source)
 
 
@@ -124,9 +126,10 @@ class _Checker:
         self.check_providers()
         for step in self.workflow.steps:
             self.check_step(step)
+        self.check_broken_steps()
         self.check_outputs()
         self.check_cycles()
-        return sorted(self.found, key=lambda d: (d.file != self.source.file, d.line, d.column))
+        return self.found
 
     # --- the workflow ---------------------------------------------------------------------
 
@@ -199,6 +202,19 @@ class _Checker:
         if isinstance(step, WorkflowStep):
             self.check_sub_workflow(step, (*base, "workflow"))
 
+    def check_broken_steps(self) -> None:
+        """Steps that could not be built still get their templates checked."""
+        raw_steps = self.source.root.get("steps")
+        built = set(self.positions.values())
+        for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else ()):
+            if index in built or not isinstance(raw, dict):
+                continue
+            for_each = raw.get("for_each")
+            view = _StepView(str(raw.get("id", "")),
+                             for_each if isinstance(for_each, str) else None)
+            for site in raw_template_sites(raw):
+                self.check_site(site, ("steps", index, *site.path), view)
+
     def check_step_ref(self, step: AnyStep | None, target: str, path: tuple) -> bool:
         if step is not None and target == step.id:
             self.error(path, f"step {step.id!r} refers to itself")
@@ -239,7 +255,8 @@ class _Checker:
     def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
         if ref.root == "inputs":
             if ref.name not in self.workflow.inputs and ref.name not in self.broken_inputs:
-                hint = did_you_mean(ref.name, self.workflow.inputs) or "declare it under `inputs:`"
+                known = {*self.workflow.inputs, *self.broken_inputs}
+                hint = did_you_mean(ref.name, known) or "declare it under `inputs:`"
                 self.error(path, f"unknown input {ref.name!r}", hint)
             return
         if not self.check_step_ref(step, ref.name, path):
@@ -320,6 +337,14 @@ class _Checker:
             if spec.required and name not in step.with_:
                 self.error((*base, "workflow"), f"the sub-workflow needs the input {name!r}",
                            f"pass it under `with: {{{name}: ...}}`")
+
+
+@attrs.frozen
+class _StepView:
+    """What the template checks need of a step that could not be built."""
+
+    id: str
+    for_each: str | None
 
 
 def _identifier_hint(name: str) -> str | None:

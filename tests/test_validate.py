@@ -85,6 +85,7 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("several_errors", [
         (3, 17, "expected one of string, number, integer, boolean, array, object, got 'strng'"),
+        (6, 13, "unknown input 'topik'"),
         (7, 18, "expected a number, got a string ('warm')"),
         (8, 9, "invalid step id 'second-step'"),
         (9, 13, "unknown step 'frist'"),
@@ -240,7 +241,7 @@ def test_missing_file_is_a_located_error(cli: Callable, tmp_path: Path) -> None:
 def test_all_problems_at_once(tmp_path: Path) -> None:
     """Independent problems in different places are all reported in one pass."""
     report = validate_file(CORPUS / "several_errors.yaml")
-    assert len(report.diagnostics) == 5
+    assert len(report.diagnostics) == 6
 
 
 def test_sub_workflow_problems_are_reported_with_the_parent(write_flow: Callable) -> None:
@@ -268,3 +269,24 @@ def test_sub_workflow_recursion_is_an_error(write_flow: Callable) -> None:
         """)
     report = validate_file(flow)
     assert [d.message for d in report.diagnostics] == ["sub-workflow 'flow.yaml' includes itself"]
+
+
+def test_a_broken_step_still_gets_its_templates_checked(write_flow: Callable) -> None:
+    """A step with a wrong key still has its templates checked, in the same pass."""
+    flow = write_flow("""
+        inputs:
+          topic: {type: strng}
+        steps:
+          - id: a
+            prompt: "{{ inputs.topik }} {{ ''.__class__ }}"
+            temprature: 0.2
+        """)
+    report = validate_file(flow)
+    assert [(d.line, d.column, d.message, d.hint) for d in report.diagnostics] == [
+        (2, 17, "expected one of string, number, integer, boolean, array, object, got 'strng'",
+         "did you mean 'string'?"),
+        (5, 13, "access to '__class__' is not allowed in templates",
+         "templates may read inputs, steps and their values, but not private ('_') or "
+         "internal attributes"),
+        (6, 5, "unknown key 'temprature' in a step", "did you mean 'temperature'?"),
+    ]
