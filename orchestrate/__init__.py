@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         UsageError,
         WorkflowInvalid,
     )
+    from orchestrate._history import HistoryOptions
     from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
     from orchestrate._spec import FunctionStep, LLMStep, Workflow, WorkflowStep
     from orchestrate._validate import Report, load_workflow, validate_file
@@ -31,6 +32,7 @@ _HOMES = {
     "_engine": ("Engine", "RunOptions"),
     "_errors": ("ConfigError", "Diagnostic", "InputError", "OrchestrateError", "StepError",
                 "UsageError", "WorkflowInvalid"),
+    "_history": ("HistoryOptions",),
     "_result": ("ErrorInfo", "RunResult", "StepResult", "Usage"),
     "_spec": ("FunctionStep", "LLMStep", "Workflow", "WorkflowStep"),
     "_validate": ("Report", "load_workflow", "validate_file"),
@@ -43,6 +45,7 @@ __all__ = [
     "Engine",
     "ErrorInfo",
     "FunctionStep",
+    "HistoryOptions",
     "InputError",
     "LLMStep",
     "OrchestrateError",

@@ -222,17 +222,21 @@ def run_workflow(
     max_concurrency: int = 8,
     observers: Iterable[Observer] = (),
     env: Mapping[str, str] | None = None,
+    history: HistoryOptions | None = None,
 ) -> RunResult:
     """Validate and run a workflow file (or a loaded :class:`Workflow`) and return its result.
 
-    `mock=None` follows ORCHESTRATE_MOCK / ORCHESTRATE_USE_MOCK. Raises
-    :class:`~orchestrate.OrchestrateError` subclasses for an invalid workflow, bad inputs or
-    a missing API key; a step that fails is reported in the result, not raised.
+    `mock=None` follows ORCHESTRATE_MOCK / ORCHESTRATE_USE_MOCK. `history` records the run
+    as `orchestrate run` does (and brings resume, cache, record and replay); by default a
+    run from Python writes nothing. Raises :class:`~orchestrate.OrchestrateError`
+    subclasses for an invalid workflow, bad inputs or a missing API key; a step that fails
+    is reported in the result, not raised.
     """
     env = os.environ if env is None else env
     prepared = prepare(workflow, inputs)
     options = RunOptions(model=model, max_concurrency=max_concurrency)
     use_mock = mock_from_env(env) if mock is None else mock
     return asyncio.run(
-        run_prepared(prepared, mock=use_mock, options=options, observers=observers, env=env)
+        run_prepared(prepared, mock=use_mock, options=options, observers=observers, env=env,
+                     history=history)
     )
