@@ -81,20 +81,21 @@ def prepare(
     """
     if isinstance(workflow, Workflow):
         loaded, file, source = workflow, str(workflow.path) if workflow.path else None, None
+        children = dict(_children(loaded))
     else:
         file = str(workflow)
         report = validate_file(workflow)
         if not report.valid or report.workflow is None:
             raise WorkflowInvalid(report.diagnostics)
-        loaded, source = report.workflow, report.source
+        loaded, source, children = report.workflow, report.source, report.children
     given = {**(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
     resolved = resolve_inputs(loaded.inputs, given)
-    children = dict(_children(loaded))
     functions = _import_functions([loaded, *children.values()], source)
     return PreparedRun(loaded, resolved, file, source, functions, children)
 
 
 def _children(workflow: Workflow) -> Iterator[tuple[Path, Workflow]]:
+    """The sub-workflows below a Workflow object that no report came with."""
     folder = workflow.path.parent if workflow.path else Path()
     for step in workflow.steps:
         if isinstance(step, WorkflowStep):

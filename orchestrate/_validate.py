@@ -60,6 +60,8 @@ class Report:
     workflow: Workflow | None
     diagnostics: list[Diagnostic]
     source: SourceMap | None = None
+    # Every sub-workflow below this one, by resolved path, as checked with it.
+    children: dict[Path, Workflow] = attrs.field(factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -89,10 +91,13 @@ def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
 def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
     loaded = load_file(path, display)
     diagnostics = list(loaded.diagnostics)
+    children: dict[Path, Workflow] = {}
     if loaded.workflow is not None:
-        diagnostics += _Checker(loaded, (*parents, path.resolve())).run()
+        checker = _Checker(loaded, (*parents, path.resolve()))
+        diagnostics += checker.run()
+        children = checker.children
     diagnostics.sort(key=lambda d: (d.file != display, d.line, d.column))
-    return Report(display, loaded.workflow, diagnostics, loaded.source)
+    return Report(display, loaded.workflow, diagnostics, loaded.source, children)
 
 
 class _Checker:
@@ -110,6 +115,7 @@ class _Checker:
         self.stack = stack
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.found: list[Diagnostic] = []
+        self.children: dict[Path, Workflow] = {}
 
     def error(
         self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
@@ -323,7 +329,9 @@ class _Checker:
         display = str(Path(self.source.file).parent / step.workflow)
         report = _validate(child, display, self.stack)
         self.found += report.diagnostics
+        self.children.update(report.children)
         if report.workflow is not None:
+            self.children[child.resolve()] = report.workflow
             self.check_with_inputs(step, report.workflow.inputs, path[:-1])
 
     def check_with_inputs(
