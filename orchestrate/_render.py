@@ -189,6 +189,8 @@ class LiveView:
         if step.usage:
             row.tokens = step.usage.input_tokens + step.usage.output_tokens
         row.note = "cached" if step.cached else "reused" if step.reused else ""
+        if step.warnings:
+            row.note = f"warning: {step.warnings[0]}"
         if step.error and step.status == "failed":
             row.note = step.error.message
         if step.model:
