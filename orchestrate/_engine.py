@@ -8,6 +8,7 @@ lost when another step fails. Observers get events; the engine never formats out
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -83,8 +85,14 @@ class SubWorkflowCall:
 
     def fingerprint_data(self) -> dict[str, Any]:
         path = self.workflow.path
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+        digest = _file_digest(path, path.stat().st_mtime_ns) if path else None
         return {"workflow": str(path), "file_sha256": digest, "inputs": self.inputs}
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: Path, mtime_ns: int) -> str:
+    """A sub-workflow file's hash, read once however many items run it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 Unit = LLMRequest | FunctionCall | SubWorkflowCall
