@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 import json
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +57,32 @@ def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
     return target
 
 
+async def _in_daemon_thread(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run a sync function in a thread of its own that does not keep the process alive.
+
+    asyncio.to_thread's pool is joined when the loop closes, so Ctrl-C during a slow
+    function would wait for it to return; a daemon thread is simply left behind.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: Callable[[Any], None], value: Any) -> None:
+        if not future.done():  # not cancelled meanwhile
+            outcome(value)
+
+    def work() -> None:
+        try:
+            result = function(**kwargs)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, future.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(settle, future.set_result, result)
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+    thread.start()
+    return await future
+
+
 async def call_function(call: FunctionCall, function: Callable[..., Any],
                         timeout: float | None) -> Any:
     """Call with `with` as keyword arguments; the result must be JSON-serialisable."""
@@ -63,7 +91,7 @@ async def call_function(call: FunctionCall, function: Callable[..., Any],
             if inspect.iscoroutinefunction(function):
                 result = await function(**call.kwargs)
             else:
-                result = await asyncio.to_thread(function, **call.kwargs)
+                result = await _in_daemon_thread(function, call.kwargs)
     except TimeoutError:
         raise StepTimeout(f"{call.function} did not return within {timeout:g} s") from None
     except Exception as exc:

@@ -51,3 +51,33 @@ def test_sigint_cancels_cleanly(write_flow: Callable) -> None:
     assert {s["id"]: s["status"] for s in doc["steps"]} == {"fast": "succeeded",
                                                              "slow": "cancelled"}
     assert doc["steps"][0]["output"] == "quick answer"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
+def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> None:
+    """Ctrl-C during a blocking Python function exits at once, not when it returns."""
+    write_flow("""
+        import time
+
+        def block():
+            time.sleep(60)
+            return "never"
+        """, "blocking.py")
+    flow = write_flow("""
+        steps:
+          - id: slow
+            function: blocking:block
+        """)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", "run", str(flow), "--mock", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "slow started" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=20)
+    assert process.returncode == 130
+    assert json.loads(stdout)["steps"][0]["status"] == "cancelled"
