@@ -70,13 +70,19 @@ async def _in_daemon_thread(function: Callable[..., Any], kwargs: dict[str, Any]
         if not future.done():  # not cancelled meanwhile
             outcome(value)
 
+    def deliver(outcome: Callable[[Any], None], value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, outcome, value)
+        except RuntimeError:  # the loop is closed: the run is over and wants no value
+            pass
+
     def work() -> None:
         try:
             result = function(**kwargs)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, future.set_exception, exc)
+            deliver(future.set_exception, exc)
         else:
-            loop.call_soon_threadsafe(settle, future.set_result, result)
+            deliver(future.set_result, result)
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
     thread.start()
