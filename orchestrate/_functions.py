@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import inspect
@@ -71,10 +72,9 @@ async def _in_daemon_thread(function: Callable[..., Any], kwargs: dict[str, Any]
             outcome(value)
 
     def deliver(outcome: Callable[[Any], None], value: Any) -> None:
-        try:
+        # A closed loop means the run is over and wants no value.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, outcome, value)
-        except RuntimeError:  # the loop is closed: the run is over and wants no value
-            pass
 
     def work() -> None:
         try:
