@@ -18,10 +18,16 @@ def graph_dict(workflow: Workflow, plan: Plan) -> dict[str, Any]:
 
 
 def to_mermaid(workflow: Workflow, plan: Plan) -> str:
+    """A Mermaid flowchart; node ids get a prefix so that `end` and other keywords work."""
     lines = ["flowchart TD"]
-    lines += [f'    {s.id}["{s.id} ({s.kind})"]' for s in workflow.steps]
-    lines += [f"    {a} --> {b}" for a, b in plan.edges]
+    lines += [f'    {_mermaid_id(s.id)}["{s.id} ({s.kind})"]' for s in workflow.steps]
+    lines += [f"    {_mermaid_id(a)} --> {_mermaid_id(b)}" for a, b in plan.edges]
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_id(step_id: str) -> str:
+    """A Mermaid node id that no step id can turn into a keyword (`end`, `graph`, ...)."""
+    return f"s_{step_id}"
 
 
 def to_dot(workflow: Workflow, plan: Plan) -> str:

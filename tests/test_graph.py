@@ -56,8 +56,29 @@ def test_graph_mermaid(cli: Callable, flow: Path) -> None:
     """--format mermaid prints a flowchart with one arrow per dependency."""
     result = cli("graph", flow, "--format", "mermaid")
     assert result.stdout.startswith("flowchart TD\n")
-    assert "    summarize --> keywords\n" in result.stdout
-    assert '    count["count (function)"]\n' in result.stdout
+    assert "    s_summarize --> s_keywords\n" in result.stdout
+    assert '    s_count["count (function)"]\n' in result.stdout
+
+
+def test_graph_mermaid_prefixes_node_ids_so_keywords_work(
+    cli: Callable, write_flow: Callable
+) -> None:
+    """A step named `end` (a Mermaid keyword) gets a prefixed node id and keeps its label."""
+    path = write_flow("""
+        steps:
+          - id: start
+            prompt: "go"
+          - id: end
+            prompt: "{{ steps.start.output }}"
+        """)
+    result = cli("graph", path, "--format", "mermaid")
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "flowchart TD\n"
+        '    s_start["start (llm)"]\n'
+        '    s_end["end (llm)"]\n'
+        "    s_start --> s_end\n"
+    )
 
 
 def test_graph_dot(cli: Callable, flow: Path) -> None:
