@@ -64,8 +64,11 @@ class SourceMap:
             return node.lc.line + 1, node.lc.col + 1
         if isinstance(parent, list):
             line, col = parent.lc.item(last)
-        else:
-            line, col = parent.lc.key(last) if at == "key" else parent.lc.value(last)
+            return line + 1, col + 1
+        owner = _owner_of(parent, last)
+        if owner is None:  # no position recorded: point at the mapping itself
+            return parent.lc.line + 1, parent.lc.col + 1
+        line, col = owner.lc.key(last) if at == "key" else owner.lc.value(last)
         return line + 1, col + 1
 
     def diagnostic(
@@ -79,6 +82,19 @@ class SourceMap:
         for part in path:
             node = node[part]
         return node
+
+
+def _owner_of(mapping: Any, key: Any) -> Any:
+    """The mapping whose text holds `key`: itself, or one merged into it with `<<: *anchor`."""
+    if key in mapping.lc.data:
+        return mapping
+    for merged in getattr(mapping, "merge", ()):
+        # ruamel.yaml 0.18 lists (position, mapping) pairs, 0.19 the mappings themselves.
+        source = merged[1] if isinstance(merged, tuple) else merged
+        owner = _owner_of(source, key) if hasattr(source, "lc") else None
+        if owner is not None:
+            return owner
+    return None
 
 
 def _has(node: Any, part: str | int) -> bool:
@@ -458,12 +474,12 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
     kwargs: dict[str, Any] = {}
     broken_inputs: set[str] = set()
     for key, value in root.items():
-        if key in ("steps", "name"):
+        if key in ("steps", "name") or _is_extension(key):
             continue
         field = _TOP_KEYS.get(key)
         if field is None:
-            diagnostics += _diagnose(_unknown_key(key, "the workflow", {**_TOP_KEYS, "steps": 0}),
-                                     (), source)
+            known = {**_TOP_KEYS, "name": 0, "steps": 0}
+            diagnostics += _diagnose(_unknown_key(key, "the workflow", known), (), source)
             continue
         if key in ("inputs", "providers") and isinstance(value, dict):
             kwargs[key], lost = _build_entries(value, field.type, key, source, diagnostics)
@@ -478,6 +494,11 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
     workflow = Workflow(steps=tuple(steps), path=path, **kwargs)
     return LoadResult(source, workflow, diagnostics, frozenset(broken), tuple(positions),
                       frozenset(broken_inputs))
+
+
+def _is_extension(key: Any) -> bool:
+    """`x-...` keys at the top hold anchors to reuse with `<<: *name`, as in Compose files."""
+    return isinstance(key, str) and key.startswith("x-")
 
 
 def _build_entries(

@@ -57,6 +57,7 @@ def workflow_schema() -> dict[str, Any]:
         "minItems": 1,
         "items": {"oneOf": [{"$ref": f"#/$defs/{name}"} for name in _STEP_DEFS]},
     }
+    top["patternProperties"] = {"^x-": {"description": "Free for anchors (`<<: *name`)."}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

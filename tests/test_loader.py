@@ -151,3 +151,19 @@ def test_recursive_alias_is_bounded() -> None:
     """A self-referencing alias does not hang the loader."""
     result = load("a: &a [*a]\nsteps: [{id: s, prompt: x}]\n")
     assert result.diagnostics[0].message == "unknown key 'a' in the workflow"
+
+
+def test_merge_keys_are_located_where_the_value_is_written() -> None:
+    """A bad value merged in with `<<: *anchor` points at the anchor's text."""
+    result = load("x-shared: &shared\n  temperature: hot\nsteps:\n"
+                  "  - id: a\n    <<: *shared\n    prompt: hi\n")
+    assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
+        (2, 16, "expected a number, got a string ('hot')"),
+    ]
+
+
+def test_extension_keys_hold_anchors() -> None:
+    """Top-level `x-` keys are free for anchors and are otherwise ignored."""
+    result = load("x-defaults: &d {model: gpt-4o}\nsteps:\n  - {id: a, prompt: x, <<: *d}\n")
+    assert result.diagnostics == []
+    assert result.workflow.steps[0].settings.model == "gpt-4o"
