@@ -49,3 +49,55 @@ def test_schema_mismatch_names_the_place() -> None:
 def test_schema_match_returns_the_value() -> None:
     """A reply that matches the schema is returned parsed."""
     assert parse_json_reply('{"keywords": ["a"]}', SCHEMA) == {"keywords": ["a"]}
+
+
+@pytest.mark.parametrize("reply", ["NaN", "[1, Infinity]", '{"a": -Infinity}'])
+def test_nan_and_infinity_are_not_json(reply: str) -> None:
+    """Python's JSON extensions (NaN, Infinity, -Infinity) are refused as invalid JSON."""
+    with pytest.raises(InvalidOutput, match="the reply is not valid JSON"):
+        parse_json_reply(reply, None)
+
+
+def test_a_remote_ref_is_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schema's `$ref` to a URL fails the output instead of making a request."""
+    import urllib.request
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the schema's $ref was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    schema = {"$ref": "https://example.com/schema.json"}
+    with pytest.raises(InvalidOutput) as caught:
+        parse_json_reply('{"a": 1}', schema)
+    assert caught.value.message == (
+        "the step's schema cannot be used: remote $ref 'https://example.com/schema.json': "
+        "orchestrate never fetches schemas"
+    )
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#/$defs/nope"},
+        {"properties": {"a": {"type": "string", "pattern": "("}}},
+        {"type": "object", "patternProperties": {"[": {"type": "integer"}}},
+        {"$defs": {"loop": {"$ref": "#/$defs/loop"}}, "$ref": "#/$defs/loop"},
+    ],
+    ids=["unresolvable-ref", "bad-pattern", "bad-pattern-property", "ref-loop"],
+)
+def test_an_unusable_schema_is_an_invalid_output(schema: dict) -> None:
+    """A schema that cannot be applied fails the step's output; nothing else escapes."""
+    with pytest.raises(InvalidOutput, match=r"^the step's schema cannot be used: "):
+        parse_json_reply('{"a": "b"}', schema)
+
+
+def test_local_refs_with_escapes_resolve() -> None:
+    """`#/$defs/...` pointers, `~1` (/) and `~0` (~) escapes included, still work."""
+    schema = {
+        "$defs": {"a/b": {"type": "object", "required": ["x"]}, "c~d": {"type": "integer"}},
+        "allOf": [{"$ref": "#/$defs/a~1b"}],
+        "properties": {"x": {"$ref": "#/$defs/c~0d"}},
+    }
+    assert parse_json_reply('{"x": 1}', schema) == {"x": 1}
+    with pytest.raises(InvalidOutput, match="does not match the schema"):
+        parse_json_reply('{"x": "no"}', schema)
