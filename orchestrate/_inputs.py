@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from orchestrate._spec import InputSpec
 
 _CHECKS = {
     "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "array": lambda v: isinstance(v, list),
@@ -24,27 +25,16 @@ _CHECKS = {
 
 def read_inputs_file(path: str | Path) -> dict[str, Any]:
     """`--inputs FILE`: a JSON or YAML mapping of input names to values."""
+    from orchestrate._loader import load_data
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the inputs file {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = _yaml_data(text, path)
+    data = load_data(text, str(path))  # JSON is YAML: one parser, located errors
     if not isinstance(data, dict):
         raise InputError(f"the inputs file {path} must hold a mapping of names to values")
     return data
-
-
-def _yaml_data(text: str, path: str | Path) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        return YAML(typ="safe", pure=True).load(text)
-    except YAMLError as exc:
-        raise InputError(f"the inputs file {path} is neither JSON nor YAML: {exc}") from None
 
 
 def parse_assignments(
@@ -66,7 +56,14 @@ def parse_assignments(
 
 def _read_value(raw: str, stdin: IO[str] | None) -> str:
     if raw == "@-":
-        return (stdin or sys.stdin).read()
+        source = stdin or sys.stdin
+        binary = getattr(source, "buffer", None)
+        if binary is None:
+            return source.read()
+        try:
+            return binary.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"standard input is not valid UTF-8 (byte {exc.start})") from None
     if raw.startswith("@"):
         try:
             return Path(raw[1:]).read_text(encoding="utf-8")
@@ -77,9 +74,15 @@ def _read_value(raw: str, stdin: IO[str] | None) -> str:
 
 def _parse_json(name: str, text: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise InputError(f"input {name!r} must be JSON for its type, got {text!r}") from None
+        return json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        shown = text if len(text) < 60 else text[:57] + "..."
+        raise InputError(f"input {name!r} must be JSON for its type, got {shown!r}") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, whatever Python's json module accepts."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> dict[str, Any]:

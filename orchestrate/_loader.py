@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import attrs
 
-from orchestrate._errors import Diagnostic
+from orchestrate._errors import Diagnostic, InputError
 from orchestrate._hints import did_you_mean
 from orchestrate._spec import (
     KIND_KEYS,
@@ -30,6 +30,7 @@ from orchestrate._spec import (
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_NODES = 100_000
+MAX_DEPTH = 100  # nesting levels; deeper data would exhaust Python's recursion limit later
 
 Path_ = tuple[str | int, ...]
 At = Literal["key", "value", "node"]
@@ -168,6 +169,22 @@ def load_text(text: str, display: str, path: Path | None = None) -> LoadResult:
     return _build_workflow(root, source, path)
 
 
+def load_data(text: str, display: str) -> Any:
+    """Plain data from YAML (or JSON, which is YAML) text, within the workflow file's limits.
+
+    Raises :class:`InputError` naming FILE:LINE:COL of the first problem.
+    """
+    try:
+        root = _parse_yaml(text)
+        _check_expansion(root)
+    except _YAMLProblem as problem:
+        where = f"{display}:{problem.line}:{problem.column}"
+        raise InputError(f"{where}: {problem.message}", hint=problem.hint) from None
+    except _Problem as problem:
+        raise InputError(f"{display}: {problem.message}", hint=problem.hint) from None
+    return _plain(root)
+
+
 def _too_big_message(size: int) -> str:
     return f"the file is {size:,} bytes; workflow files are limited to {MAX_FILE_BYTES:,} bytes"
 
@@ -204,6 +221,9 @@ def _parse_yaml(text: str) -> Any:
     yaml = YAML(typ="rt")
     try:
         return yaml.load(text)
+    except RecursionError:
+        message = f"the file nests data too deeply (more than {MAX_DEPTH} levels are refused)"
+        raise _YAMLProblem(message, 1, 1, "flatten the structure") from None
     except DuplicateKeyError as exc:
         key = exc.problem.split('"')[1] if '"' in exc.problem else "?"
         mark = exc.problem_mark
@@ -227,21 +247,24 @@ def _check_expansion(root: Any) -> None:
     """
     sizes: dict[int, int] = {}
 
-    def size(node: Any) -> int:
+    def size(node: Any, depth: int) -> int:
         known = sizes.get(id(node))
         if known is not None:
             return known
+        if depth > MAX_DEPTH:
+            raise _Problem(f"the file nests data more than {MAX_DEPTH} levels deep",
+                           hint="flatten the structure")
         total = 1
         children = node.values() if isinstance(node, dict) else node
         if isinstance(node, dict | list):
             for child in children:
-                total += size(child)
+                total += size(child, depth + 1)
                 if total > MAX_NODES:
                     break
         sizes[id(node)] = total
         return total
 
-    if size(root) > MAX_NODES:
+    if size(root, 0) > MAX_NODES:
         raise _Problem(
             f"the file expands to more than {MAX_NODES:,} nodes through its aliases",
             hint="this looks like an alias bomb; write the data out or use fewer aliases",

@@ -116,3 +116,32 @@ def test_inputs_file_must_be_a_mapping(tmp_path: Path) -> None:
     path.write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(InputError, match="must hold a mapping"):
         read_inputs_file(path)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "[" * 5000 + "]" * 5000])
+def test_values_json_cannot_hold_are_refused(value: str) -> None:
+    """NaN, Infinity and absurdly deep JSON are input errors, not values or tracebacks."""
+    with pytest.raises(InputError, match="must be JSON for its type"):
+        parse_assignments([f"ratio={value}"], SPECS)
+
+
+def test_non_finite_numbers_from_files_are_refused() -> None:
+    """A YAML `.nan` is not a number an input can hold."""
+    with pytest.raises(InputError, match="must be of type number, got NaN"):
+        resolve_inputs(SPECS, {"article": "x", "ratio": float("nan")})
+
+
+def test_stdin_must_be_utf8() -> None:
+    """`@-` reads bytes and refuses what is not UTF-8, like `@file` does."""
+    stdin = io.TextIOWrapper(io.BytesIO(b"\xff\xfe bad"))
+    with pytest.raises(InputError, match="standard input is not valid UTF-8"):
+        parse_assignments(["article=@-"], SPECS, stdin)
+
+
+def test_inputs_file_errors_are_located(tmp_path: Path) -> None:
+    """A broken --inputs file names FILE:LINE:COL like a broken workflow does."""
+    path = tmp_path / "inputs.yaml"
+    path.write_text("article: a\narticle: b\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        read_inputs_file(path)
+    assert caught.value.message == f"{path}:2:1: duplicate key 'article'"
