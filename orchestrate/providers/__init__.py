@@ -129,7 +129,8 @@ class ProviderPool:
         return latency
 
     def _http_provider(self, name: str, spec: ProviderSpec) -> Provider:
-        api_key = self._env.get(spec.api_key_env) if spec.api_key_env else None
+        api_key = self._api_key(spec.api_key_env)
+        _check_headers(name, spec.headers)
         if not api_key and _needs_key(spec.base_url):
             variable = spec.api_key_env or "an api_key_env"
             raise ConfigError(
@@ -150,3 +151,47 @@ class ProviderPool:
             name=name, base_url=spec.base_url, api_key=api_key, headers=spec.headers,
             concurrency=self._concurrency, api_key_env=spec.api_key_env,
         )
+
+    def _api_key(self, variable: str | None) -> str | None:
+        """The key in `variable`, without the whitespace a paste adds around it.
+
+        A key HTTP cannot carry in a header (non-ASCII, a control character) is refused
+        here, before any request: httpx would fail with an error whose repr holds the key.
+        """
+        raw = self._env.get(variable) if variable else None
+        if raw is None:
+            return None
+        key = raw.strip(_PASTED_WHITESPACE)
+        if key and not _header_safe(key):
+            raise ConfigError(
+                f"{variable} holds characters that cannot be sent in an HTTP header",
+                hint="check it for a stray space, quote or non-ASCII character",
+            )
+        return key or None
+
+
+# What a copy-paste puts around a key by accident; a no-break space is reported instead.
+_PASTED_WHITESPACE = " \t\r\n\f\v"
+
+
+def _header_safe(text: str) -> bool:
+    """Whether HTTP can send `text` in a header: printable ASCII only."""
+    return text.isascii() and text.isprintable()
+
+
+def _check_headers(provider: str, headers: Mapping[str, object]) -> None:
+    """Refuse a `headers:` entry HTTP cannot send, naming the header but never its value."""
+    for header, value in headers.items():
+        if not isinstance(header, str) or not header or not _header_safe(header) or (
+            any(c in header for c in ' :"(),/;<=>?@[\\]{}')
+        ):
+            raise ConfigError(
+                f"provider {provider!r}: {header!r} is not a valid HTTP header name",
+                hint="use letters, digits and '-' in header names",
+            )
+        if not isinstance(value, str) or not _header_safe(value):
+            raise ConfigError(
+                f"provider {provider!r}: the value of header {header!r} holds characters "
+                "that cannot be sent in an HTTP header",
+                hint="check it for a stray space, quote or non-ASCII character",
+            )

@@ -344,13 +344,34 @@ class HTTPProvider:
     async def _attempt(
         self, request: LLMRequest, body: dict[str, Any], on_token: TokenCallback | None
     ) -> LLMResponse:
+        import httpx
+
         headers = {**self._headers(), **self._extra_headers}
         with self._pool.lease() as client:
-            async with client.stream("POST", self.url, json=body, headers=headers) as response:
+            response = None
+            try:
+                sending = client.build_request("POST", self.url, json=body, headers=headers)
+                response = await client.send(sending, stream=True)
+            except (UnicodeEncodeError, httpx.LocalProtocolError):
+                pass  # its repr may hold a header value, the API key: not even as __context__
+            if response is None:
+                raise self._unsendable()
+            try:
                 if not 200 <= response.status_code < 300:
                     await response.aread()
                     raise self._status_error(response)
                 return await self._read(response, request, on_token)
+            finally:
+                await response.aclose()
+
+    def _unsendable(self) -> ProviderError:
+        """A request httpx refused to build or send: final, and without the exception's text."""
+        return self._error(
+            f"cannot send the request to {self.url}: a header holds characters that HTTP "
+            "does not allow",
+            hint=f"check {self._key_env} and the provider's `headers:` for a stray space, "
+            "quote or non-ASCII character",
+        )
 
     async def _read(
         self, response: httpx.Response, request: LLMRequest, on_token: TokenCallback | None

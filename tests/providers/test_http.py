@@ -451,3 +451,40 @@ async def test_negative_retries_means_one_attempt(make_provider, respx_mock) -> 
     with pytest.raises(ProviderError, match=r"after 1 attempt\)"):
         await make_provider().complete(request(retries=-1))
     assert route.call_count == 1
+
+
+# --- requests httpx cannot send -----------------------------------------------------------
+
+SECRET = "sk-qa-secret-123"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("key", [f"{SECRET}\u00a0", f"{SECRET}\u00e9", f"\u201c{SECRET}\u201d"])
+async def test_key_httpx_cannot_encode_is_a_final_redacted_error(
+    kind: str, key: str, make_provider, respx_mock
+) -> None:
+    """A key the pool would refuse, given directly: a ProviderError without the key, no retry."""
+    route = respx_mock.route().mock(return_value=ok())
+    provider = make_provider(kind, api_key=key)
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(request(retries=3))
+    error = caught.value
+    assert "a header holds characters that HTTP does not allow" in error.message
+    assert error.attempts == 1
+    assert error.__context__ is None and error.__cause__ is None
+    for text in (error.message, error.hint or "", repr(error), error.format()):
+        assert SECRET not in text
+    assert route.call_count == 0
+
+
+@pytest.mark.anyio
+async def test_local_protocol_error_is_a_final_redacted_error(make_provider, respx_mock) -> None:
+    """httpx's LocalProtocolError (h11 refusing a header) is final and never quoted."""
+    refused = httpx.LocalProtocolError(f"Illegal header value b'Bearer {SECRET}\\n'")
+    route = respx_mock.post(URL).mock(side_effect=refused)
+    with pytest.raises(ProviderError) as caught:
+        await make_provider(api_key=SECRET).complete(request(retries=3))
+    assert SECRET not in caught.value.message and SECRET not in repr(caught.value)
+    assert caught.value.__context__ is None
+    assert route.call_count == 1

@@ -357,3 +357,20 @@ CLOSED = {"type": "object", "properties": {"a": {"type": "string"}}, "required":
 def test_strict_mode_only_for_schemas_it_accepts(schema: dict[str, Any], strict: bool) -> None:
     """Closed objects with every property required go strict; others go as guidance."""
     assert fits_strict_mode(schema) is strict
+
+
+@pytest.mark.parametrize("padded", ["sk-pasted-key-0001\n", " sk-pasted-key-0001\r\n\t"])
+async def test_pool_strips_whitespace_around_the_key(padded: str, respx_mock) -> None:
+    """A key pasted with a trailing newline is sent as `Bearer <key>`, stripped."""
+    from orchestrate.providers import ProviderPool
+
+    route = respx_mock.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json=reply())
+    )
+    pool = ProviderPool(env={"OPENAI_API_KEY": padded})
+    try:
+        await pool.get("openai").complete(request())
+    finally:
+        await pool.aclose()
+    _, headers = await sent(route)
+    assert headers["authorization"] == "Bearer sk-pasted-key-0001"

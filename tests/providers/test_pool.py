@@ -97,3 +97,71 @@ def test_model_and_provider_resolution(settings: ModelSettings, env: dict,
     """The model falls back to ORCHESTRATE_MODEL then gpt-4o-mini; claude-* means Anthropic."""
     model = resolve_model(settings, env)
     assert (model, resolve_provider_name(settings, model)) == expected
+
+
+# --- keys and headers HTTP cannot send ----------------------------------------------------
+
+BAD_KEYS = [
+    "sk-qa-secret-123\u00a0",  # a no-break space from a copy-paste
+    "sk-qa-s\u00e9cret-123",
+    "sk-qa-secret-123\u200b",  # zero-width space
+    "sk-qa-\tsecret-123",
+    "sk-qa-secret\n-123",
+    "\u201csk-qa-secret-123\u201d",  # curly quotes
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+@pytest.mark.parametrize(("name", "variable"), [("openai", "OPENAI_API_KEY"),
+                                                 ("anthropic", "ANTHROPIC_API_KEY")])
+def test_key_http_cannot_send_is_refused(key: str, name: str, variable: str) -> None:
+    """A non-ASCII or non-printable key is a ConfigError naming the variable, not the key."""
+    with pytest.raises(ConfigError) as caught:
+        ProviderPool(env={variable: key}).check([name])
+    error = caught.value
+    assert variable in error.message
+    assert "stray space" in (error.hint or "")
+    for text in (error.message, error.hint or "", str(error), repr(error), error.format()):
+        assert "secret" not in text
+
+
+def test_bad_key_of_a_named_endpoint_is_refused() -> None:
+    """The check also covers a `providers:` entry's api_key_env, on a custom server."""
+    endpoints = {"local": ProviderSpec(base_url="http://127.0.0.1:8000/v1",
+                                       api_key_env="LOCAL_KEY")}
+    with pytest.raises(ConfigError, match="LOCAL_KEY holds characters"):
+        ProviderPool(endpoints, env={"LOCAL_KEY": "caf\u00e9"}).get("local")
+
+
+@pytest.mark.parametrize("padded", [f"{KEY}\n", f"  {KEY}\t", f"\r\n{KEY}\r\n", f" {KEY} "])
+def test_key_whitespace_is_stripped(padded: str) -> None:
+    """Spaces, tabs and newlines pasted around a key are dropped."""
+    provider = ProviderPool(env={"OPENAI_API_KEY": padded}).get("openai")
+    assert provider._api_key == KEY
+
+
+def test_blank_key_counts_as_missing() -> None:
+    """A key of only whitespace is reported as not set."""
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        ProviderPool(env={"OPENAI_API_KEY": " \n"}).check(["openai"])
+
+
+@pytest.mark.parametrize("value", ["Bearer t\u00f6ken-42", "tok\u00a0en-42", "tok\nen-42",
+                                   "x\r\nX-Injected: 1"])
+def test_header_value_http_cannot_send_is_refused(value: str) -> None:
+    """A `headers:` value that is not printable ASCII is refused, naming the header only."""
+    endpoints = {"proxy": ProviderSpec(base_url="http://127.0.0.1:9000/v1",
+                                       headers={"X-Proxy-Auth": value})}
+    with pytest.raises(ConfigError) as caught:
+        ProviderPool(endpoints, env={}).check(["proxy"])
+    assert "X-Proxy-Auth" in caught.value.message
+    assert "en-42" not in caught.value.message
+    assert "Injected" not in caught.value.message
+
+
+def test_header_name_http_cannot_send_is_refused() -> None:
+    """A header name with a space or non-ASCII character is refused."""
+    endpoints = {"proxy": ProviderSpec(base_url="http://127.0.0.1:9000/v1",
+                                       headers={"X Token": "abc"})}
+    with pytest.raises(ConfigError, match="not a valid HTTP header name"):
+        ProviderPool(endpoints, env={}).check(["proxy"])
