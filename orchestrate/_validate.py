@@ -7,8 +7,10 @@ with its meaning: ids, references, templates, providers, schemas, cycles, sub-wo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import attrs
 
@@ -41,6 +43,16 @@ FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 STEP_FIELDS = ("output", "status")
 # Evaluated once for the whole step, so a for_each step's `item` is not set there.
 _STEP_LEVEL = (("for_each",), ("when",))
+
+# Settings with a range: (key, the test a value must pass, what the message says).
+_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("timeout", lambda v: v > 0, "must be more than 0 seconds"),
+    ("retries", lambda v: 0 <= v <= 100, "must be between 0 and 100"),
+    ("max_tokens", lambda v: v >= 1, "must be at least 1"),
+    ("temperature", lambda v: v >= 0, "must be 0 or more"),
+)
+# Schema keywords whose values are data, not schemas: nothing under them is a `$ref`.
+_SCHEMA_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -130,6 +142,7 @@ class _Checker:
         self.check_inputs()
         self.check_ids()
         self.check_providers()
+        self.check_ranges()
         for step in self.workflow.steps:
             self.check_step(step)
         self.check_broken_steps()
@@ -153,17 +166,28 @@ class _Checker:
                 self.error(("inputs", name, "default"),
                            f"the default of input {name!r} is not of type {spec.type}")
 
+    def raw_steps(self) -> list[tuple[int, dict]]:
+        """Every step of the file that is a mapping, built or not, with its index."""
+        raw_steps = self.source.root.get("steps") if isinstance(self.source.root, dict) else None
+        if not isinstance(raw_steps, list):
+            return []
+        return [(i, raw) for i, raw in enumerate(raw_steps) if isinstance(raw, dict)]
+
     def check_ids(self) -> None:
+        """Ids of every step in the file: one that could not be built still holds its id."""
         first_line: dict[str, int] = {}
-        for step in self.workflow.steps:
-            path = (*self.step_path(step), "id")
-            if not ID_PATTERN.match(step.id):
-                self.error(path, f"invalid step id {step.id!r}", _identifier_hint(step.id))
-            if step.id in first_line:
-                self.error(path, f"duplicate step id {step.id!r}",
-                           f"it is first used on line {first_line[step.id]}; ids must be unique")
+        for index, raw in self.raw_steps():
+            step_id = raw.get("id")
+            if not isinstance(step_id, str):
+                continue
+            path = ("steps", index, "id")
+            if not ID_PATTERN.match(step_id):
+                self.error(path, f"invalid step id {step_id!r}", _identifier_hint(step_id))
+            if step_id in first_line:
+                self.error(path, f"duplicate step id {step_id!r}",
+                           f"it is first used on line {first_line[step_id]}; ids must be unique")
             else:
-                first_line[step.id] = self.source.locate(path)[0]
+                first_line[step_id] = self.source.locate(path)[0]
 
     def check_providers(self) -> None:
         known = {*BUILTIN_PROVIDERS, *self.workflow.providers}
@@ -177,6 +201,32 @@ class _Checker:
             if name is not None and name not in known:
                 self.error(path, f"unknown provider {name!r}",
                            did_you_mean(name, known) or f"known: {', '.join(sorted(known))}")
+
+    def check_ranges(self) -> None:
+        """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""
+        values: list[tuple[tuple[str | int, ...], str, Any]] = [
+            (("defaults", key), key, getattr(self.workflow.defaults, key))
+            for key, _, _ in _RANGES
+        ]
+        for step in self.workflow.steps:
+            base = self.step_path(step)
+            values.append(((*base, "timeout"), "timeout", step.timeout))
+            if isinstance(step, LLMStep):
+                values += [((*base, key), key, getattr(step.settings, key))
+                           for key, _, _ in _RANGES if key != "timeout"]
+                if step.messages is not None and not step.messages:
+                    self.error((*base, "messages"), "an LLM step's `messages` is empty",
+                               "add at least one message, e.g. `- {role: user, content: ...}`")
+        for path, key, value in values:
+            self.check_range(path, key, value)
+
+    def check_range(self, path: tuple, key: str, value: Any) -> None:
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        for name, test, rule in _RANGES:
+            if name == key and not test(value):
+                shown = int(value) if isinstance(value, float) and value.is_integer() else value
+                self.error(path, f"`{key}` {rule}, got {shown}")
 
     def check_outputs(self) -> None:
         if self.workflow.outputs is None:
@@ -209,12 +259,17 @@ class _Checker:
             self.check_sub_workflow(step, (*base, "workflow"))
 
     def check_broken_steps(self) -> None:
-        """Steps that could not be built still get their templates checked."""
-        raw_steps = self.source.root.get("steps")
+        """Steps that could not be built still get their templates and values checked."""
         built = set(self.positions.values())
-        for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else ()):
-            if index in built or not isinstance(raw, dict):
+        for index, raw in self.raw_steps():
+            if index in built:
                 continue
+            function = raw.get("function")
+            if isinstance(function, str) and not FUNCTION_PATTERN.match(function):
+                self.error(("steps", index, "function"), f"invalid function {function!r}",
+                           "write it as `package.module:callable`")
+            for key, _, _ in _RANGES:
+                self.check_range(("steps", index, key), key, raw.get(key))
             for_each = raw.get("for_each")
             view = _StepView(str(raw.get("id", "")),
                              for_each if isinstance(for_each, str) else None)
@@ -313,6 +368,34 @@ class _Checker:
         for error in validator(validator.META_SCHEMA).iter_errors(schema):
             where = (*path, *error.path)
             self.error(where, f"invalid JSON Schema: {error.message}")
+        anchors = set(_schema_anchors(schema))
+        for route, resource, node in _schema_nodes(schema):
+            self.check_schema_node(node, (*path, *route), resource, anchors)
+
+    def check_schema_node(self, node: dict, path: tuple, resource: Any, anchors: set) -> None:
+        """One schema object: its `$ref` resolves inside the schema, its regexes compile."""
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if not ref.startswith("#"):
+                self.error((*path, "$ref"), f"remote $ref {ref!r}: orchestrate never fetches "
+                           "schemas; put the definition under $defs",
+                           "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`")
+            elif not _resolves(ref, resource, anchors):
+                self.error((*path, "$ref"), f"$ref {ref!r} does not resolve in the schema",
+                           "a local $ref is a JSON pointer such as '#/$defs/NAME'")
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            problem = _regex_problem(pattern)
+            if problem:
+                self.error((*path, "pattern"), f"invalid regular expression in pattern: {problem}")
+        properties = node.get("patternProperties")
+        if isinstance(properties, dict):
+            for key in properties:
+                problem = _regex_problem(key) if isinstance(key, str) else None
+                if problem:
+                    self.error((*path, "patternProperties", key),
+                               f"invalid regular expression in patternProperties: {problem}",
+                               at="key")
 
     def check_sub_workflow(self, step: WorkflowStep, path: tuple) -> None:
         parent = self.workflow.path
@@ -380,6 +463,56 @@ def _is_block_scalar(node: Any) -> bool:
     from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 
     return isinstance(node, LiteralScalarString | FoldedScalarString)
+
+
+def _schema_nodes(
+    node: Any, route: tuple = (), resource: Any = None
+) -> Iterator[tuple[tuple, Any, dict]]:
+    """Every mapping in a schema: (its path, the resource its `#` refers to, it)."""
+    if isinstance(node, dict):
+        if resource is None or isinstance(node.get("$id"), str):
+            resource = node
+        yield route, resource, node
+        for key, value in node.items():
+            if key not in _SCHEMA_DATA_KEYS:
+                yield from _schema_nodes(value, (*route, key), resource)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _schema_nodes(value, (*route, index), resource)
+
+
+def _schema_anchors(schema: Any) -> Iterator[str]:
+    for _, _, node in _schema_nodes(schema):
+        for key in ("$anchor", "$dynamicAnchor"):
+            if isinstance(node.get(key), str):
+                yield node[key]
+
+
+def _resolves(ref: str, resource: Any, anchors: set[str]) -> bool:
+    """Whether a local `$ref` ('#', '#/json/pointer' or '#anchor') points at something."""
+    fragment = unquote(ref[1:])
+    if not fragment:
+        return True
+    if not fragment.startswith("/"):
+        return fragment in anchors
+    node = resource
+    for token in fragment[1:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False
+    return True
+
+
+def _regex_problem(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _item_schema(step: LLMStep) -> Any:

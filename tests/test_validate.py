@@ -28,6 +28,16 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("bad_output_field", [
         (5, 13, 'steps.a.outptu does not exist'),
     ]),
+    ("broken_step_duplicate_id", [
+        (4, 9, "duplicate step id 'a'"),
+        (6, 15, "expected one of fail, continue, got 'yes'"),
+    ]),
+    ("broken_step_function", [
+        (2, 9, "invalid step id 'bad-id'"),
+        (3, 15, "invalid function 'not a function'"),
+        (4, 14, "`timeout` must be more than 0 seconds, got 0"),
+        (5, 15, "expected one of fail, continue, got 'yes'"),
+    ]),
     ("duplicate_id", [
         (4, 9, "duplicate step id 'a'"),
     ]),
@@ -79,6 +89,29 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("sandbox_escape_item", [
         (3, 13, "access to '__init__' is not allowed in templates"),
+    ]),
+    ("range_settings", [
+        (2, 12, "`timeout` must be more than 0 seconds, got 0"),
+        (3, 12, "`retries` must be between 0 and 100, got 101"),
+        (7, 17, "`max_tokens` must be at least 1, got 0"),
+        (8, 18, "`temperature` must be 0 or more, got -0.5"),
+        (9, 14, "`retries` must be between 0 and 100, got -1"),
+        (12, 14, "`timeout` must be more than 0 seconds, got -5"),
+        (14, 15, "an LLM step's `messages` is empty"),
+    ]),
+    ("schema_bad_regex", [
+        (8, 39, "invalid regular expression in pattern: unterminated character set at position 0"),
+        (10, 9, "invalid regular expression in patternProperties: "
+                "missing ), unterminated subpattern at position 0"),
+    ]),
+    ("schema_remote_ref", [
+        (9, 17, "remote $ref 'https://example.com/person.json': orchestrate never fetches "
+                "schemas; put the definition under $defs"),
+        (12, 21, "remote $ref 'http://example.com/email.json': orchestrate never fetches "
+                 "schemas; put the definition under $defs"),
+    ]),
+    ("schema_unresolved_ref", [
+        (13, 21, "$ref '#/$defs/nope' does not resolve in the schema"),
     ]),
     ("self_reference", [
         (3, 13, "step 'a' refers to itself"),
@@ -179,6 +212,9 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("typed_reference", "did you mean 'title'?"),
         ("tab_indent", "indent with spaces: YAML does not allow tabs"),
         ("bad_enum", "did you mean 'continue'?"),
+        ("broken_step_duplicate_id", "it is first used on line 2; ids must be unique"),
+        ("schema_remote_ref",
+         "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),
     ],
 )
 def test_hints_point_at_the_fix(name: str, hint: str) -> None:
@@ -242,6 +278,17 @@ def test_all_problems_at_once(tmp_path: Path) -> None:
     """Independent problems in different places are all reported in one pass."""
     report = validate_file(CORPUS / "several_errors.yaml")
     assert len(report.diagnostics) == 6
+
+
+def test_a_schema_ref_is_never_fetched_by_validate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checking a schema with a remote $ref makes no request."""
+    import urllib.request
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validate fetched a $ref")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    assert not validate_file(CORPUS / "schema_remote_ref.yaml").valid
 
 
 def test_sub_workflow_problems_are_reported_with_the_parent(write_flow: Callable) -> None:
