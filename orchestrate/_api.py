@@ -13,9 +13,9 @@ import attrs
 from orchestrate._engine import Engine, Reuse, RunOptions, choose_model
 from orchestrate._errors import Diagnostic, WorkflowInvalid
 from orchestrate._events import Observer
-from orchestrate._functions import FunctionNotFound, import_function
+from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
-from orchestrate._loader import SourceMap
+from orchestrate._loader import SourceMap, load_file
 from orchestrate._result import RunResult
 from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
 from orchestrate._validate import load_workflow, validate_file
@@ -41,7 +41,7 @@ class PreparedRun:
     inputs: dict[str, Any]
     file: str | None
     source: SourceMap | None
-    functions: dict[str, Callable[..., Any]]
+    functions: dict[FunctionKey, Callable[..., Any]]
     children: dict[Path, Workflow]
 
     def locate(self, step_id: str, field: str) -> str | None:
@@ -107,28 +107,39 @@ def _children(workflow: Workflow) -> Iterator[tuple[Path, Workflow]]:
 
 def _import_functions(
     workflows: list[Workflow], source: SourceMap | None
-) -> dict[str, Callable[..., Any]]:
-    functions: dict[str, Callable[..., Any]] = {}
+) -> dict[FunctionKey, Callable[..., Any]]:
+    """Every function step's callable, each looked up from its own workflow's folder.
+
+    `source` locates problems in the first workflow; a sub-workflow's file is read again
+    only to locate a problem in it.
+    """
+    functions: dict[FunctionKey, Callable[..., Any]] = {}
     problems: list[Diagnostic] = []
     for workflow in workflows:
         folder = workflow.path.parent if workflow.path else None
         for index, step in enumerate(workflow.steps):
-            if not isinstance(step, FunctionStep) or step.function in functions:
+            key = function_key(folder, step.function) if isinstance(step, FunctionStep) else None
+            if key is None or key in functions:
                 continue
             try:
-                functions[step.function] = import_function(step.function, folder)
+                functions[key] = import_function(key[1], folder)
             except FunctionNotFound as exc:
-                file = str(workflow.path) if workflow.path else "<workflow>"
-                line, column = (1, 1)
-                if source is not None and workflow.path and source.root is not None:
-                    line, column = source.locate(("steps", index, "function"))
-                    file = source.file
-                problems.append(Diagnostic(file, line, column, str(exc),
-                                           "the module is looked up in the workflow's folder, "
-                                           "then on PYTHONPATH"))
+                where = source if workflow is workflows[0] else None
+                problems.append(_function_problem(workflow, index, str(exc), where))
     if problems:
         raise WorkflowInvalid(problems)
     return functions
+
+
+def _function_problem(
+    workflow: Workflow, index: int, message: str, source: SourceMap | None
+) -> Diagnostic:
+    if source is None and workflow.path is not None:
+        source = load_file(workflow.path).source
+    hint = "the module is looked up in the workflow's folder, then on PYTHONPATH"
+    if source is None or source.root is None:
+        return Diagnostic(str(workflow.path or "<workflow>"), 1, 1, message, hint)
+    return source.diagnostic(("steps", index, "function"), message, hint=hint)
 
 
 def providers_in_use(prepared: PreparedRun, options: RunOptions,

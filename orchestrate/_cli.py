@@ -9,7 +9,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, TypeVar
@@ -243,9 +243,11 @@ def run(
                                  rerun_from=from_step, only=only, cache=cache, record=record,
                                  replay=replay)
         try:
-            result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
-                                              options=options, observers=observers,
-                                              history=history))
+            # stdout is for results: what functions print goes to stderr meanwhile.
+            with redirect_stdout(sys.stderr):
+                result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
+                                                  options=options, observers=observers,
+                                                  history=history))
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             print(exc.format(), file=sys.stderr)
             result = exc.result

@@ -42,7 +42,7 @@ from orchestrate._events import (
     StepStarted,
     TokenReceived,
 )
-from orchestrate._functions import FunctionCall, call_function
+from orchestrate._functions import FunctionCall, FunctionKey, call_function, function_key
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage
@@ -149,7 +149,7 @@ class Engine:
         observers: Iterable[Observer] = (),
         reuse: Reuse | None = None,
         locate: Locate | None = None,
-        functions: Mapping[str, Callable[..., Any]] | None = None,
+        functions: Mapping[FunctionKey, Callable[..., Any]] | None = None,
         subworkflows: Callable[[WorkflowStep, Workflow], Workflow] | None = None,
         semaphore: asyncio.Semaphore | None = None,
         env: Mapping[str, str] | None = None,
@@ -162,6 +162,7 @@ class Engine:
         self.reuse = reuse
         self.locate = locate
         self.functions = dict(functions or {})
+        self.folder = workflow.path.parent if workflow.path else None
         self.subworkflows = subworkflows
         self.semaphore = semaphore or asyncio.Semaphore(self.options.max_concurrency)
         self.env = os.environ if env is None else env
@@ -408,8 +409,8 @@ class Engine:
             # of rendering every item first.
             unit = self._unit_at(step, context, units, index)
             if isinstance(unit, FunctionCall):
-                return _Outcome(await call_function(unit, self.functions[unit.function],
-                                                    step.timeout))
+                function = self.functions[function_key(self.folder, unit.function)]
+                return _Outcome(await call_function(unit, function, step.timeout))
             assert isinstance(unit, _Request) and isinstance(step, LLMStep)
             return await self._ask(step, unit, index if is_list else None)
 

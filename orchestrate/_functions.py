@@ -29,6 +29,15 @@ class FunctionCall:
         return {"function": self.function, "with": self.kwargs}
 
 
+# (the folder of the workflow that names it, "module:callable"): the same name in two
+# folders can be two different functions.
+FunctionKey = tuple[str, str]
+
+
+def function_key(folder: Path | None, spec: str) -> FunctionKey:
+    return (str(folder) if folder else "", spec)
+
+
 class FunctionNotFound(Exception):
     """The module or the callable of a function step cannot be imported."""
 
@@ -39,11 +48,12 @@ def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
     added = folder is not None and str(folder) not in sys.path
     if added:
         sys.path.insert(0, str(folder))
+    _forget_if_imported_from_elsewhere(module_name, folder)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise FunctionNotFound(f"cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:  # the module itself raised while importing
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the module's own code failed
         raise FunctionNotFound(f"importing {module_name!r} failed: {exc!r}") from None
     finally:
         if added:
@@ -56,6 +66,21 @@ def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
     if not callable(target):
         raise FunctionNotFound(f"{spec!r} is not callable")
     return target
+
+
+def _forget_if_imported_from_elsewhere(name: str, folder: Path | None) -> None:
+    """Let this workflow's folder have its own `tools.py` even if another folder's was
+    imported first: Python keeps one module per name, so the old one is dropped from
+    sys.modules (functions already taken from it keep working)."""
+    top = name.partition(".")[0]
+    cached = sys.modules.get(top)
+    if folder is None or cached is None:
+        return
+    local = folder / f"{top}.py", folder / top / "__init__.py"
+    origin = Path(getattr(cached, "__file__", "") or "").resolve()
+    if any(path.exists() for path in local) and origin not in {p.resolve() for p in local}:
+        for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            del sys.modules[loaded]
 
 
 async def _in_daemon_thread(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -100,13 +125,13 @@ async def call_function(call: FunctionCall, function: Callable[..., Any],
                 result = await _in_daemon_thread(function, call.kwargs)
     except TimeoutError:
         raise StepTimeout(f"{call.function} did not return within {timeout:g} s") from None
-    except Exception as exc:
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a function's exit is a failure
         error = FunctionError(f"{call.function} raised {type(exc).__name__}: {exc}")
         error.details = "".join(traceback.format_exception(exc))
         raise error from None
     try:
-        json.dumps(result)
-    except (TypeError, ValueError) as exc:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise FunctionError(f"{call.function} returned a value that is not JSON-serialisable "
                             f"({exc})") from None
     return result

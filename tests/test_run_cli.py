@@ -733,3 +733,49 @@ def test_json_document_for_a_missing_key(write_flow: Callable, cli: Callable) ->
     error = json.loads(result.stdout)["error"]
     assert error["type"] == "provider"
     assert "OPENAI_API_KEY" in error["message"]
+
+
+def test_same_module_name_in_two_folders(write_flow: Callable, run_json: RunJson) -> None:
+    """Each workflow's `tools.py` is its own, even with the same module name."""
+    for folder in ("x", "y"):
+        write_flow(f"def f():\n    return 'from {folder}'\n", f"{folder}/tools.py")
+        write_flow("steps: [{id: s, function: tools:f}]", f"{folder}/w.yaml")
+    flow = write_flow("steps: [{id: a, workflow: x/w.yaml}, {id: b, workflow: y/w.yaml}]")
+    code, doc = run_json(flow)
+    assert code == 0
+    assert outputs_of(doc) == {"a": {"s": "from x"}, "b": {"s": "from y"}}
+
+
+def test_missing_function_in_a_sub_workflow_is_located_there(write_flow: Callable,
+                                                             cli: Callable) -> None:
+    """A function a sub-workflow cannot import is reported at its line in the child file."""
+    child = write_flow("steps:\n  - id: s\n    function: json:nope\n", "lib/child.yaml")
+    flow = write_flow("steps: [{id: a, prompt: x}, {id: b, workflow: lib/child.yaml}]")
+    result = cli("run", flow, "--mock")
+    assert result.exit_code == 2
+    assert f"{child}:3:15: error: module 'json' has no 'nope'" in result.stderr
+
+
+@pytest.mark.parametrize("body", ["raise SystemExit(3)", "raise KeyboardInterrupt()"])
+def test_a_function_that_exits_fails_its_step(write_flow: Callable, run_json: RunJson,
+                                              body: str) -> None:
+    """sys.exit() or KeyboardInterrupt inside a function fails the step; the CLI goes on."""
+    write_flow(f"def leave():\n    {body}\n", "leaving.py")
+    flow = write_flow("steps: [{id: a, function: leaving:leave}]")
+    code, doc = run_json(flow)
+    assert code == 1
+    assert doc["error"]["type"] == "function"
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_what_functions_print_stays_off_stdout(write_flow: Callable, cli: Callable,
+                                               events: bool) -> None:
+    """A function's print() goes to stderr, so --json and --events - stay parseable."""
+    write_flow("def noisy():\n    print('debug: hello')\n    return 1\n", "noisy.py")
+    flow = write_flow("steps: [{id: a, function: noisy:noisy}]")
+    result = cli("run", flow, *(["--events", "-"] if events else ["--json"]))
+    assert result.exit_code == 0
+    documents = [json.loads(line) for line in result.stdout.splitlines()] if events else [
+        json.loads(result.stdout)]
+    assert documents
+    assert "debug: hello" in result.stderr
