@@ -10,8 +10,9 @@ What a template can do, and what it cannot:
 - Values keep their types: a template that is exactly one ``{{ expression }}`` evaluates
   to the expression's value (a list stays a list). Inside text, strings are inserted as
   they are and every other value as compact JSON (``{"a": 1}``, ``[1, 2]``, ``true``,
-  ``null``). The ``~`` operator joins with the same rule, and ``tojson`` is plain JSON
-  (no HTML escaping, keys in their order).
+  ``null``). The ``~`` operator, the ``string`` and ``join`` filters, ``%s`` (in ``%``
+  and the ``format`` filter) and ``str.format`` follow the same rule; ``tojson`` is
+  plain JSON (no HTML escaping, keys in their order) and ``pprint`` indented JSON.
 - For mappings, keys win over methods: ``steps.a.output.items`` is the ``items`` key of
   a JSON reply, not ``dict.items``.
 - Names starting with ``_`` (``''.__class__``) are refused before anything runs;
@@ -84,6 +85,8 @@ _UNSAFE_HINT = (
     " internal attributes"
 )
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+# One whole %-field: (key in parentheses or "", width, precision, conversion).
+_PERCENT_FIELD = re.compile(r"%(\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.?)", re.DOTALL)
 _DIGITS = re.compile(r"\d+")
 _LOG10_2 = math.log10(2)
 
@@ -600,13 +603,18 @@ def _digits(number: int) -> float:
 
 def _concat(parts: list[Any]) -> str:
     """``a ~ b``: text joined, with values other than strings as JSON."""
-    texts = [part if isinstance(part, str) else _json_text(part, MAX_SIZE) for part in parts]
+    texts = [_text(part) for part in parts]
     _claim("'~'", sum(map(len, texts)))
     return "".join(texts)
 
 
 def _percent_format(template: str, values: Any) -> str:
-    """``template % values`` (and the ``format`` filter) with bounded widths."""
+    """``template % values`` (and the ``format`` filter) with bounded widths.
+
+    ``%s`` prints a value as it is inserted (JSON unless a string); ``%d``, ``%f`` and
+    the rest get the value itself.
+    """
+    values = _percent_values(template, values)
     specs = _PERCENT_SPEC.findall(template)
     if isinstance(values, Mapping):
         items = list(values.values())
@@ -615,6 +623,36 @@ def _percent_format(template: str, values: Any) -> str:
     widths = [number for spec in specs for number in spec if number]
     _claim("'%'", _formatted_size(template, len(specs), widths, items))
     return template % values
+
+
+def _percent_values(template: str, values: Any) -> Any:
+    """The operand of ``template % values`` with each value that a ``%s`` prints as text."""
+    keyed: set[str] = set()  # keys printed by %(key)s
+    args = list(values) if isinstance(values, tuple) else [values]
+    index = 0
+    for key, width, precision, kind in _PERCENT_FIELD.findall(template):
+        if kind == "%":
+            continue
+        if key:  # %(key)s
+            if kind == "s":
+                keyed.add(key[1:-1])
+            continue
+        index += (width == "*") + (precision == "*")  # a width or precision taken from values
+        if kind == "s" and index < len(args):
+            args[index] = _text(args[index])
+        index += 1
+    if keyed and isinstance(values, Mapping):
+        return {key: _text(v) if key in keyed else v for key, v in values.items()}
+    return tuple(args) if isinstance(values, tuple) else args[0]
+
+
+def _formats_as_text(value: Any, spec: str) -> bool:
+    """Whether ``str.format`` prints `value` as inserted text: not for numbers, nor for a
+    spec that asks for a number (``{:d}``); so ``{}`` and ``{:>9}`` give JSON."""
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return False
+    kind = spec[-1:]
+    return kind == "s" or not (kind.isalpha() or kind == "%")
 
 
 def _formatted_size(template: str, fields: int, widths: list[str], values: list[Any]) -> int:
@@ -714,9 +752,18 @@ class _Accumulator(list[Any]):
 
 def _insert(value: Any) -> str:
     """How a value appears in text (the environment's ``finalize``)."""
-    text = value if isinstance(value, str) else _json_text(value, MAX_OUTPUT)
+    text = _text(value, MAX_OUTPUT)
     _current().build(len(text))
     return text
+
+
+def _text(value: Any, limit: int = MAX_SIZE) -> str:
+    """A value as text: a string as it is, any other value as compact JSON.
+
+    The one conversion behind ``{{ }}``, ``~``, ``string``, ``join``, ``%s`` and
+    ``str.format``, so that no Python repr (``True``, ``None``, ``{'a': 1}``) reaches text.
+    """
+    return value if isinstance(value, str) else _json_text(value, limit)
 
 
 def _json_text(value: Any, limit: int) -> str:
@@ -1020,7 +1067,28 @@ def _environment() -> Any:
 def _classes() -> tuple[type, type]:
     """The environment and undefined classes; they exist only once Jinja2 is imported."""
     from jinja2.runtime import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.sandbox import (
+        ImmutableSandboxedEnvironment,
+        SandboxedEscapeFormatter,
+        SandboxedFormatter,
+    )
+    from markupsafe import Markup
+
+    class Formatter(SandboxedFormatter):
+        """``str.format`` fields as inserted text: ``{}`` and ``{!s}`` give JSON."""
+
+        def convert_field(self, value: Any, conversion: str | None) -> Any:
+            if conversion == "s":
+                return _text(value)
+            return super().convert_field(value, conversion)
+
+        def format_field(self, value: Any, format_spec: str) -> Any:
+            if _formats_as_text(value, format_spec):
+                value = _text(value)
+            return super().format_field(value, format_spec)
+
+    class EscapeFormatter(Formatter, SandboxedEscapeFormatter):
+        """The same for a Markup template, escaping as Jinja's own does."""
 
     class Undefined(StrictUndefined):
         __slots__ = ()
@@ -1056,20 +1124,31 @@ def _classes() -> tuple[type, type]:
             return _built(f"{name}()" if name else "a call", result)
 
         def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-            wrapper = super().wrap_str_format(value)
-            if wrapper is None:
+            # Jinja's own wrapper, with a formatter that prints values as JSON text.
+            if super().wrap_str_format(value) is None:
                 return None
-            template = value.__self__
+            template, name = value.__self__, value.__name__
+            formatter = (
+                EscapeFormatter(self, escape=template.escape)
+                if isinstance(template, Markup)
+                else Formatter(self)
+            )
 
             def checked(*args: Any, **kwargs: Any) -> str:
-                if value.__name__ == "format_map" and args and isinstance(args[0], Mapping):
-                    size = _str_format_size(template, (), args[0])
+                if name == "format_map":
+                    if kwargs or len(args) != 1:
+                        raise TypeError("format_map() takes exactly one positional argument")
+                    if isinstance(args[0], Mapping):
+                        size = _str_format_size(template, (), args[0])
+                    else:
+                        size = _str_format_size(template, args, {})
+                    args, kwargs = (), args[0]
                 else:
                     size = _str_format_size(template, args, kwargs)
-                _claim(f"str.{value.__name__}()", size)
-                return wrapper(*args, **kwargs)
+                _claim(f"str.{name}()", size)
+                return type(template)(formatter.vformat(template, args, kwargs))
 
-            return functools.update_wrapper(checked, wrapper)
+            return functools.update_wrapper(checked, value)
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             # A JSON reply's "items" key beats dict.items.
@@ -1095,6 +1174,8 @@ def _guarded_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Cal
     guarded["sum"] = _guard_sum(filters["sum"])
     guarded["format"] = _format_filter
     guarded["tojson"] = _tojson_filter
+    guarded["pprint"] = _pprint_filter
+    guarded["string"] = _string_filter
     return guarded
 
 
@@ -1151,8 +1232,11 @@ def _check_join(value: Any, d: Any = "", attribute: Any = None) -> tuple[Any, ..
     if attribute is not None:
         getter = make_attrgetter(_environment(), attribute)
         items = [getter(item) for item in items]
-    _claim("join", sum(map(_size, items)) + len(str(d)) * max(len(items) - 1, 0))
-    return items, d
+    separators = len(str(d)) * max(len(items) - 1, 0)
+    _claim("join", sum(map(_size, items)) + separators, cost=0)  # before building the texts
+    texts = [_text(item) for item in items]  # JSON for what is not a string
+    _claim("join", sum(map(len, texts)) + separators)
+    return texts, d
 
 
 def _check_batch(value: Any, linecount: Any, fill_with: Any = None) -> tuple[Any, ...]:
@@ -1182,7 +1266,22 @@ def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
     """``"%s"|format(x)`` with the same width checks as the ``%`` operator."""
     if args and kwargs:
         raise TypeError("format takes positional or keyword arguments, not both")
-    return _percent_format(str(value), kwargs or args)
+    return _percent_format(_text(value), kwargs or args)
+
+
+def _string_filter(value: Any) -> str:
+    """``string``: the text the value is inserted as (JSON unless it is a string)."""
+    if isinstance(value, str):
+        return value
+    text = _text(value)
+    _claim("string", len(text))
+    return text
+
+
+def _pprint_filter(value: Any) -> str:
+    """``pprint``: indented JSON rather than Python's repr."""
+    _claim("pprint", _size(value) * 3)  # as tojson(2) counts
+    return json.dumps(value, ensure_ascii=False, indent=2, default=_json_default)
 
 
 def _tojson_filter(value: Any, indent: Any = None) -> str:

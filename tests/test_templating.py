@@ -149,6 +149,70 @@ def test_render_inserts_strings_as_they_are_and_other_values_as_json(
     assert expected == render(source)
 
 
+JSONISH: dict[str, Any] = {"o": {"a": [1, True, None]}, "l": [True, None, 1.5]}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ o | string }}", '{"a": [1, true, null]}'),
+        ("{{ l | string }}", "[true, null, 1.5]"),
+        ("{{ none | string }}", "null"),
+        ("{{ l | join(',') }}", "true,null,1.5"),
+        ("{{ [o, 'x'] | join(' ') }}", '{"a": [1, true, null]} x'),
+        ("{{ '%s' % l }}", "[true, null, 1.5]"),
+        ("{{ '%s' % o }}", '{"a": [1, true, null]}'),
+        ("{{ '%s and %s' % (o, true) }}", '{"a": [1, true, null]} and true'),
+        ("{{ '%(v)s' % {'v': none} }}", "null"),
+        ("{{ '%5s|%03d|%.1f%%' % (true, 7, 2.25) }}", " true|007|2.2%"),
+        ("{{ o | pprint }}", '{\n  "a": [\n    1,\n    true,\n    null\n  ]\n}'),
+        ("{{ 'x {}'.format(o) }}", 'x {"a": [1, true, null]}'),
+        ("{{ '{} {!s} {:>5}'.format(none, l, true) }}", "null [true, null, 1.5]  true"),
+        ("{{ '{0[a]} {1:d}'.format(o, 3) }}", "[1, true, null] 3"),
+        ("{{ '{a}'.format_map(o) }}", "[1, true, null]"),
+        ("{{ '%s' | format(o) }}", '{"a": [1, true, null]}'),
+        ("{{ '%s-%s' | format(l, false) }}", "[true, null, 1.5]-false"),
+    ],
+)
+def test_filters_and_formatting_insert_json_not_repr(source: str, expected: str) -> None:
+    """string, join, %, pprint, format and str.format print non-strings as JSON, not repr."""
+    assert expected == render(source, **JSONISH)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ s | string }}", "hé 'q'"),
+        ("{{ [s, s] | join('/') }}", "hé 'q'/hé 'q'"),
+        ("{{ '%s' % s }}", "hé 'q'"),
+        ("{{ '%s|%s' % (s, s) }}", "hé 'q'|hé 'q'"),
+        ("{{ '<{}>'.format(s) }}", "<hé 'q'>"),
+        ("{{ '{!s}'.format(s) }}", "hé 'q'"),
+        ("{{ '%s' | format(s) }}", "hé 'q'"),
+    ],
+)
+def test_filters_and_formatting_pass_strings_through(source: str, expected: str) -> None:
+    """Strings go into text as they are: no quotes, no escapes."""
+    assert expected == render(source, s="hé 'q'")
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "message"),
+    [
+        ("{{ big | string }}", {"big": [0] * 2_000_000}, "cannot be inserted"),
+        ("{{ '%s' % big }}", {"big": [0] * 2_000_000}, "cannot be inserted"),
+        ("{{ items | join(',') }}", {"items": [[0] * 20] * 10**5}, "join would build"),
+        ("{{ '{}'.format(big) }}", {"big": [0] * 2_000_000}, "str.format() would build"),
+        ("{{ big | pprint }}", {"big": [0] * 500_000}, "pprint would build"),
+    ],
+)
+def test_json_text_conversions_keep_the_size_guards(source: str, extra: dict, message: str) -> None:
+    """Converting a huge value to JSON text is refused like any other bomb."""
+    error = failure(source, **extra)
+    assert message in error.message
+    assert "limits" in (error.hint or "")
+
+
 # --- what a template refers to -------------------------------------------------------
 
 
