@@ -141,7 +141,9 @@ def schema() -> None:
 @app.command()
 @_reporting_errors
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path("workflow.yaml"),
+    path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).")] = (
+        "workflow.yaml"
+    ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter workflow."""

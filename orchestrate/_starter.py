@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from orchestrate._errors import UsageError
@@ -45,12 +46,17 @@ outputs:
 """
 
 
-def write_starter(path: Path, *, force: bool = False) -> Path:
-    """Write the starter workflow to `path` (a folder gets `workflow.yaml` inside it)."""
-    if path.is_dir():
+def write_starter(target: str, *, force: bool = False) -> Path:
+    """Write the starter workflow to `target`; a folder (existing, or written with a
+    trailing slash) gets `workflow.yaml` inside it."""
+    path = Path(target)
+    if path.is_dir() or target.endswith(("/", os.sep)):
         path = path / "workflow.yaml"
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(STARTER, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(STARTER, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

@@ -45,3 +45,17 @@ def test_version(cli: Callable) -> None:
     """--version prints the version."""
     result = cli("--version")
     assert result.stdout == f"orchestrate {__version__}\n"
+
+
+def test_init_into_a_new_folder_with_a_trailing_slash(cli: Callable, tmp_path: Path) -> None:
+    """`init newdir/` makes the folder and writes newdir/workflow.yaml."""
+    assert cli("init", f"{tmp_path}/newdir/").exit_code == 0
+    assert (tmp_path / "newdir" / "workflow.yaml").is_file()
+
+
+def test_init_where_it_cannot_write(cli: Callable, tmp_path: Path) -> None:
+    """A path under a file is a usage error with the reason, not a traceback."""
+    (tmp_path / "afile").write_text("x")
+    result = cli("init", tmp_path / "afile" / "flow.yaml")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: cannot write {tmp_path}/afile/flow.yaml")
