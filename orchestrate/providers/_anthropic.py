@@ -16,7 +16,14 @@ import attrs
 
 from orchestrate._result import Usage
 from orchestrate.providers._base import LLMRequest, LLMResponse, TokenCallback
-from orchestrate.providers._http import HTTPProvider, TransientError, message_in
+from orchestrate.providers._http import (
+    HTTPProvider,
+    TransientError,
+    malformed_reply,
+    message_in,
+    text_or_none,
+    token_count,
+)
 from orchestrate.providers._sse import ServerSentEvent
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicProvider", "json_instruction"]
@@ -67,22 +74,24 @@ class AnthropicProvider(HTTPProvider):
         self._raise_error_object(data)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise TransientError("the reply has no content")
-        text = "".join(
-            block.get("text", "") for block in data["content"] if block.get("type") == "text"
-        )
+        text = "".join(_block_text(block) for block in data["content"])
         return self._response(
-            text=text, usage=_usage(data.get("usage")), model=data.get("model"),
-            response_id=data.get("id"), finish_reason=data.get("stop_reason"),
+            text=text, usage=_usage(data.get("usage")), model=text_or_none(data.get("model")),
+            response_id=text_or_none(data.get("id")),
+            finish_reason=text_or_none(data.get("stop_reason")),
         )
 
     async def _parse_stream(
         self, events: AsyncIterator[ServerSentEvent], on_token: TokenCallback | None
     ) -> LLMResponse:
-        stream = _Stream(on_token)
+        stream = _Stream()
         async for event in events:
             data = _event_data(event)
             self._raise_error_object(data)
-            stream.add(data)
+            with malformed_reply(f"the stream's {event.event} event"):
+                text = stream.add(data)
+            if text and on_token is not None:
+                on_token(text)
             if stream.done:
                 break
         if not stream.done:
@@ -116,7 +125,6 @@ class AnthropicProvider(HTTPProvider):
 class _Stream:
     """What the events of one streamed message add up to."""
 
-    on_token: TokenCallback | None
     text: list[str] = attrs.Factory(list)
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -125,17 +133,20 @@ class _Stream:
     stop_reason: str | None = None
     done: bool = False
 
-    def add(self, data: dict[str, Any]) -> None:
+    def add(self, data: dict[str, Any]) -> str:
+        """Take in one event; the text it adds (for `on_token`, which the caller calls)."""
         kind = data.get("type")
         if kind == "message_start":
-            self._start(data.get("message") or {})
+            self._start(_object(data.get("message")))
         elif kind == "content_block_delta":
-            self._delta(data.get("delta") or {})
+            return self._delta(_object(data.get("delta")))
         elif kind == "message_delta":
-            self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
+            stop_reason = text_or_none(_object(data.get("delta")).get("stop_reason"))
+            self.stop_reason = stop_reason or self.stop_reason
             self._count(data.get("usage"))
         elif kind == "message_stop":
             self.done = True
+        return ""
 
     def usage(self) -> Usage | None:
         if self.input_tokens is None and self.output_tokens is None:
@@ -143,25 +154,29 @@ class _Stream:
         return Usage(self.input_tokens or 0, self.output_tokens or 0)
 
     def _start(self, message: dict[str, Any]) -> None:
-        self.model = message.get("model")
-        self.response_id = message.get("id")
+        self.model = text_or_none(message.get("model"))
+        self.response_id = text_or_none(message.get("id"))
         self._count(message.get("usage"))
 
-    def _delta(self, delta: dict[str, Any]) -> None:
+    def _delta(self, delta: dict[str, Any]) -> str:
         text = delta.get("text") if delta.get("type") == "text_delta" else None
+        if text is not None and not isinstance(text, str):
+            raise TransientError("the stream sent a text_delta whose text is not a string")
         if text:
             self.text.append(text)
-            if self.on_token is not None:
-                self.on_token(text)
+        return text or ""
 
     def _count(self, usage: Any) -> None:
-        """Usage counts are cumulative: the latest value of each wins."""
+        """Usage counts are cumulative: the latest value of each wins; a count that is not
+        a number is ignored."""
         if not isinstance(usage, dict):
             return
-        if usage.get("input_tokens") is not None:
-            self.input_tokens = int(usage["input_tokens"])
-        if usage.get("output_tokens") is not None:
-            self.output_tokens = int(usage["output_tokens"])
+        input_tokens = token_count(usage.get("input_tokens"))
+        output_tokens = token_count(usage.get("output_tokens"))
+        if input_tokens is not None:
+            self.input_tokens = input_tokens
+        if output_tokens is not None:
+            self.output_tokens = output_tokens
 
 
 def _system(request: LLMRequest) -> str:
@@ -182,7 +197,31 @@ def _event_data(event: ServerSentEvent) -> dict[str, Any]:
     return data
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """An event's nested object (``message``, ``delta``): null is empty, else malformed."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TransientError("the stream sent an event with an unexpected shape")
+    return value
+
+
+def _block_text(block: Any) -> str:
+    """The text of one content block; other blocks (tool use, thinking) add nothing."""
+    if not isinstance(block, dict):
+        raise TransientError("the reply has a content block that is not an object")
+    if block.get("type") != "text":
+        return ""
+    text = block.get("text")
+    if text is not None and not isinstance(text, str):
+        raise TransientError("the reply has a text block whose text is not a string")
+    return text or ""
+
+
 def _usage(data: Any) -> Usage | None:
+    """Token counts; one that is not a number (``"lots"``) counts as missing."""
     if not isinstance(data, dict):
         return None
-    return Usage(int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0))
+    return Usage(
+        token_count(data.get("input_tokens")) or 0, token_count(data.get("output_tokens")) or 0
+    )

@@ -49,9 +49,12 @@ __all__ = [
     "TransientError",
     "backoff_cap",
     "error_message",
+    "malformed_reply",
     "message_in",
     "parse_retry_after",
     "redact",
+    "text_or_none",
+    "token_count",
 ]
 
 SleepFn = Callable[[float], Awaitable[Any]]
@@ -385,7 +388,8 @@ class HTTPProvider:
             await _drain(chunks)
             return reply
         data = _json_body(await response.aread())
-        reply = self._parse_body(data)
+        with malformed_reply():
+            reply = self._parse_body(data)
         if request.stream and on_token is not None and reply.text:
             on_token(reply.text)
         return reply
@@ -449,6 +453,32 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                 left -= len(chunk)
                 if left < 0:
                     break
+
+
+MALFORMED = (AttributeError, KeyError, IndexError, TypeError, ValueError)
+
+
+@contextlib.contextmanager
+def malformed_reply(what: str = "the reply") -> Iterator[None]:
+    """Turn a parser tripping over an unexpected shape into a TransientError (retried)."""
+    try:
+        yield
+    except MALFORMED as exc:
+        raise TransientError(f"{what} has an unexpected shape ({type(exc).__name__})") from None
+
+
+def token_count(value: Any) -> int | None:
+    """A usage count as a server reports it: an int (or a whole float), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def text_or_none(value: Any) -> str | None:
+    """A string field of a reply (model id, response id, finish reason), else None."""
+    return value if isinstance(value, str) else None
 
 
 def _json_body(raw: bytes) -> Any:

@@ -14,7 +14,14 @@ import attrs
 
 from orchestrate._result import Usage
 from orchestrate.providers._base import LLMRequest, LLMResponse, TokenCallback
-from orchestrate.providers._http import HTTPProvider, TransientError, message_in
+from orchestrate.providers._http import (
+    HTTPProvider,
+    TransientError,
+    malformed_reply,
+    message_in,
+    text_or_none,
+    token_count,
+)
 from orchestrate.providers._sse import ServerSentEvent
 
 __all__ = ["JSON_INSTRUCTION", "OpenAIProvider", "uses_max_completion_tokens"]
@@ -69,27 +76,32 @@ class OpenAIProvider(HTTPProvider):
     def _parse_body(self, data: Any) -> LLMResponse:
         self._raise_error_object(data)
         choices = data.get("choices") if isinstance(data, dict) else None
-        if not choices or not isinstance(choices[0], dict):
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise TransientError("the reply has no choices")
         message = choices[0].get("message") or {}
-        self._raise_refusal(message.get("refusal"))
+        if not isinstance(message, dict):
+            raise TransientError("the reply's message is not an object")
+        self._raise_refusal(_text(message.get("refusal"), "refusal"))
         return _response(
-            text=message.get("content") or "", usage=_usage(data.get("usage")),
-            model=data.get("model"), response_id=data.get("id"),
-            finish_reason=choices[0].get("finish_reason"),
+            text=_text(message.get("content"), "content"), usage=_usage(data.get("usage")),
+            model=text_or_none(data.get("model")), response_id=text_or_none(data.get("id")),
+            finish_reason=text_or_none(choices[0].get("finish_reason")),
         )
 
     async def _parse_stream(
         self, events: AsyncIterator[ServerSentEvent], on_token: TokenCallback | None
     ) -> LLMResponse:
-        stream = _Stream(on_token)
+        stream = _Stream()
         async for event in events:
             if event.data.strip() == "[DONE]":
                 stream.done = True
                 break
             chunk = _chunk(event)
             self._raise_error_object(chunk)
-            stream.add(chunk)
+            with malformed_reply("a chunk of the stream"):
+                content = stream.add(chunk)
+            if content and on_token is not None:
+                on_token(content)
         if not stream.done and stream.finish_reason is None:
             raise TransientError("the stream ended before [DONE] and without a finish_reason")
         self._raise_refusal("".join(stream.refusal))
@@ -108,7 +120,6 @@ class OpenAIProvider(HTTPProvider):
 class _Stream:
     """What the chunks of one streamed reply add up to."""
 
-    on_token: TokenCallback | None
     text: list[str] = attrs.Factory(list)
     refusal: list[str] = attrs.Factory(list)
     usage: Usage | None = None
@@ -117,24 +128,32 @@ class _Stream:
     finish_reason: str | None = None
     done: bool = False
 
-    def add(self, chunk: dict[str, Any]) -> None:
-        self.model = self.model or chunk.get("model")
-        self.response_id = self.response_id or chunk.get("id")
+    def add(self, chunk: dict[str, Any]) -> str:
+        """Take in one chunk; the text it adds (for `on_token`, which the caller calls)."""
+        self.model = self.model or text_or_none(chunk.get("model"))
+        self.response_id = self.response_id or text_or_none(chunk.get("id"))
         self.usage = _usage(chunk.get("usage")) or self.usage
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices") or ()
+        if not isinstance(choices, list | tuple):
+            raise TransientError("the stream sent choices that are not a list")
+        added = ""
+        for choice in choices:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                self._add_choice(choice)
+                added += self._add_choice(choice)
+        return added
 
-    def _add_choice(self, choice: dict[str, Any]) -> None:
+    def _add_choice(self, choice: dict[str, Any]) -> str:
         delta = choice.get("delta") or {}
-        content = delta.get("content")
+        if not isinstance(delta, dict):
+            raise TransientError("the stream sent a delta that is not an object")
+        content = _text(delta.get("content"), "content")
         if content:
             self.text.append(content)
-            if self.on_token is not None:
-                self.on_token(content)
-        if delta.get("refusal"):
-            self.refusal.append(delta["refusal"])
-        self.finish_reason = choice.get("finish_reason") or self.finish_reason
+        refusal = _text(delta.get("refusal"), "refusal")
+        if refusal:
+            self.refusal.append(refusal)
+        self.finish_reason = text_or_none(choice.get("finish_reason")) or self.finish_reason
+        return content
 
     def response(self) -> LLMResponse:
         return _response(
@@ -196,12 +215,39 @@ def _chunk(event: ServerSentEvent) -> dict[str, Any]:
     return data
 
 
+def _text(value: Any, field: str) -> str:
+    """A message's `content` (or `refusal`): a string, null, or a list of parts.
+
+    Some compatible servers send content as parts, ``[{"type": "text", "text": ...}]``
+    or plain strings; the text parts are joined and other parts (images...) skipped.
+    Any other shape is a malformed reply, retried.
+    """
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") in ("text", "output_text"):
+                text = part.get("text")
+                if text is not None and not isinstance(text, str):
+                    break
+                parts.append(text or "")
+            elif not isinstance(part, dict):
+                break
+        else:
+            return "".join(parts)
+    raise TransientError(f"the reply's {field} has an unexpected shape")
+
+
 def _usage(data: Any) -> Usage | None:
+    """Token counts; one that is not a number (``"lots"``) counts as missing."""
     if not isinstance(data, dict):
         return None
     return Usage(
-        input_tokens=int(data.get("prompt_tokens") or 0),
-        output_tokens=int(data.get("completion_tokens") or 0),
+        input_tokens=token_count(data.get("prompt_tokens")) or 0,
+        output_tokens=token_count(data.get("completion_tokens")) or 0,
     )
 
 

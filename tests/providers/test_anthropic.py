@@ -289,3 +289,82 @@ async def test_retry_reason_is_redacted(api_key: str, make_provider, sse, retrie
     respx_mock.post(URL).mock(side_effect=[sse([body]), sse([STREAM])])
     await make_provider("anthropic").complete(request(stream=True), on_retry=retries)
     assert retries.calls[0][2] == "overloaded_error: busy (key [REDACTED])"
+
+
+# --- odd replies --------------------------------------------------------------------------
+
+BAD_COUNTS = ["lots", None, True, [25], {"n": 25}, 2.5, -1, "25"]
+
+
+@pytest.mark.parametrize("bad", BAD_COUNTS)
+async def test_usage_count_that_is_not_an_int_is_ignored(bad: Any, make_provider, respx_mock):
+    """A usage field that is not an int counts as 0; the reply still succeeds at once."""
+    body = {**message(), "usage": {"input_tokens": bad, "output_tokens": 15}}
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
+    result = await make_provider("anthropic").complete(request())
+    assert (result.text, result.usage, result.attempts) == (EXPECTED.text, Usage(0, 15), 1)
+
+
+@pytest.mark.parametrize("bad", BAD_COUNTS)
+async def test_streamed_usage_count_that_is_not_an_int_is_ignored(
+    bad: Any, make_provider, sse, respx_mock
+) -> None:
+    """In a stream, a count that is not an int is skipped and the last good one kept."""
+    odd_delta = ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                   "usage": {"output_tokens": bad}})
+    body = events(*HEAD, BLOCK_STOP, odd_delta, STOP)
+    respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
+    result = await make_provider("anthropic").complete(request(stream=True))
+    assert (result.text, result.usage, result.attempts) == (EXPECTED.text, Usage(25, 1), 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({**message(), "content": ["Hello"]}, id="block-string"),
+        pytest.param({**message(), "content": [{"type": "text", "text": 5}]}, id="text-number"),
+        pytest.param({**message(), "content": {"type": "text", "text": "a"}}, id="content-object"),
+    ],
+)
+async def test_malformed_reply_is_retried(body: dict, make_provider, retries, respx_mock):
+    """Any other unexpected shape is retried like a 5xx, never an internal error."""
+    respx_mock.post(URL).mock(side_effect=[httpx.Response(200, json=body),
+                                           httpx.Response(200, json=message())])
+    result = await make_provider("anthropic").complete(request(), on_retry=retries)
+    assert (result.text, result.attempts, len(retries.calls)) == (EXPECTED.text, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(("message_start", {"type": "message_start", "message": "hi"}),
+                     id="message-string"),
+        pytest.param(("content_block_delta", {"type": "content_block_delta", "delta": [1]}),
+                     id="delta-list"),
+        pytest.param(("content_block_delta", {"type": "content_block_delta",
+                                              "delta": {"type": "text_delta", "text": 5}}),
+                     id="text-number"),
+        pytest.param(("message_delta", {"type": "message_delta", "delta": "end_turn"}),
+                     id="message-delta-string"),
+    ],
+)
+async def test_malformed_stream_event_is_retried(
+    bad: tuple[str, dict], make_provider, sse, retries, respx_mock
+) -> None:
+    """An event of an unexpected shape is retried; on_token sees the retry's tokens."""
+    broken = events(START, bad, STOP)
+    respx_mock.post(URL).mock(side_effect=[sse([broken]), sse([STREAM])])
+    tokens: list[str] = []
+    result = await make_provider("anthropic").complete(
+        request(stream=True), on_token=tokens.append, on_retry=retries
+    )
+    assert (result.text, result.attempts, tokens) == (EXPECTED.text, 2, ["Hello", " — ü", "🎉"])
+
+
+async def test_odd_ids_and_stop_reason_are_ignored(make_provider, respx_mock) -> None:
+    """A model, id or stop_reason that is not a string is dropped, not an error."""
+    body = {**message(), "model": 1, "id": ["x"], "stop_reason": {"a": 1}}
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
+    result = await make_provider("anthropic").complete(request())
+    assert (result.text, result.model, result.response_id, result.finish_reason) == (
+        EXPECTED.text, None, None, None)

@@ -374,3 +374,136 @@ async def test_pool_strips_whitespace_around_the_key(padded: str, respx_mock) ->
         await pool.aclose()
     _, headers = await sent(route)
     assert headers["authorization"] == "Bearer sk-pasted-key-0001"
+
+
+# --- odd replies from compatible servers --------------------------------------------------
+
+BAD_COUNTS = ["lots", None, True, [12], {"n": 12}, 1.5, -3, "12"]
+
+
+@pytest.mark.parametrize("bad", BAD_COUNTS)
+async def test_usage_count_that_is_not_an_int_is_ignored(bad: Any, make_provider, respx_mock):
+    """A usage field that is not an int counts as 0; the reply still succeeds at once."""
+    body = {**reply(), "usage": {"prompt_tokens": bad, "completion_tokens": 3}}
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
+    result = await make_provider().complete(request())
+    assert (result.text, result.usage, result.attempts) == ("Hello!", Usage(0, 3), 1)
+
+
+@pytest.mark.parametrize("usage", ["lots", [1, 2], 7])
+async def test_usage_that_is_not_an_object_is_ignored(usage: Any, make_provider, respx_mock):
+    """A `usage` that is not an object means no usage."""
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json={**reply(), "usage": usage}))
+    result = await make_provider().complete(request())
+    assert (result.text, result.usage) == ("Hello!", None)
+
+
+@pytest.mark.parametrize("bad", BAD_COUNTS)
+async def test_streamed_usage_count_that_is_not_an_int_is_ignored(
+    bad: Any, make_provider, sse, respx_mock
+) -> None:
+    """The same in a stream's usage chunk."""
+    usage = {**USAGE_CHUNK, "usage": {"prompt_tokens": 12, "completion_tokens": bad}}
+    body = sse_lines(chunk("Hi"), chunk(None, finish_reason="stop"), usage, "[DONE]")
+    respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
+    result = await make_provider().complete(request(stream=True))
+    assert (result.text, result.usage, result.attempts) == ("Hi", Usage(12, 0), 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}], "ab"),
+        (["a", "b"], "ab"),
+        ([{"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "a"}], "a"),
+        ([{"text": "a"}, "b", {"type": "output_text", "text": "c"}], "abc"),
+        ([{"type": "text", "text": None}], ""),
+        ([], ""),
+        (None, ""),
+        ("", ""),
+    ],
+)
+async def test_content_parts_are_joined(content: Any, text: str, make_provider, respx_mock):
+    """Content as a list of parts (or strings) is the joined text; null content is ""."""
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=reply(content)))
+    result = await make_provider().complete(request())
+    assert (result.text, result.attempts) == (text, 1)
+
+
+async def test_refusal_with_content_parts_fails(make_provider, respx_mock) -> None:
+    """A refusal still fails when the content is a list of parts."""
+    body = reply([{"type": "text", "text": ""}], refusal="No.")
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
+    with pytest.raises(ProviderError, match=r"the model refused: No\."):
+        await make_provider().complete(request())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({**reply(), "choices": {"0": reply()["choices"][0]}}, id="choices-object"),
+        pytest.param({**reply(), "choices": "lots"}, id="choices-string"),
+        pytest.param({**reply(), "choices": [{"message": "Hello!"}]}, id="message-string"),
+        pytest.param(reply(42), id="content-number"),
+        pytest.param(reply({"text": "a"}), id="content-object"),
+        pytest.param(reply([1, 2]), id="content-list-of-numbers"),
+        pytest.param(reply([{"type": "text", "text": 5}]), id="text-part-number"),
+        pytest.param(reply(None, refusal=5), id="refusal-number"),
+    ],
+)
+async def test_malformed_reply_is_retried(body: dict, make_provider, retries, respx_mock):
+    """Any other unexpected shape is retried like a 5xx, never an internal error."""
+    respx_mock.post(URL).mock(side_effect=[httpx.Response(200, json=body),
+                                           httpx.Response(200, json=reply())])
+    result = await make_provider().complete(request(), on_retry=retries)
+    assert (result.text, result.attempts, len(retries.calls)) == ("Hello!", 2, 1)
+
+
+async def test_malformed_reply_every_time_fails(make_provider, respx_mock) -> None:
+    """A server that always sends an odd shape ends in a ProviderError after the retries."""
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=reply(42)))
+    with pytest.raises(ProviderError, match=r"unexpected shape \(gave up after 3 attempts\)"):
+        await make_provider().complete(request())
+
+
+async def test_odd_ids_and_finish_reason_are_ignored(make_provider, respx_mock) -> None:
+    """A model, id or finish_reason that is not a string is dropped, not an error."""
+    body = reply()
+    body.update(model=["m"], id=7)
+    body["choices"][0]["finish_reason"] = {"why": "stop"}
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
+    result = await make_provider().complete(request())
+    assert (result.text, result.model, result.response_id, result.finish_reason) == (
+        "Hello!", None, None, None)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({**chunk(), "choices": 5}, id="choices-number"),
+        pytest.param({**chunk(), "choices": [{"index": 0, "delta": "Hi"}]}, id="delta-string"),
+        pytest.param(chunk(content=7), id="content-number"),
+        pytest.param(chunk(refusal={"no": 1}), id="refusal-object"),
+    ],
+)
+async def test_malformed_stream_chunk_is_retried(
+    bad: dict, make_provider, sse, retries, respx_mock
+) -> None:
+    """A chunk of an unexpected shape is retried; the retry's tokens are all on_token gets."""
+    body = sse_lines(chunk("Hi"), chunk(None, finish_reason="stop"), "[DONE]")
+    broken = sse_lines(bad, "[DONE]")
+    respx_mock.post(URL).mock(side_effect=[sse([broken]), sse([body])])
+    tokens: list[str] = []
+    result = await make_provider().complete(request(stream=True), on_token=tokens.append,
+                                            on_retry=retries)
+    assert (result.text, result.attempts, tokens) == ("Hi", 2, ["Hi"])
+
+
+async def test_streamed_content_parts_are_joined(make_provider, sse, respx_mock) -> None:
+    """A delta whose content is a list of parts streams their text."""
+    body = sse_lines(chunk([{"type": "text", "text": "H"}, "i"]),
+                     chunk(None, finish_reason="stop"), "[DONE]")
+    respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
+    tokens: list[str] = []
+    result = await make_provider().complete(request(stream=True), on_token=tokens.append)
+    assert (result.text, tokens) == ("Hi", ["Hi"])
