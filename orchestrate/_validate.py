@@ -6,6 +6,7 @@ with its meaning: ids, references, templates, providers, schemas, cycles, sub-wo
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -420,10 +421,15 @@ class _Checker:
     def check_with_inputs(
         self, step: WorkflowStep, inputs: dict[str, InputSpec], base: tuple
     ) -> None:
-        for name in step.with_:
+        for name, value in step.with_.items():
             if name not in inputs:
                 self.error((*base, "with", name), f"the sub-workflow has no input {name!r}",
                            did_you_mean(name, inputs), at="key")
+            elif not _is_template(value) and not _has_type(value, inputs[name].type):
+                shown = json.dumps(value, ensure_ascii=False, default=str)
+                self.error((*base, "with", name),
+                           f"the sub-workflow's input {name!r} must be of type "
+                           f"{inputs[name].type}, got {shown}")
         for name, spec in inputs.items():
             if spec.required and name not in step.with_:
                 self.error((*base, "workflow"), f"the sub-workflow needs the input {name!r}",
@@ -451,6 +457,11 @@ def _variable_hint(name: str, allowed: set[str]) -> str | None:
     if name in ("item", "index"):
         return "`item` and `index` are set only in a step with `for_each`"
     return did_you_mean(name, allowed) or "templates can use inputs.NAME and steps.ID.output"
+
+
+def _is_template(value: Any) -> bool:
+    """A string with template syntax: rendered at run time, and typed then."""
+    return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
 
 
 def _has_type(value: Any, type_name: str) -> bool:

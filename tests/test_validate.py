@@ -127,6 +127,12 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("steps_not_list", [
         (2, 3, 'expected a list of steps, got a mapping'),
     ]),
+    ("sub_workflow_with_type", [
+        (6, 15, "the sub-workflow's input 'v' must be of type string, got 3"),
+        (6, 21, "the sub-workflow's input 'n' must be of type integer, got true"),
+        (6, 30, "the sub-workflow's input 'r' must be of type number, got \"0.5\""),
+        (17, 10, "the sub-workflow's input 'n' must be of type integer, got 1.5"),
+    ]),
     ("tab_indent", [
         (3, 1, "invalid YAML: found character '\\t' that cannot start any token"),
     ]),
