@@ -308,8 +308,8 @@ class Engine:
         for name, template in self.workflow.outputs.items():
             try:
                 outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
-            except TemplateError as exc:
-                failure = failure or ErrorInfo("template", f"outputs.{name}: {exc.message}")
+            except TemplateError as exc:  # its message names the output already
+                failure = failure or ErrorInfo("template", exc.message, hint=exc.hint)
         return outputs, failure
 
     # --- one step ---------------------------------------------------------------------------
@@ -317,11 +317,13 @@ class Engine:
     async def _execute(self, step: AnyStep) -> StepResult:
         start = time.perf_counter()
         provider, model = self._target(step)
+        units: list[Unit | None] = []
+        is_list = step.for_each is not None
         try:
             context = self.context()
             items = self._items(step, context)
             contexts = _item_contexts(context, items)
-            units: list[Unit | None] = [None] * len(contexts)
+            units = [None] * len(contexts)
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
                 units = [self._unit(step, c) for c in contexts]
@@ -334,7 +336,8 @@ class Engine:
                                   model=model, items=None if items is None else len(items)))
             outcomes = await self._run_units(step, contexts, units, items is not None)
         except StepError as exc:
-            return _failed(step, exc, _ms_since(start), provider, model)
+            failed = _failed(step, exc, _ms_since(start), provider, model)
+            return attrs.evolve(failed, request=_request_record(units, is_list))
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
@@ -376,12 +379,19 @@ class Engine:
 
         async def run_one(index: int) -> _Outcome:
             nonlocal done
-            outcome = await self._run_unit(step, contexts[index], units, index, is_list)
-            done += 1
-            if is_list:
-                self.emit(ItemFinished(step_id=step.id, index=index, status="succeeded",
-                                       done=done, total=total))
-            return outcome
+            status = "failed"
+            try:
+                outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                status = "succeeded"
+                return outcome
+            except asyncio.CancelledError:
+                status = "cancelled"
+                raise
+            finally:
+                if is_list and status != "cancelled":
+                    done += 1
+                    self.emit(ItemFinished(step_id=step.id, index=index, status=status,
+                                           done=done, total=total))
 
         if not is_list:
             return [await run_one(0)]
@@ -516,10 +526,13 @@ class Engine:
             subworkflows=self.subworkflows, semaphore=self.semaphore, env=self.env,
         )
         result = await child.run(call.inputs)
+        if result.status == "cancelled":  # this step is being cancelled, not failing
+            raise asyncio.CancelledError
         if result.status != "succeeded":
             error = result.error or ErrorInfo("cancelled", "cancelled")
+            where = f" at step {error.step}" if error.step else ""
             failure = SubWorkflowFailed(
-                f"sub-workflow {call.workflow.name} failed at step {error.step}: {error.message}"
+                f"sub-workflow {call.workflow.name} failed{where}: {error.message}"
             )
             failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
             raise failure
@@ -610,15 +623,18 @@ def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
 
 
 def _unit_data(unit: Unit | None) -> dict[str, Any]:
-    assert unit is not None, "every unit is rendered before its data is read"
+    assert unit is not None, "every unit is rendered before its data is read"  # fingerprints
     if isinstance(unit, _Request):
         return {**unit.fingerprint_data(), "provider": unit.provider}
     return unit.fingerprint_data()
 
 
-def _request_record(units: Sequence[Unit | None], is_list: bool) -> dict[str, Any]:
-    records = [_unit_data(u) for u in units]
-    return {"items": records} if is_list else records[0]
+def _request_record(units: Sequence[Unit | None], is_list: bool) -> dict[str, Any] | None:
+    """What a step sent (each item's, for a for_each); None for what was never rendered."""
+    records = [_unit_data(u) if u is not None else None for u in units]
+    if is_list:
+        return {"items": records}
+    return records[0] if records else None
 
 
 def _usage(outcomes: list[_Outcome]) -> Usage | None:

@@ -228,7 +228,7 @@ class ReplayProvider:
         data = self.fixture.get(fixture_key(request, provider))
         if data is None:
             raise ProviderError(
-                f"step {request.step_id}: the fixture {self.fixture.path} has no response for "
+                f"the fixture {self.fixture.path} has no response for "
                 f"this request ({provider}, model {request.model}); record it again with "
                 f"--record {self.fixture.path}"
             )

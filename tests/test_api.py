@@ -106,3 +106,12 @@ def test_run_workflow_can_record_history(write_flow: Callable) -> None:
     result = orchestrate.run_workflow(flow, mock=True, history=orchestrate.HistoryOptions())
     with open_store() as store:
         assert store.document(result.run_id) == result.to_dict()
+
+
+def test_a_failed_step_keeps_what_it_sent(write_flow: Callable) -> None:
+    """The rendered arguments of a failed function step stay in its result (and history)."""
+    write_flow("def fail(x):\n    raise ValueError(x)\n", "failing.py")
+    flow = write_flow("steps: [{id: f, function: failing:fail, with: {x: '{{ 1 + 1 }}'}}]")
+    result = orchestrate.run_workflow(flow, mock=True)
+    assert result.steps[0].status == "failed"
+    assert result.steps[0].request == {"function": "failing:fail", "with": {"x": 2}}

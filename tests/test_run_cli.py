@@ -779,3 +779,36 @@ def test_what_functions_print_stays_off_stdout(write_flow: Callable, cli: Callab
         json.loads(result.stdout)]
     assert documents
     assert "debug: hello" in result.stderr
+
+
+def test_a_stopped_sub_workflow_step_is_cancelled(write_flow: Callable,
+                                                  run_json: RunJson,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-workflow still running when a sibling fails ends cancelled, not failed."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "5")
+    write_flow("def fail():\n    raise ValueError('boom')\n", "failing.py")
+    write_flow("steps: [{id: slow, prompt: x}]", "lib/child.yaml")
+    flow = write_flow("steps: [{id: w, workflow: lib/child.yaml}, {id: f, function: failing:fail}]")
+    code, doc = run_json(flow)
+    assert code == 1
+    assert statuses(doc) == {"w": "cancelled", "f": "failed"}
+    assert doc["error"]["step"] == "f"
+
+
+def test_failed_items_are_reported(write_flow: Callable, cli: Callable) -> None:
+    """Every for_each item gets an item_finished event, the failed one included."""
+    flow = write_flow("""
+        steps:
+          - id: fe
+            for_each: '["1", "x", "3"]'
+            prompt: "n {{ item }}"
+            output: json
+            retries: 0
+            mock: "{{ item }}"
+            on_error: continue
+        """)
+    result = cli("run", flow, "--mock", "--events", "-", "-q", "--max-concurrency", "1")
+    items = [json.loads(line) for line in result.stdout.splitlines()]
+    finished = [(e["index"], e["status"]) for e in items if e["event"] == "item_finished"]
+    assert (1, "failed") in finished
+    assert all(status in ("succeeded", "failed") for _, status in finished)
