@@ -16,7 +16,7 @@ from typing import IO, Annotated, Any, TypeVar
 
 import typer
 
-from orchestrate._errors import OrchestrateError
+from orchestrate._errors import OrchestrateError, WorkflowInvalid
 from orchestrate._version import __version__
 
 app = typer.Typer(
@@ -114,7 +114,13 @@ def graph(
     from orchestrate._plan import build_plan
     from orchestrate._validate import load_workflow
 
-    workflow = load_workflow(file)
+    try:
+        workflow = load_workflow(file)
+    except WorkflowInvalid as exc:
+        if as_json:  # a script piping to jq still gets a document
+            diagnostics = [d.to_dict() for d in exc.diagnostics]
+            _print_json({"nodes": [], "edges": [], "diagnostics": diagnostics})
+        raise
     plan = build_plan(workflow)
     if as_json:
         _print_json(graph_dict(workflow, plan))
@@ -232,9 +238,11 @@ def run(
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
     terminal = sys.stderr.isatty() and not quiet
-    with _json_even_if_not_started(flow, as_json), _events_stream(events) as event_out:
+    started: dict[str, Any] = {}
+    with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
         given = read_inputs_file(inputs_file) if inputs_file else {}
         prepared = prepare(flow, given, assignments=input or [])
+        started["inputs"] = prepared.inputs
         observers: list[Any] = []
         if event_out is not None:
             observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
@@ -261,8 +269,10 @@ def run(
 
 
 @contextmanager
-def _json_even_if_not_started(flow: Path, as_json: bool) -> Iterator[None]:
-    """With --json, a run stopped before its first step still prints its document."""
+def _json_even_if_not_started(flow: Path, as_json: bool, started: dict[str, Any]
+                              ) -> Iterator[None]:
+    """With --json, a run stopped before its first step still prints its document
+    (with the inputs, once they are resolved)."""
     try:
         yield
     except OrchestrateError as exc:
@@ -271,7 +281,9 @@ def _json_even_if_not_started(flow: Path, as_json: bool) -> Iterator[None]:
             from orchestrate._result import ErrorInfo, RunResult
 
             error = ErrorInfo(exc.error_type, exc.message)
-            _print_json(RunResult.not_started(str(flow), error, new_run_id(), iso_now()).to_dict())
+            result = RunResult.not_started(str(flow), error, new_run_id(), iso_now(),
+                                           started.get("inputs", {}))
+            _print_json(result.to_dict())
         raise
 
 

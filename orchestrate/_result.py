@@ -109,12 +109,13 @@ class RunResult:
         return {"succeeded": 0, "failed": 1, "cancelled": 130}[self.status]
 
     @classmethod
-    def not_started(cls, file: str, error: ErrorInfo, run_id: str, started_at: str) -> RunResult:
+    def not_started(cls, file: str, error: ErrorInfo, run_id: str, started_at: str,
+                    inputs: dict[str, Any]) -> RunResult:
         """The document of a run stopped before its first step (bad workflow, inputs, key)."""
         from pathlib import Path
 
         return cls(run_id=run_id, workflow=Path(file).stem, file=file, status="failed",
-                   started_at=started_at, duration_ms=0, inputs={}, outputs={}, steps=(),
+                   started_at=started_at, duration_ms=0, inputs=inputs, outputs={}, steps=(),
                    error=error)
 
     def step(self, step_id: str) -> StepResult:

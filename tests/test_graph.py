@@ -128,3 +128,15 @@ def test_graph_of_invalid_file_exits_2(cli: Callable, write_flow: Callable) -> N
     result = cli("graph", path)
     assert result.exit_code == 2
     assert "expected a list of steps" in result.stderr
+
+
+def test_graph_json_of_an_invalid_file_is_still_a_document(cli: Callable,
+                                                           write_flow: Callable) -> None:
+    """--json on a broken file prints empty nodes and edges with the diagnostics, exit 2."""
+    path = write_flow("steps: [{id: a, prompt: '{{ steps.b.output }}'}, "
+                      "{id: b, prompt: '{{ steps.a.output }}'}]")
+    result = cli("graph", path, "--json")
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert (doc["nodes"], doc["edges"]) == ([], [])
+    assert doc["diagnostics"][0]["message"].startswith("dependency cycle:")

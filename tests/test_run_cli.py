@@ -812,3 +812,13 @@ def test_failed_items_are_reported(write_flow: Callable, cli: Callable) -> None:
     finished = [(e["index"], e["status"]) for e in items if e["event"] == "item_finished"]
     assert (1, "failed") in finished
     assert all(status in ("succeeded", "failed") for _, status in finished)
+
+
+def test_a_run_stopped_before_its_steps_keeps_its_inputs(write_flow: Callable,
+                                                         cli: Callable) -> None:
+    """A missing key stops the run after inputs are resolved: the document holds them."""
+    flow = write_flow("inputs: {topic: {}, n: {type: integer, default: 2}}\n"
+                      "steps: [{id: a, prompt: '{{ inputs.topic }}'}]")
+    result = cli("run", flow, "-i", "topic=moon", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["inputs"] == {"topic": "moon", "n": 2}
