@@ -23,6 +23,11 @@ _CHECKS = {
 }
 
 
+def has_type(value: Any, type_name: str) -> bool:
+    """Whether `value` is of an input type (a bool is no number; NaN is no number)."""
+    return _CHECKS[type_name](value)
+
+
 def read_inputs_file(path: str | Path) -> dict[str, Any]:
     """`--inputs FILE`: a JSON or YAML mapping of input names to values."""
     from orchestrate._loader import load_data
@@ -94,7 +99,7 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> 
     for name, spec in specs.items():
         if name in given:
             value = given[name]
-            if not _CHECKS[spec.type](value):
+            if not has_type(value, spec.type):
                 shown = json.dumps(value, ensure_ascii=False, default=str)
                 raise InputError(f"input {name!r} must be of type {spec.type}, got {shown}")
             resolved[name] = value

@@ -17,6 +17,7 @@ import attrs
 
 from orchestrate._errors import Diagnostic, WorkflowInvalid
 from orchestrate._hints import did_you_mean
+from orchestrate._inputs import has_type
 from orchestrate._loader import LoadResult, SourceMap, load_file
 from orchestrate._output import schema_validator
 from orchestrate._plan import (
@@ -55,14 +56,6 @@ _RANGES: tuple[tuple[str, Any, str], ...] = (
 # Schema keywords whose values are data, not schemas: nothing under them is a `$ref`.
 _SCHEMA_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "number": (int, float),
-    "integer": (int,),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-}
 
 
 @attrs.frozen
@@ -163,7 +156,7 @@ class _Checker:
             if not ID_PATTERN.match(name):
                 self.error(("inputs", name), f"invalid input name {name!r}",
                            _identifier_hint(name), at="key")
-            if spec.default not in (NO_DEFAULT, None) and not _has_type(spec.default, spec.type):
+            if spec.default not in (NO_DEFAULT, None) and not has_type(spec.default, spec.type):
                 self.error(("inputs", name, "default"),
                            f"the default of input {name!r} is not of type {spec.type}")
 
@@ -425,7 +418,7 @@ class _Checker:
             if name not in inputs:
                 self.error((*base, "with", name), f"the sub-workflow has no input {name!r}",
                            did_you_mean(name, inputs), at="key")
-            elif not _is_template(value) and not _has_type(value, inputs[name].type):
+            elif not _is_template(value) and not has_type(value, inputs[name].type):
                 shown = json.dumps(value, ensure_ascii=False, default=str)
                 self.error((*base, "with", name),
                            f"the sub-workflow's input {name!r} must be of type "
@@ -462,12 +455,6 @@ def _variable_hint(name: str, allowed: set[str]) -> str | None:
 def _is_template(value: Any) -> bool:
     """A string with template syntax: rendered at run time, and typed then."""
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
-
-
-def _has_type(value: Any, type_name: str) -> bool:
-    if isinstance(value, bool) and type_name != "boolean":
-        return False
-    return isinstance(value, _JSON_TYPES[type_name])
 
 
 def _is_block_scalar(node: Any) -> bool:
