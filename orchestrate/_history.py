@@ -27,7 +27,7 @@ import attrs
 from orchestrate._errors import StoreError, UsageError
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
 from orchestrate._result import RunResult, StepResult, Usage
-from orchestrate._spec import AnyStep, LLMStep, Workflow
+from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow
 
 if TYPE_CHECKING:
     import sqlite3
@@ -334,14 +334,29 @@ def _iso(timestamp: float) -> str:
 # --- reuse: --resume, --from, --only ----------------------------------------------------------
 
 
+def mode_family(mode: str) -> str:
+    """Whose model answers a run may reuse: `mock` runs share theirs only with mock runs;
+    `live` and `replay` runs (real answers, or recorded real ones) share theirs."""
+    return "mock" if mode == "mock" else "live"
+
+
+_FAMILY_MODES = {"mock": ("mock",), "live": ("live", "replay")}
+_MODE_WORDS = {"mock": "a --mock run", "live": "a live run", "replay": "a --replay run"}
+_FAMILY_WORDS = {"mock": "--mock run of {}", "live": "run of {} without --mock"}
+
+
 @attrs.frozen
 class ReusePlan:
     """The engine's `reuse` seam, filled from an earlier run.
 
     With `rerun` None (plain --resume) a step is reused when it succeeded there and both
-    its definition and its rendered request (the fingerprint) are unchanged; model answers
-    from a `--mock` run serve only mock runs and the other way round. With `rerun` set
-    (--from, --only) every step outside it takes its earlier output as it is.
+    its definition and its rendered request (the fingerprint) are unchanged. With `rerun`
+    set (--from, --only) every step outside it takes its earlier output as it is.
+
+    Model answers from a `--mock` run serve only mock runs and the other way round
+    (`same_mode` False): then only function steps are reused. A sub-workflow step counts
+    as a model answer (its steps may be). --from and --only refuse a base run of the other
+    mode before a plan is made (see HistorySession._base_run).
     """
 
     base_run: str
@@ -354,13 +369,13 @@ class ReusePlan:
         prior = self.prior.get(step.id)
         if prior is None or prior.status != "succeeded":
             return None
+        if not self.same_mode and not isinstance(step, FunctionStep):
+            return None
         if self.rerun is not None:
             return None if step.id in self.rerun else prior
         if prior.fingerprint != fingerprint:
             return None
         if self.definitions.get(step.id) != definition_hash(step):
-            return None
-        if isinstance(step, LLMStep) and not self.same_mode:
             return None
         return prior
 
@@ -495,26 +510,74 @@ class HistorySession:
             prior, definitions = prior_results(self.store, base)
             base_mode = self.store.run_row(base)["mode"]
             self.reuse = ReusePlan(base, prior, definitions, rerun,
-                                   same_mode=(base_mode == "mock") == (self.mode == "mock"))
+                                   same_mode=mode_family(base_mode) == mode_family(self.mode))
         names = {endpoint.api_key_env for endpoint in _endpoints(prepared)} - {None}
         self.recorder = Recorder(self.store.writer, prepared, mode=self.mode,
                                  scrub=Scrubber(self.env, names))  # type: ignore[arg-type]
 
     def _base_run(self, make_style: bool) -> str | None:
+        """The run to reuse from: --resume RUN_ID (of this workflow), or for --from/--only
+        the latest run of this file in the same mode family (mock, or live and replay)."""
         assert self.store is not None
+        flag = "--only" if self.options.only else "--from"
+        family = mode_family(self.mode)
         if self.options.resume:
-            return self.store.resolve(self.options.resume)
+            run_id = self.store.resolve(self.options.resume)
+            row = self.store.run_row(run_id)
+            self._check_same_workflow(row)
+            if make_style and mode_family(row["mode"]) != family:
+                raise UsageError(
+                    f"{flag} takes the other steps' outputs as they are from run {run_id}, "
+                    f"which is {_MODE_WORDS.get(row['mode'], row['mode'])}, and this one is "
+                    f"{_MODE_WORDS[self.mode]}: model answers of a --mock run are never "
+                    f"taken into a run without --mock, nor the other way round",
+                    hint=f"leave out --resume to use the latest "
+                         f"{_FAMILY_WORDS[family].format('the file')}, or use --resume "
+                         f"alone (it runs the model steps again)")
+            return run_id
         if not make_style:
             return None
         path = self.prepared.workflow.path
-        latest = self.store.latest_run(str(path.resolve())) if path else None
+        file = self.prepared.file or "the workflow"
+        latest = other = None
+        if path is not None:
+            latest = self.store.latest_run(str(path.resolve()), _FAMILY_MODES[family])
+            if latest is None:
+                other = self.store.latest_run(str(path.resolve()))
+        if other is not None:
+            other_mode = self.store.run_row(other)["mode"]
+            raise UsageError(
+                f"{flag} takes the other steps' outputs from the latest "
+                f"{_FAMILY_WORDS[family].format(file)}, and there is none (its latest run, "
+                f"{other}, is {_MODE_WORDS.get(other_mode, other_mode)}: model answers of a "
+                f"--mock run are never taken into a run without --mock, nor the other way "
+                f"round)",
+                hint="run the whole workflow once " + (
+                    "with --mock" if family == "mock" else "without --mock") + " first")
         if latest is None:
-            flag = "--only" if self.options.only else "--from"
             raise UsageError(f"{flag} takes the other steps' outputs from the latest run of "
-                             f"{self.prepared.file or 'the workflow'}, and there is none",
+                             f"{file}, and there is none",
                              hint="run the whole workflow once first, or name a run with "
                                   "--resume RUN_ID")
         return latest
+
+    def _check_same_workflow(self, row: sqlite3.Row) -> None:
+        """--resume takes a run of this workflow: the same file (by path or content), or the
+        same workflow name (a file moved or renamed keeps it, if it has a `name:`)."""
+        workflow = self.prepared.workflow
+        path = workflow.path
+        if row["workflow"] == workflow.name:
+            return
+        if path is not None:
+            sha = file_sha256(path)
+            if row["file_path"] == str(path.resolve()) or (sha and row["file_sha256"] == sha):
+                return
+        raise UsageError(
+            f"run {row['run_id']} is of workflow {row['workflow']!r} "
+            f"({row['file'] or row['file_path']}), not of {workflow.name!r} "
+            f"({self.prepared.file or path or 'this workflow'}): --resume reuses a run of "
+            f"the same workflow only",
+            hint=f"`orchestrate runs list -w {workflow.name}` lists this workflow's runs")
 
     @property
     def resumed_from(self) -> str | None:

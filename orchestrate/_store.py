@@ -321,9 +321,14 @@ class Store:
             doc["resumed_from"] = run["resumed_from"]
         return doc
 
-    def latest_run(self, file_path: str) -> str | None:
-        rows = self._query("SELECT run_id FROM runs WHERE file_path = ? "
-                           "ORDER BY started DESC, run_id DESC LIMIT 1", (file_path,))
+    def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
+        """The newest run of the file, of one of `modes` (`live`, `mock`, `replay`) if given."""
+        sql, params = "SELECT run_id FROM runs WHERE file_path = ?", [file_path]
+        if modes is not None:
+            modes = list(modes)
+            sql += f" AND mode IN ({', '.join('?' * len(modes))})"
+            params += modes
+        rows = self._query(sql + " ORDER BY started DESC, run_id DESC LIMIT 1", params)
         return str(rows[0]["run_id"]) if rows else None
 
     def cached_response(self, key: str) -> dict[str, Any] | None:
