@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 BUILTIN_PROVIDERS = ("openai", "anthropic", "mock")
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MODEL = "gpt-4o-mini"
 _BUILTIN_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 # Hosted APIs that always want a key: a missing one is reported before the first request.
@@ -130,7 +132,8 @@ class ProviderPool:
 
     def _http_provider(self, name: str, spec: ProviderSpec) -> Provider:
         api_key = self._api_key(spec.api_key_env)
-        _check_headers(name, spec.headers)
+        headers, secrets = self._expand_headers(name, spec.headers)
+        _check_headers(name, headers)
         if not api_key and _needs_key(spec.base_url):
             variable = spec.api_key_env or "an api_key_env"
             raise ConfigError(
@@ -142,15 +145,43 @@ class ProviderPool:
             from orchestrate.providers._anthropic import AnthropicProvider
 
             return AnthropicProvider(
-                name=name, base_url=spec.base_url, api_key=api_key, headers=spec.headers,
-                concurrency=self._concurrency, api_key_env=spec.api_key_env,
+                name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
+                concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
             )
         from orchestrate.providers._openai import OpenAIProvider
 
         return OpenAIProvider(
-            name=name, base_url=spec.base_url, api_key=api_key, headers=spec.headers,
-            concurrency=self._concurrency, api_key_env=spec.api_key_env,
+            name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
+            concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
         )
+
+    def _expand_headers(
+        self, provider: str, headers: Mapping[str, str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """`${NAME}` in a header value is the environment variable NAME, so a workflow can
+        send a secret header (Azure's `api-key`) without holding it; such values are
+        redacted from every message like keys are."""
+        secrets: list[str] = []
+        expanded = {
+            header: self._expand(provider, header, value, secrets)
+            for header, value in headers.items()
+        }
+        return expanded, secrets
+
+    def _expand(self, provider: str, header: str, value: str, secrets: list[str]) -> str:
+        def variable(match: re.Match[str]) -> str:
+            name = match.group(1)
+            found = self._env.get(name, "").strip(_PASTED_WHITESPACE)
+            if not found:
+                raise ConfigError(
+                    f"provider {provider!r}: header {header!r} needs the environment "
+                    f"variable {name}, which is not set",
+                    hint=f"export {name}=... or run with --mock",
+                )
+            secrets.append(found)
+            return found
+
+        return _ENV_REFERENCE.sub(variable, value) if isinstance(value, str) else value
 
     def _api_key(self, variable: str | None) -> str | None:
         """The key in `variable`, without the whitespace a paste adds around it.

@@ -24,7 +24,7 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -250,6 +250,7 @@ class HTTPProvider:
         headers: Mapping[str, str] | None = None,
         concurrency: int = 8,
         api_key_env: str | None = None,
+        secrets: Sequence[str] = (),
         sleep: SleepFn = asyncio.sleep,
         rand: RandomFn = random.random,
         clock: Callable[[], float] = time.time,
@@ -264,7 +265,7 @@ class HTTPProvider:
         self._rand = rand
         self._clock = clock
         self._pool = ClientPool(concurrency=concurrency, transport=transport)
-        self._secrets = _secrets_of(self._api_key, self._extra_headers)
+        self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -488,8 +489,10 @@ def _json_body(raw: bytes) -> Any:
         raise TransientError("the reply is not valid JSON") from None
 
 
-def _secrets_of(api_key: str | None, headers: Mapping[str, str]) -> tuple[str, ...]:
-    values = [api_key or ""]
+def _secrets_of(
+    api_key: str | None, headers: Mapping[str, str], secrets: Sequence[str] = ()
+) -> tuple[str, ...]:
+    values = [api_key or "", *secrets]
     values += [value for name, value in headers.items() if _SECRET_HEADER.search(name)]
     # Longest first, so a key that contains another is removed whole.
     return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))

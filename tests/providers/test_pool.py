@@ -165,3 +165,21 @@ def test_header_name_http_cannot_send_is_refused() -> None:
                                        headers={"X Token": "abc"})}
     with pytest.raises(ConfigError, match="not a valid HTTP header name"):
         ProviderPool(endpoints, env={}).check(["proxy"])
+
+
+def test_header_values_can_come_from_the_environment() -> None:
+    """`${NAME}` in a header value is read from the environment and treated as a secret."""
+    secret = "azure-secret-value-123"
+    endpoints = {"azure": ProviderSpec(base_url="http://127.0.0.1:9/v1",
+                                       headers={"api-key": "${AZURE_KEY}", "X-Team": "ml"})}
+    provider = ProviderPool(endpoints, env={"AZURE_KEY": f" {secret}\n"}).get("azure")
+    assert provider._extra_headers == {"api-key": secret, "X-Team": "ml"}
+    assert secret in provider._secrets
+
+
+def test_a_header_variable_that_is_not_set() -> None:
+    """A header naming an unset variable is a ConfigError before the run, naming it."""
+    endpoints = {"azure": ProviderSpec(base_url="http://127.0.0.1:9/v1",
+                                       headers={"api-key": "${AZURE_KEY}"})}
+    with pytest.raises(ConfigError, match="needs the environment variable AZURE_KEY"):
+        ProviderPool(endpoints, env={}).check(["azure"])
