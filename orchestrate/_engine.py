@@ -8,7 +8,6 @@ lost when another step fails. Observers get events; the engine never formats out
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import os
@@ -18,7 +17,6 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -43,6 +41,7 @@ from orchestrate._events import (
     TokenReceived,
 )
 from orchestrate._functions import FunctionCall, FunctionKey, call_function, function_key
+from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage
@@ -85,14 +84,7 @@ class SubWorkflowCall:
 
     def fingerprint_data(self) -> dict[str, Any]:
         path = self.workflow.path
-        digest = _file_digest(path, path.stat().st_mtime_ns) if path else None
-        return {"workflow": str(path), "file_sha256": digest, "inputs": self.inputs}
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: Path, mtime_ns: int) -> str:
-    """A sub-workflow file's hash, read once however many items run it."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+        return {"workflow": str(path), "file_sha256": file_sha256(path), "inputs": self.inputs}
 
 
 Unit = LLMRequest | FunctionCall | SubWorkflowCall

@@ -26,6 +26,7 @@ import attrs
 
 from orchestrate._errors import StoreError, UsageError
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
+from orchestrate._loader import file_sha256
 from orchestrate._result import RunResult, StepResult, Usage
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow
 
@@ -68,15 +69,6 @@ def open_store(env: Mapping[str, str] = os.environ) -> Store:
 
 
 # --- provenance ------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def git_commit(folder: Path) -> str | None:

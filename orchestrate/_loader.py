@@ -8,6 +8,8 @@ per key and per step, so one broken step does not hide the problems of the other
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -183,6 +185,22 @@ def load_data(text: str, display: str) -> Any:
     except _Problem as problem:
         raise InputError(f"{display}: {problem.message}", hint=problem.hint) from None
     return _plain(root)
+
+
+def file_sha256(path: Path | None) -> str | None:
+    """The sha256 of a workflow file's bytes (None when it cannot be read), read once per
+    version of the file however often a run asks."""
+    if path is None:
+        return None
+    try:
+        return _sha256_of(path, path.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: Path, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _too_big_message(size: int) -> str:
