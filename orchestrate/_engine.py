@@ -16,7 +16,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import attrs
@@ -44,7 +43,7 @@ from orchestrate._functions import FunctionCall, FunctionKey, call_function, fun
 from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
-from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage
+from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -122,11 +121,7 @@ def new_run_id() -> str:
 
 
 def iso_now() -> str:
-    return _iso(time.time())
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return iso_time(time.time())
 
 
 class Engine:
@@ -179,7 +174,7 @@ class Engine:
         wall, clock = time.time(), time.perf_counter()
         steps = tuple((s.id, s.kind) for s in self.workflow.steps)
         self.emit(RunStarted(run_id=run_id, workflow=self.workflow.name, file=file,
-                             started_at=_iso(wall), inputs=self.inputs, steps=steps,
+                             started_at=iso_time(wall), inputs=self.inputs, steps=steps,
                              resumed_from=resumed_from))
         failure, cancelled = await self._schedule()
         if failure is None and not cancelled:
@@ -191,7 +186,7 @@ class Engine:
             failure = ErrorInfo("cancelled", "the run was interrupted")
         result = RunResult(
             run_id=run_id, workflow=self.workflow.name, file=file, status=status,
-            started_at=_iso(wall), duration_ms=_ms_since(clock), inputs=self.inputs,
+            started_at=iso_time(wall), duration_ms=_ms_since(clock), inputs=self.inputs,
             outputs=outputs, error=failure, resumed_from=resumed_from,
             steps=tuple(self.results[s] for s in self.workflow.step_ids),
         )

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ import attrs
 from orchestrate._errors import StoreError, UsageError
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
 from orchestrate._loader import file_sha256
-from orchestrate._result import RunResult, StepResult, Usage
+from orchestrate._result import RunResult, StepResult, Usage, iso_time
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow
 
 if TYPE_CHECKING:
@@ -295,7 +294,7 @@ class Recorder:
                 "UPDATE runs SET status = ?, finished_at = ?, duration_ms = ?,"
                 " input_tokens = ?, output_tokens = ?, outputs = ?, error_step = ?,"
                 " error_type = ?, error_message = ?, document = ? WHERE run_id = ?",
-                (result.status, _iso(when), result.duration_ms, usage.input_tokens,
+                (result.status, iso_time(when), result.duration_ms, usage.input_tokens,
                  usage.output_tokens, scrub(_json(result.outputs)),
                  error.step if error else None, error.type if error else None,
                  scrub(error.message) if error else None, scrub(_json(doc)), result.run_id))
@@ -316,11 +315,6 @@ def step_extras(step: StepResult) -> dict[str, Any] | None:
     if step.error is not None and step.error.step != step.id:
         extra["error"] = doc["error"]
     return extra or None
-
-
-def _iso(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + (
-        f".{int(timestamp * 1000) % 1000:03d}Z")
 
 
 # --- reuse: --resume, --from, --only ----------------------------------------------------------

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
 import attrs
 
 StepStatus: TypeAlias = Literal["succeeded", "failed", "skipped", "cancelled"]
 RunStatus: TypeAlias = Literal["succeeded", "failed", "cancelled"]
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as the result document writes it: UTC, milliseconds, `Z`."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 @attrs.frozen
