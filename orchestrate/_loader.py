@@ -153,9 +153,18 @@ def load_bytes(data: bytes, display: str, path: Path | None = None) -> LoadResul
 def load_text(text: str, display: str, path: Path | None = None) -> LoadResult:
     empty = SourceMap(display)
     try:
-        root = _parse_yaml(text)
+        root, duplicates = _parse_yaml(text)
     except _YAMLProblem as problem:
         return LoadResult(empty, None, [problem.diagnostic(display)])
+    if duplicates:
+        loaded = _load_tree(root, text, display, path)
+        problems = [p.diagnostic(display) for p in duplicates]
+        return attrs.evolve(loaded, diagnostics=problems + loaded.diagnostics)
+    return _load_tree(root, text, display, path)
+
+
+def _load_tree(root: Any, text: str, display: str, path: Path | None) -> LoadResult:
+    """The stages after parsing: the top-level shape, the alias limit, the classes."""
     source = SourceMap(display, root, text)
     if root is None:
         message = "the workflow file is empty"
@@ -177,7 +186,9 @@ def load_data(text: str, display: str) -> Any:
     Raises :class:`InputError` naming FILE:LINE:COL of the first problem.
     """
     try:
-        root = _parse_yaml(text)
+        root, duplicates = _parse_yaml(text)
+        if duplicates:
+            raise duplicates[0]
         _check_expansion(root)
     except _YAMLProblem as problem:
         where = f"{display}:{problem.line}:{problem.column}"
@@ -231,22 +242,34 @@ class _YAMLProblem(Exception):
         return Diagnostic(file, self.line, self.column, self.message, self.hint)
 
 
-def _parse_yaml(text: str) -> Any:
+def _parse_yaml(text: str) -> tuple[Any, list[_YAMLProblem]]:
+    """The YAML tree, and every duplicate key in it.
+
+    ruamel stops at the first duplicate key; then the file is read again allowing them, so
+    that each duplicate is reported and the rest of the file is still checked.
+    """
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    try:
+        return _load_yaml(text, allow_duplicates=False), []
+    except DuplicateKeyError:
+        return _load_yaml(text, allow_duplicates=True), _duplicate_keys(text)
+
+
+def _load_yaml(text: str, *, allow_duplicates: bool) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = allow_duplicates
     try:
         return yaml.load(text)
     except RecursionError:
         message = f"the file nests data too deeply (more than {MAX_DEPTH} levels are refused)"
         raise _YAMLProblem(message, 1, 1, "flatten the structure") from None
-    except DuplicateKeyError as exc:
-        key = exc.problem.split('"')[1] if '"' in exc.problem else "?"
-        mark = exc.problem_mark
-        hint = "each key may appear once in a mapping; remove or rename one"
-        raise _YAMLProblem(f"duplicate key {key!r}", mark.line + 1, mark.column + 1, hint) from None
+    except DuplicateKeyError:
+        raise
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -255,6 +278,35 @@ def _parse_yaml(text: str) -> Any:
         raise _YAMLProblem(f"invalid YAML: {problem}", line, col, hint) from None
     except YAMLError as exc:
         raise _YAMLProblem(f"invalid YAML: {exc}", 1, 1, None) from None
+
+
+def _duplicate_keys(text: str) -> list[_YAMLProblem]:
+    """Every key that repeats within its mapping, at its second (third...) place."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    found: list[_YAMLProblem] = []
+    visited: set[int] = set()
+    pending = [YAML(typ="rt").compose(text)]
+    while pending:  # iterative: a deep file cannot exhaust the recursion limit here
+        node = pending.pop()
+        if node is None or id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, MappingNode):
+            seen: set[Any] = set()
+            for key, value in node.value:
+                if isinstance(key.value, str) and key.value != "<<":  # merge keys may repeat
+                    if key.value in seen:
+                        mark = key.start_mark
+                        found.append(_YAMLProblem(
+                            f"duplicate key {key.value!r}", mark.line + 1, mark.column + 1,
+                            "each key may appear once in a mapping; remove or rename one"))
+                    seen.add(key.value)
+                pending += [key, value]
+        elif isinstance(node, SequenceNode):
+            pending += node.value
+    return sorted(found, key=lambda p: (p.line, p.column))
 
 
 def _check_expansion(root: Any) -> None:

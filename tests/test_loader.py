@@ -167,3 +167,14 @@ def test_extension_keys_hold_anchors() -> None:
     result = load("x-defaults: &d {model: gpt-4o}\nsteps:\n  - {id: a, prompt: x, <<: *d}\n")
     assert result.diagnostics == []
     assert result.workflow.steps[0].settings.model == "gpt-4o"
+
+
+def test_duplicate_keys_do_not_hide_other_problems() -> None:
+    """Every duplicate key is reported, and the rest of the file is still checked."""
+    result = load("steps:\n  - id: a\n    prompt: one\n    prompt: two\n"
+                  "  - id: b\n    promt: x\n    model: m\n    model: n\n")
+    assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
+        (4, 5, "duplicate key 'prompt'"),
+        (8, 5, "duplicate key 'model'"),
+        (6, 5, "unknown key 'promt' in a step"),
+    ]
