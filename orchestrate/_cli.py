@@ -335,7 +335,8 @@ def runs_list(
     if as_json:
         _print_json(runs)
     elif not runs:
-        print(f"no runs recorded in {path}", file=sys.stderr)
+        what = "match" if workflow or status else "are recorded"
+        print(f"no runs {what} in {path}", file=sys.stderr)
     else:
         from orchestrate._render import print_runs_table
 

@@ -106,7 +106,9 @@ def test_list_empty(cli: Callable) -> None:
     result = cli("runs", "list")
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert "no runs recorded" in result.stderr
+    assert "no runs are recorded" in result.stderr
+    filtered = cli("runs", "list", "--status", "failed")
+    assert "no runs match" in filtered.stderr
 
 
 def test_list_bad_status(cli: Callable) -> None:
