@@ -358,7 +358,12 @@ class ReusePlan:
         if not self.same_mode and not isinstance(step, FunctionStep):
             return None
         if self.rerun is not None:
-            return None if step.id in self.rerun else prior
+            if step.id in self.rerun:
+                return None
+            if self.definitions.get(step.id) != definition_hash(step):
+                note = f"reused from run {self.base_run} although the step changed since"
+                return attrs.evolve(prior, warnings=(*prior.warnings, note))
+            return prior
         if prior.fingerprint != fingerprint:
             return None
         if self.definitions.get(step.id) != definition_hash(step):

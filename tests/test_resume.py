@@ -799,3 +799,18 @@ def test_record_writes_no_file_when_the_run_cannot_start(write_flow: Callable, c
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.stderr
     assert not fixture.exists()
+
+
+def test_only_warns_when_a_reused_step_changed(write_flow: Callable, cli: Callable) -> None:
+    """--only takes other steps as they are, and says so when one of them changed since."""
+    flow = write_flow("steps:\n  - {id: a, prompt: x, mock: first}\n"
+                      "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n")
+    assert cli("run", flow, "--mock", "-q").exit_code == 0
+    flow.write_text("steps:\n  - {id: a, prompt: changed, mock: other}\n"
+                    "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n")
+    result = cli("run", flow, "--mock", "--only", "b", "--json")
+    step_a = json.loads(result.stdout)["steps"][0]
+    assert step_a["reused"] is True
+    assert step_a["output"] == "first"
+    assert step_a["warnings"][0].endswith("although the step changed since")
+    assert "although the step changed since" in result.stderr
