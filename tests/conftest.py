@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,22 @@ _ENVIRONMENT = (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def start_orchestrate(*args: str | Path) -> subprocess.Popen:
+    """`python -m orchestrate ARGS` as a real process, its output unbuffered and piped."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "orchestrate", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> None:
+    """Read the process's stderr until a line holds `text` (or `timeout` seconds pass)."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    for line in process.stderr:
+        if text in line or time.monotonic() > deadline:
+            return
 
 
 @pytest.fixture(autouse=True)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
 
+from tests.conftest import start_orchestrate, wait_for_line
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
+
+
+def interrupt(flow: object, when: str) -> tuple[int, dict]:
+    """Run FLOW with --mock --json, send SIGINT once stderr shows `when`."""
+    process = start_orchestrate("run", flow, "--mock", "--json")
+    wait_for_line(process, when)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=30)
+    return process.returncode, json.loads(stdout)
+
+
 def test_sigint_cancels_cleanly(write_flow: Callable) -> None:
     """SIGINT mid-run: exit 130, status cancelled, the finished step's output kept."""
     write_flow("""
@@ -32,20 +41,8 @@ def test_sigint_cancels_cleanly(write_flow: Callable) -> None:
             function: slow:wait_long
             needs: [fast]
         """)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", "run", str(flow), "--mock", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    for line in process.stderr:
-        if "slow started" in line or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGINT)
-    stdout, _ = process.communicate(timeout=30)
-    assert process.returncode == 130
-    doc = json.loads(stdout)
+    code, doc = interrupt(flow, "slow started")
+    assert code == 130
     assert doc["status"] == "cancelled"
     assert doc["error"]["type"] == "cancelled"
     assert {s["id"]: s["status"] for s in doc["steps"]} == {"fast": "succeeded",
@@ -53,7 +50,6 @@ def test_sigint_cancels_cleanly(write_flow: Callable) -> None:
     assert doc["steps"][0]["output"] == "quick answer"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
 def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> None:
     """Ctrl-C during a blocking Python function exits at once, not when it returns."""
     write_flow("""
@@ -68,16 +64,6 @@ def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> 
           - id: slow
             function: blocking:block
         """)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", "run", str(flow), "--mock", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if "slow started" in line:
-            break
-    process.send_signal(signal.SIGINT)
-    stdout, _ = process.communicate(timeout=20)
-    assert process.returncode == 130
-    assert json.loads(stdout)["steps"][0]["status"] == "cancelled"
+    code, doc = interrupt(flow, "slow started")
+    assert code == 130
+    assert doc["steps"][0]["status"] == "cancelled"

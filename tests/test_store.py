@@ -18,6 +18,7 @@ import pytest
 from orchestrate._errors import StoreError
 from orchestrate._history import git_commit
 from orchestrate._store import MIGRATIONS, Store, database_path, home
+from tests.conftest import start_orchestrate, wait_for_line
 
 FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
@@ -283,12 +284,6 @@ def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
 # --- concurrency, crashes, interrupts -------------------------------------------------------------
 
 
-def orchestrate(*args: str | Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "orchestrate", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_two_processes_at_once_both_record(write_flow: Callable) -> None:
     """Two runs in parallel processes, on a fresh database: both recorded in full."""
     steps = ["steps:"]
@@ -296,7 +291,7 @@ def test_two_processes_at_once_both_record(write_flow: Callable) -> None:
         steps += [f"  - id: s{n}", f"    prompt: 'step {n} after {{{{ steps.s{n - 1}.output }}}}'"
                   if n else "    prompt: start"]
     flow = write_flow("\n".join(steps) + "\n")
-    processes = [orchestrate("run", flow, "--mock", "--json", "-q") for _ in range(2)]
+    processes = [start_orchestrate("run", flow, "--mock", "--json", "-q") for _ in range(2)]
     run_ids = []
     for process in processes:
         stdout, stderr = process.communicate(timeout=120)
@@ -325,20 +320,12 @@ FAST_THEN_SLOW = """
     """
 
 
-def wait_for_line(process: subprocess.Popen, text: str) -> None:
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    for line in process.stderr:
-        if text in line or time.monotonic() > deadline:
-            return
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_records_the_run_as_cancelled(write_flow: Callable) -> None:
     """SIGINT mid-run: exit 130; the history has the run cancelled and the finished step."""
     write_flow(SLOW, "slow.py")
     flow = write_flow(FAST_THEN_SLOW)
-    process = orchestrate("run", flow, "--mock", "--json")
+    process = start_orchestrate("run", flow, "--mock", "--json")
     wait_for_line(process, "slow started")
     process.send_signal(signal.SIGINT)
     stdout, _ = process.communicate(timeout=30)
@@ -355,7 +342,7 @@ def test_a_killed_process_loses_no_finished_step(write_flow: Callable, cli: Call
     """SIGKILL after a step finished: the step is kept and `runs show` shows the run running."""
     write_flow(SLOW, "slow.py")
     flow = write_flow(FAST_THEN_SLOW)
-    process = orchestrate("run", flow, "--mock")
+    process = start_orchestrate("run", flow, "--mock")
     wait_for_line(process, "slow started")
     time.sleep(0.5)  # the writer commits within a fraction of a second
     process.kill()
