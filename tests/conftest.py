@@ -31,6 +31,25 @@ _ENVIRONMENT = (
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A step that finishes at once, then a function that waits a minute: for Ctrl-C tests.
+SLOW = """
+    import asyncio
+
+    async def wait_long():
+        await asyncio.sleep(60)
+        return "never"
+    """
+FAST_THEN_SLOW = """
+    steps:
+      - id: fast
+        prompt: x
+        mock: quick answer
+      - id: slow
+        function: slow:wait_long
+        needs: [fast]
+    """
+
+
 def start_orchestrate(*args: str | Path) -> subprocess.Popen:
     """`python -m orchestrate ARGS` as a real process, its output unbuffered and piped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import start_orchestrate, wait_for_line
+from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
 
@@ -25,22 +25,8 @@ def interrupt(flow: object, when: str) -> tuple[int, dict]:
 
 def test_sigint_cancels_cleanly(write_flow: Callable) -> None:
     """SIGINT mid-run: exit 130, status cancelled, the finished step's output kept."""
-    write_flow("""
-        import asyncio
-
-        async def wait_long():
-            await asyncio.sleep(60)
-            return "never"
-        """, "slow.py")
-    flow = write_flow("""
-        steps:
-          - id: fast
-            prompt: x
-            mock: quick answer
-          - id: slow
-            function: slow:wait_long
-            needs: [fast]
-        """)
+    write_flow(SLOW, "slow.py")
+    flow = write_flow(FAST_THEN_SLOW)
     code, doc = interrupt(flow, "slow started")
     assert code == 130
     assert doc["status"] == "cancelled"

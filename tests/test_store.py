@@ -18,7 +18,7 @@ import pytest
 from orchestrate._errors import StoreError
 from orchestrate._history import git_commit
 from orchestrate._store import MIGRATIONS, Store, database_path, home
-from tests.conftest import start_orchestrate, wait_for_line
+from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
 
 FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
@@ -300,24 +300,6 @@ def test_two_processes_at_once_both_record(write_flow: Callable) -> None:
     rows = query("SELECT run_id, status, (SELECT count(*) FROM steps s WHERE s.run_id = r.run_id)"
                  " FROM runs r ORDER BY run_id")
     assert rows == sorted((run_id, "succeeded", 60) for run_id in run_ids)
-
-
-SLOW = """
-    import asyncio
-
-    async def wait_long():
-        await asyncio.sleep(60)
-        return "never"
-    """
-FAST_THEN_SLOW = """
-    steps:
-      - id: fast
-        prompt: x
-        mock: quick answer
-      - id: slow
-        function: slow:wait_long
-        needs: [fast]
-    """
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
