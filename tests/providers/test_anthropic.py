@@ -13,6 +13,8 @@ from orchestrate._result import Usage
 from orchestrate.providers._anthropic import AnthropicProvider, json_instruction
 from orchestrate.providers._base import LLMRequest, LLMResponse
 
+from .conftest import split_every
+
 pytestmark = pytest.mark.anyio
 
 URL = "https://claude.test/v1/messages"
@@ -186,11 +188,6 @@ async def test_invalid_json_is_retried(make_provider, retries, respx_mock) -> No
 
 
 # --- streaming ----------------------------------------------------------------------------
-
-
-def split_every(text: str, size: int) -> list[bytes]:
-    raw = text.encode()
-    return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
 @pytest.mark.parametrize(

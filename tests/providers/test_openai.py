@@ -19,7 +19,7 @@ from orchestrate.providers._openai import (
     uses_max_completion_tokens,
 )
 
-from .conftest import sse_lines
+from .conftest import split_every, sse_lines
 
 pytestmark = pytest.mark.anyio
 
@@ -226,11 +226,6 @@ async def test_reply_without_choices_is_retried(make_provider, retries, respx_mo
 
 
 # --- streaming ----------------------------------------------------------------------------
-
-
-def split_every(text: str, size: int) -> list[bytes]:
-    raw = text.encode()
-    return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
 @pytest.mark.parametrize(
