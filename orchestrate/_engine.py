@@ -2,7 +2,8 @@
 
 The coordinator owns all scheduling state. Workers run one step each and always return
 a StepResult (a failure is a result, never an exception escaping a task), so nothing is
-lost when another step fails. Observers get events; the engine never formats output.
+lost when another step fails. Observers get events and do all the formatting; the engine
+prints one thing itself, a warning on stderr when it drops an observer that raised.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Everything drawn for a person: the live view, plain progress, results, trees, tables.
 
-This is the only module that imports Rich, and it does so lazily, so commands that draw
-nothing start fast. Renderers observe engine events; they never change a run.
+Rich is imported here, always lazily, so commands that draw nothing start fast; the one
+other importer is `graph` in _cli.py, which prints this module's tree with a Console.
+Renderers observe engine events; they never change a run.
 """
 
 from __future__ import annotations
