@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,30 @@ def start_orchestrate(*args: str | Path) -> subprocess.Popen:
 
 
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> None:
-    """Read the process's stderr until a line holds `text` (or `timeout` seconds pass)."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    for line in process.stderr:
-        if text in line or time.monotonic() > deadline:
-            return
+    """Read the process's stderr until a line holds `text`; fail the test after `timeout` s.
+
+    A thread reads, so a process that prints nothing cannot block the test past the
+    deadline; it stops at the line, leaving the rest of stderr to `communicate()`.
+    """
+    stderr = process.stderr
+    assert stderr is not None
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in stderr:
+            seen.append(line)
+            if text in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not seen or text not in seen[-1]:
+        process.kill()  # ends the reader at end of file
+        reader.join()
+        process.communicate()
+        pytest.fail(f"no line with {text!r} on stderr within {timeout:g} s; it read:\n"
+                    + "".join(seen))
 
 
 @pytest.fixture(autouse=True)
