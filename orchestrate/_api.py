@@ -18,7 +18,7 @@ from orchestrate._inputs import parse_assignments, resolve_inputs
 from orchestrate._loader import SourceMap, load_file
 from orchestrate._result import RunResult
 from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
-from orchestrate._validate import load_workflow, validate_file
+from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
@@ -80,29 +80,18 @@ def prepare(
     `assignments` are `-i NAME=VALUE` strings; they override `inputs`.
     """
     if isinstance(workflow, Workflow):
-        loaded, file, source = workflow, str(workflow.path) if workflow.path else None, None
-        children = dict(_children(loaded))
+        file = str(workflow.path) if workflow.path else None
+        report = validate_workflow(workflow)
     else:
         file = str(workflow)
         report = validate_file(workflow)
-        if not report.valid or report.workflow is None:
-            raise WorkflowInvalid(report.diagnostics)
-        loaded, source, children = report.workflow, report.source, report.children
+    if not report.valid or report.workflow is None:
+        raise WorkflowInvalid(report.diagnostics)
+    loaded, source, children = report.workflow, report.source, report.children
     given = {**(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
     resolved = resolve_inputs(loaded.inputs, given)
     functions = _import_functions([loaded, *children.values()], source)
     return PreparedRun(loaded, resolved, file, source, functions, children)
-
-
-def _children(workflow: Workflow) -> Iterator[tuple[Path, Workflow]]:
-    """The sub-workflows below a Workflow object that no report came with."""
-    folder = workflow.path.parent if workflow.path else Path()
-    for step in workflow.steps:
-        if isinstance(step, WorkflowStep):
-            path = (folder / step.workflow).resolve()
-            child = load_workflow(path)
-            yield path, child
-            yield from _children(child)
 
 
 def _import_functions(

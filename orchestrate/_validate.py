@@ -94,6 +94,20 @@ def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
     return report.workflow
 
 
+def validate_workflow(workflow: Workflow) -> Report:
+    """Check a workflow built in Python, and its sub-workflows' files.
+
+    With no file behind it, its own problems are placed at line 1 of its path.
+    """
+    display = str(workflow.path) if workflow.path else "<workflow>"
+    positions = tuple(range(len(workflow.steps)))
+    loaded = LoadResult(SourceMap(display), workflow, [], step_positions=positions)
+    parents = (workflow.path.resolve(),) if workflow.path else ()
+    checker = _Checker(loaded, parents)
+    diagnostics = sorted(checker.run(), key=lambda d: (d.file != display, d.line, d.column))
+    return Report(display, workflow, diagnostics, children=checker.children)
+
+
 def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
     loaded = load_file(path, display)
     diagnostics = list(loaded.diagnostics)
@@ -162,6 +176,8 @@ class _Checker:
 
     def raw_steps(self) -> list[tuple[int, dict]]:
         """Every step of the file that is a mapping, built or not, with its index."""
+        if self.source.root is None:  # built in Python: every step is built, ids are enough
+            return [(i, {"id": step.id}) for i, step in enumerate(self.workflow.steps)]
         raw_steps = self.source.root.get("steps") if isinstance(self.source.root, dict) else None
         if not isinstance(raw_steps, list):
             return []
@@ -298,7 +314,7 @@ class _Checker:
 
     def template_error(self, path: tuple, problem: Problem) -> None:
         line, column = self.source.locate(path)
-        node = self.source.value(path)
+        node = self.source.value(path) if self.source.root is not None else None
         if problem.line > 1 and _is_block_scalar(node):
             line += problem.line
             column = self.source.indent_of(line)

@@ -8,6 +8,7 @@ import pytest
 
 import orchestrate
 from orchestrate._errors import InputError, WorkflowInvalid
+from orchestrate._spec import LLMStep, Workflow, WorkflowStep
 
 
 def test_all_is_complete_and_importable() -> None:
@@ -115,3 +116,36 @@ def test_a_failed_step_keeps_what_it_sent(write_flow: Callable) -> None:
     result = orchestrate.run_workflow(flow, mock=True)
     assert result.steps[0].status == "failed"
     assert result.steps[0].request == {"function": "failing:fail", "with": {"x": 2}}
+
+
+
+# Workflows built in Python, each with one problem the validator reports for a file too.
+BROKEN_OBJECTS = [
+    pytest.param((LLMStep(id="a", prompt="x", needs=("b",)),
+                  LLMStep(id="b", prompt="y", needs=("a",))),
+                 "dependency cycle: a -> b -> a", id="needs-cycle"),
+    pytest.param((LLMStep(id="a", prompt="x"), LLMStep(id="a", prompt="y")),
+                 "duplicate step id 'a'", id="duplicate-id"),
+    pytest.param((LLMStep(id="a", prompt="{{ steps.b.output }}"),),
+                 "unknown step 'b'", id="unknown-step"),
+    pytest.param((LLMStep(id="a", prompt="{{ nope"),),
+                 "unexpected end of template", id="template-syntax"),
+]
+
+
+@pytest.mark.parametrize(("steps", "message"), BROKEN_OBJECTS)
+def test_a_workflow_object_is_validated_before_it_runs(steps: tuple, message: str) -> None:
+    """A broken Workflow built in Python raises WorkflowInvalid, never a bare error."""
+    with pytest.raises(WorkflowInvalid) as caught:
+        orchestrate.run_workflow(Workflow(name="broken", steps=steps), mock=True)
+    (problem,) = caught.value.diagnostics
+    assert (problem.file, message) == ("<workflow>", problem.message[:len(message)])
+
+
+def test_a_workflow_object_runs_its_sub_workflows(write_flow: Callable) -> None:
+    """A Workflow object's sub-workflow files are validated and loaded with it."""
+    write_flow("steps: [{id: inner, prompt: x, mock: from the child}]", "child.yaml")
+    parent = Workflow(name="parent", path=write_flow("steps: []", "parent.yaml"),
+                      steps=(WorkflowStep(id="call", workflow="child.yaml"),))
+    result = orchestrate.run_workflow(parent, mock=True)
+    assert result.outputs == {"call": {"inner": "from the child"}}
