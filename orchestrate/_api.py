@@ -164,12 +164,14 @@ async def run_prepared(
 ) -> RunResult:
     """Run a prepared workflow; raises ConfigError (e.g. a missing key) before any request.
 
+    `mock` (or `options.mock`) has the offline mock answer every LLM step.
     `history` records the run in the history database and brings `--resume`, `--from`,
     `--only`, `--cache`, `--record` and `--replay`; None (the default) touches no file.
     A run that finished but could not be recorded raises RecordingFailed with its result.
     """
     env = os.environ if env is None else env
     options = options or RunOptions()
+    mock = mock or options.mock
     session = None
     if history is not None:
         from orchestrate._history import HistorySession
@@ -180,6 +182,7 @@ async def run_prepared(
         resumed_from = resumed_from or session.resumed_from
         if session.recorder is not None:
             observers = [*observers, session.recorder]
+    options = attrs.evolve(options, mock=mock)
     result = None
     try:
         pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,

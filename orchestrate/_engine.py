@@ -75,6 +75,7 @@ class RunOptions:
     model: str | None = None  # --model: overrides every LLM step
     max_concurrency: int = 8
     stream: bool = False  # ask providers for tokens (something shows them)
+    mock: bool = False  # the mock answers: render each step's `mock:` text for it
 
 
 @attrs.frozen
@@ -409,7 +410,7 @@ class Engine:
             if isinstance(unit, FunctionCall):
                 function = self.functions[function_key(self.folder, unit.function)]
                 return _Outcome(await call_function(unit, function, step.timeout))
-            assert isinstance(unit, _Request) and isinstance(step, LLMStep)
+            assert isinstance(unit, LLMRequest) and isinstance(step, LLMStep)
             return await self._ask(step, unit, index if is_list else None)
 
     def _unit_at(
@@ -453,10 +454,10 @@ class Engine:
             content = self._render(step, f"messages[{index}]", message.content, context)
             messages.append({"role": message.role, "content": content})
         mock_text = None
-        if self.pool.mock and step.mock is not None:
+        if self.options.mock and step.mock is not None:
             mock_text = self._render(step, "mock", step.mock, context)
         timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
-        return _Request(
+        return LLMRequest(
             model=model, messages=tuple(messages), temperature=settings.temperature,
             max_tokens=settings.max_tokens, timeout=timeout,
             retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
@@ -467,8 +468,9 @@ class Engine:
 
     # --- calling ------------------------------------------------------------------------------
 
-    async def _ask(self, step: LLMStep, request: _Request, item: int | None) -> _Outcome:
+    async def _ask(self, step: LLMStep, request: LLMRequest, item: int | None) -> _Outcome:
         """Call the model; re-ask (within `retries`) when the JSON reply is invalid."""
+        assert request.provider is not None, "the engine names every request's provider"
         provider = self.pool.get(request.provider)
         attempts, usage, reasks = 0, Usage(), 0
         on_token = None
@@ -559,13 +561,6 @@ class Engine:
         return value
 
 
-@attrs.frozen(kw_only=True)
-class _Request(LLMRequest):
-    """A request as the engine plans it: with the provider that will answer it."""
-
-    provider: str = "openai"
-
-
 class InvalidStepInput(StepError):
     error_type = "invalid_input"
 
@@ -612,7 +607,7 @@ def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
 
 def _unit_data(unit: Unit | None) -> dict[str, Any]:
     assert unit is not None, "every unit is rendered before its data is read"  # fingerprints
-    if isinstance(unit, _Request):
+    if isinstance(unit, LLMRequest):
         return {**unit.fingerprint_data(), "provider": unit.provider}
     return unit.fingerprint_data()
 

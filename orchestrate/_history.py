@@ -430,11 +430,10 @@ def _endpoint(name: str, prepared: PreparedRun, env: Mapping[str, str]) -> str:
     spec = endpoints_of(prepared).get(name)
     if spec is not None:
         return f"{name} {spec.base_url}"
-    if name == "openai":
-        return "openai " + (env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1")
-    if name == "anthropic":
-        return "anthropic " + (env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com")
-    return name
+    from orchestrate.providers import KINDS
+
+    kind = KINDS.get(name)
+    return f"{name} {kind.base_url(env)}" if kind is not None else name
 
 
 def _wants_cache(prepared: PreparedRun) -> bool:

@@ -26,9 +26,11 @@ from orchestrate._spec import (
     Message,
     ModelSettings,
     ProviderSpec,
+    ProviderType,
     Step,
     Workflow,
 )
+from orchestrate.providers import kind_names
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_NODES = 100_000
@@ -417,7 +419,14 @@ def _structure_bool(value: Any, _: type) -> bool:
 
 
 def _structure_literal(value: Any, literal: Any) -> Any:
-    choices = get_args(literal)
+    return _one_of(value, get_args(literal))
+
+
+def _structure_provider_type(value: Any, _: type) -> str:
+    return _one_of(value, kind_names())
+
+
+def _one_of(value: Any, choices: tuple[Any, ...]) -> Any:
     if value in choices and type(value) is type(choices[0]):
         return value
     listed = ", ".join(str(c) for c in choices)
@@ -463,6 +472,7 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
         conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
+        conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
         for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, Workflow):
             attrs.resolve_types(cls)
         for cls in set(KIND_KEYS.values()):

@@ -37,7 +37,7 @@ def _digest(data: Any) -> str:
 
 def requested_provider(request: LLMRequest, fallback: str) -> str:
     """The provider the step asked for (`openai`, ...), also when `--mock` answers it."""
-    return getattr(request, "provider", None) or fallback
+    return request.provider or fallback
 
 
 def fixture_key(request: LLMRequest, provider: str) -> str:

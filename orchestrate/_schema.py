@@ -11,7 +11,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 import attrs
 
 from orchestrate._loader import converter
-from orchestrate._spec import LLMStep, ModelSettings, Workflow
+from orchestrate._spec import LLMStep, ModelSettings, ProviderType, Workflow
+from orchestrate.providers import builtin_provider_names, kind_names
 
 SCHEMA_ID = "https://orchestrate.dev/schema/workflow-v1.json"
 
@@ -39,7 +40,7 @@ _DESCRIPTIONS = {
     "workflow": "A sub-workflow file, relative to this file.",
     "with": "Keyword arguments (function) or inputs (workflow), as templates.",
     "model": "The model name.",
-    "provider": "openai, anthropic, mock, or a name from `providers`.",
+    "provider": f"{', '.join(builtin_provider_names())}, or a name from `providers`.",
     "temperature": "Sampling temperature.",
     "max_tokens": "The most tokens the reply may have.",
     "retries": "Retries on transient failures (429, 5xx, network).",
@@ -128,6 +129,8 @@ def _type_schema(type_: Any) -> dict[str, Any]:
         return {"type": _SCALARS[type_]}
     if origin is Literal:
         return {"enum": list(args)}
+    if type_ is ProviderType:
+        return {"enum": list(kind_names())}
     if origin in (Union, types.UnionType):
         options = [_type_schema(a) for a in args if a is not type(None)]
         return options[0] if len(options) == 1 else {"anyOf": options}

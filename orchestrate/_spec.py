@@ -7,7 +7,7 @@ They hold the file's data only; positions live in the loader's :class:`SourceMap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, NewType, TypeAlias
 
 import attrs
 
@@ -15,6 +15,9 @@ InputType: TypeAlias = Literal["string", "number", "integer", "boolean", "array"
 OnError: TypeAlias = Literal["fail", "continue"]
 OutputFormat: TypeAlias = Literal["text", "json"]
 Role: TypeAlias = Literal["system", "user", "assistant"]
+# A kind from the providers' registry (`orchestrate.providers.kind_names()`), which the
+# loader checks: the kinds are not listed here, so a new one needs no edit of the format.
+ProviderType = NewType("ProviderType", str)
 
 
 class _NoDefault:
@@ -61,10 +64,10 @@ SETTING_KEYS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ModelSettings
 
 @attrs.frozen
 class ProviderSpec:
-    """An extra OpenAI-compatible (or Anthropic) endpoint from `providers:`."""
+    """An extra endpoint from `providers:`, of a kind the providers' registry knows."""
 
     base_url: str
-    type: Literal["openai", "anthropic"] = "openai"
+    type: ProviderType = ProviderType("openai")
     api_key_env: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
 

@@ -38,7 +38,7 @@ from orchestrate._spec import (
     WorkflowStep,
 )
 from orchestrate._templating import GLOBALS, Problem, Reference
-from orchestrate.providers import BUILTIN_PROVIDERS
+from orchestrate.providers import builtin_provider_names
 
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
@@ -200,7 +200,7 @@ class _Checker:
                 first_line[step_id] = self.source.locate(path)[0]
 
     def check_providers(self) -> None:
-        known = {*BUILTIN_PROVIDERS, *self.workflow.providers}
+        known = {*builtin_provider_names(), *self.workflow.providers}
         settings: list[tuple[tuple[str | int, ...], str | None]] = [
             (("defaults", "provider"), self.workflow.defaults.provider)
         ]

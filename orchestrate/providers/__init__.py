@@ -10,22 +10,30 @@ from collections.abc import Callable, Iterable, Mapping
 from orchestrate._errors import ConfigError
 from orchestrate._spec import ModelSettings, ProviderSpec
 from orchestrate.providers._base import LLMRequest, LLMResponse, Provider
+from orchestrate.providers._registry import (
+    KINDS,
+    MOCK,
+    ProviderKind,
+    builtin_provider_names,
+    kind_names,
+)
 
 __all__ = [
-    "BUILTIN_PROVIDERS",
     "DEFAULT_MODEL",
+    "KINDS",
     "LLMRequest",
     "LLMResponse",
     "Provider",
+    "ProviderKind",
     "ProviderPool",
+    "builtin_provider_names",
+    "kind_names",
     "resolve_model",
     "resolve_provider_name",
 ]
 
-BUILTIN_PROVIDERS = ("openai", "anthropic", "mock")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MODEL = "gpt-4o-mini"
-_BUILTIN_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 # Hosted APIs that always want a key: a missing one is reported before the first request.
 # Any other server (Ollama, vLLM, llama.cpp, a proxy) gets no Authorization header instead.
 _HOSTS_NEEDING_KEYS = frozenset({
@@ -76,10 +84,6 @@ class ProviderPool:
         self._concurrency = concurrency
         self._providers: dict[str, Provider] = {}
 
-    @property
-    def mock(self) -> bool:
-        return self._mock
-
     def check(self, names: Iterable[str]) -> None:
         """Fail before the first request when a provider cannot work (e.g. no API key)."""
         for name in sorted(set(names)):
@@ -87,7 +91,7 @@ class ProviderPool:
 
     def get(self, name: str) -> Provider:
         if self._mock:
-            name = "mock"
+            name = MOCK
         if name not in self._providers:
             create = functools.partial(self._create, name)
             # `wrap(name, create)` may put a provider around (cache, --record) or instead of
@@ -101,7 +105,7 @@ class ProviderPool:
         self._providers.clear()
 
     def _create(self, name: str) -> Provider:
-        if name == "mock":
+        if name == MOCK:
             from orchestrate.providers._mock import MockProvider
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
@@ -109,15 +113,16 @@ class ProviderPool:
         return self._http_provider(name, spec)
 
     def _builtin(self, name: str) -> ProviderSpec:
-        """openai and anthropic, configured from the environment."""
-        if name not in _BUILTIN_URLS:
+        """The provider named after a kind, configured from the environment."""
+        kind = KINDS.get(name)
+        if kind is None:
             raise ConfigError(
                 f"unknown provider {name!r}",
-                hint="use openai, anthropic, mock or a name from the workflow's `providers:`",
+                hint=f"use {', '.join(builtin_provider_names())} or a name from the "
+                     "workflow's `providers:`",
             )
-        prefix = name.upper()
-        base_url = self._env.get(f"{prefix}_BASE_URL") or _BUILTIN_URLS[name]
-        return ProviderSpec(type=name, base_url=base_url, api_key_env=f"{prefix}_API_KEY")
+        return ProviderSpec(type=name, base_url=kind.base_url(self._env),
+                            api_key_env=kind.api_key_env)
 
     def _latency_from_env(self) -> float:
         """ORCHESTRATE_MOCK_LATENCY: seconds the mock takes per answer, for demos."""
@@ -141,16 +146,8 @@ class ProviderPool:
                 f"{variable} is not set",
                 hint=f"export {variable}=... or run with --mock",
             )
-        if spec.type == "anthropic":
-            from orchestrate.providers._anthropic import AnthropicProvider
-
-            return AnthropicProvider(
-                name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
-                concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
-            )
-        from orchestrate.providers._openai import OpenAIProvider
-
-        return OpenAIProvider(
+        provider_class = KINDS[spec.type].load()
+        return provider_class(
             name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
             concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
         )
