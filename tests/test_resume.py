@@ -618,6 +618,43 @@ def test_cache_never_keeps_provider_errors(write_flow: Callable, cli: Callable, 
     assert route.call_count == 3
 
 
+ANTHROPIC_REPLY = {"id": "msg_01", "type": "message", "role": "assistant",
+                   "model": "claude-sonnet-4-5", "stop_reason": "end_turn",
+                   "content": [{"type": "text", "text": "An answer."}],
+                   "usage": {"input_tokens": 9, "output_tokens": 4}}
+
+
+@pytest.mark.parametrize(("model", "env", "url", "endpoint", "key"), [
+    ("gpt-4o-mini", {}, "https://api.openai.com/v1/chat/completions",
+     "openai https://api.openai.com/v1",
+     "05b6505cb6908a1f0c39cf770c2e40e54f0da0ecde6ee21fca5d767ddd8e887d"),
+    ("gpt-4o-mini", {"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"},
+     "http://127.0.0.1:8080/v1/chat/completions", "openai http://127.0.0.1:8080/v1",
+     "860e304555023593c4ab900a6519de3c8315729176cf04abd0fdd82759a20285"),
+    ("claude-sonnet-4-5", {}, "https://api.anthropic.com/v1/messages",
+     "anthropic https://api.anthropic.com",
+     "a2ccdf24043e58beda601226629ed2f1343fa1a9fb398eda19caef3802987178"),
+    ("claude-sonnet-4-5", {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9000"},
+     "http://127.0.0.1:9000/v1/messages", "anthropic http://127.0.0.1:9000",
+     "67182c32462c498e666ffdcb632223cfc7a6c51fe8e12f95c9c77b562cbfc72b"),
+])
+def test_cache_keys_stay_the_same(write_flow: Callable, cli: Callable, respx_mock,
+                                  monkeypatch: pytest.MonkeyPatch, model: str,
+                                  env: dict[str, str], url: str, endpoint: str,
+                                  key: str) -> None:
+    """A built-in provider's endpoint and cache key are pinned: a change empties caches."""
+    for name, value in {"OPENAI_API_KEY": "sk-test-0000", "ANTHROPIC_API_KEY": "sk-ant-0000",
+                        **env}.items():
+        monkeypatch.setenv(name, value)
+    reply = openai_reply("An answer.") if model.startswith("gpt") else ANTHROPIC_REPLY
+    respx_mock.post(url).mock(return_value=httpx.Response(200, json=reply))
+    flow = write_flow(f"steps: [{{id: ask, model: {model}, prompt: One}}]")
+    code, _ = run(cli, flow, "--cache")
+    assert code == 0
+    with sqlite3.connect(history_db()) as db:
+        assert db.execute("SELECT provider, key FROM responses").fetchall() == [(endpoint, key)]
+
+
 def test_cache_marks_in_progress(write_flow: Callable, cli: Callable) -> None:
     """The plain progress log says `(cached)` for cache hits."""
     flow = write_flow(CACHED)
