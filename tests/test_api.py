@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -64,6 +65,18 @@ def test_mock_follows_the_environment(write_flow: Callable,
     monkeypatch.setenv("ORCHESTRATE_MOCK", "1")
     flow = write_flow("steps: [{id: a, prompt: x, mock: offline}]")
     assert orchestrate.run_workflow(flow).outputs == {"a": "offline"}
+
+
+@pytest.mark.parametrize(("mock", "options"), [
+    (True, None),
+    (False, orchestrate.RunOptions(mock=True)),
+])
+def test_mock_as_an_argument_or_a_run_option(write_flow: Callable, mock: bool,
+                                             options: orchestrate.RunOptions | None) -> None:
+    """run_prepared(mock=True) and RunOptions(mock=True) both answer with the `mock:` text."""
+    prepared = orchestrate.prepare(write_flow("steps: [{id: a, prompt: x, mock: offline}]"))
+    result = asyncio.run(orchestrate.run_prepared(prepared, mock=mock, options=options))
+    assert result.outputs == {"a": "offline"}
 
 
 def test_a_failing_observer_does_not_break_the_run(write_flow: Callable,

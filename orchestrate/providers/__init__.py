@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
-from orchestrate._spec import ModelSettings, ProviderSpec
+from orchestrate._spec import ModelSettings, ProviderSpec, ProviderType
 from orchestrate.providers._base import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._registry import (
     KINDS,
@@ -121,7 +121,7 @@ class ProviderPool:
                 hint=f"use {', '.join(builtin_provider_names())} or a name from the "
                      "workflow's `providers:`",
             )
-        return ProviderSpec(type=name, base_url=kind.base_url(self._env),
+        return ProviderSpec(type=ProviderType(name), base_url=kind.base_url(self._env),
                             api_key_env=kind.api_key_env)
 
     def _latency_from_env(self) -> float:
