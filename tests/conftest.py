@@ -16,13 +16,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from orchestrate._cli import app
+from orchestrate.providers import KINDS
 
 # The variables that would make a test depend on the machine it runs on.
 _ENVIRONMENT = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
+    *(name for kind in KINDS.values() for name in (kind.api_key_env, kind.base_url_env)),
     "ORCHESTRATE_MOCK",
     "ORCHESTRATE_USE_MOCK",
     "ORCHESTRATE_MODEL",
