@@ -110,7 +110,7 @@ class ProviderPool:
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
         spec = self._endpoints.get(name) or self._builtin(name)
-        return self._http_provider(name, spec)
+        return self._provider_of_kind(name, spec)
 
     def _builtin(self, name: str) -> ProviderSpec:
         """The provider named after a kind, configured from the environment."""
@@ -135,7 +135,7 @@ class ProviderPool:
             raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got {raw!r}")
         return latency
 
-    def _http_provider(self, name: str, spec: ProviderSpec) -> Provider:
+    def _provider_of_kind(self, name: str, spec: ProviderSpec) -> Provider:
         api_key = self._api_key(spec.api_key_env)
         headers, secrets = self._expand_headers(name, spec.headers)
         _check_headers(name, headers)
