@@ -387,14 +387,14 @@ class HTTPProvider:
     ) -> LLMResponse:
         """Parse an SSE stream, or a JSON body (also when a server ignored ``stream``)."""
         content_type = response.headers.get("content-type", "")
-        chunks = self._capped(response)
         if request.stream and "json" not in content_type:
-            async with contextlib.aclosing(aiter_sse(chunks)) as events:
-                reply = await self._parse_stream(events, on_token)
-            await _drain(chunks)
+            async with contextlib.aclosing(self._capped(response)) as chunks:
+                async with contextlib.aclosing(aiter_sse(chunks)) as events:
+                    reply = await self._parse_stream(events, on_token)
+                await _drain(chunks)
             return reply
         body = bytearray()
-        async for chunk in chunks:
+        async for chunk in self._capped(response):
             body += chunk
         data = _json_body(body)
         with malformed_reply():
