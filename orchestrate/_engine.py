@@ -498,8 +498,10 @@ class Engine:
             try:
                 return attrs.evolve(outcome, output=parse_json_reply(response.text, request.schema))
             except InvalidOutput as exc:
-                if reasks >= request.retries:
-                    failure = InvalidOutput(f"{exc.message}; the reply was: {response.text}")
+                # A cut-off reply is not re-asked: the same request would be cut off again.
+                problem = _cut_off(request.max_tokens) if response.truncated else exc.message
+                if response.truncated or reasks >= request.retries:
+                    failure = InvalidOutput(f"{problem}; the reply was: {response.text}")
                     failure.attempts, failure.usage = attempts, usage
                     raise failure from None
                 reasks += 1
@@ -583,6 +585,12 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
     """The error to report when items of a for_each fail: the first step error."""
     errors = group.exceptions
     return next((e for e in errors if isinstance(e, StepError)), errors[0])
+
+
+def _cut_off(max_tokens: int | None) -> str:
+    if max_tokens is None:
+        return "the reply was cut off at the provider's default max_tokens; set max_tokens"
+    return f"the reply was cut off at max_tokens={max_tokens}; raise max_tokens"
 
 
 def _reask_message(problem: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 RunJson = Callable[..., tuple[int, dict[str, Any]]]
@@ -199,6 +200,93 @@ def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: Ru
     assert doc["error"]["step"] == "a"
     assert "not json at all" in doc["error"]["message"]
     assert doc["steps"][0]["attempts"] == attempts
+
+
+CUT_OFF_ROUTES = {
+    "gpt-4o-mini": ("https://api.openai.com/v1/chat/completions", "OPENAI_API_KEY"),
+    "claude-sonnet-4-5": ("https://api.anthropic.com/v1/messages", "ANTHROPIC_API_KEY"),
+}
+
+
+@pytest.fixture
+def cut_off(respx_mock, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """A (fake) provider for the model that answers `text`, cut off at max_tokens."""
+
+    def serve(model: str, text: str) -> Any:
+        url, key_env = CUT_OFF_ROUTES[model]
+        monkeypatch.setenv(key_env, "sk-test-3333333333333333")
+        if model.startswith("claude"):
+            body = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": text}], "stop_reason": "max_tokens",
+                    "usage": {"input_tokens": 5, "output_tokens": 800}}
+        else:
+            body = {"id": "chatcmpl-1", "model": model, "usage": {"prompt_tokens": 5,
+                                                                  "completion_tokens": 800},
+                    "choices": [{"index": 0, "finish_reason": "length",
+                                 "message": {"role": "assistant", "content": text}}]}
+        return respx_mock.post(url).mock(return_value=httpx.Response(200, json=body))
+
+    return serve
+
+
+def run_live(cli: Callable, flow: Path) -> tuple[int, dict[str, Any]]:
+    result = cli("run", flow, "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
+@pytest.mark.parametrize(("settings", "problem"), [
+    (", max_tokens: 800", "the reply was cut off at max_tokens=800; raise max_tokens"),
+    ("", "the reply was cut off at the provider's default max_tokens; set max_tokens"),
+])
+def test_cut_off_json_fails_at_once(write_flow: Callable, cli: Callable, cut_off: Callable,
+                                    model: str, settings: str, problem: str) -> None:
+    """A JSON reply cut off at max_tokens fails saying so, and is not re-asked."""
+    route = cut_off(model, '{"facts": ["one", "tw')
+    flow = write_flow(f"""
+        defaults: {{model: {model}, retries: 2{settings}}}
+        steps:
+          - id: a
+            prompt: x
+            output: json
+        """)
+    code, doc = run_live(cli, flow)
+    assert (code, doc["error"]["type"]) == (1, "invalid_output")
+    assert doc["error"]["message"] == f'{problem}; the reply was: {{"facts": ["one", "tw'
+    assert (route.call_count, doc["steps"][0]["attempts"]) == (1, 1)
+
+
+@pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
+def test_cut_off_after_complete_json_succeeds(write_flow: Callable, cli: Callable,
+                                              cut_off: Callable, model: str) -> None:
+    """A reply cut off in the prose after its JSON is used, with a warning."""
+    cut_off(model, 'Sure!\n```json\n{"facts": ["one"]}\n```\nHope this he')
+    flow = write_flow(f"""
+        steps:
+          - id: a
+            model: {model}
+            prompt: x
+            output: json
+        """)
+    code, doc = run_live(cli, flow)
+    assert (code, doc["outputs"]["a"]) == (0, {"facts": ["one"]})
+    assert doc["steps"][0]["warnings"] == ["the reply was cut off at max_tokens"]
+
+
+@pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
+def test_cut_off_text_succeeds_with_a_warning(write_flow: Callable, cli: Callable,
+                                              cut_off: Callable, model: str) -> None:
+    """A text step keeps a cut-off reply as its output, warning that it was cut off."""
+    cut_off(model, "Once upon a ti")
+    flow = write_flow(f"""
+        steps:
+          - id: a
+            model: {model}
+            prompt: x
+        """)
+    code, doc = run_live(cli, flow)
+    assert (code, doc["outputs"]["a"]) == (0, "Once upon a ti")
+    assert doc["steps"][0]["warnings"] == ["the reply was cut off at max_tokens"]
 
 
 def test_schema_without_mock_gets_a_minimal_instance(write_flow: Callable,

@@ -44,6 +44,11 @@ class LLMRequest:
         }
 
 
+# Finish reasons that mean "cut off at max_tokens": OpenAI (and compatible servers) say
+# "length", Anthropic says "max_tokens".
+_CUT_OFF_REASONS = frozenset({"length", "max_tokens"})
+
+
 @attrs.frozen(kw_only=True)
 class LLMResponse:
     text: str
@@ -54,6 +59,11 @@ class LLMResponse:
     finish_reason: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False  # answered from the response cache, not the provider
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut off at ``max_tokens``: its end is missing."""
+        return self.finish_reason in _CUT_OFF_REASONS
 
 
 class Provider(Protocol):

@@ -4,8 +4,10 @@ A call to :meth:`HTTPProvider.complete` passes through one layer per concern:
 
     complete()        retry loop: backoff with full jitter, Retry-After, on_retry, give up
     └── _attempt()    one POST on a pooled client, under the step's per-attempt timeout
-        ├── _status_error()   HTTP status -> TransientError (retry) or ProviderError (final)
+        ├── _status_error()   HTTP status -> TransientError (retry) or ProviderError (final);
+        │                     only the first ERROR_BODY_LIMIT bytes of the body are read
         └── _read()           the subclass's parser: a JSON body or an SSE stream
+            └── _capped()     the body's bytes, a final ProviderError past REPLY_LIMIT
 
 Subclasses (OpenAI, Anthropic) only build the request and parse the reply; a parser
 raises :class:`TransientError` for a reply that is worth another attempt (a truncated
@@ -42,6 +44,8 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_MAX",
     "CONNECTIONS_PER_CLIENT",
+    "ERROR_BODY_LIMIT",
+    "REPLY_LIMIT",
     "RETRY_AFTER_LIMIT",
     "RETRY_STATUSES",
     "ClientPool",
@@ -67,6 +71,8 @@ RETRY_AFTER_LIMIT = 60.0  # a longer Retry-After is ignored in favour of our own
 RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx (Anthropic's 529 included)
 DRAIN_TIMEOUT = 1.0  # seconds to read the end of a stream after its last event
 DRAIN_LIMIT = 65_536  # bytes of it, at most
+REPLY_LIMIT = 10 * 1024 * 1024  # bytes of one reply, streamed or not (docs/providers.md)
+ERROR_BODY_LIMIT = 8192  # bytes of an error body read: more than error_message() shows
 _REDACTED = "[REDACTED]"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 _SECRET_PATTERNS = (
@@ -362,8 +368,7 @@ class HTTPProvider:
                 raise self._unsendable()
             try:
                 if not 200 <= response.status_code < 300:
-                    await response.aread()
-                    raise self._status_error(response)
+                    raise self._status_error(response, await _head(response, ERROR_BODY_LIMIT))
                 return await self._read(response, request, on_token)
             finally:
                 await response.aclose()
@@ -383,21 +388,46 @@ class HTTPProvider:
         """Parse an SSE stream, or a JSON body (also when a server ignored ``stream``)."""
         content_type = response.headers.get("content-type", "")
         if request.stream and "json" not in content_type:
-            chunks = response.aiter_bytes()
-            async with contextlib.aclosing(aiter_sse(chunks)) as events:
-                reply = await self._parse_stream(events, on_token)
-            await _drain(chunks)
+            async with contextlib.aclosing(self._capped(response)) as chunks:
+                async with contextlib.aclosing(aiter_sse(chunks)) as events:
+                    reply = await self._parse_stream(events, on_token)
+                await _drain(chunks)
             return reply
-        data = _json_body(await response.aread())
+        body = bytearray()
+        async for chunk in self._capped(response):
+            body += chunk
+        data = _json_body(body)
         with malformed_reply():
             reply = self._parse_body(data)
         if request.stream and on_token is not None and reply.text:
             on_token(reply.text)
         return reply
 
-    def _status_error(self, response: httpx.Response) -> Exception:
+    async def _capped(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The body as it arrives, failing for good once it passes :data:`REPLY_LIMIT`:
+        a reply that large is not an answer, and another attempt would only repeat it.
+        A Content-Length over the limit fails before reading; a smaller one is not trusted.
+        """
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > REPLY_LIMIT:
+            raise self._too_large()
+        received = 0
+        async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > REPLY_LIMIT:
+                    raise self._too_large()
+                yield chunk
+
+    def _too_large(self) -> ProviderError:
+        return ProviderError(
+            f"the reply from {self.name} passed the {REPLY_LIMIT // 2**20} MB limit",
+            hint="check the provider's base_url, and the step's max_tokens",
+        )
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> Exception:
         status = response.status_code
-        message = f"HTTP {status} from {self.url}: {error_message(response.content)}"
+        message = f"HTTP {status} from {self.url}: {error_message(body)}"
         message = redact(message, self._secrets)
         if status in RETRY_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers, now=self._clock())
@@ -456,6 +486,17 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                     break
 
 
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of the body (all of it when shorter); the rest is not read."""
+    head = bytearray()
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+        async for chunk in chunks:
+            head += chunk
+            if len(head) >= limit:
+                break
+    return bytes(head[:limit])
+
+
 MALFORMED = (AttributeError, KeyError, IndexError, TypeError, ValueError)
 
 
@@ -482,7 +523,7 @@ def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _json_body(raw: bytes) -> Any:
+def _json_body(raw: bytes | bytearray) -> Any:
     try:
         return json.loads(raw)
     except ValueError:

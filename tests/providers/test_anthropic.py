@@ -166,10 +166,11 @@ async def test_reply_joins_text_blocks(make_provider, respx_mock) -> None:
 
 
 async def test_max_tokens_warns(make_provider, respx_mock) -> None:
-    """stop_reason max_tokens adds a warning."""
+    """stop_reason max_tokens marks the reply truncated and adds a warning."""
     respx_mock.post(URL).mock(return_value=httpx.Response(200, json=message("Hel", "max_tokens")))
     result = await make_provider("anthropic").complete(request())
     assert result.warnings == ("the reply was cut off at max_tokens",)
+    assert result.truncated
 
 
 async def test_refusal_fails(make_provider, respx_mock) -> None:
