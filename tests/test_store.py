@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from orchestrate._errors import StoreError
-from orchestrate._history import git_commit
-from orchestrate._store import MIGRATIONS, Store, database_path, home
+from orchestrate.history import database_path, git_commit, home
+from orchestrate.history._sqlite import MIGRATIONS, SQLiteStore
 from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
 
 FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
@@ -203,7 +203,7 @@ def test_unknown_migration_name(write_flow: Callable, run_json: Callable) -> Non
         db.execute("INSERT INTO _migrations (name) VALUES ('m001_other_branch')")
         db.execute("PRAGMA user_version = 0")
     with pytest.raises(StoreError, match="unknown migration m001_other_branch"):
-        Store.open(history_db())
+        SQLiteStore.open(history_db())
 
 
 def test_store_open_raises_store_error(tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_store_open_raises_store_error(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     path.write_bytes(BAD_FILES["garbage"])
     with pytest.raises(StoreError) as caught:
-        Store.open(path)
+        SQLiteStore.open(path)
     assert caught.value.exit_code == 2
     assert str(path) in caught.value.message
 
