@@ -1,7 +1,7 @@
 """What one `orchestrate run` gets from the history.
 
     HistorySession      opened by run_prepared() before the run, closed after it
-    ├── open_store()    the database (:mod:`._store`; SQLite in :mod:`._sqlite`)
+    ├── open_store()    the database (a :class:`._store.HistoryStore`; SQLite today)
     ├── Recorder        an engine observer; turns events into rows, written off the loop
     ├── plan_reuse()    the engine's `reuse` seam: --resume, --from, --only
     └── wrap()          cache / record / replay providers for the ProviderPool
@@ -18,9 +18,9 @@ import attrs
 from orchestrate._errors import StoreError, UsageError
 from orchestrate._secrets import secret_env_values
 from orchestrate._spec import LLMStep
+from orchestrate.history._open import open_store
 from orchestrate.history._recorder import Recorder
 from orchestrate.history._reuse import ReusePlan, plan_reuse, steps_to_rerun
-from orchestrate.history._store import open_store
 
 if TYPE_CHECKING:
     from orchestrate._prepared import PreparedRun

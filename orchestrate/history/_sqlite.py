@@ -347,11 +347,11 @@ class SQLiteStore:
                         lambda: self._query(f"{columns} ORDER BY started DESC LIMIT 5"),
                         self.location)
 
-    def run_row(self, run_id: str) -> sqlite3.Row:
+    def run_row(self, run_id: str) -> dict[str, Any]:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise UsageError(f"no run with id {run_id!r} in {self.location}")
-        return rows[0]
+        return dict(rows[0])
 
     def _step_rows(self, run_id: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))

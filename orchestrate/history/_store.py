@@ -18,10 +18,8 @@ if one failed. Reads answer at once.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
@@ -30,33 +28,7 @@ from orchestrate._errors import UsageError
 from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage, iso_time
 from orchestrate._secrets import redact_values
 
-DB_NAME = "history.db"
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
-
-
-def home(env: Mapping[str, str] = os.environ) -> Path:
-    """`$ORCHESTRATE_HOME`, else the user data dir (e.g. ~/.local/share/orchestrate)."""
-    configured = env.get("ORCHESTRATE_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("orchestrate", appauthor=False))
-
-
-def database_path(env: Mapping[str, str] = os.environ) -> Path:
-    return home(env) / DB_NAME
-
-
-def open_store(env: Mapping[str, str] = os.environ, path: Path | None = None, *,
-               secrets: Sequence[str] = ()) -> HistoryStore:
-    """The history database (created or migrated); `secrets` never reach it.
-
-    The backend is imported here, so only the commands that use the history pay for it.
-    """
-    from orchestrate.history._sqlite import SQLiteStore
-
-    return SQLiteStore.open(path or database_path(env), secrets=secrets)
 
 
 # --- the records a run writes ----------------------------------------------------------------
@@ -277,7 +249,9 @@ def step_result(row: Mapping[str, Any]) -> StepResult:
     extra = _extra(row)
     error = None
     if row["error_type"] is not None:
-        error = ErrorInfo(row["error_type"], row["error_message"], step=row["step_id"])
+        # An error that came from inside a sub-workflow names its own step (see step_extras).
+        step = (extra.get("error") or {}).get("step", row["step_id"])
+        error = ErrorInfo(row["error_type"], row["error_message"], step=step)
     usage = None
     if row["input_tokens"] is not None:
         usage = Usage(row["input_tokens"], row["output_tokens"] or 0)
