@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +16,14 @@ from orchestrate._events import Observer
 from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
 from orchestrate._loader import SourceMap, load_file
+from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult
-from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
+from orchestrate._spec import FunctionStep, LLMStep, Workflow
 from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
-    from orchestrate._history import HistoryOptions, HistorySession
+    from orchestrate.history import HistoryOptions, HistorySession
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
 _TRUE = ("1", "true", "yes", "on")
@@ -31,42 +32,6 @@ _TRUE = ("1", "true", "yes", "on")
 def mock_from_env(env: Mapping[str, str] = os.environ) -> bool:
     """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock."""
     return any(env.get(name, "").strip().lower() in _TRUE for name in MOCK_ENV_VARS)
-
-
-@attrs.frozen
-class PreparedRun:
-    """A workflow checked and ready to run: its inputs resolved, its functions imported."""
-
-    workflow: Workflow
-    inputs: dict[str, Any]
-    file: str | None
-    source: SourceMap | None
-    functions: dict[FunctionKey, Callable[..., Any]]
-    children: dict[Path, Workflow]
-
-    def locate(self, step_id: str, field: str) -> str | None:
-        if self.source is None or self.source.root is None:
-            return None
-        steps = self.source.root.get("steps") or []
-        for index, raw in enumerate(steps):
-            if isinstance(raw, dict) and raw.get("id") == step_id:
-                line, column = self.source.locate(("steps", index, *_field_path(field)))
-                return f"{self.source.file}:{line}:{column}"
-        return None
-
-    def subworkflow(self, step: WorkflowStep, parent: Workflow) -> Workflow:
-        folder = parent.path.parent if parent.path else Path()
-        return self.children[(folder / step.workflow).resolve()]
-
-    def all_workflows(self) -> Iterator[Workflow]:
-        yield self.workflow
-        yield from self.children.values()
-
-
-def _field_path(field: str) -> tuple[str | int, ...]:
-    if field.startswith("messages["):
-        return ("messages", int(field[9:-1]), "content")
-    return (field,)
 
 
 def prepare(
@@ -142,13 +107,6 @@ def providers_in_use(prepared: PreparedRun, options: RunOptions,
     }
 
 
-def endpoints_of(prepared: PreparedRun) -> dict[str, ProviderSpec]:
-    endpoints: dict[str, ProviderSpec] = {}
-    for workflow in reversed(list(prepared.all_workflows())):
-        endpoints.update(workflow.providers)
-    return endpoints
-
-
 async def run_prepared(
     prepared: PreparedRun,
     *,
@@ -174,7 +132,7 @@ async def run_prepared(
     mock = mock or options.mock
     session = None
     if history is not None:
-        from orchestrate._history import HistorySession
+        from orchestrate.history import HistorySession
 
         session = HistorySession.start(prepared, history, mock=mock, env=env)
         mock = session.mock
@@ -207,7 +165,7 @@ async def run_prepared(
 
 def _close_session(session: HistorySession, result: RunResult | None) -> None:
     from orchestrate._errors import StoreError
-    from orchestrate._history import RecordingFailed
+    from orchestrate.history import RecordingFailed
 
     try:
         session.close(ran=result is not None)

@@ -231,9 +231,9 @@ def run(
     from orchestrate._api import mock_from_env, prepare, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
-    from orchestrate._history import HistoryOptions, RecordingFailed
     from orchestrate._inputs import read_inputs_file
     from orchestrate._render import report_run
+    from orchestrate.history import HistoryOptions, RecordingFailed
 
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
@@ -326,17 +326,17 @@ def runs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """Recorded runs, newest first."""
-    from orchestrate._history import open_store
+    from orchestrate.history import open_store
 
     with open_store() as store:
         runs = store.list_runs(limit=limit or None, workflow=workflow,
                                status=status.value if status else None)
-        path = store.path
+        location = store.location
     if as_json:
         _print_json(runs)
     elif not runs:
         what = "match" if workflow or status else "are recorded"
-        print(f"no runs {what} in {path}", file=sys.stderr)
+        print(f"no runs {what} in {location}", file=sys.stderr)
     else:
         from orchestrate._render import print_runs_table
 
@@ -350,7 +350,7 @@ def runs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
 ) -> None:
     """A recorded run: its outputs and each step."""
-    from orchestrate._history import open_store, run_details
+    from orchestrate.history import open_store, run_details
 
     with open_store() as store:
         document, details = run_details(store, store.resolve(run_id))
@@ -370,7 +370,7 @@ def runs_diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Per step, what changed between two runs: request, output, status, tokens, time."""
-    from orchestrate._history import diff_runs, open_store
+    from orchestrate.history import diff_runs, open_store
 
     with open_store() as store:
         diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
@@ -389,7 +389,7 @@ def runs_delete(
                                                  help="Run ids or unique prefixes.")],
 ) -> None:
     """Delete runs from the history."""
-    from orchestrate._history import open_store
+    from orchestrate.history import open_store
 
     with open_store() as store:
         deleted = store.delete(sorted({store.resolve(r) for r in run_ids}))
@@ -405,7 +405,7 @@ def runs_prune(
     """Delete runs (and cached responses) older than AGE."""
     import time
 
-    from orchestrate._history import open_store, parse_age
+    from orchestrate.history import open_store, parse_age
 
     age = parse_age(older_than)
     with open_store() as store:

@@ -114,7 +114,7 @@ def test_events_writer_stops_quietly_when_the_reader_leaves() -> None:
 
 def test_run_workflow_can_record_history(write_flow: Callable) -> None:
     """With history=HistoryOptions(), a run from Python is recorded like a CLI run."""
-    from orchestrate._history import open_store
+    from orchestrate.history import open_store
 
     flow = write_flow("steps: [{id: a, prompt: x, mock: kept}]")
     result = orchestrate.run_workflow(flow, mock=True, history=orchestrate.HistoryOptions())

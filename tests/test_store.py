@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from orchestrate._errors import StoreError
-from orchestrate._history import git_commit
-from orchestrate._store import MIGRATIONS, Store, database_path, home
+from orchestrate._result import ErrorInfo, StepResult, Usage
+from orchestrate.history import RunRecord, StepRecord, database_path, git_commit, home
+from orchestrate.history._sqlite import MIGRATIONS, SQLiteStore
 from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
 
 FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
@@ -137,6 +138,36 @@ def test_no_git_no_commit(tmp_path: Path) -> None:
     assert git_commit(tmp_path / "broken") is None
 
 
+STEP_RESULTS = [
+    StepResult(id="ask", status="succeeded", output="Tides are long waves.", provider="openai",
+               model="gpt-4o-mini-2024-07-18", attempts=2, duration_ms=850,
+               usage=Usage(9, 4), request={"model": "gpt-4o-mini", "messages": []},
+               fingerprint="f" * 64, response_id="chatcmpl-1"),
+    StepResult(id="parse", status="failed", output=None,
+               error=ErrorInfo("function", "bad input", step="parse"), duration_ms=3),
+    StepResult(id="fan", status="succeeded", output=[{"a": 1}, None], provider="mock",
+               usage=Usage(0, 0), cached=True, reused=True, warnings=("one", "two")),
+    StepResult(id="sub", status="failed", error=ErrorInfo("provider", "down", step="inner")),
+    StepResult(id="later", status="skipped"),
+]
+
+
+@pytest.mark.parametrize("step", STEP_RESULTS, ids=[s.id for s in STEP_RESULTS])
+def test_a_step_result_survives_the_store(tmp_path: Path, step: StepResult) -> None:
+    """StepResult -> row -> StepResult and -> document: nothing lost, nothing added."""
+    run = RunRecord(run_id="r1", workflow="w", file=None, file_path=None, file_sha256=None,
+                    git_commit=None, mode="mock", started_at="2024-01-01T00:00:00.000Z",
+                    started=1704067200.0, inputs={}, resumed_from=None, provenance={})
+    with SQLiteStore.open(tmp_path / "history.db") as store:
+        store.insert_run(lambda: run)
+        store.insert_steps("r1", lambda: [StepRecord(result=step, position=0, kind="llm",
+                                                     definition="d", finished=1704067201.5)])
+    with SQLiteStore.open(tmp_path / "history.db") as store:
+        [stored] = store.stored_steps("r1")
+        assert (step, "d") == (stored.result, stored.definition)
+        assert [step.to_dict()] == store.document("r1")["steps"]
+
+
 # --- bad databases ------------------------------------------------------------------------------
 
 
@@ -203,7 +234,7 @@ def test_unknown_migration_name(write_flow: Callable, run_json: Callable) -> Non
         db.execute("INSERT INTO _migrations (name) VALUES ('m001_other_branch')")
         db.execute("PRAGMA user_version = 0")
     with pytest.raises(StoreError, match="unknown migration m001_other_branch"):
-        Store.open(history_db())
+        SQLiteStore.open(history_db())
 
 
 def test_store_open_raises_store_error(tmp_path: Path) -> None:
@@ -211,7 +242,7 @@ def test_store_open_raises_store_error(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     path.write_bytes(BAD_FILES["garbage"])
     with pytest.raises(StoreError) as caught:
-        Store.open(path)
+        SQLiteStore.open(path)
     assert caught.value.exit_code == 2
     assert str(path) in caught.value.message
 
@@ -279,6 +310,7 @@ def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
     assert doc["inputs"]["topic"] == FAKE_KEY  # the run itself is not changed
     for path in history_db().parent.iterdir():
         assert FAKE_KEY.encode() not in path.read_bytes()
+    assert query("SELECT inputs FROM runs") == [(json.dumps({"topic": "[REDACTED]"}),)]
 
 
 # --- concurrency, crashes, interrupts -------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from orchestrate._errors import ProviderError, StepError, StepTimeout
+from orchestrate._secrets import longest_first, redact
 from orchestrate.providers._base import LLMRequest, LLMResponse, RetryCallback, TokenCallback
 from orchestrate.providers._sse import ServerSentEvent, aiter_sse
 
@@ -56,7 +57,6 @@ __all__ = [
     "malformed_reply",
     "message_in",
     "parse_retry_after",
-    "redact",
     "text_or_none",
     "token_count",
 ]
@@ -73,16 +73,7 @@ DRAIN_TIMEOUT = 1.0  # seconds to read the end of a stream after its last event
 DRAIN_LIMIT = 65_536  # bytes of it, at most
 REPLY_LIMIT = 10 * 1024 * 1024  # bytes of one reply, streamed or not (docs/providers.md)
 ERROR_BODY_LIMIT = 8192  # bytes of an error body read: more than error_message() shows
-_REDACTED = "[REDACTED]"
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
-_SECRET_PATTERNS = (
-    re.compile(
-        r"(?i)(\b(?:authorization|x-api-key|api[-_]?key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)"
-        r"[^\s\"',;&}]+"
-    ),
-    re.compile(r"(?i)(bearer\s+)[^\s\"',;&]+"),
-    re.compile(r"()\bsk-[A-Za-z0-9_\-*]{6,}"),
-)
 
 
 class TransientError(Exception):
@@ -202,15 +193,6 @@ def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
 
 
 # --- error bodies and secrets -------------------------------------------------------------
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` without the given secrets, bearer tokens, API-key headers or ``sk-`` keys."""
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
-    return text
 
 
 def error_message(body: bytes | str, *, limit: int = 500) -> str:
@@ -535,8 +517,7 @@ def _secrets_of(
 ) -> tuple[str, ...]:
     values = [api_key or "", *secrets]
     values += [value for name, value in headers.items() if _SECRET_HEADER.search(name)]
-    # Longest first, so a key that contains another is removed whole.
-    return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+    return longest_first(v for v in values if len(v) >= 4)
 
 
 def _hint_for(status: int) -> str | None:

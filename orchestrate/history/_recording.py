@@ -8,6 +8,10 @@ one. The run puts them in place through ``ProviderPool(wrap=...)``:
     └── CachingProvider      answers identical requests from the history database
         └── the provider     OpenAI, Anthropic, an endpoint, the mock
     ReplayProvider           answers from a fixture file only; needs no key, no network
+
+The cache keeps its answers in the history store (:meth:`~._store.HistoryStore.get_response`
+and :meth:`~._store.HistoryStore.put_response`), keyed by :func:`cache_endpoint` and the
+request.
 """
 
 from __future__ import annotations
@@ -16,16 +20,19 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate._errors import InvalidOutput, ProviderError, UsageError
 from orchestrate._result import Usage
+from orchestrate.history._store import CachedResponse
 from orchestrate.providers import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._base import RetryCallback, TokenCallback
 
 if TYPE_CHECKING:
-    from orchestrate._store import Store
+    from orchestrate._prepared import PreparedRun
+    from orchestrate.history._store import HistoryStore
 
 FIXTURE_VERSION = 1
 
@@ -69,6 +76,22 @@ def _replay_tokens(request: LLMRequest, text: str, on_token: TokenCallback | Non
 # --- the response cache ----------------------------------------------------------------------
 
 
+def cache_endpoint(name: str, prepared: PreparedRun, env: Mapping[str, str]) -> str:
+    """Who answers for a provider name (as the pool decides), so the cache keeps endpoints
+    apart: the same model behind two base URLs is two different models."""
+    if name == "mock":
+        return "mock"
+    from orchestrate._prepared import endpoints_of
+
+    spec = endpoints_of(prepared).get(name)
+    if spec is not None:
+        return f"{name} {spec.base_url}"
+    from orchestrate.providers import KINDS
+
+    kind = KINDS.get(name)
+    return f"{name} {kind.base_url(env)}" if kind is not None else name
+
+
 class CachingProvider:
     """Answers a request from the history's `responses` table when an identical one was
     answered before: same endpoint, model, messages and settings (temperature included).
@@ -78,7 +101,7 @@ class CachingProvider:
     0) and carries the usage the answer cost when it was made.
     """
 
-    def __init__(self, inner: Provider, *, endpoint: str, store: Store,
+    def __init__(self, inner: Provider, *, endpoint: str, store: HistoryStore,
                  everything: bool) -> None:
         self.inner = inner
         self.name = inner.name
@@ -99,7 +122,7 @@ class CachingProvider:
         if not self.wanted(request):
             return await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         key = self.key(request)
-        hit = self.store.cached_response(key)
+        hit = self.store.get_response(key)
         if hit is not None:
             _replay_tokens(request, hit["text"], on_token)
             return response_from(hit, cached=True, attempts=0)
@@ -109,12 +132,10 @@ class CachingProvider:
         return response
 
     def _put(self, key: str, request: LLMRequest, response: LLMResponse) -> None:
-        row = (key, self.endpoint, response.model or request.model,
-               json.dumps(request.fingerprint_data(), ensure_ascii=False, default=str),
-               json.dumps(response_data(response), ensure_ascii=False), time.time())
-        self.store.writer.submit(lambda db: db.execute(
-            "INSERT OR REPLACE INTO responses (key, provider, model, request, response, created)"
-            " VALUES (?, ?, ?, ?, ?, ?)", row))
+        self.store.put_response(CachedResponse(
+            key=key, endpoint=self.endpoint, model=response.model or request.model,
+            request=request.fingerprint_data(), response=response_data(response),
+            created=time.time()))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -1,0 +1,59 @@
+"""Keeping secrets out of what orchestrate writes: errors, logs and the run history.
+
+One marker, `[REDACTED]`, wherever a secret was removed:
+
+    secret_env_values()   the values of key-like environment variables (`*_KEY`, ...)
+    redact_values()       removes known secret values from a text
+    redact()              the same, and anything shaped like a key: bearer tokens,
+                          API-key headers, `sk-` keys
+
+The providers redact error messages with :func:`redact`; the history removes known values
+only (:func:`redact_values`), since a step's output is given back to `--resume` as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+REDACTED = "[REDACTED]"
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
+_SECRET_PATTERNS = (
+    re.compile(
+        r"(?i)(\b(?:authorization|x-api-key|api[-_]?key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)"
+        r"[^\s\"',;&}]+"
+    ),
+    re.compile(r"(?i)(bearer\s+)[^\s\"',;&]+"),
+    re.compile(r"()\bsk-[A-Za-z0-9_\-*]{6,}"),
+)
+
+
+def secret_env_values(env: Mapping[str, str], names: Iterable[str] = (),
+                      *, min_length: int = 8) -> tuple[str, ...]:
+    """The values of `names` and of every variable named like a key (`*_KEY`, `*_TOKEN`,
+    `*_SECRET`, `*_PASSWORD`), longest first; shorter ones would match too much."""
+    wanted = set(names)
+    values = {value for name, value in env.items()
+              if (name in wanted or _SECRET_NAME.search(name)) and len(value) >= min_length}
+    return longest_first(values)
+
+
+def longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    """Distinct values, longest first, so a secret that contains another is removed whole."""
+    return tuple(sorted(set(values), key=len, reverse=True))
+
+
+def redact_values(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` (give them longest first) replaced by the marker."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without the given secrets, bearer tokens, API-key headers or ``sk-`` keys."""
+    text = redact_values(text, secrets)
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
