@@ -18,7 +18,7 @@ import attrs
 from orchestrate._errors import Diagnostic, WorkflowInvalid
 from orchestrate._hints import did_you_mean
 from orchestrate._inputs import has_type
-from orchestrate._loader import LoadResult, SourceMap, load_file
+from orchestrate._loader import MAX_FILE_BYTES, LoadResult, SourceMap, load_file
 from orchestrate._output import schema_validator
 from orchestrate._plan import (
     CycleError,
@@ -537,3 +537,41 @@ def _descend(schema: Any, field: str | int) -> tuple[Any, list[str] | None]:
     if schema.get("additionalProperties") not in (None, False):
         return None, None
     return None, list(properties)
+
+
+# --- finding the workflows in a folder ---------------------------------------------------
+
+# A top-level `steps:` key (quoted or not), at the start of a line: what makes a YAML file
+# a workflow rather than some other configuration that lives next to it.
+_TOP_LEVEL_STEPS = re.compile(rb"""^(?:steps|"steps"|'steps')[ \t]*:""", re.MULTILINE)
+_WORKFLOW_SUFFIXES = (".yaml", ".yml")
+
+
+def workflow_files(path: Path) -> list[Path]:
+    """What `validate PATH` checks: a file as it is; for a folder, the workflows below it.
+
+    A folder is searched recursively, like `ruff check DIR`; a workflow is a *.yaml or
+    *.yml file with a top-level `steps:` key. Other files, and hidden folders (.git,
+    .venv), are skipped. The files come sorted, so reports are stable.
+    """
+    import os
+
+    if not path.is_dir():
+        return [path]
+    found: list[Path] = []
+    for root, folders, names in os.walk(path):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            file = Path(root, name)
+            if name.endswith(_WORKFLOW_SUFFIXES) and _looks_like_workflow(file):
+                found.append(file)
+    return sorted(found)
+
+
+def _looks_like_workflow(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return True  # validating it reports why it cannot be read
+    return _TOP_LEVEL_STEPS.search(head) is not None

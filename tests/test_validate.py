@@ -343,3 +343,34 @@ def test_a_broken_step_still_gets_its_templates_checked(write_flow: Callable) ->
          "internal attributes"),
         (6, 5, "unknown key 'temprature' in a step", "did you mean 'temperature'?"),
     ]
+
+
+def test_a_folder_is_searched_for_workflows(cli: Callable, write_flow: Callable,
+                                             tmp_path: Path) -> None:
+    """`validate DIR` checks every *.yaml/*.yml with `steps:` below DIR, and nothing else."""
+    write_flow("steps: [{id: a, prompt: hi}]\n", "flows/good.yaml")
+    write_flow("steps:\n  - id: b\n    promt: hi\n", "flows/deep/er/bad.yml")
+    write_flow("version: 1\nname: not a workflow\n", "flows/config.yaml")
+    write_flow("steps: [{id: a, promt: hi}]\n", "flows/notes.txt")
+    write_flow("steps: [{id: a, promt: hi}]\n", "flows/.hidden/bad.yaml")
+    result = cli("validate", tmp_path / "flows", "--json")
+    assert result.exit_code == 2
+    files = [(f["file"], f["valid"]) for f in json.loads(result.stdout)["files"]]
+    assert files == [(str(tmp_path / "flows/deep/er/bad.yml"), False),
+                     (str(tmp_path / "flows/good.yaml"), True)]
+
+
+def test_a_folder_without_workflows_is_a_warning(cli: Callable, tmp_path: Path) -> None:
+    """A folder with no workflow in it says so on stderr, and is not an error."""
+    result = cli("validate", tmp_path)
+    assert result.exit_code == 0
+    assert f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {tmp_path}" in (
+        result.stderr)
+
+
+def test_the_workflows_folder_validates(cli: Callable) -> None:
+    """`validate workflows/` finds and accepts every example."""
+    result = cli("validate", REPO / "workflows")
+    assert result.exit_code == 0
+    checked = {line.removesuffix(": ok") for line in result.stderr.splitlines()}
+    assert checked == {str(p) for p in (REPO / "workflows").rglob("*.yaml")}
