@@ -190,7 +190,8 @@ def run(
     flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", help="NAME=VALUE; @file reads a file, @- stdin."),
+        typer.Option("--input", "-i",
+                     help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
     ] = None,
     inputs_file: Annotated[
         Path | None, typer.Option("--inputs", help="A JSON or YAML file of inputs.")

@@ -11,19 +11,22 @@ from orchestrate._errors import InvalidOutput
 _FENCE = re.compile(r"^\s*```(?:json|JSON)?\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
-def parse_json_reply(text: str, schema: dict[str, Any] | None) -> Any:
-    """The JSON value of a reply (a ```json fence is accepted), checked against `schema`."""
+def parse_json_reply(text: str, schema: dict[str, Any] | None, what: str = "reply") -> Any:
+    """The JSON value of a reply (a ```json fence is accepted), checked against `schema`.
+
+    `what` names the text in errors: the validator checks a constant `mock:` this way.
+    """
     fenced = _FENCE.match(text)
     body = fenced.group(1) if fenced else text
     try:
         value = json.loads(body, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise InvalidOutput(f"the reply is not valid JSON ({exc.msg} at line {exc.lineno} "
+        raise InvalidOutput(f"the {what} is not valid JSON ({exc.msg} at line {exc.lineno} "
                             f"column {exc.colno})") from None
     except _NotJSON as exc:
-        raise InvalidOutput(f"the reply is not valid JSON ({exc})") from None
+        raise InvalidOutput(f"the {what} is not valid JSON ({exc})") from None
     if schema is not None:
-        _check_schema(value, schema)
+        _check_schema(value, schema, what)
     return value
 
 
@@ -57,7 +60,7 @@ def _offline_registry() -> Any:
     return Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
 
 
-def _check_schema(value: Any, schema: dict[str, Any]) -> None:
+def _check_schema(value: Any, schema: dict[str, Any], what: str) -> None:
     import jsonschema
 
     try:
@@ -70,7 +73,7 @@ def _check_schema(value: Any, schema: dict[str, Any]) -> None:
         raise InvalidOutput(f"the step's schema cannot be used: {_describe(exc)}") from None
     if error is not None:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise InvalidOutput(f"the reply does not match the schema at ${where}: {error.message}")
+        raise InvalidOutput(f"the {what} does not match the schema at ${where}: {error.message}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "MAX_RANGE",
     "MAX_SIZE",
     "MAX_STEPS",
+    "Comparison",
     "Expression",
     "Problem",
     "Reference",
@@ -107,6 +108,19 @@ class Reference:
 
 
 @attrs.frozen
+class Comparison:
+    """``REFERENCE OP CONSTANT`` (either way round), e.g. ``steps.a.output.score > "5"``.
+
+    Only whole references are listed (every part constant, no filter), so the validator
+    can compare the type the workflow gives the reference with the constant's.
+    """
+
+    reference: Reference
+    operator: str  # Jinja's name: eq, ne, gt, gteq, lt, lteq
+    constant: str | int | float | bool | None
+
+
+@attrs.frozen
 class Problem:
     """A static problem in a template or expression; ``line`` is 1-based in its source."""
 
@@ -123,6 +137,7 @@ class Template:
     references: frozenset[Reference]
     variables: frozenset[str]  # undeclared names it reads; GLOBALS are not listed
     _typed: bool = attrs.field(eq=False, repr=False)  # exactly one {{ expression }}
+    comparisons: tuple[Comparison, ...] = ()
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The template as text; values other than strings are inserted as JSON."""
@@ -147,6 +162,7 @@ class Expression:
     source: str
     references: frozenset[Reference]
     variables: frozenset[str]
+    comparisons: tuple[Comparison, ...] = ()
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value, made of plain JSON types (a range becomes a list)."""
@@ -186,12 +202,13 @@ def parse_template(source: str) -> Template | Problem:
     if problem is not None:
         return problem
     references = _references(tree)
+    comparisons = _comparisons(tree)  # before _variables, which folds constants
     typed = _single_expression(tree) is not None
     try:
         variables = _variables(tree)
     except jinja2.TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Template(source, references, variables, typed)
+    return Template(source, references, variables, typed, comparisons)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -220,11 +237,12 @@ def parse_expression(source: str) -> Expression | Problem:
     if problem is not None:
         return problem
     references = _references(expression)
+    comparisons = _comparisons(expression)
     try:
         variables = _variables(expression)
     except jinja2.TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Expression(source, references, variables)
+    return Expression(source, references, variables, comparisons)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -329,6 +347,63 @@ def _collect_references(node: nodes.Node, found: set[Reference]) -> None:
         found.add(Reference(base.name, parts[0], tuple(path)))
     for child in (base, *subscripts):
         _collect_references(child, found)
+
+
+def _comparisons(tree: nodes.Node) -> tuple[Comparison, ...]:
+    """Every comparison of a whole reference with a constant, in source order."""
+    from jinja2 import nodes
+
+    found: list[Comparison] = []
+    compares = [tree] if isinstance(tree, nodes.Compare) else []
+    for compare in [*compares, *tree.find_all(nodes.Compare)]:
+        left = compare.expr
+        for operand in compare.ops:  # `a < b < c` is a < b and b < c
+            pair = _reference_and_constant(left, operand.expr)
+            if pair is not None and operand.op in _ORDERINGS:
+                found.append(Comparison(pair[0], operand.op, pair[1]))
+            left = operand.expr
+    return tuple(found)
+
+
+_ORDERINGS = frozenset({"eq", "ne", "gt", "gteq", "lt", "lteq"})
+
+
+def _reference_and_constant(left: nodes.Expr, right: nodes.Expr) -> tuple[Reference, Any] | None:
+    for one, other in ((left, right), (right, left)):
+        reference, constant = _whole_reference(one), _literal(other)
+        if reference is not None and constant is not _NO_LITERAL:
+            return reference, constant
+    return None
+
+
+def _whole_reference(node: nodes.Expr) -> Reference | None:
+    """``steps.a.output.title`` as a Reference, when every part of it is a constant."""
+    from jinja2 import nodes
+
+    base, parts, _ = _unwind(node)
+    if not (isinstance(base, nodes.Name) and base.name in _ROOTS and parts):
+        return None
+    if not isinstance(parts[0], str) or None in parts:
+        return None
+    return Reference(base.name, parts[0], tuple(p for p in parts[1:] if p is not None))
+
+
+_NO_LITERAL = object()
+
+
+def _literal(node: nodes.Expr) -> Any:
+    """The value of a literal (``"5"``, ``5``, ``-5``, ``true``, ``none``), else _NO_LITERAL."""
+    from jinja2 import nodes
+
+    sign = 1
+    if isinstance(node, nodes.Neg):
+        node, sign = node.node, -1
+    if not isinstance(node, nodes.Const):
+        return _NO_LITERAL
+    if sign == 1:
+        return node.value
+    is_number = isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    return -node.value if is_number else _NO_LITERAL
 
 
 def _unwind(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int | None], list[nodes.Expr]]:
