@@ -46,13 +46,19 @@ STEP_FIELDS = ("output", "status")
 # Evaluated once for the whole step, so a for_each step's `item` is not set there.
 _STEP_LEVEL = (("for_each",), ("when",))
 
-# Settings with a range: (key, the test a value must pass, what the message says).
-_RANGES: tuple[tuple[str, Any, str], ...] = (
-    ("timeout", lambda v: v > 0, "must be more than 0 seconds"),
-    ("retries", lambda v: 0 <= v <= 100, "must be between 0 and 100"),
-    ("max_tokens", lambda v: v >= 1, "must be at least 1"),
-    ("temperature", lambda v: v >= 0, "must be 0 or more"),
+# Settings with a range: (key, its bounds in JSON Schema's words, what the message says).
+# `orchestrate schema` carries the same bounds.
+SETTING_RANGES: tuple[tuple[str, dict[str, float], str], ...] = (
+    ("timeout", {"exclusiveMinimum": 0}, "must be more than 0 seconds"),
+    ("retries", {"minimum": 0, "maximum": 100}, "must be between 0 and 100"),
+    ("max_tokens", {"minimum": 1}, "must be at least 1"),
+    ("temperature", {"minimum": 0}, "must be 0 or more"),
 )
+_BOUND_TESTS = {
+    "minimum": lambda value, bound: value >= bound,
+    "maximum": lambda value, bound: value <= bound,
+    "exclusiveMinimum": lambda value, bound: value > bound,
+}
 # Schema keywords whose values are data, not schemas: nothing under them is a `$ref`.
 _SCHEMA_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
 
@@ -200,14 +206,14 @@ class _Checker:
         """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""
         values: list[tuple[tuple[str | int, ...], str, Any]] = [
             (("defaults", key), key, getattr(self.workflow.defaults, key))
-            for key, _, _ in _RANGES
+            for key, _, _ in SETTING_RANGES
         ]
         for step in self.workflow.steps:
             base = self.step_path(step)
             values.append(((*base, "timeout"), "timeout", step.timeout))
             if isinstance(step, LLMStep):
                 values += [((*base, key), key, getattr(step.settings, key))
-                           for key, _, _ in _RANGES if key != "timeout"]
+                           for key, _, _ in SETTING_RANGES if key != "timeout"]
                 if step.messages is not None and not step.messages:
                     self.error((*base, "messages"), "an LLM step's `messages` is empty",
                                "add at least one message, e.g. `- {role: user, content: ...}`")
@@ -217,8 +223,8 @@ class _Checker:
     def check_range(self, path: tuple, key: str, value: Any) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):
             return
-        for name, test, rule in _RANGES:
-            if name == key and not test(value):
+        for name, bounds, rule in SETTING_RANGES:
+            if name == key and not all(_BOUND_TESTS[b](value, n) for b, n in bounds.items()):
                 shown = int(value) if isinstance(value, float) and value.is_integer() else value
                 self.error(path, f"`{key}` {rule}, got {shown}")
 
@@ -266,7 +272,7 @@ class _Checker:
             if isinstance(function, str) and not FUNCTION_PATTERN.match(function):
                 self.error(("steps", index, "function"), f"invalid function {function!r}",
                            "write it as `package.module:callable`")
-            for key, _, _ in _RANGES:
+            for key, _, _ in SETTING_RANGES:
                 self.check_range(("steps", index, key), key, raw.get(key))
             for_each = raw.get("for_each")
             view = _StepView(str(raw.get("id", "")),
