@@ -72,8 +72,9 @@ def workflow_schema() -> dict[str, Any]:
 
 def _add_validation_rules(schema: dict[str, Any]) -> None:
     """The rules `validate` applies that JSON Schema can say too, from the same constants:
-    id and name patterns, the version, setting ranges, non-empty messages, typed input
-    defaults, and step schemas checked against the JSON Schema meta-schema."""
+    id and name patterns, the version, setting ranges, non-empty messages and typed input
+    defaults. A step's `schema` is not tied to the meta-schema: that is a remote document
+    editors would have to fetch, and the step's own `$schema` picks the draft."""
     from orchestrate._validate import FUNCTION_PATTERN, ID_PATTERN, SETTING_RANGES
 
     properties = schema["properties"]
@@ -90,14 +91,7 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
                 fields[key].update(bounds)
     function_step = schema["$defs"]["function_step"]["properties"]
     function_step["function"]["pattern"] = _anchored(FUNCTION_PATTERN)
-    llm_step = schema["$defs"]["llm_step"]["properties"]
-    llm_step["messages"]["minItems"] = 1
-    llm_step["schema"]["$ref"] = _META_SCHEMA
-
-
-# A step's `schema` is itself a JSON Schema; validators know this document without
-# fetching it.
-_META_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+    schema["$defs"]["llm_step"]["properties"]["messages"]["minItems"] = 1
 
 
 def _anchored(pattern: re.Pattern[str]) -> str:
