@@ -128,6 +128,7 @@ class _Checker:
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.found: list[Diagnostic] = []
         self.children: dict[Path, Workflow] = {}
+        self.module_names: dict[str, frozenset[str] | None] = {}
 
     def error(
         self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
@@ -403,7 +404,9 @@ class _Checker:
 
         module, _, attribute = function.partition(":")
         folder = self.workflow.path.parent if self.workflow.path else None
-        names = defined_names(module, folder)
+        if module not in self.module_names:  # looked up once per module, not per step
+            self.module_names[module] = defined_names(module, folder)
+        names = self.module_names[module]
         name = attribute.partition(".")[0]
         if names is not None and name not in names:
             public = {n for n in names if not n.startswith("_")}
