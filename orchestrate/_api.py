@@ -79,18 +79,19 @@ def _import_functions(
                 functions[key] = import_function(key[1], folder)
             except FunctionNotFound as exc:
                 where = source if workflow is workflows[0] else None
-                problems.append(_function_problem(workflow, index, str(exc), where))
+                problems.append(_function_problem(workflow, index, exc, where))
     if problems:
         raise WorkflowInvalid(problems)
     return functions
 
 
 def _function_problem(
-    workflow: Workflow, index: int, message: str, source: SourceMap | None
+    workflow: Workflow, index: int, problem: FunctionNotFound, source: SourceMap | None
 ) -> Diagnostic:
     if source is None and workflow.path is not None:
         source = load_file(workflow.path).source
-    hint = "the module is looked up in the workflow's folder, then on PYTHONPATH"
+    message = str(problem)
+    hint = problem.hint or "the module is looked up in the workflow's folder, then on PYTHONPATH"
     if source is None or source.root is None:
         return Diagnostic(str(workflow.path or "<workflow>"), 1, 1, message, hint)
     return source.diagnostic(("steps", index, "function"), message, hint=hint)

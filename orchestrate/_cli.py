@@ -74,12 +74,20 @@ def _print_json(data: Any) -> None:
 @app.command()
 @_reporting_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Workflow files to check.")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Workflow files, or folders to search for them.", metavar="FLOW...")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Check workflow files like a compiler: every problem, with line and column."""
-    from orchestrate._validate import validate_file
+    from orchestrate._validate import validate_file, workflow_files
 
+    files: list[Path] = []
+    for path in paths:
+        found = workflow_files(path)
+        if not found:
+            print(f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {path}",
+                  file=sys.stderr)
+        files += found
     reports = [validate_file(f) for f in files]
     valid = all(r.valid for r in reports)
     if as_json:
@@ -182,7 +190,8 @@ def run(
     flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", help="NAME=VALUE; @file reads a file, @- stdin."),
+        typer.Option("--input", "-i",
+                     help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
     ] = None,
     inputs_file: Annotated[
         Path | None, typer.Option("--inputs", help="A JSON or YAML file of inputs.")

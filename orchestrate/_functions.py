@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from orchestrate._errors import FunctionError, StepTimeout
+from orchestrate._hints import did_you_mean
 
 
 @attrs.frozen
@@ -41,6 +42,10 @@ def function_key(folder: Path | None, spec: str) -> FunctionKey:
 class FunctionNotFound(Exception):
     """The module or the callable of a function step cannot be imported."""
 
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
 
 def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
     """Import `module:callable`, looking in the workflow's folder first, then sys.path."""
@@ -60,9 +65,11 @@ def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
             sys.path.remove(str(folder))
     target: Any = module
     for part in attribute.split("."):
-        target = getattr(target, part, None)
+        owner, target = target, getattr(target, part, None)
         if target is None:
-            raise FunctionNotFound(f"module {module_name!r} has no {attribute!r}")
+            names = [name for name in dir(owner) if not name.startswith("_")]
+            raise FunctionNotFound(f"module {module_name!r} has no {attribute!r}",
+                                   hint=did_you_mean(part, names))
     if not callable(target):
         raise FunctionNotFound(f"{spec!r} is not callable")
     return target

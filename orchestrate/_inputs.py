@@ -13,6 +13,8 @@ from orchestrate._errors import InputError
 from orchestrate._hints import did_you_mean
 from orchestrate._spec import InputSpec
 
+_EOF_KEYS = "Ctrl-Z then Enter" if sys.platform == "win32" else "Ctrl-D"
+
 _CHECKS = {
     "string": lambda v: isinstance(v, str),
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
@@ -45,7 +47,10 @@ def read_inputs_file(path: str | Path) -> dict[str, Any]:
 def parse_assignments(
     assignments: list[str], specs: Mapping[str, InputSpec], stdin: IO[str] | None = None
 ) -> dict[str, Any]:
-    """`-i NAME=VALUE` pairs; `@file` reads a file and `@-` stdin; typed values are JSON."""
+    """`-i NAME=VALUE` pairs; typed values are JSON.
+
+    `@file` reads a file, `@-` stdin, and `@@text` is the literal `@text`.
+    """
     values: dict[str, Any] = {}
     for assignment in assignments:
         name, sep, raw = assignment.partition("=")
@@ -54,14 +59,18 @@ def parse_assignments(
                              hint="for example: -i article=@article.txt")
         if name not in specs:
             raise InputError(f"unknown input {name!r}", hint=_input_hint(name, specs))
-        text = _read_value(raw, stdin)
+        text = _read_value(name, raw, stdin)
         values[name] = text if specs[name].type == "string" else _parse_json(name, text)
     return values
 
 
-def _read_value(raw: str, stdin: IO[str] | None) -> str:
+def _read_value(name: str, raw: str, stdin: IO[str] | None) -> str:
+    if raw.startswith("@@"):
+        return raw[1:]
     if raw == "@-":
         source = stdin or sys.stdin
+        if _is_terminal(source):  # else the command seems to hang, waiting for input
+            print(f"reading input {name!r} from stdin (end with {_EOF_KEYS})", file=sys.stderr)
         binary = getattr(source, "buffer", None)
         if binary is None:
             return source.read()
@@ -75,6 +84,13 @@ def _read_value(raw: str, stdin: IO[str] | None) -> str:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read {raw[1:]}: {exc}") from None
     return raw
+
+
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _parse_json(name: str, text: str) -> Any:

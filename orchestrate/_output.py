@@ -15,37 +15,38 @@ _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[ \t]*\n(.*?)\n?[ \t]*```[ \t]*$"
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def parse_json_reply(text: str, schema: dict[str, Any] | None) -> Any:
+def parse_json_reply(text: str, schema: dict[str, Any] | None, what: str = "reply") -> Any:
     """The JSON value of a reply, checked against `schema`.
 
     Models wrap JSON in prose and fences, so the reply may be: the JSON alone; one
     ```json (or plain ```) block, with prose around it; or one object or array with prose
     around it that holds no brackets. Anything else is an :class:`InvalidOutput`.
+    `what` names the text in errors: the validator checks a constant `mock:` this way.
     """
-    value = _json_in(text)
+    value = _json_in(text, what)
     if schema is not None:
-        _check_schema(value, schema)
+        _check_schema(value, schema, what)
     return value
 
 
-def _json_in(text: str) -> Any:
+def _json_in(text: str, what: str) -> Any:
     try:
-        return _decode(text, 0, len(text))
+        return _decode(text, 0, len(text), what)
     except InvalidOutput as not_json:
         problem = not_json
-    span = _fenced_block(text) or _embedded_span(text)
+    span = _fenced_block(text, what) or _embedded_span(text)
     if span is None:
         raise problem
-    return _decode(text, *span)
+    return _decode(text, *span, what)
 
 
-def _fenced_block(text: str) -> tuple[int, int] | None:
+def _fenced_block(text: str, what: str) -> tuple[int, int] | None:
     """Where the body of the reply's one JSON fence is (```json, else a plain ```)."""
     blocks = [match for match in _FENCE.finditer(text) if match[1].lower() in ("json", "")]
     tagged = [match for match in blocks if match[1]]
     blocks = tagged or blocks
     if len(blocks) > 1:
-        raise InvalidOutput(f"the reply holds {len(blocks)} JSON code blocks, not one")
+        raise InvalidOutput(f"the {what} holds {len(blocks)} JSON code blocks, not one")
     return blocks[0].span(2) if blocks else None
 
 
@@ -74,7 +75,7 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
-def _decode(text: str, start: int, end: int) -> Any:
+def _decode(text: str, start: int, end: int, what: str) -> Any:
     """The one JSON value in ``text[start:end]``, whitespace around it allowed; an error
     names its line and column in the whole reply."""
     try:
@@ -83,12 +84,12 @@ def _decode(text: str, start: int, end: int) -> Any:
         if stop < end:
             raise json.JSONDecodeError("Extra data", text, stop)
     except json.JSONDecodeError as exc:
-        raise InvalidOutput(f"the reply is not valid JSON ({exc.msg} at line {exc.lineno} "
+        raise InvalidOutput(f"the {what} is not valid JSON ({exc.msg} at line {exc.lineno} "
                             f"column {exc.colno})") from None
     except _NotJSON as exc:
-        raise InvalidOutput(f"the reply is not valid JSON ({exc})") from None
+        raise InvalidOutput(f"the {what} is not valid JSON ({exc})") from None
     except RecursionError:
-        raise InvalidOutput("the reply is not valid JSON (it is nested too deeply)") from None
+        raise InvalidOutput(f"the {what} is not valid JSON (it is nested too deeply)") from None
     return value
 
 
@@ -119,7 +120,7 @@ def _offline_registry() -> Any:
     return Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
 
 
-def _check_schema(value: Any, schema: dict[str, Any]) -> None:
+def _check_schema(value: Any, schema: dict[str, Any], what: str) -> None:
     import jsonschema
 
     try:
@@ -132,7 +133,7 @@ def _check_schema(value: Any, schema: dict[str, Any]) -> None:
         raise InvalidOutput(f"the step's schema cannot be used: {_describe(exc)}") from None
     if error is not None:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise InvalidOutput(f"the reply does not match the schema at ${where}: {error.message}")
+        raise InvalidOutput(f"the {what} does not match the schema at ${where}: {error.message}")
 
 
 def _describe(exc: BaseException) -> str:

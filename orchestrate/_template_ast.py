@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import (
@@ -28,7 +29,7 @@ from orchestrate._sandbox import (
     range_size,
     single_expression,
 )
-from orchestrate._templating import Expression, Problem, Reference, Template
+from orchestrate._templating import Comparison, Expression, Problem, Reference, Template
 
 _ROOTS = frozenset({"inputs", "steps"})
 _INTERNAL = (  # attributes that are not private by name but are by nature
@@ -54,12 +55,13 @@ def check_template(source: str) -> Template | Problem:
     if problem is not None:
         return problem
     references = _references(tree)
+    comparisons = _comparisons(tree)  # before _variables, which folds constants
     typed = single_expression(tree) is not None
     try:
         variables = _variables(tree)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Template(source, references, variables, typed)
+    return Template(source, references, variables, typed, comparisons)
 
 
 def check_expression(source: str) -> Expression | Problem:
@@ -74,11 +76,12 @@ def check_expression(source: str) -> Expression | Problem:
     if problem is not None:
         return problem
     references = _references(expression)
+    comparisons = _comparisons(expression)
     try:
         variables = _variables(expression)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Expression(source, references, variables)
+    return Expression(source, references, variables, comparisons)
 
 
 def _syntax_problem(
@@ -131,6 +134,57 @@ def _collect_references(node: nodes.Node, found: set[Reference]) -> None:
         found.add(Reference(base.name, parts[0], tuple(path)))
     for child in (base, *subscripts):
         _collect_references(child, found)
+
+
+def _comparisons(tree: nodes.Node) -> tuple[Comparison, ...]:
+    """Every comparison of a whole reference with a constant, in source order."""
+    found: list[Comparison] = []
+    compares = [tree] if isinstance(tree, nodes.Compare) else []
+    for compare in [*compares, *tree.find_all(nodes.Compare)]:
+        left = compare.expr
+        for operand in compare.ops:  # `a < b < c` is a < b and b < c
+            pair = _reference_and_constant(left, operand.expr)
+            if pair is not None and operand.op in _ORDERINGS:
+                found.append(Comparison(pair[0], operand.op, pair[1]))
+            left = operand.expr
+    return tuple(found)
+
+
+_ORDERINGS = frozenset({"eq", "ne", "gt", "gteq", "lt", "lteq"})
+
+
+def _reference_and_constant(left: nodes.Expr, right: nodes.Expr) -> tuple[Reference, Any] | None:
+    for one, other in ((left, right), (right, left)):
+        reference, constant = _whole_reference(one), _literal(other)
+        if reference is not None and constant is not _NO_LITERAL:
+            return reference, constant
+    return None
+
+
+def _whole_reference(node: nodes.Expr) -> Reference | None:
+    """``steps.a.output.title`` as a Reference, when every part of it is a constant."""
+    base, parts, _ = _unwind(node)
+    if not (isinstance(base, nodes.Name) and base.name in _ROOTS and parts):
+        return None
+    if not isinstance(parts[0], str) or None in parts:
+        return None
+    return Reference(base.name, parts[0], tuple(p for p in parts[1:] if p is not None))
+
+
+_NO_LITERAL = object()
+
+
+def _literal(node: nodes.Expr) -> Any:
+    """The value of a literal (``"5"``, ``5``, ``-5``, ``true``, ``none``), else _NO_LITERAL."""
+    sign = 1
+    if isinstance(node, nodes.Neg):
+        node, sign = node.node, -1
+    if not isinstance(node, nodes.Const):
+        return _NO_LITERAL
+    if sign == 1:
+        return node.value
+    is_number = isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    return -node.value if is_number else _NO_LITERAL
 
 
 def _unwind(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int | None], list[nodes.Expr]]:

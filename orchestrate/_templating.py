@@ -48,6 +48,7 @@ __all__ = [
     "MAX_RANGE",
     "MAX_SIZE",
     "MAX_STEPS",
+    "Comparison",
     "Expression",
     "Problem",
     "Reference",
@@ -86,6 +87,19 @@ class Reference:
 
 
 @attrs.frozen
+class Comparison:
+    """``REFERENCE OP CONSTANT`` (either way round), e.g. ``steps.a.output.score > "5"``.
+
+    Only whole references are listed (every part constant, no filter), so the validator
+    can compare the type the workflow gives the reference with the constant's.
+    """
+
+    reference: Reference
+    operator: str  # Jinja's name: eq, ne, gt, gteq, lt, lteq
+    constant: str | int | float | bool | None
+
+
+@attrs.frozen
 class Problem:
     """A static problem in a template or expression; ``line`` is 1-based in its source."""
 
@@ -102,6 +116,7 @@ class Template:
     references: frozenset[Reference]
     variables: frozenset[str]  # undeclared names it reads; GLOBALS are not listed
     _typed: bool = attrs.field(eq=False, repr=False)  # exactly one {{ expression }}
+    comparisons: tuple[Comparison, ...] = ()
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The template as text; values other than strings are inserted as JSON."""
@@ -121,6 +136,7 @@ class Expression:
     source: str
     references: frozenset[Reference]
     variables: frozenset[str]
+    comparisons: tuple[Comparison, ...] = ()
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value, made of plain JSON types (a range becomes a list)."""

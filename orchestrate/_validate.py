@@ -15,11 +15,11 @@ from urllib.parse import unquote
 
 import attrs
 
-from orchestrate._errors import Diagnostic, WorkflowInvalid
+from orchestrate._errors import Diagnostic, InvalidOutput, WorkflowInvalid
 from orchestrate._hints import did_you_mean
 from orchestrate._inputs import has_type
-from orchestrate._loader import LoadResult, SourceMap, load_file
-from orchestrate._output import schema_validator
+from orchestrate._loader import MAX_FILE_BYTES, LoadResult, SourceMap, load_file
+from orchestrate._output import parse_json_reply, schema_validator
 from orchestrate._plan import (
     CycleError,
     TemplateSite,
@@ -37,7 +37,7 @@ from orchestrate._spec import (
     Workflow,
     WorkflowStep,
 )
-from orchestrate._templating import GLOBALS, Problem, Reference
+from orchestrate._templating import GLOBALS, Comparison, Problem, Reference
 from orchestrate.providers import builtin_provider_names
 
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -46,13 +46,19 @@ STEP_FIELDS = ("output", "status")
 # Evaluated once for the whole step, so a for_each step's `item` is not set there.
 _STEP_LEVEL = (("for_each",), ("when",))
 
-# Settings with a range: (key, the test a value must pass, what the message says).
-_RANGES: tuple[tuple[str, Any, str], ...] = (
-    ("timeout", lambda v: v > 0, "must be more than 0 seconds"),
-    ("retries", lambda v: 0 <= v <= 100, "must be between 0 and 100"),
-    ("max_tokens", lambda v: v >= 1, "must be at least 1"),
-    ("temperature", lambda v: v >= 0, "must be 0 or more"),
+# Settings with a range: (key, its bounds in JSON Schema's words, what the message says).
+# `orchestrate schema` carries the same bounds.
+SETTING_RANGES: tuple[tuple[str, dict[str, float], str], ...] = (
+    ("timeout", {"exclusiveMinimum": 0}, "must be more than 0 seconds"),
+    ("retries", {"minimum": 0, "maximum": 100}, "must be between 0 and 100"),
+    ("max_tokens", {"minimum": 1}, "must be at least 1"),
+    ("temperature", {"minimum": 0}, "must be 0 or more"),
 )
+_BOUND_TESTS = {
+    "minimum": lambda value, bound: value >= bound,
+    "maximum": lambda value, bound: value <= bound,
+    "exclusiveMinimum": lambda value, bound: value > bound,
+}
 # Schema keywords whose values are data, not schemas: nothing under them is a `$ref`.
 _SCHEMA_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
 
@@ -136,6 +142,7 @@ class _Checker:
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.found: list[Diagnostic] = []
         self.children: dict[Path, Workflow] = {}
+        self.module_names: dict[str, frozenset[str] | None] = {}
 
     def error(
         self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
@@ -216,14 +223,14 @@ class _Checker:
         """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""
         values: list[tuple[tuple[str | int, ...], str, Any]] = [
             (("defaults", key), key, getattr(self.workflow.defaults, key))
-            for key, _, _ in _RANGES
+            for key, _, _ in SETTING_RANGES
         ]
         for step in self.workflow.steps:
             base = self.step_path(step)
             values.append(((*base, "timeout"), "timeout", step.timeout))
             if isinstance(step, LLMStep):
                 values += [((*base, key), key, getattr(step.settings, key))
-                           for key, _, _ in _RANGES if key != "timeout"]
+                           for key, _, _ in SETTING_RANGES if key != "timeout"]
                 if step.messages is not None and not step.messages:
                     self.error((*base, "messages"), "an LLM step's `messages` is empty",
                                "add at least one message, e.g. `- {role: user, content: ...}`")
@@ -233,8 +240,8 @@ class _Checker:
     def check_range(self, path: tuple, key: str, value: Any) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):
             return
-        for name, test, rule in _RANGES:
-            if name == key and not test(value):
+        for name, bounds, rule in SETTING_RANGES:
+            if name == key and not all(_BOUND_TESTS[b](value, n) for b, n in bounds.items()):
                 shown = int(value) if isinstance(value, float) and value.is_integer() else value
                 self.error(path, f"`{key}` {rule}, got {shown}")
 
@@ -262,9 +269,13 @@ class _Checker:
             self.check_site(site, (*base, *site.path), step)
         if isinstance(step, LLMStep) and step.schema is not None:
             self.check_schema(step.schema, (*base, "schema"))
+        if isinstance(step, LLMStep):
+            self.check_mock(step, base)
         if isinstance(step, FunctionStep) and not FUNCTION_PATTERN.match(step.function):
             self.error((*base, "function"), f"invalid function {step.function!r}",
                        "write it as `package.module:callable`")
+        elif isinstance(step, FunctionStep):
+            self.check_function_name(step.function, (*base, "function"))
         if isinstance(step, WorkflowStep):
             self.check_sub_workflow(step, (*base, "workflow"))
 
@@ -278,7 +289,7 @@ class _Checker:
             if isinstance(function, str) and not FUNCTION_PATTERN.match(function):
                 self.error(("steps", index, "function"), f"invalid function {function!r}",
                            "write it as `package.module:callable`")
-            for key, _, _ in _RANGES:
+            for key, _, _ in SETTING_RANGES:
                 self.check_range(("steps", index, key), key, raw.get(key))
             for_each = raw.get("for_each")
             view = _StepView(str(raw.get("id", "")),
@@ -311,6 +322,7 @@ class _Checker:
             self.check_reference(ref, path, step)
         if site.path == ("for_each",) and len(parsed.references) == 1:
             self.check_for_each_type(next(iter(parsed.references)), site.source, path)
+        self.check_comparisons(parsed.comparisons, path)
 
     def template_error(self, path: tuple, problem: Problem) -> None:
         line, column = self.source.locate(path)
@@ -347,7 +359,7 @@ class _Checker:
 
     def check_typed_path(self, target: LLMStep, fields: tuple, path: tuple) -> None:
         """`steps.a.output.titel` against step a's schema: typed references."""
-        schema = _item_schema(target)
+        schema = _output_schema(target)
         for field in fields:
             schema, problem = _descend(schema, field)
             if problem:
@@ -358,20 +370,80 @@ class _Checker:
                 return
 
     def check_for_each_type(self, ref: Reference, source: str, path: tuple) -> None:
-        if ref.root != "steps" or ref.name not in self.index or not ref.path:
-            return
-        target = self.workflow.step(ref.name)
-        written = ".".join(["steps", ref.name, *map(str, ref.path)])
-        if source.strip() != written or not isinstance(target, LLMStep) or not target.schema:
-            return
-        schema: Any = _item_schema(target)
+        """`for_each: inputs.name` over a value the workflow says is not a list."""
+        written = _written(ref)
+        types = self.reference_types(ref)
+        if source.strip() == written and types and "array" not in types:
+            self.error(path, f"for_each needs a list, but {written} is of type "
+                       f"{_type_names(types)}")
+
+    def check_comparisons(self, comparisons: tuple[Comparison, ...], path: tuple) -> None:
+        """`steps.x.output.score > "5"` where the schema says score is a number."""
+        for comparison in comparisons:
+            types = self.reference_types(comparison.reference)
+            kind = _json_type(comparison.constant)
+            if types is None or kind is None or kind in types or (
+                    kind == "number" and "integer" in types):
+                continue
+            written, constant = _written(comparison.reference), comparison.constant
+            shown = json.dumps(constant, ensure_ascii=False)
+            self.error(path, f"{written} is of type {_type_names(types)}, but is "
+                       f"compared with {_A_TYPE[kind]} ({shown})",
+                       _comparison_hint(comparison, types))
+
+    def reference_types(self, ref: Reference) -> frozenset[str] | None:
+        """The JSON types the workflow gives a reference's value; None where it does not say.
+
+        An input has its declared type; `steps.x.status` is a string; `steps.x.output` is
+        what x's kind, `output` and `schema` make it, followed down the schema's fields.
+        """
+        if ref.root == "inputs":
+            spec = self.workflow.inputs.get(ref.name)
+            return frozenset({spec.type}) if spec is not None and not ref.path else None
+        if ref.name not in self.index or not ref.path:
+            return None
+        target = self.workflow.steps[self.index[ref.name]]
+        if ref.path == ("status",):
+            return frozenset({"string"})
+        if ref.path[0] != "output":
+            return None
+        schema = _output_schema(target)
         for field in ref.path[1:]:
             schema, problem = _descend(schema, field)
             if problem or schema is None:
-                return
-        kind = schema.get("type") if isinstance(schema, dict) else None
-        if isinstance(kind, str) and kind != "array":
-            self.error(path, f"for_each needs a list, but {written} is of type {kind}")
+                return None
+        return _schema_types(schema)
+
+    def check_function_name(self, function: str, path: tuple) -> None:
+        """`module:nmae`, checked against the names in the module's source, never run."""
+        from orchestrate._module_source import defined_names
+
+        module, _, attribute = function.partition(":")
+        folder = self.workflow.path.parent if self.workflow.path else None
+        if module not in self.module_names:  # looked up once per module, not per step
+            self.module_names[module] = defined_names(module, folder)
+        names = self.module_names[module]
+        name = attribute.partition(".")[0]
+        if names is not None and name not in names:
+            public = {n for n in names if not n.startswith("_")}
+            self.error(path, f"module {module!r} has no {name!r}",
+                       did_you_mean(name, public) or _defines_hint(public))
+
+    def check_mock(self, step: LLMStep, base: tuple) -> None:
+        """A constant `mock:` of a JSON step is parsed as the reply would be, so `--mock`
+        does not fail on it later. A mock with template syntax is known only when rendered.
+        """
+        if step.mock is None or _is_template(step.mock):
+            return
+        if step.output != "json" and step.schema is None:
+            return
+        try:
+            parse_json_reply(step.mock, step.schema, what="mock")
+        except InvalidOutput as exc:
+            if not exc.message.startswith("the step's schema cannot be used"):  # reported once
+                self.error((*base, "mock"), exc.message,
+                           "`--mock` answers with this text, and it is checked like a "
+                           "model's reply")
 
     def check_schema(self, schema: dict, path: tuple) -> None:
         validator = schema_validator(schema)
@@ -462,6 +534,13 @@ def _identifier_hint(name: str) -> str | None:
     return None
 
 
+def _defines_hint(names: set[str]) -> str:
+    if not names:
+        return "it defines no public names"
+    shown = sorted(names)
+    return "it defines " + ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
+
+
 def _variable_hint(name: str, allowed: set[str]) -> str | None:
     if name in ("item", "index"):
         return "`item` and `index` are set only in a step with `for_each`"
@@ -529,11 +608,76 @@ def _regex_problem(pattern: str) -> str | None:
     return None
 
 
-def _item_schema(step: LLMStep) -> Any:
-    """The schema of `output` (a list of items' outputs for a `for_each` step)."""
-    if step.for_each is not None:
-        return {"type": "array", "items": step.schema}
-    return step.schema
+def _output_schema(step: AnyStep) -> Any:
+    """What a step's kind and settings say of its output, as a schema (None: nothing)."""
+    item = _reply_schema(step)
+    if step.for_each is None:
+        return item
+    return {"type": "array"} if item is None else {"type": "array", "items": item}
+
+
+def _reply_schema(step: AnyStep) -> Any:
+    """The schema of one output of a step (one item's, for a `for_each` step)."""
+    if isinstance(step, LLMStep):
+        if step.schema is not None:
+            return step.schema
+        return {"type": "string"} if step.output == "text" else None
+    if isinstance(step, WorkflowStep):
+        return {"type": "object"}  # the child's `outputs`
+    return None
+
+
+def _schema_types(schema: Any) -> frozenset[str] | None:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if isinstance(kind, str):
+        return frozenset({kind})
+    if isinstance(kind, list) and kind and all(isinstance(k, str) for k in kind):
+        return frozenset(kind)
+    return None
+
+
+def _type_names(types: frozenset[str]) -> str:
+    return " or ".join(sorted(types, key=lambda kind: (kind == "null", kind)))
+
+
+_A_TYPE = {"string": "a string", "number": "a number", "boolean": "a boolean"}
+
+
+def _json_type(constant: Any) -> str | None:
+    """The JSON type of a literal in an expression; None for `none` (a skipped step's null)."""
+    if isinstance(constant, bool):
+        return "boolean"
+    if isinstance(constant, int | float):
+        return "number"
+    return "string" if isinstance(constant, str) else None
+
+
+def _comparison_hint(comparison: Comparison, types: frozenset[str]) -> str:
+    operator, constant, ref = comparison.operator, comparison.constant, comparison.reference
+    outcome = ("is always false" if operator == "eq" else "is always true"
+               if operator == "ne" else "fails when the step runs")
+    if ref.root == "inputs" and types == {"string"} and _json_type(constant) == "number":
+        return (f"declare the input with `type: number` (an input without `type` is a "
+                f"string); as it is, the comparison {outcome}")
+    if isinstance(constant, str) and types & {"number", "integer"}:
+        try:
+            number = json.loads(constant)
+        except ValueError:
+            number = None
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return f"write {constant} without quotes; as it is, the comparison {outcome}"
+    if "string" in types and not isinstance(constant, str):
+        quoted = json.dumps(json.dumps(constant))
+        return f"write {quoted} in quotes; as it is, the comparison {outcome}"
+    return f"as it is, the comparison {outcome}"
+
+
+def _written(ref: Reference) -> str:
+    """A reference as a template writes it: steps.a.output.items[0].title."""
+    text = f"{ref.root}.{ref.name}"
+    for part in ref.path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
 
 
 def _descend(schema: Any, field: str | int) -> tuple[Any, list[str] | None]:
@@ -553,3 +697,41 @@ def _descend(schema: Any, field: str | int) -> tuple[Any, list[str] | None]:
     if schema.get("additionalProperties") not in (None, False):
         return None, None
     return None, list(properties)
+
+
+# --- finding the workflows in a folder ---------------------------------------------------
+
+# A top-level `steps:` key (quoted or not), at the start of a line: what makes a YAML file
+# a workflow rather than some other configuration that lives next to it.
+_TOP_LEVEL_STEPS = re.compile(rb"""^(?:steps|"steps"|'steps')[ \t]*:""", re.MULTILINE)
+_WORKFLOW_SUFFIXES = (".yaml", ".yml")
+
+
+def workflow_files(path: Path) -> list[Path]:
+    """What `validate PATH` checks: a file as it is; for a folder, the workflows below it.
+
+    A folder is searched recursively, like `ruff check DIR`; a workflow is a *.yaml or
+    *.yml file with a top-level `steps:` key. Other files, and hidden folders (.git,
+    .venv), are skipped. The files come sorted, so reports are stable.
+    """
+    import os
+
+    if not path.is_dir():
+        return [path]
+    found: list[Path] = []
+    for root, folders, names in os.walk(path):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            file = Path(root, name)
+            if name.endswith(_WORKFLOW_SUFFIXES) and _looks_like_workflow(file):
+                found.append(file)
+    return sorted(found)
+
+
+def _looks_like_workflow(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return True  # validating it reports why it cannot be read
+    return _TOP_LEVEL_STEPS.search(head) is not None

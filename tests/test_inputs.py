@@ -145,3 +145,33 @@ def test_inputs_file_errors_are_located(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         read_inputs_file(path)
     assert caught.value.message == f"{path}:2:1: duplicate key 'article'"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("article=@@handle", "@handle"),
+        ("article=@@-", "@-"),
+        ("article=@@@x", "@@x"),
+        ("article=@@", "@"),
+    ],
+)
+def test_double_at_is_a_literal_at(assignment: str, expected: str) -> None:
+    """`@@text` is the literal `@text`: no file or stdin is read."""
+    assert parse_assignments([assignment], SPECS) == {"article": expected}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stdin", "prompted"), [(_Terminal("typed"), True),
+                                                 (io.StringIO("piped"), False)])
+def test_at_dash_on_a_terminal_says_it_is_waiting(capsys: pytest.CaptureFixture[str],
+                                                  stdin: io.StringIO, prompted: bool) -> None:
+    """`@-` on a terminal tells on stderr that it waits for input; from a pipe it is silent."""
+    parse_assignments(["article=@-"], SPECS, stdin)
+    captured = capsys.readouterr()
+    notice = "reading input 'article' from stdin (end with Ctrl-D)\n"
+    assert (captured.err, captured.out) == ((notice if prompted else ""), "")

@@ -583,7 +583,7 @@ def test_cache_never_keeps_failures(write_flow: Callable, cli: Callable,
             prompt: "Give JSON"
             output: json
             retries: 1
-            mock: "no JSON here"
+            mock: "{{ 'no JSON here' }}"
         """)
     code, _ = run(cli, flow, "--mock", "--cache")
     assert code == 1

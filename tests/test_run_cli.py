@@ -192,7 +192,7 @@ def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: Ru
           - id: a
             prompt: x
             output: json
-            mock: "not json at all"
+            mock: "not json {{{{ 'at' }}}} all"  # a template: validate cannot know
         """)
     code, doc = run_json(flow)
     assert code == 1
@@ -376,7 +376,7 @@ def test_on_error_continue_lets_the_run_succeed(write_flow: Callable, run_json: 
           - id: broken
             prompt: x
             output: json
-            mock: "not json"
+            mock: "{{ 'not json' }}"  # a template: found invalid only at run time
             retries: 0
             on_error: continue
           - id: after
@@ -400,7 +400,7 @@ def test_failure_stops_the_run_and_cancels_the_rest(write_flow: Callable,
           - id: broken
             prompt: x
             output: json
-            mock: "not json"
+            mock: "{{ 'not json' }}"  # a template: found invalid only at run time
             retries: 0
           - id: later
             prompt: "{{ steps.broken.output }}"
@@ -597,7 +597,7 @@ def test_failing_sub_workflow_fails_the_step(write_flow: Callable, run_json: Run
           - id: bad
             prompt: x
             output: json
-            mock: nope
+            mock: "{{ 'nope' }}"
             retries: 0
         """, "child.yaml")
     flow = write_flow("""
@@ -620,7 +620,7 @@ def test_failing_sub_workflow_fails_the_step(write_flow: Callable, run_json: Run
     [
         pytest.param("""
           - id: a
-            for_each: inputs.text
+            for_each: inputs.text | string  # not statically typed
             prompt: "{{ item }}"
         """, "for_each gave str, not a list", id="for-each-over-a-string"),
         pytest.param("""

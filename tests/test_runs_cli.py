@@ -37,7 +37,7 @@ FAILING = """
       - id: bad
         prompt: x
         output: json
-        mock: "not json"
+        mock: "{{ 'not json' }}"  # a template, so validate lets it reach the run
         retries: 0
     """
 

@@ -38,6 +38,16 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (4, 14, "`timeout` must be more than 0 seconds, got 0"),
         (5, 15, "expected one of fail, continue, got 'yes'"),
     ]),
+    ("comparison_type", [
+        (14, 11, 'steps.grade.output.score is of type number, but is compared with a string ("5")'),
+        (17, 11, 'steps.grade.output.score is of type number, but is compared with a string ("5")'),
+        (17, 11, 'steps.grade.output.passed is of type boolean, but is compared with a string '
+                 '("yes")'),
+        (20, 11, 'inputs.limit is of type integer, but is compared with a string ("10")'),
+        (20, 11, "inputs.level is of type string, but is compared with a number (3)"),
+        (21, 13, "steps.grade.output.label is of type string or null, but is compared with a "
+                 "number (3)"),
+    ]),
     ("duplicate_id", [
         (4, 9, "duplicate step id 'a'"),
     ]),
@@ -49,6 +59,16 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("expression_syntax", [
         (6, 11, 'unexpected end of the expression'),
+    ]),
+    ("for_each_not_a_list", [
+        (6, 15, "for_each needs a list, but inputs.name is of type string"),
+        (9, 15, "for_each needs a list, but steps.by_input.output[0] is of type string"),
+        (14, 15, "for_each needs a list, but steps.summary.status is of type string"),
+        (17, 15, "for_each needs a list, but steps.summary.output is of type string"),
+    ]),
+    ("function_misspelt", [
+        (3, 15, "module 'wordtools' has no 'count_wrds'"),
+        (6, 15, "module 'wordtools' has no 'tally'"),
     ]),
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
@@ -68,6 +88,12 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("misspelt_kind", [
         (3, 5, "unknown key 'promt' in a step"),
+    ]),
+    ("mock_schema_mismatch", [
+        (8, 11, "the mock does not match the schema at $.category: 'billling' is not one of "
+                "['billing', 'bug']"),
+        (12, 11, "the mock is not valid JSON (Expecting value at line 1 column 1)"),
+        (17, 11, "the mock does not match the schema at $: 1.5 is not of type 'integer'"),
     ]),
     ("needs_cycle", [
         (2, 5, 'dependency cycle: a -> c -> b -> a'),
@@ -221,6 +247,11 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("broken_step_duplicate_id", "it is first used on line 2; ids must be unique"),
         ("schema_remote_ref",
          "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),
+        ("comparison_type", "write 5 without quotes; as it is, the comparison fails when "
+                            "the step runs"),
+        ("function_misspelt", "did you mean 'count_words'?"),
+        ("mock_schema_mismatch",
+         "`--mock` answers with this text, and it is checked like a model's reply"),
     ],
 )
 def test_hints_point_at_the_fix(name: str, hint: str) -> None:
@@ -343,3 +374,110 @@ def test_a_broken_step_still_gets_its_templates_checked(write_flow: Callable) ->
          "internal attributes"),
         (6, 5, "unknown key 'temprature' in a step", "did you mean 'temperature'?"),
     ]
+
+
+def test_a_folder_is_searched_for_workflows(cli: Callable, write_flow: Callable,
+                                             tmp_path: Path) -> None:
+    """`validate DIR` checks every *.yaml/*.yml with `steps:` below DIR, and nothing else."""
+    write_flow("steps: [{id: a, prompt: hi}]\n", "flows/good.yaml")
+    write_flow("steps:\n  - id: b\n    promt: hi\n", "flows/deep/er/bad.yml")
+    write_flow("version: 1\nname: not a workflow\n", "flows/config.yaml")
+    write_flow("steps: [{id: a, promt: hi}]\n", "flows/notes.txt")
+    write_flow("steps: [{id: a, promt: hi}]\n", "flows/.hidden/bad.yaml")
+    result = cli("validate", tmp_path / "flows", "--json")
+    assert result.exit_code == 2
+    files = [(f["file"], f["valid"]) for f in json.loads(result.stdout)["files"]]
+    assert files == [(str(tmp_path / "flows/deep/er/bad.yml"), False),
+                     (str(tmp_path / "flows/good.yaml"), True)]
+
+
+def test_a_folder_without_workflows_is_a_warning(cli: Callable, tmp_path: Path) -> None:
+    """A folder with no workflow in it says so on stderr, and is not an error."""
+    result = cli("validate", tmp_path)
+    assert result.exit_code == 0
+    assert f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {tmp_path}" in (
+        result.stderr)
+
+
+def test_the_workflows_folder_validates(cli: Callable) -> None:
+    """`validate workflows/` finds and accepts every example."""
+    result = cli("validate", REPO / "workflows")
+    assert result.exit_code == 0
+    checked = {line.removesuffix(": ok") for line in result.stderr.splitlines()}
+    assert checked == {str(p) for p in (REPO / "workflows").rglob("*.yaml")}
+
+
+@pytest.mark.parametrize(
+    ("when", "hint"),
+    [
+        ('steps.g.output.score == "5"', "write 5 without quotes; as it is, the comparison is "
+                                        "always false"),
+        ("steps.g.output.label != 3", 'write "3" in quotes; as it is, the comparison is always '
+                                      "true"),
+        ('steps.g.output.tags < "a"', "as it is, the comparison fails when the step runs"),
+        ("inputs.level > 3", "declare the input with `type: number` (an input without `type` "
+                             "is a string); as it is, the comparison fails when the step runs"),
+        ('steps.each.output == "x"', "as it is, the comparison is always false"),
+    ],
+)
+def test_comparison_hints_say_what_goes_wrong(write_flow: Callable, when: str, hint: str) -> None:
+    """A mistyped comparison's hint gives the fix and what the comparison would do."""
+    flow = write_flow(f"""
+        inputs:
+          level: {{}}
+        steps:
+          - id: g
+            prompt: x
+            schema:
+              type: object
+              properties: {{score: {{type: integer}}, label: {{type: string}},
+                            tags: {{type: array}}}}
+          - id: each
+            for_each: "[1, 2]"
+            prompt: "{{{{ item }}}}"
+          - id: use
+            when: {when}
+            prompt: x
+        """)
+    assert [d.hint for d in validate_file(flow).diagnostics] == [hint]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from os.path import *\n",
+        "def __getattr__(name):\n    return len\n",
+        "globals()['count_wrds'] = len\n",
+        "def broken(:\n",
+        "def setup():\n    global count_wrds\n    count_wrds = len\n",
+        "try:\n    from fast import count_wrds\nexcept ImportError:\n    count_wrds = len\n",
+        "if True:\n    count_wrds = len\n",
+    ],
+)
+def test_function_names_are_checked_only_when_the_source_tells(write_flow: Callable,
+                                                                source: str) -> None:
+    """Names made at run time, or a module that cannot be parsed, are never reported."""
+    write_flow(source, "dynamic_tools.py")
+    flow = write_flow("steps: [{id: a, function: 'dynamic_tools:count_wrds'}]\n")
+    assert validate_file(flow).diagnostics == []
+
+
+def test_validate_reads_function_modules_without_importing_them(write_flow: Callable) -> None:
+    """The module is parsed, never run: validate executes no user code."""
+    import sys
+
+    write_flow("import sys\nsys.exit('imported')\ndef count_words(): ...\n", "never_run.py")
+    write_flow("", "pkg/__init__.py")
+    write_flow("raise SystemExit('imported')\ndef split(): ...\n", "pkg/sub.py")
+    flow = write_flow("""
+        steps:
+          - {id: a, function: 'never_run:count_wrds'}
+          - {id: b, function: 'pkg.sub:splt'}
+          - {id: c, function: 'pkg:sub'}
+        """)
+    report = validate_file(flow)
+    assert [(d.message, d.hint) for d in report.diagnostics] == [
+        ("module 'never_run' has no 'count_wrds'", "did you mean 'count_words'?"),
+        ("module 'pkg.sub' has no 'splt'", "did you mean 'split'?"),
+    ]
+    assert "never_run" not in sys.modules and "pkg" not in sys.modules
