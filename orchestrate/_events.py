@@ -49,7 +49,19 @@ class RunStarted(_Event):
 
 
 @attrs.frozen(kw_only=True)
+class StepQueued(_Event):
+    """A step is ready but every concurrency slot is taken; StepStarted follows when its
+    first call gets one. Sent only when the step has to wait."""
+
+    name = "step_queued"
+    step_id: str
+    kind: str
+
+
+@attrs.frozen(kw_only=True)
 class StepStarted(_Event):
+    """A step's first call got a concurrency slot: its `duration_ms` counts from here."""
+
     name = "step_started"
     step_id: str
     kind: str
@@ -65,6 +77,7 @@ class StepRetrying(_Event):
     attempt: int  # the attempt that is about to start, 2 for the first retry
     delay: float
     reason: str
+    item: int | None = None  # the for_each item that is retried
 
 
 @attrs.frozen(kw_only=True)
@@ -106,8 +119,8 @@ class RunFinished(_Event):
 
 
 Event: TypeAlias = (
-    RunStarted | StepStarted | StepRetrying | TokenReceived | ItemFinished | StepFinished
-    | RunFinished
+    RunStarted | StepQueued | StepStarted | StepRetrying | TokenReceived | ItemFinished
+    | StepFinished | RunFinished
 )
 Observer: TypeAlias = Callable[[Event], None]
 
