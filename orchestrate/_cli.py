@@ -258,13 +258,15 @@ def run(
                 result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
                                                   options=options, observers=observers,
                                                   history=history))
+            recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             print(exc.format(), file=sys.stderr)
-            result = exc.result
+            result, recorded = exc.result, False
     if as_json:
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
-               show_error=quiet or terminal, verbose=verbose)
+               show_error=quiet or terminal, verbose=verbose,
+               resume_from=str(flow) if recorded and not quiet else None)
     raise typer.Exit(result.exit_code)
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from orchestrate._errors import TemplateError
+from orchestrate._hints import plural
 
 if TYPE_CHECKING:
     import jinja2
@@ -908,7 +909,7 @@ def _undefined_message(
     if isinstance(owner, Mapping):
         return f"{subject} has no key {name!r}", _did_you_mean(name, [str(k) for k in owner])
     if isinstance(owner, (list, tuple, str)) and isinstance(name, int):
-        return f"{subject} has no item {name}", f"it has {len(owner)} items"
+        return f"{subject} has no item {name}", f"it has {plural(len(owner), 'item')}"
     return f"{subject} has no attribute {name!r}", None
 
 

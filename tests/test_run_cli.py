@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def test_progress_goes_to_stderr_only(done_flow: Path, cli: Callable) -> None:
     result = cli("run", done_flow, "--mock")
     assert result.stdout == "done\n"
     assert "✓ a succeeded" in result.stderr
-    assert "run succeeded" in result.stderr
+    assert re.search(r"^run \w+ succeeded in ", result.stderr, re.MULTILINE)
 
 
 def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
@@ -822,3 +823,24 @@ def test_a_run_stopped_before_its_steps_keeps_its_inputs(write_flow: Callable,
     result = cli("run", flow, "-i", "topic=moon", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["inputs"] == {"topic": "moon", "n": 2}
+
+
+@pytest.mark.parametrize(("args", "hinted"), [([], True), (["--no-history"], False),
+                                              (["-q"], False)])
+def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Callable,
+                                                  args: list[str], hinted: bool) -> None:
+    """A failed run recorded in the history ends with `resume with: ... --resume ID`."""
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+            output: json
+            mock: '{"title": "Tides"}'
+          - id: b
+            prompt: "{{ steps.a.output.titel }}"
+        """)
+    result = cli("run", flow, "--mock", "--json", *args)
+    run_id = json.loads(result.stdout)["run_id"]
+    hint = f"resume with: orchestrate run {flow} --resume {run_id}\n"
+    assert result.exit_code == 1
+    assert (hint in result.stderr) is hinted
