@@ -44,7 +44,7 @@ class RunStarted(_Event):
 
     def to_dict(self) -> dict[str, Any]:
         doc = super().to_dict()
-        doc["steps"] = [{"id": i, "kind": k} for i, k in self.steps]
+        doc["steps"] = [{"step_id": i, "kind": k} for i, k in self.steps]
         return doc
 
 
@@ -106,7 +106,9 @@ class StepFinished(_Event):
     result: StepResult
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.name, "time": self.time, **self.result.to_dict()}
+        step = self.result.to_dict()
+        # Every event names its step `step_id`; the result document's entry says `id`.
+        return {"event": self.name, "time": self.time, "step_id": step.pop("id"), **step}
 
 
 @attrs.frozen(kw_only=True)

@@ -396,11 +396,8 @@ def step_document(row: sqlite3.Row) -> dict[str, Any]:
         "output": json.loads(row["output"]) if row["output"] is not None else None,
         "error": error, "provider": row["provider"], "model": row["model"],
         "attempts": row["attempts"], "duration_ms": row["duration_ms"], "usage": usage,
+        "cached": bool(row["cached"]), "reused": bool(row["reused"]),
     }
-    if row["cached"]:
-        doc["cached"] = True
-    if row["reused"]:
-        doc["reused"] = True
     if row["extra"]:
         doc.update(json.loads(row["extra"]))
     return doc

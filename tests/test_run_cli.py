@@ -55,6 +55,7 @@ def test_json_document_has_every_field(write_flow: Callable, run_json: RunJson) 
     assert step["provider"] == "openai"
     assert step["model"] == "gpt-4o-mini"
     assert step["attempts"] == 1
+    assert (step["cached"], step["reused"]) == (False, False)  # false, not missing
     assert step["usage"]["output_tokens"] == 4  # "Hi about tides": 14 chars, 4 per token
     assert doc["usage"] == step["usage"]
     assert doc["started_at"].endswith("Z")
@@ -108,11 +109,15 @@ def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
 
 
 def test_events_to_stdout_are_json_lines(done_flow: Path, cli: Callable) -> None:
-    """--events - writes one JSON object per event to stdout, and nothing else."""
+    """--events - writes one JSON object per event to stdout, and nothing else; every
+    record names its step `step_id`."""
     result = cli("run", done_flow, "--mock", "--events", "-", "-q")
     events = [json.loads(line) for line in result.stdout.splitlines()]
     names = [e["event"] for e in events]
     assert names == ["run_started", "step_started", "step_finished", "run_finished"]
+    assert events[0]["steps"] == [{"step_id": "a", "kind": "llm"}]
+    assert [e["step_id"] for e in events[1:3]] == ["a", "a"]
+    assert not any("id" in e for e in events)
     assert events[2]["status"] == "succeeded"
     assert events[-1]["outputs"] == {"a": "done"}
 
