@@ -74,7 +74,8 @@ def _print_json(data: Any) -> None:
 @app.command()
 @_reporting_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Workflow files to check.")],
+    files: Annotated[list[Path], typer.Argument(help="Workflow files to check.",
+                                                metavar="FILE...")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Check workflow files like a compiler: every problem, with line and column."""
@@ -103,7 +104,7 @@ class GraphFormat(StrEnum):
 @app.command()
 @_reporting_errors
 def graph(
-    file: Annotated[Path, typer.Argument(help="The workflow file.")],
+    file: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
@@ -147,7 +148,8 @@ def schema() -> None:
 @app.command()
 @_reporting_errors
 def init(
-    path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).")] = (
+    path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).",
+                                        metavar="[PATH]")] = (
         "workflow.yaml"
     ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -348,7 +350,8 @@ def runs_list(
 @runs_app.command("show")
 @_reporting_errors
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
+                                          help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
 ) -> None:
     """A recorded run: its outputs and each step."""
