@@ -7,11 +7,13 @@ Renderers observe engine events; they never change a run.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -465,12 +467,18 @@ def _status_text(status: str) -> Any:
     return Text(f"{_SYMBOLS.get(status, '…')} {status}", style=_STYLES.get(status, "cyan"))
 
 
-def _history_console(out: IO[str]) -> Console:
-    """A console for stdout: the terminal's width, or wide enough not to cut when piped."""
+@contextmanager
+def _history_console(out: IO[str]) -> Iterator[Console]:
+    """A console for stdout: the terminal's width; piped, wide enough not to cut, and
+    without the spaces Rich pads table cells with at the ends of lines."""
     from rich.console import Console
 
-    width = None if out.isatty() else 200
-    return Console(file=out, highlight=False, soft_wrap=True, width=width)
+    if out.isatty():
+        yield Console(file=out, highlight=False, soft_wrap=True)
+        return
+    buffer = io.StringIO()
+    yield Console(file=buffer, highlight=False, soft_wrap=True, width=200)
+    out.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
 def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
@@ -489,15 +497,20 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
         table.add_row(run["run_id"], run["workflow"], _status_text(run["status"]),
                       _local_time(run["started_at"]),
                       "" if duration is None else _duration(duration), _usage_text(run["usage"]))
-    _history_console(out).print(table)
+    with _history_console(out) as console:
+        console.print(table)
 
 
 def print_run(doc: dict[str, Any], details: dict[str, Any], out: IO[str]) -> None:
     """`runs show`: what ran, from which file, the outputs, then each step."""
+    with _history_console(out) as console:
+        _draw_run(doc, details, console)
+
+
+def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = _history_console(out)
     title = Text(f"run {doc['run_id']}  {doc['workflow']}  ", style="bold")
     console.print(title + _status_text(doc["status"]))
     facts: list[tuple[str, str]] = []
@@ -565,9 +578,13 @@ def _side_by_side(a: Any, b: Any) -> str:
 
 def print_diff(diff: dict[str, Any], out: IO[str]) -> None:
     """`runs diff`: per step, status, tokens and time side by side, then what changed."""
+    with _history_console(out) as console:
+        _draw_diff(diff, console)
+
+
+def _draw_diff(diff: dict[str, Any], console: Console) -> None:
     from rich.text import Text
 
-    console = _history_console(out)
     a, b = diff["a"], diff["b"]
     console.print(Text(f"a {a['run_id']}  {a['workflow']}  {a['status']}  "
                        f"{_local_time(a['started_at'])}", style="bold"))
