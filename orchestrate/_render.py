@@ -415,10 +415,12 @@ def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: b
 
 def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
     """Steps that depend on nothing at the top; under each step, the steps that need it."""
+    from rich.markup import escape
     from rich.tree import Tree
 
-    kinds = {s.id: s.kind for s in workflow.steps}
-    tree = Tree(f"[bold]{workflow.name}[/]")
+    from orchestrate._graphs import node_label
+
+    tree = Tree(f"[bold]{escape(workflow.name)}[/]")
     shown: set[str] = set()
 
     def add(branch: Any, step_id: str) -> None:
@@ -426,7 +428,8 @@ def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
             branch.add(f"{step_id} [dim](see above)[/]")
             return
         shown.add(step_id)
-        node = branch.add(f"{step_id} [dim]({kinds[step_id]})[/]")
+        details = node_label(workflow.step(step_id)).removeprefix(f"{step_id} ")
+        node = branch.add(f"{step_id} [dim]{escape(details)}[/]")
         for dependent in plan.dependents(step_id):
             add(node, dependent)
 
