@@ -75,3 +75,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"orchestrate.{module}"), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The public names only: not the submodules and helpers that live here too."""
+    return list(__all__)

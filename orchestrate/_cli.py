@@ -111,7 +111,7 @@ class GraphFormat(StrEnum):
 @app.command()
 @_reporting_errors
 def graph(
-    file: Annotated[Path, typer.Argument(help="The workflow file.")],
+    file: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
@@ -155,7 +155,8 @@ def schema() -> None:
 @app.command()
 @_reporting_errors
 def init(
-    path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).")] = (
+    path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).",
+                                        metavar="[PATH]")] = (
         "workflow.yaml"
     ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -267,13 +268,15 @@ def run(
                 result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
                                                   options=options, observers=observers,
                                                   history=history))
+            recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             print(exc.format(), file=sys.stderr)
-            result = exc.result
+            result, recorded = exc.result, False
     if as_json:
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
-               show_error=quiet or terminal, verbose=verbose)
+               show_error=quiet or terminal, verbose=verbose,
+               resume_from=str(flow) if recorded and not quiet else None)
     raise typer.Exit(result.exit_code)
 
 
@@ -355,7 +358,8 @@ def runs_list(
 @runs_app.command("show")
 @_reporting_errors
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
+                                          help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
 ) -> None:
     """A recorded run: its outputs and each step."""

@@ -9,6 +9,8 @@ prints one thing itself, a warning on stderr when it drops an observer that rais
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +18,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -36,6 +38,7 @@ from orchestrate._events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepQueued,
     StepRetrying,
     StepStarted,
     TokenReceived,
@@ -158,7 +161,11 @@ class Engine:
         self.results: dict[str, StepResult] = {}
         self.context_steps: dict[str, dict[str, Any]] = {}
         self.inputs: dict[str, Any] = {}
+        # When a step's first call got a concurrency slot: its duration counts from there.
         self.step_started: dict[str, float] = {}
+        # The StepStarted event of each step that is ready but has no slot yet.
+        self.unstarted: dict[str, Callable[[], StepStarted]] = {}
+        self.queued: set[str] = set()
 
     # --- the coordinator ------------------------------------------------------------------
 
@@ -230,7 +237,6 @@ class Engine:
                 step = self.workflow.step(step_id)
                 settled = self._settle_without_running(step)
                 if settled is None:
-                    self.step_started[step_id] = time.perf_counter()
                     running[asyncio.create_task(self._execute(step))] = step_id
                     continue
                 progress = True
@@ -304,7 +310,6 @@ class Engine:
     # --- one step ---------------------------------------------------------------------------
 
     async def _execute(self, step: AnyStep) -> StepResult:
-        start = time.perf_counter()
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
@@ -321,22 +326,23 @@ class Engine:
                 if reused is not None:
                     return attrs.evolve(reused, reused=True, duration_ms=0,
                                         fingerprint=fingerprint)
-            self.emit(StepStarted(step_id=step.id, kind=step.kind, provider=provider,
-                                  model=model, items=None if items is None else len(items)))
+            self.unstarted[step.id] = functools.partial(
+                StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
+                items=None if items is None else len(items))
             outcomes = await self._run_units(step, contexts, units, items is not None)
         except StepError as exc:
-            failed = _failed(step, exc, _ms_since(start), provider, model)
+            failed = _failed(step, exc, self._running_ms(step.id), provider, model)
             return attrs.evolve(failed, request=_request_record(units, is_list))
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
             error.details = "".join(traceback.format_exception(exc))
-            return _failed(step, error, _ms_since(start), provider, model)
+            return _failed(step, error, self._running_ms(step.id), provider, model)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
         return StepResult(
             id=step.id, status="succeeded", output=output, provider=provider,
             model=outcomes[0].model if outcomes else model,
-            attempts=sum(o.attempts for o in outcomes), duration_ms=_ms_since(start),
+            attempts=sum(o.attempts for o in outcomes), duration_ms=self._running_ms(step.id),
             usage=_usage(outcomes), cached=any(o.cached for o in outcomes),
             warnings=tuple(w for o in outcomes for w in o.warnings),
             request=_request_record(units, items is not None),
@@ -396,6 +402,7 @@ class Engine:
         is_list: bool,
     ) -> _Outcome:
         if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
+            self._begin(step.id)
             call = self._unit_at(step, context, units, index)
             assert isinstance(call, SubWorkflowCall)
             try:
@@ -403,7 +410,7 @@ class Engine:
                     return await self._run_subworkflow(call)
             except TimeoutError:
                 raise StepTimeout(f"the sub-workflow took longer than {step.timeout:g} s") from None
-        async with self.semaphore:
+        async with self._slot(step):
             # Rendered inside the slot, so a large for_each starts calling at once instead
             # of rendering every item first.
             unit = self._unit_at(step, context, units, index)
@@ -412,6 +419,29 @@ class Engine:
                 return _Outcome(await call_function(unit, function, step.timeout))
             assert isinstance(unit, LLMRequest) and isinstance(step, LLMStep)
             return await self._ask(step, unit, index if is_list else None)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, step: AnyStep) -> AsyncIterator[None]:
+        """Hold a concurrency slot; a step starts when its first call gets one, and is
+        queued (said once) while none is free."""
+        if step.id in self.unstarted and step.id not in self.queued and self.semaphore.locked():
+            self.queued.add(step.id)
+            self.emit(StepQueued(step_id=step.id, kind=step.kind))
+        async with self.semaphore:
+            self._begin(step.id)
+            yield
+
+    def _begin(self, step_id: str) -> None:
+        """Start the step's clock and say it started, once."""
+        started = self.unstarted.pop(step_id, None)
+        if started is not None:
+            self.step_started[step_id] = time.perf_counter()
+            self.emit(started())
+
+    def _running_ms(self, step_id: str) -> int:
+        """How long the step has run: 0 for one that never got a slot."""
+        started = self.step_started.get(step_id)
+        return 0 if started is None else _ms_since(started)
 
     def _unit_at(
         self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int
@@ -480,7 +510,7 @@ class Engine:
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
-                                   reason=reason))
+                                   reason=reason, item=item))
 
         while True:
             try:

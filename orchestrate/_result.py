@@ -83,11 +83,9 @@ class StepResult:
             "attempts": self.attempts,
             "duration_ms": self.duration_ms,
             "usage": self.usage.to_dict() if self.usage else None,
+            "cached": self.cached,
+            "reused": self.reused,
         }
-        if self.cached:
-            doc["cached"] = True
-        if self.reused:
-            doc["reused"] = True
         if self.warnings:
             doc["warnings"] = list(self.warnings)
         return doc

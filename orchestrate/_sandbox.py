@@ -45,6 +45,7 @@ from jinja2.utils import Namespace, missing
 from markupsafe import Markup
 
 from orchestrate._errors import TemplateError
+from orchestrate._hints import plural
 from orchestrate._templating import (
     GLOBALS,
     MAX_BUILT,
@@ -191,7 +192,7 @@ def _undefined_message(
     if isinstance(owner, Mapping):
         return f"{subject} has no key {name!r}", did_you_mean(name, [str(k) for k in owner])
     if isinstance(owner, (list, tuple, str)) and isinstance(name, int):
-        return f"{subject} has no item {name}", f"it has {len(owner)} items"
+        return f"{subject} has no item {name}", f"it has {plural(len(owner), 'item')}"
     return f"{subject} has no attribute {name!r}", None
 
 

@@ -20,6 +20,13 @@ def test_all_is_complete_and_importable() -> None:
     assert set(orchestrate._MODULE_OF) | {"__version__"} == set(orchestrate.__all__)
 
 
+def test_dir_lists_only_the_public_names() -> None:
+    """dir(orchestrate) shows __all__, not submodules like _api nor helpers."""
+    import orchestrate._engine  # a loaded submodule is an attribute too
+
+    assert dir(orchestrate) == orchestrate.__all__
+
+
 def test_run_workflow_returns_the_result(write_flow: Callable) -> None:
     """run_workflow validates, runs and returns the RunResult."""
     flow = write_flow("""

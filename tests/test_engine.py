@@ -21,6 +21,7 @@ from orchestrate._events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepQueued,
     StepStarted,
 )
 from orchestrate._result import RunResult
@@ -238,6 +239,50 @@ async def test_max_concurrency_is_reached_and_never_exceeded(
     result = await asyncio.wait_for(task, PATIENCE)
     assert result.status == "succeeded"
     assert (len(provider.prompts), provider.most_in_flight) == (6, limit)
+
+
+QUEUE = """
+    steps:
+      - id: first
+        prompt: first
+      - id: each
+        for_each: '["x", "y"]'
+        prompt: "{{ item }}"
+    """
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_step_without_a_slot_is_queued_and_its_time_starts_with_its_call(
+    make_run: Callable[..., Run], provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot: `each` is queued (not started) until `first` is done; its items
+    run one by one and its duration counts from its first call, not from when it was ready."""
+    clock = FakeClock()
+    monkeypatch.setattr("orchestrate._engine.time.perf_counter", clock)
+    provider.hold_all = True
+    run = make_run(QUEUE, max_concurrency=1)
+    task = run.start()
+    assert await provider.next_arrival() == "first"
+    await yield_to_the_engine()
+    assert run.names(StepQueued) == ["each"] and run.names(StepStarted) == ["first"]
+    clock.now = 105.0
+    provider.release("first")
+    assert await provider.next_arrival() == "x"
+    await yield_to_the_engine()
+    assert run.names(StepStarted) == ["first", "each"] and provider.in_flight == 1
+    clock.now = 107.0
+    provider.release_all()
+    result = await asyncio.wait_for(task, PATIENCE)
+    assert run.names(StepQueued) == ["each"]  # said once, not per waiting item
+    assert run.position(StepQueued, "each") < run.position(StepStarted, "each")
+    assert {s.id: s.duration_ms for s in result.steps} == {"first": 5000, "each": 2000}
 
 
 # --- cancellation -------------------------------------------------------------------------------

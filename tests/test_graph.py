@@ -140,3 +140,29 @@ def test_graph_json_of_an_invalid_file_is_still_a_document(cli: Callable,
     doc = json.loads(result.stdout)
     assert (doc["nodes"], doc["edges"]) == ([], [])
     assert doc["diagnostics"][0]["message"].startswith("dependency cycle:")
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [
+    ("tree", ["a (llm)", "b (llm) [when]", "c (llm) [when] [for_each]"]),
+    ("mermaid", ['s_a["a (llm)"]', 's_b["b (llm) [when]"]',
+                 's_c["c (llm) [when] [for_each]"]']),
+    ("dot", ['"a" [label="a (llm)"];', '"b" [label="b (llm) [when]"];',
+             '"c" [label="c (llm) [when] [for_each]"];']),
+])
+def test_graph_marks_conditional_and_per_item_steps(cli: Callable, write_flow: Callable,
+                                                    fmt: str, expected: list[str]) -> None:
+    """Every format marks a step with `when` and one with `for_each`; a plain step has no mark."""
+    path = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+          - id: b
+            when: steps.a.output == "x"
+            prompt: "{{ steps.a.output }}"
+          - id: c
+            when: "true"
+            for_each: range(3)
+            prompt: "{{ item }} {{ steps.b.output }}"
+        """)
+    lines = [line.strip(" └─│") for line in cli("graph", path, "-f", fmt).stdout.splitlines()]
+    assert [line for line in lines if line in expected] == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def test_json_document_has_every_field(write_flow: Callable, run_json: RunJson) 
     assert step["provider"] == "openai"
     assert step["model"] == "gpt-4o-mini"
     assert step["attempts"] == 1
+    assert (step["cached"], step["reused"]) == (False, False)  # false, not missing
     assert step["usage"]["output_tokens"] == 4  # "Hi about tides": 14 chars, 4 per token
     assert doc["usage"] == step["usage"]
     assert doc["started_at"].endswith("Z")
@@ -97,7 +99,7 @@ def test_progress_goes_to_stderr_only(done_flow: Path, cli: Callable) -> None:
     result = cli("run", done_flow, "--mock")
     assert result.stdout == "done\n"
     assert "✓ a succeeded" in result.stderr
-    assert "run succeeded" in result.stderr
+    assert re.search(r"^run \w+ succeeded in ", result.stderr, re.MULTILINE)
 
 
 def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
@@ -108,11 +110,15 @@ def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
 
 
 def test_events_to_stdout_are_json_lines(done_flow: Path, cli: Callable) -> None:
-    """--events - writes one JSON object per event to stdout, and nothing else."""
+    """--events - writes one JSON object per event to stdout, and nothing else; every
+    record names its step `step_id`."""
     result = cli("run", done_flow, "--mock", "--events", "-", "-q")
     events = [json.loads(line) for line in result.stdout.splitlines()]
     names = [e["event"] for e in events]
     assert names == ["run_started", "step_started", "step_finished", "run_finished"]
+    assert events[0]["steps"] == [{"step_id": "a", "kind": "llm"}]
+    assert [e["step_id"] for e in events[1:3]] == ["a", "a"]
+    assert not any("id" in e for e in events)
     assert events[2]["status"] == "succeeded"
     assert events[-1]["outputs"] == {"a": "done"}
 
@@ -910,3 +916,24 @@ def test_a_run_stopped_before_its_steps_keeps_its_inputs(write_flow: Callable,
     result = cli("run", flow, "-i", "topic=moon", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["inputs"] == {"topic": "moon", "n": 2}
+
+
+@pytest.mark.parametrize(("args", "hinted"), [([], True), (["--no-history"], False),
+                                              (["-q"], False)])
+def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Callable,
+                                                  args: list[str], hinted: bool) -> None:
+    """A failed run recorded in the history ends with `resume with: ... --resume ID`."""
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+            output: json
+            mock: '{"title": "Tides"}'
+          - id: b
+            prompt: "{{ steps.a.output.titel }}"
+        """)
+    result = cli("run", flow, "--mock", "--json", *args)
+    run_id = json.loads(result.stdout)["run_id"]
+    hint = f"resume with: orchestrate run {flow} --resume {run_id}\n"
+    assert result.exit_code == 1
+    assert (hint in result.stderr) is hinted

@@ -328,3 +328,13 @@ def test_runs_help_lists_the_commands(cli: Callable) -> None:
     out = cli("runs", "--help").stdout
     for command in ("list", "show", "diff", "delete", "prune"):
         assert command in out
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "RUN"], ["diff", "RUN", "RUN"]])
+def test_piped_tables_have_no_trailing_spaces(runs: list[dict[str, Any]], cli: Callable,
+                                             command: list[str]) -> None:
+    """Piped, `runs list`, `show` and `diff` print no line that ends in spaces."""
+    args = [runs[1]["run_id"] if arg == "RUN" else arg for arg in command]
+    out = cli("runs", *args).stdout
+    assert len(out.splitlines()) > 3
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []

@@ -370,3 +370,30 @@ def test_a_killed_process_loses_no_finished_step(write_flow: Callable, cli: Call
     assert [s["id"] for s in doc["steps"]] == ["fast"]
     (listed,) = json.loads(cli("runs", "list", "--json").stdout)
     assert (listed["status"], listed["usage"]) == ("running", doc["steps"][0]["usage"])
+
+
+def documented_query(marker: str) -> str:
+    """The SQL statement of docs/history.md that holds `marker`."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "history.md").read_text("utf-8")
+    blocks = [b.split("```", 1)[0] for b in doc.split("```sql\n")[1:]]
+    statements = [s.strip() for block in blocks for s in block.split(";")]
+    return next(s for s in statements if marker in s)
+
+
+@pytest.mark.parametrize(("step", "prompt"), [
+    ("prompt: Summarize a", "Summarize a"),
+    ("for_each: '[\"a\", \"b\"]'\n        prompt: Summarize {{ item }}", "Summarize b"),
+])
+def test_the_documented_last_prompt_query(write_flow: Callable, cli: Callable, step: str,
+                                          prompt: str) -> None:
+    """docs/history.md's "last prompt a step sent" query answers for a plain step and for a
+    for_each step (its last item's prompt), run against a real history."""
+    flow = write_flow(f"""
+    steps:
+      - id: summarize
+        {step}
+    """)
+    assert cli("run", flow, "--mock", "-q").exit_code == 0
+    sql = documented_query("AS prompt")
+    [(_, found)] = query(sql)
+    assert found == prompt
