@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -262,22 +263,131 @@ def _load_yaml(text: str, *, allow_duplicates: bool) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="rt")
+    yaml.Composer = _counting_composer()
+    yaml.Constructor = _located_constructor()
     yaml.allow_duplicate_keys = allow_duplicates
     try:
         return yaml.load(text)
+    except _ConstructionProblem as exc:
+        raise exc.problem from None
     except RecursionError:
         message = f"the file nests data too deeply (more than {MAX_DEPTH} levels are refused)"
         raise _YAMLProblem(message, 1, 1, "flatten the structure") from None
-    except DuplicateKeyError:
-        raise
+    except DuplicateKeyError as exc:
+        if not allow_duplicates:
+            raise
+        raise _syntax_problem(exc) from None  # `<<` twice: refused even when allowed
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        hint = "indent with spaces: YAML does not allow tabs" if "\\t" in repr(problem) else None
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise _YAMLProblem(f"invalid YAML: {problem}", line, col, hint) from None
+        raise _syntax_problem(exc) from None
     except YAMLError as exc:
         raise _YAMLProblem(f"invalid YAML: {exc}", 1, 1, None) from None
+
+
+def _syntax_problem(exc: Any) -> _YAMLProblem:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return _YAMLProblem(f"invalid YAML: {problem}", line, col, _syntax_hint(problem, line))
+
+
+def _syntax_hint(problem: str, line: int) -> str | None:
+    """What a YAML parser's words mean for someone who writes a workflow."""
+    if "\\t" in repr(problem):
+        return "indent with spaces: YAML does not allow tabs"
+    if "mapping values are not allowed" in problem:
+        return ("a value holds ': ' (or a key is indented too far): quote the value, "
+                "or line the key up with the keys above it")
+    if "expected <block end>" in problem or "could not find expected ':'" in problem:
+        return "the indentation of this line does not match the lines above it"
+    if "found character '@'" in problem or "found character '`'" in problem:
+        return "a value cannot start with @ or `: quote it"
+    if "found undefined alias" in problem:
+        return "define the anchor (&name) before the alias (*name) that uses it"
+    if "while scanning a quoted scalar" in problem or "found unexpected end of stream" in problem:
+        return "a quoted value is not closed: check the quotes"
+    if line > 1 and "expected" in problem:
+        return "check the indentation and the brackets on this line and the lines above it"
+    return None
+
+
+class _ConstructionProblem(Exception):
+    """A YAML node that cannot become a value, with the node's position."""
+
+    def __init__(self, message: str, mark: Any, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = _YAMLProblem(message, mark.line + 1, mark.column + 1, hint)
+
+
+def _counting_composer() -> type:
+    """ruamel's composer, stopping at the node past :data:`MAX_NODES`.
+
+    Counted while the file is read, before any value is built: a file with too much in it
+    is refused after reading only as far as the limit. Keys and aliases are not counted,
+    as in the alias expansion check.
+    """
+    from ruamel.yaml.composer import Composer
+    from ruamel.yaml.events import AliasEvent
+    from ruamel.yaml.nodes import MappingNode
+
+    class CountingComposer(Composer):
+        nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            is_key = isinstance(parent, MappingNode) and index is None
+            if not is_key and not self.parser.check_event(AliasEvent):
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    mark = self.parser.peek_event().start_mark
+                    raise _ConstructionProblem(
+                        f"the file holds more than {MAX_NODES:,} values; it is too large "
+                        "to be a workflow", mark,
+                        "move large data out of the file (pass it as an input) or split the "
+                        "workflow into sub-workflows")
+            return super().compose_node(parent, index)
+
+    return CountingComposer
+
+
+def _located_constructor() -> type:
+    """ruamel's round-trip constructor, whose failures name the value that caused them.
+
+    ruamel raises plain Python errors (an integer past Python's digit limit, a date that
+    does not exist, a mapping that merges itself) without a position; each becomes a
+    problem at the node that could not be built.
+    """
+    from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.nodes import SequenceNode
+
+    class LocatedConstructor(RoundTripConstructor):
+        def construct_non_recursive_object(self, node: Any, tag: Any = None) -> Any:
+            try:
+                return super().construct_non_recursive_object(node, tag)
+            except (YAMLError, _ConstructionProblem, RecursionError):
+                raise
+            except Exception as exc:  # any other failure is about this node's value
+                raise _ConstructionProblem(*_value_problem(exc, node.start_mark)) from None
+
+        def flatten_mapping(self, node: Any) -> Any:
+            for key, value in node.value:
+                if key.tag != "tag:yaml.org,2002:merge":
+                    continue
+                merged = value.value if isinstance(value, SequenceNode) else [value]
+                if any(m is node or m in self.recursive_objects for m in merged):
+                    raise _ConstructionProblem(
+                        "a merge key (<<) merges the mapping that holds it", key.start_mark,
+                        "merge an anchor defined outside this mapping")
+            return super().flatten_mapping(node)
+
+    return LocatedConstructor
+
+
+def _value_problem(exc: Exception, mark: Any) -> tuple[str, Any, str | None]:
+    """(message, position, hint) of a value that failed to build."""
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        limit = sys.get_int_max_str_digits()
+        return f"the number has more than {limit:,} digits", mark, "quote it to keep it as text"
+    return f"invalid YAML value: {exc}", mark, None
 
 
 def _duplicate_keys(text: str) -> list[_YAMLProblem]:

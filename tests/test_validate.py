@@ -44,11 +44,20 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("duplicate_key", [
         (4, 5, "duplicate key 'prompt'"),
     ]),
+    ("duplicate_merge_key", [
+        (7, 5, 'invalid YAML: found duplicate merge key "<<"'),
+    ]),
     ("empty", [
         (1, 1, 'the workflow file is empty'),
     ]),
     ("expression_syntax", [
         (6, 11, 'unexpected end of the expression'),
+    ]),
+    ("huge_integer", [
+        (4, 17, 'the number has more than 4,300 digits'),
+    ]),
+    ("impossible_date", [
+        (1, 9, 'invalid YAML value: day is out of range for month'),
     ]),
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
@@ -59,6 +68,12 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("malformed_id", [
         (2, 9, "invalid step id 'summarize-article'"),
         (4, 9, "invalid step id '2nd'"),
+    ]),
+    ("merge_indirect", [
+        (4, 5, 'a merge key (<<) merges the mapping that holds it'),
+    ]),
+    ("merge_into_itself", [
+        (1, 16, 'a merge key (<<) merges the mapping that holds it'),
     ]),
     ("missing_id", [
         (2, 5, "a step is missing the required key 'id'"),
