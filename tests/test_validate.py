@@ -358,3 +358,58 @@ def test_a_broken_step_still_gets_its_templates_checked(write_flow: Callable) ->
          "internal attributes"),
         (6, 5, "unknown key 'temprature' in a step", "did you mean 'temperature'?"),
     ]
+
+
+def test_a_diamond_of_sub_workflows_loads_each_file_once(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A uses B and C, both use D, and so on: each file is loaded (and reported) once."""
+    from orchestrate import _validate
+
+    levels = 12  # loaded along every path, the bottom file alone would be loaded 4,096 times
+    bottom = write_flow("steps:\n  - {id: a, promt: hi}\n", f"d{levels}.yaml")
+    for level in range(levels - 1, -1, -1):
+        for side in "lr":
+            write_flow(f"steps:\n  - {{id: a, workflow: d{level + 1}.yaml}}\n",
+                       f"d{level}{side}.yaml")
+        top = write_flow(f"steps:\n  - {{id: a, workflow: d{level}l.yaml}}\n"
+                         f"  - {{id: b, workflow: d{level}r.yaml}}\n", f"d{level}.yaml")
+    loads: list[Path] = []
+    real_load = _validate.load_file
+
+    def counting_load(path: Path, display: str | None = None) -> object:
+        loads.append(Path(path).resolve())
+        return real_load(path, display)
+
+    monkeypatch.setattr(_validate, "load_file", counting_load)
+    report = validate_file(top)
+    assert len(loads) == 3 * levels + 1
+    assert len(set(loads)) == len(loads)
+    assert [(d.file, d.line, d.message) for d in report.diagnostics] == [
+        (str(bottom), 2, "unknown key 'promt' in a step")]
+    assert len(report.children) == 3 * levels
+
+
+def test_every_template_is_parsed_once(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle check reuses what the template checks parsed instead of parsing again."""
+    from orchestrate._plan import TemplateSite
+
+    parsed: list[str] = []
+    real_parse = TemplateSite.parse
+
+    def counting_parse(site: TemplateSite) -> object:
+        parsed.append(site.source)
+        return real_parse(site)
+
+    monkeypatch.setattr(TemplateSite, "parse", counting_parse)
+    path = write_flow("""
+        steps:
+          - {id: a, prompt: "{{ steps.b.output }}x"}
+          - {id: b, prompt: "y", when: "steps.c.status == 'skipped'"}
+          - {id: c, prompt: "z"}
+        """)
+    assert validate_file(path).valid
+    assert sorted(parsed) == sorted(["{{ steps.b.output }}x", "y",
+                                     "steps.c.status == 'skipped'", "z"])
