@@ -178,7 +178,65 @@ def _load_tree(root: Any, text: str, display: str, path: Path | None) -> LoadRes
         _check_expansion(root)
     except _Problem as problem:
         return LoadResult(source, None, [_at_start(display, problem.message, problem.hint)])
-    return _build_workflow(root, source, path)
+    unquoted = _unquote_templates(root, text, display)
+    loaded = _build_workflow(root, source, path)
+    return attrs.evolve(loaded, diagnostics=unquoted + loaded.diagnostics) if unquoted else loaded
+
+
+def _unquote_templates(root: Any, text: str, display: str) -> list[Diagnostic]:
+    """Find `key: {{ ... }}` written without quotes, anywhere in the file.
+
+    YAML reads an unquoted `{{ x }}` as a mapping holding a mapping; no workflow value is
+    ever that. Each is reported with the quoted form as a hint, then replaced by its
+    text, so that the rest of the file (the template itself included) is still checked.
+    """
+    found: list[Diagnostic] = []
+    lines = text.splitlines()
+    visited: set[int] = set()
+    pending = [root]
+    while pending:  # iterative: the depth is bounded already, the width is not
+        node = pending.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        slots = list(node.items()) if isinstance(node, dict) else enumerate(node)
+        for key, value in slots:
+            if _is_unquoted_template(value):
+                template = _template_text(value, lines)
+                found.append(Diagnostic(display, value.lc.line + 1, value.lc.col + 1,
+                                        "YAML reads an unquoted {{ ... }} as a mapping",
+                                        _quote_hint(key, template)))
+                is_expression = key in ("when", "for_each")
+                node[key] = template[2:-2].strip() if is_expression else template
+            elif isinstance(value, dict | list):
+                pending.append(value)
+    return sorted(found, key=lambda d: (d.line, d.column))
+
+
+def _is_unquoted_template(value: Any) -> bool:
+    if not isinstance(value, dict) or len(value) != 1 or not hasattr(value, "lc"):
+        return False
+    (key, inner), = value.items()
+    return inner is None and isinstance(key, Mapping)
+
+
+def _template_text(node: Any, lines: list[str]) -> str:
+    """The template as written: from the node's `{` to the `}` that closes it."""
+    line = lines[node.lc.line] if node.lc.line < len(lines) else ""
+    depth = 0
+    for end in range(node.lc.col, len(line)):
+        depth += {"{": 1, "}": -1}.get(line[end], 0)
+        if depth == 0:
+            return line[node.lc.col:end + 1]
+    return "{{ ... }}"  # spread over several lines: the hint shows its shape only
+
+
+def _quote_hint(key: Any, template: str) -> str:
+    if key in ("when", "for_each"):
+        return f"an expression is written without braces: {key}: {template[2:-2].strip()}"
+    quoted = f'"{template}"' if '"' not in template else f"'{template}'"
+    written = f"- {quoted}" if isinstance(key, int) else f"{key}: {quoted}"
+    return f"quote the template: {written}"
 
 
 def load_data(text: str, display: str) -> Any:

@@ -190,6 +190,14 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (3, 13, "unknown variable 'input' in a template"),
         (3, 13, "unknown variable 'item' in a template"),
     ]),
+    ("unquoted_template", [
+        (5, 11, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (9, 10, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (10, 11, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (10, 11, "unknown variable 'stepz' in a template"),
+        (13, 31, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (15, 6, 'YAML reads an unquoted {{ ... }} as a mapping'),
+    ]),
     ("version_2", [
         (1, 10, 'unsupported version 2'),
     ]),
@@ -236,6 +244,7 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("broken_step_duplicate_id", "it is first used on line 2; ids must be unique"),
         ("schema_remote_ref",
          "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),
+        ("unquoted_template", "an expression is written without braces: when: inputs.x"),
     ],
 )
 def test_hints_point_at_the_fix(name: str, hint: str) -> None:
@@ -413,3 +422,15 @@ def test_every_template_is_parsed_once(
     assert validate_file(path).valid
     assert sorted(parsed) == sorted(["{{ steps.b.output }}x", "y",
                                      "steps.c.status == 'skipped'", "z"])
+
+
+def test_each_unquoted_template_hints_at_its_quoted_form() -> None:
+    """`key: {{ x }}` read as a mapping: the hint writes the same line, quoted."""
+    report = validate_file(CORPUS / "unquoted_template.yaml")
+    assert [d.hint for d in report.diagnostics if "unquoted" in d.message] == [
+        "an expression is written without braces: when: inputs.x",
+        'quote the template: x: "{{ steps.a.output }}"',
+        'quote the template: - "{{ stepz.a.output }}"',
+        'quote the template: content: "{{ inputs.x | upper }}"',
+        'quote the template: o: "{{ steps.a.output }}"',
+    ]
