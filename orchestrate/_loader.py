@@ -631,6 +631,8 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
         conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
+        conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
+                                          self._structure_messages)
         for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, Workflow):
             attrs.resolve_types(cls)
         for cls in set(KIND_KEYS.values()):
@@ -647,6 +649,25 @@ class _Converter:
 
     def structure(self, value: Any, type_: Any) -> Any:
         return self.conv.structure(value, type_)
+
+    def _structure_messages(self, value: Any, _: type) -> tuple[Message, ...]:
+        """A list of messages; a string is one problem, not one per character."""
+        from cattrs.errors import IterableValidationNote
+
+        if not isinstance(value, list):
+            problem = _expected("a list of messages", value)
+            problem.hint = "write each as `- {role: user, content: ...}`, or use `prompt:`"
+            raise problem
+        messages, problems = [], []
+        for index, item in enumerate(value):
+            try:
+                messages.append(self.conv.structure(item, Message))
+            except Exception as exc:  # collected, then reported with its index
+                exc.add_note(IterableValidationNote(f"@ index {index}", index, Message))
+                problems.append(exc)
+        if problems:
+            raise ExceptionGroup("invalid messages", problems)
+        return tuple(messages)
 
     def structure_object(
         self, raw: Any, cls: type, keys: Mapping[str, attrs.Attribute], noun: str,
@@ -770,14 +791,29 @@ def _build_entries(
     entries, broken = {}, set()
     for name, raw in value.items():
         try:
+            if raw is None:
+                raise _empty_entry(key, str(name))
             entries[_structure_str(name, str)] = converter().structure(raw, entry_type)
         except _Problem as problem:
             problem.at = "key"
             diagnostics += _diagnose(problem, (key, name), source)
+            broken |= {str(name), str(name).rstrip(":")}
         except Exception as exc:
             diagnostics += _diagnose(exc, (key, name), source)
             broken.add(str(name))
     return entries, broken
+
+
+def _empty_entry(key: str, name: str) -> _Problem:
+    """`inputs: {a:}` or `a:` alone: one problem, with the spec to write instead.
+
+    In a flow mapping YAML reads `{a:}` as the key 'a:' (no space after the colon).
+    """
+    noun, shown = key[:-1], name.rstrip(":")
+    example = f"{shown}: {{}}` for a string input" if key == "inputs" else \
+        f"{shown}: {{base_url: ...}}`"
+    return _Problem(f"{noun} {shown!r} has no settings (its value is empty)",
+                    hint=f"write `{example}")
 
 
 def _workflow_name(
@@ -872,14 +908,23 @@ _ALL_STEP_KEYS = sorted({*_STEP_COMMON, *KIND_KEYS, *SETTING_KEYS, "system", "ou
                          "mock", "with"})
 
 
-def _no_kind(raw: dict) -> _Problem:
-    hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
+def _no_kind(raw: dict) -> Exception:
+    """A step without a kind key: each unknown key, and the missing kind unless one of
+    those keys is a misspelt kind (then that is the problem)."""
+    problems: list[Exception] = []
+    misspelt_kind = False
     for key in raw:
-        guess = did_you_mean(str(key), KIND_KEYS) if key not in _ALL_STEP_KEYS else None
-        if guess:
-            return _Problem(f"unknown key {key!r} in a step", hint=guess, at="key", path=(key,))
-    name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
-    return _Problem(f"step{name} has no kind", hint=hint, at="node")
+        if key in _ALL_STEP_KEYS:
+            continue
+        kind = did_you_mean(str(key), KIND_KEYS)
+        misspelt_kind = misspelt_kind or kind is not None
+        problems.append(_Problem(f"unknown key {key!r} in a step", at="key", path=(key,),
+                                 hint=kind or did_you_mean(str(key), _ALL_STEP_KEYS)))
+    if not misspelt_kind:
+        name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
+        hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
+        problems.append(_Problem(f"step{name} has no kind", hint=hint, at="node"))
+    return problems[0] if len(problems) == 1 else ExceptionGroup("invalid step", problems)
 
 
 # --- errors -> diagnostics -----------------------------------------------------------------

@@ -318,8 +318,8 @@ class _Checker:
     def template_error(self, path: tuple, problem: Problem) -> None:
         line, column = self.source.locate(path)
         node = self.source.value(path)
-        if problem.line > 1 and _is_block_scalar(node):
-            line += problem.line
+        if _is_block_scalar(node):  # its text starts on the line after the `|` or `>`
+            line += min(problem.line, _content_lines(node))
             column = self.source.indent_of(line)
         elif problem.line > 1:
             message = f"{problem.message} (template line {problem.line})"
@@ -476,6 +476,12 @@ def _variable_hint(name: str, allowed: set[str]) -> str | None:
 def _is_template(value: Any) -> bool:
     """A string with template syntax: rendered at run time, and typed then."""
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
+
+
+def _content_lines(text: str) -> int:
+    """How many lines a block scalar's text spans in the file (Jinja may count the end of
+    the text as one line more)."""
+    return max(1, len(text.rstrip("\n").split("\n")))
 
 
 def _is_block_scalar(node: Any) -> bool:

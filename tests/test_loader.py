@@ -214,3 +214,14 @@ def test_the_node_limit_stops_reading_before_building_values(
     monkeypatch.setattr(RoundTripConstructor, "construct_document", no_building)
     result = load("x-data:\n" + "  - 1\n" * 101)
     assert "more than 100 values" in result.diagnostics[0].message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("inputs:\n  a:\n", (2, 3, "input 'a' has no settings (its value is empty)")),
+    ("providers: {p:}\n", (1, 13, "provider 'p' has no settings (its value is empty)")),
+])
+def test_an_empty_input_or_provider_is_one_problem(text: str, expected: tuple) -> None:
+    """`a:` with no value is one located problem, and `inputs.a` is not also unknown."""
+    result = load(text + "steps: [{id: s, prompt: '{{ inputs.a }}'}]\n")
+    assert [(d.line, d.column, d.message) for d in result.diagnostics] == [expected]
+    assert "a" in result.broken_inputs or "providers" in text

@@ -62,6 +62,9 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
     ]),
+    ("input_spec_null", [
+        (1, 10, "input 'a' has no settings (its value is empty)"),
+    ]),
     ("invalid_json_schema", [
         (8, 23, "invalid JSON Schema: 'text' is not valid under any of the given schemas"),
     ]),
@@ -74,6 +77,9 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("merge_into_itself", [
         (1, 16, 'a merge key (<<) merges the mapping that holds it'),
+    ]),
+    ("messages_string", [
+        (3, 15, "expected a list of messages, got a string ('hello')"),
     ]),
     ("missing_id", [
         (2, 5, "a step is missing the required key 'id'"),
@@ -89,6 +95,11 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("no_kind", [
         (2, 5, "step 'a' has no kind"),
+    ]),
+    ("no_kind_unknown_keys", [
+        (2, 5, "step 'a' has no kind"),
+        (3, 5, "unknown key 'modle' in a step"),
+        (4, 5, "unknown key 'temprature' in a step"),
     ]),
     ("no_steps", [
         (1, 1, 'the workflow has no `steps`'),
@@ -157,6 +168,9 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("template_syntax_block", [
         (8, 7, "unexpected '}'"),
     ]),
+    ("template_syntax_block_first_line", [
+        (4, 7, "unexpected '}'"),
+    ]),
     ("top_level_list", [
         (1, 1, 'a workflow must be a mapping at the top level, not a list'),
     ]),
@@ -210,6 +224,12 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("wrong_type_str", [
         (4, 12, 'expected a string, got an integer (4)'),
     ]),
+    ("yaml_colon_in_value", [
+        (3, 15, 'invalid YAML: mapping values are not allowed here'),
+    ]),
+    ("yaml_indentation", [
+        (4, 4, "invalid YAML: expected <block end>, but found '<block mapping start>'"),
+    ]),
     ("yaml_syntax", [
         (5, 1, "invalid YAML: expected ',' or ']', but got '<stream end>'"),
     ]),
@@ -245,6 +265,11 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("schema_remote_ref",
          "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),
         ("unquoted_template", "an expression is written without braces: when: inputs.x"),
+        ("messages_string", "write each as `- {role: user, content: ...}`, or use `prompt:`"),
+        ("input_spec_null", "write `a: {}` for a string input"),
+        ("yaml_indentation", "the indentation of this line does not match the lines above it"),
+        ("yaml_colon_in_value", "a value holds ': ' (or a key is indented too far): quote the "
+                                "value, or line the key up with the keys above it"),
     ],
 )
 def test_hints_point_at_the_fix(name: str, hint: str) -> None:
