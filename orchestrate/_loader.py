@@ -397,10 +397,9 @@ def _counting_composer() -> type:
                 if self.nodes > MAX_NODES:
                     mark = self.parser.peek_event().start_mark
                     raise _ConstructionProblem(
-                        f"the file holds more than {MAX_NODES:,} values; it is too large "
-                        "to be a workflow", mark,
-                        "move large data out of the file (pass it as an input) or split the "
-                        "workflow into sub-workflows")
+                        f"the file holds more than {MAX_NODES:,} values, past the limit",
+                        mark, "split the workflow into sub-workflows, or keep bulk data in "
+                        "a file that a function step reads")
             return super().compose_node(parent, index)
 
     return CountingComposer
