@@ -95,10 +95,24 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 def _parse_json(name: str, text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_int=_int_within_limit)
+    except _TooManyDigits as exc:
+        raise InputError(f"input {name!r}: {exc}") from None
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         shown = text if len(text) < 60 else text[:57] + "..."
         raise InputError(f"input {name!r} must be JSON for its type, got {shown!r}") from None
+
+
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _int_within_limit(digits: str) -> int:
+    """An integer, unless it is past Python's digit limit (which would be a traceback)."""
+    limit = sys.get_int_max_str_digits()
+    if limit and len(digits.lstrip("-")) > limit:
+        raise _TooManyDigits(f"the number has more than {limit:,} digits")
+    return int(digits)
 
 
 def _no_constant(name: str) -> Any:

@@ -175,3 +175,26 @@ def test_at_dash_on_a_terminal_says_it_is_waiting(capsys: pytest.CaptureFixture[
     captured = capsys.readouterr()
     notice = "reading input 'article' from stdin (end with Ctrl-D)\n"
     assert (captured.err, captured.out) == ((notice if prompted else ""), "")
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("inputs.json", '{"article": "a",\n "count": ' + "7" * 5000 + "}"),
+    ("inputs.yaml", "article: a\ncount: " + "7" * 5000 + "\n"),
+])
+def test_inputs_file_integer_past_the_digit_limit_is_located(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """An integer longer than Python converts is FILE:LINE:COL, not a traceback."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        read_inputs_file(path)
+    column = 11 if name.endswith(".json") else 8
+    assert caught.value.message == f"{path}:2:{column}: the number has more than 4,300 digits"
+
+
+def test_assignment_integer_past_the_digit_limit_is_an_input_error() -> None:
+    """`-i count=<5,000 digits>` names the input and the digit limit."""
+    with pytest.raises(InputError) as caught:
+        parse_assignments(["count=" + "7" * 5000], SPECS)
+    assert caught.value.message == "input 'count': the number has more than 4,300 digits"
