@@ -614,6 +614,31 @@ def test_missing_key_is_found_before_any_request(write_flow: Callable, cli: Call
     assert "OPENAI_API_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(("env", "state"), [({}, "is not set"),
+                                            ({"LOCAL_KEY": ""}, "is empty"),
+                                            ({"LOCAL_KEY": "  "}, "is empty")])
+def test_a_named_key_variable_is_needed_even_on_a_custom_server(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str], state: str,
+) -> None:
+    """An endpoint's `api_key_env` unset or empty is exit 2 naming it, before any request,
+    although its base_url is a local server."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    route = respx_mock.post("http://127.0.0.1:8000/v1/chat/completions")
+    flow = write_flow("""
+        providers:
+          local: {base_url: "http://127.0.0.1:8000/v1", api_key_env: LOCAL_KEY}
+        steps:
+          - {id: offline, provider: mock, prompt: x}
+          - {id: a, provider: local, prompt: x}
+        """)
+    result = cli("run", flow)
+    assert result.exit_code == 2
+    assert f"environment variable LOCAL_KEY {state}" in result.stderr
+    assert not route.called
+
+
 @pytest.mark.parametrize(("name", "value"), [("ORCHESTRATE_MOCK", "1"),
                                              ("ORCHESTRATE_USE_MOCK", "true")])
 def test_mock_from_the_environment(write_flow: Callable, cli: Callable,
