@@ -21,6 +21,7 @@ from orchestrate.providers._registry import (
 __all__ = [
     "DEFAULT_MODEL",
     "KINDS",
+    "MOCK",
     "LLMRequest",
     "LLMResponse",
     "Provider",
