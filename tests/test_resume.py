@@ -710,6 +710,7 @@ def test_record_writes_a_fixture(recording: tuple[Path, Path, dict[str, Any]]) -
     _, fixture, doc = recording
     data = json.loads(fixture.read_text())
     assert data["version"] == 1
+    assert "mock" not in data  # real answers
     entries = sorted(data["responses"].values(), key=lambda e: e["step"])
     assert [e["step"] for e in entries] == ["facts", "summary"]
     assert entries[0]["provider"] == "openai"
@@ -733,6 +734,7 @@ def test_replay_offline_without_a_key(recording: tuple[Path, Path, dict[str, Any
     assert replayed["outputs"]["summary"] == {"short": "moon tides"}
     assert [s["model"] for s in replayed["steps"]] == [s["model"] for s in recorded["steps"]]
     assert [s["usage"] for s in replayed["steps"]] == [s["usage"] for s in recorded["steps"]]
+    assert [s["provider"] for s in replayed["steps"]] == ["openai", "openai"]
     assert not respx_mock.calls
 
 
@@ -776,15 +778,75 @@ def test_replay_bad_fixture(write_flow: Callable, cli: Callable, tmp_path: Path,
     assert result.stdout == ""
 
 
-def test_record_under_mock_replays_without_it(write_flow: Callable, cli: Callable,
-                                              tmp_path: Path) -> None:
-    """A fixture recorded under --mock replays without it (keyed by the step's provider)."""
+@pytest.fixture
+def mock_fixture(write_flow: Callable, cli: Callable,
+                 tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A run under --mock recorded to a fixture: (flow, fixture, result)."""
     flow = write_flow(RECORDED.replace("output: json", "output: json\n        mock: '{\"a\": 1}'"))
     fixture = tmp_path / "mocked.json"
-    _, recorded = run(cli, flow, "--mock", "--record", fixture)
-    code, replayed = run(cli, flow, "--replay", fixture)
+    code, recorded = run(cli, flow, "--mock", "--record", fixture)
+    assert code == 0
+    return flow, fixture, recorded
+
+
+def test_record_under_mock_marks_the_fixture(
+        mock_fixture: tuple[Path, Path, dict[str, Any]]) -> None:
+    """A fixture recorded under --mock says so, and its answers are the mock's."""
+    _, fixture, _ = mock_fixture
+    data = json.loads(fixture.read_text())
+    assert data["mock"] is True
+    assert {entry["provider"] for entry in data["responses"].values()} == {"mock"}
+
+
+@pytest.mark.parametrize("env", [{}, {"ORCHESTRATE_MOCK": "0"}])
+def test_a_mock_fixture_does_not_replay_as_a_real_run(
+        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable,
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """--replay of a fixture recorded under --mock, without --mock: exit 2 before the run."""
+    flow, fixture, _ = mock_fixture
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = cli("run", flow, "--replay", fixture)
+    assert result.exit_code == 2
+    assert f"the fixture {fixture} was recorded under --mock" in result.stderr
+    assert "add --mock" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("flags", "env"), [(["--mock"], {}), ([], {"ORCHESTRATE_MOCK": "1"})],
+                         ids=["option", "environment"])
+def test_a_mock_fixture_replays_as_a_mock_run(
+        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable,
+        monkeypatch: pytest.MonkeyPatch, provider_calls: list[str],
+        flags: list[str], env: dict[str, str]) -> None:
+    """With --mock (or ORCHESTRATE_MOCK=1) a mock fixture replays, reported as a mock run."""
+    flow, fixture, recorded = mock_fixture
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, replayed = run(cli, flow, "--replay", fixture, *flags)
     assert code == 0
     assert replayed["outputs"] == recorded["outputs"]
+    assert [s["provider"] for s in replayed["steps"]] == ["mock", "mock"]
+    assert provider_calls == []  # answered by the fixture, not by the mock
+    with sqlite3.connect(history_db()) as db:
+        assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
+                          (replayed["run_id"],)).fetchone() == ("mock",)
+
+
+def test_a_fixture_never_mixes_mock_and_real_answers(
+        recording: tuple[Path, Path, dict[str, Any]],
+        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable) -> None:
+    """Recording under --mock into a fixture of real answers, or the other way round, is
+    exit 2 before the run, and leaves the file as it was."""
+    flow, real, _ = recording
+    _, mocked, _ = mock_fixture
+    for fixture, flags, message in ((real, ["--mock"], "holds real answers"),
+                                    (mocked, [], "holds mock answers")):
+        before = fixture.read_text()
+        result = cli("run", flow, "--record", fixture, *flags)
+        assert result.exit_code == 2
+        assert f"the fixture {fixture} {message}" in result.stderr
+        assert fixture.read_text() == before
 
 
 def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
@@ -796,7 +858,7 @@ def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
     run(cli, flow, "--mock", "--record", fixture, "-i", "topic=moon")
     assert len(json.loads(fixture.read_text())["responses"]) == 4
     for topic in ("tides", "moon"):
-        assert run(cli, flow, "--replay", fixture, "-i", f"topic={topic}")[0] == 0
+        assert run(cli, flow, "--replay", fixture, "--mock", "-i", f"topic={topic}")[0] == 0
 
 
 def test_replay_runs_are_recorded(recording: tuple[Path, Path, dict[str, Any]],

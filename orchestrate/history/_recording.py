@@ -43,7 +43,7 @@ def _digest(data: Any) -> str:
 
 
 def requested_provider(request: LLMRequest, fallback: str) -> str:
-    """The provider the step asked for (`openai`, ...), also when `--mock` answers it."""
+    """The provider that answers the request (`openai`, ..., `mock` under --mock)."""
     return request.provider or fallback
 
 
@@ -161,12 +161,16 @@ class Fixture:
     """A JSON file of provider responses keyed by request, meant to be committed.
 
     ``{"version": 1, "responses": {KEY: {"provider", "step", "request", "response"}}}``,
-    keys sorted, so that re-recording gives a small diff.
+    keys sorted, so that re-recording gives a small diff. A fixture recorded under
+    `--mock` also says ``"mock": true``: its answers are the mock's, and it replays only
+    under `--mock`, so that they never pass for a model's.
     """
 
-    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None,
+                 *, mock: bool = False) -> None:
         self.path = path
         self.responses = dict(responses or {})
+        self.mock = mock
         self.added = 0  # responses put since loading
 
     @classmethod
@@ -189,7 +193,28 @@ class Fixture:
                 or not isinstance(data.get("responses"), dict)):
             raise UsageError(f"{path} is not a fixture file (version {FIXTURE_VERSION})",
                              hint="fixtures are written by `orchestrate run --record FILE`")
-        return cls(path, data["responses"])
+        return cls(path, data["responses"], mock=data.get("mock") is True)
+
+    def check_replay(self, *, mock: bool) -> None:
+        """Refuse to replay mock answers in a run without --mock, where they would be
+        reported as a model's."""
+        if self.mock and not mock:
+            raise UsageError(
+                f"the fixture {self.path} was recorded under --mock: its answers are the "
+                "mock's, not a model's, so it replays only with --mock",
+                hint="add --mock to replay it as a mock run, or record the fixture again "
+                     "without --mock")
+
+    def start_recording(self, *, mock: bool) -> None:
+        """Mark the fixture as recorded under --mock or not; one holding answers of the
+        other kind is refused, so that a fixture never mixes mock and real answers."""
+        if self.responses and self.mock != mock:
+            held, now = ("mock", "real") if self.mock else ("real", "mock")
+            raise UsageError(
+                f"the fixture {self.path} holds {held} answers and this run records {now} "
+                "ones: a fixture never mixes the two",
+                hint="record into another file, or delete this one to start afresh")
+        self.mock = mock
 
     def get(self, key: str) -> dict[str, Any] | None:
         entry = self.responses.get(key)
@@ -203,8 +228,10 @@ class Fixture:
 
     def save(self) -> None:
         """Write the file whole, through a temporary file, so a crash leaves the old one."""
-        document = {"version": FIXTURE_VERSION,
-                    "responses": dict(sorted(self.responses.items()))}
+        document: dict[str, Any] = {"version": FIXTURE_VERSION}
+        if self.mock:
+            document["mock"] = True
+        document["responses"] = dict(sorted(self.responses.items()))
         text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:

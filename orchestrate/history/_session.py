@@ -72,6 +72,7 @@ class HistorySession:
         self.options = options
         self.env = env
         self.mode = "replay" if options.replay else "mock" if mock else "live"
+        self._asked_mock = mock  # --mock, which a fixture of mock answers needs to replay
         self.mock = mock and not options.replay  # --replay wins over --mock
         self.store: HistoryStore | None = None
         self.recorder: Recorder | None = None
@@ -103,8 +104,12 @@ class HistorySession:
 
             if options.replay:
                 self.replay_fixture = Fixture.load(options.replay)
+                self.replay_fixture.check_replay(mock=self._asked_mock)
+                if self.replay_fixture.mock:  # mock answers: a mock run, reported as one
+                    self.mode, self.mock = "mock", True
             if options.record:
                 self.record_fixture = Fixture.load(options.record, missing_ok=True)
+                self.record_fixture.start_recording(mock=self.mode == "mock")
         if not options.record_history:
             return
         names = {spec.api_key_env for spec in _endpoints(prepared) if spec.api_key_env}

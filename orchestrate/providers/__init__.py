@@ -21,6 +21,7 @@ from orchestrate.providers._registry import (
 __all__ = [
     "DEFAULT_MODEL",
     "KINDS",
+    "MOCK",
     "LLMRequest",
     "LLMResponse",
     "Provider",
@@ -109,8 +110,11 @@ class ProviderPool:
             from orchestrate.providers._mock import MockProvider
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
-        spec = self._endpoints.get(name) or self._builtin(name)
-        return self._provider_of_kind(name, spec)
+        endpoint = self._endpoints.get(name)
+        if endpoint is not None:  # a key variable the workflow names is one it needs
+            return self._provider_of_kind(name, endpoint,
+                                          key_required=endpoint.api_key_env is not None)
+        return self._provider_of_kind(name, self._builtin(name), key_required=False)
 
     def _builtin(self, name: str) -> ProviderSpec:
         """The provider named after a kind, configured from the environment."""
@@ -135,21 +139,34 @@ class ProviderPool:
             raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got {raw!r}")
         return latency
 
-    def _provider_of_kind(self, name: str, spec: ProviderSpec) -> Provider:
+    def _provider_of_kind(self, name: str, spec: ProviderSpec, *,
+                          key_required: bool) -> Provider:
+        """A provider of `spec`'s kind. Without a key (its variable unset or empty) it
+        fails here, before any request, when `key_required` or its host always wants one."""
         api_key = self._api_key(spec.api_key_env)
         headers, secrets = self._expand_headers(name, spec.headers)
         _check_headers(name, headers)
-        if not api_key and _needs_key(spec.base_url):
-            variable = spec.api_key_env or "an api_key_env"
-            raise ConfigError(
-                f"provider {name!r} needs an API key: the environment variable "
-                f"{variable} is not set",
-                hint=f"export {variable}=... or run with --mock",
-            )
+        if not api_key and (key_required or _needs_key(spec.base_url)):
+            raise self._missing_key(name, spec.api_key_env)
         provider_class = KINDS[spec.type].load()
         return provider_class(
             name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
             concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
+        )
+
+    def _missing_key(self, provider: str, variable: str | None) -> ConfigError:
+        """The error for a provider without its key: it names the variable, and tells an
+        empty one from one that is not set."""
+        if variable is None:  # a hosted API behind a `providers:` entry without a key
+            return ConfigError(
+                f"provider {provider!r} needs an API key, and names no api_key_env",
+                hint="add `api_key_env: NAME` to the entry and export NAME=...",
+            )
+        state = "is empty" if self._env.get(variable) is not None else "is not set"
+        return ConfigError(
+            f"provider {provider!r} needs an API key: the environment variable "
+            f"{variable} {state}",
+            hint=f"export {variable}=... or run with --mock",
         )
 
     def _expand_headers(
