@@ -5,10 +5,13 @@ One marker, `[REDACTED]`, wherever a secret was removed:
     secret_env_values()   the values of key-like environment variables (`*_KEY`, ...)
     redact_values()       removes known secret values from a text
     redact()              the same, and anything shaped like a key: bearer tokens,
-                          API-key headers, `sk-` keys
+                          API-key headers, `sk-` keys, the user and password of a URL
+    redact_url()          a URL without its user and password (`http://[REDACTED]@host/`)
 
-The providers redact error messages with :func:`redact`; the history removes known values
-only (:func:`redact_values`), since a step's output is given back to `--resume` as it was.
+Redact the whole text first, then shorten it: a key cut in half no longer matches.
+Provider and step errors go through :func:`redact` (docs/security.md); the history, the
+response cache and `--record` fixtures remove known values only (:func:`redact_values`),
+since a step's output is given back to `--resume` as it was.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',;&]+"),
     re.compile(r"()\bsk-[A-Za-z0-9_\-*]{6,}"),
 )
+# `scheme://user:password@`: httpx sends it as Basic auth, so it is a credential. Up to
+# the authority's last `@`, as urllib and httpx read it (a password may hold a raw `@`).
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s\"'<>]+@")
 
 
 def secret_env_values(env: Mapping[str, str], names: Iterable[str] = (),
@@ -52,8 +58,15 @@ def redact_values(text: str, secrets: Iterable[str]) -> str:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` without the given secrets, bearer tokens, API-key headers or ``sk-`` keys."""
-    text = redact_values(text, secrets)
+    """`text` without the given secrets, bearer tokens, API-key headers, ``sk-`` keys or
+    the user and password of a URL."""
+    text = redact_url(redact_values(text, secrets))
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
+
+
+def redact_url(url: str) -> str:
+    """`url` (or a text holding URLs) with each user and password replaced by the marker;
+    a URL without them is returned unchanged."""
+    return _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", url)

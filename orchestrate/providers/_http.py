@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from orchestrate._errors import ProviderError, StepError, StepTimeout
-from orchestrate._secrets import longest_first, redact
+from orchestrate._secrets import longest_first, redact, redact_url
 from orchestrate.providers._base import LLMRequest, LLMResponse, RetryCallback, TokenCallback
 from orchestrate.providers._sse import ServerSentEvent, aiter_sse
 
@@ -195,15 +195,16 @@ def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
 # --- error bodies and secrets -------------------------------------------------------------
 
 
-def error_message(body: bytes | str, *, limit: int = 500) -> str:
+def error_message(body: bytes | str, *, limit: int = 500, secrets: Sequence[str] = ()) -> str:
     """The provider's own words from an error body (``{"error": {"message": ...}}`` and
-    the usual variants), else the body itself, shortened."""
+    the usual variants), else the body itself: redacted whole, then shortened (a key cut
+    at the limit would no longer match)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         data = json.loads(text)
     except ValueError:
         data = None
-    message = message_in(data) or text.strip()
+    message = redact(message_in(data) or text.strip(), secrets)
     return message if len(message) <= limit else message[:limit] + "…"
 
 
@@ -256,7 +257,7 @@ class HTTPProvider:
         self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(name={self.name!r}, base_url={redact_url(self.base_url)!r})"
 
     @property
     def url(self) -> str:
@@ -409,7 +410,7 @@ class HTTPProvider:
 
     def _status_error(self, response: httpx.Response, body: bytes) -> Exception:
         status = response.status_code
-        message = f"HTTP {status} from {self.url}: {error_message(body)}"
+        message = f"HTTP {status} from {self.url}: {error_message(body, secrets=self._secrets)}"
         message = redact(message, self._secrets)
         if status in RETRY_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers, now=self._clock())
