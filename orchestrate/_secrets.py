@@ -3,6 +3,7 @@
 One marker, `[REDACTED]`, wherever a secret was removed:
 
     secret_env_values()   the values of key-like environment variables (`*_KEY`, ...)
+    is_secret_header()    whether a header carries a credential (`api-key`, `Cookie`...)
     redact_values()       removes known secret values from a text
     redact()              the same, and anything shaped like a key: bearer tokens,
                           API-key headers, `sk-` keys, the user and password of a URL
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Mapping
 
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 _SECRET_PATTERNS = (
     re.compile(
         r"(?i)(\b(?:authorization|x-api-key|api[-_]?key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)"
@@ -44,9 +46,15 @@ def secret_env_values(env: Mapping[str, str], names: Iterable[str] = (),
     return longest_first(values)
 
 
+def is_secret_header(name: str) -> bool:
+    """Whether an HTTP header named `name` carries a credential (`api-key`, `Cookie`...)."""
+    return bool(_SECRET_HEADER.search(name))
+
+
 def longest_first(values: Iterable[str]) -> tuple[str, ...]:
-    """Distinct values, longest first, so a secret that contains another is removed whole."""
-    return tuple(sorted(set(values), key=len, reverse=True))
+    """Distinct values, longest first (so a secret that contains another is removed whole),
+    then in alphabetical order."""
+    return tuple(sorted(set(values), key=lambda value: (-len(value), value)))
 
 
 def redact_values(text: str, secrets: Iterable[str]) -> str:

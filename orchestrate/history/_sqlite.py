@@ -303,7 +303,7 @@ class SQLiteStore:
         self.writer.submit(lambda db: db.execute(_CANCEL_RUN, (run_id,)))
 
     def put_response(self, response: CachedResponse) -> None:
-        values = response_values(response)
+        values = response_values(response, self.secrets)
         row = [values[c] for c in RESPONSE_COLUMNS]
         self.writer.submit(lambda db: db.execute(_UPSERT_RESPONSE, row))
 

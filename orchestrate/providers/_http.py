@@ -24,7 +24,6 @@ import email.utils
 import json
 import math
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from orchestrate._errors import ProviderError, StepError, StepTimeout
-from orchestrate._secrets import longest_first, redact, redact_url
+from orchestrate._secrets import is_secret_header, longest_first, redact, redact_url
 from orchestrate.providers._base import LLMRequest, LLMResponse, RetryCallback, TokenCallback
 from orchestrate.providers._sse import ServerSentEvent, aiter_sse
 
@@ -73,7 +72,6 @@ DRAIN_TIMEOUT = 1.0  # seconds to read the end of a stream after its last event
 DRAIN_LIMIT = 65_536  # bytes of it, at most
 REPLY_LIMIT = 10 * 1024 * 1024  # bytes of one reply, streamed or not (docs/providers.md)
 ERROR_BODY_LIMIT = 8192  # bytes of an error body read: more than error_message() shows
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 
 
 class TransientError(Exception):
@@ -517,7 +515,7 @@ def _secrets_of(
     api_key: str | None, headers: Mapping[str, str], secrets: Sequence[str] = ()
 ) -> tuple[str, ...]:
     values = [api_key or "", *secrets]
-    values += [value for name, value in headers.items() if _SECRET_HEADER.search(name)]
+    values += [value for name, value in headers.items() if is_secret_header(name)]
     return longest_first(v for v in values if len(v) >= 4)
 
 
