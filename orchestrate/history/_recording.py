@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate._errors import InvalidOutput, ProviderError, UsageError
+from orchestrate._files import write_private_file
 from orchestrate._result import Usage
 from orchestrate._secrets import redact_url, redact_values
 from orchestrate.history._store import CachedResponse
@@ -220,7 +221,8 @@ class Fixture:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
+            temporary.unlink(missing_ok=True)  # left by a crash: made anew, with our mode
+            write_private_file(temporary, text)
             os.replace(temporary, self.path)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
