@@ -48,6 +48,7 @@ from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._secrets import redact
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -264,6 +265,8 @@ class Engine:
 
     def _record(self, result: StepResult) -> ErrorInfo | None:
         """Keep a finished step's result; the run's failure if it ends the run."""
+        if result.error is not None:  # every observer, and the run's error, see it redacted
+            result = attrs.evolve(result, error=self._redacted(result.error))
         self.results[result.id] = result
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
@@ -310,8 +313,18 @@ class Engine:
             try:
                 outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
             except TemplateError as exc:  # its message names the output already
-                failure = failure or ErrorInfo("template", exc.message, hint=exc.hint)
+                failure = failure or self._redacted(ErrorInfo("template", exc.message,
+                                                              hint=exc.hint))
         return outputs, failure
+
+    def _redacted(self, error: ErrorInfo) -> ErrorInfo:
+        """An error as anyone may see it: a function's exception or a template's message can
+        quote a key as much as a provider's reply can (docs/security.md)."""
+        secrets = self.pool.secrets
+        details = None if error.details is None else redact(error.details, secrets)
+        hint = None if error.hint is None else redact(error.hint, secrets)
+        return attrs.evolve(error, message=redact(error.message, secrets), details=details,
+                            hint=hint)
 
     # --- one step ---------------------------------------------------------------------------
 
@@ -518,7 +531,7 @@ class Engine:
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
-                                   reason=reason, item=item))
+                                   reason=redact(reason, self.pool.secrets), item=item))
 
         while True:
             try:

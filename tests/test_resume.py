@@ -655,6 +655,56 @@ def test_cache_keys_stay_the_same(write_flow: Callable, cli: Callable, respx_moc
         assert db.execute("SELECT provider, key FROM responses").fetchall() == [(endpoint, key)]
 
 
+SECRET = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+
+
+def test_cache_and_fixture_hold_no_known_secret(write_flow: Callable, cli: Callable, respx_mock,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """A key typed into an input and echoed by the server is scrubbed from the `responses`
+    table and the fixture, and both still answer the same request."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-2222222222222222")
+    monkeypatch.setenv("SERVICE_TOKEN", SECRET)
+    flow = write_flow("""
+        inputs:
+          token: {type: string}
+        steps:
+          - id: ask
+            prompt: "Is {{ inputs.token }} valid?"
+        """)
+    route = respx_mock.post(OPENAI_URL).mock(
+        return_value=httpx.Response(200, json=openai_reply(f"{SECRET} looks valid.")))
+    fixture = tmp_path / "fixture.json"
+    code, first = run(cli, flow, "-i", f"token={SECRET}", "--cache", "--record", fixture)
+    assert code == 0 and first["outputs"]["ask"] == f"{SECRET} looks valid."
+    with sqlite3.connect(history_db()) as db:
+        stored = db.execute("SELECT request, response FROM responses").fetchall()
+    assert len(stored) == 1
+    assert [SECRET in text for text in (*stored[0], fixture.read_text())] == [False] * 3
+    assert "[REDACTED]" in stored[0][0] and "[REDACTED]" in stored[0][1]
+    _, again = run(cli, flow, "-i", f"token={SECRET}", "--cache")
+    assert cached(again) == {"ask": True}
+    assert route.call_count == 1
+    code, replayed = run(cli, flow, "-i", f"token={SECRET}", "--replay", fixture)
+    assert code == 0 and replayed["steps"][0]["status"] == "succeeded"
+
+
+def test_cache_endpoint_leaves_out_a_password(write_flow: Callable, cli: Callable, respx_mock,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base URL's user and password are not stored, neither as text nor in the key."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://alice:pw-4242@127.0.0.1:8080/v1")
+    respx_mock.post("http://127.0.0.1:8080/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json=openai_reply("An answer.")))
+    flow = write_flow("steps: [{id: ask, model: gpt-4o-mini, prompt: One}]")
+    code, _ = run(cli, flow, "--cache")
+    assert code == 0
+    with sqlite3.connect(history_db()) as db:
+        rows = db.execute("SELECT provider, key FROM responses").fetchall()
+    assert rows == [("openai http://[REDACTED]@127.0.0.1:8080/v1",
+                     "1004e9c06d8b7445daf04609c0ce3721952e4195080a7e3a9708dc864699afc8")]
+    assert b"pw-4242" not in history_db().read_bytes()
+
+
 def test_cache_marks_in_progress(write_flow: Callable, cli: Callable) -> None:
     """The plain progress log says `(cached)` for cache hits."""
     flow = write_flow(CACHED)

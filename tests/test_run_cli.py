@@ -1052,3 +1052,51 @@ def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Cal
     hint = f"resume with: orchestrate run {flow} --resume {run_id}\n"
     assert result.exit_code == 1
     assert (hint in result.stderr) is hinted
+
+
+# --- secrets in errors --------------------------------------------------------------------
+
+LEAKY_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+
+
+@pytest.mark.parametrize(
+    ("variable", "leaked"),
+    [
+        pytest.param("AZURE_CRED", LEAKY_KEY, id="read-by-a-header"),  # not a key-like name
+        pytest.param("BILLING_API_KEY", LEAKY_KEY, id="key-like-name"),
+        pytest.param("UNRELATED", "sk-live-" + LEAKY_KEY, id="sk-shaped"),
+        pytest.param("UNRELATED", f"http://me:{LEAKY_KEY}@db.local/x", id="url-password"),
+    ],
+)
+def test_function_errors_are_redacted_everywhere(
+    variable: str, leaked: str, write_flow: Callable, cli: Callable, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A function's exception quoting a key reaches no stream, event, document or file."""
+    monkeypatch.setenv(variable, leaked)
+    write_flow(f"""
+        import os
+
+        def leak():
+            raise RuntimeError("cannot log in with " + os.environ[{variable!r}])
+        """, "leaky.py")
+    flow = write_flow("""
+        providers:
+          azure:
+            type: openai
+            base_url: https://example.openai.azure.com/openai
+            headers: {api-key: "${AZURE_CRED}"}
+        steps:
+          - id: boom
+            function: leaky:leak
+        """)
+    events = tmp_path / "events.jsonl"
+    result = cli("run", flow, "--mock", "--json", "--events", events, "--verbose")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["message"].startswith("leaky:leak raised")
+    home = tmp_path / "home"
+    texts = {"stdout": result.stdout, "stderr": result.stderr, "events": events.read_text()}
+    texts |= {str(p): p.read_bytes().decode("utf-8", "replace")
+              for p in home.rglob("*") if p.is_file()}
+    assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
+    assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]
