@@ -387,12 +387,14 @@ def runs_diff(
 def runs_delete(
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID...",
                                                  help="Run ids or unique prefixes.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
+                                                        "too (their process is gone).")] = False,
 ) -> None:
-    """Delete runs from the history."""
-    from orchestrate.history import open_store
+    """Delete runs from the history (a run still running only with --force)."""
+    from orchestrate.history import delete_runs, open_store
 
     with open_store() as store:
-        deleted = store.delete(sorted({store.resolve(r) for r in run_ids}))
+        deleted = delete_runs(store, run_ids, force=force)
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
 
 
@@ -402,7 +404,7 @@ def runs_prune(
     older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
                                             help="90s, 45m, 12h, 30d or 2w.")],
 ) -> None:
-    """Delete runs (and cached responses) older than AGE."""
+    """Delete runs (and cached responses) older than AGE; runs still running are kept."""
     import time
 
     from orchestrate.history import open_store, parse_age

@@ -213,6 +213,22 @@ def test_foreign_database(write_flow: Callable, cli: Callable) -> None:
     assert query("SELECT name FROM sqlite_master WHERE type = 'table'") == [("notes",)]
 
 
+def test_foreign_database_is_not_touched(tmp_path: Path) -> None:
+    """A foreign SQLite file is refused before any write: same bytes, same journal mode."""
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.close()
+    before, files = path.read_bytes(), sorted(tmp_path.iterdir())
+    with pytest.raises(StoreError, match="is not an orchestrate history database"):
+        SQLiteStore.open(path)
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no -wal, no -shm
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not "wal"
+
+
 def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -> None:
     """A database migrated by a newer orchestrate: a clear error, not a guess."""
     flow = write_flow(TWO_STEPS)

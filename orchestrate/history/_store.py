@@ -310,7 +310,7 @@ def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- finding runs --------------------------------------------------------------------------------
+# --- finding and deleting runs -----------------------------------------------------------------
 
 
 def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
@@ -333,6 +333,24 @@ def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
 def _candidates(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)
+
+
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> int:
+    """`runs delete`: the runs named by id or prefix; how many there were.
+
+    A run still `running` may be going on in another process, whose writes would then
+    land on a run that no longer exists: it is a UsageError, unless `force` (the process
+    was killed and left the run running). Nothing is deleted when one id fails.
+    """
+    run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
+    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    if running and not force:
+        names = ", ".join(running)
+        raise UsageError(f"run {names} is still running" if len(running) == 1 else
+                         f"runs {names} are still running",
+                         hint="wait for it to finish; if its process is gone (killed), "
+                              "delete it with --force")
+    return store.delete(run_ids)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
