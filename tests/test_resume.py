@@ -851,3 +851,62 @@ def test_only_warns_when_a_reused_step_changed(write_flow: Callable, cli: Callab
     assert step_a["output"] == "first"
     assert step_a["warnings"][0].endswith("although the step changed since")
     assert "although the step changed since" in result.stderr
+
+
+BARRIER = '''
+import time
+from pathlib import Path
+
+
+def meet(folder, me):
+    """Wait (at most 30 s) until two runs have reached this step."""
+    Path(folder, me).touch()
+    deadline = time.monotonic() + 30
+    while len(list(Path(folder).iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return me
+'''
+
+
+def test_two_runs_recording_into_one_fixture_both_land(write_flow: Callable,
+                                                       tmp_path: Path) -> None:
+    """Two processes recording into one fixture at once: the file keeps both responses."""
+    from tests.conftest import start_orchestrate
+
+    write_flow(BARRIER, "barrier.py")
+    (tmp_path / "met").mkdir()
+    flow = write_flow(f"""
+        inputs:
+          topic: {{}}
+        steps:
+          - id: ask
+            prompt: "About {{{{ inputs.topic }}}}"
+          - id: wait
+            function: barrier:meet
+            with: {{folder: "{tmp_path / 'met'}", me: "{{{{ inputs.topic }}}}"}}
+        """)
+    fixture = tmp_path / "shared.json"
+    processes = [start_orchestrate("run", flow, "--mock", "-q", "--no-history",
+                                   "--record", fixture, "-i", f"topic={topic}")
+                 for topic in ("tides", "moon")]
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    steps = sorted(e["request"]["messages"][0]["content"]
+                   for e in json.loads(fixture.read_text())["responses"].values())
+    assert steps == ["About moon", "About tides"]
+
+
+def test_record_never_writes_through_a_planted_link(write_flow: Callable, cli: Callable,
+                                                    tmp_path: Path) -> None:
+    """The temporary file of --record is new and private: a symlink at the old predictable
+    name (.NAME.PID.tmp) is not followed, and the fixture is not world-readable."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    fixture = tmp_path / "f.json"
+    (tmp_path / f".f.json.{os.getpid()}.tmp").symlink_to(victim)
+    assert run(cli, write_flow(RECORDED), "--mock", "--record", fixture)[0] == 0
+    assert victim.read_text() == "untouched"
+    assert json.loads(fixture.read_text())["version"] == 1
+    assert fixture.stat().st_mode & 0o077 == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]

@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,7 +169,12 @@ class Fixture:
     def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None) -> None:
         self.path = path
         self.responses = dict(responses or {})
-        self.added = 0  # responses put since loading
+        self.recorded: dict[str, dict[str, Any]] = {}  # put since loading: what save() adds
+
+    @property
+    def added(self) -> int:
+        """How many responses were put since loading."""
+        return len(self.recorded)
 
     @classmethod
     def load(cls, path: Path, *, missing_ok: bool = False) -> Fixture:
@@ -196,24 +203,60 @@ class Fixture:
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
-        self.added += 1
-        self.responses[key] = {"provider": provider, "step": request.step_id,
-                               "request": request.fingerprint_data(),
-                               "response": response_data(response)}
+        self.responses[key] = self.recorded[key] = {
+            "provider": provider, "step": request.step_id,
+            "request": request.fingerprint_data(), "response": response_data(response)}
 
     def save(self) -> None:
-        """Write the file whole, through a temporary file, so a crash leaves the old one."""
-        document = {"version": FIXTURE_VERSION,
-                    "responses": dict(sorted(self.responses.items()))}
-        text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        """Write the file whole: what it holds now (another run recording into it at the
+        same time may have added to it since loading) and the responses put since.
+
+        Runs take turns through a lock file beside it; the text goes to a new private
+        temporary file renamed over the fixture, so a crash leaves the old file whole.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, self.path)
+            with _taking_turns(self.path):
+                current = Fixture.load(self.path, missing_ok=True).responses
+                self.responses = current | self.recorded
+                document = {"version": FIXTURE_VERSION,
+                            "responses": dict(sorted(self.responses.items()))}
+                _replace(self.path, json.dumps(document, indent=2, ensure_ascii=False,
+                                               default=str) + "\n")
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise UsageError(f"cannot write the fixture {self.path}: {exc.strerror}") from None
+
+
+@contextmanager
+def _taking_turns(path: Path) -> Iterator[None]:
+    """Hold the lock of `path`: an flock on `.NAME.lock` beside it (left there, as
+    removing it would race). Without fcntl (Windows), no lock: only the merge."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = os.open(path.with_name(f".{path.name}.lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `text` to a new temporary file in the same folder (mkstemp: a name nobody can
+    guess, O_EXCL, mode 0600, so no planted link is followed), then rename it over `path`."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 class RecordingProvider:
