@@ -223,6 +223,62 @@ def test_resume_with_a_changed_workflow(write_flow: Callable, cli: Callable, old
     assert {k: v for k, v in reused(resumed).items() if k != "encode"} == expected
 
 
+@pytest.fixture
+def items_flow(tmp_path: Path, write_flow: Callable) -> tuple[Path, Path]:
+    """A for_each of function items (a list input, default a, b, c), one at a time; c
+    fails while the marker exists; then an LLM step over the list. Returns (flow, marker)."""
+    write_flow(TOOLS, "resume_tools.py")
+    marker = tmp_path / "marker"
+    flow = write_flow(f"""
+        inputs:
+          names: {{type: array, default: [a, b, c]}}
+        steps:
+          - id: each
+            for_each: inputs.names
+            function: resume_tools:work
+            with: {{name: "{{{{ item }}}}", log: "{tmp_path / 'calls.log'}",
+                    marker: "{{% if item == 'c' %}}{marker}{{% endif %}}"}}
+          - id: report
+            prompt: "Report on {{{{ steps.each.output }}}}"
+        """)
+    return flow, marker
+
+
+def test_resume_of_a_failed_for_each_reruns_only_the_items_that_did_not_succeed(
+    items_flow: tuple[Path, Path], cli: Callable, function_calls: Callable[[], list[str]],
+) -> None:
+    """Item c fails after a and b succeeded; resumed, a and b are taken, c runs."""
+    flow, marker = items_flow
+    marker.touch()
+    code, failed = run(cli, flow, "--mock", "--max-concurrency", "1")
+    assert code == 1
+    assert function_calls() == ["a", "b", "c"]
+    assert failed["error"]["message"].startswith("item 2 ('c'): ")
+    marker.unlink()
+    code, resumed = run(cli, flow, "--mock", "--resume", failed["run_id"])
+    assert code == 0
+    assert function_calls() == ["c"]
+    assert resumed["outputs"]["each"] == ["a<None>", "b<None>", "c<None>"]
+    code, again = run(cli, flow, "--mock", "--resume", resumed["run_id"])
+    assert function_calls() == []
+    assert reused(again) == {"each": True, "report": True}
+
+
+def test_resume_takes_the_items_whose_request_is_unchanged(
+    items_flow: tuple[Path, Path], cli: Callable, function_calls: Callable[[], list[str]],
+) -> None:
+    """A for_each over a changed list: only the new items run, the others are taken."""
+    flow, _ = items_flow
+    _, first = run(cli, flow, "--mock")
+    function_calls()
+    code, again = run(cli, flow, "--mock", "--resume", first["run_id"],
+                      "-i", 'names=["c", "d", "a"]')
+    assert code == 0
+    assert function_calls() == ["d"]
+    assert again["outputs"]["each"] == ["c<None>", "d<None>", "a<None>"]
+    assert reused(again) == {"each": False, "report": False}
+
+
 def test_mock_answers_do_not_resume_real_runs(write_flow: Callable, cli: Callable,
                                                monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import attrs
 
 from orchestrate._errors import UsageError
 from orchestrate._loader import file_sha256
-from orchestrate._result import StepResult
+from orchestrate._result import ItemResult, StepResult
 from orchestrate._spec import AnyStep, FunctionStep, Workflow
 from orchestrate.history._provenance import definition_hash
 
@@ -73,6 +73,16 @@ class ReusePlan:
         if self.definitions.get(step.id) != definition_hash(step):
             return None
         return prior
+
+    def items(self, step: AnyStep) -> dict[str, ItemResult]:
+        """The items of a for_each that succeeded there (also when the step failed), by
+        the fingerprint of their request, if the step is unchanged and may be reused."""
+        prior = self.prior.get(step.id)
+        if (prior is None or (self.rerun is not None and step.id in self.rerun)
+                or (not self.same_mode and not isinstance(step, FunctionStep))
+                or self.definitions.get(step.id) != definition_hash(step)):
+            return {}
+        return {item.fingerprint: item for item in prior.items}
 
 
 def prior_results(store: HistoryStore, run_id: str) -> tuple[dict[str, StepResult],

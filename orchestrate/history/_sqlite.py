@@ -125,7 +125,12 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX responses_by_age ON responses (created)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+def m002_step_items(db: sqlite3.Connection) -> None:
+    # JSON: the items of a for_each that succeeded (see _store.items_value), for --resume
+    db.execute("ALTER TABLE steps ADD COLUMN items TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_step_items)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
