@@ -207,11 +207,11 @@ def run(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history")] = None,
     from_step: Annotated[str | None, typer.Option(
-        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the rest from "
-        "the latest run (or --resume).", rich_help_panel="Run history")] = None,
+        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the "
+        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history")] = None,
     only: Annotated[str | None, typer.Option(
-        "--only", metavar="STEP", help="Rerun STEP alone; take the rest from the latest run "
-        "(or --resume).", rich_help_panel="Run history")] = None,
+        "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
+        "run (or --resume).", rich_help_panel="Run history")] = None,
     cache: Annotated[bool, typer.Option(
         "--cache", help="Answer identical LLM requests from earlier answers.",
         rich_help_panel="Run history")] = False,

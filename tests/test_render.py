@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from attrs import evolve as attrs_evolve
 from rich.console import Console
 
@@ -16,8 +17,14 @@ from orchestrate._events import (
     StepStarted,
     TokenReceived,
 )
-from orchestrate._render import LiveView, PlainProgress, looks_like_markdown, print_outputs
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+from orchestrate._render import (
+    LiveView,
+    PlainProgress,
+    looks_like_markdown,
+    print_outputs,
+    reuse_line,
+)
+from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage
 
 STEPS = (("draft", "llm"), ("each", "llm"), ("check", "function"))
 DONE = StepResult(id="draft", status="succeeded", output="text", provider="openai",
@@ -114,6 +121,43 @@ def test_plain_progress_is_one_line_per_event() -> None:
         "run failed in 2.0s: 1 succeeded, 1 cancelled, 1 failed; 30 tokens (10 in, 20 out)",
     ]
     assert "\x1b[" not in out.getvalue()
+
+
+def resumed(*steps: StepResult) -> RunResult:
+    return attrs_evolve(result("succeeded"), steps=steps, error=None, resumed_from="abc123")
+
+
+ITEM = ItemResult(index=0, output="x", fingerprint="f", reused=True)
+
+
+@pytest.mark.parametrize(("run", "line"), [
+    (result(), None),
+    (resumed(attrs_evolve(DONE, reused=True), attrs_evolve(DONE, id="keywords", reused=True),
+             FAILED),
+     "reused 2 steps from run abc123 (draft, keywords)"),
+    (resumed(attrs_evolve(DONE, reused=True)), "reused 1 step from run abc123 (draft)"),
+    (resumed(DONE), "reused 0 steps from run abc123"),
+    (resumed(DONE, attrs_evolve(DONE, id="each", items=(ITEM, ITEM, attrs_evolve(
+        ITEM, reused=False))), attrs_evolve(DONE, id="one", items=(ITEM,))),
+     "reused 0 steps from run abc123, and 2 items of each, and 1 item of one"),
+])
+def test_reuse_line(run: RunResult, line: str | None) -> None:
+    """A resumed run says which steps (and for_each items) it took from which run."""
+    assert reuse_line(run) == line
+
+
+def test_reuse_line_comes_before_the_summary() -> None:
+    """Plain progress and the live view print the reuse line above the summary."""
+    run = resumed(attrs_evolve(DONE, reused=True))
+    out = io.StringIO()
+    PlainProgress(out)(RunFinished(result=run))
+    assert out.getvalue().splitlines()[0] == "reused 1 step from run abc123 (draft)"
+    screen = console()
+    view = LiveView(screen)
+    view(started())
+    view(RunFinished(result=run))
+    text = screen.file.getvalue()
+    assert 0 < text.index("reused 1 step from run abc123 (draft)") < text.index("run succeeded")
 
 
 def test_outputs_raw_or_as_sections() -> None:

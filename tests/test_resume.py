@@ -339,15 +339,42 @@ def test_from_and_only(write_flow: Callable, cli: Callable, provider_calls: list
     assert [s["id"] for s in again["steps"] if not s.get("reused")] == rerun
 
 
-def test_only_takes_outputs_as_they_are(write_flow: Callable, cli: Callable,
-                                        provider_calls: list[str]) -> None:
-    """--only does not rerun a step whose request changed: the user asked for one step."""
+@pytest.mark.parametrize("flag", ["--only", "--from"])
+def test_only_and_from_rerun_what_changed_inputs_reach(write_flow: Callable, cli: Callable,
+                                                       provider_calls: list[str],
+                                                       flag: str) -> None:
+    """--only/--from with other inputs: a step whose request changed runs again; only the
+    unchanged are reused, and stderr says which, from which run."""
     flow = write_flow(DIAMOND)
     _, first = run(cli, flow, "--mock")
     provider_calls.clear()
-    _, again = run(cli, flow, "--mock", "--only", "join", "-i", "seed=two")
-    assert provider_calls == ["join"]
-    assert again["outputs"]["source"] == first["outputs"]["source"]
+    result = cli("run", flow, "--json", "--mock", flag, "join", "-i", "seed=two")
+    again = json.loads(result.stdout)
+    assert sorted(provider_calls) == ["join", "left", "right", "source"]
+    assert again["outputs"]["source"] != first["outputs"]["source"]
+    assert reused(again) == {"source": False, "left": False, "right": False, "join": False,
+                             "aside": True}
+    assert f"reused 1 step from run {first['run_id']} (aside)\n" in result.stderr
+
+
+def test_only_reruns_a_step_whose_definition_changed(write_flow: Callable,
+                                                     cli: Callable) -> None:
+    """--only never takes the output of a step changed since: it runs again, no warning."""
+    flow = write_flow("steps:\n  - {id: a, prompt: x, mock: first}\n"
+                      "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n"
+                      "  - {id: c, prompt: y, mock: third}\n")
+    _, first = run(cli, flow, "--mock")
+    flow.write_text(flow.read_text().replace("prompt: x, mock: first",
+                                             "prompt: changed, mock: other"))
+    result = cli("run", flow, "--mock", "--only", "b", "--json")
+    again = json.loads(result.stdout)
+    assert reused(again) == {"a": False, "b": False, "c": True}
+    assert again["outputs"]["a"] == "other"
+    assert not any(s.get("warnings") for s in again["steps"])
+    assert f"reused 1 step from run {first['run_id']} (c)" in result.stderr
+    _, resumed = run(cli, flow, "--mock", "--resume", again["run_id"])
+    assert reused(resumed) == {"a": True, "b": True, "c": True}
+    assert resumed["outputs"]["a"] == "other"
 
 
 def test_from_uses_the_latest_run_of_the_file(write_flow: Callable, cli: Callable,
@@ -358,8 +385,9 @@ def test_from_uses_the_latest_run_of_the_file(write_flow: Callable, cli: Callabl
     _, latest = run(cli, flow, "--mock", "-i", "seed=two")
     run(cli, write_flow(DIAMOND, "copy.yaml"), "--mock")
     provider_calls.clear()
-    _, again = run(cli, flow, "--mock", "--only", "aside")
+    _, again = run(cli, flow, "--mock", "--only", "aside", "-i", "seed=two")
     assert again["resumed_from"] == latest["run_id"]
+    assert provider_calls == ["aside"]
     assert again["outputs"]["source"] == latest["outputs"]["source"]
     assert again["outputs"]["source"] != first["outputs"]["source"]
 
@@ -892,21 +920,6 @@ def test_record_writes_no_file_when_the_run_cannot_start(write_flow: Callable, c
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.stderr
     assert not fixture.exists()
-
-
-def test_only_warns_when_a_reused_step_changed(write_flow: Callable, cli: Callable) -> None:
-    """--only takes other steps as they are, and says so when one of them changed since."""
-    flow = write_flow("steps:\n  - {id: a, prompt: x, mock: first}\n"
-                      "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n")
-    assert cli("run", flow, "--mock", "-q").exit_code == 0
-    flow.write_text("steps:\n  - {id: a, prompt: changed, mock: other}\n"
-                    "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n")
-    result = cli("run", flow, "--mock", "--only", "b", "--json")
-    step_a = json.loads(result.stdout)["steps"][0]
-    assert step_a["reused"] is True
-    assert step_a["output"] == "first"
-    assert step_a["warnings"][0].endswith("although the step changed since")
-    assert "although the step changed since" in result.stderr
 
 
 BARRIER = '''
