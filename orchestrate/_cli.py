@@ -225,11 +225,11 @@ def run(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history")] = None,
     from_step: Annotated[str | None, typer.Option(
-        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the rest from "
-        "the latest run (or --resume).", rich_help_panel="Run history")] = None,
+        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the "
+        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history")] = None,
     only: Annotated[str | None, typer.Option(
-        "--only", metavar="STEP", help="Rerun STEP alone; take the rest from the latest run "
-        "(or --resume).", rich_help_panel="Run history")] = None,
+        "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
+        "run (or --resume).", rich_help_panel="Run history")] = None,
     cache: Annotated[bool, typer.Option(
         "--cache", help="Answer identical LLM requests from earlier answers.",
         rich_help_panel="Run history")] = False,
@@ -408,12 +408,14 @@ def runs_diff(
 def runs_delete(
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID...",
                                                  help="Run ids or unique prefixes.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
+                                                        "too (their process is gone).")] = False,
 ) -> None:
-    """Delete runs from the history."""
-    from orchestrate.history import open_store
+    """Delete runs from the history (a run still running only with --force)."""
+    from orchestrate.history import delete_runs, open_store
 
     with open_store() as store:
-        deleted = store.delete(sorted({store.resolve(r) for r in run_ids}))
+        deleted = delete_runs(store, run_ids, force=force)
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
 
 
@@ -423,7 +425,7 @@ def runs_prune(
     older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
                                             help="90s, 45m, 12h, 30d or 2w.")],
 ) -> None:
-    """Delete runs (and cached responses) older than AGE."""
+    """Delete runs (and cached responses) older than AGE; runs still running are kept."""
     import time
 
     from orchestrate.history import open_store, parse_age

@@ -14,12 +14,13 @@ import functools
 import hashlib
 import json
 import os
+import reprlib
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -47,7 +48,15 @@ from orchestrate._functions import FunctionCall, FunctionKey, call_function, fun
 from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
-from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._result import (
+    ErrorInfo,
+    ItemResult,
+    RunResult,
+    RunStatus,
+    StepResult,
+    Usage,
+    iso_time,
+)
 from orchestrate._secrets import redact
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
@@ -69,8 +78,18 @@ from orchestrate.providers import (
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 2
 
-# Given a step and the fingerprint of what it would do now, a finished result to reuse.
-Reuse = Callable[[AnyStep, str], StepResult | None]
+
+
+class Reuse(Protocol):
+    """Finished work of an earlier run that a step may take instead of running again."""
+
+    def __call__(self, step: AnyStep, fingerprint: str) -> StepResult | None:
+        """The step's earlier result, given the fingerprint of what it would do now."""
+
+    def items(self, step: AnyStep) -> Mapping[str, ItemResult]:
+        """A for_each step's earlier items that may be taken, by their fingerprint."""
+
+
 # Given a step id and a field (`prompt`, `when`...), a "file:line:col" to put in errors.
 Locate = Callable[[str, str], str | None]
 
@@ -105,6 +124,38 @@ class _Outcome:
     response_id: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False
+    reused: bool = False
+
+
+@attrs.define
+class _Items:
+    """A for_each step's items as they finish. A step that fails or is cancelled still
+    reports what its finished items cost, and keeps those that succeeded for --resume."""
+
+    earlier: dict[int, ItemResult] = attrs.Factory(dict)  # to take instead of running
+    succeeded: dict[int, _Outcome] = attrs.Factory(dict)
+    spent: list[_Outcome] = attrs.Factory(list)  # what the failed items cost
+
+    def take_earlier(self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
+                     ) -> None:
+        for index, unit in enumerate(units):
+            earlier = reusable.get(_digest(_unit_data(unit)))
+            if earlier is not None:
+                self.earlier[index] = earlier
+
+    def results(self, units: Sequence[Unit | None]) -> tuple[ItemResult, ...]:
+        return tuple(
+            ItemResult(index=i, output=o.output, fingerprint=_digest(_unit_data(units[i])),
+                       attempts=o.attempts, usage=o.usage, model=o.model, reused=o.reused)
+            for i, o in sorted(self.succeeded.items()))
+
+    def settle(self, result: StepResult, units: Sequence[Unit | None]) -> StepResult:
+        """A failed or cancelled step's result, with what its items cost and gave."""
+        finished = [*self.succeeded.values(), *self.spent]
+        if not finished:
+            return result
+        return attrs.evolve(result, attempts=sum(o.attempts for o in finished),
+                            usage=_usage(finished), items=self.results(units))
 
 
 def choose_model(
@@ -332,6 +383,7 @@ class Engine:
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
+        done = _Items()
         try:
             context = self.context()
             items = self._items(step, context)
@@ -345,13 +397,24 @@ class Engine:
                 if reused is not None:
                     return attrs.evolve(reused, reused=True, duration_ms=0,
                                         fingerprint=fingerprint)
+                if is_list:  # then the items it can take, each by what it would send
+                    done.take_earlier(self.reuse.items(step), units)
             self.unstarted[step.id] = functools.partial(
                 StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
                 items=None if items is None else len(items))
-            outcomes = await self._run_units(step, contexts, units, items is not None)
+            outcomes = await self._run_units(step, contexts, units, items, done)
         except StepError as exc:
             failed = _failed(step, exc, self._running_ms(step.id), provider, model)
-            return attrs.evolve(failed, request=_request_record(units, is_list))
+            return done.settle(attrs.evolve(failed, request=_request_record(units, is_list)),
+                               units)
+        except asyncio.CancelledError:
+            if not is_list:
+                raise
+            # Its finished items were paid for: the step says so (the coordinator, which
+            # cancelled it, takes this result).
+            cancelled = attrs.evolve(_cancelled(step.id, self.step_started.get(step.id)),
+                                     provider=provider, model=model)
+            return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
@@ -367,6 +430,7 @@ class Engine:
             request=_request_record(units, items is not None),
             fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
+            items=done.results(units) if is_list else (),
         )
 
     def _target(self, step: AnyStep) -> tuple[str | None, str | None]:
@@ -387,18 +451,32 @@ class Engine:
 
     async def _run_units(
         self, step: AnyStep, contexts: list[dict[str, Any]], units: list[Unit | None],
-        is_list: bool,
+        items: list[Any] | None, progress: _Items,
     ) -> list[_Outcome]:
         total = len(contexts)
+        is_list = items is not None
         done = 0
 
         async def run_one(index: int) -> _Outcome:
             nonlocal done
             status = "failed"
             try:
-                outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                earlier = progress.earlier.get(index)
+                if earlier is not None:
+                    self._begin(step.id)
+                    outcome = _Outcome(earlier.output, earlier.attempts, earlier.usage,
+                                       earlier.model, reused=True)
+                else:
+                    outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                progress.succeeded[index] = outcome
                 status = "succeeded"
                 return outcome
+            except StepError as exc:
+                if is_list:
+                    assert items is not None
+                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage))
+                    exc.message = f"item {index} ({reprlib.repr(items[index])}): {exc.message}"
+                raise
             except asyncio.CancelledError:
                 status = "cancelled"
                 raise
@@ -659,7 +737,10 @@ def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dic
 
 def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
     """What a step would do, as a hash (called once every unit is rendered)."""
-    data = [step.kind, [_unit_data(u) for u in units]]
+    return _digest([step.kind, [_unit_data(u) for u in units]])
+
+
+def _digest(data: Any) -> str:
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import attrs
 
 from orchestrate._errors import UsageError
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage, iso_time
+from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage, iso_time
 from orchestrate._secrets import redact_values
 
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
@@ -154,7 +154,7 @@ RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "outp
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
                 "duration_ms", "input_tokens", "output_tokens", "cached", "reused",
-                "fingerprint", "definition", "request", "finished_at", "extra")
+                "fingerprint", "definition", "request", "finished_at", "extra", "items")
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
 
 # The keys of a step's entry in the result document that its columns hold.
@@ -221,7 +221,34 @@ def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict
         "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
         "finished_at": iso_time(record.finished),
         "extra": None if extra is None else _scrubbed(secrets, _json(extra)),
+        "items": _scrubbed(secrets, items_value(step)),
     }
+
+
+def items_value(step: StepResult) -> str | None:
+    """The `items` column: a for_each's items that succeeded, as JSON. A step that
+    succeeded has their outputs in `output` already, so only the others keep them here."""
+    if not step.items:
+        return None
+    keep_output = step.status != "succeeded"
+    return _json([{"index": item.index, "fingerprint": item.fingerprint,
+                   "attempts": item.attempts, "model": item.model, "reused": item.reused,
+                   "usage": item.usage.to_dict() if item.usage else None}
+                  | ({"output": item.output} if keep_output else {})
+                  for item in step.items])
+
+
+def _items(value: str | None, output: Any) -> tuple[ItemResult, ...]:
+    """The `items` column back as ItemResults (see items_value)."""
+    items = []
+    for item in json.loads(value) if value else ():
+        usage = item["usage"]
+        items.append(ItemResult(
+            index=item["index"], fingerprint=item["fingerprint"], attempts=item["attempts"],
+            model=item["model"], reused=item["reused"],
+            usage=Usage(**usage) if usage else None,
+            output=item["output"] if "output" in item else output[item["index"]]))
+    return tuple(items)
 
 
 def step_extras(step: StepResult) -> dict[str, Any] | None:
@@ -257,14 +284,15 @@ def step_result(row: Mapping[str, Any]) -> StepResult:
     usage = None
     if row["input_tokens"] is not None:
         usage = Usage(row["input_tokens"], row["output_tokens"] or 0)
+    output = json.loads(row["output"]) if row["output"] is not None else None
     return StepResult(
-        id=row["step_id"], status=row["status"],
-        output=json.loads(row["output"]) if row["output"] is not None else None,
-        error=error, provider=row["provider"], model=row["model"], attempts=row["attempts"],
+        id=row["step_id"], status=row["status"], output=output, error=error,
+        provider=row["provider"], model=row["model"], attempts=row["attempts"],
         duration_ms=row["duration_ms"], usage=usage, cached=bool(row["cached"]),
         reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
         request=json.loads(row["request"]) if row["request"] else None,
         fingerprint=row["fingerprint"], response_id=row["response_id"],
+        items=_items(row["items"], output),
     )
 
 
@@ -312,7 +340,7 @@ def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- finding runs --------------------------------------------------------------------------------
+# --- finding and deleting runs -----------------------------------------------------------------
 
 
 def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
@@ -335,6 +363,24 @@ def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
 def _candidates(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)
+
+
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> int:
+    """`runs delete`: the runs named by id or prefix; how many there were.
+
+    A run still `running` may be going on in another process, whose writes would then
+    land on a run that no longer exists: it is a UsageError, unless `force` (the process
+    was killed and left the run running). Nothing is deleted when one id fails.
+    """
+    run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
+    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    if running and not force:
+        names = ", ".join(running)
+        raise UsageError(f"run {names} is still running" if len(running) == 1 else
+                         f"runs {names} are still running",
+                         hint="wait for it to finish; if its process is gone (killed), "
+                              "delete it with --force")
+    return store.delete(run_ids)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
