@@ -13,6 +13,8 @@ What a template can do, and what it cannot:
   ``null``). The ``~`` operator, the ``string`` and ``join`` filters, ``%s`` (in ``%``
   and the ``format`` filter) and ``str.format`` follow the same rule; ``tojson`` is
   plain JSON (no HTML escaping, keys in their order) and ``pprint`` indented JSON.
+  A value with no JSON form (a function, a method, a ``namespace``, ``loop``, NaN) is a
+  :class:`TemplateError` there and as a typed value: no Python repr reaches a prompt.
 - For mappings, keys win over methods: ``steps.a.output.items`` is the ``items`` key of
   a JSON reply, not ``dict.items``.
 - Names starting with ``_`` (``''.__class__``) are refused before anything runs;

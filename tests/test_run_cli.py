@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -647,6 +648,84 @@ def test_template_failures_are_located(write_flow: Callable, run_json: RunJson,
     assert doc["error"]["type"] == "template"
     assert message in doc["error"]["message"]
     assert doc["error"]["message"].startswith(f"{flow}:")
+
+
+NOT_JSON_STEPS = {
+    "outputs": """
+        steps:
+          - id: a
+            prompt: x
+        outputs:
+          r: "{{ VALUE }}"
+        """,
+    "with": """
+        steps:
+          - id: a
+            function: tools:echo
+            with:
+              v: "{{ VALUE }}"
+        """,
+    "for_each": """
+        steps:
+          - id: a
+            for_each: "VALUE"
+            prompt: x
+        """,
+    "prompt": """
+        steps:
+          - id: a
+            prompt: "text {{ VALUE }}"
+        """,
+}
+
+
+def not_json_flow(write_flow: Callable, where: str, value: str) -> Path:
+    write_flow("def echo(v):\n    return repr(v)\n", "tools.py")
+    return write_flow("inputs:\n  text: {default: hi}\n"
+                      + textwrap.dedent(NOT_JSON_STEPS[where]).replace("VALUE", value))
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("namespace(d=1)", "a namespace"),
+        ("inputs.text.upper", "a method"),
+        ("[range]", "a function"),
+        ("(1, dict)", "a function"),
+        ("{'k': namespace}", "a class"),
+    ],
+)
+def test_a_value_without_json_form_fails_the_step(write_flow: Callable, cli: Callable,
+                                                  where: str, value: str, kind: str) -> None:
+    """A function, method or namespace in outputs, with:, for_each or text is a template error."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock", "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert doc["error"]["type"] == "template"
+    assert f"the template gives {kind}, which is not JSON data" in doc["error"]["message"]
+    assert "<" not in json.dumps(doc)  # no <function ...> or <Namespace ...> anywhere
+    if where != "outputs":
+        assert doc["steps"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("range", "'range' is a function, which is not JSON data"),
+        ("cycler", "unknown variable 'cycler'"),
+        ("joiner()", "unknown variable 'joiner'"),
+        ("lipsum", "unknown variable 'lipsum'"),
+    ],
+)
+def test_a_value_without_json_form_is_found_before_the_run(
+        write_flow: Callable, cli: Callable, where: str, value: str, message: str) -> None:
+    """A bare global, or a Jinja global templates do not get, fails validation: exit 2."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock")
+    assert result.exit_code == 2
+    assert message in result.stderr
 
 
 # --- inputs and usage errors ------------------------------------------------------------------
