@@ -54,6 +54,9 @@ from orchestrate._templating import (
     MAX_RANGE,
     MAX_SIZE,
     MAX_STEPS,
+    RenderMoved,
+    RenderWatch,
+    current_watch,
 )
 
 UNSAFE_HINT = (
@@ -130,10 +133,12 @@ def single_expression(tree: nodes.Template) -> nodes.Expr | None:
 @contextlib.contextmanager
 def _running(source: str, context: Mapping[str, Any], *, expression: bool) -> Iterator[_Run]:
     """One render: a fresh budget, and every failure turned into a TemplateError."""
-    run = _Run()
+    run = _Run(current_watch())
     token = _RUN.set(run)
     try:
         yield run
+    except RenderMoved:
+        raise
     except Exception as exc:
         raise _template_error(exc, run, source, context, expression) from exc
     finally:
@@ -258,6 +263,7 @@ def constant_key(node: nodes.Node) -> str | int | None:
 class _Run:
     """What one render has spent so far, and the last undefined value that failed."""
 
+    watch: RenderWatch | None = None  # where run_templates lets this render go on
     steps: int = 0
     numbers: int = 0
     built: int = 0
@@ -267,6 +273,8 @@ class _Run:
     sizes: dict[int, tuple[Any, int]] = attrs.Factory(dict)
 
     def step(self) -> None:
+        if self.watch is not None:  # a slow render moves off the event loop, or stops
+            self.watch.check()
         self.steps += 1
         if self.steps > MAX_STEPS:
             _refuse(f"the template runs more than {MAX_STEPS:,} loop iterations and calls")

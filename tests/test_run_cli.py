@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import SLOW_TEMPLATE
 
 RunJson = Callable[..., tuple[int, dict[str, Any]]]
 
@@ -726,6 +729,35 @@ def test_a_value_without_json_form_is_found_before_the_run(
     result = cli("run", not_json_flow(write_flow, where, value), "--mock")
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["prompt", "function"])
+def test_a_slow_template_times_out_without_blocking_the_run(write_flow: Callable,
+                                                           run_json: RunJson, kind: str) -> None:
+    """A template slower than the step's timeout fails it (timeout) while others go on."""
+    write_flow("def echo(v):\n    return v\n", "tools.py")
+    slow = (f'prompt: "{SLOW_TEMPLATE}"' if kind == "prompt"
+            else f'function: tools:echo\n    with: {{v: "{SLOW_TEMPLATE}"}}')
+    flow = write_flow(f"""
+steps:
+  - id: slow
+    timeout: 1
+    on_error: continue
+    {slow}
+  - id: other
+    function: asyncio:sleep
+    with: {{delay: 0.2}}
+""")
+    started = time.perf_counter()
+    code, doc = run_json(flow)
+    assert time.perf_counter() - started < 5  # the template alone takes about a minute
+    assert code == 0
+    slow_step, other = doc["steps"]
+    assert slow_step["status"] == "failed"
+    assert slow_step["error"]["type"] == "timeout"
+    assert "templates took longer than 1 s to render" in slow_step["error"]["message"]
+    assert other["status"] == "succeeded"
+    assert other["duration_ms"] < 900  # the loop was free while the template rendered
 
 
 # --- inputs and usage errors ------------------------------------------------------------------
