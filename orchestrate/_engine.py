@@ -286,14 +286,15 @@ class Engine:
                       file=sys.stderr)
 
     def context(self, **extra: Any) -> dict[str, Any]:
-        return {"inputs": self.inputs, "steps": self.context_steps, **extra}
+        # A snapshot: a slow render reads it in a thread while other steps finish.
+        return {"inputs": self.inputs, "steps": dict(self.context_steps), **extra}
 
     async def _final_outputs(self, cancelled: bool) -> tuple[dict[str, Any], ErrorInfo | None]:
         """The outputs, rendered off the event loop if slow; after Ctrl-C, only what is
         quick to compute, so that the run still stops at once."""
         try:
-            async with asyncio.timeout(CANCELLED_OUTPUTS_SECONDS if cancelled else None):
-                return await run_templates(self._outputs)
+            return await run_templates(self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled
+                                       else None)
         except TimeoutError:
             return {}, None
 
@@ -438,8 +439,7 @@ class Engine:
         time limit (a sub-workflow step has none of its own)."""
         timeout = None if isinstance(step, WorkflowStep) else self._attempt_timeout(step)
         try:
-            async with asyncio.timeout(timeout):
-                return await run_templates(work)
+            return await run_templates(work, timeout)
         except TimeoutError:
             message = f"the step's templates took longer than {timeout:g} s to render"
             raise StepTimeout(message) from None

@@ -7,7 +7,8 @@ Ctrl-C would seem ignored until it returns. So the first Ctrl-C also starts a wa
 If the run has not stopped after GRACE_SECONDS, it interrupts the main thread (a
 KeyboardInterrupt where that code runs, which cancels its step); if even that does not
 end the run within GRACE_SECONDS more (code that never returns to Python), it exits the
-process with 130 at once, leaving the run's history entry `running`.
+process with 130 at once, leaving the run's history entry `running`. Code stuck in C
+that holds the GIL lets no Python run, this watchdog included: nothing here can end it.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ for it. The work happens behind it, in modules imported on first use:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import threading
@@ -203,12 +204,13 @@ def current_watch() -> RenderWatch | None:
     return _WATCH.get()
 
 
-async def run_templates(work: Callable[[], _T]) -> _T:
+async def run_templates(work: Callable[[], _T], timeout: float | None = None) -> _T:
     """Call `work`, which renders templates, without blocking the event loop for long.
 
-    It runs here for up to INLINE_SECONDS; past that, it starts over in a daemon thread.
-    Cancelling the caller (a timeout, Ctrl-C) stops the thread's renders at their next
-    loop iteration or call. `work` must have no side effects but rendering.
+    It runs here for up to INLINE_SECONDS; past that, it starts over in a daemon thread,
+    and TimeoutError after `timeout` seconds. A timeout or cancelling the caller (Ctrl-C)
+    stops the thread's renders at their next loop iteration or call. `work` must have no
+    side effects but rendering.
     """
     token = _WATCH.set(RenderWatch(deadline=time.perf_counter() + INLINE_SECONDS))
     try:
@@ -222,7 +224,8 @@ async def run_templates(work: Callable[[], _T]) -> _T:
     stop = threading.Event()
     token = _WATCH.set(RenderWatch(stop=stop))  # the thread runs in a copy of this context
     try:
-        result: _T = await in_daemon_thread(work, {})
+        async with asyncio.timeout(timeout):  # only here: a timer costs, even unused
+            result: _T = await in_daemon_thread(work, {})
         return result
     finally:
         _WATCH.reset(token)
