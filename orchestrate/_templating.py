@@ -39,7 +39,6 @@ for it. The work happens behind it, in modules imported on first use:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import threading
@@ -219,6 +218,8 @@ async def run_templates(work: Callable[[], _T], timeout: float | None = None) ->
         pass
     finally:
         _WATCH.reset(token)
+    import asyncio  # here: `validate` and `--help` do not pay for it
+
     from orchestrate._threads import in_daemon_thread
 
     stop = threading.Event()
