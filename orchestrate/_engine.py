@@ -66,6 +66,7 @@ from orchestrate._templating import (
     is_truthy,
     parse_expression,
     parse_template,
+    run_templates,
 )
 from orchestrate.providers import (
     MOCK,
@@ -77,6 +78,7 @@ from orchestrate.providers import (
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 2
+CANCELLED_OUTPUTS_SECONDS = 0.2  # what a cancelled run's outputs may take to render
 
 
 
@@ -244,10 +246,9 @@ class Engine:
                              started_at=iso_time(wall), inputs=self.inputs, steps=steps,
                              resumed_from=resumed_from))
         failure, cancelled = await self._schedule()
+        outputs, output_failure = await self._final_outputs(cancelled)
         if failure is None and not cancelled:
-            outputs, failure = self._outputs()
-        else:
-            outputs = self._outputs()[0]
+            failure = output_failure
         status: RunStatus = "cancelled" if cancelled else "failed" if failure else "succeeded"
         if cancelled and failure is None:
             failure = ErrorInfo("cancelled", "the run was interrupted")
@@ -351,7 +352,17 @@ class Engine:
                       file=sys.stderr)
 
     def context(self, **extra: Any) -> dict[str, Any]:
-        return {"inputs": self.inputs, "steps": self.context_steps, **extra}
+        # A snapshot: a slow render reads it in a thread while other steps finish.
+        return {"inputs": self.inputs, "steps": dict(self.context_steps), **extra}
+
+    async def _final_outputs(self, cancelled: bool) -> tuple[dict[str, Any], ErrorInfo | None]:
+        """The outputs, rendered off the event loop if slow; after Ctrl-C, only what is
+        quick to compute, so that the run still stops at once."""
+        try:
+            return await run_templates(self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled
+                                       else None)
+        except TimeoutError:
+            return {}, None
 
     def _outputs(self) -> tuple[dict[str, Any], ErrorInfo | None]:
         """The run's outputs; on a failed run, those that can still be computed."""
@@ -386,12 +397,13 @@ class Engine:
         done = _Items()
         try:
             context = self.context()
-            items = self._items(step, context)
+            items = await self._rendered(step, lambda: self._items(step, context))
             contexts = _item_contexts(context, items)
             units = [None] * len(contexts)
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
-                units = [self._unit(step, c) for c in contexts]
+                units = await self._rendered(step, lambda: [self._unit(step, c)
+                                                            for c in contexts])
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
                 if reused is not None:
@@ -501,7 +513,7 @@ class Engine:
     ) -> _Outcome:
         if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
             self._begin(step.id)
-            call = self._unit_at(step, context, units, index)
+            call = await self._unit_at(step, context, units, index)
             assert isinstance(call, SubWorkflowCall)
             try:
                 async with asyncio.timeout(step.timeout):
@@ -511,7 +523,7 @@ class Engine:
         async with self._slot(step):
             # Rendered inside the slot, so a large for_each starts calling at once instead
             # of rendering every item first.
-            unit = self._unit_at(step, context, units, index)
+            unit = await self._unit_at(step, context, units, index)
             if isinstance(unit, FunctionCall):
                 function = self.functions[function_key(self.folder, unit.function)]
                 return _Outcome(await call_function(unit, function, step.timeout))
@@ -541,14 +553,30 @@ class Engine:
         started = self.step_started.get(step_id)
         return 0 if started is None else _ms_since(started)
 
-    def _unit_at(
+    async def _unit_at(
         self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int
     ) -> Unit:
         """Item `index`'s unit: rendered already for the reuse check, or rendered now."""
         unit = units[index]
         if unit is None:
-            unit = units[index] = self._unit(step, context)
+            unit = units[index] = await self._rendered(step, lambda: self._unit(step, context))
         return unit
+
+    async def _rendered(self, step: AnyStep, work: Callable[[], _Rendered]) -> _Rendered:
+        """What `work` renders for a step, off the event loop if slow, within the step's
+        time limit (a sub-workflow step has none of its own)."""
+        timeout = None if isinstance(step, WorkflowStep) else self._attempt_timeout(step)
+        try:
+            return await run_templates(work, timeout)
+        except TimeoutError:
+            message = f"the step's templates took longer than {timeout:g} s to render"
+            raise StepTimeout(message) from None
+
+    def _attempt_timeout(self, step: AnyStep) -> float | None:
+        """An LLM step's time limit for one attempt; a function step's for the whole call."""
+        if isinstance(step, LLMStep):
+            return step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
+        return step.timeout
 
     # --- building a step's units -------------------------------------------------------------
 
@@ -585,7 +613,7 @@ class Engine:
         mock_text = None
         if provider == MOCK and step.mock is not None:  # --mock, or `provider: mock`
             mock_text = self._render(step, "mock", step.mock, context)
-        timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
+        timeout = self._attempt_timeout(step)
         return LLMRequest(
             model=model, messages=tuple(messages), temperature=settings.temperature,
             max_tokens=settings.max_tokens, timeout=timeout,
@@ -701,6 +729,7 @@ class SubWorkflowFailed(StepError):
 
 
 _Parsed = TypeVar("_Parsed", Template, Expression)
+_Rendered = TypeVar("_Rendered")
 
 
 def _compiled(parsed: _Parsed | Problem) -> _Parsed:
