@@ -30,7 +30,7 @@ Point = tuple[float, float]  # (main, cross)
 
 RANK_GAP = 64  # between ranks: room for the curves and arrowheads
 NODE_GAP = 22  # between two boxes of a rank
-DUMMY_GAP = 10  # beside an edge that passes through a rank
+EDGE_GAP = 10  # between two edges passing through a rank; twice that to a box
 MARGIN = 18
 SWEEPS = 4  # of crossing reduction, each down then up
 STRAIGHTENING_PASSES = 8
@@ -92,8 +92,9 @@ def count_crossings(ranks: Sequence[Sequence[str]], below: Mapping[str, list[str
         where = {node: i for i, node in enumerate(lower)}
         seen: list[int] = []  # sorted targets of the edges from nodes further up the rank
         for node in upper:
-            targets = sorted(where[other] for other in below[node])
-            total += sum(len(seen) - bisect.bisect_right(seen, t) for t in targets)
+            targets = sorted([where[other] for other in below[node]])
+            for target in targets:
+                total += len(seen) - bisect.bisect_right(seen, target)
             for target in targets:
                 bisect.insort(seen, target)
     return total
@@ -159,7 +160,7 @@ def layout(
         spans.append((start, start + depth))
         start += depth + RANK_GAP
     gaps = [
-        [(size(a)[1] + size(b)[1]) / 2 + (NODE_GAP if a in sizes and b in sizes else DUMMY_GAP)
+        [(size(a)[1] + size(b)[1]) / 2 + _gap(a in sizes, b in sizes)
          for a, b in itertools.pairwise(rank)]
         for rank in ranks
     ]
@@ -183,6 +184,11 @@ def layout(
     return Layout(ranks, centres, rank_of, spans, extent, ranked.chains)
 
 
+def _gap(box: bool, other_box: bool) -> float:
+    """The room between neighbours across a rank, boxes or edges passing through."""
+    return NODE_GAP if box and other_box else EDGE_GAP * (1 + box + other_box)
+
+
 def _mean(values: list[float], otherwise: float) -> float:
     return sum(values) / len(values) if values else otherwise
 
@@ -193,17 +199,20 @@ def _spread(wanted: list[float], gaps: list[float]) -> list[float]:
     Subtracting each item's minimum offset from the first turns the gaps into "never
     decreasing", which pool-adjacent-violators solves exactly in one pass.
     """
-    offsets = [0.0]
-    for gap in gaps:
-        offsets.append(offsets[-1] + gap)
-    blocks: list[list[float]] = []  # [sum, count] of merged items
+    if len(wanted) == 1:  # most ranks of a long chain: nothing to keep apart
+        return wanted
+    offsets = list(itertools.accumulate(gaps, initial=0.0))
+    means: list[float] = []  # of the blocks of items merged so far, and their sizes
+    counts: list[int] = []
     for want, offset in zip(wanted, offsets, strict=True):
-        blocks.append([want - offset, 1])
-        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] > blocks[-1][0] * blocks[-2][1]:
-            total, count = blocks.pop()
-            blocks[-1][0] += total
-            blocks[-1][1] += count
-    levels = [total / count for total, count in blocks for _ in range(int(count))]
+        mean, count = want - offset, 1
+        while means and means[-1] > mean:
+            previous, merged = means.pop(), counts.pop()
+            mean = (previous * merged + mean * count) / (merged + count)
+            count += merged
+        means.append(mean)
+        counts.append(count)
+    levels = [mean for mean, count in zip(means, counts, strict=True) for _ in range(count)]
     return [level + offset for level, offset in zip(levels, offsets, strict=True)]
 
 
@@ -350,7 +359,7 @@ def _box_size(step_id: str, detail: str) -> Point:
 def _detail(step: AnyStep, defaults: ModelSettings) -> str:
     """The second line of a box: the kind, and the model, callable or file it calls."""
     if isinstance(step, LLMStep):
-        model = defaults.merged(step.settings).model  # as written: the picture is of the file
+        model = step.settings.model or defaults.model  # as written: a picture of the file
         return f"llm · {model}" if model else "llm"
     if isinstance(step, FunctionStep):
         return f"function · {step.function.rpartition(':')[2]}"
