@@ -122,7 +122,7 @@ def graph(
         GraphFormat.tree
     ),
     direction: Annotated[GraphDirection | None, typer.Option(
-        "--direction", case_sensitive=False,
+        "--direction", case_sensitive=False, metavar="LR|TB",
         help="For --format svg: LR (left to right, the default) or TB (top to bottom).",
     )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
