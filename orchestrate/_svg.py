@@ -171,7 +171,8 @@ def layout(
         neighbours = ranked.above if sweep % 2 == 0 else ranked.below
         indices = range(len(ranks)) if sweep % 2 == 0 else range(len(ranks) - 1, -1, -1)
         for r in indices:
-            wanted = [_mean([cross[o] for o in neighbours[node]], cross[node]) for node in ranks[r]]
+            wanted = [sum(cross[o] for o in near) / len(near) if (near := neighbours[node])
+                      else cross[node] for node in ranks[r]]
             cross.update(zip(ranks[r], _spread(wanted, gaps[r]), strict=True))
     low = min((cross[n] - size(n)[1] / 2 for n in cross), default=0.0)
     high = max((cross[n] + size(n)[1] / 2 for n in cross), default=0.0)
@@ -187,10 +188,6 @@ def layout(
 def _gap(box: bool, other_box: bool) -> float:
     """The room between neighbours across a rank, boxes or edges passing through."""
     return NODE_GAP if box and other_box else EDGE_GAP * (1 + box + other_box)
-
-
-def _mean(values: list[float], otherwise: float) -> float:
-    return sum(values) / len(values) if values else otherwise
 
 
 def _spread(wanted: list[float], gaps: list[float]) -> list[float]:
@@ -218,7 +215,6 @@ def _spread(wanted: list[float], gaps: list[float]) -> list[float]:
 
 # --- drawing ---------------------------------------------------------------------------------
 
-STATUSES = ("waiting", "queued", "running", "succeeded", "failed", "skipped", "cancelled")
 BOX_HEIGHT = 46
 PADDING = 14
 MAX_CHARS = 30
@@ -234,6 +230,7 @@ _COLOURS = {
     "skipped": ("#f6f8fa", "#8c959f", "#161b22", "#6e7681"),
     "cancelled": ("#fff8c5", "#bf8700", "#2e2400", "#d29922"),
 }
+STATUSES = tuple(_COLOURS)
 _STYLE = """
 svg.orchestrate-graph { --text: #1f2328; --muted: #59636e; --edge: #8c959f; --bg: #ffffff;
   background: var(--bg); font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -251,6 +248,7 @@ svg.orchestrate-graph { --text: #1f2328; --muted: #59636e; --edge: #8c959f; --bg
 """
 _DARK = """svg.orchestrate-graph { --text: #e6edf3; --muted: #9198a1; --edge: #6e7681;
   --bg: #0d1117; }"""
+_ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 # Characters XML 1.0 forbids even escaped; a YAML string can hold them.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -277,12 +275,10 @@ def graph_svg(
     sizes = {i: (w, h) if direction == "LR" else (h, w) for i, (w, h) in boxes.items()}
     placed = layout(plan.order, plan.edges, sizes)
 
-    def xy(point: Point) -> str:
-        main, cross = point
-        x, y = (main, cross) if direction == "LR" else (cross, main)
-        return f"{x:.1f},{y:.1f}"
+    def xy(point: Point) -> Point:
+        return point if direction == "LR" else (point[1], point[0])
 
-    width, height = placed.extent if direction == "LR" else placed.extent[::-1]
+    width, height = xy(placed.extent)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="orchestrate-graph" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
@@ -296,22 +292,21 @@ def graph_svg(
     ports = _ports(placed, sizes)
     for (source, target), chain in placed.chains.items():
         points = _route(placed, chain, ports[source, target], sizes)
-        d = f"M{xy(points[0])}" + "".join(
+        d = "M{:.1f},{:.1f}".format(*xy(points[0])) + "".join(
             _segment(a, b, xy) for a, b in itertools.pairwise(points))
         parts.append(f'<path class="edge" data-from="{_escape(source)}" '
                      f'data-to="{_escape(target)}" d="{d}" '
                      'marker-end="url(#orchestrate-arrow)"/>')
     for step_id in plan.order:
-        main, cross = placed.centres[step_id]
-        x, y = (main, cross) if direction == "LR" else (cross, main)
         status = statuses.get(step_id, "waiting")
-        parts.append(_node(steps[step_id], details[step_id], (x, y), boxes[step_id], status))
+        centre = xy(placed.centres[step_id])
+        parts.append(_node(steps[step_id], details[step_id], centre, boxes[step_id], status))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
 def _route(
-    placed: Layout, chain: list[str], ports: Point, sizes: Mapping[str, Point]
+    placed: Layout, chain: list[str], ports: list[float], sizes: Mapping[str, Point]
 ) -> list[Point]:
     """An edge's points: out of its source, straight through each rank it crosses, in."""
     (source_main, source_cross), (target_main, target_cross) = (
@@ -325,7 +320,7 @@ def _route(
     return points
 
 
-def _ports(placed: Layout, sizes: Mapping[str, Point]) -> dict[tuple[str, str], Point]:
+def _ports(placed: Layout, sizes: Mapping[str, Point]) -> dict[tuple[str, str], list[float]]:
     """Where each edge leaves its source and enters its target, off the middle of the side.
 
     The edges at one side are spread in the order of where they go, so that arrows into a
@@ -340,15 +335,16 @@ def _ports(placed: Layout, sizes: Mapping[str, Point]) -> dict[tuple[str, str], 
             step = min(10.0, sizes[node][1] * 0.6 / max(len(group) - 1, 1))
             for i, (_, edge) in enumerate(sorted(group)):
                 offsets[edge][end] = (i - (len(group) - 1) / 2) * step
-    return {edge: (out, into) for edge, (out, into) in offsets.items()}
+    return offsets
 
 
-def _segment(a: Point, b: Point, xy: Callable[[Point], str]) -> str:
+def _segment(a: Point, b: Point, xy: Callable[[Point], Point]) -> str:
     """A line along the main axis, or a curve that leaves and arrives parallel to it."""
     if abs(a[1] - b[1]) < 0.5:
-        return f" L{xy(b)}"
+        return " L{:.1f},{:.1f}".format(*xy(b))
     middle = (a[0] + b[0]) / 2
-    return f" C{xy((middle, a[1]))} {xy((middle, b[1]))} {xy(b)}"
+    return " C{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}".format(
+        *xy((middle, a[1])), *xy((middle, b[1])), *xy(b))
 
 
 def _box_size(step_id: str, detail: str) -> Point:
@@ -414,6 +410,4 @@ def _clip(text: str) -> str:
 
 def _escape(text: str) -> str:
     """Text safe inside an element or a double-quoted attribute, whatever it holds."""
-    text = _NOT_XML.sub("\ufffd", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(
-        '"', "&quot;")
+    return _NOT_XML.sub("\ufffd", text).translate(_ENTITIES)
