@@ -86,6 +86,13 @@ def test_every_edge_goes_to_the_next_rank(name: str) -> None:
         assert all(rank_of[other] == rank_of[node] + 1 for other in lower)
 
 
+def test_a_source_sits_just_before_its_first_dependent() -> None:
+    """A step with no needs, used only late, is ranked next to its user, not at the start."""
+    ranked = rank_nodes(["a", "b", "c", "late"], [("a", "b"), ("b", "c"), ("late", "c")])
+    assert ranked.ranks == [["a"], ["b", "late"], ["c"]]
+    assert ranked.chains["late", "c"] == ["late", "c"]
+
+
 @pytest.mark.parametrize("name", SHAPES)
 def test_ordering_never_adds_crossings(name: str) -> None:
     """The barycenter sweeps keep the ranks' nodes and never end with more crossings."""
