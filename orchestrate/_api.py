@@ -101,7 +101,7 @@ def providers_in_use(prepared: PreparedRun, options: RunOptions,
                      env: Mapping[str, str]) -> set[str]:
     """The provider names the run's LLM steps will call."""
     return {
-        choose_model(workflow, step, options.model, env)[0]
+        choose_model(workflow, step, options.model, env, mock=options.mock)[0]
         for workflow in prepared.all_workflows()
         for step in workflow.steps
         if isinstance(step, LLMStep)

@@ -31,6 +31,14 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _print_error(text: str) -> None:
+    """A message on stderr with its control characters escaped: it may quote a server, a
+    function or a file (docs/security.md)."""
+    from orchestrate._render import escape_controls
+
+    print(escape_controls(text), file=sys.stderr)
+
+
 def _reporting_errors(command: F) -> F:
     """Turn every OrchestrateError into its message on stderr and its exit code."""
 
@@ -39,7 +47,7 @@ def _reporting_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except OrchestrateError as exc:
-            print(exc.format(), file=sys.stderr)
+            _print_error(exc.format())
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -95,7 +103,7 @@ def validate(
     for report in reports:
         for diagnostic in report.diagnostics:
             if not as_json:
-                print(diagnostic.format(), file=sys.stderr)
+                _print_error(diagnostic.format())
         if not as_json and report.valid:
             print(f"{report.file}: ok", file=sys.stderr)
     if not valid:
@@ -290,7 +298,7 @@ def run(
                                                   history=history))
             recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
-            print(exc.format(), file=sys.stderr)
+            _print_error(exc.format())
             result, recorded = exc.result, False
     if as_json:
         _print_json(result.to_dict())

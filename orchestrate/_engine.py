@@ -48,6 +48,7 @@ from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._secrets import redact
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -58,6 +59,7 @@ from orchestrate._templating import (
     parse_template,
 )
 from orchestrate.providers import (
+    MOCK,
     LLMRequest,
     ProviderPool,
     resolve_model,
@@ -78,7 +80,7 @@ class RunOptions:
     model: str | None = None  # --model: overrides every LLM step
     max_concurrency: int = 8
     stream: bool = False  # ask providers for tokens (something shows them)
-    mock: bool = False  # the mock answers: render each step's `mock:` text for it
+    mock: bool = False  # --mock: the mock answers every LLM step
 
 
 @attrs.frozen
@@ -106,15 +108,20 @@ class _Outcome:
 
 
 def choose_model(
-    workflow: Workflow, step: LLMStep, model_override: str | None, env: Mapping[str, str]
+    workflow: Workflow, step: LLMStep, model_override: str | None, env: Mapping[str, str],
+    *, mock: bool = False,
 ) -> tuple[str, str]:
     """(provider, model) for an LLM step.
 
     `--model` picks the provider again from the model's name (claude-* -> anthropic),
     unless the step talks to a custom endpoint from `providers:`, which serves any model.
+    Under `--mock` (`mock`) the provider is the mock, so that no result or history row
+    passes mock answers off as a real provider's; the model is still the one it would ask.
     """
     settings = workflow.defaults.merged(step.settings)
     model = model_override or resolve_model(settings, env)
+    if mock:
+        return MOCK, model
     if model_override and settings.provider not in workflow.providers:
         settings = attrs.evolve(settings, provider=None)
     return resolve_provider_name(settings, model), model
@@ -258,6 +265,8 @@ class Engine:
 
     def _record(self, result: StepResult) -> ErrorInfo | None:
         """Keep a finished step's result; the run's failure if it ends the run."""
+        if result.error is not None:  # every observer, and the run's error, see it redacted
+            result = attrs.evolve(result, error=self._redacted(result.error))
         self.results[result.id] = result
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
@@ -304,8 +313,18 @@ class Engine:
             try:
                 outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
             except TemplateError as exc:  # its message names the output already
-                failure = failure or ErrorInfo("template", exc.message, hint=exc.hint)
+                failure = failure or self._redacted(ErrorInfo("template", exc.message,
+                                                              hint=exc.hint))
         return outputs, failure
+
+    def _redacted(self, error: ErrorInfo) -> ErrorInfo:
+        """An error as anyone may see it: a function's exception or a template's message can
+        quote a key as much as a provider's reply can (docs/security.md)."""
+        secrets = self.pool.secrets
+        details = None if error.details is None else redact(error.details, secrets)
+        hint = None if error.hint is None else redact(error.hint, secrets)
+        return attrs.evolve(error, message=redact(error.message, secrets), details=details,
+                            hint=hint)
 
     # --- one step ---------------------------------------------------------------------------
 
@@ -354,7 +373,8 @@ class Engine:
         """(provider, model) of an LLM step; (None, None) for a step that calls no model."""
         if not isinstance(step, LLMStep):
             return None, None
-        return choose_model(self.workflow, step, self.options.model, self.env)
+        return choose_model(self.workflow, step, self.options.model, self.env,
+                            mock=self.options.mock)
 
     def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
         if step.for_each is None:
@@ -472,7 +492,8 @@ class Engine:
 
     def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
         settings = self.workflow.defaults.merged(step.settings)
-        provider, model = choose_model(self.workflow, step, self.options.model, self.env)
+        provider, model = choose_model(self.workflow, step, self.options.model, self.env,
+                                       mock=self.options.mock)
         messages = []
         if step.system is not None:
             messages.append({"role": "system", "content": self._render(step, "system", step.system,
@@ -484,7 +505,7 @@ class Engine:
             content = self._render(step, f"messages[{index}]", message.content, context)
             messages.append({"role": message.role, "content": content})
         mock_text = None
-        if self.options.mock and step.mock is not None:
+        if provider == MOCK and step.mock is not None:  # --mock, or `provider: mock`
             mock_text = self._render(step, "mock", step.mock, context)
         timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
         return LLMRequest(
@@ -510,7 +531,7 @@ class Engine:
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
-                                   reason=reason, item=item))
+                                   reason=redact(reason, self.pool.secrets), item=item))
 
         while True:
             try:

@@ -144,12 +144,17 @@ class Workflow:
     outputs: dict[str, Any] | None = None
     # Where the workflow came from; not part of the YAML.
     path: Path | None = None
+    # Step id -> step (the first of that id), so that finding a step costs no scan.
+    _by_id: dict[str, AnyStep] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        by_id: dict[str, AnyStep] = {}
+        for step in self.steps:
+            by_id.setdefault(step.id, step)
+        object.__setattr__(self, "_by_id", by_id)
 
     def step(self, step_id: str) -> AnyStep:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        return self._by_id[step_id]
 
     @property
     def step_ids(self) -> list[str]:

@@ -37,7 +37,7 @@ from orchestrate._spec import (
     Workflow,
     WorkflowStep,
 )
-from orchestrate._templating import GLOBALS, Comparison, Problem, Reference
+from orchestrate._templating import GLOBALS, Comparison, Expression, Problem, Reference, Template
 from orchestrate.providers import builtin_provider_names
 
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -89,7 +89,7 @@ class Report:
 
 def validate_file(path: str | Path, display: str | None = None) -> Report:
     """Load and check the workflow at `path`, and every sub-workflow it uses."""
-    return _validate(Path(path), display if display is not None else str(path), ())
+    return _validate(Path(path), display if display is not None else str(path), (), {})
 
 
 def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
@@ -109,25 +109,34 @@ def validate_workflow(workflow: Workflow) -> Report:
     positions = tuple(range(len(workflow.steps)))
     loaded = LoadResult(SourceMap(display), workflow, [], step_positions=positions)
     parents = (workflow.path.resolve(),) if workflow.path else ()
-    checker = _Checker(loaded, parents)
+    checker = _Checker(loaded, parents, {})
     diagnostics = sorted(checker.run(), key=lambda d: (d.file != display, d.line, d.column))
     return Report(display, workflow, diagnostics, children=checker.children)
 
 
-def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
+def _validate(
+    path: Path, display: str, parents: tuple[Path, ...], done: dict[Path, Report]
+) -> Report:
+    """Check one file and what it includes; `done` holds every file checked so far in
+    this validation, by resolved path, so that a file included from several places (a
+    diamond) is loaded and checked once, and its problems are reported once."""
     loaded = load_file(path, display)
     diagnostics = list(loaded.diagnostics)
     children: dict[Path, Workflow] = {}
     if loaded.workflow is not None:
-        checker = _Checker(loaded, (*parents, path.resolve()))
+        checker = _Checker(loaded, (*parents, path.resolve()), done)
         diagnostics += checker.run()
         children = checker.children
     diagnostics.sort(key=lambda d: (d.file != display, d.line, d.column))
-    return Report(display, loaded.workflow, diagnostics, loaded.source, children)
+    report = Report(display, loaded.workflow, diagnostics, loaded.source, children)
+    done[path.resolve()] = report
+    return report
 
 
 class _Checker:
-    def __init__(self, loaded: LoadResult, stack: tuple[Path, ...]) -> None:
+    def __init__(
+        self, loaded: LoadResult, stack: tuple[Path, ...], done: dict[Path, Report]
+    ) -> None:
         assert loaded.workflow is not None
         self.workflow = loaded.workflow
         self.source: SourceMap = loaded.source
@@ -139,10 +148,13 @@ class _Checker:
             for step, index in zip(self.workflow.steps, loaded.step_positions, strict=True)
         }
         self.stack = stack
+        self.done = done
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.found: list[Diagnostic] = []
         self.children: dict[Path, Workflow] = {}
         self.module_names: dict[str, frozenset[str] | None] = {}
+        # id(step) -> the step ids its templates name, gathered while checking them.
+        self.referenced: dict[int, set[str]] = {}
 
     def error(
         self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
@@ -253,7 +265,7 @@ class _Checker:
 
     def check_cycles(self) -> None:
         try:
-            build_plan(self.workflow)
+            build_plan(self.workflow, lambda step: self.referenced.get(id(step), set()))
         except CycleError as exc:
             first = self.workflow.step(exc.cycle[0])
             self.error(self.step_path(first), f"dependency cycle: {' -> '.join(exc.cycle)}",
@@ -265,8 +277,11 @@ class _Checker:
         base = self.step_path(step)
         for need in step.needs:
             self.check_step_ref(step, need, (*base, "needs"))
+        referenced = self.referenced.setdefault(id(step), set())
         for site in template_sites(step):
-            self.check_site(site, (*base, *site.path), step)
+            parsed = self.check_site(site, (*base, *site.path), step)
+            if not isinstance(parsed, Problem):
+                referenced.update(r.name for r in parsed.references if r.root == "steps")
         if isinstance(step, LLMStep) and step.schema is not None:
             self.check_schema(step.schema, (*base, "schema"))
         if isinstance(step, LLMStep):
@@ -307,11 +322,14 @@ class _Checker:
                    did_you_mean(target, {*self.index, *self.broken}) or _identifier_hint(target))
         return False
 
-    def check_site(self, site: TemplateSite, path: tuple, step: AnyStep | None) -> None:
+    def check_site(
+        self, site: TemplateSite, path: tuple, step: AnyStep | None
+    ) -> Template | Expression | Problem:
+        """Check one template or expression; returns what parsing it gave."""
         parsed = site.parse()
         if isinstance(parsed, Problem):
             self.template_error(path, parsed)
-            return
+            return parsed
         allowed = {"inputs", "steps", *GLOBALS}
         if step is not None and step.for_each is not None and site.path not in _STEP_LEVEL:
             allowed |= {"item", "index"}
@@ -323,12 +341,13 @@ class _Checker:
         if site.path == ("for_each",) and len(parsed.references) == 1:
             self.check_for_each_type(next(iter(parsed.references)), site.source, path)
         self.check_comparisons(parsed.comparisons, path)
+        return parsed
 
     def template_error(self, path: tuple, problem: Problem) -> None:
         line, column = self.source.locate(path)
         node = self.source.value(path) if self.source.root is not None else None
-        if problem.line > 1 and _is_block_scalar(node):
-            line += problem.line
+        if _is_block_scalar(node):  # its text starts on the line after the `|` or `>`
+            line += min(problem.line, _content_lines(node))
             column = self.source.indent_of(line)
         elif problem.line > 1:
             message = f"{problem.message} (template line {problem.line})"
@@ -491,9 +510,11 @@ class _Checker:
             self.error(path, f"sub-workflow {step.workflow!r} includes itself",
                        "a workflow cannot run itself, directly or through others")
             return
-        display = str(Path(self.source.file).parent / step.workflow)
-        report = _validate(child, display, self.stack)
-        self.found += report.diagnostics
+        report = self.done.get(child.resolve())
+        if report is None:  # the first inclusion reports the child's problems
+            display = str(Path(self.source.file).parent / step.workflow)
+            report = _validate(child, display, self.stack, self.done)
+            self.found += report.diagnostics
         self.children.update(report.children)
         if report.workflow is not None:
             self.children[child.resolve()] = report.workflow
@@ -550,6 +571,12 @@ def _variable_hint(name: str, allowed: set[str]) -> str | None:
 def _is_template(value: Any) -> bool:
     """A string with template syntax: rendered at run time, and typed then."""
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
+
+
+def _content_lines(text: str) -> int:
+    """How many lines a block scalar's text spans in the file (Jinja may count the end of
+    the text as one line more)."""
+    return max(1, len(text.rstrip("\n").split("\n")))
 
 
 def _is_block_scalar(node: Any) -> bool:

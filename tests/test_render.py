@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from attrs import evolve as attrs_evolve
 from rich.console import Console
 from rich.spinner import Spinner
@@ -23,8 +24,11 @@ from orchestrate._events import (
 from orchestrate._render import (
     LiveView,
     PlainProgress,
+    escape_controls,
     looks_like_markdown,
     print_outputs,
+    print_run,
+    report_run,
     resume_hint,
 )
 from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
@@ -312,3 +316,66 @@ def test_a_tall_workflow_shows_what_matters() -> None:
     assert "s10" in screen and "s11" in screen
     assert "… and 34 more: 8 succeeded, 26 waiting" in screen  # s12, s13 are next up
     assert len(screen.splitlines()) <= 12
+
+
+# --- control characters ------------------------------------------------------------------------
+
+HOSTILE = "ok\x1b[2J\x1b]52;c;cHduZWQ=\x07\rfake line\x9b31m\u202eevil"
+SHOWN = "ok\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07\\rfake line\\x9b31m\\u202eevil"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (HOSTILE, SHOWN),
+        ("\x00\x08\x0b\x0c\x7f", "\\x00\\x08\\x0b\\x0c\\x7f"),
+        ("lines\nand\ttabs stay, é ✓ 字 too", "lines\nand\ttabs stay, é ✓ 字 too"),
+    ],
+)
+def test_escape_controls(text: str, expected: str) -> None:
+    """Control characters become visible escapes; newlines, tabs and other text stay."""
+    assert expected == escape_controls(text)
+
+
+def hostile_failure() -> StepResult:
+    return attrs_evolve(FAILED, error=ErrorInfo("function", f"raised: {HOSTILE}", "check",
+                                                details=f"Traceback: {HOSTILE}\n"))
+
+
+def test_progress_and_live_view_escape_messages_and_answers() -> None:
+    """A retry reason, an error and streamed text reach the terminal with no raw control."""
+    lines = plain(started(), StepRetrying(step_id="draft", attempt=2, delay=0, reason=HOSTILE),
+                  StepFinished(result=hostile_failure()))
+    assert "\x1b" not in "".join(lines) and SHOWN in lines[1]
+    view = LiveView(console())
+    view(started())
+    view(StepStarted(step_id="draft", kind="llm"))
+    view(TokenReceived(step_id="draft", text=HOSTILE))
+    view(StepRetrying(step_id="each", attempt=2, delay=0, reason=HOSTILE))
+    view(StepFinished(result=hostile_failure()))
+    screen = draw(view)
+    assert [c for c in "\x1b\x07\r\x9b\u202e" if c in screen] == []
+    assert "\\x1b[2J" in screen
+
+
+def test_results_stay_byte_exact_off_a_terminal_and_escaped_on_one() -> None:
+    """`run > file` gets an answer byte for byte; a terminal and stderr get it escaped."""
+    done = attrs_evolve(result("succeeded"), outputs={"a": HOSTILE}, error=None)
+    out, err = io.StringIO(), io.StringIO()
+    report_run(done, out, err, with_outputs=True, show_error=True, verbose=True)
+    assert out.getvalue() == HOSTILE + "\n"
+    terminal = io.StringIO()
+    print_outputs({"a": HOSTILE}, terminal, terminal=True)
+    assert terminal.getvalue() == SHOWN + "\n"
+    failed = attrs_evolve(result(), steps=(hostile_failure(),), error=hostile_failure().error)
+    report_run(failed, io.StringIO(), err, with_outputs=True, show_error=True, verbose=True)
+    assert "\x1b" not in err.getvalue() and SHOWN in err.getvalue()
+
+
+def test_runs_show_escapes_what_the_history_holds() -> None:
+    """`runs show` draws outputs and errors from the history with their controls escaped."""
+    doc = attrs_evolve(result(), outputs={"a": HOSTILE},
+                       steps=(hostile_failure(),)).to_dict()
+    out = io.StringIO()
+    print_run(doc, {"mode": "live"}, out)
+    assert "\x1b" not in out.getvalue() and "\\x1b[2J" in out.getvalue()

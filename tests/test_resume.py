@@ -655,6 +655,56 @@ def test_cache_keys_stay_the_same(write_flow: Callable, cli: Callable, respx_moc
         assert db.execute("SELECT provider, key FROM responses").fetchall() == [(endpoint, key)]
 
 
+SECRET = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+
+
+def test_cache_and_fixture_hold_no_known_secret(write_flow: Callable, cli: Callable, respx_mock,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """A key typed into an input and echoed by the server is scrubbed from the `responses`
+    table and the fixture, and both still answer the same request."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-2222222222222222")
+    monkeypatch.setenv("SERVICE_TOKEN", SECRET)
+    flow = write_flow("""
+        inputs:
+          token: {type: string}
+        steps:
+          - id: ask
+            prompt: "Is {{ inputs.token }} valid?"
+        """)
+    route = respx_mock.post(OPENAI_URL).mock(
+        return_value=httpx.Response(200, json=openai_reply(f"{SECRET} looks valid.")))
+    fixture = tmp_path / "fixture.json"
+    code, first = run(cli, flow, "-i", f"token={SECRET}", "--cache", "--record", fixture)
+    assert code == 0 and first["outputs"]["ask"] == f"{SECRET} looks valid."
+    with sqlite3.connect(history_db()) as db:
+        stored = db.execute("SELECT request, response FROM responses").fetchall()
+    assert len(stored) == 1
+    assert [SECRET in text for text in (*stored[0], fixture.read_text())] == [False] * 3
+    assert "[REDACTED]" in stored[0][0] and "[REDACTED]" in stored[0][1]
+    _, again = run(cli, flow, "-i", f"token={SECRET}", "--cache")
+    assert cached(again) == {"ask": True}
+    assert route.call_count == 1
+    code, replayed = run(cli, flow, "-i", f"token={SECRET}", "--replay", fixture)
+    assert code == 0 and replayed["steps"][0]["status"] == "succeeded"
+
+
+def test_cache_endpoint_leaves_out_a_password(write_flow: Callable, cli: Callable, respx_mock,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base URL's user and password are not stored, neither as text nor in the key."""
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://alice:pw-4242@127.0.0.1:8080/v1")
+    respx_mock.post("http://127.0.0.1:8080/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json=openai_reply("An answer.")))
+    flow = write_flow("steps: [{id: ask, model: gpt-4o-mini, prompt: One}]")
+    code, _ = run(cli, flow, "--cache")
+    assert code == 0
+    with sqlite3.connect(history_db()) as db:
+        rows = db.execute("SELECT provider, key FROM responses").fetchall()
+    assert rows == [("openai http://[REDACTED]@127.0.0.1:8080/v1",
+                     "1004e9c06d8b7445daf04609c0ce3721952e4195080a7e3a9708dc864699afc8")]
+    assert b"pw-4242" not in history_db().read_bytes()
+
+
 def test_cache_marks_in_progress(write_flow: Callable, cli: Callable) -> None:
     """The plain progress log says `(cached)` for cache hits."""
     flow = write_flow(CACHED)
@@ -710,6 +760,7 @@ def test_record_writes_a_fixture(recording: tuple[Path, Path, dict[str, Any]]) -
     _, fixture, doc = recording
     data = json.loads(fixture.read_text())
     assert data["version"] == 1
+    assert "mock" not in data  # real answers
     entries = sorted(data["responses"].values(), key=lambda e: e["step"])
     assert [e["step"] for e in entries] == ["facts", "summary"]
     assert entries[0]["provider"] == "openai"
@@ -733,6 +784,7 @@ def test_replay_offline_without_a_key(recording: tuple[Path, Path, dict[str, Any
     assert replayed["outputs"]["summary"] == {"short": "moon tides"}
     assert [s["model"] for s in replayed["steps"]] == [s["model"] for s in recorded["steps"]]
     assert [s["usage"] for s in replayed["steps"]] == [s["usage"] for s in recorded["steps"]]
+    assert [s["provider"] for s in replayed["steps"]] == ["openai", "openai"]
     assert not respx_mock.calls
 
 
@@ -776,15 +828,75 @@ def test_replay_bad_fixture(write_flow: Callable, cli: Callable, tmp_path: Path,
     assert result.stdout == ""
 
 
-def test_record_under_mock_replays_without_it(write_flow: Callable, cli: Callable,
-                                              tmp_path: Path) -> None:
-    """A fixture recorded under --mock replays without it (keyed by the step's provider)."""
+@pytest.fixture
+def mock_fixture(write_flow: Callable, cli: Callable,
+                 tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A run under --mock recorded to a fixture: (flow, fixture, result)."""
     flow = write_flow(RECORDED.replace("output: json", "output: json\n        mock: '{\"a\": 1}'"))
     fixture = tmp_path / "mocked.json"
-    _, recorded = run(cli, flow, "--mock", "--record", fixture)
-    code, replayed = run(cli, flow, "--replay", fixture)
+    code, recorded = run(cli, flow, "--mock", "--record", fixture)
+    assert code == 0
+    return flow, fixture, recorded
+
+
+def test_record_under_mock_marks_the_fixture(
+        mock_fixture: tuple[Path, Path, dict[str, Any]]) -> None:
+    """A fixture recorded under --mock says so, and its answers are the mock's."""
+    _, fixture, _ = mock_fixture
+    data = json.loads(fixture.read_text())
+    assert data["mock"] is True
+    assert {entry["provider"] for entry in data["responses"].values()} == {"mock"}
+
+
+@pytest.mark.parametrize("env", [{}, {"ORCHESTRATE_MOCK": "0"}])
+def test_a_mock_fixture_does_not_replay_as_a_real_run(
+        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable,
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """--replay of a fixture recorded under --mock, without --mock: exit 2 before the run."""
+    flow, fixture, _ = mock_fixture
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = cli("run", flow, "--replay", fixture)
+    assert result.exit_code == 2
+    assert f"the fixture {fixture} was recorded under --mock" in result.stderr
+    assert "add --mock" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("flags", "env"), [(["--mock"], {}), ([], {"ORCHESTRATE_MOCK": "1"})],
+                         ids=["option", "environment"])
+def test_a_mock_fixture_replays_as_a_mock_run(
+        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable,
+        monkeypatch: pytest.MonkeyPatch, provider_calls: list[str],
+        flags: list[str], env: dict[str, str]) -> None:
+    """With --mock (or ORCHESTRATE_MOCK=1) a mock fixture replays, reported as a mock run."""
+    flow, fixture, recorded = mock_fixture
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, replayed = run(cli, flow, "--replay", fixture, *flags)
     assert code == 0
     assert replayed["outputs"] == recorded["outputs"]
+    assert [s["provider"] for s in replayed["steps"]] == ["mock", "mock"]
+    assert provider_calls == []  # answered by the fixture, not by the mock
+    with sqlite3.connect(history_db()) as db:
+        assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
+                          (replayed["run_id"],)).fetchone() == ("mock",)
+
+
+def test_a_fixture_never_mixes_mock_and_real_answers(
+        recording: tuple[Path, Path, dict[str, Any]],
+        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable) -> None:
+    """Recording under --mock into a fixture of real answers, or the other way round, is
+    exit 2 before the run, and leaves the file as it was."""
+    flow, real, _ = recording
+    _, mocked, _ = mock_fixture
+    for fixture, flags, message in ((real, ["--mock"], "holds real answers"),
+                                    (mocked, [], "holds mock answers")):
+        before = fixture.read_text()
+        result = cli("run", flow, "--record", fixture, *flags)
+        assert result.exit_code == 2
+        assert f"the fixture {fixture} {message}" in result.stderr
+        assert fixture.read_text() == before
 
 
 def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
@@ -796,7 +908,7 @@ def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
     run(cli, flow, "--mock", "--record", fixture, "-i", "topic=moon")
     assert len(json.loads(fixture.read_text())["responses"]) == 4
     for topic in ("tides", "moon"):
-        assert run(cli, flow, "--replay", fixture, "-i", f"topic={topic}")[0] == 0
+        assert run(cli, flow, "--replay", fixture, "--mock", "-i", f"topic={topic}")[0] == 0
 
 
 def test_replay_runs_are_recorded(recording: tuple[Path, Path, dict[str, Any]],

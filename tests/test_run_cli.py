@@ -53,7 +53,7 @@ def test_json_document_has_every_field(write_flow: Callable, run_json: RunJson) 
     assert doc["inputs"] == {"topic": "tides", "language": "French"}
     assert doc["outputs"] == {"hello": "Hi about tides"}
     step = doc["steps"][0]
-    assert step["provider"] == "openai"
+    assert step["provider"] == "mock"  # --mock: never reported as a real provider's answer
     assert step["model"] == "gpt-4o-mini"
     assert step["attempts"] == 1
     assert (step["cached"], step["reused"]) == (False, False)  # false, not missing
@@ -327,6 +327,76 @@ def test_mock_without_text_is_deterministic(write_flow: Callable, run_json: RunJ
     second = run_json(flow)[1]["outputs"]["a"]
     assert first == second
     assert "Tell me about tides" in first
+
+
+# Three steps on `provider: mock`, one for each rule of the mock's answer.
+MOCK_PROVIDER_STEPS = """
+    inputs:
+      topic: {default: tides}
+    defaults: {provider: mock, model: gpt-4o}
+    steps:
+      - id: canned
+        prompt: x
+        mock: "Facts about {{ inputs.topic }}"
+      - id: shaped
+        prompt: y
+        schema:
+          type: object
+          properties: {n: {type: integer, minimum: 3}}
+          required: [n]
+      - id: echoed
+        prompt: "Tell me about {{ inputs.topic }}"
+    """
+
+
+@pytest.mark.parametrize("flags", [[], ["--mock"]], ids=["provider-mock", "mock-option"])
+def test_provider_mock_answers_as_the_mock_option_does(write_flow: Callable, cli: Callable,
+                                                       flags: list[str]) -> None:
+    """`provider: mock` answers with the rendered `mock:` text, a schema's minimal instance
+    or an echo of the prompt, exactly as --mock does."""
+    result = cli("run", write_flow(MOCK_PROVIDER_STEPS), "--json", *flags)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    outputs = outputs_of(doc)
+    assert outputs["canned"] == "Facts about tides"
+    assert outputs["shaped"] == {"n": 3}
+    assert outputs["echoed"].startswith("Mock reply ")
+    assert outputs["echoed"].endswith("to: Tell me about tides")
+    assert {(s["provider"], s["model"]) for s in doc["steps"]} == {("mock", "gpt-4o")}
+
+
+def test_provider_mock_leaves_other_steps_on_their_provider(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `provider: mock` step answers offline while the run's other steps still call
+    their real provider."""
+    import httpx
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-2222222222222222")
+    route = respx_mock.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json={
+            "id": "chatcmpl-1", "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "A real answer."}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3}}))
+    flow = write_flow("""
+        steps:
+          - id: offline
+            provider: mock
+            prompt: x
+            mock: "canned {{ 1 + 1 }}"
+          - id: online
+            prompt: "Improve: {{ steps.offline.output }}"
+            mock: never used
+        """)
+    result = cli("run", flow, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert outputs_of(doc) == {"offline": "canned 2", "online": "A real answer."}
+    assert [s["provider"] for s in doc["steps"]] == ["mock", "openai"]
+    assert route.call_count == 1
+    assert json.loads(route.calls[0].request.content)["messages"][-1]["content"] == (
+        "Improve: canned 2")
 
 
 # --- control flow ------------------------------------------------------------------------------
@@ -708,6 +778,31 @@ def test_missing_key_is_found_before_any_request(write_flow: Callable, cli: Call
     assert "OPENAI_API_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(("env", "state"), [({}, "is not set"),
+                                            ({"LOCAL_KEY": ""}, "is empty"),
+                                            ({"LOCAL_KEY": "  "}, "is empty")])
+def test_a_named_key_variable_is_needed_even_on_a_custom_server(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str], state: str,
+) -> None:
+    """An endpoint's `api_key_env` unset or empty is exit 2 naming it, before any request,
+    although its base_url is a local server."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    route = respx_mock.post("http://127.0.0.1:8000/v1/chat/completions")
+    flow = write_flow("""
+        providers:
+          local: {base_url: "http://127.0.0.1:8000/v1", api_key_env: LOCAL_KEY}
+        steps:
+          - {id: offline, provider: mock, prompt: x}
+          - {id: a, provider: local, prompt: x}
+        """)
+    result = cli("run", flow)
+    assert result.exit_code == 2
+    assert f"environment variable LOCAL_KEY {state}" in result.stderr
+    assert not route.called
+
+
 @pytest.mark.parametrize(("name", "value"), [("ORCHESTRATE_MOCK", "1"),
                                              ("ORCHESTRATE_USE_MOCK", "true")])
 def test_mock_from_the_environment(write_flow: Callable, cli: Callable,
@@ -727,7 +822,7 @@ def test_mock_from_the_environment(write_flow: Callable, cli: Callable,
 
 
 def test_model_option_overrides_every_step(write_flow: Callable, run_json: RunJson) -> None:
-    """--model replaces the model of every LLM step; claude-* implies anthropic."""
+    """--model replaces the model of every LLM step, also as reported under --mock."""
     flow = write_flow("""
         defaults: {model: gpt-4o}
         steps:
@@ -739,8 +834,28 @@ def test_model_option_overrides_every_step(write_flow: Callable, run_json: RunJs
         """)
     _, doc = run_json(flow, "--model", "claude-3-5-haiku-latest")
     assert [(s["provider"], s["model"]) for s in doc["steps"]] == [
-        ("anthropic", "claude-3-5-haiku-latest"), ("anthropic", "claude-3-5-haiku-latest"),
+        ("mock", "claude-3-5-haiku-latest"), ("mock", "claude-3-5-haiku-latest"),
     ]
+
+
+@pytest.mark.parametrize(("mock", "expected"), [(False, {"anthropic", "local"}),
+                                                 (True, {"mock"})])
+def test_model_option_picks_the_provider_again(write_flow: Callable, mock: bool,
+                                               expected: set[str]) -> None:
+    """--model claude-* moves steps to anthropic but not off a custom endpoint; --mock
+    moves every step to the mock."""
+    from orchestrate._api import prepare, providers_in_use
+    from orchestrate._engine import RunOptions
+
+    flow = write_flow("""
+        providers: {local: {base_url: "http://127.0.0.1:9/v1"}}
+        defaults: {model: gpt-4o}
+        steps:
+          - {id: a, prompt: x}
+          - {id: b, prompt: y, provider: local}
+        """)
+    options = RunOptions(model="claude-3-5-haiku-latest", mock=mock)
+    assert providers_in_use(prepare(flow), options, {}) == expected
 
 
 def test_default_model_comes_from_the_environment(write_flow: Callable, run_json: RunJson,
@@ -937,3 +1052,51 @@ def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Cal
     hint = f"resume with: orchestrate run {flow} --resume {run_id}\n"
     assert result.exit_code == 1
     assert (hint in result.stderr) is hinted
+
+
+# --- secrets in errors --------------------------------------------------------------------
+
+LEAKY_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+
+
+@pytest.mark.parametrize(
+    ("variable", "leaked"),
+    [
+        pytest.param("AZURE_CRED", LEAKY_KEY, id="read-by-a-header"),  # not a key-like name
+        pytest.param("BILLING_API_KEY", LEAKY_KEY, id="key-like-name"),
+        pytest.param("UNRELATED", "sk-live-" + LEAKY_KEY, id="sk-shaped"),
+        pytest.param("UNRELATED", f"http://me:{LEAKY_KEY}@db.local/x", id="url-password"),
+    ],
+)
+def test_function_errors_are_redacted_everywhere(
+    variable: str, leaked: str, write_flow: Callable, cli: Callable, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A function's exception quoting a key reaches no stream, event, document or file."""
+    monkeypatch.setenv(variable, leaked)
+    write_flow(f"""
+        import os
+
+        def leak():
+            raise RuntimeError("cannot log in with " + os.environ[{variable!r}])
+        """, "leaky.py")
+    flow = write_flow("""
+        providers:
+          azure:
+            type: openai
+            base_url: https://example.openai.azure.com/openai
+            headers: {api-key: "${AZURE_CRED}"}
+        steps:
+          - id: boom
+            function: leaky:leak
+        """)
+    events = tmp_path / "events.jsonl"
+    result = cli("run", flow, "--mock", "--json", "--events", events, "--verbose")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["message"].startswith("leaky:leak raised")
+    home = tmp_path / "home"
+    texts = {"stdout": result.stdout, "stderr": result.stderr, "events": events.read_text()}
+    texts |= {str(p): p.read_bytes().decode("utf-8", "replace")
+              for p in home.rglob("*") if p.is_file()}
+    assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
+    assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]

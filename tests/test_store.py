@@ -300,6 +300,35 @@ def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
         == [(1,)]
 
 
+def docs_query(heading: str) -> str:
+    """The SQL block that follows `heading` in docs/history.md."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "history.md").read_text()
+    after = docs[docs.index(heading):]
+    return after[after.index("```sql") + 6:after.index("```", after.index("```sql") + 6)]
+
+
+def test_mock_answers_are_not_counted_as_spent(write_flow: Callable, cli: Callable,
+                                               respx_mock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --mock run records provider `mock`, and the docs' spend query counts only the
+    live run's real call (not its `provider: mock` step, not the mock run)."""
+    flow = write_flow("""
+        defaults: {model: gpt-4o-mini}
+        steps:
+          - {id: offline, provider: mock, prompt: x, mock: canned}
+          - {id: ask, prompt: "Tell me about tides"}
+        """)
+    assert cli("run", flow, "--mock", "-q").exit_code == 0
+    assert query("SELECT step_id, provider, model FROM steps ORDER BY step_id") == [
+        ("ask", "mock", "gpt-4o-mini"), ("offline", "mock", "gpt-4o-mini")]
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    respx_mock.post(OPENAI_URL).mock(return_value=httpx.Response(
+        200, json=openai_reply("Tides are long waves.")))
+    assert cli("run", flow, "-q").exit_code == 0
+    spent = query(docs_query("Tokens actually spent per provider and model"))
+    assert spent == [("openai", "gpt-4o-mini-2024-07-18", 1, 9, 4)]
+
+
 def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a key pasted into an input or a prompt is kept out of the history."""

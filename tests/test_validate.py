@@ -54,6 +54,9 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("duplicate_key", [
         (4, 5, "duplicate key 'prompt'"),
     ]),
+    ("duplicate_merge_key", [
+        (7, 5, 'invalid YAML: found duplicate merge key "<<"'),
+    ]),
     ("empty", [
         (1, 1, 'the workflow file is empty'),
     ]),
@@ -70,8 +73,17 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (3, 15, "module 'wordtools' has no 'count_wrds'"),
         (6, 15, "module 'wordtools' has no 'tally'"),
     ]),
+    ("huge_integer", [
+        (4, 17, 'the number has more than 4,300 digits'),
+    ]),
+    ("impossible_date", [
+        (1, 9, 'invalid YAML value: day is out of range for month'),
+    ]),
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
+    ]),
+    ("input_spec_null", [
+        (1, 10, "input 'a' has no settings (its value is empty)"),
     ]),
     ("invalid_json_schema", [
         (8, 23, "invalid JSON Schema: 'text' is not valid under any of the given schemas"),
@@ -79,6 +91,15 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("malformed_id", [
         (2, 9, "invalid step id 'summarize-article'"),
         (4, 9, "invalid step id '2nd'"),
+    ]),
+    ("merge_indirect", [
+        (4, 5, 'a merge key (<<) merges the mapping that holds it'),
+    ]),
+    ("merge_into_itself", [
+        (1, 16, 'a merge key (<<) merges the mapping that holds it'),
+    ]),
+    ("messages_string", [
+        (3, 15, "expected a list of messages, got a string ('hello')"),
     ]),
     ("missing_id", [
         (2, 5, "a step is missing the required key 'id'"),
@@ -100,6 +121,11 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("no_kind", [
         (2, 5, "step 'a' has no kind"),
+    ]),
+    ("no_kind_unknown_keys", [
+        (2, 5, "step 'a' has no kind"),
+        (3, 5, "unknown key 'modle' in a step"),
+        (4, 5, "unknown key 'temprature' in a step"),
     ]),
     ("no_steps", [
         (1, 1, 'the workflow has no `steps`'),
@@ -168,6 +194,9 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("template_syntax_block", [
         (8, 7, "unexpected '}'"),
     ]),
+    ("template_syntax_block_first_line", [
+        (4, 7, "unexpected '}'"),
+    ]),
     ("top_level_list", [
         (1, 1, 'a workflow must be a mapping at the top level, not a list'),
     ]),
@@ -201,6 +230,14 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (3, 13, "unknown variable 'input' in a template"),
         (3, 13, "unknown variable 'item' in a template"),
     ]),
+    ("unquoted_template", [
+        (5, 11, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (9, 10, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (10, 11, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (10, 11, "unknown variable 'stepz' in a template"),
+        (13, 31, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (15, 6, 'YAML reads an unquoted {{ ... }} as a mapping'),
+    ]),
     ("version_2", [
         (1, 10, 'unsupported version 2'),
     ]),
@@ -212,6 +249,12 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("wrong_type_str", [
         (4, 12, 'expected a string, got an integer (4)'),
+    ]),
+    ("yaml_colon_in_value", [
+        (3, 15, 'invalid YAML: mapping values are not allowed here'),
+    ]),
+    ("yaml_indentation", [
+        (4, 4, "invalid YAML: expected <block end>, but found '<block mapping start>'"),
     ]),
     ("yaml_syntax", [
         (5, 1, "invalid YAML: expected ',' or ']', but got '<stream end>'"),
@@ -252,6 +295,12 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("function_misspelt", "did you mean 'count_words'?"),
         ("mock_schema_mismatch",
          "`--mock` answers with this text, and it is checked like a model's reply"),
+        ("unquoted_template", "an expression is written without braces: when: inputs.x"),
+        ("messages_string", "write each as `- {role: user, content: ...}`, or use `prompt:`"),
+        ("input_spec_null", "write `a: {}` for a string input"),
+        ("yaml_indentation", "the indentation of this line does not match the lines above it"),
+        ("yaml_colon_in_value", "a value holds ': ' (or a key is indented too far): quote the "
+                                "value, or line the key up with the keys above it"),
     ],
 )
 def test_hints_point_at_the_fix(name: str, hint: str) -> None:
@@ -481,3 +530,68 @@ def test_validate_reads_function_modules_without_importing_them(write_flow: Call
         ("module 'pkg.sub' has no 'splt'", "did you mean 'split'?"),
     ]
     assert "never_run" not in sys.modules and "pkg" not in sys.modules
+def test_a_diamond_of_sub_workflows_loads_each_file_once(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A uses B and C, both use D, and so on: each file is loaded (and reported) once."""
+    from orchestrate import _validate
+
+    levels = 12  # loaded along every path, the bottom file alone would be loaded 4,096 times
+    bottom = write_flow("steps:\n  - {id: a, promt: hi}\n", f"d{levels}.yaml")
+    for level in range(levels - 1, -1, -1):
+        for side in "lr":
+            write_flow(f"steps:\n  - {{id: a, workflow: d{level + 1}.yaml}}\n",
+                       f"d{level}{side}.yaml")
+        top = write_flow(f"steps:\n  - {{id: a, workflow: d{level}l.yaml}}\n"
+                         f"  - {{id: b, workflow: d{level}r.yaml}}\n", f"d{level}.yaml")
+    loads: list[Path] = []
+    real_load = _validate.load_file
+
+    def counting_load(path: Path, display: str | None = None) -> object:
+        loads.append(Path(path).resolve())
+        return real_load(path, display)
+
+    monkeypatch.setattr(_validate, "load_file", counting_load)
+    report = validate_file(top)
+    assert len(loads) == 3 * levels + 1
+    assert len(set(loads)) == len(loads)
+    assert [(d.file, d.line, d.message) for d in report.diagnostics] == [
+        (str(bottom), 2, "unknown key 'promt' in a step")]
+    assert len(report.children) == 3 * levels
+
+
+def test_every_template_is_parsed_once(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle check reuses what the template checks parsed instead of parsing again."""
+    from orchestrate._plan import TemplateSite
+
+    parsed: list[str] = []
+    real_parse = TemplateSite.parse
+
+    def counting_parse(site: TemplateSite) -> object:
+        parsed.append(site.source)
+        return real_parse(site)
+
+    monkeypatch.setattr(TemplateSite, "parse", counting_parse)
+    path = write_flow("""
+        steps:
+          - {id: a, prompt: "{{ steps.b.output }}x"}
+          - {id: b, prompt: "y", when: "steps.c.status == 'skipped'"}
+          - {id: c, prompt: "z"}
+        """)
+    assert validate_file(path).valid
+    assert sorted(parsed) == sorted(["{{ steps.b.output }}x", "y",
+                                     "steps.c.status == 'skipped'", "z"])
+
+
+def test_each_unquoted_template_hints_at_its_quoted_form() -> None:
+    """`key: {{ x }}` read as a mapping: the hint writes the same line, quoted."""
+    report = validate_file(CORPUS / "unquoted_template.yaml")
+    assert [d.hint for d in report.diagnostics if "unquoted" in d.message] == [
+        "an expression is written without braces: when: inputs.x",
+        'quote the template: x: "{{ steps.a.output }}"',
+        'quote the template: - "{{ stepz.a.output }}"',
+        'quote the template: content: "{{ inputs.x | upper }}"',
+        'quote the template: o: "{{ steps.a.output }}"',
+    ]

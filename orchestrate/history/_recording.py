@@ -20,12 +20,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate._errors import InvalidOutput, ProviderError, UsageError
+from orchestrate._files import write_private_file
 from orchestrate._result import Usage
+from orchestrate._secrets import redact_url, redact_values
 from orchestrate.history._store import CachedResponse
 from orchestrate.providers import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._base import RetryCallback, TokenCallback
@@ -43,7 +45,7 @@ def _digest(data: Any) -> str:
 
 
 def requested_provider(request: LLMRequest, fallback: str) -> str:
-    """The provider the step asked for (`openai`, ...), also when `--mock` answers it."""
+    """The provider that answers the request (`openai`, ..., `mock` under --mock)."""
     return request.provider or fallback
 
 
@@ -78,18 +80,20 @@ def _replay_tokens(request: LLMRequest, text: str, on_token: TokenCallback | Non
 
 def cache_endpoint(name: str, prepared: PreparedRun, env: Mapping[str, str]) -> str:
     """Who answers for a provider name (as the pool decides), so the cache keeps endpoints
-    apart: the same model behind two base URLs is two different models."""
+    apart: the same model behind two base URLs is two different models. A URL's user and
+    password are left out (it is stored, and part of the key); other URLs are kept as they
+    are, so their keys do not change."""
     if name == "mock":
         return "mock"
     from orchestrate._prepared import endpoints_of
 
     spec = endpoints_of(prepared).get(name)
     if spec is not None:
-        return f"{name} {spec.base_url}"
+        return f"{name} {redact_url(spec.base_url)}"
     from orchestrate.providers import KINDS
 
     kind = KINDS.get(name)
-    return f"{name} {kind.base_url(env)}" if kind is not None else name
+    return f"{name} {redact_url(kind.base_url(env))}" if kind is not None else name
 
 
 class CachingProvider:
@@ -161,21 +165,27 @@ class Fixture:
     """A JSON file of provider responses keyed by request, meant to be committed.
 
     ``{"version": 1, "responses": {KEY: {"provider", "step", "request", "response"}}}``,
-    keys sorted, so that re-recording gives a small diff.
+    keys sorted, so that re-recording gives a small diff. A fixture recorded under
+    `--mock` also says ``"mock": true``: its answers are the mock's, and it replays only
+    under `--mock`, so that they never pass for a model's.
     """
 
-    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None,
+                 *, mock: bool = False, secrets: Sequence[str] = ()) -> None:
         self.path = path
         self.responses = dict(responses or {})
+        self.mock = mock
+        self.secrets = tuple(secrets)  # removed from the file when it is saved
         self.added = 0  # responses put since loading
 
     @classmethod
-    def load(cls, path: Path, *, missing_ok: bool = False) -> Fixture:
+    def load(cls, path: Path, *, missing_ok: bool = False,
+             secrets: Sequence[str] = ()) -> Fixture:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             if missing_ok:
-                return cls(path)
+                return cls(path, secrets=secrets)
             raise UsageError(f"no fixture file {path}",
                              hint="record one with `orchestrate run FLOW --record "
                                   f"{path}`") from None
@@ -189,7 +199,29 @@ class Fixture:
                 or not isinstance(data.get("responses"), dict)):
             raise UsageError(f"{path} is not a fixture file (version {FIXTURE_VERSION})",
                              hint="fixtures are written by `orchestrate run --record FILE`")
-        return cls(path, data["responses"])
+        return cls(path, data["responses"], mock=data.get("mock") is True,
+                   secrets=secrets)
+
+    def check_replay(self, *, mock: bool) -> None:
+        """Refuse to replay mock answers in a run without --mock, where they would be
+        reported as a model's."""
+        if self.mock and not mock:
+            raise UsageError(
+                f"the fixture {self.path} was recorded under --mock: its answers are the "
+                "mock's, not a model's, so it replays only with --mock",
+                hint="add --mock to replay it as a mock run, or record the fixture again "
+                     "without --mock")
+
+    def start_recording(self, *, mock: bool) -> None:
+        """Mark the fixture as recorded under --mock or not; one holding answers of the
+        other kind is refused, so that a fixture never mixes mock and real answers."""
+        if self.responses and self.mock != mock:
+            held, now = ("mock", "real") if self.mock else ("real", "mock")
+            raise UsageError(
+                f"the fixture {self.path} holds {held} answers and this run records {now} "
+                "ones: a fixture never mixes the two",
+                hint="record into another file, or delete this one to start afresh")
+        self.mock = mock
 
     def get(self, key: str) -> dict[str, Any] | None:
         entry = self.responses.get(key)
@@ -202,14 +234,22 @@ class Fixture:
                                "response": response_data(response)}
 
     def save(self) -> None:
-        """Write the file whole, through a temporary file, so a crash leaves the old one."""
-        document = {"version": FIXTURE_VERSION,
-                    "responses": dict(sorted(self.responses.items()))}
+        """Write the file whole, through a temporary file, so a crash leaves the old one.
+
+        Known secret values are removed from what is written; the keys were made from the
+        requests as sent, so replaying the same requests still finds their answers.
+        """
+        document: dict[str, Any] = {"version": FIXTURE_VERSION}
+        if self.mock:
+            document["mock"] = True
+        document["responses"] = dict(sorted(self.responses.items()))
         text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+        text = redact_values(text, self.secrets)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
+            temporary.unlink(missing_ok=True)  # left by a crash: made anew, with our mode
+            write_private_file(temporary, text)
             os.replace(temporary, self.path)
         except OSError as exc:
             temporary.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate._errors import StoreError, UsageError
+from orchestrate._files import create_private_file, private_folder
 from orchestrate._result import RunResult
 from orchestrate.history._store import (
     NO_HISTORY_HINT,
@@ -227,9 +228,14 @@ class SQLiteStore:
     def open(cls, path: Path, *, secrets: Sequence[str] = ()) -> SQLiteStore:
         """Open the history, creating it; StoreError when it is corrupt, foreign or newer."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
         except OSError as exc:
             raise StoreError(f"cannot create {path.parent}: {exc.strerror}",
+                             hint=NO_HISTORY_HINT) from None
+        try:
+            create_private_file(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror}",
                              hint=NO_HISTORY_HINT) from None
         db = None
         try:
@@ -303,7 +309,7 @@ class SQLiteStore:
         self.writer.submit(lambda db: db.execute(_CANCEL_RUN, (run_id,)))
 
     def put_response(self, response: CachedResponse) -> None:
-        values = response_values(response)
+        values = response_values(response, self.secrets)
         row = [values[c] for c in RESPONSE_COLUMNS]
         self.writer.submit(lambda db: db.execute(_UPSERT_RESPONSE, row))
 

@@ -3,7 +3,8 @@
     HistoryStore        the interface a backend implements (SQLite today, PostgreSQL next)
     RunRecord           a run as it starts: what the `runs` row holds before the end
     StepRecord          a finished step, with its place in the file and its definition
-    run_values() ...    StepResult / RunResult -> column values (JSON encoded, secrets out)
+    run_values() ...    RunRecord, StepRecord, RunResult, CachedResponse -> column values
+                        (JSON encoded, known secret values out)
     step_result() ...   row -> StepResult, and the step's entry in the result document
 
 A backend owns its SQL, its schema and its migrations, and nothing else: it turns records
@@ -233,11 +234,12 @@ def step_extras(step: StepResult) -> dict[str, Any] | None:
     return extra or None
 
 
-def response_values(response: CachedResponse) -> dict[str, Any]:
-    """A `responses` row (RESPONSE_COLUMNS)."""
+def response_values(response: CachedResponse, secrets: Sequence[str]) -> dict[str, Any]:
+    """A `responses` row (RESPONSE_COLUMNS). The key was made from the request as sent, so
+    an identical request still finds the row whose copy of it is scrubbed."""
     return {"key": response.key, "provider": response.endpoint, "model": response.model,
-            "request": _json(response.request),
-            "response": json.dumps(response.response, ensure_ascii=False),
+            "request": _scrubbed(secrets, _json(response.request)),
+            "response": _scrubbed(secrets, json.dumps(response.response, ensure_ascii=False)),
             "created": response.created}
 
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
+from orchestrate._secrets import is_secret_header, longest_first, secret_env_values
 from orchestrate._spec import ModelSettings, ProviderSpec, ProviderType
 from orchestrate.providers._base import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._registry import (
@@ -21,6 +22,7 @@ from orchestrate.providers._registry import (
 __all__ = [
     "DEFAULT_MODEL",
     "KINDS",
+    "MOCK",
     "LLMRequest",
     "LLMResponse",
     "Provider",
@@ -30,6 +32,7 @@ __all__ = [
     "kind_names",
     "resolve_model",
     "resolve_provider_name",
+    "run_secrets",
 ]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -60,6 +63,26 @@ def resolve_provider_name(settings: ModelSettings, model: str) -> str:
     return "anthropic" if model.startswith("claude") else "openai"
 
 
+def run_secrets(endpoints: Mapping[str, ProviderSpec], env: Mapping[str, str]
+                ) -> tuple[str, ...]:
+    """What a run must never show or store: the values of key-like environment variables
+    (`*_KEY`, `*_TOKEN`...), of every provider's `api_key_env`, and of every variable a
+    `headers:` value reads through `${NAME}`, whatever NAME is; and the value of a
+    credential header written in the workflow itself. Longest first."""
+    names = {kind.api_key_env for kind in KINDS.values()}
+    literal = []
+    for spec in endpoints.values():
+        names.update([spec.api_key_env] if spec.api_key_env else [])
+        for header, value in spec.headers.items():
+            referenced = _ENV_REFERENCE.findall(value) if isinstance(value, str) else []
+            names.update(referenced)
+            if not referenced and isinstance(value, str) and is_secret_header(header):
+                literal.append(value)
+    pasted = {name: value.strip(_PASTED_WHITESPACE) for name, value in env.items()}
+    return longest_first([*secret_env_values(pasted, names),
+                          *(value for value in literal if len(value) >= 8)])
+
+
 class ProviderPool:
     """Creates each provider a run needs once, and closes them all at the end.
 
@@ -83,6 +106,11 @@ class ProviderPool:
         self._env = os.environ if env is None else env
         self._concurrency = concurrency
         self._providers: dict[str, Provider] = {}
+
+    @functools.cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """The values errors and the history must never show (see :func:`run_secrets`)."""
+        return run_secrets(self._endpoints, self._env)
 
     def check(self, names: Iterable[str]) -> None:
         """Fail before the first request when a provider cannot work (e.g. no API key)."""
@@ -109,8 +137,11 @@ class ProviderPool:
             from orchestrate.providers._mock import MockProvider
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
-        spec = self._endpoints.get(name) or self._builtin(name)
-        return self._provider_of_kind(name, spec)
+        endpoint = self._endpoints.get(name)
+        if endpoint is not None:  # a key variable the workflow names is one it needs
+            return self._provider_of_kind(name, endpoint,
+                                          key_required=endpoint.api_key_env is not None)
+        return self._provider_of_kind(name, self._builtin(name), key_required=False)
 
     def _builtin(self, name: str) -> ProviderSpec:
         """The provider named after a kind, configured from the environment."""
@@ -135,21 +166,34 @@ class ProviderPool:
             raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got {raw!r}")
         return latency
 
-    def _provider_of_kind(self, name: str, spec: ProviderSpec) -> Provider:
+    def _provider_of_kind(self, name: str, spec: ProviderSpec, *,
+                          key_required: bool) -> Provider:
+        """A provider of `spec`'s kind. Without a key (its variable unset or empty) it
+        fails here, before any request, when `key_required` or its host always wants one."""
         api_key = self._api_key(spec.api_key_env)
         headers, secrets = self._expand_headers(name, spec.headers)
         _check_headers(name, headers)
-        if not api_key and _needs_key(spec.base_url):
-            variable = spec.api_key_env or "an api_key_env"
-            raise ConfigError(
-                f"provider {name!r} needs an API key: the environment variable "
-                f"{variable} is not set",
-                hint=f"export {variable}=... or run with --mock",
-            )
+        if not api_key and (key_required or _needs_key(spec.base_url)):
+            raise self._missing_key(name, spec.api_key_env)
         provider_class = KINDS[spec.type].load()
         return provider_class(
             name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
             concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
+        )
+
+    def _missing_key(self, provider: str, variable: str | None) -> ConfigError:
+        """The error for a provider without its key: it names the variable, and tells an
+        empty one from one that is not set."""
+        if variable is None:  # a hosted API behind a `providers:` entry without a key
+            return ConfigError(
+                f"provider {provider!r} needs an API key, and names no api_key_env",
+                hint="add `api_key_env: NAME` to the entry and export NAME=...",
+            )
+        state = "is empty" if self._env.get(variable) is not None else "is not set"
+        return ConfigError(
+            f"provider {provider!r} needs an API key: the environment variable "
+            f"{variable} {state}",
+            hint=f"export {variable}=... or run with --mock",
         )
 
     def _expand_headers(

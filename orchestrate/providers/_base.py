@@ -28,8 +28,8 @@ class LLMRequest:
     json_mode: bool = False  # output: json (with or without a schema)
     stream: bool = False  # stream tokens to on_token
     step_id: str = ""
-    provider: str | None = None  # the provider name the step asked for, also under --mock
-    mock_text: str | None = None  # the step's rendered `mock:` text, used by the mock only
+    provider: str | None = None  # the provider name that answers: `mock` under --mock
+    mock_text: str | None = None  # the step's rendered `mock:` text, for the mock only
     cache: bool | None = None  # the step's `cache` setting (None: as `run --cache` says)
 
     def fingerprint_data(self) -> dict[str, Any]:
