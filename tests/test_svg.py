@@ -88,7 +88,7 @@ def test_every_edge_goes_to_the_next_rank(name: str) -> None:
 
 def test_a_source_sits_just_before_its_first_dependent() -> None:
     """A step with no needs, used only late, is ranked next to its user, not at the start."""
-    ranked = rank_nodes(["a", "b", "c", "late"], [("a", "b"), ("b", "c"), ("late", "c")])
+    ranked = rank_nodes(["a", "b", "late", "c"], [("a", "b"), ("b", "c"), ("late", "c")])
     assert ranked.ranks == [["a"], ["b", "late"], ["c"]]
     assert ranked.chains["late", "c"] == ["late", "c"]
 
