@@ -114,6 +114,12 @@ class GraphFormat(StrEnum):
     tree = "tree"
     mermaid = "mermaid"
     dot = "dot"
+    svg = "svg"
+
+
+class GraphDirection(StrEnum):
+    LR = "LR"
+    TB = "TB"
 
 
 @app.command()
@@ -123,13 +129,22 @@ def graph(
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
+    direction: Annotated[GraphDirection | None, typer.Option(
+        "--direction", case_sensitive=False, metavar="LR|TB",
+        help="For --format svg: LR (left to right, the default) or TB (top to bottom).",
+    )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
 ) -> None:
-    """Show the steps and their dependencies (an edge a -> b: b depends on a)."""
+    """Show the steps and their dependencies (an edge a -> b: b depends on a).
+
+    Formats: tree (default), mermaid, dot, svg (a standalone picture, as in the web view).
+    """
     from orchestrate._graphs import graph_dict, to_dot, to_mermaid
     from orchestrate._plan import build_plan
     from orchestrate._validate import load_workflow
 
+    if direction is not None and format is not GraphFormat.svg:
+        raise typer.BadParameter("only --format svg has a direction", param_hint="--direction")
     try:
         workflow = load_workflow(file)
     except WorkflowInvalid as exc:
@@ -144,6 +159,11 @@ def graph(
         sys.stdout.write(to_mermaid(workflow, plan))
     elif format is GraphFormat.dot:
         sys.stdout.write(to_dot(workflow, plan))
+    elif format is GraphFormat.svg:
+        from orchestrate._svg import graph_svg
+
+        layout = (direction or GraphDirection.LR).value
+        sys.stdout.write(graph_svg(workflow, plan, direction=layout))
     else:
         from rich.console import Console
 
