@@ -526,7 +526,7 @@ class Engine:
             failure = SubWorkflowFailed(
                 f"sub-workflow {call.workflow.name} failed{where}: {error.message}"
             )
-            failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
+            failure.error_type = error.type
             raise failure
         return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
 

@@ -58,6 +58,8 @@ class SourceMap:
 
     def locate(self, path: Path_, at: At = "value") -> tuple[int, int]:
         """The 1-based (line, column) of the key, the value or the node at `path`."""
+        from ruamel.yaml.comments import CommentedSeq  # loaded already: it built the tree
+
         node, parent, last = self.root, None, None
         for part in path:
             if not _has(node, part):
@@ -67,7 +69,7 @@ class SourceMap:
             return (node.lc.line + 1, node.lc.col + 1) if hasattr(node, "lc") else (1, 1)
         if at == "node" and hasattr(node, "lc"):
             return node.lc.line + 1, node.lc.col + 1
-        if isinstance(parent, list):
+        if isinstance(parent, CommentedSeq):
             line, col = parent.lc.item(last)
             return line + 1, col + 1
         owner = _owner_of(parent, last)
@@ -509,7 +511,7 @@ class _Converter:
                 problems.append(_unknown_key(key, noun, keys))
                 continue
             try:
-                kwargs[field.alias] = self.conv.structure(value, field.type)
+                kwargs[_argument(field)] = self.structure(value, field.type)
             except Exception as exc:  # collected, then reported with its path
                 exc.add_note(_KeyNote(key))
                 problems.append(exc)
@@ -544,6 +546,12 @@ def _unknown_key(key: Any, noun: str, keys: Mapping[str, Any]) -> _Problem:
 def _field_keys(cls: type, skip: tuple[str, ...] = ()) -> dict[str, attrs.Attribute]:
     """YAML key -> attribute: `with_` is written `with` in a file."""
     return {f.name.rstrip("_"): f for f in attrs.fields(cls) if f.name not in skip}
+
+
+def _argument(field: attrs.Attribute) -> str:
+    """The `__init__` argument that sets `field`."""
+    assert field.alias is not None  # attrs fills it in when it builds the class
+    return field.alias
 
 
 def _noun(cls: type) -> str:
@@ -589,7 +597,7 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
             broken_inputs |= lost if key == "inputs" else set()
             continue
         try:
-            kwargs[field.alias] = conv.structure(value, field.type)
+            kwargs[_argument(field)] = conv.structure(value, field.type)
         except Exception as exc:
             diagnostics += _diagnose(exc, (key,), source)
     kwargs["name"] = _workflow_name(root, path, source, diagnostics)

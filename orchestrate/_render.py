@@ -223,7 +223,7 @@ class LiveView:
         table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
         for column in ("", "step", "model", "time", "tokens", ""):
             table.add_column(column)
-        previews = []
+        previews: list[Text] = []
         shown = self._visible_rows(max(self.console.height - 2 - MAX_PREVIEWS, 4))
         for row in shown:
             if row.status == "running":

@@ -18,7 +18,7 @@ import attrs
 from orchestrate._errors import Diagnostic, InvalidOutput, WorkflowInvalid
 from orchestrate._hints import did_you_mean
 from orchestrate._inputs import has_type
-from orchestrate._loader import MAX_FILE_BYTES, LoadResult, SourceMap, load_file
+from orchestrate._loader import MAX_FILE_BYTES, At, LoadResult, SourceMap, load_file
 from orchestrate._output import parse_json_reply, schema_validator
 from orchestrate._plan import (
     CycleError,
@@ -145,9 +145,9 @@ class _Checker:
         self.module_names: dict[str, frozenset[str] | None] = {}
 
     def error(
-        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
+        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: At = "value"
     ) -> None:
-        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))  # type: ignore[arg-type]
+        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))
 
     def step_path(self, step: AnyStep) -> tuple[str | int, ...]:
         return ("steps", self.positions[id(step)])
@@ -297,7 +297,7 @@ class _Checker:
             for site in raw_template_sites(raw):
                 self.check_site(site, ("steps", index, *site.path), view)
 
-    def check_step_ref(self, step: AnyStep | None, target: str, path: tuple) -> bool:
+    def check_step_ref(self, step: AnyStep | _StepView | None, target: str, path: tuple) -> bool:
         if step is not None and target == step.id:
             self.error(path, f"step {step.id!r} refers to itself")
             return False
@@ -307,7 +307,7 @@ class _Checker:
                    did_you_mean(target, {*self.index, *self.broken}) or _identifier_hint(target))
         return False
 
-    def check_site(self, site: TemplateSite, path: tuple, step: AnyStep | None) -> None:
+    def check_site(self, site: TemplateSite, path: tuple, step: AnyStep | _StepView | None) -> None:
         parsed = site.parse()
         if isinstance(parsed, Problem):
             self.template_error(path, parsed)
@@ -335,7 +335,9 @@ class _Checker:
             problem = attrs.evolve(problem, message=message)
         self.found.append(Diagnostic(self.source.file, line, column, problem.message, problem.hint))
 
-    def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
+    def check_reference(
+        self, ref: Reference, path: tuple, step: AnyStep | _StepView | None
+    ) -> None:
         if ref.root == "inputs":
             if ref.name not in self.workflow.inputs and ref.name not in self.broken_inputs:
                 known = {*self.workflow.inputs, *self.broken_inputs}
