@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 
@@ -28,7 +28,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _print_error(text: str) -> None:
@@ -39,11 +40,11 @@ def _print_error(text: str) -> None:
     print(escape_controls(text), file=sys.stderr)
 
 
-def _reporting_errors(command: F) -> F:
+def _reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn every OrchestrateError into its message on stderr and its exit code."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except OrchestrateError as exc:
@@ -53,7 +54,7 @@ def _reporting_errors(command: F) -> F:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -162,7 +163,7 @@ def graph(
     elif format is GraphFormat.svg:
         from orchestrate._svg import graph_svg
 
-        layout = (direction or GraphDirection.LR).value
+        layout: Literal["LR", "TB"] = "TB" if direction is GraphDirection.TB else "LR"
         sys.stdout.write(graph_svg(workflow, plan, direction=layout))
     else:
         from rich.console import Console

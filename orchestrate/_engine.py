@@ -559,7 +559,8 @@ class Engine:
         """Item `index`'s unit: rendered already for the reuse check, or rendered now."""
         unit = units[index]
         if unit is None:
-            unit = units[index] = await self._rendered(step, lambda: self._unit(step, context))
+            unit = await self._rendered(step, lambda: self._unit(step, context))
+            units[index] = unit
         return unit
 
     async def _rendered(self, step: AnyStep, work: Callable[[], _Rendered]) -> _Rendered:
@@ -575,8 +576,11 @@ class Engine:
     def _attempt_timeout(self, step: AnyStep) -> float | None:
         """An LLM step's time limit for one attempt; a function step's for the whole call."""
         if isinstance(step, LLMStep):
-            return step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
+            return self._llm_timeout(step)
         return step.timeout
+
+    def _llm_timeout(self, step: LLMStep) -> float:
+        return step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
 
     # --- building a step's units -------------------------------------------------------------
 
@@ -613,7 +617,7 @@ class Engine:
         mock_text = None
         if provider == MOCK and step.mock is not None:  # --mock, or `provider: mock`
             mock_text = self._render(step, "mock", step.mock, context)
-        timeout = self._attempt_timeout(step)
+        timeout = self._llm_timeout(step)
         return LLMRequest(
             model=model, messages=tuple(messages), temperature=settings.temperature,
             max_tokens=settings.max_tokens, timeout=timeout,
@@ -683,7 +687,7 @@ class Engine:
             failure = SubWorkflowFailed(
                 f"sub-workflow {call.workflow.name} failed{where}: {error.message}"
             )
-            failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
+            failure.error_type = error.type
             raise failure
         return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
 

@@ -34,6 +34,7 @@ from orchestrate._result import RunResult, StepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.text import Text
 
     from orchestrate._plan import Plan
     from orchestrate._spec import Workflow
@@ -311,7 +312,7 @@ class LiveView:
         table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
         for column in ("", "step", "model", "time", "tokens", ""):
             table.add_column(column)
-        previews = []
+        previews: list[Text] = []
         width = self.console.width - ECHO_ROOM
         shown = self._visible_rows(max(self.console.height - 2 - MAX_PREVIEWS, 4))
         for row in shown:
@@ -380,7 +381,7 @@ def _detail(row: _Row) -> RenderableType:
     return grid
 
 
-def _preview(row: _Row, width: int) -> RenderableType:
+def _preview(row: _Row, width: int) -> Text:
     """The newest streamed text of a running step (of its lowest item), on one line."""
     from rich.text import Text
 

@@ -246,7 +246,7 @@ def did_you_mean(name: Any, options: Any, *, listing: bool = True) -> str | None
     return f"available: {shown}"
 
 
-def constant_key(node: nodes.Node) -> str | int | None:
+def constant_key(node: nodes.Expr) -> str | int | None:
     """The subscript as a str or int when the source fixes it (``["x"]``, ``[-1]``)."""
     try:
         value = node.as_const()
@@ -473,7 +473,8 @@ def _formatted_size(template: str, fields: int, widths: list[str], values: list[
 
 
 def _str_format_size(template: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-    fields, widths = 0, []
+    fields = 0
+    widths: list[str] = []
     for _, name, spec, _ in string.Formatter().parse(template):
         if name is not None:
             fields += 1
@@ -542,7 +543,7 @@ def _dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
 class _Accumulator(list[Any]):
     """A ``start`` for the ``sum`` filter that extends in place: summing n lists stays linear."""
 
-    def __add__(self, other: Any) -> _Accumulator:  # type: ignore[override]
+    def __add__(self, other: Any) -> _Accumulator:
         before = len(self)
         self.extend(other)
         _claim("sum", len(self), cost=len(self) - before)  # what was added, not the total
@@ -675,7 +676,7 @@ def _value_of(compiled: jinja2.Template, context: Mapping[str, Any]) -> Any:
 
 def _guarded_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """The filters that can build more than they are given, each checked first."""
-    checks = {
+    checks: dict[str, Callable[..., tuple[Any, ...]]] = {
         "batch": _check_batch,
         "center": _check_center,
         "indent": _check_indent,
@@ -850,7 +851,8 @@ def _guard_tree(node: nodes.Node, repeating: bool = False) -> nodes.Node:
 
 def _guarded_node(node: nodes.Node, repeating: bool) -> nodes.Node:
     if isinstance(node, nodes.For):
-        node.iter = _guard(node.iter, _GUARD_ITER)
+        # jinja2 types For.iter as a Node; the parser always puts an expression there.
+        node.iter = _guard(node.iter, _GUARD_ITER)  # type: ignore[arg-type]
     elif isinstance(node, nodes.Concat):
         return _guard(nodes.Tuple(node.nodes, "load", lineno=node.lineno), _GUARD_CONCAT)
     elif isinstance(node, (nodes.List, nodes.Tuple, nodes.Dict)):
@@ -882,7 +884,7 @@ class NotConstant(Exception):
     """The expression depends on the context (or fails): leave it to render time."""
 
 
-def fold(node: nodes.Node) -> Any:
+def fold(node: nodes.Expr) -> Any:
     """The value of a constant expression, with the guards the sandbox applies."""
     if isinstance(node, nodes.BinExpr) and node.operator in _BINOPS:
         left, right = fold(node.left), fold(node.right)
@@ -959,7 +961,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return self.from_string(self.guard(tree))
 
     def guard(self, tree: nodes.Template) -> nodes.Template:
-        tree = _guard_tree(tree)
+        _guard_tree(tree)  # in place: a Template is never replaced, only what it holds
         tree.set_environment(self)
         return tree
 
@@ -997,7 +999,7 @@ class _Environment(ImmutableSandboxedEnvironment):
                     size = _str_format_size(template, (), args[0])
                 else:
                     size = _str_format_size(template, args, {})
-                args, kwargs = (), args[0]
+                kwargs, args = args[0], ()
             else:
                 size = _str_format_size(template, args, kwargs)
             _claim(f"str.{name}()", size)
@@ -1019,7 +1021,7 @@ def _new_environment() -> _Environment:
     env.globals.clear()
     env.globals.update(dict=_dict, namespace=Namespace, range=_range)
     env.filters.update(_guarded_filters(env.filters))
-    guards = {
+    guards: dict[str, Callable[..., Any]] = {
         _GUARD_ITER: _guard_iter,
         _GUARD_TEXT: _guard_text,
         _GUARD_CONCAT: _guard_concat,

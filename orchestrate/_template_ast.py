@@ -124,8 +124,8 @@ def _collect_references(node: nodes.Node, found: set[Reference]) -> None:
     # Take the whole chain at once (steps.a.output.title, not also steps.a), then look
     # inside what it is built on: the base and any subscript expressions.
     base, parts, subscripts = _unwind(node)
-    rooted = isinstance(base, nodes.Name) and base.name in _ROOTS and base.ctx == "load"
-    if rooted and parts and isinstance(parts[0], str):
+    if (isinstance(base, nodes.Name) and base.name in _ROOTS and base.ctx == "load"
+            and parts and isinstance(parts[0], str)):
         path: list[str | int] = []
         for part in parts[1:]:
             if part is None:
@@ -226,6 +226,7 @@ def _unsafe_problem(tree: nodes.Node) -> Problem | None:
 def _bare_global(tree: nodes.Node) -> Problem | None:
     """A global function given as a value (``{{ range }}``): never JSON data, so refused
     before the run, as it would be at render time. Only where it is the whole output."""
+    outputs: list[nodes.Node]
     if isinstance(tree, nodes.Template):
         outputs = [child for output in tree.find_all(nodes.Output) for child in output.nodes]
     else:

@@ -98,6 +98,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 @pytest.fixture
 def anyio_backend() -> str:
+    """Run the @pytest.mark.anyio tests on asyncio only: orchestrate never uses trio."""
     return "asyncio"
 
 

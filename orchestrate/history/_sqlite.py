@@ -426,7 +426,7 @@ class SQLiteStore:
 
 # --- the writer ------------------------------------------------------------------------------
 
-Write = Callable[[sqlite3.Connection], None]
+Write = Callable[[sqlite3.Connection], object]  # what it returns is not used
 _STOP = object()
 
 

@@ -273,7 +273,13 @@ def response_values(response: CachedResponse, secrets: Sequence[str]) -> dict[st
 # --- rows -> results ----------------------------------------------------------------------------
 
 
-def step_result(row: Mapping[str, Any]) -> StepResult:
+class Row(Protocol):
+    """A database row as a backend reads it: its columns by name (sqlite3.Row, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def step_result(row: Row) -> StepResult:
     """A `steps` row as the StepResult it was recorded from."""
     extra = _extra(row)
     error = None
@@ -296,17 +302,17 @@ def step_result(row: Mapping[str, Any]) -> StepResult:
     )
 
 
-def _extra(row: Mapping[str, Any]) -> dict[str, Any]:
+def _extra(row: Row) -> dict[str, Any]:
     return json.loads(row["extra"]) if row["extra"] else {}
 
 
-def step_document(row: Mapping[str, Any]) -> dict[str, Any]:
+def step_document(row: Row) -> dict[str, Any]:
     """A step's entry in the result document, from its row (what a later version added
     included)."""
     return step_result(row).to_dict() | _extra(row)
 
 
-def run_document(run: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
     """The run's result document from its row and its steps' rows."""
     entries = [step_document(row) for row in steps]
     if run["document"] is not None:
@@ -330,7 +336,7 @@ def run_document(run: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> 
     return doc
 
 
-def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_summary(row: Row) -> dict[str, Any]:
     """A run as `runs list --json` prints it, from its row with `tokens_in`/`tokens_out`."""
     return {
         "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
@@ -343,8 +349,8 @@ def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
 # --- finding and deleting runs -----------------------------------------------------------------
 
 
-def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
-             recent: Callable[[], Sequence[Mapping[str, Any]]], location: str) -> str:
+def resolved(prefix: str, matches: Sequence[Row],
+             recent: Callable[[], Sequence[Row]], location: str) -> str:
     """The one run id of `matches` (at most 11 runs whose id starts with `prefix`), or a
     UsageError naming the candidates (or, when none matches, the `recent` runs)."""
     if len(matches) == 1:
@@ -360,7 +366,7 @@ def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
                      hint="give more characters; candidates:\n" + _candidates(matches[:10]))
 
 
-def _candidates(rows: Sequence[Mapping[str, Any]]) -> str:
+def _candidates(rows: Sequence[Row]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)
 
