@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from orchestrate._engine import Engine, Reuse, RunOptions, choose_model
-from orchestrate._errors import Diagnostic, WorkflowInvalid
+from orchestrate._errors import Diagnostic, Terminated, WorkflowInvalid
 from orchestrate._events import Observer
 from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
 from orchestrate._loader import SourceMap, load_file
 from orchestrate._result import RunResult
+from orchestrate._settings import env_switch
 from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
 from orchestrate._validate import load_workflow, validate_file
 from orchestrate.providers import ProviderPool
@@ -25,12 +29,14 @@ if TYPE_CHECKING:
     from orchestrate._history import HistoryOptions, HistorySession
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
-_TRUE = ("1", "true", "yes", "on")
 
 
 def mock_from_env(env: Mapping[str, str] = os.environ) -> bool:
-    """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock."""
-    return any(env.get(name, "").strip().lower() in _TRUE for name in MOCK_ENV_VARS)
+    """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock.
+
+    Both are read, so a misspelled value is reported even when the other is on.
+    """
+    return any([env_switch(name, env) for name in MOCK_ENV_VARS])
 
 
 @attrs.frozen
@@ -178,39 +184,75 @@ async def run_prepared(
     `history` records the run in the history database and brings `--resume`, `--from`,
     `--only`, `--cache`, `--record` and `--replay`; None (the default) touches no file.
     A run that finished but could not be recorded raises RecordingFailed with its result.
+
+    SIGTERM (in the main thread) cancels the run as Ctrl-C does, then raises
+    :class:`~orchestrate.Terminated` with the result; the handler in place before
+    is restored when the run ends, and at the first SIGTERM, to get the second.
     """
     env = os.environ if env is None else env
     options = options or RunOptions()
-    session = None
-    if history is not None:
-        from orchestrate._history import HistorySession
+    with _sigterm_cancels_the_run() as terminated:
+        session = None
+        if history is not None:
+            from orchestrate._history import HistorySession
 
-        session = HistorySession.start(prepared, history, mock=mock, env=env)
-        mock = session.mock
-        reuse = reuse or session.reuse
-        resumed_from = resumed_from or session.resumed_from
-        if session.recorder is not None:
-            observers = [*observers, session.recorder]
-    result = None
-    try:
-        pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
-                            env=env, concurrency=options.max_concurrency,
-                            wrap=session.wrap if session else None)
+            session = HistorySession.start(prepared, history, mock=mock, env=env)
+            mock = session.mock
+            reuse = reuse or session.reuse
+            resumed_from = resumed_from or session.resumed_from
+            if session.recorder is not None:
+                observers = [*observers, session.recorder]
+        result = None
         try:
-            pool.check(providers_in_use(prepared, options, env))
-            engine = Engine(
-                prepared.workflow, pool=pool, options=options, observers=observers,
-                reuse=reuse, locate=prepared.locate, functions=prepared.functions,
-                subworkflows=prepared.subworkflow, env=env,
-            )
-            result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
-                                      resumed_from=resumed_from)
+            pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
+                                env=env, concurrency=options.max_concurrency,
+                                wrap=session.wrap if session else None)
+            try:
+                pool.check(providers_in_use(prepared, options, env))
+                engine = Engine(
+                    prepared.workflow, pool=pool, options=options, observers=observers,
+                    reuse=reuse, locate=prepared.locate, functions=prepared.functions,
+                    subworkflows=prepared.subworkflow, env=env,
+                )
+                result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
+                                          resumed_from=resumed_from)
+            finally:
+                await pool.aclose()
+        except asyncio.CancelledError:
+            if not terminated:  # cancelled by someone else: theirs to handle
+                raise
         finally:
-            await pool.aclose()
-    finally:
-        if session is not None:
-            _close_session(session, result)
+            if session is not None:
+                _close_session(session, result)
+    if terminated:
+        raise Terminated(result)
     return result
+
+
+@contextmanager
+def _sigterm_cancels_the_run() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM cancels the current task, which asyncio.run does for
+    SIGINT; the yielded list receives the signal. Outside the main thread, nothing changes."""
+    received: list[int] = []
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def cancel(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM is not ours to soften
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    # None: set outside Python; the default is the nearest we can restore.
+    previous = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL
+    try:
+        signal.signal(signal.SIGTERM, cancel)
+    except ValueError:  # not the main thread: signals belong to whoever runs that
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _close_session(session: HistorySession, result: RunResult | None) -> None:

@@ -44,6 +44,7 @@ from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._settings import MAX_CONCURRENCY, validate_not_empty
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -71,8 +72,9 @@ Locate = Callable[[str, str], str | None]
 
 @attrs.frozen(kw_only=True)
 class RunOptions:
-    model: str | None = None  # --model: overrides every LLM step
-    max_concurrency: int = 8
+    # --model: overrides every LLM step
+    model: str | None = attrs.field(default=None, validator=validate_not_empty)
+    max_concurrency: int = attrs.field(default=8, validator=MAX_CONCURRENCY.validate)
     stream: bool = False  # ask providers for tokens (something shows them)
 
 

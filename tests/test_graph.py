@@ -140,3 +140,10 @@ def test_graph_json_of_an_invalid_file_is_still_a_document(cli: Callable,
     doc = json.loads(result.stdout)
     assert (doc["nodes"], doc["edges"]) == ([], [])
     assert doc["diagnostics"][0]["message"].startswith("dependency cycle:")
+
+
+def test_graph_of_an_empty_path(cli: Callable) -> None:
+    """`graph ''` is exit 2 naming the argument, not an attempt to read the current folder."""
+    result = cli("graph", "")
+    assert result.exit_code == 2
+    assert "error: FILE must not be empty" in result.stderr

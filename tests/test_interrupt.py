@@ -53,3 +53,27 @@ def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> 
     code, doc = interrupt(flow, "slow started")
     assert code == 130
     assert doc["steps"][0]["status"] == "cancelled"
+
+
+def test_sigterm_cancels_like_ctrl_c(write_flow: Callable, cli: Callable,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM mid-run (CI cancel, `timeout`, `docker stop`): exit 143, 'orchestrate:
+    terminated' on stderr, and the run recorded as cancelled, not left running."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "30")
+    flow = write_flow("""
+        steps:
+          - id: slow
+            prompt: x
+        """)
+    process = start_orchestrate("run", flow, "--mock", "--json")
+    wait_for_line(process, "slow started")
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert "orchestrate: terminated" in stderr
+    run_id = json.loads(stdout)["run_id"]
+    shown = cli("runs", "show", run_id, "--json")
+    assert shown.exit_code == 0
+    recorded = json.loads(shown.stdout)
+    assert recorded["status"] == "cancelled"
+    assert recorded["steps"][0]["status"] == "cancelled"
