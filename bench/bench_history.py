@@ -47,7 +47,7 @@ def child(flow: str, history: bool, home: str) -> None:
     import asyncio
 
     from orchestrate._api import prepare, run_prepared
-    from orchestrate._history import HistoryOptions
+    from orchestrate.history import HistoryOptions
 
     start = time.perf_counter()
     prepared = prepare(flow)

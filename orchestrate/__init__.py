@@ -23,20 +23,20 @@ if TYPE_CHECKING:
         UsageError,
         WorkflowInvalid,
     )
-    from orchestrate._history import HistoryOptions
     from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
     from orchestrate._spec import FunctionStep, LLMStep, Workflow, WorkflowStep
     from orchestrate._validate import Report, load_workflow, validate_file
+    from orchestrate.history import HistoryOptions
 
 _HOMES = {
     "_api": ("prepare", "run_prepared", "run_workflow"),
     "_engine": ("Engine", "RunOptions"),
     "_errors": ("ConfigError", "Diagnostic", "InputError", "OrchestrateError", "StepError",
                 "Terminated", "UsageError", "WorkflowInvalid"),
-    "_history": ("HistoryOptions",),
     "_result": ("ErrorInfo", "RunResult", "StepResult", "Usage"),
     "_spec": ("FunctionStep", "LLMStep", "Workflow", "WorkflowStep"),
     "_validate": ("Report", "load_workflow", "validate_file"),
+    "history": ("HistoryOptions",),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -77,3 +77,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"orchestrate.{module}"), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The public names only: not the submodules and helpers that live here too."""
+    return list(__all__)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,15 +15,17 @@ from orchestrate._errors import Diagnostic, Terminated, WorkflowInvalid
 from orchestrate._events import Observer
 from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
+from orchestrate._interrupt import interrupt_watchdog, sigterm_cancels_the_run
 from orchestrate._loader import SourceMap, load_file
+from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult
 from orchestrate._settings import env_switch
-from orchestrate._spec import FunctionStep, LLMStep, ProviderSpec, Workflow, WorkflowStep
-from orchestrate._validate import load_workflow, validate_file
+from orchestrate._spec import FunctionStep, LLMStep, Workflow
+from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
-    from orchestrate._history import HistoryOptions, HistorySession
+    from orchestrate.history import HistoryOptions, HistorySession
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
 
@@ -37,42 +36,6 @@ def mock_from_env(env: Mapping[str, str] = os.environ) -> bool:
     Both are read, so a misspelled value is reported even when the other is on.
     """
     return any([env_switch(name, env) for name in MOCK_ENV_VARS])
-
-
-@attrs.frozen
-class PreparedRun:
-    """A workflow checked and ready to run: its inputs resolved, its functions imported."""
-
-    workflow: Workflow
-    inputs: dict[str, Any]
-    file: str | None
-    source: SourceMap | None
-    functions: dict[FunctionKey, Callable[..., Any]]
-    children: dict[Path, Workflow]
-
-    def locate(self, step_id: str, field: str) -> str | None:
-        if self.source is None or self.source.root is None:
-            return None
-        steps = self.source.root.get("steps") or []
-        for index, raw in enumerate(steps):
-            if isinstance(raw, dict) and raw.get("id") == step_id:
-                line, column = self.source.locate(("steps", index, *_field_path(field)))
-                return f"{self.source.file}:{line}:{column}"
-        return None
-
-    def subworkflow(self, step: WorkflowStep, parent: Workflow) -> Workflow:
-        folder = parent.path.parent if parent.path else Path()
-        return self.children[(folder / step.workflow).resolve()]
-
-    def all_workflows(self) -> Iterator[Workflow]:
-        yield self.workflow
-        yield from self.children.values()
-
-
-def _field_path(field: str) -> tuple[str | int, ...]:
-    if field.startswith("messages["):
-        return ("messages", int(field[9:-1]), "content")
-    return (field,)
 
 
 def prepare(
@@ -86,29 +49,18 @@ def prepare(
     `assignments` are `-i NAME=VALUE` strings; they override `inputs`.
     """
     if isinstance(workflow, Workflow):
-        loaded, file, source = workflow, str(workflow.path) if workflow.path else None, None
-        children = dict(_children(loaded))
+        file = str(workflow.path) if workflow.path else None
+        report = validate_workflow(workflow)
     else:
         file = str(workflow)
         report = validate_file(workflow)
-        if not report.valid or report.workflow is None:
-            raise WorkflowInvalid(report.diagnostics)
-        loaded, source, children = report.workflow, report.source, report.children
+    if not report.valid or report.workflow is None:
+        raise WorkflowInvalid(report.diagnostics)
+    loaded, source, children = report.workflow, report.source, report.children
     given = {**(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
     resolved = resolve_inputs(loaded.inputs, given)
     functions = _import_functions([loaded, *children.values()], source)
     return PreparedRun(loaded, resolved, file, source, functions, children)
-
-
-def _children(workflow: Workflow) -> Iterator[tuple[Path, Workflow]]:
-    """The sub-workflows below a Workflow object that no report came with."""
-    folder = workflow.path.parent if workflow.path else Path()
-    for step in workflow.steps:
-        if isinstance(step, WorkflowStep):
-            path = (folder / step.workflow).resolve()
-            child = load_workflow(path)
-            yield path, child
-            yield from _children(child)
 
 
 def _import_functions(
@@ -131,18 +83,19 @@ def _import_functions(
                 functions[key] = import_function(key[1], folder)
             except FunctionNotFound as exc:
                 where = source if workflow is workflows[0] else None
-                problems.append(_function_problem(workflow, index, str(exc), where))
+                problems.append(_function_problem(workflow, index, exc, where))
     if problems:
         raise WorkflowInvalid(problems)
     return functions
 
 
 def _function_problem(
-    workflow: Workflow, index: int, message: str, source: SourceMap | None
+    workflow: Workflow, index: int, problem: FunctionNotFound, source: SourceMap | None
 ) -> Diagnostic:
     if source is None and workflow.path is not None:
         source = load_file(workflow.path).source
-    hint = "the module is looked up in the workflow's folder, then on PYTHONPATH"
+    message = str(problem)
+    hint = problem.hint or "the module is looked up in the workflow's folder, then on PYTHONPATH"
     if source is None or source.root is None:
         return Diagnostic(str(workflow.path or "<workflow>"), 1, 1, message, hint)
     return source.diagnostic(("steps", index, "function"), message, hint=hint)
@@ -152,18 +105,11 @@ def providers_in_use(prepared: PreparedRun, options: RunOptions,
                      env: Mapping[str, str]) -> set[str]:
     """The provider names the run's LLM steps will call."""
     return {
-        choose_model(workflow, step, options.model, env)[0]
+        choose_model(workflow, step, options.model, env, mock=options.mock)[0]
         for workflow in prepared.all_workflows()
         for step in workflow.steps
         if isinstance(step, LLMStep)
     }
-
-
-def endpoints_of(prepared: PreparedRun) -> dict[str, ProviderSpec]:
-    endpoints: dict[str, ProviderSpec] = {}
-    for workflow in reversed(list(prepared.all_workflows())):
-        endpoints.update(workflow.providers)
-    return endpoints
 
 
 async def run_prepared(
@@ -181,6 +127,7 @@ async def run_prepared(
 ) -> RunResult:
     """Run a prepared workflow; raises ConfigError (e.g. a missing key) before any request.
 
+    `mock` (or `options.mock`) has the offline mock answer every LLM step.
     `history` records the run in the history database and brings `--resume`, `--from`,
     `--only`, `--cache`, `--record` and `--replay`; None (the default) touches no file.
     A run that finished but could not be recorded raises RecordingFailed with its result.
@@ -191,10 +138,11 @@ async def run_prepared(
     """
     env = os.environ if env is None else env
     options = options or RunOptions()
-    with _sigterm_cancels_the_run() as terminated:
+    with sigterm_cancels_the_run() as terminated:
+        mock = mock or options.mock
         session = None
         if history is not None:
-            from orchestrate._history import HistorySession
+            from orchestrate.history import HistorySession
 
             session = HistorySession.start(prepared, history, mock=mock, env=env)
             mock = session.mock
@@ -202,6 +150,7 @@ async def run_prepared(
             resumed_from = resumed_from or session.resumed_from
             if session.recorder is not None:
                 observers = [*observers, session.recorder]
+        options = attrs.evolve(options, mock=mock)
         result = None
         try:
             pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
@@ -214,13 +163,16 @@ async def run_prepared(
                     reuse=reuse, locate=prepared.locate, functions=prepared.functions,
                     subworkflows=prepared.subworkflow, env=env,
                 )
-                result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
-                                          resumed_from=resumed_from)
+                # Ctrl-C or SIGTERM ends the run even if a step blocks the loop
+                with interrupt_watchdog():
+                    result = await engine.run(prepared.inputs, run_id=run_id,
+                                              file=prepared.file, resumed_from=resumed_from)
             finally:
                 await pool.aclose()
         except asyncio.CancelledError:
             if not terminated:  # cancelled by someone else: theirs to handle
                 raise
+            raise Terminated(result) from None
         finally:
             if session is not None:
                 _close_session(session, result)
@@ -229,35 +181,9 @@ async def run_prepared(
     return result
 
 
-@contextmanager
-def _sigterm_cancels_the_run() -> Iterator[list[int]]:
-    """While the block runs, SIGTERM cancels the current task, which asyncio.run does for
-    SIGINT; the yielded list receives the signal. Outside the main thread, nothing changes."""
-    received: list[int] = []
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-
-    def cancel(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM is not ours to soften
-        if task is not None:
-            loop.call_soon_threadsafe(task.cancel)
-
-    # None: set outside Python; the default is the nearest we can restore.
-    previous = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL
-    try:
-        signal.signal(signal.SIGTERM, cancel)
-    except ValueError:  # not the main thread: signals belong to whoever runs that
-        yield received
-        return
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _close_session(session: HistorySession, result: RunResult | None) -> None:
     from orchestrate._errors import StoreError
-    from orchestrate._history import RecordingFailed
+    from orchestrate.history import RecordingFailed
 
     try:
         session.close(ran=result is not None)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, NoReturn, TypeVar
+from typing import IO, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -29,14 +29,23 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _reporting_errors(command: F) -> F:
+def _print_error(text: str) -> None:
+    """A message on stderr with its control characters escaped: it may quote a server, a
+    function or a file (docs/security.md)."""
+    from orchestrate._render import escape_controls
+
+    print(escape_controls(text), file=sys.stderr)
+
+
+def _reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn every OrchestrateError into its message on stderr and its exit code."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except OrchestrateError as exc:
@@ -48,11 +57,11 @@ def _reporting_errors(command: F) -> F:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _fail(error: OrchestrateError) -> NoReturn:
-    print(error.format(), file=sys.stderr)
+    _print_error(error.format())
     raise typer.Exit(error.exit_code) from None
 
 
@@ -61,9 +70,13 @@ def _checked(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
     named as the user wrote it; a bad value is reported like every other usage error."""
 
     def callback(param: typer.CallbackParam, value: Any) -> Any:
-        option = param.param_type_name == "option"
+        # An argument is named by its metavar, as the usage line shows it: FLOW, not [PATH].
+        name = (param.opts[0] if param.param_type_name == "option"
+                else param.human_readable_name.strip("[].").upper())
         try:
-            return check(param.opts[0] if option else param.human_readable_name.upper(), value)
+            if isinstance(value, list):  # a repeated parameter: each value
+                return [check(name, item) for item in value]
+            return check(name, value)
         except OrchestrateError as exc:
             _fail(exc)
 
@@ -99,12 +112,21 @@ def _print_json(data: Any) -> None:
 @app.command()
 @_reporting_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Workflow files to check.")],
+    paths: Annotated[list[str], typer.Argument(
+        help="Workflow files, or folders to search for them.", metavar="FLOW...",
+        callback=_GIVEN)],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Check workflow files like a compiler: every problem, with line and column."""
-    from orchestrate._validate import validate_file
+    from orchestrate._validate import validate_file, workflow_files
 
+    files: list[Path] = []
+    for path in paths:
+        found = workflow_files(Path(path))
+        if not found:
+            print(f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {path}",
+                  file=sys.stderr)
+        files += found
     reports = [validate_file(f) for f in files]
     valid = all(r.valid for r in reports)
     if as_json:
@@ -112,7 +134,7 @@ def validate(
     for report in reports:
         for diagnostic in report.diagnostics:
             if not as_json:
-                print(diagnostic.format(), file=sys.stderr)
+                _print_error(diagnostic.format())
         if not as_json and report.valid:
             print(f"{report.file}: ok", file=sys.stderr)
     if not valid:
@@ -123,23 +145,38 @@ class GraphFormat(StrEnum):
     tree = "tree"
     mermaid = "mermaid"
     dot = "dot"
+    svg = "svg"
+
+
+class GraphDirection(StrEnum):
+    LR = "LR"
+    TB = "TB"
 
 
 @app.command()
 @_reporting_errors
 def graph(
-    file: Annotated[str, typer.Argument(help="The workflow file.", metavar="FILE",
+    file: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
                                         callback=_GIVEN)],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
+    direction: Annotated[GraphDirection | None, typer.Option(
+        "--direction", case_sensitive=False, metavar="LR|TB",
+        help="For --format svg: LR (left to right, the default) or TB (top to bottom).",
+    )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
 ) -> None:
-    """Show the steps and their dependencies (an edge a -> b: b depends on a)."""
+    """Show the steps and their dependencies (an edge a -> b: b depends on a).
+
+    Formats: tree (default), mermaid, dot, svg (a standalone picture, as in the web view).
+    """
     from orchestrate._graphs import graph_dict, to_dot, to_mermaid
     from orchestrate._plan import build_plan
     from orchestrate._validate import load_workflow
 
+    if direction is not None and format is not GraphFormat.svg:
+        raise typer.BadParameter("only --format svg has a direction", param_hint="--direction")
     try:
         workflow = load_workflow(file)
     except WorkflowInvalid as exc:
@@ -154,6 +191,11 @@ def graph(
         sys.stdout.write(to_mermaid(workflow, plan))
     elif format is GraphFormat.dot:
         sys.stdout.write(to_dot(workflow, plan))
+    elif format is GraphFormat.svg:
+        from orchestrate._svg import graph_svg
+
+        layout: Literal["LR", "TB"] = "TB" if direction is GraphDirection.TB else "LR"
+        sys.stdout.write(graph_svg(workflow, plan, direction=layout))
     else:
         from rich.console import Console
 
@@ -174,7 +216,9 @@ def schema() -> None:
 @_reporting_errors
 def init(
     path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).",
-                                        callback=_GIVEN)] = "workflow.yaml",
+                                        metavar="[PATH]", callback=_GIVEN)] = (
+        "workflow.yaml"
+    ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter workflow."""
@@ -208,7 +252,8 @@ def run(
                                         callback=_GIVEN)],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", help="NAME=VALUE; @file reads a file, @- stdin."),
+        typer.Option("--input", "-i",
+                     help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
@@ -233,11 +278,12 @@ def run(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history", callback=_GIVEN)] = None,
     from_step: Annotated[str | None, typer.Option(
-        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the rest from "
-        "the latest run (or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
+        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the "
+        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history",
+        callback=_GIVEN)] = None,
     only: Annotated[str | None, typer.Option(
-        "--only", metavar="STEP", help="Rerun STEP alone; take the rest from the latest run "
-        "(or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
+        "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
+        "run (or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
     cache: Annotated[bool, typer.Option(
         "--cache", help="Answer identical LLM requests from earlier answers.",
         rich_help_panel="Run history")] = False,
@@ -257,9 +303,9 @@ def run(
     from orchestrate._api import mock_from_env, prepare, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
-    from orchestrate._history import HistoryOptions, RecordingFailed
     from orchestrate._inputs import read_inputs_file
     from orchestrate._render import report_run
+    from orchestrate.history import HistoryOptions, RecordingFailed
 
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
@@ -285,17 +331,19 @@ def run(
             with redirect_stdout(sys.stderr):
                 result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
                                                   observers=observers, history=history))
+            recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
-            print(exc.format(), file=sys.stderr)
-            result = exc.result
+            _print_error(exc.format())
+            result, recorded = exc.result, False
         except Terminated as exc:  # show what the run did, then say why it stopped
             if exc.result is None:
                 raise
-            terminated, result = exc, exc.result
+            terminated, result, recorded = exc, exc.result, not no_history
     if as_json:
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
-               show_error=quiet or terminal, verbose=verbose)
+               show_error=quiet or terminal, verbose=verbose,
+               resume_from=str(flow) if recorded and not quiet else None)
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)
@@ -364,17 +412,17 @@ def runs_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """Recorded runs, newest first."""
-    from orchestrate._history import open_store
+    from orchestrate.history import open_store
 
     with open_store() as store:
         runs = store.list_runs(limit=limit or None, workflow=workflow,
                                status=status.value if status else None)
-        path = store.path
+        location = store.location
     if as_json:
         _print_json(runs)
     elif not runs:
         what = "match" if workflow or status else "are recorded"
-        print(f"no runs {what} in {path}", file=sys.stderr)
+        print(f"no runs {what} in {location}", file=sys.stderr)
     else:
         from orchestrate._render import print_runs_table
 
@@ -384,11 +432,12 @@ def runs_list(
 @runs_app.command("show")
 @_reporting_errors
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="A run id, or a unique prefix of one.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
+                                          help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
 ) -> None:
     """A recorded run: its outputs and each step."""
-    from orchestrate._history import open_store, run_details
+    from orchestrate.history import open_store, run_details
 
     with open_store() as store:
         document, details = run_details(store, store.resolve(run_id))
@@ -408,7 +457,7 @@ def runs_diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Per step, what changed between two runs: request, output, status, tokens, time."""
-    from orchestrate._history import diff_runs, open_store
+    from orchestrate.history import diff_runs, open_store
 
     with open_store() as store:
         diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
@@ -425,12 +474,14 @@ def runs_diff(
 def runs_delete(
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID...",
                                                  help="Run ids or unique prefixes.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
+                                                        "too (their process is gone).")] = False,
 ) -> None:
-    """Delete runs from the history."""
-    from orchestrate._history import open_store
+    """Delete runs from the history (a run still running only with --force)."""
+    from orchestrate.history import delete_runs, open_store
 
     with open_store() as store:
-        deleted = store.delete(sorted({store.resolve(r) for r in run_ids}))
+        deleted = delete_runs(store, run_ids, force=force)
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
 
 
@@ -440,10 +491,10 @@ def runs_prune(
     older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
                                             help="90s, 45m, 12h, 30d or 2w.")],
 ) -> None:
-    """Delete runs (and cached responses) older than AGE."""
+    """Delete runs (and cached responses) older than AGE; runs still running are kept."""
     import time
 
-    from orchestrate._history import open_store, parse_age
+    from orchestrate.history import open_store, parse_age
 
     age = parse_age(older_than)
     with open_store() as store:

@@ -2,21 +2,25 @@
 
 The coordinator owns all scheduling state. Workers run one step each and always return
 a StepResult (a failure is a result, never an exception escaping a task), so nothing is
-lost when another step fails. Observers get events; the engine never formats output.
+lost when another step fails. Observers get events and do all the formatting; the engine
+prints one thing itself, a warning on stderr when it drops an observer that raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import os
+import reprlib
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -35,6 +39,7 @@ from orchestrate._events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepQueued,
     StepRetrying,
     StepStarted,
     TokenReceived,
@@ -43,7 +48,16 @@ from orchestrate._functions import FunctionCall, FunctionKey, call_function, fun
 from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
-from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._result import (
+    ErrorInfo,
+    ItemResult,
+    RunResult,
+    RunStatus,
+    StepResult,
+    Usage,
+    iso_time,
+)
+from orchestrate._secrets import redact
 from orchestrate._settings import MAX_CONCURRENCY, validate_not_empty
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
@@ -53,8 +67,10 @@ from orchestrate._templating import (
     is_truthy,
     parse_expression,
     parse_template,
+    run_templates,
 )
 from orchestrate.providers import (
+    MOCK,
     LLMRequest,
     ProviderPool,
     resolve_model,
@@ -63,9 +79,20 @@ from orchestrate.providers import (
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 2
+CANCELLED_OUTPUTS_SECONDS = 0.2  # what a cancelled run's outputs may take to render
 
-# Given a step and the fingerprint of what it would do now, a finished result to reuse.
-Reuse = Callable[[AnyStep, str], StepResult | None]
+
+
+class Reuse(Protocol):
+    """Finished work of an earlier run that a step may take instead of running again."""
+
+    def __call__(self, step: AnyStep, fingerprint: str) -> StepResult | None:
+        """The step's earlier result, given the fingerprint of what it would do now."""
+
+    def items(self, step: AnyStep) -> Mapping[str, ItemResult]:
+        """A for_each step's earlier items that may be taken, by their fingerprint."""
+
+
 # Given a step id and a field (`prompt`, `when`...), a "file:line:col" to put in errors.
 Locate = Callable[[str, str], str | None]
 
@@ -76,6 +103,7 @@ class RunOptions:
     model: str | None = attrs.field(default=None, validator=validate_not_empty)
     max_concurrency: int = attrs.field(default=8, validator=MAX_CONCURRENCY.validate)
     stream: bool = False  # ask providers for tokens (something shows them)
+    mock: bool = False  # --mock: the mock answers every LLM step
 
 
 @attrs.frozen
@@ -100,18 +128,55 @@ class _Outcome:
     response_id: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False
+    reused: bool = False
+
+
+@attrs.define
+class _Items:
+    """A for_each step's items as they finish. A step that fails or is cancelled still
+    reports what its finished items cost, and keeps those that succeeded for --resume."""
+
+    earlier: dict[int, ItemResult] = attrs.Factory(dict)  # to take instead of running
+    succeeded: dict[int, _Outcome] = attrs.Factory(dict)
+    spent: list[_Outcome] = attrs.Factory(list)  # what the failed items cost
+
+    def take_earlier(self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
+                     ) -> None:
+        for index, unit in enumerate(units):
+            earlier = reusable.get(_digest(_unit_data(unit)))
+            if earlier is not None:
+                self.earlier[index] = earlier
+
+    def results(self, units: Sequence[Unit | None]) -> tuple[ItemResult, ...]:
+        return tuple(
+            ItemResult(index=i, output=o.output, fingerprint=_digest(_unit_data(units[i])),
+                       attempts=o.attempts, usage=o.usage, model=o.model, reused=o.reused)
+            for i, o in sorted(self.succeeded.items()))
+
+    def settle(self, result: StepResult, units: Sequence[Unit | None]) -> StepResult:
+        """A failed or cancelled step's result, with what its items cost and gave."""
+        finished = [*self.succeeded.values(), *self.spent]
+        if not finished:
+            return result
+        return attrs.evolve(result, attempts=sum(o.attempts for o in finished),
+                            usage=_usage(finished), items=self.results(units))
 
 
 def choose_model(
-    workflow: Workflow, step: LLMStep, model_override: str | None, env: Mapping[str, str]
+    workflow: Workflow, step: LLMStep, model_override: str | None, env: Mapping[str, str],
+    *, mock: bool = False,
 ) -> tuple[str, str]:
     """(provider, model) for an LLM step.
 
     `--model` picks the provider again from the model's name (claude-* -> anthropic),
     unless the step talks to a custom endpoint from `providers:`, which serves any model.
+    Under `--mock` (`mock`) the provider is the mock, so that no result or history row
+    passes mock answers off as a real provider's; the model is still the one it would ask.
     """
     settings = workflow.defaults.merged(step.settings)
     model = model_override or resolve_model(settings, env)
+    if mock:
+        return MOCK, model
     if model_override and settings.provider not in workflow.providers:
         settings = attrs.evolve(settings, provider=None)
     return resolve_provider_name(settings, model), model
@@ -158,7 +223,11 @@ class Engine:
         self.results: dict[str, StepResult] = {}
         self.context_steps: dict[str, dict[str, Any]] = {}
         self.inputs: dict[str, Any] = {}
+        # When a step's first call got a concurrency slot: its duration counts from there.
         self.step_started: dict[str, float] = {}
+        # The StepStarted event of each step that is ready but has no slot yet.
+        self.unstarted: dict[str, Callable[[], StepStarted]] = {}
+        self.queued: set[str] = set()
 
     # --- the coordinator ------------------------------------------------------------------
 
@@ -179,10 +248,9 @@ class Engine:
                              started_at=iso_time(wall), inputs=self.inputs, steps=steps,
                              resumed_from=resumed_from))
         failure, cancelled = await self._schedule()
+        outputs, output_failure = await self._final_outputs(cancelled)
         if failure is None and not cancelled:
-            outputs, failure = self._outputs()
-        else:
-            outputs = self._outputs()[0]
+            failure = output_failure
         status: RunStatus = "cancelled" if cancelled else "failed" if failure else "succeeded"
         if cancelled and failure is None:
             failure = ErrorInfo("cancelled", "the run was interrupted")
@@ -230,7 +298,6 @@ class Engine:
                 step = self.workflow.step(step_id)
                 settled = self._settle_without_running(step)
                 if settled is None:
-                    self.step_started[step_id] = time.perf_counter()
                     running[asyncio.create_task(self._execute(step))] = step_id
                     continue
                 progress = True
@@ -252,6 +319,8 @@ class Engine:
 
     def _record(self, result: StepResult) -> ErrorInfo | None:
         """Keep a finished step's result; the run's failure if it ends the run."""
+        if result.error is not None:  # every observer, and the run's error, see it redacted
+            result = attrs.evolve(result, error=self._redacted(result.error))
         self.results[result.id] = result
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
@@ -285,7 +354,17 @@ class Engine:
                       file=sys.stderr)
 
     def context(self, **extra: Any) -> dict[str, Any]:
-        return {"inputs": self.inputs, "steps": self.context_steps, **extra}
+        # A snapshot: a slow render reads it in a thread while other steps finish.
+        return {"inputs": self.inputs, "steps": dict(self.context_steps), **extra}
+
+    async def _final_outputs(self, cancelled: bool) -> tuple[dict[str, Any], ErrorInfo | None]:
+        """The outputs, rendered off the event loop if slow; after Ctrl-C, only what is
+        quick to compute, so that the run still stops at once."""
+        try:
+            return await run_templates(self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled
+                                       else None)
+        except TimeoutError:
+            return {}, None
 
     def _outputs(self) -> tuple[dict[str, Any], ErrorInfo | None]:
         """The run's outputs; on a failed run, those that can still be computed."""
@@ -298,57 +377,82 @@ class Engine:
             try:
                 outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
             except TemplateError as exc:  # its message names the output already
-                failure = failure or ErrorInfo("template", exc.message, hint=exc.hint)
+                failure = failure or self._redacted(ErrorInfo("template", exc.message,
+                                                              hint=exc.hint))
         return outputs, failure
+
+    def _redacted(self, error: ErrorInfo) -> ErrorInfo:
+        """An error as anyone may see it: a function's exception or a template's message can
+        quote a key as much as a provider's reply can (docs/security.md)."""
+        secrets = self.pool.secrets
+        details = None if error.details is None else redact(error.details, secrets)
+        hint = None if error.hint is None else redact(error.hint, secrets)
+        return attrs.evolve(error, message=redact(error.message, secrets), details=details,
+                            hint=hint)
 
     # --- one step ---------------------------------------------------------------------------
 
     async def _execute(self, step: AnyStep) -> StepResult:
-        start = time.perf_counter()
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
+        done = _Items()
         try:
             context = self.context()
-            items = self._items(step, context)
+            items = await self._rendered(step, lambda: self._items(step, context))
             contexts = _item_contexts(context, items)
             units = [None] * len(contexts)
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
-                units = [self._unit(step, c) for c in contexts]
+                units = await self._rendered(step, lambda: [self._unit(step, c)
+                                                            for c in contexts])
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
                 if reused is not None:
                     return attrs.evolve(reused, reused=True, duration_ms=0,
                                         fingerprint=fingerprint)
-            self.emit(StepStarted(step_id=step.id, kind=step.kind, provider=provider,
-                                  model=model, items=None if items is None else len(items)))
-            outcomes = await self._run_units(step, contexts, units, items is not None)
+                if is_list:  # then the items it can take, each by what it would send
+                    done.take_earlier(self.reuse.items(step), units)
+            self.unstarted[step.id] = functools.partial(
+                StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
+                items=None if items is None else len(items))
+            outcomes = await self._run_units(step, contexts, units, items, done)
         except StepError as exc:
-            failed = _failed(step, exc, _ms_since(start), provider, model)
-            return attrs.evolve(failed, request=_request_record(units, is_list))
+            failed = _failed(step, exc, self._running_ms(step.id), provider, model)
+            return done.settle(attrs.evolve(failed, request=_request_record(units, is_list)),
+                               units)
+        except asyncio.CancelledError:
+            if not is_list:
+                raise
+            # Its finished items were paid for: the step says so (the coordinator, which
+            # cancelled it, takes this result).
+            cancelled = attrs.evolve(_cancelled(step.id, self.step_started.get(step.id)),
+                                     provider=provider, model=model)
+            return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
             error.details = "".join(traceback.format_exception(exc))
-            return _failed(step, error, _ms_since(start), provider, model)
+            return _failed(step, error, self._running_ms(step.id), provider, model)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
         return StepResult(
             id=step.id, status="succeeded", output=output, provider=provider,
             model=outcomes[0].model if outcomes else model,
-            attempts=sum(o.attempts for o in outcomes), duration_ms=_ms_since(start),
+            attempts=sum(o.attempts for o in outcomes), duration_ms=self._running_ms(step.id),
             usage=_usage(outcomes), cached=any(o.cached for o in outcomes),
             warnings=tuple(w for o in outcomes for w in o.warnings),
             request=_request_record(units, items is not None),
             fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
+            items=done.results(units) if is_list else (),
         )
 
     def _target(self, step: AnyStep) -> tuple[str | None, str | None]:
         """(provider, model) of an LLM step; (None, None) for a step that calls no model."""
         if not isinstance(step, LLMStep):
             return None, None
-        return choose_model(self.workflow, step, self.options.model, self.env)
+        return choose_model(self.workflow, step, self.options.model, self.env,
+                            mock=self.options.mock)
 
     def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
         if step.for_each is None:
@@ -361,18 +465,32 @@ class Engine:
 
     async def _run_units(
         self, step: AnyStep, contexts: list[dict[str, Any]], units: list[Unit | None],
-        is_list: bool,
+        items: list[Any] | None, progress: _Items,
     ) -> list[_Outcome]:
         total = len(contexts)
+        is_list = items is not None
         done = 0
 
         async def run_one(index: int) -> _Outcome:
             nonlocal done
             status = "failed"
             try:
-                outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                earlier = progress.earlier.get(index)
+                if earlier is not None:
+                    self._begin(step.id)
+                    outcome = _Outcome(earlier.output, earlier.attempts, earlier.usage,
+                                       earlier.model, reused=True)
+                else:
+                    outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                progress.succeeded[index] = outcome
                 status = "succeeded"
                 return outcome
+            except StepError as exc:
+                if is_list:
+                    assert items is not None
+                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage))
+                    exc.message = f"item {index} ({reprlib.repr(items[index])}): {exc.message}"
+                raise
             except asyncio.CancelledError:
                 status = "cancelled"
                 raise
@@ -396,31 +514,75 @@ class Engine:
         is_list: bool,
     ) -> _Outcome:
         if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
-            call = self._unit_at(step, context, units, index)
+            self._begin(step.id)
+            call = await self._unit_at(step, context, units, index)
             assert isinstance(call, SubWorkflowCall)
             try:
                 async with asyncio.timeout(step.timeout):
                     return await self._run_subworkflow(call)
             except TimeoutError:
                 raise StepTimeout(f"the sub-workflow took longer than {step.timeout:g} s") from None
-        async with self.semaphore:
+        async with self._slot(step):
             # Rendered inside the slot, so a large for_each starts calling at once instead
             # of rendering every item first.
-            unit = self._unit_at(step, context, units, index)
+            unit = await self._unit_at(step, context, units, index)
             if isinstance(unit, FunctionCall):
                 function = self.functions[function_key(self.folder, unit.function)]
                 return _Outcome(await call_function(unit, function, step.timeout))
-            assert isinstance(unit, _Request) and isinstance(step, LLMStep)
+            assert isinstance(unit, LLMRequest) and isinstance(step, LLMStep)
             return await self._ask(step, unit, index if is_list else None)
 
-    def _unit_at(
+    @contextlib.asynccontextmanager
+    async def _slot(self, step: AnyStep) -> AsyncIterator[None]:
+        """Hold a concurrency slot; a step starts when its first call gets one, and is
+        queued (said once) while none is free."""
+        if step.id in self.unstarted and step.id not in self.queued and self.semaphore.locked():
+            self.queued.add(step.id)
+            self.emit(StepQueued(step_id=step.id, kind=step.kind))
+        async with self.semaphore:
+            self._begin(step.id)
+            yield
+
+    def _begin(self, step_id: str) -> None:
+        """Start the step's clock and say it started, once."""
+        started = self.unstarted.pop(step_id, None)
+        if started is not None:
+            self.step_started[step_id] = time.perf_counter()
+            self.emit(started())
+
+    def _running_ms(self, step_id: str) -> int:
+        """How long the step has run: 0 for one that never got a slot."""
+        started = self.step_started.get(step_id)
+        return 0 if started is None else _ms_since(started)
+
+    async def _unit_at(
         self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int
     ) -> Unit:
         """Item `index`'s unit: rendered already for the reuse check, or rendered now."""
         unit = units[index]
         if unit is None:
-            unit = units[index] = self._unit(step, context)
+            unit = await self._rendered(step, lambda: self._unit(step, context))
+            units[index] = unit
         return unit
+
+    async def _rendered(self, step: AnyStep, work: Callable[[], _Rendered]) -> _Rendered:
+        """What `work` renders for a step, off the event loop if slow, within the step's
+        time limit (a sub-workflow step has none of its own)."""
+        timeout = None if isinstance(step, WorkflowStep) else self._attempt_timeout(step)
+        try:
+            return await run_templates(work, timeout)
+        except TimeoutError:
+            message = f"the step's templates took longer than {timeout:g} s to render"
+            raise StepTimeout(message) from None
+
+    def _attempt_timeout(self, step: AnyStep) -> float | None:
+        """An LLM step's time limit for one attempt; a function step's for the whole call."""
+        if isinstance(step, LLMStep):
+            return self._llm_timeout(step)
+        return step.timeout
+
+    def _llm_timeout(self, step: LLMStep) -> float:
+        return step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
 
     # --- building a step's units -------------------------------------------------------------
 
@@ -442,7 +604,8 @@ class Engine:
 
     def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
         settings = self.workflow.defaults.merged(step.settings)
-        provider, model = choose_model(self.workflow, step, self.options.model, self.env)
+        provider, model = choose_model(self.workflow, step, self.options.model, self.env,
+                                       mock=self.options.mock)
         messages = []
         if step.system is not None:
             messages.append({"role": "system", "content": self._render(step, "system", step.system,
@@ -454,10 +617,10 @@ class Engine:
             content = self._render(step, f"messages[{index}]", message.content, context)
             messages.append({"role": message.role, "content": content})
         mock_text = None
-        if self.pool.mock and step.mock is not None:
+        if provider == MOCK and step.mock is not None:  # --mock, or `provider: mock`
             mock_text = self._render(step, "mock", step.mock, context)
-        timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
-        return _Request(
+        timeout = self._llm_timeout(step)
+        return LLMRequest(
             model=model, messages=tuple(messages), temperature=settings.temperature,
             max_tokens=settings.max_tokens, timeout=timeout,
             retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
@@ -468,8 +631,9 @@ class Engine:
 
     # --- calling ------------------------------------------------------------------------------
 
-    async def _ask(self, step: LLMStep, request: _Request, item: int | None) -> _Outcome:
+    async def _ask(self, step: LLMStep, request: LLMRequest, item: int | None) -> _Outcome:
         """Call the model; re-ask (within `retries`) when the JSON reply is invalid."""
+        assert request.provider is not None, "the engine names every request's provider"
         provider = self.pool.get(request.provider)
         attempts, usage, reasks = 0, Usage(), 0
         on_token = None
@@ -479,7 +643,7 @@ class Engine:
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
-                                   reason=reason))
+                                   reason=redact(reason, self.pool.secrets), item=item))
 
         while True:
             try:
@@ -497,8 +661,10 @@ class Engine:
             try:
                 return attrs.evolve(outcome, output=parse_json_reply(response.text, request.schema))
             except InvalidOutput as exc:
-                if reasks >= request.retries:
-                    failure = InvalidOutput(f"{exc.message}; the reply was: {response.text}")
+                # A cut-off reply is not re-asked: the same request would be cut off again.
+                problem = _cut_off(request.max_tokens) if response.truncated else exc.message
+                if response.truncated or reasks >= request.retries:
+                    failure = InvalidOutput(f"{problem}; the reply was: {response.text}")
                     failure.attempts, failure.usage = attempts, usage
                     raise failure from None
                 reasks += 1
@@ -523,7 +689,7 @@ class Engine:
             failure = SubWorkflowFailed(
                 f"sub-workflow {call.workflow.name} failed{where}: {error.message}"
             )
-            failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
+            failure.error_type = error.type
             raise failure
         return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
 
@@ -560,13 +726,6 @@ class Engine:
         return value
 
 
-@attrs.frozen(kw_only=True)
-class _Request(LLMRequest):
-    """A request as the engine plans it: with the provider that will answer it."""
-
-    provider: str = "openai"
-
-
 class InvalidStepInput(StepError):
     error_type = "invalid_input"
 
@@ -576,6 +735,7 @@ class SubWorkflowFailed(StepError):
 
 
 _Parsed = TypeVar("_Parsed", Template, Expression)
+_Rendered = TypeVar("_Rendered")
 
 
 def _compiled(parsed: _Parsed | Problem) -> _Parsed:
@@ -589,6 +749,12 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
     """The error to report when items of a for_each fail: the first step error."""
     errors = group.exceptions
     return next((e for e in errors if isinstance(e, StepError)), errors[0])
+
+
+def _cut_off(max_tokens: int | None) -> str:
+    if max_tokens is None:
+        return "the reply was cut off at the provider's default max_tokens; set max_tokens"
+    return f"the reply was cut off at max_tokens={max_tokens}; raise max_tokens"
 
 
 def _reask_message(problem: str) -> str:
@@ -606,14 +772,17 @@ def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dic
 
 def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
     """What a step would do, as a hash (called once every unit is rendered)."""
-    data = [step.kind, [_unit_data(u) for u in units]]
+    return _digest([step.kind, [_unit_data(u) for u in units]])
+
+
+def _digest(data: Any) -> str:
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def _unit_data(unit: Unit | None) -> dict[str, Any]:
     assert unit is not None, "every unit is rendered before its data is read"  # fingerprints
-    if isinstance(unit, _Request):
+    if isinstance(unit, LLMRequest):
         return {**unit.fingerprint_data(), "provider": unit.provider}
     return unit.fingerprint_data()
 

@@ -44,12 +44,24 @@ class RunStarted(_Event):
 
     def to_dict(self) -> dict[str, Any]:
         doc = super().to_dict()
-        doc["steps"] = [{"id": i, "kind": k} for i, k in self.steps]
+        doc["steps"] = [{"step_id": i, "kind": k} for i, k in self.steps]
         return doc
 
 
 @attrs.frozen(kw_only=True)
+class StepQueued(_Event):
+    """A step is ready but every concurrency slot is taken; StepStarted follows when its
+    first call gets one. Sent only when the step has to wait."""
+
+    name = "step_queued"
+    step_id: str
+    kind: str
+
+
+@attrs.frozen(kw_only=True)
 class StepStarted(_Event):
+    """A step's first call got a concurrency slot: its `duration_ms` counts from here."""
+
     name = "step_started"
     step_id: str
     kind: str
@@ -65,6 +77,7 @@ class StepRetrying(_Event):
     attempt: int  # the attempt that is about to start, 2 for the first retry
     delay: float
     reason: str
+    item: int | None = None  # the for_each item that is retried
 
 
 @attrs.frozen(kw_only=True)
@@ -93,7 +106,9 @@ class StepFinished(_Event):
     result: StepResult
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.name, "time": self.time, **self.result.to_dict()}
+        step = self.result.to_dict()
+        # Every event names its step `step_id`; the result document's entry says `id`.
+        return {"event": self.name, "time": self.time, "step_id": step.pop("id"), **step}
 
 
 @attrs.frozen(kw_only=True)
@@ -106,8 +121,8 @@ class RunFinished(_Event):
 
 
 Event: TypeAlias = (
-    RunStarted | StepStarted | StepRetrying | TokenReceived | ItemFinished | StepFinished
-    | RunFinished
+    RunStarted | StepQueued | StepStarted | StepRetrying | TokenReceived | ItemFinished
+    | StepFinished | RunFinished
 )
 Observer: TypeAlias = Callable[[Event], None]
 

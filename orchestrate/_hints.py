@@ -1,4 +1,4 @@
-"""Hints for near misses: the "did you mean" of every error message."""
+"""Words for messages: the "did you mean" of every error, and counted nouns."""
 
 from __future__ import annotations
 
@@ -11,3 +11,8 @@ def did_you_mean(word: str, choices: Iterable[object]) -> str | None:
     options = sorted(str(c) for c in choices)
     matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean {matches[0]!r}?" if matches else None
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 step`, `3 steps`: a count with its noun (which takes an `s`)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import IO, Any
 
 from orchestrate._errors import InputError
 from orchestrate._hints import did_you_mean
+from orchestrate._secrets import redact, secret_env_values
 from orchestrate._spec import InputSpec
+
+_EOF_KEYS = "Ctrl-Z then Enter" if sys.platform == "win32" else "Ctrl-D"
 
 _CHECKS = {
     "string": lambda v: isinstance(v, str),
@@ -45,7 +49,10 @@ def read_inputs_file(path: str | Path) -> dict[str, Any]:
 def parse_assignments(
     assignments: list[str], specs: Mapping[str, InputSpec], stdin: IO[str] | None = None
 ) -> dict[str, Any]:
-    """`-i NAME=VALUE` pairs; `@file` reads a file and `@-` stdin; typed values are JSON."""
+    """`-i NAME=VALUE` pairs; typed values are JSON.
+
+    `@file` reads a file, `@-` stdin, and `@@text` is the literal `@text`.
+    """
     values: dict[str, Any] = {}
     for assignment in assignments:
         name, sep, raw = assignment.partition("=")
@@ -54,14 +61,18 @@ def parse_assignments(
                              hint="for example: -i article=@article.txt")
         if name not in specs:
             raise InputError(f"unknown input {name!r}", hint=_input_hint(name, specs))
-        text = _read_value(raw, stdin)
+        text = _read_value(name, raw, stdin)
         values[name] = text if specs[name].type == "string" else _parse_json(name, text)
     return values
 
 
-def _read_value(raw: str, stdin: IO[str] | None) -> str:
+def _read_value(name: str, raw: str, stdin: IO[str] | None) -> str:
+    if raw.startswith("@@"):
+        return raw[1:]
     if raw == "@-":
         source = stdin or sys.stdin
+        if _is_terminal(source):  # else the command seems to hang, waiting for input
+            print(f"reading input {name!r} from stdin (end with {_EOF_KEYS})", file=sys.stderr)
         binary = getattr(source, "buffer", None)
         if binary is None:
             return source.read()
@@ -77,12 +88,39 @@ def _read_value(raw: str, stdin: IO[str] | None) -> str:
     return raw
 
 
+def _is_terminal(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 def _parse_json(name: str, text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_int=_int_within_limit)
+    except _TooManyDigits as exc:
+        raise InputError(f"input {name!r}: {exc}") from None
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-        shown = text if len(text) < 60 else text[:57] + "..."
+        shown = _shown(text)
         raise InputError(f"input {name!r} must be JSON for its type, got {shown!r}") from None
+
+
+class _TooManyDigits(ValueError):
+    pass
+
+
+def _int_within_limit(digits: str) -> int:
+    """An integer, unless it is past Python's digit limit (which would be a traceback)."""
+    limit = sys.get_int_max_str_digits()
+    if limit and len(digits.lstrip("-")) > limit:
+        raise _TooManyDigits(f"the number has more than {limit:,} digits")
+    return int(digits)
+
+
+def _shown(text: str, limit: int | None = 60) -> str:
+    """An input's value as an error quotes it: redacted whole, then shortened."""
+    text = redact(text, secret_env_values(os.environ))
+    return text if limit is None or len(text) < limit else text[:limit - 3] + "..."
 
 
 def _no_constant(name: str) -> Any:
@@ -100,7 +138,7 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> 
         if name in given:
             value = given[name]
             if not has_type(value, spec.type):
-                shown = json.dumps(value, ensure_ascii=False, default=str)
+                shown = _shown(json.dumps(value, ensure_ascii=False, default=str), limit=None)
                 raise InputError(f"input {name!r} must be of type {spec.type}, got {shown}")
             resolved[name] = value
         elif spec.required:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import attrs
 
@@ -26,9 +27,14 @@ from orchestrate._spec import (
     Message,
     ModelSettings,
     ProviderSpec,
+    ProviderType,
     Step,
     Workflow,
 )
+
+if TYPE_CHECKING:
+    from ruamel.yaml.composer import Composer
+from orchestrate.providers import kind_names
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_NODES = 100_000
@@ -56,6 +62,8 @@ class SourceMap:
 
     def locate(self, path: Path_, at: At = "value") -> tuple[int, int]:
         """The 1-based (line, column) of the key, the value or the node at `path`."""
+        from ruamel.yaml.comments import CommentedSeq  # loaded already: it built the tree
+
         node, parent, last = self.root, None, None
         for part in path:
             if not _has(node, part):
@@ -65,7 +73,7 @@ class SourceMap:
             return (node.lc.line + 1, node.lc.col + 1) if hasattr(node, "lc") else (1, 1)
         if at == "node" and hasattr(node, "lc"):
             return node.lc.line + 1, node.lc.col + 1
-        if isinstance(parent, list):
+        if isinstance(parent, CommentedSeq):
             line, col = parent.lc.item(last)
             return line + 1, col + 1
         owner = _owner_of(parent, last)
@@ -177,7 +185,65 @@ def _load_tree(root: Any, text: str, display: str, path: Path | None) -> LoadRes
         _check_expansion(root)
     except _Problem as problem:
         return LoadResult(source, None, [_at_start(display, problem.message, problem.hint)])
-    return _build_workflow(root, source, path)
+    unquoted = _unquote_templates(root, text, display)
+    loaded = _build_workflow(root, source, path)
+    return attrs.evolve(loaded, diagnostics=unquoted + loaded.diagnostics) if unquoted else loaded
+
+
+def _unquote_templates(root: Any, text: str, display: str) -> list[Diagnostic]:
+    """Find `key: {{ ... }}` written without quotes, anywhere in the file.
+
+    YAML reads an unquoted `{{ x }}` as a mapping holding a mapping; no workflow value is
+    ever that. Each is reported with the quoted form as a hint, then replaced by its
+    text, so that the rest of the file (the template itself included) is still checked.
+    """
+    found: list[Diagnostic] = []
+    lines = text.splitlines()
+    visited: set[int] = set()
+    pending = [root]
+    while pending:  # iterative: the depth is bounded already, the width is not
+        node = pending.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        slots = list(node.items()) if isinstance(node, dict) else enumerate(node)
+        for key, value in slots:
+            if _is_unquoted_template(value):
+                template = _template_text(value, lines)
+                found.append(Diagnostic(display, value.lc.line + 1, value.lc.col + 1,
+                                        "YAML reads an unquoted {{ ... }} as a mapping",
+                                        _quote_hint(key, template)))
+                is_expression = key in ("when", "for_each")
+                node[key] = template[2:-2].strip() if is_expression else template
+            elif isinstance(value, dict | list):
+                pending.append(value)
+    return sorted(found, key=lambda d: (d.line, d.column))
+
+
+def _is_unquoted_template(value: Any) -> bool:
+    if not isinstance(value, dict) or len(value) != 1 or not hasattr(value, "lc"):
+        return False
+    (key, inner), = value.items()
+    return inner is None and isinstance(key, Mapping)
+
+
+def _template_text(node: Any, lines: list[str]) -> str:
+    """The template as written: from the node's `{` to the `}` that closes it."""
+    line = lines[node.lc.line] if node.lc.line < len(lines) else ""
+    depth = 0
+    for end in range(node.lc.col, len(line)):
+        depth += {"{": 1, "}": -1}.get(line[end], 0)
+        if depth == 0:
+            return line[node.lc.col:end + 1]
+    return "{{ ... }}"  # spread over several lines: the hint shows its shape only
+
+
+def _quote_hint(key: Any, template: str) -> str:
+    if key in ("when", "for_each"):
+        return f"an expression is written without braces: {key}: {template[2:-2].strip()}"
+    quoted = f'"{template}"' if '"' not in template else f"'{template}'"
+    written = f"- {quoted}" if isinstance(key, int) else f"{key}: {quoted}"
+    return f"quote the template: {written}"
 
 
 def load_data(text: str, display: str) -> Any:
@@ -262,22 +328,130 @@ def _load_yaml(text: str, *, allow_duplicates: bool) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     yaml = YAML(typ="rt")
+    yaml.Composer = _counting_composer()
+    yaml.Constructor = _located_constructor()
     yaml.allow_duplicate_keys = allow_duplicates
     try:
         return yaml.load(text)
+    except _ConstructionProblem as exc:
+        raise exc.problem from None
     except RecursionError:
         message = f"the file nests data too deeply (more than {MAX_DEPTH} levels are refused)"
         raise _YAMLProblem(message, 1, 1, "flatten the structure") from None
-    except DuplicateKeyError:
-        raise
+    except DuplicateKeyError as exc:
+        if not allow_duplicates:
+            raise
+        raise _syntax_problem(exc) from None  # `<<` twice: refused even when allowed
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        hint = "indent with spaces: YAML does not allow tabs" if "\\t" in repr(problem) else None
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise _YAMLProblem(f"invalid YAML: {problem}", line, col, hint) from None
+        raise _syntax_problem(exc) from None
     except YAMLError as exc:
         raise _YAMLProblem(f"invalid YAML: {exc}", 1, 1, None) from None
+
+
+def _syntax_problem(exc: Any) -> _YAMLProblem:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return _YAMLProblem(f"invalid YAML: {problem}", line, col, _syntax_hint(problem, line))
+
+
+def _syntax_hint(problem: str, line: int) -> str | None:
+    """What a YAML parser's words mean for someone who writes a workflow."""
+    if "\\t" in repr(problem):
+        return "indent with spaces: YAML does not allow tabs"
+    if "mapping values are not allowed" in problem:
+        return ("a value holds ': ' (or a key is indented too far): quote the value, "
+                "or line the key up with the keys above it")
+    if "expected <block end>" in problem or "could not find expected ':'" in problem:
+        return "the indentation of this line does not match the lines above it"
+    if "found character '@'" in problem or "found character '`'" in problem:
+        return "a value cannot start with @ or `: quote it"
+    if "found undefined alias" in problem:
+        return "define the anchor (&name) before the alias (*name) that uses it"
+    if "while scanning a quoted scalar" in problem or "found unexpected end of stream" in problem:
+        return "a quoted value is not closed: check the quotes"
+    if line > 1 and "expected" in problem:
+        return "check the indentation and the brackets on this line and the lines above it"
+    return None
+
+
+class _ConstructionProblem(Exception):
+    """A YAML node that cannot become a value, with the node's position."""
+
+    def __init__(self, message: str, mark: Any, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = _YAMLProblem(message, mark.line + 1, mark.column + 1, hint)
+
+
+def _counting_composer() -> type[Composer]:
+    """ruamel's composer, stopping at the node past :data:`MAX_NODES`.
+
+    Counted while the file is read, before any value is built: a file with too much in it
+    is refused after reading only as far as the limit. Keys and aliases are not counted,
+    as in the alias expansion check.
+    """
+    from ruamel.yaml.composer import Composer
+    from ruamel.yaml.events import AliasEvent
+    from ruamel.yaml.nodes import MappingNode
+
+    class CountingComposer(Composer):
+        nodes = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            is_key = isinstance(parent, MappingNode) and index is None
+            if not is_key and not self.parser.check_event(AliasEvent):
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    mark = self.parser.peek_event().start_mark
+                    raise _ConstructionProblem(
+                        f"the file holds more than {MAX_NODES:,} values, past the limit",
+                        mark, "split the workflow into sub-workflows, or keep bulk data in "
+                        "a file that a function step reads")
+            return super().compose_node(parent, index)
+
+    return CountingComposer
+
+
+def _located_constructor() -> type:
+    """ruamel's round-trip constructor, whose failures name the value that caused them.
+
+    ruamel raises plain Python errors (an integer past Python's digit limit, a date that
+    does not exist, a mapping that merges itself) without a position; each becomes a
+    problem at the node that could not be built.
+    """
+    from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.nodes import SequenceNode
+
+    class LocatedConstructor(RoundTripConstructor):
+        def construct_non_recursive_object(self, node: Any, tag: Any = None) -> Any:
+            try:
+                return super().construct_non_recursive_object(node, tag)
+            except (YAMLError, _ConstructionProblem, RecursionError):
+                raise
+            except Exception as exc:  # any other failure is about this node's value
+                raise _ConstructionProblem(*_value_problem(exc, node.start_mark)) from None
+
+        def flatten_mapping(self, node: Any) -> Any:
+            for key, value in node.value:
+                if key.tag != "tag:yaml.org,2002:merge":
+                    continue
+                merged = value.value if isinstance(value, SequenceNode) else [value]
+                if any(m is node or m in self.recursive_objects for m in merged):
+                    raise _ConstructionProblem(
+                        "a merge key (<<) merges the mapping that holds it", key.start_mark,
+                        "merge an anchor defined outside this mapping")
+            return super().flatten_mapping(node)
+
+    return LocatedConstructor
+
+
+def _value_problem(exc: Exception, mark: Any) -> tuple[str, Any, str | None]:
+    """(message, position, hint) of a value that failed to build."""
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        limit = sys.get_int_max_str_digits()
+        return f"the number has more than {limit:,} digits", mark, "quote it to keep it as text"
+    return f"invalid YAML value: {exc}", mark, None
 
 
 def _duplicate_keys(text: str) -> list[_YAMLProblem]:
@@ -417,7 +591,14 @@ def _structure_bool(value: Any, _: type) -> bool:
 
 
 def _structure_literal(value: Any, literal: Any) -> Any:
-    choices = get_args(literal)
+    return _one_of(value, get_args(literal))
+
+
+def _structure_provider_type(value: Any, _: type) -> str:
+    return _one_of(value, kind_names())
+
+
+def _one_of(value: Any, choices: tuple[Any, ...]) -> Any:
     if value in choices and type(value) is type(choices[0]):
         return value
     listed = ", ".join(str(c) for c in choices)
@@ -463,6 +644,9 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
         conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
+        conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
+        conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
+                                          self._structure_messages)
         for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, Workflow):
             attrs.resolve_types(cls)
         for cls in set(KIND_KEYS.values()):
@@ -479,6 +663,25 @@ class _Converter:
 
     def structure(self, value: Any, type_: Any) -> Any:
         return self.conv.structure(value, type_)
+
+    def _structure_messages(self, value: Any, _: type) -> tuple[Message, ...]:
+        """A list of messages; a string is one problem, not one per character."""
+        from cattrs.errors import IterableValidationNote
+
+        if not isinstance(value, list):
+            problem = _expected("a list of messages", value)
+            problem.hint = "write each as `- {role: user, content: ...}`, or use `prompt:`"
+            raise problem
+        messages, problems = [], []
+        for index, item in enumerate(value):
+            try:
+                messages.append(self.conv.structure(item, Message))
+            except Exception as exc:  # collected, then reported with its index
+                exc.add_note(IterableValidationNote(f"@ index {index}", index, Message))
+                problems.append(exc)
+        if problems:
+            raise ExceptionGroup("invalid messages", problems)
+        return tuple(messages)
 
     def structure_object(
         self, raw: Any, cls: type, keys: Mapping[str, attrs.Attribute], noun: str,
@@ -499,7 +702,7 @@ class _Converter:
                 problems.append(_unknown_key(key, noun, keys))
                 continue
             try:
-                kwargs[field.alias] = self.conv.structure(value, field.type)
+                kwargs[_argument(field)] = self.structure(value, field.type)
             except Exception as exc:  # collected, then reported with its path
                 exc.add_note(_KeyNote(key))
                 problems.append(exc)
@@ -534,6 +737,12 @@ def _unknown_key(key: Any, noun: str, keys: Mapping[str, Any]) -> _Problem:
 def _field_keys(cls: type, skip: tuple[str, ...] = ()) -> dict[str, attrs.Attribute]:
     """YAML key -> attribute: `with_` is written `with` in a file."""
     return {f.name.rstrip("_"): f for f in attrs.fields(cls) if f.name not in skip}
+
+
+def _argument(field: attrs.Attribute) -> str:
+    """The `__init__` argument that sets `field`."""
+    assert field.alias is not None  # attrs fills it in when it builds the class
+    return field.alias
 
 
 def _noun(cls: type) -> str:
@@ -579,7 +788,7 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
             broken_inputs |= lost if key == "inputs" else set()
             continue
         try:
-            kwargs[field.alias] = conv.structure(value, field.type)
+            kwargs[_argument(field)] = conv.structure(value, field.type)
         except Exception as exc:
             diagnostics += _diagnose(exc, (key,), source)
     kwargs["name"] = _workflow_name(root, path, source, diagnostics)
@@ -602,14 +811,29 @@ def _build_entries(
     entries, broken = {}, set()
     for name, raw in value.items():
         try:
+            if raw is None:
+                raise _empty_entry(key, str(name))
             entries[_structure_str(name, str)] = converter().structure(raw, entry_type)
         except _Problem as problem:
             problem.at = "key"
             diagnostics += _diagnose(problem, (key, name), source)
+            broken |= {str(name), str(name).rstrip(":")}
         except Exception as exc:
             diagnostics += _diagnose(exc, (key, name), source)
             broken.add(str(name))
     return entries, broken
+
+
+def _empty_entry(key: str, name: str) -> _Problem:
+    """`inputs: {a:}` or `a:` alone: one problem, with the spec to write instead.
+
+    In a flow mapping YAML reads `{a:}` as the key 'a:' (no space after the colon).
+    """
+    noun, shown = key[:-1], name.rstrip(":")
+    example = f"{shown}: {{}}` for a string input" if key == "inputs" else \
+        f"{shown}: {{base_url: ...}}`"
+    return _Problem(f"{noun} {shown!r} has no settings (its value is empty)",
+                    hint=f"write `{example}")
 
 
 def _workflow_name(
@@ -704,14 +928,23 @@ _ALL_STEP_KEYS = sorted({*_STEP_COMMON, *KIND_KEYS, *SETTING_KEYS, "system", "ou
                          "mock", "with"})
 
 
-def _no_kind(raw: dict) -> _Problem:
-    hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
+def _no_kind(raw: dict) -> Exception:
+    """A step without a kind key: each unknown key, and the missing kind unless one of
+    those keys is a misspelt kind (then that is the problem)."""
+    problems: list[Exception] = []
+    misspelt_kind = False
     for key in raw:
-        guess = did_you_mean(str(key), KIND_KEYS) if key not in _ALL_STEP_KEYS else None
-        if guess:
-            return _Problem(f"unknown key {key!r} in a step", hint=guess, at="key", path=(key,))
-    name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
-    return _Problem(f"step{name} has no kind", hint=hint, at="node")
+        if key in _ALL_STEP_KEYS:
+            continue
+        kind = did_you_mean(str(key), KIND_KEYS)
+        misspelt_kind = misspelt_kind or kind is not None
+        problems.append(_Problem(f"unknown key {key!r} in a step", at="key", path=(key,),
+                                 hint=kind or did_you_mean(str(key), _ALL_STEP_KEYS)))
+    if not misspelt_kind:
+        name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
+        hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
+        problems.append(_Problem(f"step{name} has no kind", hint=hint, at="node"))
+    return problems[0] if len(problems) == 1 else ExceptionGroup("invalid step", problems)
 
 
 # --- errors -> diagnostics -----------------------------------------------------------------

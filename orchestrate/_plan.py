@@ -7,7 +7,7 @@ The file's order breaks ties and is the display order; it is never a dependency.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -109,33 +109,46 @@ class Plan:
         return [s for s in self.order if step_id in self.needs[s]]
 
 
-def step_dependencies(workflow: Workflow) -> dict[str, frozenset[str]]:
-    """Each step's dependencies among the workflow's steps (unknown ids left out)."""
+def step_dependencies(
+    workflow: Workflow, referenced: Callable[[AnyStep], set[str]] = referenced_steps
+) -> dict[str, frozenset[str]]:
+    """Each step's dependencies among the workflow's steps (unknown ids left out).
+
+    `referenced` gives the steps a step's templates name; the validator, which has parsed
+    every template already, passes what it found instead of parsing them again.
+    """
     known = set(workflow.step_ids)
     return {
-        step.id: frozenset((referenced_steps(step) | set(step.needs)) & known - {step.id})
+        step.id: frozenset(((referenced(step) | set(step.needs)) & known) - {step.id})
         for step in workflow.steps
     }
 
 
-def build_plan(workflow: Workflow) -> Plan:
+def build_plan(
+    workflow: Workflow, referenced: Callable[[AnyStep], set[str]] = referenced_steps
+) -> Plan:
     """Order the steps; raises :class:`CycleError` naming the cycle."""
-    needs = step_dependencies(workflow)
-    position = {step_id: i for i, step_id in enumerate(workflow.step_ids)}
-    waiting = {step_id: set(deps) for step_id, deps in needs.items()}
-    ready = [position[s] for s, deps in waiting.items() if not deps]
+    needs = step_dependencies(workflow, referenced)
+    step_ids = workflow.step_ids
+    position = {step_id: i for i, step_id in enumerate(step_ids)}
+    dependents: dict[str, list[str]] = {step_id: [] for step_id in needs}
+    for step_id, deps in needs.items():
+        for dep in deps:
+            dependents[dep].append(step_id)
+    waiting = {step_id: len(deps) for step_id, deps in needs.items()}
+    ready = [position[s] for s, count in waiting.items() if not count]
     heapq.heapify(ready)
     order: list[str] = []
     while ready:
-        step_id = workflow.step_ids[heapq.heappop(ready)]
+        step_id = step_ids[heapq.heappop(ready)]
         order.append(step_id)
-        for other, deps in waiting.items():
-            if step_id in deps:
-                deps.discard(step_id)
-                if not deps:
-                    heapq.heappush(ready, position[other])
+        for other in dependents[step_id]:
+            waiting[other] -= 1
+            if not waiting[other]:
+                heapq.heappush(ready, position[other])
     if len(order) < len(needs):
-        raise CycleError(_find_cycle({s: d for s, d in needs.items() if s not in order}))
+        ordered = set(order)
+        raise CycleError(_find_cycle({s: d for s, d in needs.items() if s not in ordered}))
     return Plan(tuple(order), needs)
 
 

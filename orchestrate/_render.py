@@ -1,16 +1,19 @@
 """Everything drawn for a person: the live view, plain progress, results, trees, tables.
 
-This is the only module that imports Rich, and it does so lazily, so commands that draw
-nothing start fast. Renderers observe engine events; they never change a run.
+Rich is imported here, always lazily, so commands that draw nothing start fast; the one
+other importer is `graph` in _cli.py, which prints this module's tree with a Console.
+Renderers observe engine events; they never change a run.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
@@ -21,14 +24,17 @@ from orchestrate._events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepQueued,
     StepRetrying,
     StepStarted,
     TokenReceived,
 )
+from orchestrate._hints import plural
 from orchestrate._result import RunResult, StepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.text import Text
 
     from orchestrate._plan import Plan
     from orchestrate._spec import Workflow
@@ -37,6 +43,33 @@ _SYMBOLS = {"succeeded": "✓", "failed": "✗", "skipped": "↷", "cancelled": 
 _STYLES = {"succeeded": "green", "failed": "red", "skipped": "dim", "cancelled": "yellow"}
 PREVIEW_CHARS = 240
 MAX_PREVIEWS = 3  # lines of streamed text under the table
+# Columns the live view leaves free on the right, so that the terminal's `^C` echo fits on
+# the last line: wrapping there would throw Rich's redraw off by a line (a second header).
+ECHO_ROOM = 2
+QUEUED_NOTE = "waiting for a slot"
+
+
+# C0 controls but newline and tab, DEL, C1 controls, and the bidi overrides: a message or
+# an answer holding them could clear the screen, write the clipboard (OSC 52), redraw a
+# line (CR) or reorder what is shown.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` safe to show on a terminal: each control character written as an escape
+    (ESC as `\\x1b`). Results written to a file or a pipe are left byte-exact."""
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def escape_data(value: Any) -> Any:
+    """:func:`escape_controls` on every string of JSON-like data (keys included)."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {escape_data(k): escape_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_data(v) for v in value]
+    return value
 
 
 def stderr_console(*, force_terminal: bool | None = None) -> Console:
@@ -74,23 +107,44 @@ class PlainProgress:
     def __call__(self, event: Event) -> None:
         line = self._line(event)
         if line:
-            print(line, file=self.out, flush=True)
+            print(escape_controls(line), file=self.out, flush=True)
 
     def _line(self, event: Event) -> str | None:
         if isinstance(event, RunStarted):
-            return f"run {event.run_id} of {event.workflow}: {len(event.steps)} steps"
+            return f"run {event.run_id} of {event.workflow}: {plural(len(event.steps), 'step')}"
+        if isinstance(event, StepQueued):
+            return f"· {event.step_id} {QUEUED_NOTE}"
         if isinstance(event, StepStarted):
             detail = f" ({event.provider}/{event.model})" if event.model else ""
-            items = f", {event.items} items" if event.items is not None else ""
+            items = f", {plural(event.items, 'item')}" if event.items is not None else ""
             return f"▶ {event.step_id} started{detail}{items}"
         if isinstance(event, StepRetrying):
-            return (f"↻ {event.step_id} attempt {event.attempt} in {event.delay:.1f}s: "
+            item = f"[{event.item}]" if event.item is not None else ""
+            return (f"↻ {event.step_id}{item} attempt {event.attempt} in {event.delay:.1f}s: "
                     f"{event.reason}")
+        if isinstance(event, ItemFinished) and _worth_a_line(event.done, event.total):
+            return f"  {event.step_id}: {event.done}/{event.total} done"
         if isinstance(event, StepFinished):
             return _finished_line(event.result)
         if isinstance(event, RunFinished):
-            return summary_line(event.result)
+            reused = reuse_line(event.result)
+            summary = summary_line(event.result) + _run_error(event.result)
+            return summary if reused is None else f"{reused}\n{summary}"
         return None
+
+
+def _worth_a_line(done: int, total: int) -> bool:
+    """Every item of a short list; about every tenth of a long one, and the last."""
+    return done == total or done % max(1, total // 10) == 0
+
+
+def _run_error(result: RunResult) -> str:
+    """The reason of a failure no step line gave (an output that could not be built)."""
+    error = result.error
+    if result.status != "failed" or error is None or error.step is not None:
+        return ""
+    hint = f"\n  hint: {error.hint}" if error.hint else ""
+    return f"\n  error: {error.message}{hint}"
 
 
 def _finished_line(step: StepResult) -> str:
@@ -113,6 +167,21 @@ def _finished_line(step: StepResult) -> str:
     return line
 
 
+def reuse_line(result: RunResult) -> str | None:
+    """What a run made with --resume, --from or --only took from the earlier run:
+    `reused 2 steps from run ID (fetch, shape), and 4 items of each`; None otherwise."""
+    if result.resumed_from is None:
+        return None
+    steps = [step.id for step in result.steps if step.reused]
+    items = [f"{count} item{'s' if count != 1 else ''} of {step.id}" for step in result.steps
+             if not step.reused and (count := sum(item.reused for item in step.items))]
+    plural = "" if len(steps) == 1 else "s"
+    line = f"reused {len(steps)} step{plural} from run {result.resumed_from}"
+    if steps:
+        line += f" ({', '.join(steps)})"
+    return ", and ".join([line, *items])
+
+
 def summary_line(result: RunResult) -> str:
     counts: dict[str, int] = {}
     for step in result.steps:
@@ -120,8 +189,18 @@ def summary_line(result: RunResult) -> str:
     shown = ", ".join(f"{n} {status}" for status, n in counts.items())
     usage = result.usage
     tokens = usage.input_tokens + usage.output_tokens
-    return (f"run {result.status} in {_duration(result.duration_ms)}: {shown}; "
-            f"{tokens} tokens ({usage.input_tokens} in, {usage.output_tokens} out)")
+    return (f"run {result.run_id} {result.status} in {_duration(result.duration_ms)}: "
+            f"{shown}; {plural(tokens, 'token')} ({usage.input_tokens} in, "
+            f"{usage.output_tokens} out)")
+
+
+def resume_hint(result: RunResult, flow: str) -> str | None:
+    """How to go on from a recorded run that failed or was cancelled."""
+    if result.status == "succeeded":
+        return None
+    import shlex
+
+    return f"resume with: orchestrate run {shlex.quote(flow)} --resume {result.run_id}"
 
 
 # --- the live view, for a terminal ------------------------------------------------------------
@@ -160,9 +239,12 @@ class LiveView:
         if isinstance(event, RunStarted):
             self.rows = {i: _Row(i, k) for i, k in event.steps}
             self._start()
+        elif isinstance(event, StepQueued):
+            row = self.rows[event.step_id]
+            row.status, row.note = "queued", QUEUED_NOTE
         elif isinstance(event, StepStarted):
             row = self.rows[event.step_id]
-            row.status, row.started = "running", self.clock()
+            row.status, row.started, row.note = "running", self.clock(), ""
             row.model, row.items_total = event.model or "", event.items
         elif isinstance(event, TokenReceived):
             row = self.rows[event.step_id]
@@ -175,8 +257,13 @@ class LiveView:
             row.previews.pop(event.index, None)
         elif isinstance(event, StepRetrying):
             row = self.rows[event.step_id]
-            row.note = f"retry {event.attempt}: {event.reason}"
-            row.previews.clear()  # a failed attempt's text is not part of the answer
+            item = f" (item {event.item})" if event.item is not None else ""
+            row.note = f"retry {event.attempt} in {event.delay:.0f}s{item}: {event.reason}"
+            # A failed attempt's text is not part of the answer.
+            if event.item is None:
+                row.previews.clear()
+            else:
+                row.previews.pop(event.item, None)
         elif isinstance(event, StepFinished):
             self._finish(event.result)
         elif isinstance(event, RunFinished):
@@ -209,12 +296,15 @@ class LiveView:
             self.live.stop()
             self.live = None
         if self.result is not None:
+            reused = reuse_line(self.result)
+            if reused is not None:
+                self.console.print(reused, highlight=False)
             self.console.print(summary_line(self.result), style=_STYLES[self.result.status],
                                highlight=False)
 
     def render(self) -> RenderableType:
         from rich.console import Group
-        from rich.progress_bar import ProgressBar
+        from rich.constrain import Constrain
         from rich.spinner import Spinner
         from rich.table import Table
         from rich.text import Text
@@ -222,37 +312,33 @@ class LiveView:
         table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
         for column in ("", "step", "model", "time", "tokens", ""):
             table.add_column(column)
-        previews = []
+        previews: list[Text] = []
+        width = self.console.width - ECHO_ROOM
         shown = self._visible_rows(max(self.console.height - 2 - MAX_PREVIEWS, 4))
         for row in shown:
             if row.status == "running":
                 icon: Any = Spinner("dots", style="cyan")
             else:
                 icon = Text(_SYMBOLS.get(row.status, "·"), style=_STYLES.get(row.status, "dim"))
-            detail: Any = Text(row.note, style="dim", overflow="ellipsis", no_wrap=True)
-            if row.items_total:
-                detail = ProgressBar(total=row.items_total, completed=row.items_done, width=20)
             table.add_row(icon, row.id, row.model, self._elapsed(row),
-                          str(row.tokens) if row.tokens else "", detail)
+                          str(row.tokens) if row.tokens else "", _detail(row))
             if row.status == "running" and row.previews and len(previews) < MAX_PREVIEWS:
-                item = min(row.previews, key=lambda i: -1 if i is None else i)
-                label = row.id if item is None else f"{row.id}[{item}]"
-                tail = " ".join(row.previews[item].split())[-120:]
-                previews.append(Text(f"{label}: {tail}", style="dim", no_wrap=True,
-                                     overflow="ellipsis"))
+                previews.append(_preview(row, width))
         more = []
         if len(shown) < len(self.rows):
             hidden = len(self.rows) - len(shown)
             more.append(Text(f"  … and {hidden} more: {self._counts(shown)}", style="dim"))
-        return Group(table, *more, *previews)
+        return Constrain(Group(table, *more, *previews), width)
 
     def _visible_rows(self, limit: int) -> list[_Row]:
-        """Every row when they fit; else the running and failed ones, the next two waiting,
-        then the latest finished, shown in file order."""
+        """Every row when they fit; else the running and failed ones, the next two waiting
+        (for a slot first), then the latest finished, shown in file order."""
         rows = list(self.rows.values())
         if len(rows) <= limit:
             return rows
-        next_up = {id(r) for r in [r for r in rows if r.status == "waiting"][:2]}
+        waiting = sorted((r for r in rows if r.status in ("queued", "waiting")),
+                         key=lambda r: r.status != "queued")
+        next_up = {id(r) for r in waiting[:2]}
 
         def urgency(row: _Row) -> tuple[int, float]:
             if row.status in ("running", "failed") or id(row) in next_up:
@@ -277,6 +363,37 @@ class LiveView:
         return f"{end - row.started:.1f}s"
 
 
+def _detail(row: _Row) -> RenderableType:
+    """The last column: the row's note; for a for_each, `n/N done` and the note, or a bar
+    while there is no note (a retry or a failure says more than the bar)."""
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    note: RenderableType = Text(escape_controls(row.note), style="dim", overflow="ellipsis",
+                                no_wrap=True)
+    if not row.items_total:
+        return note
+    if not row.note:
+        note = ProgressBar(total=row.items_total, completed=row.items_done, width=20)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(Text(f"{row.items_done}/{row.items_total} done", no_wrap=True), note)
+    return grid
+
+
+def _preview(row: _Row, width: int) -> Text:
+    """The newest streamed text of a running step (of its lowest item), on one line."""
+    from rich.text import Text
+
+    item = min(row.previews, key=lambda i: -1 if i is None else i)
+    label = f"{row.id}: " if item is None else f"{row.id}[{item}]: "
+    text = escape_controls(" ".join(row.previews[item].split()))
+    room = max(width - len(label), 1)
+    if len(text) > room:
+        text = "…" + text[-(room - 1):]
+    return Text(label + text, style="dim", no_wrap=True, overflow="ellipsis")
+
+
 # --- results ----------------------------------------------------------------------------------
 
 _MARKDOWN = re.compile(r"^(#{1,6} |[-*+] |\d+\. |> |```)|\*\*[^*]+\*\*", re.MULTILINE)
@@ -287,9 +404,12 @@ def looks_like_markdown(text: str) -> bool:
 
 
 def print_outputs(outputs: dict[str, Any], out: IO[str], *, terminal: bool = False) -> None:
-    """One output raw (so `> file` works); several as `## NAME` sections in order."""
-    if terminal and _print_rich_outputs(outputs, out):
-        return
+    """One output raw (so `> file` gets it byte for byte); several as `## NAME` sections
+    in order. On a terminal, control characters are shown escaped."""
+    if terminal:
+        outputs = escape_data(outputs)
+        if _print_rich_outputs(outputs, out):
+            return
     if len(outputs) == 1:
         out.write(format_value(next(iter(outputs.values()))).rstrip("\n") + "\n")
         return
@@ -316,8 +436,9 @@ def _print_rich_outputs(outputs: dict[str, Any], out: IO[str]) -> bool:
 
 
 def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: bool,
-               show_error: bool, verbose: bool) -> None:
-    """After a run: its outputs on `out`, and on `err` tracebacks (verbose) and the error.
+               show_error: bool, verbose: bool, resume_from: str | None = None) -> None:
+    """After a run: its outputs on `out`, and on `err` tracebacks (verbose), the error and,
+    for a recorded run (`resume_from` is its workflow file), how to resume it.
 
     `show_error` is for when nothing else has said it (the live view and -q do not).
     """
@@ -326,12 +447,15 @@ def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: b
     if verbose:
         for step in result.steps:
             if step.error and step.error.details:
-                err.write(f"--- {step.id}\n{step.error.details}")
+                err.write(escape_controls(f"--- {step.id}\n{step.error.details}"))
     if show_error and result.error and result.status != "succeeded":
         where = f"step {result.error.step}: " if result.error.step else ""
-        err.write(f"error: {where}{result.error.message}\n")
+        err.write(escape_controls(f"error: {where}{result.error.message}\n"))
         if result.error.hint:
-            err.write(f"  hint: {result.error.hint}\n")
+            err.write(escape_controls(f"  hint: {result.error.hint}\n"))
+    hint = resume_hint(result, resume_from) if resume_from is not None else None
+    if hint:
+        err.write(hint + "\n")
 
 
 # --- graphs -----------------------------------------------------------------------------------
@@ -339,10 +463,12 @@ def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: b
 
 def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
     """Steps that depend on nothing at the top; under each step, the steps that need it."""
+    from rich.markup import escape
     from rich.tree import Tree
 
-    kinds = {s.id: s.kind for s in workflow.steps}
-    tree = Tree(f"[bold]{workflow.name}[/]")
+    from orchestrate._graphs import node_label
+
+    tree = Tree(f"[bold]{escape(workflow.name)}[/]")
     shown: set[str] = set()
 
     def add(branch: Any, step_id: str) -> None:
@@ -350,7 +476,8 @@ def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
             branch.add(f"{step_id} [dim](see above)[/]")
             return
         shown.add(step_id)
-        node = branch.add(f"{step_id} [dim]({kinds[step_id]})[/]")
+        details = node_label(workflow.step(step_id)).removeprefix(f"{step_id} ")
+        node = branch.add(f"{step_id} [dim]{escape(details)}[/]")
         for dependent in plan.dependents(step_id):
             add(node, dependent)
 
@@ -391,17 +518,25 @@ def _status_text(status: str) -> Any:
     return Text(f"{_SYMBOLS.get(status, '…')} {status}", style=_STYLES.get(status, "cyan"))
 
 
-def _history_console(out: IO[str]) -> Console:
-    """A console for stdout: the terminal's width, or wide enough not to cut when piped."""
+@contextmanager
+def _history_console(out: IO[str]) -> Iterator[Console]:
+    """A console for stdout: the terminal's width; piped, wide enough not to cut, and
+    without the spaces Rich pads table cells with at the ends of lines."""
     from rich.console import Console
 
-    width = None if out.isatty() else 200
-    return Console(file=out, highlight=False, soft_wrap=True, width=width)
+    if out.isatty():
+        yield Console(file=out, highlight=False, soft_wrap=True)
+        return
+    buffer = io.StringIO()
+    yield Console(file=buffer, highlight=False, soft_wrap=True, width=200)
+    out.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
 
 
 def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
     """`runs list`: one row per run, newest first."""
     from rich.table import Table
+
+    runs = escape_data(runs)
 
     table = Table(box=None, padding=(0, 1), header_style="bold")
     table.add_column("run id", no_wrap=True)
@@ -415,15 +550,20 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
         table.add_row(run["run_id"], run["workflow"], _status_text(run["status"]),
                       _local_time(run["started_at"]),
                       "" if duration is None else _duration(duration), _usage_text(run["usage"]))
-    _history_console(out).print(table)
+    with _history_console(out) as console:
+        console.print(table)
 
 
 def print_run(doc: dict[str, Any], details: dict[str, Any], out: IO[str]) -> None:
     """`runs show`: what ran, from which file, the outputs, then each step."""
+    with _history_console(out) as console:
+        _draw_run(escape_data(doc), escape_data(details), console)
+
+
+def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = _history_console(out)
     title = Text(f"run {doc['run_id']}  {doc['workflow']}  ", style="bold")
     console.print(title + _status_text(doc["status"]))
     facts: list[tuple[str, str]] = []
@@ -491,9 +631,13 @@ def _side_by_side(a: Any, b: Any) -> str:
 
 def print_diff(diff: dict[str, Any], out: IO[str]) -> None:
     """`runs diff`: per step, status, tokens and time side by side, then what changed."""
+    with _history_console(out) as console:
+        _draw_diff(escape_data(diff), console)
+
+
+def _draw_diff(diff: dict[str, Any], console: Console) -> None:
     from rich.text import Text
 
-    console = _history_console(out)
     a, b = diff["a"], diff["b"]
     console.print(Text(f"a {a['run_id']}  {a['workflow']}  {a['status']}  "
                        f"{_local_time(a['started_at'])}", style="bold"))

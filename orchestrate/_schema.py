@@ -5,13 +5,15 @@ Editors use it to check a file as it is typed (see docs/editors.md).
 
 from __future__ import annotations
 
+import re
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 
 from orchestrate._loader import converter
-from orchestrate._spec import LLMStep, ModelSettings, Workflow
+from orchestrate._spec import LLMStep, ModelSettings, ProviderType, Workflow
+from orchestrate.providers import builtin_provider_names, kind_names
 
 SCHEMA_ID = "https://orchestrate.dev/schema/workflow-v1.json"
 
@@ -39,7 +41,7 @@ _DESCRIPTIONS = {
     "workflow": "A sub-workflow file, relative to this file.",
     "with": "Keyword arguments (function) or inputs (workflow), as templates.",
     "model": "The model name.",
-    "provider": "openai, anthropic, mock, or a name from `providers`.",
+    "provider": f"{', '.join(builtin_provider_names())}, or a name from `providers`.",
     "temperature": "Sampling temperature.",
     "max_tokens": "The most tokens the reply may have.",
     "retries": "Retries on transient failures (429, 5xx, network).",
@@ -58,13 +60,58 @@ def workflow_schema() -> dict[str, Any]:
         "items": {"oneOf": [{"$ref": f"#/$defs/{name}"} for name in _STEP_DEFS]},
     }
     top["patternProperties"] = {"^x-": {"description": "Free for anchors (`<<: *name`)."}}
-    return {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "orchestrate workflow",
         **top,
         "$defs": {name: build() for name, build in _STEP_DEFS.items()},
     }
+    _add_validation_rules(schema)
+    return schema
+
+
+def _add_validation_rules(schema: dict[str, Any]) -> None:
+    """The rules `validate` applies that JSON Schema can say too, from the same constants:
+    id and name patterns, the version, setting ranges, non-empty messages and typed input
+    defaults. A step's `schema` is not tied to the meta-schema: that is a remote document
+    editors would have to fetch, and the step's own `$schema` picks the draft."""
+    from orchestrate._validate import FUNCTION_PATTERN, ID_PATTERN, SETTING_RANGES
+
+    properties = schema["properties"]
+    properties["version"]["const"] = 1
+    properties["inputs"]["propertyNames"] = {"pattern": _anchored(ID_PATTERN)}
+    properties["inputs"]["additionalProperties"]["allOf"] = _typed_defaults()
+    ranged = [properties["defaults"]["properties"]]
+    for step in schema["$defs"].values():
+        step["properties"]["id"]["pattern"] = _anchored(ID_PATTERN)
+        ranged.append(step["properties"])
+    for fields in ranged:
+        for key, bounds, _ in SETTING_RANGES:
+            if key in fields:
+                fields[key].update(bounds)
+    function_step = schema["$defs"]["function_step"]["properties"]
+    function_step["function"]["pattern"] = _anchored(FUNCTION_PATTERN)
+    schema["$defs"]["llm_step"]["properties"]["messages"]["minItems"] = 1
+
+
+def _anchored(pattern: re.Pattern[str]) -> str:
+    """A Python pattern used with `match` and ending in \\Z, as a JSON Schema pattern."""
+    return "^" + pattern.pattern.removesuffix(r"\Z") + "$"
+
+
+def _typed_defaults() -> list[dict[str, Any]]:
+    """An input's `default` (or null) has the input's type; no `type` means string."""
+    from orchestrate._spec import InputType
+
+    rules = []
+    for kind in get_args(InputType):
+        condition: dict[str, Any] = {"properties": {"type": {"const": kind}}}
+        if kind != "string":  # without `type` the `properties` test holds: a string
+            condition["required"] = ["type"]
+        rules.append({"if": condition,
+                      "then": {"properties": {"default": {"type": [kind, "null"]}}}})
+    return rules
 
 
 def _llm_step() -> dict[str, Any]:
@@ -128,6 +175,8 @@ def _type_schema(type_: Any) -> dict[str, Any]:
         return {"type": _SCALARS[type_]}
     if origin is Literal:
         return {"enum": list(args)}
+    if type_ is ProviderType:
+        return {"enum": list(kind_names())}
     if origin in (Union, types.UnionType):
         options = [_type_schema(a) for a in args if a is not type(None)]
         return options[0] if len(options) == 1 else {"anyOf": options}

@@ -7,7 +7,7 @@ They hold the file's data only; positions live in the loader's :class:`SourceMap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, NewType, TypeAlias
 
 import attrs
 
@@ -15,6 +15,9 @@ InputType: TypeAlias = Literal["string", "number", "integer", "boolean", "array"
 OnError: TypeAlias = Literal["fail", "continue"]
 OutputFormat: TypeAlias = Literal["text", "json"]
 Role: TypeAlias = Literal["system", "user", "assistant"]
+# A kind from the providers' registry (`orchestrate.providers.kind_names()`), which the
+# loader checks: the kinds are not listed here, so a new one needs no edit of the format.
+ProviderType = NewType("ProviderType", str)
 
 
 class _NoDefault:
@@ -61,10 +64,10 @@ SETTING_KEYS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ModelSettings
 
 @attrs.frozen
 class ProviderSpec:
-    """An extra OpenAI-compatible (or Anthropic) endpoint from `providers:`."""
+    """An extra endpoint from `providers:`, of a kind the providers' registry knows."""
 
     base_url: str
-    type: Literal["openai", "anthropic"] = "openai"
+    type: ProviderType = ProviderType("openai")
     api_key_env: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
 
@@ -141,12 +144,17 @@ class Workflow:
     outputs: dict[str, Any] | None = None
     # Where the workflow came from; not part of the YAML.
     path: Path | None = None
+    # Step id -> step (the first of that id), so that finding a step costs no scan.
+    _by_id: dict[str, AnyStep] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        by_id: dict[str, AnyStep] = {}
+        for step in self.steps:
+            by_id.setdefault(step.id, step)
+        object.__setattr__(self, "_by_id", by_id)
 
     def step(self, step_id: str) -> AnyStep:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        return self._by_id[step_id]
 
     @property
     def step_ids(self) -> list[str]:

@@ -11,7 +11,7 @@ STARTER = """\
 # A starter workflow. Run it offline with:   orchestrate run workflow.yaml --mock
 # and for real (needs OPENAI_API_KEY):       orchestrate run workflow.yaml -i topic="tide pools"
 # Check it like a compiler would:            orchestrate validate workflow.yaml
-# The format is described in docs/workflow-format.md of orchestrate.
+# The format: https://github.com/orchestrate-dev/orchestrate/blob/main/docs/workflow-format.md
 version: 1
 name: starter
 description: Draft a short explainer on a topic, then give it a title.

@@ -15,11 +15,11 @@ from urllib.parse import unquote
 
 import attrs
 
-from orchestrate._errors import Diagnostic, WorkflowInvalid
+from orchestrate._errors import Diagnostic, InvalidOutput, WorkflowInvalid
 from orchestrate._hints import did_you_mean
 from orchestrate._inputs import has_type
-from orchestrate._loader import LoadResult, SourceMap, load_file
-from orchestrate._output import schema_validator
+from orchestrate._loader import MAX_FILE_BYTES, At, LoadResult, SourceMap, load_file
+from orchestrate._output import parse_json_reply, schema_validator
 from orchestrate._plan import (
     CycleError,
     TemplateSite,
@@ -37,8 +37,8 @@ from orchestrate._spec import (
     Workflow,
     WorkflowStep,
 )
-from orchestrate._templating import GLOBALS, Problem, Reference
-from orchestrate.providers import BUILTIN_PROVIDERS
+from orchestrate._templating import GLOBALS, Comparison, Expression, Problem, Reference, Template
+from orchestrate.providers import builtin_provider_names
 
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
@@ -46,13 +46,19 @@ STEP_FIELDS = ("output", "status")
 # Evaluated once for the whole step, so a for_each step's `item` is not set there.
 _STEP_LEVEL = (("for_each",), ("when",))
 
-# Settings with a range: (key, the test a value must pass, what the message says).
-_RANGES: tuple[tuple[str, Any, str], ...] = (
-    ("timeout", lambda v: v > 0, "must be more than 0 seconds"),
-    ("retries", lambda v: 0 <= v <= 100, "must be between 0 and 100"),
-    ("max_tokens", lambda v: v >= 1, "must be at least 1"),
-    ("temperature", lambda v: v >= 0, "must be 0 or more"),
+# Settings with a range: (key, its bounds in JSON Schema's words, what the message says).
+# `orchestrate schema` carries the same bounds.
+SETTING_RANGES: tuple[tuple[str, dict[str, float], str], ...] = (
+    ("timeout", {"exclusiveMinimum": 0}, "must be more than 0 seconds"),
+    ("retries", {"minimum": 0, "maximum": 100}, "must be between 0 and 100"),
+    ("max_tokens", {"minimum": 1}, "must be at least 1"),
+    ("temperature", {"minimum": 0}, "must be 0 or more"),
 )
+_BOUND_TESTS = {
+    "minimum": lambda value, bound: value >= bound,
+    "maximum": lambda value, bound: value <= bound,
+    "exclusiveMinimum": lambda value, bound: value > bound,
+}
 # Schema keywords whose values are data, not schemas: nothing under them is a `$ref`.
 _SCHEMA_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
 
@@ -83,7 +89,7 @@ class Report:
 
 def validate_file(path: str | Path, display: str | None = None) -> Report:
     """Load and check the workflow at `path`, and every sub-workflow it uses."""
-    return _validate(Path(path), display if display is not None else str(path), ())
+    return _validate(Path(path), display if display is not None else str(path), (), {})
 
 
 def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
@@ -94,20 +100,43 @@ def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
     return report.workflow
 
 
-def _validate(path: Path, display: str, parents: tuple[Path, ...]) -> Report:
+def validate_workflow(workflow: Workflow) -> Report:
+    """Check a workflow built in Python, and its sub-workflows' files.
+
+    With no file behind it, its own problems are placed at line 1 of its path.
+    """
+    display = str(workflow.path) if workflow.path else "<workflow>"
+    positions = tuple(range(len(workflow.steps)))
+    loaded = LoadResult(SourceMap(display), workflow, [], step_positions=positions)
+    parents = (workflow.path.resolve(),) if workflow.path else ()
+    checker = _Checker(loaded, parents, {})
+    diagnostics = sorted(checker.run(), key=lambda d: (d.file != display, d.line, d.column))
+    return Report(display, workflow, diagnostics, children=checker.children)
+
+
+def _validate(
+    path: Path, display: str, parents: tuple[Path, ...], done: dict[Path, Report]
+) -> Report:
+    """Check one file and what it includes; `done` holds every file checked so far in
+    this validation, by resolved path, so that a file included from several places (a
+    diamond) is loaded and checked once, and its problems are reported once."""
     loaded = load_file(path, display)
     diagnostics = list(loaded.diagnostics)
     children: dict[Path, Workflow] = {}
     if loaded.workflow is not None:
-        checker = _Checker(loaded, (*parents, path.resolve()))
+        checker = _Checker(loaded, (*parents, path.resolve()), done)
         diagnostics += checker.run()
         children = checker.children
     diagnostics.sort(key=lambda d: (d.file != display, d.line, d.column))
-    return Report(display, loaded.workflow, diagnostics, loaded.source, children)
+    report = Report(display, loaded.workflow, diagnostics, loaded.source, children)
+    done[path.resolve()] = report
+    return report
 
 
 class _Checker:
-    def __init__(self, loaded: LoadResult, stack: tuple[Path, ...]) -> None:
+    def __init__(
+        self, loaded: LoadResult, stack: tuple[Path, ...], done: dict[Path, Report]
+    ) -> None:
         assert loaded.workflow is not None
         self.workflow = loaded.workflow
         self.source: SourceMap = loaded.source
@@ -119,14 +148,18 @@ class _Checker:
             for step, index in zip(self.workflow.steps, loaded.step_positions, strict=True)
         }
         self.stack = stack
+        self.done = done
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
         self.found: list[Diagnostic] = []
         self.children: dict[Path, Workflow] = {}
+        self.module_names: dict[str, frozenset[str] | None] = {}
+        # id(step) -> the step ids its templates name, gathered while checking them.
+        self.referenced: dict[int, set[str]] = {}
 
     def error(
-        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
+        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: At = "value"
     ) -> None:
-        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))  # type: ignore[arg-type]
+        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))
 
     def step_path(self, step: AnyStep) -> tuple[str | int, ...]:
         return ("steps", self.positions[id(step)])
@@ -162,6 +195,8 @@ class _Checker:
 
     def raw_steps(self) -> list[tuple[int, dict]]:
         """Every step of the file that is a mapping, built or not, with its index."""
+        if self.source.root is None:  # built in Python: every step is built, ids are enough
+            return [(i, {"id": step.id}) for i, step in enumerate(self.workflow.steps)]
         raw_steps = self.source.root.get("steps") if isinstance(self.source.root, dict) else None
         if not isinstance(raw_steps, list):
             return []
@@ -184,7 +219,7 @@ class _Checker:
                 first_line[step_id] = self.source.locate(path)[0]
 
     def check_providers(self) -> None:
-        known = {*BUILTIN_PROVIDERS, *self.workflow.providers}
+        known = {*builtin_provider_names(), *self.workflow.providers}
         settings: list[tuple[tuple[str | int, ...], str | None]] = [
             (("defaults", "provider"), self.workflow.defaults.provider)
         ]
@@ -200,14 +235,14 @@ class _Checker:
         """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""
         values: list[tuple[tuple[str | int, ...], str, Any]] = [
             (("defaults", key), key, getattr(self.workflow.defaults, key))
-            for key, _, _ in _RANGES
+            for key, _, _ in SETTING_RANGES
         ]
         for step in self.workflow.steps:
             base = self.step_path(step)
             values.append(((*base, "timeout"), "timeout", step.timeout))
             if isinstance(step, LLMStep):
                 values += [((*base, key), key, getattr(step.settings, key))
-                           for key, _, _ in _RANGES if key != "timeout"]
+                           for key, _, _ in SETTING_RANGES if key != "timeout"]
                 if step.messages is not None and not step.messages:
                     self.error((*base, "messages"), "an LLM step's `messages` is empty",
                                "add at least one message, e.g. `- {role: user, content: ...}`")
@@ -217,8 +252,8 @@ class _Checker:
     def check_range(self, path: tuple, key: str, value: Any) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):
             return
-        for name, test, rule in _RANGES:
-            if name == key and not test(value):
+        for name, bounds, rule in SETTING_RANGES:
+            if name == key and not all(_BOUND_TESTS[b](value, n) for b, n in bounds.items()):
                 shown = int(value) if isinstance(value, float) and value.is_integer() else value
                 self.error(path, f"`{key}` {rule}, got {shown}")
 
@@ -230,7 +265,7 @@ class _Checker:
 
     def check_cycles(self) -> None:
         try:
-            build_plan(self.workflow)
+            build_plan(self.workflow, lambda step: self.referenced.get(id(step), set()))
         except CycleError as exc:
             first = self.workflow.step(exc.cycle[0])
             self.error(self.step_path(first), f"dependency cycle: {' -> '.join(exc.cycle)}",
@@ -242,13 +277,20 @@ class _Checker:
         base = self.step_path(step)
         for need in step.needs:
             self.check_step_ref(step, need, (*base, "needs"))
+        referenced = self.referenced.setdefault(id(step), set())
         for site in template_sites(step):
-            self.check_site(site, (*base, *site.path), step)
+            parsed = self.check_site(site, (*base, *site.path), step)
+            if not isinstance(parsed, Problem):
+                referenced.update(r.name for r in parsed.references if r.root == "steps")
         if isinstance(step, LLMStep) and step.schema is not None:
             self.check_schema(step.schema, (*base, "schema"))
+        if isinstance(step, LLMStep):
+            self.check_mock(step, base)
         if isinstance(step, FunctionStep) and not FUNCTION_PATTERN.match(step.function):
             self.error((*base, "function"), f"invalid function {step.function!r}",
                        "write it as `package.module:callable`")
+        elif isinstance(step, FunctionStep):
+            self.check_function_name(step.function, (*base, "function"))
         if isinstance(step, WorkflowStep):
             self.check_sub_workflow(step, (*base, "workflow"))
 
@@ -262,7 +304,7 @@ class _Checker:
             if isinstance(function, str) and not FUNCTION_PATTERN.match(function):
                 self.error(("steps", index, "function"), f"invalid function {function!r}",
                            "write it as `package.module:callable`")
-            for key, _, _ in _RANGES:
+            for key, _, _ in SETTING_RANGES:
                 self.check_range(("steps", index, key), key, raw.get(key))
             for_each = raw.get("for_each")
             view = _StepView(str(raw.get("id", "")),
@@ -270,7 +312,7 @@ class _Checker:
             for site in raw_template_sites(raw):
                 self.check_site(site, ("steps", index, *site.path), view)
 
-    def check_step_ref(self, step: AnyStep | None, target: str, path: tuple) -> bool:
+    def check_step_ref(self, step: AnyStep | _StepView | None, target: str, path: tuple) -> bool:
         if step is not None and target == step.id:
             self.error(path, f"step {step.id!r} refers to itself")
             return False
@@ -280,11 +322,14 @@ class _Checker:
                    did_you_mean(target, {*self.index, *self.broken}) or _identifier_hint(target))
         return False
 
-    def check_site(self, site: TemplateSite, path: tuple, step: AnyStep | None) -> None:
+    def check_site(
+        self, site: TemplateSite, path: tuple, step: AnyStep | _StepView | None
+    ) -> Template | Expression | Problem:
+        """Check one template or expression; returns what parsing it gave."""
         parsed = site.parse()
         if isinstance(parsed, Problem):
             self.template_error(path, parsed)
-            return
+            return parsed
         allowed = {"inputs", "steps", *GLOBALS}
         if step is not None and step.for_each is not None and site.path not in _STEP_LEVEL:
             allowed |= {"item", "index"}
@@ -295,19 +340,23 @@ class _Checker:
             self.check_reference(ref, path, step)
         if site.path == ("for_each",) and len(parsed.references) == 1:
             self.check_for_each_type(next(iter(parsed.references)), site.source, path)
+        self.check_comparisons(parsed.comparisons, path)
+        return parsed
 
     def template_error(self, path: tuple, problem: Problem) -> None:
         line, column = self.source.locate(path)
-        node = self.source.value(path)
-        if problem.line > 1 and _is_block_scalar(node):
-            line += problem.line
+        node = self.source.value(path) if self.source.root is not None else None
+        if _is_block_scalar(node):  # its text starts on the line after the `|` or `>`
+            line += min(problem.line, _content_lines(str(node)))
             column = self.source.indent_of(line)
         elif problem.line > 1:
             message = f"{problem.message} (template line {problem.line})"
             problem = attrs.evolve(problem, message=message)
         self.found.append(Diagnostic(self.source.file, line, column, problem.message, problem.hint))
 
-    def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
+    def check_reference(
+        self, ref: Reference, path: tuple, step: AnyStep | _StepView | None
+    ) -> None:
         if ref.root == "inputs":
             if ref.name not in self.workflow.inputs and ref.name not in self.broken_inputs:
                 known = {*self.workflow.inputs, *self.broken_inputs}
@@ -331,7 +380,7 @@ class _Checker:
 
     def check_typed_path(self, target: LLMStep, fields: tuple, path: tuple) -> None:
         """`steps.a.output.titel` against step a's schema: typed references."""
-        schema = _item_schema(target)
+        schema = _output_schema(target)
         for field in fields:
             schema, problem = _descend(schema, field)
             if problem:
@@ -342,20 +391,80 @@ class _Checker:
                 return
 
     def check_for_each_type(self, ref: Reference, source: str, path: tuple) -> None:
-        if ref.root != "steps" or ref.name not in self.index or not ref.path:
-            return
-        target = self.workflow.step(ref.name)
-        written = ".".join(["steps", ref.name, *map(str, ref.path)])
-        if source.strip() != written or not isinstance(target, LLMStep) or not target.schema:
-            return
-        schema: Any = _item_schema(target)
+        """`for_each: inputs.name` over a value the workflow says is not a list."""
+        written = _written(ref)
+        types = self.reference_types(ref)
+        if source.strip() == written and types and "array" not in types:
+            self.error(path, f"for_each needs a list, but {written} is of type "
+                       f"{_type_names(types)}")
+
+    def check_comparisons(self, comparisons: tuple[Comparison, ...], path: tuple) -> None:
+        """`steps.x.output.score > "5"` where the schema says score is a number."""
+        for comparison in comparisons:
+            types = self.reference_types(comparison.reference)
+            kind = _json_type(comparison.constant)
+            if types is None or kind is None or kind in types or (
+                    kind == "number" and "integer" in types):
+                continue
+            written, constant = _written(comparison.reference), comparison.constant
+            shown = json.dumps(constant, ensure_ascii=False)
+            self.error(path, f"{written} is of type {_type_names(types)}, but is "
+                       f"compared with {_A_TYPE[kind]} ({shown})",
+                       _comparison_hint(comparison, types))
+
+    def reference_types(self, ref: Reference) -> frozenset[str] | None:
+        """The JSON types the workflow gives a reference's value; None where it does not say.
+
+        An input has its declared type; `steps.x.status` is a string; `steps.x.output` is
+        what x's kind, `output` and `schema` make it, followed down the schema's fields.
+        """
+        if ref.root == "inputs":
+            spec = self.workflow.inputs.get(ref.name)
+            return frozenset({spec.type}) if spec is not None and not ref.path else None
+        if ref.name not in self.index or not ref.path:
+            return None
+        target = self.workflow.steps[self.index[ref.name]]
+        if ref.path == ("status",):
+            return frozenset({"string"})
+        if ref.path[0] != "output":
+            return None
+        schema = _output_schema(target)
         for field in ref.path[1:]:
             schema, problem = _descend(schema, field)
             if problem or schema is None:
-                return
-        kind = schema.get("type") if isinstance(schema, dict) else None
-        if isinstance(kind, str) and kind != "array":
-            self.error(path, f"for_each needs a list, but {written} is of type {kind}")
+                return None
+        return _schema_types(schema)
+
+    def check_function_name(self, function: str, path: tuple) -> None:
+        """`module:nmae`, checked against the names in the module's source, never run."""
+        from orchestrate._module_source import defined_names
+
+        module, _, attribute = function.partition(":")
+        folder = self.workflow.path.parent if self.workflow.path else None
+        if module not in self.module_names:  # looked up once per module, not per step
+            self.module_names[module] = defined_names(module, folder)
+        names = self.module_names[module]
+        name = attribute.partition(".")[0]
+        if names is not None and name not in names:
+            public = {n for n in names if not n.startswith("_")}
+            self.error(path, f"module {module!r} has no {name!r}",
+                       did_you_mean(name, public) or _defines_hint(public))
+
+    def check_mock(self, step: LLMStep, base: tuple) -> None:
+        """A constant `mock:` of a JSON step is parsed as the reply would be, so `--mock`
+        does not fail on it later. A mock with template syntax is known only when rendered.
+        """
+        if step.mock is None or _is_template(step.mock):
+            return
+        if step.output != "json" and step.schema is None:
+            return
+        try:
+            parse_json_reply(step.mock, step.schema, what="mock")
+        except InvalidOutput as exc:
+            if not exc.message.startswith("the step's schema cannot be used"):  # reported once
+                self.error((*base, "mock"), exc.message,
+                           "`--mock` answers with this text, and it is checked like a "
+                           "model's reply")
 
     def check_schema(self, schema: dict, path: tuple) -> None:
         validator = schema_validator(schema)
@@ -403,9 +512,11 @@ class _Checker:
             self.error(path, f"sub-workflow {step.workflow!r} includes itself",
                        "a workflow cannot run itself, directly or through others")
             return
-        display = str(Path(self.source.file).parent / step.workflow)
-        report = _validate(child, display, self.stack)
-        self.found += report.diagnostics
+        report = self.done.get(child.resolve())
+        if report is None:  # the first inclusion reports the child's problems
+            display = str(Path(self.source.file).parent / step.workflow)
+            report = _validate(child, display, self.stack, self.done)
+            self.found += report.diagnostics
         self.children.update(report.children)
         if report.workflow is not None:
             self.children[child.resolve()] = report.workflow
@@ -446,6 +557,13 @@ def _identifier_hint(name: str) -> str | None:
     return None
 
 
+def _defines_hint(names: set[str]) -> str:
+    if not names:
+        return "it defines no public names"
+    shown = sorted(names)
+    return "it defines " + ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
+
+
 def _variable_hint(name: str, allowed: set[str]) -> str | None:
     if name in ("item", "index"):
         return "`item` and `index` are set only in a step with `for_each`"
@@ -455,6 +573,12 @@ def _variable_hint(name: str, allowed: set[str]) -> str | None:
 def _is_template(value: Any) -> bool:
     """A string with template syntax: rendered at run time, and typed then."""
     return isinstance(value, str) and any(mark in value for mark in ("{{", "{%", "{#"))
+
+
+def _content_lines(text: str) -> int:
+    """How many lines a block scalar's text spans in the file (Jinja may count the end of
+    the text as one line more)."""
+    return max(1, len(text.rstrip("\n").split("\n")))
 
 
 def _is_block_scalar(node: Any) -> bool:
@@ -513,11 +637,76 @@ def _regex_problem(pattern: str) -> str | None:
     return None
 
 
-def _item_schema(step: LLMStep) -> Any:
-    """The schema of `output` (a list of items' outputs for a `for_each` step)."""
-    if step.for_each is not None:
-        return {"type": "array", "items": step.schema}
-    return step.schema
+def _output_schema(step: AnyStep) -> Any:
+    """What a step's kind and settings say of its output, as a schema (None: nothing)."""
+    item = _reply_schema(step)
+    if step.for_each is None:
+        return item
+    return {"type": "array"} if item is None else {"type": "array", "items": item}
+
+
+def _reply_schema(step: AnyStep) -> Any:
+    """The schema of one output of a step (one item's, for a `for_each` step)."""
+    if isinstance(step, LLMStep):
+        if step.schema is not None:
+            return step.schema
+        return {"type": "string"} if step.output == "text" else None
+    if isinstance(step, WorkflowStep):
+        return {"type": "object"}  # the child's `outputs`
+    return None
+
+
+def _schema_types(schema: Any) -> frozenset[str] | None:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if isinstance(kind, str):
+        return frozenset({kind})
+    if isinstance(kind, list) and kind and all(isinstance(k, str) for k in kind):
+        return frozenset(kind)
+    return None
+
+
+def _type_names(types: frozenset[str]) -> str:
+    return " or ".join(sorted(types, key=lambda kind: (kind == "null", kind)))
+
+
+_A_TYPE = {"string": "a string", "number": "a number", "boolean": "a boolean"}
+
+
+def _json_type(constant: Any) -> str | None:
+    """The JSON type of a literal in an expression; None for `none` (a skipped step's null)."""
+    if isinstance(constant, bool):
+        return "boolean"
+    if isinstance(constant, int | float):
+        return "number"
+    return "string" if isinstance(constant, str) else None
+
+
+def _comparison_hint(comparison: Comparison, types: frozenset[str]) -> str:
+    operator, constant, ref = comparison.operator, comparison.constant, comparison.reference
+    outcome = ("is always false" if operator == "eq" else "is always true"
+               if operator == "ne" else "fails when the step runs")
+    if ref.root == "inputs" and types == {"string"} and _json_type(constant) == "number":
+        return (f"declare the input with `type: number` (an input without `type` is a "
+                f"string); as it is, the comparison {outcome}")
+    if isinstance(constant, str) and types & {"number", "integer"}:
+        try:
+            number = json.loads(constant)
+        except ValueError:
+            number = None
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return f"write {constant} without quotes; as it is, the comparison {outcome}"
+    if "string" in types and not isinstance(constant, str):
+        quoted = json.dumps(json.dumps(constant))
+        return f"write {quoted} in quotes; as it is, the comparison {outcome}"
+    return f"as it is, the comparison {outcome}"
+
+
+def _written(ref: Reference) -> str:
+    """A reference as a template writes it: steps.a.output.items[0].title."""
+    text = f"{ref.root}.{ref.name}"
+    for part in ref.path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
 
 
 def _descend(schema: Any, field: str | int) -> tuple[Any, list[str] | None]:
@@ -537,3 +726,41 @@ def _descend(schema: Any, field: str | int) -> tuple[Any, list[str] | None]:
     if schema.get("additionalProperties") not in (None, False):
         return None, None
     return None, list(properties)
+
+
+# --- finding the workflows in a folder ---------------------------------------------------
+
+# A top-level `steps:` key (quoted or not), at the start of a line: what makes a YAML file
+# a workflow rather than some other configuration that lives next to it.
+_TOP_LEVEL_STEPS = re.compile(rb"""^(?:steps|"steps"|'steps')[ \t]*:""", re.MULTILINE)
+_WORKFLOW_SUFFIXES = (".yaml", ".yml")
+
+
+def workflow_files(path: Path) -> list[Path]:
+    """What `validate PATH` checks: a file as it is; for a folder, the workflows below it.
+
+    A folder is searched recursively, like `ruff check DIR`; a workflow is a *.yaml or
+    *.yml file with a top-level `steps:` key. Other files, and hidden folders (.git,
+    .venv), are skipped. The files come sorted, so reports are stable.
+    """
+    import os
+
+    if not path.is_dir():
+        return [path]
+    found: list[Path] = []
+    for root, folders, names in os.walk(path):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            file = Path(root, name)
+            if name.endswith(_WORKFLOW_SUFFIXES) and _looks_like_workflow(file):
+                found.append(file)
+    return sorted(found)
+
+
+def _looks_like_workflow(path: Path) -> bool:
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return True  # validating it reports why it cannot be read
+    return _TOP_LEVEL_STEPS.search(head) is not None

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from orchestrate._cli import app
+from orchestrate.providers import KINDS
 
 # The variables that would make a test depend on the machine it runs on.
 _ENVIRONMENT = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
+    *(name for kind in KINDS.values() for name in (kind.api_key_env, kind.base_url_env)),
     "ORCHESTRATE_MOCK",
     "ORCHESTRATE_USE_MOCK",
     "ORCHESTRATE_MODEL",
@@ -50,6 +48,11 @@ FAST_THEN_SLOW = """
     """
 
 
+# A template that takes about a minute to render, well within the sandbox's limits.
+SLOW_TEMPLATE = ("{% set s = 'x' * 900000 %}{% for i in range(100000) %}"
+                 "{% if s.count('y') %}{% endif %}{% endfor %}done")
+
+
 def start_orchestrate(*args: str | Path) -> subprocess.Popen:
     """`python -m orchestrate ARGS` as a real process, its output unbuffered and piped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -58,12 +61,30 @@ def start_orchestrate(*args: str | Path) -> subprocess.Popen:
 
 
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> None:
-    """Read the process's stderr until a line holds `text` (or `timeout` seconds pass)."""
-    assert process.stderr is not None
-    deadline = time.monotonic() + timeout
-    for line in process.stderr:
-        if text in line or time.monotonic() > deadline:
-            return
+    """Read the process's stderr until a line holds `text`; fail the test after `timeout` s.
+
+    A thread reads, so a process that prints nothing cannot block the test past the
+    deadline; it stops at the line, leaving the rest of stderr to `communicate()`.
+    """
+    stderr = process.stderr
+    assert stderr is not None
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in stderr:
+            seen.append(line)
+            if text in line:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not seen or text not in seen[-1]:
+        process.kill()  # ends the reader at end of file
+        reader.join()
+        process.communicate()
+        pytest.fail(f"no line with {text!r} on stderr within {timeout:g} s; it read:\n"
+                    + "".join(seen))
 
 
 @pytest.fixture(autouse=True)
@@ -77,6 +98,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 @pytest.fixture
 def anyio_backend() -> str:
+    """Run the @pytest.mark.anyio tests on asyncio only: orchestrate never uses trio."""
     return "asyncio"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ import pytest
 
 import orchestrate
 from orchestrate._errors import InputError, WorkflowInvalid
+from orchestrate._spec import LLMStep, Workflow, WorkflowStep
 
 
 def test_all_is_complete_and_importable() -> None:
@@ -19,6 +21,13 @@ def test_all_is_complete_and_importable() -> None:
         assert getattr(orchestrate, name) is not None
     assert sorted(orchestrate.__all__) == orchestrate.__all__
     assert set(orchestrate._MODULE_OF) | {"__version__"} == set(orchestrate.__all__)
+
+
+def test_dir_lists_only_the_public_names() -> None:
+    """dir(orchestrate) shows __all__, not submodules like _api nor helpers."""
+    import orchestrate._engine  # a loaded submodule is an attribute too
+
+    assert dir(orchestrate) == orchestrate.__all__
 
 
 def test_run_workflow_returns_the_result(write_flow: Callable) -> None:
@@ -68,6 +77,18 @@ def test_mock_follows_the_environment(write_flow: Callable,
     assert orchestrate.run_workflow(flow).outputs == {"a": "offline"}
 
 
+@pytest.mark.parametrize(("mock", "options"), [
+    (True, None),
+    (False, orchestrate.RunOptions(mock=True)),
+])
+def test_mock_as_an_argument_or_a_run_option(write_flow: Callable, mock: bool,
+                                             options: orchestrate.RunOptions | None) -> None:
+    """run_prepared(mock=True) and RunOptions(mock=True) both answer with the `mock:` text."""
+    prepared = orchestrate.prepare(write_flow("steps: [{id: a, prompt: x, mock: offline}]"))
+    result = asyncio.run(orchestrate.run_prepared(prepared, mock=mock, options=options))
+    assert result.outputs == {"a": "offline"}
+
+
 def test_a_failing_observer_does_not_break_the_run(write_flow: Callable,
                                                    capsys: pytest.CaptureFixture) -> None:
     """An observer that raises is dropped with a warning; the run itself succeeds."""
@@ -103,7 +124,7 @@ def test_events_writer_stops_quietly_when_the_reader_leaves() -> None:
 
 def test_run_workflow_can_record_history(write_flow: Callable) -> None:
     """With history=HistoryOptions(), a run from Python is recorded like a CLI run."""
-    from orchestrate._history import open_store
+    from orchestrate.history import open_store
 
     flow = write_flow("steps: [{id: a, prompt: x, mock: kept}]")
     result = orchestrate.run_workflow(flow, mock=True, history=orchestrate.HistoryOptions())
@@ -171,3 +192,35 @@ def test_a_run_in_a_thread_leaves_sigterm_alone(write_flow: Callable) -> None:
         result = pool.submit(orchestrate.run_workflow, flow, mock=True).result()
     assert result.outputs == {"a": "done"}
     assert signal.getsignal(signal.SIGTERM) is _sigterm_seen_by_the_test
+
+
+# Workflows built in Python, each with one problem the validator reports for a file too.
+BROKEN_OBJECTS = [
+    pytest.param((LLMStep(id="a", prompt="x", needs=("b",)),
+                  LLMStep(id="b", prompt="y", needs=("a",))),
+                 "dependency cycle: a -> b -> a", id="needs-cycle"),
+    pytest.param((LLMStep(id="a", prompt="x"), LLMStep(id="a", prompt="y")),
+                 "duplicate step id 'a'", id="duplicate-id"),
+    pytest.param((LLMStep(id="a", prompt="{{ steps.b.output }}"),),
+                 "unknown step 'b'", id="unknown-step"),
+    pytest.param((LLMStep(id="a", prompt="{{ nope"),),
+                 "unexpected end of template", id="template-syntax"),
+]
+
+
+@pytest.mark.parametrize(("steps", "message"), BROKEN_OBJECTS)
+def test_a_workflow_object_is_validated_before_it_runs(steps: tuple, message: str) -> None:
+    """A broken Workflow built in Python raises WorkflowInvalid, never a bare error."""
+    with pytest.raises(WorkflowInvalid) as caught:
+        orchestrate.run_workflow(Workflow(name="broken", steps=steps), mock=True)
+    (problem,) = caught.value.diagnostics
+    assert (problem.file, message) == ("<workflow>", problem.message[:len(message)])
+
+
+def test_a_workflow_object_runs_its_sub_workflows(write_flow: Callable) -> None:
+    """A Workflow object's sub-workflow files are validated and loaded with it."""
+    write_flow("steps: [{id: inner, prompt: x, mock: from the child}]", "child.yaml")
+    parent = Workflow(name="parent", path=write_flow("steps: []", "parent.yaml"),
+                      steps=(WorkflowStep(id="call", workflow="child.yaml"),))
+    result = orchestrate.run_workflow(parent, mock=True)
+    assert result.outputs == {"call": {"inner": "from the child"}}

@@ -86,3 +86,12 @@ def test_import_problems_are_named(spec: str, message: str) -> None:
     with pytest.raises(FunctionNotFound) as caught:
         import_function(spec, None)
     assert str(caught.value).startswith(message)
+
+
+def test_a_missing_callable_gets_a_did_you_mean(tmp_path: Path) -> None:
+    """At run time a misspelt callable is matched against the imported module's names."""
+    (tmp_path / "runtime_names.py").write_text("globals()['count_words'] = len\n")
+    with pytest.raises(FunctionNotFound) as caught:
+        import_function("runtime_names:count_wrds", tmp_path)
+    assert (str(caught.value), caught.value.hint) == (
+        "module 'runtime_names' has no 'count_wrds'", "did you mean 'count_words'?")

@@ -146,4 +146,45 @@ def test_graph_of_an_empty_path(cli: Callable) -> None:
     """`graph ''` is exit 2 naming the argument, not an attempt to read the current folder."""
     result = cli("graph", "")
     assert result.exit_code == 2
-    assert "error: FILE must not be empty" in result.stderr
+    assert "error: FLOW must not be empty" in result.stderr
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [
+    ("tree", ["a (llm)", "b (llm) [when]", "c (llm) [when] [for_each]"]),
+    ("mermaid", ['s_a["a (llm)"]', 's_b["b (llm) [when]"]',
+                 's_c["c (llm) [when] [for_each]"]']),
+    ("dot", ['"a" [label="a (llm)"];', '"b" [label="b (llm) [when]"];',
+             '"c" [label="c (llm) [when] [for_each]"];']),
+])
+def test_graph_marks_conditional_and_per_item_steps(cli: Callable, write_flow: Callable,
+                                                    fmt: str, expected: list[str]) -> None:
+    """Every format marks a step with `when` and one with `for_each`; a plain step has no mark."""
+    path = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+          - id: b
+            when: steps.a.output == "x"
+            prompt: "{{ steps.a.output }}"
+          - id: c
+            when: "true"
+            for_each: range(3)
+            prompt: "{{ item }} {{ steps.b.output }}"
+        """)
+    lines = [line.strip(" └─│") for line in cli("graph", path, "-f", fmt).stdout.splitlines()]
+    assert [line for line in lines if line in expected] == expected
+
+
+@pytest.mark.parametrize("command", [["validate"], ["graph"], ["graph", "--json"],
+                                     ["run", "--mock", "--json"]])
+def test_only_run_executes_function_modules(command: list[str], write_flow: Callable,
+                                           cli: Callable, tmp_path: Path) -> None:
+    """`validate` and `graph` run no user code; `run` imports function modules, --mock too
+    (docs/security.md)."""
+    marker = tmp_path / "imported"
+    write_flow(f"open({str(marker)!r}, 'w').close()\n\ndef hello():\n    return 'hi'\n",
+               "side_effect.py")
+    flow = write_flow("steps: [{id: a, function: 'side_effect:hello'}]\n")
+    result = cli(command[0], flow, *command[1:])
+    assert result.exit_code == 0, result.stderr
+    assert marker.exists() is (command[0] == "run")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from orchestrate._starter import STARTER
 from orchestrate._validate import validate_file
 from orchestrate._version import __version__
 
@@ -69,3 +72,15 @@ def test_init_to_an_empty_path(cli: Callable, tmp_path: Path,
     assert result.exit_code == 2
     assert "error: PATH must not be empty" in result.stderr
     assert not (tmp_path / "workflow.yaml").exists()
+
+
+def test_the_starter_points_to_the_docs_online() -> None:
+    """The starter's link is under the project's URL from pyproject.toml and names a doc
+    that exists, not a path that only a source checkout has."""
+    repo = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    links = re.findall(r"https://\S+", STARTER)
+    assert links, "the starter links to no documentation"
+    for link in links:
+        assert link.startswith(project["urls"]["Source"] + "/blob/main/")
+        assert (repo / link.split("/blob/main/", 1)[1]).is_file()

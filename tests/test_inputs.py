@@ -68,6 +68,18 @@ def test_bad_assignments_are_input_errors(assignment: str, message: str) -> None
     assert caught.value.message.startswith(message)
 
 
+def test_a_key_in_a_bad_input_is_redacted_before_the_value_is_shortened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A known key inside a mistyped input is removed from the message, not cut in half."""
+    key = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+    monkeypatch.setenv("SERVICE_TOKEN", key)
+    with pytest.raises(InputError) as caught:
+        parse_assignments([f"count={'x' * 40}{key}"], SPECS)
+    assert key[:10] not in caught.value.message
+    assert "[REDAC" in caught.value.message
+
+
 def test_unknown_input_hint_suggests_the_near_miss() -> None:
     """A misspelt input name gets a did-you-mean hint."""
     with pytest.raises(InputError) as caught:
@@ -145,3 +157,56 @@ def test_inputs_file_errors_are_located(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         read_inputs_file(path)
     assert caught.value.message == f"{path}:2:1: duplicate key 'article'"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("article=@@handle", "@handle"),
+        ("article=@@-", "@-"),
+        ("article=@@@x", "@@x"),
+        ("article=@@", "@"),
+    ],
+)
+def test_double_at_is_a_literal_at(assignment: str, expected: str) -> None:
+    """`@@text` is the literal `@text`: no file or stdin is read."""
+    assert parse_assignments([assignment], SPECS) == {"article": expected}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stdin", "prompted"), [(_Terminal("typed"), True),
+                                                 (io.StringIO("piped"), False)])
+def test_at_dash_on_a_terminal_says_it_is_waiting(capsys: pytest.CaptureFixture[str],
+                                                  stdin: io.StringIO, prompted: bool) -> None:
+    """`@-` on a terminal tells on stderr that it waits for input; from a pipe it is silent."""
+    parse_assignments(["article=@-"], SPECS, stdin)
+    captured = capsys.readouterr()
+    notice = "reading input 'article' from stdin (end with Ctrl-D)\n"
+    assert (captured.err, captured.out) == ((notice if prompted else ""), "")
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("inputs.json", '{"article": "a",\n "count": ' + "7" * 5000 + "}"),
+    ("inputs.yaml", "article: a\ncount: " + "7" * 5000 + "\n"),
+])
+def test_inputs_file_integer_past_the_digit_limit_is_located(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """An integer longer than Python converts is FILE:LINE:COL, not a traceback."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        read_inputs_file(path)
+    column = 11 if name.endswith(".json") else 8
+    assert caught.value.message == f"{path}:2:{column}: the number has more than 4,300 digits"
+
+
+def test_assignment_integer_past_the_digit_limit_is_an_input_error() -> None:
+    """`-i count=<5,000 digits>` names the input and the digit limit."""
+    with pytest.raises(InputError) as caught:
+        parse_assignments(["count=" + "7" * 5000], SPECS)
+    assert caught.value.message == "input 'count': the number has more than 4,300 digits"

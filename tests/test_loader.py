@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrate import _loader
 from orchestrate._loader import load_text
 from orchestrate._spec import NO_DEFAULT, FunctionStep, LLMStep, ModelSettings, WorkflowStep
 
@@ -178,3 +179,49 @@ def test_duplicate_keys_do_not_hide_other_problems() -> None:
         (8, 5, "duplicate key 'model'"),
         (6, 5, "unknown key 'promt' in a step"),
     ]
+
+
+def test_too_many_values_is_not_called_an_alias_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file past the node limit without aliases says so, at the value past the limit."""
+    monkeypatch.setattr(_loader, "MAX_NODES", 100)
+    text = "x-data:\n" + "  - 1\n" * 120 + "steps: [{id: a, prompt: x}]\n"
+    result = load(text)
+    assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
+        (100, 5, "the file holds more than 100 values, past the limit"),
+    ]
+    assert result.workflow is None
+
+
+def test_aliases_past_the_node_limit_are_an_alias_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the limit as written but past it once aliases are expanded: an alias bomb."""
+    monkeypatch.setattr(_loader, "MAX_NODES", 100)
+    text = "x-a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nx-b: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    result = load(text + "steps: [{id: a, prompt: x}]\n")
+    assert [d.message for d in result.diagnostics] == [
+        "the file expands to more than 100 nodes through its aliases"]
+
+
+def test_the_node_limit_stops_reading_before_building_values(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the node limit no YAML value is built: the file is refused while being read."""
+    from ruamel.yaml.constructor import RoundTripConstructor
+
+    def no_building(*args: object) -> None:
+        raise AssertionError("a value was built")
+
+    monkeypatch.setattr(_loader, "MAX_NODES", 100)
+    monkeypatch.setattr(RoundTripConstructor, "construct_document", no_building)
+    result = load("x-data:\n" + "  - 1\n" * 101)
+    assert "more than 100 values" in result.diagnostics[0].message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("inputs:\n  a:\n", (2, 3, "input 'a' has no settings (its value is empty)")),
+    ("providers: {p:}\n", (1, 13, "provider 'p' has no settings (its value is empty)")),
+])
+def test_an_empty_input_or_provider_is_one_problem(text: str, expected: tuple) -> None:
+    """`a:` with no value is one located problem, and `inputs.a` is not also unknown."""
+    result = load(text + "steps: [{id: s, prompt: '{{ inputs.a }}'}]\n")
+    assert [(d.line, d.column, d.message) for d in result.diagnostics] == [expected]
+    assert "a" in result.broken_inputs or "providers" in text

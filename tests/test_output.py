@@ -37,6 +37,47 @@ def test_invalid_json_is_an_invalid_output(reply: str) -> None:
         parse_json_reply(reply, None)
 
 
+FENCED = '```json\n{"a": 1}\n```'
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (f"Sure!\n{FENCED}\nHope this helps", {"a": 1}),
+        (f"Here you go:\n\n{FENCED}", {"a": 1}),
+        (f"{FENCED}\n\nLet me know if you need more.", {"a": 1}),
+        ('Sure:\n```\n[1, 2]\n```\nDone.', [1, 2]),
+        ('Run:\n```sh\nls {a,b}\n```\nthen\n```json\n{"b": 2}\n```', {"b": 2}),
+        ('```json\n{"code": "```py\\nx = 1\\n```"}\n```', {"code": "```py\nx = 1\n```"}),
+        ('Here is the result: {"a": [1, 2]}. Done.', {"a": [1, 2]}),
+        ('The list (as asked):\n[{"a": 1}, {"b": [2]}]\nCheers', [{"a": 1}, {"b": [2]}]),
+    ],
+)
+def test_json_is_found_in_prose(reply: str, expected: object) -> None:
+    """One fenced block, or one bare object or array, is taken from the prose around it."""
+    assert parse_json_reply(reply, None) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "problem"),
+    [
+        ('One:\n```json\n{"a": 1}\n```\nTwo:\n```json\n{"a": 2}\n```',
+         "the reply holds 2 JSON code blocks, not one"),
+        ('Either {"a": 1} or {"a": 2}', "Extra data at line 1 column 17"),
+        ('Option [1] is {"a": 1}', "Extra data at line 1 column 12"),
+        ('Intro\n```json\n{"a": 1,}\n```\nOutro', "Expecting property name enclosed in "
+         "double quotes at line 3 column 9"),
+        ('Broken: {"a": 1 "b": [1, 2]}', "Expecting ',' delimiter at line 1 column 17"),
+        ("[" * 100_000, "it is nested too deeply"),
+    ],
+)
+def test_ambiguous_or_broken_json_in_prose_fails(reply: str, problem: str) -> None:
+    """Two candidates, or a broken one, fail saying why; no part of broken JSON is taken."""
+    with pytest.raises(InvalidOutput) as caught:
+        parse_json_reply(reply, None)
+    assert problem in caught.value.message
+
+
 def test_schema_mismatch_names_the_place() -> None:
     """A reply that does not match the schema fails with the JSON path of the problem."""
     with pytest.raises(InvalidOutput) as caught:

@@ -174,7 +174,7 @@ def test_key_never_appears_in_any_output(
     leaks = [name for name, text in outputs.items() if FAKE_KEY in text or FAKE_KEY[8:] in text]
     assert leaks == []
     failed = next(e for e in _events(outputs["events"])
-                  if e["event"] == "step_finished" and e["id"] == "first")
+                  if e["event"] == "step_finished" and e["step_id"] == "first")
     assert failed["status"] == "failed"
     assert "HTTP 401" in failed["error"]["message"]
     assert "Incorrect API key provided" in failed["error"]["message"]

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+
+from tests.conftest import SLOW_TEMPLATE
 
 RunJson = Callable[..., tuple[int, dict[str, Any]]]
 
@@ -51,9 +57,10 @@ def test_json_document_has_every_field(write_flow: Callable, run_json: RunJson) 
     assert doc["inputs"] == {"topic": "tides", "language": "French"}
     assert doc["outputs"] == {"hello": "Hi about tides"}
     step = doc["steps"][0]
-    assert step["provider"] == "openai"
+    assert step["provider"] == "mock"  # --mock: never reported as a real provider's answer
     assert step["model"] == "gpt-4o-mini"
     assert step["attempts"] == 1
+    assert (step["cached"], step["reused"]) == (False, False)  # false, not missing
     assert step["usage"]["output_tokens"] == 4  # "Hi about tides": 14 chars, 4 per token
     assert doc["usage"] == step["usage"]
     assert doc["started_at"].endswith("Z")
@@ -96,7 +103,7 @@ def test_progress_goes_to_stderr_only(done_flow: Path, cli: Callable) -> None:
     result = cli("run", done_flow, "--mock")
     assert result.stdout == "done\n"
     assert "✓ a succeeded" in result.stderr
-    assert "run succeeded" in result.stderr
+    assert re.search(r"^run \w+ succeeded in ", result.stderr, re.MULTILINE)
 
 
 def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
@@ -107,11 +114,15 @@ def test_quiet_hides_progress(done_flow: Path, cli: Callable) -> None:
 
 
 def test_events_to_stdout_are_json_lines(done_flow: Path, cli: Callable) -> None:
-    """--events - writes one JSON object per event to stdout, and nothing else."""
+    """--events - writes one JSON object per event to stdout, and nothing else; every
+    record names its step `step_id`."""
     result = cli("run", done_flow, "--mock", "--events", "-", "-q")
     events = [json.loads(line) for line in result.stdout.splitlines()]
     names = [e["event"] for e in events]
     assert names == ["run_started", "step_started", "step_finished", "run_finished"]
+    assert events[0]["steps"] == [{"step_id": "a", "kind": "llm"}]
+    assert [e["step_id"] for e in events[1:3]] == ["a", "a"]
+    assert not any("id" in e for e in events)
     assert events[2]["status"] == "succeeded"
     assert events[-1]["outputs"] == {"a": "done"}
 
@@ -191,7 +202,7 @@ def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: Ru
           - id: a
             prompt: x
             output: json
-            mock: "not json at all"
+            mock: "not json {{{{ 'at' }}}} all"  # a template: validate cannot know
         """)
     code, doc = run_json(flow)
     assert code == 1
@@ -199,6 +210,93 @@ def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: Ru
     assert doc["error"]["step"] == "a"
     assert "not json at all" in doc["error"]["message"]
     assert doc["steps"][0]["attempts"] == attempts
+
+
+CUT_OFF_ROUTES = {
+    "gpt-4o-mini": ("https://api.openai.com/v1/chat/completions", "OPENAI_API_KEY"),
+    "claude-sonnet-4-5": ("https://api.anthropic.com/v1/messages", "ANTHROPIC_API_KEY"),
+}
+
+
+@pytest.fixture
+def cut_off(respx_mock, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """A (fake) provider for the model that answers `text`, cut off at max_tokens."""
+
+    def serve(model: str, text: str) -> Any:
+        url, key_env = CUT_OFF_ROUTES[model]
+        monkeypatch.setenv(key_env, "sk-test-3333333333333333")
+        if model.startswith("claude"):
+            body = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": text}], "stop_reason": "max_tokens",
+                    "usage": {"input_tokens": 5, "output_tokens": 800}}
+        else:
+            body = {"id": "chatcmpl-1", "model": model, "usage": {"prompt_tokens": 5,
+                                                                  "completion_tokens": 800},
+                    "choices": [{"index": 0, "finish_reason": "length",
+                                 "message": {"role": "assistant", "content": text}}]}
+        return respx_mock.post(url).mock(return_value=httpx.Response(200, json=body))
+
+    return serve
+
+
+def run_live(cli: Callable, flow: Path) -> tuple[int, dict[str, Any]]:
+    result = cli("run", flow, "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
+@pytest.mark.parametrize(("settings", "problem"), [
+    (", max_tokens: 800", "the reply was cut off at max_tokens=800; raise max_tokens"),
+    ("", "the reply was cut off at the provider's default max_tokens; set max_tokens"),
+])
+def test_cut_off_json_fails_at_once(write_flow: Callable, cli: Callable, cut_off: Callable,
+                                    model: str, settings: str, problem: str) -> None:
+    """A JSON reply cut off at max_tokens fails saying so, and is not re-asked."""
+    route = cut_off(model, '{"facts": ["one", "tw')
+    flow = write_flow(f"""
+        defaults: {{model: {model}, retries: 2{settings}}}
+        steps:
+          - id: a
+            prompt: x
+            output: json
+        """)
+    code, doc = run_live(cli, flow)
+    assert (code, doc["error"]["type"]) == (1, "invalid_output")
+    assert doc["error"]["message"] == f'{problem}; the reply was: {{"facts": ["one", "tw'
+    assert (route.call_count, doc["steps"][0]["attempts"]) == (1, 1)
+
+
+@pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
+def test_cut_off_after_complete_json_succeeds(write_flow: Callable, cli: Callable,
+                                              cut_off: Callable, model: str) -> None:
+    """A reply cut off in the prose after its JSON is used, with a warning."""
+    cut_off(model, 'Sure!\n```json\n{"facts": ["one"]}\n```\nHope this he')
+    flow = write_flow(f"""
+        steps:
+          - id: a
+            model: {model}
+            prompt: x
+            output: json
+        """)
+    code, doc = run_live(cli, flow)
+    assert (code, doc["outputs"]["a"]) == (0, {"facts": ["one"]})
+    assert doc["steps"][0]["warnings"] == ["the reply was cut off at max_tokens"]
+
+
+@pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
+def test_cut_off_text_succeeds_with_a_warning(write_flow: Callable, cli: Callable,
+                                              cut_off: Callable, model: str) -> None:
+    """A text step keeps a cut-off reply as its output, warning that it was cut off."""
+    cut_off(model, "Once upon a ti")
+    flow = write_flow(f"""
+        steps:
+          - id: a
+            model: {model}
+            prompt: x
+        """)
+    code, doc = run_live(cli, flow)
+    assert (code, doc["outputs"]["a"]) == (0, "Once upon a ti")
+    assert doc["steps"][0]["warnings"] == ["the reply was cut off at max_tokens"]
 
 
 def test_schema_without_mock_gets_a_minimal_instance(write_flow: Callable,
@@ -233,6 +331,76 @@ def test_mock_without_text_is_deterministic(write_flow: Callable, run_json: RunJ
     second = run_json(flow)[1]["outputs"]["a"]
     assert first == second
     assert "Tell me about tides" in first
+
+
+# Three steps on `provider: mock`, one for each rule of the mock's answer.
+MOCK_PROVIDER_STEPS = """
+    inputs:
+      topic: {default: tides}
+    defaults: {provider: mock, model: gpt-4o}
+    steps:
+      - id: canned
+        prompt: x
+        mock: "Facts about {{ inputs.topic }}"
+      - id: shaped
+        prompt: y
+        schema:
+          type: object
+          properties: {n: {type: integer, minimum: 3}}
+          required: [n]
+      - id: echoed
+        prompt: "Tell me about {{ inputs.topic }}"
+    """
+
+
+@pytest.mark.parametrize("flags", [[], ["--mock"]], ids=["provider-mock", "mock-option"])
+def test_provider_mock_answers_as_the_mock_option_does(write_flow: Callable, cli: Callable,
+                                                       flags: list[str]) -> None:
+    """`provider: mock` answers with the rendered `mock:` text, a schema's minimal instance
+    or an echo of the prompt, exactly as --mock does."""
+    result = cli("run", write_flow(MOCK_PROVIDER_STEPS), "--json", *flags)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    outputs = outputs_of(doc)
+    assert outputs["canned"] == "Facts about tides"
+    assert outputs["shaped"] == {"n": 3}
+    assert outputs["echoed"].startswith("Mock reply ")
+    assert outputs["echoed"].endswith("to: Tell me about tides")
+    assert {(s["provider"], s["model"]) for s in doc["steps"]} == {("mock", "gpt-4o")}
+
+
+def test_provider_mock_leaves_other_steps_on_their_provider(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `provider: mock` step answers offline while the run's other steps still call
+    their real provider."""
+    import httpx
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-2222222222222222")
+    route = respx_mock.post("https://api.openai.com/v1/chat/completions").mock(
+        return_value=httpx.Response(200, json={
+            "id": "chatcmpl-1", "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "A real answer."}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3}}))
+    flow = write_flow("""
+        steps:
+          - id: offline
+            provider: mock
+            prompt: x
+            mock: "canned {{ 1 + 1 }}"
+          - id: online
+            prompt: "Improve: {{ steps.offline.output }}"
+            mock: never used
+        """)
+    result = cli("run", flow, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert outputs_of(doc) == {"offline": "canned 2", "online": "A real answer."}
+    assert [s["provider"] for s in doc["steps"]] == ["mock", "openai"]
+    assert route.call_count == 1
+    assert json.loads(route.calls[0].request.content)["messages"][-1]["content"] == (
+        "Improve: canned 2")
 
 
 # --- control flow ------------------------------------------------------------------------------
@@ -288,7 +456,7 @@ def test_on_error_continue_lets_the_run_succeed(write_flow: Callable, run_json: 
           - id: broken
             prompt: x
             output: json
-            mock: "not json"
+            mock: "{{ 'not json' }}"  # a template: found invalid only at run time
             retries: 0
             on_error: continue
           - id: after
@@ -312,7 +480,7 @@ def test_failure_stops_the_run_and_cancels_the_rest(write_flow: Callable,
           - id: broken
             prompt: x
             output: json
-            mock: "not json"
+            mock: "{{ 'not json' }}"  # a template: found invalid only at run time
             retries: 0
           - id: later
             prompt: "{{ steps.broken.output }}"
@@ -509,7 +677,7 @@ def test_failing_sub_workflow_fails_the_step(write_flow: Callable, run_json: Run
           - id: bad
             prompt: x
             output: json
-            mock: nope
+            mock: "{{ 'nope' }}"
             retries: 0
         """, "child.yaml")
     flow = write_flow("""
@@ -532,7 +700,7 @@ def test_failing_sub_workflow_fails_the_step(write_flow: Callable, run_json: Run
     [
         pytest.param("""
           - id: a
-            for_each: inputs.text
+            for_each: inputs.text | string  # not statically typed
             prompt: "{{ item }}"
         """, "for_each gave str, not a list", id="for-each-over-a-string"),
         pytest.param("""
@@ -559,6 +727,113 @@ def test_template_failures_are_located(write_flow: Callable, run_json: RunJson,
     assert doc["error"]["type"] == "template"
     assert message in doc["error"]["message"]
     assert doc["error"]["message"].startswith(f"{flow}:")
+
+
+NOT_JSON_STEPS = {
+    "outputs": """
+        steps:
+          - id: a
+            prompt: x
+        outputs:
+          r: "{{ VALUE }}"
+        """,
+    "with": """
+        steps:
+          - id: a
+            function: tools:echo
+            with:
+              v: "{{ VALUE }}"
+        """,
+    "for_each": """
+        steps:
+          - id: a
+            for_each: "VALUE"
+            prompt: x
+        """,
+    "prompt": """
+        steps:
+          - id: a
+            prompt: "text {{ VALUE }}"
+        """,
+}
+
+
+def not_json_flow(write_flow: Callable, where: str, value: str) -> Path:
+    write_flow("def echo(v):\n    return repr(v)\n", "tools.py")
+    return write_flow("inputs:\n  text: {default: hi}\n"
+                      + textwrap.dedent(NOT_JSON_STEPS[where]).replace("VALUE", value))
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("namespace(d=1)", "a namespace"),
+        ("inputs.text.upper", "a method"),
+        ("[range]", "a function"),
+        ("(1, dict)", "a function"),
+        ("{'k': namespace}", "a class"),
+    ],
+)
+def test_a_value_without_json_form_fails_the_step(write_flow: Callable, cli: Callable,
+                                                  where: str, value: str, kind: str) -> None:
+    """A function, method or namespace in outputs, with:, for_each or text is a template error."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock", "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert doc["error"]["type"] == "template"
+    assert f"the template gives {kind}, which is not JSON data" in doc["error"]["message"]
+    assert "<" not in json.dumps(doc)  # no <function ...> or <Namespace ...> anywhere
+    if where != "outputs":
+        assert doc["steps"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("range", "'range' is a function, which is not JSON data"),
+        ("cycler", "unknown variable 'cycler'"),
+        ("joiner()", "unknown variable 'joiner'"),
+        ("lipsum", "unknown variable 'lipsum'"),
+    ],
+)
+def test_a_value_without_json_form_is_found_before_the_run(
+        write_flow: Callable, cli: Callable, where: str, value: str, message: str) -> None:
+    """A bare global, or a Jinja global templates do not get, fails validation: exit 2."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock")
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["prompt", "function"])
+def test_a_slow_template_times_out_without_blocking_the_run(write_flow: Callable,
+                                                           run_json: RunJson, kind: str) -> None:
+    """A template slower than the step's timeout fails it (timeout) while others go on."""
+    write_flow("def echo(v):\n    return v\n", "tools.py")
+    slow = (f'prompt: "{SLOW_TEMPLATE}"' if kind == "prompt"
+            else f'function: tools:echo\n    with: {{v: "{SLOW_TEMPLATE}"}}')
+    flow = write_flow(f"""
+steps:
+  - id: slow
+    timeout: 1
+    on_error: continue
+    {slow}
+  - id: other
+    function: asyncio:sleep
+    with: {{delay: 0.2}}
+""")
+    started = time.perf_counter()
+    code, doc = run_json(flow)
+    assert time.perf_counter() - started < 5  # the template alone takes about a minute
+    assert code == 0
+    slow_step, other = doc["steps"]
+    assert slow_step["status"] == "failed"
+    assert slow_step["error"]["type"] == "timeout"
+    assert "templates took longer than 1 s to render" in slow_step["error"]["message"]
+    assert other["status"] == "succeeded"
+    assert other["duration_ms"] < 900  # the loop was free while the template rendered
 
 
 # --- inputs and usage errors ------------------------------------------------------------------
@@ -614,6 +889,31 @@ def test_missing_key_is_found_before_any_request(write_flow: Callable, cli: Call
     assert "OPENAI_API_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(("env", "state"), [({}, "is not set"),
+                                            ({"LOCAL_KEY": ""}, "is empty"),
+                                            ({"LOCAL_KEY": "  "}, "is empty")])
+def test_a_named_key_variable_is_needed_even_on_a_custom_server(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str], state: str,
+) -> None:
+    """An endpoint's `api_key_env` unset or empty is exit 2 naming it, before any request,
+    although its base_url is a local server."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    route = respx_mock.post("http://127.0.0.1:8000/v1/chat/completions")
+    flow = write_flow("""
+        providers:
+          local: {base_url: "http://127.0.0.1:8000/v1", api_key_env: LOCAL_KEY}
+        steps:
+          - {id: offline, provider: mock, prompt: x}
+          - {id: a, provider: local, prompt: x}
+        """)
+    result = cli("run", flow)
+    assert result.exit_code == 2
+    assert f"environment variable LOCAL_KEY {state}" in result.stderr
+    assert not route.called
+
+
 @pytest.mark.parametrize(("name", "value"), [("ORCHESTRATE_MOCK", "1"),
                                              ("ORCHESTRATE_USE_MOCK", "true")])
 def test_mock_from_the_environment(write_flow: Callable, cli: Callable,
@@ -633,7 +933,7 @@ def test_mock_from_the_environment(write_flow: Callable, cli: Callable,
 
 
 def test_model_option_overrides_every_step(write_flow: Callable, run_json: RunJson) -> None:
-    """--model replaces the model of every LLM step; claude-* implies anthropic."""
+    """--model replaces the model of every LLM step, also as reported under --mock."""
     flow = write_flow("""
         defaults: {model: gpt-4o}
         steps:
@@ -645,8 +945,28 @@ def test_model_option_overrides_every_step(write_flow: Callable, run_json: RunJs
         """)
     _, doc = run_json(flow, "--model", "claude-3-5-haiku-latest")
     assert [(s["provider"], s["model"]) for s in doc["steps"]] == [
-        ("anthropic", "claude-3-5-haiku-latest"), ("anthropic", "claude-3-5-haiku-latest"),
+        ("mock", "claude-3-5-haiku-latest"), ("mock", "claude-3-5-haiku-latest"),
     ]
+
+
+@pytest.mark.parametrize(("mock", "expected"), [(False, {"anthropic", "local"}),
+                                                 (True, {"mock"})])
+def test_model_option_picks_the_provider_again(write_flow: Callable, mock: bool,
+                                               expected: set[str]) -> None:
+    """--model claude-* moves steps to anthropic but not off a custom endpoint; --mock
+    moves every step to the mock."""
+    from orchestrate._api import prepare, providers_in_use
+    from orchestrate._engine import RunOptions
+
+    flow = write_flow("""
+        providers: {local: {base_url: "http://127.0.0.1:9/v1"}}
+        defaults: {model: gpt-4o}
+        steps:
+          - {id: a, prompt: x}
+          - {id: b, prompt: y, provider: local}
+        """)
+    options = RunOptions(model="claude-3-5-haiku-latest", mock=mock)
+    assert providers_in_use(prepare(flow), options, {}) == expected
 
 
 def test_default_model_comes_from_the_environment(write_flow: Callable, run_json: RunJson,
@@ -882,3 +1202,72 @@ def test_mock_switch_spellings(done_flow: Path, cli: Callable, monkeypatch: pyte
     monkeypatch.setenv("ORCHESTRATE_MOCK", value)
     result = cli("run", done_flow)
     assert (result.stdout, result.exit_code) == (stdout, 0 if stdout else 2)
+
+
+@pytest.mark.parametrize(("args", "hinted"), [([], True), (["--no-history"], False),
+                                              (["-q"], False)])
+def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Callable,
+                                                  args: list[str], hinted: bool) -> None:
+    """A failed run recorded in the history ends with `resume with: ... --resume ID`."""
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+            output: json
+            mock: '{"title": "Tides"}'
+          - id: b
+            prompt: "{{ steps.a.output.titel }}"
+        """)
+    result = cli("run", flow, "--mock", "--json", *args)
+    run_id = json.loads(result.stdout)["run_id"]
+    hint = f"resume with: orchestrate run {flow} --resume {run_id}\n"
+    assert result.exit_code == 1
+    assert (hint in result.stderr) is hinted
+
+
+# --- secrets in errors --------------------------------------------------------------------
+
+LEAKY_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+
+
+@pytest.mark.parametrize(
+    ("variable", "leaked"),
+    [
+        pytest.param("AZURE_CRED", LEAKY_KEY, id="read-by-a-header"),  # not a key-like name
+        pytest.param("BILLING_API_KEY", LEAKY_KEY, id="key-like-name"),
+        pytest.param("UNRELATED", "sk-live-" + LEAKY_KEY, id="sk-shaped"),
+        pytest.param("UNRELATED", f"http://me:{LEAKY_KEY}@db.local/x", id="url-password"),
+    ],
+)
+def test_function_errors_are_redacted_everywhere(
+    variable: str, leaked: str, write_flow: Callable, cli: Callable, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A function's exception quoting a key reaches no stream, event, document or file."""
+    monkeypatch.setenv(variable, leaked)
+    write_flow(f"""
+        import os
+
+        def leak():
+            raise RuntimeError("cannot log in with " + os.environ[{variable!r}])
+        """, "leaky.py")
+    flow = write_flow("""
+        providers:
+          azure:
+            type: openai
+            base_url: https://example.openai.azure.com/openai
+            headers: {api-key: "${AZURE_CRED}"}
+        steps:
+          - id: boom
+            function: leaky:leak
+        """)
+    events = tmp_path / "events.jsonl"
+    result = cli("run", flow, "--mock", "--json", "--events", events, "--verbose")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["message"].startswith("leaky:leak raised")
+    home = tmp_path / "home"
+    texts = {"stdout": result.stdout, "stderr": result.stderr, "events": events.read_text()}
+    texts |= {str(p): p.read_bytes().decode("utf-8", "replace")
+              for p in home.rglob("*") if p.is_file()}
+    assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
+    assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from orchestrate._errors import StoreError
-from orchestrate._history import git_commit
-from orchestrate._store import MIGRATIONS, Store, database_path, home
+from orchestrate._result import ErrorInfo, ItemResult, StepResult, Usage
+from orchestrate.history import RunRecord, StepRecord, database_path, git_commit, home
+from orchestrate.history._sqlite import MIGRATIONS, SQLiteStore
 from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
 
 FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
@@ -92,6 +93,30 @@ def test_schema_is_versioned_by_named_migrations(write_flow: Callable, run_json:
     assert query("PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
+def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
+    """A history made before m002 (no `items` column) opens, upgraded, its steps readable."""
+    from orchestrate.history._sqlite import APPLICATION_ID, m001_initial
+
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        m001_initial(db)
+        db.execute("INSERT INTO _migrations (name) VALUES ('m001_initial')")
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+                   "inputs) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, '{}')")
+        db.execute("INSERT INTO steps (run_id, position, step_id, kind, status, output) "
+                   "VALUES ('r1', 0, 'each', 'llm', 'succeeded', '[1, 2]')")
+    db.close()
+    with SQLiteStore.open(path) as store:
+        [stored] = store.stored_steps("r1")
+    assert (stored.result.output, stored.result.items) == ([1, 2], ())
+    with sqlite3.connect(path) as db:
+        applied = db.execute("SELECT name FROM _migrations ORDER BY rowid").fetchall()
+    assert applied == [(m.__name__,) for m in MIGRATIONS]
+
+
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
     """--no-history does not even create the database."""
     result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history")
@@ -135,6 +160,44 @@ def test_no_git_no_commit(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / ".git").write_text("nonsense")
     assert git_commit(tmp_path / "broken") is None
+
+
+STEP_RESULTS = [
+    StepResult(id="ask", status="succeeded", output="Tides are long waves.", provider="openai",
+               model="gpt-4o-mini-2024-07-18", attempts=2, duration_ms=850,
+               usage=Usage(9, 4), request={"model": "gpt-4o-mini", "messages": []},
+               fingerprint="f" * 64, response_id="chatcmpl-1"),
+    StepResult(id="parse", status="failed", output=None,
+               error=ErrorInfo("function", "bad input", step="parse"), duration_ms=3),
+    StepResult(id="fan", status="succeeded", output=[{"a": 1}, None], provider="mock",
+               usage=Usage(0, 0), cached=True, reused=True, warnings=("one", "two")),
+    StepResult(id="sub", status="failed", error=ErrorInfo("provider", "down", step="inner")),
+    StepResult(id="later", status="skipped"),
+    StepResult(id="each", status="succeeded", output=["x!", {"y": 1}], usage=Usage(5, 2),
+               items=(ItemResult(index=0, output="x!", fingerprint="a" * 64, attempts=1,
+                                 usage=Usage(3, 1), model="m-1", reused=True),
+                      ItemResult(index=1, output={"y": 1}, fingerprint="b" * 64))),
+    StepResult(id="each_failed", status="failed", usage=Usage(3, 1), attempts=1,
+               error=ErrorInfo("provider", "item 0 ('x'): down", step="each_failed"),
+               items=(ItemResult(index=1, output="y!", fingerprint="c" * 64, attempts=1,
+                                 usage=Usage(3, 1)),)),
+]
+
+
+@pytest.mark.parametrize("step", STEP_RESULTS, ids=[s.id for s in STEP_RESULTS])
+def test_a_step_result_survives_the_store(tmp_path: Path, step: StepResult) -> None:
+    """StepResult -> row -> StepResult and -> document: nothing lost, nothing added."""
+    run = RunRecord(run_id="r1", workflow="w", file=None, file_path=None, file_sha256=None,
+                    git_commit=None, mode="mock", started_at="2024-01-01T00:00:00.000Z",
+                    started=1704067200.0, inputs={}, resumed_from=None, provenance={})
+    with SQLiteStore.open(tmp_path / "history.db") as store:
+        store.insert_run(lambda: run)
+        store.insert_steps("r1", lambda: [StepRecord(result=step, position=0, kind="llm",
+                                                     definition="d", finished=1704067201.5)])
+    with SQLiteStore.open(tmp_path / "history.db") as store:
+        [stored] = store.stored_steps("r1")
+        assert (step, "d") == (stored.result, stored.definition)
+        assert [step.to_dict()] == store.document("r1")["steps"]
 
 
 # --- bad databases ------------------------------------------------------------------------------
@@ -182,6 +245,22 @@ def test_foreign_database(write_flow: Callable, cli: Callable) -> None:
     assert query("SELECT name FROM sqlite_master WHERE type = 'table'") == [("notes",)]
 
 
+def test_foreign_database_is_not_touched(tmp_path: Path) -> None:
+    """A foreign SQLite file is refused before any write: same bytes, same journal mode."""
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.close()
+    before, files = path.read_bytes(), sorted(tmp_path.iterdir())
+    with pytest.raises(StoreError, match="is not an orchestrate history database"):
+        SQLiteStore.open(path)
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no -wal, no -shm
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not "wal"
+
+
 def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -> None:
     """A database migrated by a newer orchestrate: a clear error, not a guess."""
     flow = write_flow(TWO_STEPS)
@@ -203,7 +282,7 @@ def test_unknown_migration_name(write_flow: Callable, run_json: Callable) -> Non
         db.execute("INSERT INTO _migrations (name) VALUES ('m001_other_branch')")
         db.execute("PRAGMA user_version = 0")
     with pytest.raises(StoreError, match="unknown migration m001_other_branch"):
-        Store.open(history_db())
+        SQLiteStore.open(history_db())
 
 
 def test_store_open_raises_store_error(tmp_path: Path) -> None:
@@ -211,7 +290,7 @@ def test_store_open_raises_store_error(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     path.write_bytes(BAD_FILES["garbage"])
     with pytest.raises(StoreError) as caught:
-        Store.open(path)
+        SQLiteStore.open(path)
     assert caught.value.exit_code == 2
     assert str(path) in caught.value.message
 
@@ -269,6 +348,35 @@ def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
         == [(1,)]
 
 
+def docs_query(heading: str) -> str:
+    """The SQL block that follows `heading` in docs/history.md."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "history.md").read_text()
+    after = docs[docs.index(heading):]
+    return after[after.index("```sql") + 6:after.index("```", after.index("```sql") + 6)]
+
+
+def test_mock_answers_are_not_counted_as_spent(write_flow: Callable, cli: Callable,
+                                               respx_mock,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --mock run records provider `mock`, and the docs' spend query counts only the
+    live run's real call (not its `provider: mock` step, not the mock run)."""
+    flow = write_flow("""
+        defaults: {model: gpt-4o-mini}
+        steps:
+          - {id: offline, provider: mock, prompt: x, mock: canned}
+          - {id: ask, prompt: "Tell me about tides"}
+        """)
+    assert cli("run", flow, "--mock", "-q").exit_code == 0
+    assert query("SELECT step_id, provider, model FROM steps ORDER BY step_id") == [
+        ("ask", "mock", "gpt-4o-mini"), ("offline", "mock", "gpt-4o-mini")]
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    respx_mock.post(OPENAI_URL).mock(return_value=httpx.Response(
+        200, json=openai_reply("Tides are long waves.")))
+    assert cli("run", flow, "-q").exit_code == 0
+    spent = query(docs_query("Tokens actually spent per provider and model"))
+    assert spent == [("openai", "gpt-4o-mini-2024-07-18", 1, 9, 4)]
+
+
 def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a key pasted into an input or a prompt is kept out of the history."""
@@ -279,6 +387,7 @@ def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
     assert doc["inputs"]["topic"] == FAKE_KEY  # the run itself is not changed
     for path in history_db().parent.iterdir():
         assert FAKE_KEY.encode() not in path.read_bytes()
+    assert query("SELECT inputs FROM runs") == [(json.dumps({"topic": "[REDACTED]"}),)]
 
 
 # --- concurrency, crashes, interrupts -------------------------------------------------------------
@@ -338,3 +447,30 @@ def test_a_killed_process_loses_no_finished_step(write_flow: Callable, cli: Call
     assert [s["id"] for s in doc["steps"]] == ["fast"]
     (listed,) = json.loads(cli("runs", "list", "--json").stdout)
     assert (listed["status"], listed["usage"]) == ("running", doc["steps"][0]["usage"])
+
+
+def documented_query(marker: str) -> str:
+    """The SQL statement of docs/history.md that holds `marker`."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "history.md").read_text("utf-8")
+    blocks = [b.split("```", 1)[0] for b in doc.split("```sql\n")[1:]]
+    statements = [s.strip() for block in blocks for s in block.split(";")]
+    return next(s for s in statements if marker in s)
+
+
+@pytest.mark.parametrize(("step", "prompt"), [
+    ("prompt: Summarize a", "Summarize a"),
+    ("for_each: '[\"a\", \"b\"]'\n        prompt: Summarize {{ item }}", "Summarize b"),
+])
+def test_the_documented_last_prompt_query(write_flow: Callable, cli: Callable, step: str,
+                                          prompt: str) -> None:
+    """docs/history.md's "last prompt a step sent" query answers for a plain step and for a
+    for_each step (its last item's prompt), run against a real history."""
+    flow = write_flow(f"""
+    steps:
+      - id: summarize
+        {step}
+    """)
+    assert cli("run", flow, "--mock", "-q").exit_code == 0
+    sql = documented_query("AS prompt")
+    [(_, found)] = query(sql)
+    assert found == prompt

@@ -38,11 +38,24 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (4, 14, "`timeout` must be more than 0 seconds, got 0"),
         (5, 15, "expected one of fail, continue, got 'yes'"),
     ]),
+    ("comparison_type", [
+        (14, 11, 'steps.grade.output.score is of type number, but is compared with a string ("5")'),
+        (17, 11, 'steps.grade.output.score is of type number, but is compared with a string ("5")'),
+        (17, 11, 'steps.grade.output.passed is of type boolean, but is compared with a string '
+                 '("yes")'),
+        (20, 11, 'inputs.limit is of type integer, but is compared with a string ("10")'),
+        (20, 11, "inputs.level is of type string, but is compared with a number (3)"),
+        (21, 13, "steps.grade.output.label is of type string or null, but is compared with a "
+                 "number (3)"),
+    ]),
     ("duplicate_id", [
         (4, 9, "duplicate step id 'a'"),
     ]),
     ("duplicate_key", [
         (4, 5, "duplicate key 'prompt'"),
+    ]),
+    ("duplicate_merge_key", [
+        (7, 5, 'invalid YAML: found duplicate merge key "<<"'),
     ]),
     ("empty", [
         (1, 1, 'the workflow file is empty'),
@@ -50,8 +63,27 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("expression_syntax", [
         (6, 11, 'unexpected end of the expression'),
     ]),
+    ("for_each_not_a_list", [
+        (6, 15, "for_each needs a list, but inputs.name is of type string"),
+        (9, 15, "for_each needs a list, but steps.by_input.output[0] is of type string"),
+        (14, 15, "for_each needs a list, but steps.summary.status is of type string"),
+        (17, 15, "for_each needs a list, but steps.summary.output is of type string"),
+    ]),
+    ("function_misspelt", [
+        (3, 15, "module 'wordtools' has no 'count_wrds'"),
+        (6, 15, "module 'wordtools' has no 'tally'"),
+    ]),
+    ("huge_integer", [
+        (4, 17, 'the number has more than 4,300 digits'),
+    ]),
+    ("impossible_date", [
+        (1, 9, 'invalid YAML value: day is out of range for month'),
+    ]),
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
+    ]),
+    ("input_spec_null", [
+        (1, 10, "input 'a' has no settings (its value is empty)"),
     ]),
     ("invalid_json_schema", [
         (8, 23, "invalid JSON Schema: 'text' is not valid under any of the given schemas"),
@@ -59,6 +91,15 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("malformed_id", [
         (2, 9, "invalid step id 'summarize-article'"),
         (4, 9, "invalid step id '2nd'"),
+    ]),
+    ("merge_indirect", [
+        (4, 5, 'a merge key (<<) merges the mapping that holds it'),
+    ]),
+    ("merge_into_itself", [
+        (1, 16, 'a merge key (<<) merges the mapping that holds it'),
+    ]),
+    ("messages_string", [
+        (3, 15, "expected a list of messages, got a string ('hello')"),
     ]),
     ("missing_id", [
         (2, 5, "a step is missing the required key 'id'"),
@@ -69,11 +110,22 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("misspelt_kind", [
         (3, 5, "unknown key 'promt' in a step"),
     ]),
+    ("mock_schema_mismatch", [
+        (8, 11, "the mock does not match the schema at $.category: 'billling' is not one of "
+                "['billing', 'bug']"),
+        (12, 11, "the mock is not valid JSON (Expecting value at line 1 column 1)"),
+        (17, 11, "the mock does not match the schema at $: 1.5 is not of type 'integer'"),
+    ]),
     ("needs_cycle", [
         (2, 5, 'dependency cycle: a -> c -> b -> a'),
     ]),
     ("no_kind", [
         (2, 5, "step 'a' has no kind"),
+    ]),
+    ("no_kind_unknown_keys", [
+        (2, 5, "step 'a' has no kind"),
+        (3, 5, "unknown key 'modle' in a step"),
+        (4, 5, "unknown key 'temprature' in a step"),
     ]),
     ("no_steps", [
         (1, 1, 'the workflow has no `steps`'),
@@ -142,6 +194,9 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("template_syntax_block", [
         (8, 7, "unexpected '}'"),
     ]),
+    ("template_syntax_block_first_line", [
+        (4, 7, "unexpected '}'"),
+    ]),
     ("top_level_list", [
         (1, 1, 'a workflow must be a mapping at the top level, not a list'),
     ]),
@@ -175,6 +230,14 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (3, 13, "unknown variable 'input' in a template"),
         (3, 13, "unknown variable 'item' in a template"),
     ]),
+    ("unquoted_template", [
+        (5, 11, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (9, 10, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (10, 11, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (10, 11, "unknown variable 'stepz' in a template"),
+        (13, 31, 'YAML reads an unquoted {{ ... }} as a mapping'),
+        (15, 6, 'YAML reads an unquoted {{ ... }} as a mapping'),
+    ]),
     ("version_2", [
         (1, 10, 'unsupported version 2'),
     ]),
@@ -186,6 +249,12 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("wrong_type_str", [
         (4, 12, 'expected a string, got an integer (4)'),
+    ]),
+    ("yaml_colon_in_value", [
+        (3, 15, 'invalid YAML: mapping values are not allowed here'),
+    ]),
+    ("yaml_indentation", [
+        (4, 4, "invalid YAML: expected <block end>, but found '<block mapping start>'"),
     ]),
     ("yaml_syntax", [
         (5, 1, "invalid YAML: expected ',' or ']', but got '<stream end>'"),
@@ -221,6 +290,17 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("broken_step_duplicate_id", "it is first used on line 2; ids must be unique"),
         ("schema_remote_ref",
          "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),
+        ("comparison_type", "write 5 without quotes; as it is, the comparison fails when "
+                            "the step runs"),
+        ("function_misspelt", "did you mean 'count_words'?"),
+        ("mock_schema_mismatch",
+         "`--mock` answers with this text, and it is checked like a model's reply"),
+        ("unquoted_template", "an expression is written without braces: when: inputs.x"),
+        ("messages_string", "write each as `- {role: user, content: ...}`, or use `prompt:`"),
+        ("input_spec_null", "write `a: {}` for a string input"),
+        ("yaml_indentation", "the indentation of this line does not match the lines above it"),
+        ("yaml_colon_in_value", "a value holds ': ' (or a key is indented too far): quote the "
+                                "value, or line the key up with the keys above it"),
     ],
 )
 def test_hints_point_at_the_fix(name: str, hint: str) -> None:
@@ -342,4 +422,186 @@ def test_a_broken_step_still_gets_its_templates_checked(write_flow: Callable) ->
          "templates may read inputs, steps and their values, but not private ('_') or "
          "internal attributes"),
         (6, 5, "unknown key 'temprature' in a step", "did you mean 'temperature'?"),
+    ]
+
+
+def test_a_folder_is_searched_for_workflows(cli: Callable, write_flow: Callable,
+                                             tmp_path: Path) -> None:
+    """`validate DIR` checks every *.yaml/*.yml with `steps:` below DIR, and nothing else."""
+    write_flow("steps: [{id: a, prompt: hi}]\n", "flows/good.yaml")
+    write_flow("steps:\n  - id: b\n    promt: hi\n", "flows/deep/er/bad.yml")
+    write_flow("version: 1\nname: not a workflow\n", "flows/config.yaml")
+    write_flow("steps: [{id: a, promt: hi}]\n", "flows/notes.txt")
+    write_flow("steps: [{id: a, promt: hi}]\n", "flows/.hidden/bad.yaml")
+    result = cli("validate", tmp_path / "flows", "--json")
+    assert result.exit_code == 2
+    files = [(f["file"], f["valid"]) for f in json.loads(result.stdout)["files"]]
+    assert files == [(str(tmp_path / "flows/deep/er/bad.yml"), False),
+                     (str(tmp_path / "flows/good.yaml"), True)]
+
+
+def test_a_folder_without_workflows_is_a_warning(cli: Callable, tmp_path: Path) -> None:
+    """A folder with no workflow in it says so on stderr, and is not an error."""
+    result = cli("validate", tmp_path)
+    assert result.exit_code == 0
+    assert f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {tmp_path}" in (
+        result.stderr)
+
+
+@pytest.mark.parametrize("paths", [[""], ["FLOW", " "]])
+def test_an_empty_path_is_a_usage_error(cli: Callable, write_flow: Callable,
+                                        paths: list[str]) -> None:
+    """`validate ''` is exit 2 naming the argument, not a search of the current folder."""
+    flow = str(write_flow("steps: [{id: a, prompt: hi}]\n"))
+    result = cli("validate", *[flow if p == "FLOW" else p for p in paths])
+    assert result.exit_code == 2
+    assert result.stderr == "error: FLOW must not be empty\n"
+
+
+def test_the_workflows_folder_validates(cli: Callable) -> None:
+    """`validate workflows/` finds and accepts every example."""
+    result = cli("validate", REPO / "workflows")
+    assert result.exit_code == 0
+    checked = {line.removesuffix(": ok") for line in result.stderr.splitlines()}
+    assert checked == {str(p) for p in (REPO / "workflows").rglob("*.yaml")}
+
+
+@pytest.mark.parametrize(
+    ("when", "hint"),
+    [
+        ('steps.g.output.score == "5"', "write 5 without quotes; as it is, the comparison is "
+                                        "always false"),
+        ("steps.g.output.label != 3", 'write "3" in quotes; as it is, the comparison is always '
+                                      "true"),
+        ('steps.g.output.tags < "a"', "as it is, the comparison fails when the step runs"),
+        ("inputs.level > 3", "declare the input with `type: number` (an input without `type` "
+                             "is a string); as it is, the comparison fails when the step runs"),
+        ('steps.each.output == "x"', "as it is, the comparison is always false"),
+    ],
+)
+def test_comparison_hints_say_what_goes_wrong(write_flow: Callable, when: str, hint: str) -> None:
+    """A mistyped comparison's hint gives the fix and what the comparison would do."""
+    flow = write_flow(f"""
+        inputs:
+          level: {{}}
+        steps:
+          - id: g
+            prompt: x
+            schema:
+              type: object
+              properties: {{score: {{type: integer}}, label: {{type: string}},
+                            tags: {{type: array}}}}
+          - id: each
+            for_each: "[1, 2]"
+            prompt: "{{{{ item }}}}"
+          - id: use
+            when: {when}
+            prompt: x
+        """)
+    assert [d.hint for d in validate_file(flow).diagnostics] == [hint]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from os.path import *\n",
+        "def __getattr__(name):\n    return len\n",
+        "globals()['count_wrds'] = len\n",
+        "def broken(:\n",
+        "def setup():\n    global count_wrds\n    count_wrds = len\n",
+        "try:\n    from fast import count_wrds\nexcept ImportError:\n    count_wrds = len\n",
+        "if True:\n    count_wrds = len\n",
+    ],
+)
+def test_function_names_are_checked_only_when_the_source_tells(write_flow: Callable,
+                                                                source: str) -> None:
+    """Names made at run time, or a module that cannot be parsed, are never reported."""
+    write_flow(source, "dynamic_tools.py")
+    flow = write_flow("steps: [{id: a, function: 'dynamic_tools:count_wrds'}]\n")
+    assert validate_file(flow).diagnostics == []
+
+
+def test_validate_reads_function_modules_without_importing_them(write_flow: Callable) -> None:
+    """The module is parsed, never run: validate executes no user code."""
+    import sys
+
+    write_flow("import sys\nsys.exit('imported')\ndef count_words(): ...\n", "never_run.py")
+    write_flow("", "pkg/__init__.py")
+    write_flow("raise SystemExit('imported')\ndef split(): ...\n", "pkg/sub.py")
+    flow = write_flow("""
+        steps:
+          - {id: a, function: 'never_run:count_wrds'}
+          - {id: b, function: 'pkg.sub:splt'}
+          - {id: c, function: 'pkg:sub'}
+        """)
+    report = validate_file(flow)
+    assert [(d.message, d.hint) for d in report.diagnostics] == [
+        ("module 'never_run' has no 'count_wrds'", "did you mean 'count_words'?"),
+        ("module 'pkg.sub' has no 'splt'", "did you mean 'split'?"),
+    ]
+    assert "never_run" not in sys.modules and "pkg" not in sys.modules
+def test_a_diamond_of_sub_workflows_loads_each_file_once(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A uses B and C, both use D, and so on: each file is loaded (and reported) once."""
+    from orchestrate import _validate
+
+    levels = 12  # loaded along every path, the bottom file alone would be loaded 4,096 times
+    bottom = write_flow("steps:\n  - {id: a, promt: hi}\n", f"d{levels}.yaml")
+    for level in range(levels - 1, -1, -1):
+        for side in "lr":
+            write_flow(f"steps:\n  - {{id: a, workflow: d{level + 1}.yaml}}\n",
+                       f"d{level}{side}.yaml")
+        top = write_flow(f"steps:\n  - {{id: a, workflow: d{level}l.yaml}}\n"
+                         f"  - {{id: b, workflow: d{level}r.yaml}}\n", f"d{level}.yaml")
+    loads: list[Path] = []
+    real_load = _validate.load_file
+
+    def counting_load(path: Path, display: str | None = None) -> object:
+        loads.append(Path(path).resolve())
+        return real_load(path, display)
+
+    monkeypatch.setattr(_validate, "load_file", counting_load)
+    report = validate_file(top)
+    assert len(loads) == 3 * levels + 1
+    assert len(set(loads)) == len(loads)
+    assert [(d.file, d.line, d.message) for d in report.diagnostics] == [
+        (str(bottom), 2, "unknown key 'promt' in a step")]
+    assert len(report.children) == 3 * levels
+
+
+def test_every_template_is_parsed_once(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle check reuses what the template checks parsed instead of parsing again."""
+    from orchestrate._plan import TemplateSite
+
+    parsed: list[str] = []
+    real_parse = TemplateSite.parse
+
+    def counting_parse(site: TemplateSite) -> object:
+        parsed.append(site.source)
+        return real_parse(site)
+
+    monkeypatch.setattr(TemplateSite, "parse", counting_parse)
+    path = write_flow("""
+        steps:
+          - {id: a, prompt: "{{ steps.b.output }}x"}
+          - {id: b, prompt: "y", when: "steps.c.status == 'skipped'"}
+          - {id: c, prompt: "z"}
+        """)
+    assert validate_file(path).valid
+    assert sorted(parsed) == sorted(["{{ steps.b.output }}x", "y",
+                                     "steps.c.status == 'skipped'", "z"])
+
+
+def test_each_unquoted_template_hints_at_its_quoted_form() -> None:
+    """`key: {{ x }}` read as a mapping: the hint writes the same line, quoted."""
+    report = validate_file(CORPUS / "unquoted_template.yaml")
+    assert [d.hint for d in report.diagnostics if "unquoted" in d.message] == [
+        "an expression is written without braces: when: inputs.x",
+        'quote the template: x: "{{ steps.a.output }}"',
+        'quote the template: - "{{ stepz.a.output }}"',
+        'quote the template: content: "{{ inputs.x | upper }}"',
+        'quote the template: o: "{{ steps.a.output }}"',
     ]

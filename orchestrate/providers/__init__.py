@@ -9,25 +9,36 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
+from orchestrate._secrets import is_secret_header, longest_first, secret_env_values
 from orchestrate._settings import MOCK_LATENCY
-from orchestrate._spec import ModelSettings, ProviderSpec
+from orchestrate._spec import ModelSettings, ProviderSpec, ProviderType
 from orchestrate.providers._base import LLMRequest, LLMResponse, Provider
+from orchestrate.providers._registry import (
+    KINDS,
+    MOCK,
+    ProviderKind,
+    builtin_provider_names,
+    kind_names,
+)
 
 __all__ = [
-    "BUILTIN_PROVIDERS",
     "DEFAULT_MODEL",
+    "KINDS",
+    "MOCK",
     "LLMRequest",
     "LLMResponse",
     "Provider",
+    "ProviderKind",
     "ProviderPool",
+    "builtin_provider_names",
+    "kind_names",
     "resolve_model",
     "resolve_provider_name",
+    "run_secrets",
 ]
 
-BUILTIN_PROVIDERS = ("openai", "anthropic", "mock")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MODEL = "gpt-4o-mini"
-_BUILTIN_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
 # Hosted APIs that always want a key: a missing one is reported before the first request.
 # Any other server (Ollama, vLLM, llama.cpp, a proxy) gets no Authorization header instead.
 _HOSTS_NEEDING_KEYS = frozenset({
@@ -54,6 +65,26 @@ def resolve_provider_name(settings: ModelSettings, model: str) -> str:
     return "anthropic" if model.startswith("claude") else "openai"
 
 
+def run_secrets(endpoints: Mapping[str, ProviderSpec], env: Mapping[str, str]
+                ) -> tuple[str, ...]:
+    """What a run must never show or store: the values of key-like environment variables
+    (`*_KEY`, `*_TOKEN`...), of every provider's `api_key_env`, and of every variable a
+    `headers:` value reads through `${NAME}`, whatever NAME is; and the value of a
+    credential header written in the workflow itself. Longest first."""
+    names = {kind.api_key_env for kind in KINDS.values()}
+    literal = []
+    for spec in endpoints.values():
+        names.update([spec.api_key_env] if spec.api_key_env else [])
+        for header, value in spec.headers.items():
+            referenced = _ENV_REFERENCE.findall(value) if isinstance(value, str) else []
+            names.update(referenced)
+            if not referenced and isinstance(value, str) and is_secret_header(header):
+                literal.append(value)
+    pasted = {name: value.strip(_PASTED_WHITESPACE) for name, value in env.items()}
+    return longest_first([*secret_env_values(pasted, names),
+                          *(value for value in literal if len(value) >= 8)])
+
+
 class ProviderPool:
     """Creates each provider a run needs once, and closes them all at the end.
 
@@ -78,9 +109,10 @@ class ProviderPool:
         self._concurrency = concurrency
         self._providers: dict[str, Provider] = {}
 
-    @property
-    def mock(self) -> bool:
-        return self._mock
+    @functools.cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """The values errors and the history must never show (see :func:`run_secrets`)."""
+        return run_secrets(self._endpoints, self._env)
 
     def check(self, names: Iterable[str]) -> None:
         """Fail before the first request when a provider cannot work (e.g. no API key)."""
@@ -89,7 +121,7 @@ class ProviderPool:
 
     def get(self, name: str) -> Provider:
         if self._mock:
-            name = "mock"
+            name = MOCK
         if name not in self._providers:
             create = functools.partial(self._create, name)
             # `wrap(name, create)` may put a provider around (cache, --record) or instead of
@@ -103,23 +135,27 @@ class ProviderPool:
         self._providers.clear()
 
     def _create(self, name: str) -> Provider:
-        if name == "mock":
+        if name == MOCK:
             from orchestrate.providers._mock import MockProvider
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
-        spec = self._endpoints.get(name) or self._builtin(name)
-        return self._http_provider(name, spec)
+        endpoint = self._endpoints.get(name)
+        if endpoint is not None:  # a key variable the workflow names is one it needs
+            return self._provider_of_kind(name, endpoint,
+                                          key_required=endpoint.api_key_env is not None)
+        return self._provider_of_kind(name, self._builtin(name), key_required=False)
 
     def _builtin(self, name: str) -> ProviderSpec:
-        """openai and anthropic, configured from the environment."""
-        if name not in _BUILTIN_URLS:
+        """The provider named after a kind, configured from the environment."""
+        kind = KINDS.get(name)
+        if kind is None:
             raise ConfigError(
                 f"unknown provider {name!r}",
-                hint="use openai, anthropic, mock or a name from the workflow's `providers:`",
+                hint=f"use {', '.join(builtin_provider_names())} or a name from the "
+                     "workflow's `providers:`",
             )
-        prefix = name.upper()
-        base_url = self._env.get(f"{prefix}_BASE_URL") or _BUILTIN_URLS[name]
-        return ProviderSpec(type=name, base_url=base_url, api_key_env=f"{prefix}_API_KEY")
+        return ProviderSpec(type=ProviderType(name), base_url=kind.base_url(self._env),
+                            api_key_env=kind.api_key_env)
 
     def _latency_from_env(self) -> float:
         """ORCHESTRATE_MOCK_LATENCY: seconds the mock takes per answer, for demos."""
@@ -133,29 +169,34 @@ class ProviderPool:
                               f"{MOCK_LATENCY.low} to {MOCK_LATENCY.high}, got {raw!r}")
         return latency
 
-    def _http_provider(self, name: str, spec: ProviderSpec) -> Provider:
+    def _provider_of_kind(self, name: str, spec: ProviderSpec, *,
+                          key_required: bool) -> Provider:
+        """A provider of `spec`'s kind. Without a key (its variable unset or empty) it
+        fails here, before any request, when `key_required` or its host always wants one."""
         api_key = self._api_key(spec.api_key_env)
         headers, secrets = self._expand_headers(name, spec.headers)
         _check_headers(name, headers)
-        if not api_key and _needs_key(spec.base_url):
-            variable = spec.api_key_env or "an api_key_env"
-            raise ConfigError(
-                f"provider {name!r} needs an API key: the environment variable "
-                f"{variable} is not set",
-                hint=f"export {variable}=... or run with --mock",
-            )
-        if spec.type == "anthropic":
-            from orchestrate.providers._anthropic import AnthropicProvider
-
-            return AnthropicProvider(
-                name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
-                concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
-            )
-        from orchestrate.providers._openai import OpenAIProvider
-
-        return OpenAIProvider(
+        if not api_key and (key_required or _needs_key(spec.base_url)):
+            raise self._missing_key(name, spec.api_key_env)
+        provider_class = KINDS[spec.type].load()
+        return provider_class(
             name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
             concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
+        )
+
+    def _missing_key(self, provider: str, variable: str | None) -> ConfigError:
+        """The error for a provider without its key: it names the variable, and tells an
+        empty one from one that is not set."""
+        if variable is None:  # a hosted API behind a `providers:` entry without a key
+            return ConfigError(
+                f"provider {provider!r} needs an API key, and names no api_key_env",
+                hint="add `api_key_env: NAME` to the entry and export NAME=...",
+            )
+        state = "is empty" if self._env.get(variable) is not None else "is not set"
+        return ConfigError(
+            f"provider {provider!r} needs an API key: the environment variable "
+            f"{variable} {state}",
+            hint=f"export {variable}=... or run with --mock",
         )
 
     def _expand_headers(

@@ -28,7 +28,8 @@ class LLMRequest:
     json_mode: bool = False  # output: json (with or without a schema)
     stream: bool = False  # stream tokens to on_token
     step_id: str = ""
-    mock_text: str | None = None  # the step's rendered `mock:` text, used by the mock only
+    provider: str | None = None  # the provider name that answers: `mock` under --mock
+    mock_text: str | None = None  # the step's rendered `mock:` text, for the mock only
     cache: bool | None = None  # the step's `cache` setting (None: as `run --cache` says)
 
     def fingerprint_data(self) -> dict[str, Any]:
@@ -43,6 +44,11 @@ class LLMRequest:
         }
 
 
+# Finish reasons that mean "cut off at max_tokens": OpenAI (and compatible servers) say
+# "length", Anthropic says "max_tokens".
+_CUT_OFF_REASONS = frozenset({"length", "max_tokens"})
+
+
 @attrs.frozen(kw_only=True)
 class LLMResponse:
     text: str
@@ -53,6 +59,11 @@ class LLMResponse:
     finish_reason: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False  # answered from the response cache, not the provider
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut off at ``max_tokens``: its end is missing."""
+        return self.finish_reason in _CUT_OFF_REASONS
 
 
 class Provider(Protocol):

@@ -4,8 +4,10 @@ A call to :meth:`HTTPProvider.complete` passes through one layer per concern:
 
     complete()        retry loop: backoff with full jitter, Retry-After, on_retry, give up
     └── _attempt()    one POST on a pooled client, under the step's per-attempt timeout
-        ├── _status_error()   HTTP status -> TransientError (retry) or ProviderError (final)
+        ├── _status_error()   HTTP status -> TransientError (retry) or ProviderError (final);
+        │                     only the first ERROR_BODY_LIMIT bytes of the body are read
         └── _read()           the subclass's parser: a JSON body or an SSE stream
+            └── _capped()     the body's bytes, a final ProviderError past REPLY_LIMIT
 
 Subclasses (OpenAI, Anthropic) only build the request and parse the reply; a parser
 raises :class:`TransientError` for a reply that is worth another attempt (a truncated
@@ -22,14 +24,22 @@ import email.utils
 import json
 import math
 import random
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from orchestrate._errors import ProviderError, StepError, StepTimeout
+from orchestrate._secrets import is_secret_header, longest_first, redact, redact_url
 from orchestrate.providers._base import LLMRequest, LLMResponse, RetryCallback, TokenCallback
 from orchestrate.providers._sse import ServerSentEvent, aiter_sse
 
@@ -42,6 +52,8 @@ __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_MAX",
     "CONNECTIONS_PER_CLIENT",
+    "ERROR_BODY_LIMIT",
+    "REPLY_LIMIT",
     "RETRY_AFTER_LIMIT",
     "RETRY_STATUSES",
     "ClientPool",
@@ -52,7 +64,6 @@ __all__ = [
     "malformed_reply",
     "message_in",
     "parse_retry_after",
-    "redact",
     "text_or_none",
     "token_count",
 ]
@@ -67,16 +78,8 @@ RETRY_AFTER_LIMIT = 60.0  # a longer Retry-After is ignored in favour of our own
 RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx (Anthropic's 529 included)
 DRAIN_TIMEOUT = 1.0  # seconds to read the end of a stream after its last event
 DRAIN_LIMIT = 65_536  # bytes of it, at most
-_REDACTED = "[REDACTED]"
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
-_SECRET_PATTERNS = (
-    re.compile(
-        r"(?i)(\b(?:authorization|x-api-key|api[-_]?key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)"
-        r"[^\s\"',;&}]+"
-    ),
-    re.compile(r"(?i)(bearer\s+)[^\s\"',;&]+"),
-    re.compile(r"()\bsk-[A-Za-z0-9_\-*]{6,}"),
-)
+REPLY_LIMIT = 10 * 1024 * 1024  # bytes of one reply, streamed or not (docs/providers.md)
+ERROR_BODY_LIMIT = 8192  # bytes of an error body read: more than error_message() shows
 
 
 class TransientError(Exception):
@@ -198,24 +201,16 @@ def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
 # --- error bodies and secrets -------------------------------------------------------------
 
 
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` without the given secrets, bearer tokens, API-key headers or ``sk-`` keys."""
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + _REDACTED, text)
-    return text
-
-
-def error_message(body: bytes | str, *, limit: int = 500) -> str:
+def error_message(body: bytes | str, *, limit: int = 500, secrets: Sequence[str] = ()) -> str:
     """The provider's own words from an error body (``{"error": {"message": ...}}`` and
-    the usual variants), else the body itself, shortened."""
+    the usual variants), else the body itself: redacted whole, then shortened (a key cut
+    at the limit would no longer match)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         data = json.loads(text)
     except ValueError:
         data = None
-    message = message_in(data) or text.strip()
+    message = redact(message_in(data) or text.strip(), secrets)
     return message if len(message) <= limit else message[:limit] + "…"
 
 
@@ -268,7 +263,7 @@ class HTTPProvider:
         self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(name={self.name!r}, base_url={redact_url(self.base_url)!r})"
 
     @property
     def url(self) -> str:
@@ -362,8 +357,7 @@ class HTTPProvider:
                 raise self._unsendable()
             try:
                 if not 200 <= response.status_code < 300:
-                    await response.aread()
-                    raise self._status_error(response)
+                    raise self._status_error(response, await _head(response, ERROR_BODY_LIMIT))
                 return await self._read(response, request, on_token)
             finally:
                 await response.aclose()
@@ -383,21 +377,47 @@ class HTTPProvider:
         """Parse an SSE stream, or a JSON body (also when a server ignored ``stream``)."""
         content_type = response.headers.get("content-type", "")
         if request.stream and "json" not in content_type:
-            chunks = response.aiter_bytes()
-            async with contextlib.aclosing(aiter_sse(chunks)) as events:
-                reply = await self._parse_stream(events, on_token)
-            await _drain(chunks)
+            async with contextlib.aclosing(self._capped(response)) as chunks:
+                async with contextlib.aclosing(aiter_sse(chunks)) as events:
+                    reply = await self._parse_stream(events, on_token)
+                await _drain(chunks)
             return reply
-        data = _json_body(await response.aread())
+        body = bytearray()
+        async for chunk in self._capped(response):
+            body += chunk
+        data = _json_body(body)
         with malformed_reply():
             reply = self._parse_body(data)
         if request.stream and on_token is not None and reply.text:
             on_token(reply.text)
         return reply
 
-    def _status_error(self, response: httpx.Response) -> Exception:
+    async def _capped(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives, failing for good once it passes :data:`REPLY_LIMIT`:
+        a reply that large is not an answer, and another attempt would only repeat it.
+        A Content-Length over the limit fails before reading; a smaller one is not trusted.
+        """
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > REPLY_LIMIT:
+            raise self._too_large()
+        received = 0
+        # httpx types aiter_bytes() as an AsyncIterator; it is an async generator (aclose).
+        async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > REPLY_LIMIT:
+                    raise self._too_large()
+                yield chunk
+
+    def _too_large(self) -> ProviderError:
+        return ProviderError(
+            f"the reply from {self.name} passed the {REPLY_LIMIT // 2**20} MB limit",
+            hint="check the provider's base_url, and the step's max_tokens",
+        )
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> Exception:
         status = response.status_code
-        message = f"HTTP {status} from {self.url}: {error_message(response.content)}"
+        message = f"HTTP {status} from {self.url}: {error_message(body, secrets=self._secrets)}"
         message = redact(message, self._secrets)
         if status in RETRY_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers, now=self._clock())
@@ -456,6 +476,18 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
                     break
 
 
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of the body (all of it when shorter); the rest is not read."""
+    head = bytearray()
+    # httpx types aiter_bytes() as an AsyncIterator; it is an async generator (aclose).
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
+        async for chunk in chunks:
+            head += chunk
+            if len(head) >= limit:
+                break
+    return bytes(head[:limit])
+
+
 MALFORMED = (AttributeError, KeyError, IndexError, TypeError, ValueError)
 
 
@@ -482,7 +514,7 @@ def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _json_body(raw: bytes) -> Any:
+def _json_body(raw: bytes | bytearray) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
@@ -493,9 +525,8 @@ def _secrets_of(
     api_key: str | None, headers: Mapping[str, str], secrets: Sequence[str] = ()
 ) -> tuple[str, ...]:
     values = [api_key or "", *secrets]
-    values += [value for name, value in headers.items() if _SECRET_HEADER.search(name)]
-    # Longest first, so a key that contains another is removed whole.
-    return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+    values += [value for name, value in headers.items() if is_secret_header(name)]
+    return longest_first(v for v in values if len(v) >= 4)
 
 
 def _hint_for(status: int) -> str | None:

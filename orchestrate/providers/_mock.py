@@ -25,7 +25,6 @@ class MockProvider:
 
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
-        self.calls: list[LLMRequest] = []
 
     async def complete(
         self,
@@ -34,7 +33,6 @@ class MockProvider:
         on_token: TokenCallback | None = None,
         on_retry: RetryCallback | None = None,
     ) -> LLMResponse:
-        self.calls.append(request)
         text = mock_reply(request)
         if self.latency > request.timeout:
             await asyncio.sleep(request.timeout)

@@ -55,6 +55,12 @@ def stream_response(
     )
 
 
+def split_every(text: str, size: int) -> list[bytes]:
+    """`text` as UTF-8 in chunks of `size` bytes (a character may be cut in two)."""
+    raw = text.encode()
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
 def sse_lines(*payloads: Any, event: str | None = None) -> str:
     """SSE text for these payloads (dicts become JSON), one `data:` event each."""
     out = []

@@ -13,6 +13,8 @@ from orchestrate._result import Usage
 from orchestrate.providers._anthropic import AnthropicProvider, json_instruction
 from orchestrate.providers._base import LLMRequest, LLMResponse
 
+from .conftest import split_every
+
 pytestmark = pytest.mark.anyio
 
 URL = "https://claude.test/v1/messages"
@@ -164,10 +166,11 @@ async def test_reply_joins_text_blocks(make_provider, respx_mock) -> None:
 
 
 async def test_max_tokens_warns(make_provider, respx_mock) -> None:
-    """stop_reason max_tokens adds a warning."""
+    """stop_reason max_tokens marks the reply truncated and adds a warning."""
     respx_mock.post(URL).mock(return_value=httpx.Response(200, json=message("Hel", "max_tokens")))
     result = await make_provider("anthropic").complete(request())
     assert result.warnings == ("the reply was cut off at max_tokens",)
+    assert result.truncated
 
 
 async def test_refusal_fails(make_provider, respx_mock) -> None:
@@ -186,11 +189,6 @@ async def test_invalid_json_is_retried(make_provider, retries, respx_mock) -> No
 
 
 # --- streaming ----------------------------------------------------------------------------
-
-
-def split_every(text: str, size: int) -> list[bytes]:
-    raw = text.encode()
-    return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,12 +16,14 @@ import respx
 from orchestrate._errors import ProviderError, StepTimeout
 from orchestrate.providers._base import LLMRequest
 from orchestrate.providers._http import (
+    ERROR_BODY_LIMIT,
+    REPLY_LIMIT,
     ClientPool,
     backoff_cap,
     error_message,
     parse_retry_after,
-    redact,
 )
+from tests.providers.conftest import sse_lines
 
 URL = "https://api.test/v1/chat/completions"
 NOW = 1_000_000_000.0
@@ -172,23 +176,6 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
 def test_error_message(body: str, expected: str) -> None:
     """The provider's own message is found in the usual error shapes."""
     assert expected == error_message(body.encode())
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("key abc-secret-1 echoed", "key [REDACTED] echoed"),
-        ("Authorization: Bearer tok_123456", "Authorization: Bearer [REDACTED]"),
-        ('{"x-api-key": "ant-12345"}', '{"x-api-key": "[REDACTED]"}'),
-        ("Incorrect API key provided: sk-proj-abc***********xyz.", "Incorrect API key "
-         "provided: [REDACTED]."),
-        ("api_key=zzz999&x=1", "api_key=[REDACTED]&x=1"),
-        ("nothing secret here", "nothing secret here"),
-    ],
-)
-def test_redact(text: str, expected: str) -> None:
-    """Keys, bearer tokens and API-key headers are removed from text."""
-    assert expected == redact(text, ("abc-secret-1",))
 
 
 # --- the retry loop, through the OpenAI provider --------------------------------------------
@@ -426,6 +413,44 @@ async def test_secret_extra_headers_are_redacted(make_provider, respx_mock) -> N
     assert caught.value.message == "openai: HTTP 400 from " + URL + ": bad token [REDACTED]"
 
 
+AZURE_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"  # 40 hex digits, no prefix to match
+
+
+@pytest.mark.parametrize("kept", [30, 1])
+def test_error_message_redacts_before_shortening(kept: int) -> None:
+    """A key cut at the length limit is still removed: no part of it survives."""
+    tail = " was refused for this deployment"
+    body = json.dumps({"error": {"message": "x" * (500 - kept) + AZURE_KEY + tail}})
+    message = error_message(body, secrets=(AZURE_KEY,))
+    assert "x" * (500 - kept) + ("[REDACTED]" + tail)[:kept] + "…" == message
+
+
+@pytest.mark.anyio
+async def test_a_header_key_echoed_at_the_cut_leaks_no_prefix(make_provider, respx_mock) -> None:
+    """An Azure-style `api-key` echoed where the message is shortened is redacted whole."""
+    echo = "y" * 470 + f" {AZURE_KEY} is not valid for this resource"
+    respx_mock.post(URL).mock(return_value=httpx.Response(401, json={"error": {"message": echo}}))
+    provider = make_provider(api_key=None, headers={"api-key": AZURE_KEY})
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(request())
+    assert AZURE_KEY[:12] not in caught.value.message
+    assert "[REDAC" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_credentials_in_the_base_url_are_never_shown(make_provider, respx_mock) -> None:
+    """`http://user:pass@host` is sent as is, and shown as `http://[REDACTED]@host`."""
+    route = respx_mock.post("https://gw.test/v1/chat/completions").mock(
+        return_value=httpx.Response(404, text="no such model"))
+    provider = make_provider(base_url="https://alice:hunter2-pw@gw.test/v1", api_key=None)
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(request())
+    assert route.calls[0].request.headers["authorization"].startswith("Basic ")
+    texts = (caught.value.message, repr(provider))
+    assert [t for t in texts if "hunter2-pw" in t or "alice" in t] == []
+    assert "https://[REDACTED]@gw.test/v1" in caught.value.message
+
+
 def test_repr_hides_the_key(api_key: str, make_provider) -> None:
     """The provider's repr names it and its URL, never the key."""
     provider = make_provider()
@@ -488,3 +513,138 @@ async def test_local_protocol_error_is_a_final_redacted_error(make_provider, res
     assert SECRET not in caught.value.message and SECRET not in repr(caught.value)
     assert caught.value.__context__ is None
     assert route.call_count == 1
+
+
+# --- the size of a reply ------------------------------------------------------------------
+
+
+URLS = {"openai": URL, "anthropic": "https://claude.test/v1/messages"}
+JSON_REPLIES = {
+    "openai": json.dumps(REPLY).encode(),
+    "anthropic": json.dumps({"id": "msg_1", "type": "message", "model": "claude", "content": [
+        {"type": "text", "text": "hi"}], "stop_reason": "end_turn"}).encode(),
+}
+STREAM_ENDS = {
+    "openai": sse_lines({"choices": [{"index": 0, "delta": {"content": "hi"},
+                                      "finish_reason": "stop"}]}, "[DONE]").encode(),
+    "anthropic": sse_lines(
+        {"type": "message_start", "message": {"id": "msg_1", "model": "claude"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
+                                                             "text": "hi"}},
+        {"type": "message_stop"},
+    ).encode(),
+}
+CHUNK = 65_536
+TOO_LARGE = "the reply from {kind} passed the 10 MB limit"
+
+
+class Body:
+    """A lazily sent body: `head`, `size` bytes of `filler`, then `tail`; counts what was read."""
+
+    def __init__(self, size: int, *, filler: bytes = b" ", tail: bytes = b"") -> None:
+        self.size, self.filler, self.tail = size, filler, tail
+        self.sent = 0
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        left = self.size
+        while left > 0:
+            chunk = (self.filler * (CHUNK // len(self.filler)))[:left]
+            self.sent += len(chunk)
+            left -= len(chunk)
+            yield chunk
+        self.sent += len(self.tail)
+        yield self.tail
+
+    def response(self, status: int = 200, content_type: str = "application/json",
+                 **headers: str) -> httpx.Response:
+        return httpx.Response(status, headers={"content-type": content_type, **headers},
+                              content=self.chunks())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_reply_up_to_the_limit_is_read(kind: str, make_provider, respx_mock) -> None:
+    """A JSON reply of exactly REPLY_LIMIT bytes (padded with whitespace) is accepted."""
+    tail = JSON_REPLIES[kind]
+    respx_mock.post(URLS[kind]).mock(
+        side_effect=lambda _: Body(REPLY_LIMIT - len(tail), tail=tail).response())
+    assert (await make_provider(kind).complete(request())).text == "hi"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_reply_past_the_limit_fails_for_good(kind: str, make_provider,
+                                                     respx_mock) -> None:
+    """A JSON body one byte past REPLY_LIMIT, with no Content-Length, fails without a retry."""
+    tail = JSON_REPLIES[kind]
+    route = respx_mock.post(URLS[kind]).mock(
+        side_effect=lambda _: Body(REPLY_LIMIT + 1 - len(tail), tail=tail).response())
+    with pytest.raises(ProviderError) as caught:
+        await make_provider(kind).complete(request(retries=2))
+    assert caught.value.message == TOO_LARGE.format(kind=kind)
+    assert (route.call_count, caught.value.attempts) == (1, 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_stream_past_the_limit_fails_as_it_arrives(
+    kind: str, make_provider, respx_mock
+) -> None:
+    """SSE bytes (comments here) are counted as they arrive: past the limit, the step fails."""
+    body = Body(REPLY_LIMIT + 1, filler=b":" + b"x" * 1022 + b"\n", tail=STREAM_ENDS[kind])
+    route = respx_mock.post(URLS[kind]).mock(
+        return_value=body.response(content_type="text/event-stream"))
+    with pytest.raises(ProviderError) as caught:
+        await make_provider(kind).complete(request(stream=True, retries=2))
+    assert caught.value.message == TOO_LARGE.format(kind=kind)
+    assert route.call_count == 1
+    assert body.sent <= REPLY_LIMIT + CHUNK
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_long_stream_under_the_limit_is_read(kind: str, make_provider,
+                                                     respx_mock) -> None:
+    """A stream within 1 KB of the limit is read to its end."""
+    tail = STREAM_ENDS[kind]
+    comments = (REPLY_LIMIT - len(tail)) // 1024 * 1024  # whole comment lines
+    body = Body(comments, filler=b":" + b"x" * 1022 + b"\n", tail=tail)
+    respx_mock.post(URLS[kind]).mock(return_value=body.response(
+        content_type="text/event-stream"))
+    assert (await make_provider(kind).complete(request(stream=True))).text == "hi"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_content_length_past_the_limit_is_refused_unread(
+    stream: bool, make_provider, respx_mock
+) -> None:
+    """A declared Content-Length over the limit fails before a byte of the body is read."""
+    body = Body(100, tail=JSON_REPLIES["openai"])
+    respx_mock.post(URL).mock(return_value=body.response(**{
+        "content-length": str(REPLY_LIMIT + 1)}))
+    with pytest.raises(ProviderError, match="passed the 10 MB limit"):
+        await make_provider().complete(request(stream=stream))
+    assert body.sent == 0
+
+
+@pytest.mark.anyio
+async def test_a_small_content_length_is_not_trusted(make_provider, respx_mock) -> None:
+    """A body longer than its Content-Length says is still cut off at the limit."""
+    body = Body(REPLY_LIMIT + 1, tail=JSON_REPLIES["openai"])
+    respx_mock.post(URL).mock(return_value=body.response(**{"content-length": "100"}))
+    with pytest.raises(ProviderError, match="passed the 10 MB limit"):
+        await make_provider().complete(request())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [400, 500])
+async def test_only_the_head_of_an_error_body_is_read(status: int, make_provider,
+                                                      respx_mock) -> None:
+    """A huge error body is read only as far as the error message needs."""
+    body = Body(3 * REPLY_LIMIT, filler=b"x" * 1024)
+    respx_mock.post(URL).mock(return_value=body.response(status, content_type="text/plain"))
+    with pytest.raises(ProviderError) as caught:
+        await make_provider().complete(request(retries=0))
+    assert f"HTTP {status} from {URL}: {'x' * 500}…" in caught.value.message
+    assert body.sent <= ERROR_BODY_LIMIT + CHUNK

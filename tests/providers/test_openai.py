@@ -19,7 +19,7 @@ from orchestrate.providers._openai import (
     uses_max_completion_tokens,
 )
 
-from .conftest import sse_lines
+from .conftest import split_every, sse_lines
 
 pytestmark = pytest.mark.anyio
 
@@ -193,11 +193,22 @@ async def test_reply(make_provider, respx_mock) -> None:
 
 
 async def test_cut_off_reply_warns(make_provider, respx_mock) -> None:
-    """finish_reason "length" adds a warning."""
+    """finish_reason "length" marks the reply truncated and adds a warning."""
     respx_mock.post(URL).mock(return_value=httpx.Response(200, json=reply("Hel", "length")))
     result = await make_provider().complete(request(max_tokens=1))
     assert result.finish_reason == "length"
     assert result.warnings == ("the reply was cut off at max_tokens",)
+    assert result.truncated
+
+
+@pytest.mark.parametrize(("finish_reason", "truncated"), [
+    ("length", True), ("max_tokens", True), ("stop", False), ("end_turn", False),
+    ("content_filter", False), (None, False),
+])
+def test_truncated_means_cut_off_at_max_tokens(finish_reason: str | None,
+                                               truncated: bool) -> None:
+    """Only OpenAI's "length" and Anthropic's "max_tokens" mark a reply truncated."""
+    assert LLMResponse(text="x", finish_reason=finish_reason).truncated is truncated
 
 
 async def test_refusal_fails(make_provider, respx_mock) -> None:
@@ -226,11 +237,6 @@ async def test_reply_without_choices_is_retried(make_provider, retries, respx_mo
 
 
 # --- streaming ----------------------------------------------------------------------------
-
-
-def split_every(text: str, size: int) -> list[bytes]:
-    raw = text.encode()
-    return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
 @pytest.mark.parametrize(

@@ -141,9 +141,48 @@ def test_key_whitespace_is_stripped(padded: str) -> None:
 
 
 def test_blank_key_counts_as_missing() -> None:
-    """A key of only whitespace is reported as not set."""
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+    """A key of only whitespace is missing, and reported as empty."""
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is empty"):
         ProviderPool(env={"OPENAI_API_KEY": " \n"}).check(["openai"])
+
+
+LOCAL = "http://127.0.0.1:8000/v1"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({}, "the environment variable LOCAL_KEY is not set"),
+    ({"LOCAL_KEY": ""}, "the environment variable LOCAL_KEY is empty"),
+    ({"LOCAL_KEY": " \t\n"}, "the environment variable LOCAL_KEY is empty"),
+])
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_a_named_key_variable_is_needed_on_any_server(env: dict, message: str,
+                                                      kind: str) -> None:
+    """An endpoint naming `api_key_env` needs that variable set and not blank, even on a
+    custom base_url that would need no key."""
+    endpoints = {"local": ProviderSpec(type=kind, base_url=LOCAL, api_key_env="LOCAL_KEY")}
+    with pytest.raises(ConfigError) as caught:
+        ProviderPool(endpoints, env=env).check(["local"])
+    assert message in caught.value.message
+    assert "LOCAL_KEY" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(("endpoint", "env", "key"), [
+    (ProviderSpec(base_url=LOCAL), {}, None),
+    (ProviderSpec(base_url=LOCAL, api_key_env="LOCAL_KEY"), {"LOCAL_KEY": KEY}, KEY),
+])
+def test_only_an_endpoint_naming_no_key_goes_without(endpoint: ProviderSpec, env: dict,
+                                                     key: str | None) -> None:
+    """A custom server without `api_key_env` gets no key (Ollama); a named, set one is used."""
+    provider = ProviderPool({"local": endpoint}, env=env).get("local")
+    assert provider._api_key == key
+
+
+def test_a_hosted_endpoint_naming_no_key_variable() -> None:
+    """A `providers:` entry on a hosted API without `api_key_env` says to add one."""
+    endpoints = {"router": ProviderSpec(base_url="https://openrouter.ai/api/v1")}
+    with pytest.raises(ConfigError, match="names no api_key_env") as caught:
+        ProviderPool(endpoints, env={}).check(["router"])
+    assert "api_key_env" in (caught.value.hint or "")
 
 
 @pytest.mark.parametrize("value", ["Bearer t\u00f6ken-42", "tok\u00a0en-42", "tok\nen-42",
@@ -175,6 +214,22 @@ def test_header_values_can_come_from_the_environment() -> None:
     provider = ProviderPool(endpoints, env={"AZURE_KEY": f" {secret}\n"}).get("azure")
     assert provider._extra_headers == {"api-key": secret, "X-Team": "ml"}
     assert secret in provider._secrets
+
+
+def test_run_secrets_are_every_value_a_run_must_not_show() -> None:
+    """Keys of kinds and endpoints, `${NAME}` header variables whatever NAME is, literal
+    credential headers and key-like variables; pasted whitespace trimmed, short ones left."""
+    endpoints = {
+        "azure": ProviderSpec(base_url="http://127.0.0.1:9/v1", api_key_env="GATEWAY",
+                              headers={"api-key": "${AZURE_CRED}", "X-Team": "ml-platform",
+                                       "X-Auth": "literal-credential"}),
+    }
+    env = {"AZURE_CRED": " azure-cred-value\n", "GATEWAY": "gateway-value",
+           "OPENAI_API_KEY": "openai-key-value", "BILLING_TOKEN": "billing-token-value",
+           "HOME": "/home/someone", "SHORT_KEY": "short"}
+    expected = ("billing-token-value", "literal-credential", "azure-cred-value",
+                "openai-key-value", "gateway-value")
+    assert expected == ProviderPool(endpoints, env=env).secrets
 
 
 def test_a_header_variable_that_is_not_set() -> None:

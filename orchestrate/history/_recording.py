@@ -8,6 +8,10 @@ one. The run puts them in place through ``ProviderPool(wrap=...)``:
     └── CachingProvider      answers identical requests from the history database
         └── the provider     OpenAI, Anthropic, an endpoint, the mock
     ReplayProvider           answers from a fixture file only; needs no key, no network
+
+The cache keeps its answers in the history store (:meth:`~._store.HistoryStore.get_response`
+and :meth:`~._store.HistoryStore.put_response`), keyed by :func:`cache_endpoint` and the
+request.
 """
 
 from __future__ import annotations
@@ -16,16 +20,22 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate._errors import InvalidOutput, ProviderError, UsageError
+from orchestrate._files import replace_private_file
 from orchestrate._result import Usage
+from orchestrate._secrets import redact_url, redact_values
+from orchestrate.history._store import CachedResponse
 from orchestrate.providers import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._base import RetryCallback, TokenCallback
 
 if TYPE_CHECKING:
-    from orchestrate._store import Store
+    from orchestrate._prepared import PreparedRun
+    from orchestrate.history._store import HistoryStore
 
 FIXTURE_VERSION = 1
 
@@ -36,8 +46,8 @@ def _digest(data: Any) -> str:
 
 
 def requested_provider(request: LLMRequest, fallback: str) -> str:
-    """The provider the step asked for (`openai`, ...), also when `--mock` answers it."""
-    return getattr(request, "provider", None) or fallback
+    """The provider that answers the request (`openai`, ..., `mock` under --mock)."""
+    return request.provider or fallback
 
 
 def fixture_key(request: LLMRequest, provider: str) -> str:
@@ -69,6 +79,24 @@ def _replay_tokens(request: LLMRequest, text: str, on_token: TokenCallback | Non
 # --- the response cache ----------------------------------------------------------------------
 
 
+def cache_endpoint(name: str, prepared: PreparedRun, env: Mapping[str, str]) -> str:
+    """Who answers for a provider name (as the pool decides), so the cache keeps endpoints
+    apart: the same model behind two base URLs is two different models. A URL's user and
+    password are left out (it is stored, and part of the key); other URLs are kept as they
+    are, so their keys do not change."""
+    if name == "mock":
+        return "mock"
+    from orchestrate._prepared import endpoints_of
+
+    spec = endpoints_of(prepared).get(name)
+    if spec is not None:
+        return f"{name} {redact_url(spec.base_url)}"
+    from orchestrate.providers import KINDS
+
+    kind = KINDS.get(name)
+    return f"{name} {redact_url(kind.base_url(env))}" if kind is not None else name
+
+
 class CachingProvider:
     """Answers a request from the history's `responses` table when an identical one was
     answered before: same endpoint, model, messages and settings (temperature included).
@@ -78,7 +106,7 @@ class CachingProvider:
     0) and carries the usage the answer cost when it was made.
     """
 
-    def __init__(self, inner: Provider, *, endpoint: str, store: Store,
+    def __init__(self, inner: Provider, *, endpoint: str, store: HistoryStore,
                  everything: bool) -> None:
         self.inner = inner
         self.name = inner.name
@@ -99,7 +127,7 @@ class CachingProvider:
         if not self.wanted(request):
             return await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         key = self.key(request)
-        hit = self.store.cached_response(key)
+        hit = self.store.get_response(key)
         if hit is not None:
             _replay_tokens(request, hit["text"], on_token)
             return response_from(hit, cached=True, attempts=0)
@@ -109,12 +137,10 @@ class CachingProvider:
         return response
 
     def _put(self, key: str, request: LLMRequest, response: LLMResponse) -> None:
-        row = (key, self.endpoint, response.model or request.model,
-               json.dumps(request.fingerprint_data(), ensure_ascii=False, default=str),
-               json.dumps(response_data(response), ensure_ascii=False), time.time())
-        self.store.writer.submit(lambda db: db.execute(
-            "INSERT OR REPLACE INTO responses (key, provider, model, request, response, created)"
-            " VALUES (?, ?, ?, ?, ?, ?)", row))
+        self.store.put_response(CachedResponse(
+            key=key, endpoint=self.endpoint, model=response.model or request.model,
+            request=request.fingerprint_data(), response=response_data(response),
+            created=time.time()))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -140,21 +166,32 @@ class Fixture:
     """A JSON file of provider responses keyed by request, meant to be committed.
 
     ``{"version": 1, "responses": {KEY: {"provider", "step", "request", "response"}}}``,
-    keys sorted, so that re-recording gives a small diff.
+    keys sorted, so that re-recording gives a small diff. A fixture recorded under
+    `--mock` also says ``"mock": true``: its answers are the mock's, and it replays only
+    under `--mock`, so that they never pass for a model's.
     """
 
-    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None,
+                 *, mock: bool = False, secrets: Sequence[str] = ()) -> None:
         self.path = path
         self.responses = dict(responses or {})
-        self.added = 0  # responses put since loading
+        self.mock = mock
+        self.secrets = tuple(secrets)  # removed from the file when it is saved
+        self.recorded: dict[str, dict[str, Any]] = {}  # put since loading: what save() adds
+
+    @property
+    def added(self) -> int:
+        """How many responses were put since loading."""
+        return len(self.recorded)
 
     @classmethod
-    def load(cls, path: Path, *, missing_ok: bool = False) -> Fixture:
+    def load(cls, path: Path, *, missing_ok: bool = False,
+             secrets: Sequence[str] = ()) -> Fixture:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             if missing_ok:
-                return cls(path)
+                return cls(path, secrets=secrets)
             raise UsageError(f"no fixture file {path}",
                              hint="record one with `orchestrate run FLOW --record "
                                   f"{path}`") from None
@@ -168,31 +205,79 @@ class Fixture:
                 or not isinstance(data.get("responses"), dict)):
             raise UsageError(f"{path} is not a fixture file (version {FIXTURE_VERSION})",
                              hint="fixtures are written by `orchestrate run --record FILE`")
-        return cls(path, data["responses"])
+        return cls(path, data["responses"], mock=data.get("mock") is True,
+                   secrets=secrets)
+
+    def check_replay(self, *, mock: bool) -> None:
+        """Refuse to replay mock answers in a run without --mock, where they would be
+        reported as a model's."""
+        if self.mock and not mock:
+            raise UsageError(
+                f"the fixture {self.path} was recorded under --mock: its answers are the "
+                "mock's, not a model's, so it replays only with --mock",
+                hint="add --mock to replay it as a mock run, or record the fixture again "
+                     "without --mock")
+
+    def start_recording(self, *, mock: bool) -> None:
+        """Mark the fixture as recorded under --mock or not; one holding answers of the
+        other kind is refused, so that a fixture never mixes mock and real answers."""
+        if self.responses and self.mock != mock:
+            held, now = ("mock", "real") if self.mock else ("real", "mock")
+            raise UsageError(
+                f"the fixture {self.path} holds {held} answers and this run records {now} "
+                "ones: a fixture never mixes the two",
+                hint="record into another file, or delete this one to start afresh")
+        self.mock = mock
 
     def get(self, key: str) -> dict[str, Any] | None:
         entry = self.responses.get(key)
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
-        self.added += 1
-        self.responses[key] = {"provider": provider, "step": request.step_id,
-                               "request": request.fingerprint_data(),
-                               "response": response_data(response)}
+        self.responses[key] = self.recorded[key] = {
+            "provider": provider, "step": request.step_id,
+            "request": request.fingerprint_data(), "response": response_data(response)}
 
     def save(self) -> None:
-        """Write the file whole, through a temporary file, so a crash leaves the old one."""
-        document = {"version": FIXTURE_VERSION,
-                    "responses": dict(sorted(self.responses.items()))}
-        text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        """Write the file whole: what it holds now (another run recording into it at the
+        same time may have added to it since loading) and the responses put since.
+
+        Runs take turns through a lock file beside it; the text goes to a new private
+        temporary file renamed over the fixture, so a crash leaves the old file whole.
+        Known secret values are removed from what is written; the keys were made from the
+        requests as sent, so replaying the same requests still finds their answers.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, self.path)
+            with _taking_turns(self.path):
+                current = Fixture.load(self.path, missing_ok=True).responses
+                self.responses = current | self.recorded
+                document: dict[str, Any] = {"version": FIXTURE_VERSION}
+                if self.mock:
+                    document["mock"] = True
+                document["responses"] = dict(sorted(self.responses.items()))
+                text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+                replace_private_file(self.path, redact_values(text, self.secrets))
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise UsageError(f"cannot write the fixture {self.path}: {exc.strerror}") from None
+
+
+@contextmanager
+def _taking_turns(path: Path) -> Iterator[None]:
+    """Hold the lock of `path`: an flock on `.NAME.lock` beside it (left there, as
+    removing it would race). Without fcntl (Windows), no lock: only the merge."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = os.open(path.with_name(f".{path.name}.lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
 
 
 class RecordingProvider:

@@ -1,12 +1,17 @@
-"""The run history: one SQLite file, `$ORCHESTRATE_HOME/history.db`.
+"""The history in one SQLite file, `$ORCHESTRATE_HOME/history.db` (stdlib sqlite3).
 
-    Store               opens the file, applies migrations, answers queries (main thread)
+    SQLiteStore         a HistoryStore: opens the file, applies migrations, answers
+    │                   queries (main thread), queues writes
     └── Writer          a thread with its own connection; writes arrive through a queue
                         and are committed in batches, so a run never waits for the disk
 
 The schema is versioned by an ordered list of named migration functions; each applied one
 is recorded in the `_migrations` table. A file from a newer orchestrate (a migration we do
 not know) or a file that is not ours is refused with a clear :class:`StoreError`.
+
+What is SQLite here: the migrations and PRAGMAs, the connections, the writer thread, and
+`?` placeholders; the statements themselves are plain SQL (an upsert is `ON CONFLICT ...
+DO UPDATE`). Records become rows, and rows results, only in :mod:`._store`.
 
 Only this module imports :mod:`sqlite3`, and only the commands that need the history
 import this module, so `orchestrate --help` and `validate` never pay for it.
@@ -15,35 +20,39 @@ import this module, so `orchestrate --help` and `validate` never pay for it.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrate._errors import StoreError, UsageError
+from orchestrate._files import create_private_file, private_folder
+from orchestrate._result import RunResult
+from orchestrate.history._store import (
+    NO_HISTORY_HINT,
+    RESPONSE_COLUMNS,
+    RUN_END_COLUMNS,
+    RUN_START_COLUMNS,
+    STEP_COLUMNS,
+    CachedResponse,
+    RunRecord,
+    StepRecord,
+    StoredStep,
+    resolved,
+    response_values,
+    run_document,
+    run_end_values,
+    run_summary,
+    run_values,
+    step_result,
+    step_values,
+)
 
-DB_NAME = "history.db"
 APPLICATION_ID = 0x4F524348  # "ORCH", in the file header: marks the file as ours
 BUSY_TIMEOUT_MS = 30_000
-NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
-
-
-def home(env: Mapping[str, str] = os.environ) -> Path:
-    """`$ORCHESTRATE_HOME`, else the user data dir (e.g. ~/.local/share/orchestrate)."""
-    configured = env.get("ORCHESTRATE_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("orchestrate", appauthor=False))
-
-
-def database_path(env: Mapping[str, str] = os.environ) -> Path:
-    return home(env) / DB_NAME
 
 
 # --- migrations ------------------------------------------------------------------------------
@@ -117,7 +126,12 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX responses_by_age ON responses (created)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+def m002_step_items(db: sqlite3.Connection) -> None:
+    # JSON: the items of a for_each that succeeded (see _store.items_value), for --resume
+    db.execute("ALTER TABLE steps ADD COLUMN items TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_step_items)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -144,13 +158,10 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         raise StoreError(
             f"{path} was written by a newer orchestrate (schema {version}, this version "
             f"knows {len(known)})", hint="upgrade orchestrate, or " + NO_HISTORY_HINT)
+    _refuse_foreign(db, path)  # before the lock: a foreign file is not even locked
     db.execute("BEGIN IMMEDIATE")
     try:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if app_id not in (0, APPLICATION_ID) or (tables and "_migrations" not in tables):
-            raise StoreError(f"{path} is not an orchestrate history database",
-                             hint=NO_HISTORY_HINT)
+        tables = _refuse_foreign(db, path)  # again: another process may have been first
         if "_migrations" not in tables:
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
@@ -174,34 +185,77 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         raise
 
 
+def _refuse_foreign(db: sqlite3.Connection, path: Path) -> set[str]:
+    """The file's tables; StoreError, having written nothing, if the file is not ours."""
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if app_id not in (0, APPLICATION_ID) or (tables and "_migrations" not in tables):
+        raise StoreError(f"{path} is not an orchestrate history database",
+                         hint=NO_HISTORY_HINT)
+    return tables
+
+
 def _corrupt(path: Path, exc: Exception) -> StoreError:
     return StoreError(f"cannot use the run history {path}: {exc}", hint=NO_HISTORY_HINT)
 
 
-class Store:
+def _insert(table: str, columns: Sequence[str], *, key: Sequence[str] | None = None) -> str:
+    """An INSERT of `columns`; with `key`, an upsert: a later row replaces the earlier."""
+    sql = (f"INSERT INTO {table} ({', '.join(columns)})"
+           f" VALUES ({', '.join('?' * len(columns))})")
+    if key is not None:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    return sql
+
+
+_INSERT_RUN = _insert("runs", RUN_START_COLUMNS)
+_FINISH_RUN = (f"UPDATE runs SET {', '.join(f'{c} = ?' for c in RUN_END_COLUMNS)}"
+               " WHERE run_id = ?")
+_CANCEL_RUN = ("UPDATE runs SET status = 'cancelled', error_type = 'cancelled', "
+               "error_message = 'the run was interrupted' "
+               "WHERE run_id = ? AND status = 'running'")
+_UPSERT_STEP = _insert("steps", STEP_COLUMNS, key=("run_id", "step_id"))
+_UPSERT_RESPONSE = _insert("responses", RESPONSE_COLUMNS, key=("key",))
+# A run still going (or whose process died) has its tokens in its finished steps.
+_LIST_RUNS = ("SELECT *, CASE WHEN status = 'running' THEN"
+              " (SELECT coalesce(sum(s.input_tokens), 0)"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
+              " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
+              " FROM runs")
+
+
+class SQLiteStore:
     """The history database, opened (and created or migrated) by :meth:`open`."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, secrets: Sequence[str] = ()) -> None:
         self.path = path
+        self.location = str(path)
         self.db = db
+        self.secrets = tuple(secrets)
         self._writer: Writer | None = None
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Store:
+    def open(cls, path: Path, *, secrets: Sequence[str] = ()) -> SQLiteStore:
         """Open the history, creating it; StoreError when it is corrupt, foreign or newer."""
-        path = path or database_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
         except OSError as exc:
             raise StoreError(f"cannot create {path.parent}: {exc.strerror}",
+                             hint=NO_HISTORY_HINT) from None
+        try:
+            create_private_file(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create {path}: {exc.strerror}",
                              hint=NO_HISTORY_HINT) from None
         db = None
         try:
             db = _connect(path)
+            _migrate(db, path)  # first: a file that is not ours is refused untouched
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 db.execute("PRAGMA journal_mode = WAL")
-            _migrate(db, path)
         except StoreError:
             if db is not None:
                 db.close()
@@ -210,7 +264,7 @@ class Store:
             if db is not None:
                 db.close()
             raise _corrupt(path, exc) from None
-        return cls(path, db)
+        return cls(path, db, secrets)
 
     def close(self) -> None:
         """Write what is queued, then close; StoreError when a write failed."""
@@ -221,7 +275,7 @@ class Store:
             self._writer = None
             self.db.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SQLiteStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -234,7 +288,44 @@ class Store:
             self._writer = Writer(self.path)
         return self._writer
 
-    # --- reading -------------------------------------------------------------------------
+    # --- writing (on the writer thread) ----------------------------------------------------
+
+    def insert_run(self, make: Callable[[], RunRecord]) -> None:
+        secrets = self.secrets
+
+        def write(db: sqlite3.Connection) -> None:
+            values = run_values(make(), secrets)
+            db.execute(_INSERT_RUN, [values[c] for c in RUN_START_COLUMNS])
+
+        self.writer.submit(write)
+
+    def insert_steps(self, run_id: str, make: Callable[[], Sequence[StepRecord]]) -> None:
+        secrets = self.secrets
+
+        def write(db: sqlite3.Connection) -> None:
+            rows = [step_values(run_id, record, secrets) for record in make()]
+            db.executemany(_UPSERT_STEP, [[row[c] for c in STEP_COLUMNS] for row in rows])
+
+        self.writer.submit(write)
+
+    def finish_run(self, result: RunResult, finished: float) -> None:
+        secrets = self.secrets
+
+        def write(db: sqlite3.Connection) -> None:
+            values = run_end_values(result, finished, secrets)
+            db.execute(_FINISH_RUN, [*(values[c] for c in RUN_END_COLUMNS), result.run_id])
+
+        self.writer.submit(write)
+
+    def cancel_run(self, run_id: str) -> None:
+        self.writer.submit(lambda db: db.execute(_CANCEL_RUN, (run_id,)))
+
+    def put_response(self, response: CachedResponse) -> None:
+        values = response_values(response, self.secrets)
+        row = [values[c] for c in RESPONSE_COLUMNS]
+        self.writer.submit(lambda db: db.execute(_UPSERT_RESPONSE, row))
+
+    # --- reading ---------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -244,9 +335,12 @@ class Store:
         except sqlite3.Error as exc:
             raise _corrupt(self.path, exc) from None
 
+    def get_response(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT response FROM responses WHERE key = ?", (key,))
+        return json.loads(rows[0]["response"]) if rows else None
+
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
                   status: str | None = None) -> list[dict[str, Any]]:
-        """Runs newest first, as `runs list --json` prints them."""
         where, params = [], []
         if workflow is not None:
             where.append("workflow = ?")
@@ -254,75 +348,40 @@ class Store:
         if status is not None:
             where.append("status = ?")
             params.append(status)
-        # A run still going (or whose process died) has its tokens in its finished steps.
-        sql = ("SELECT *, CASE WHEN status = 'running' THEN"
-               " (SELECT coalesce(sum(s.input_tokens), 0)"
-               " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
-               " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
-               " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
-               " FROM runs")
+        sql = _LIST_RUNS
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC, run_id DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [_summary(row) for row in self._query(sql, params)]
+        return [run_summary(row) for row in self._query(sql, params)]
 
     def resolve(self, prefix: str) -> str:
-        """The one run id starting with `prefix`; UsageError (exit 2) naming the candidates."""
-        rows = self._query(
-            "SELECT run_id, workflow, started_at, status FROM runs "
-            "WHERE substr(run_id, 1, ?) = ? ORDER BY started DESC LIMIT 11",
-            (len(prefix), prefix),
-        ) if prefix else []
-        if len(rows) == 1:
-            return str(rows[0]["run_id"])
-        if not rows:
-            recent = self._query("SELECT run_id, workflow, started_at, status FROM runs "
-                                 "ORDER BY started DESC LIMIT 5")
-            hint = "`orchestrate runs list` shows the recorded runs"
-            if recent:
-                hint = "recent runs:\n" + _candidates(recent)
-            raise UsageError(f"no run with id {prefix!r} in {self.path}", hint=hint)
-        more = " (and more)" if len(rows) > 10 else ""
-        raise UsageError(f"run id {prefix!r} is ambiguous: it matches several runs{more}",
-                         hint="give more characters; candidates:\n" + _candidates(rows[:10]))
+        columns = "SELECT run_id, workflow, started_at, status FROM runs"
+        matches = self._query(
+            f"{columns} WHERE substr(run_id, 1, ?) = ? ORDER BY started DESC LIMIT 11",
+            (len(prefix), prefix)) if prefix else []
+        return resolved(prefix, matches,
+                        lambda: self._query(f"{columns} ORDER BY started DESC LIMIT 5"),
+                        self.location)
 
-    def run_row(self, run_id: str) -> sqlite3.Row:
+    def run_row(self, run_id: str) -> dict[str, Any]:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
-            raise UsageError(f"no run with id {run_id!r} in {self.path}")
-        return rows[0]
+            raise UsageError(f"no run with id {run_id!r} in {self.location}")
+        return dict(rows[0])
 
-    def step_rows(self, run_id: str) -> list[sqlite3.Row]:
+    def _step_rows(self, run_id: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
 
     def document(self, run_id: str) -> dict[str, Any]:
-        """The run's result document, exactly as `run --json` printed it."""
-        run = self.run_row(run_id)
-        steps = [step_document(row) for row in self.step_rows(run_id)]
-        if run["document"] is not None:
-            doc = json.loads(run["document"])
-            doc["outputs"] = json.loads(run["outputs"]) if run["outputs"] else {}
-            doc["steps"] = steps
-            return doc
-        # A run still going, or whose process died: rebuilt from what was written.
-        usage = {"input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in steps),
-                 "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0)
-                                      for s in steps)}
-        doc = {
-            "run_id": run["run_id"], "workflow": run["workflow"], "file": run["file"],
-            "status": run["status"], "started_at": run["started_at"],
-            "duration_ms": run["duration_ms"], "inputs": json.loads(run["inputs"]),
-            "outputs": json.loads(run["outputs"]) if run["outputs"] else {},
-            "steps": steps, "usage": usage, "error": None,
-        }
-        if run["resumed_from"]:
-            doc["resumed_from"] = run["resumed_from"]
-        return doc
+        return run_document(self.run_row(run_id), self._step_rows(run_id))
+
+    def stored_steps(self, run_id: str) -> list[StoredStep]:
+        return [StoredStep(result=step_result(row), definition=row["definition"])
+                for row in self._step_rows(run_id)]
 
     def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
-        """The newest run of the file, of one of `modes` (`live`, `mock`, `replay`) if given."""
         sql, params = "SELECT run_id FROM runs WHERE file_path = ?", [file_path]
         if modes is not None:
             modes = list(modes)
@@ -331,11 +390,7 @@ class Store:
         rows = self._query(sql + " ORDER BY started DESC, run_id DESC LIMIT 1", params)
         return str(rows[0]["run_id"]) if rows else None
 
-    def cached_response(self, key: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT response FROM responses WHERE key = ?", (key,))
-        return json.loads(rows[0]["response"]) if rows else None
-
-    # --- deleting ------------------------------------------------------------------------
+    # --- deleting --------------------------------------------------------------------------
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
         counts = []
@@ -358,57 +413,20 @@ class Store:
         return sum(self._write(statements)[1::2])
 
     def prune(self, before: float) -> tuple[int, int]:
-        """Delete runs started, and cached responses made, before `before` (Unix seconds)."""
-        steps_sql = "DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE started < ?)"
+        # A run still going is never pruned, however long ago it started (see delete_runs).
+        old_runs = "started < ? AND status != 'running'"
         counts = self._write([
-            (steps_sql, (before,)),
-            ("DELETE FROM runs WHERE started < ?", (before,)),
+            (f"DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE {old_runs})",
+             (before,)),
+            (f"DELETE FROM runs WHERE {old_runs}", (before,)),
             ("DELETE FROM responses WHERE created < ?", (before,)),
         ])
         return counts[1], counts[2]
 
 
-def _candidates(rows: list[sqlite3.Row]) -> str:
-    return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
-                     for r in rows)
-
-
-def _summary(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
-        "status": row["status"], "started_at": row["started_at"],
-        "duration_ms": row["duration_ms"],
-        "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
-    }
-
-
-def step_document(row: sqlite3.Row) -> dict[str, Any]:
-    """A step's entry in the result document (as StepResult.to_dict), from its row."""
-    error = None
-    if row["error_type"] is not None:
-        error = {"step": row["step_id"], "type": row["error_type"],
-                 "message": row["error_message"]}
-    usage = None
-    if row["input_tokens"] is not None:
-        usage = {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"]}
-    doc: dict[str, Any] = {
-        "id": row["step_id"], "status": row["status"],
-        "output": json.loads(row["output"]) if row["output"] is not None else None,
-        "error": error, "provider": row["provider"], "model": row["model"],
-        "attempts": row["attempts"], "duration_ms": row["duration_ms"], "usage": usage,
-    }
-    if row["cached"]:
-        doc["cached"] = True
-    if row["reused"]:
-        doc["reused"] = True
-    if row["extra"]:
-        doc.update(json.loads(row["extra"]))
-    return doc
-
-
 # --- the writer ------------------------------------------------------------------------------
 
-Write = Callable[[sqlite3.Connection], None]
+Write = Callable[[sqlite3.Connection], object]  # what it returns is not used
 _STOP = object()
 
 

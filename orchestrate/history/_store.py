@@ -1,0 +1,407 @@
+"""What the history needs from a database, and the one mapping between results and rows.
+
+    HistoryStore        the interface a backend implements (SQLite today, PostgreSQL next)
+    RunRecord           a run as it starts: what the `runs` row holds before the end
+    StepRecord          a finished step, with its place in the file and its definition
+    run_values() ...    RunRecord, StepRecord, RunResult, CachedResponse -> column values
+                        (JSON encoded, known secret values out)
+    step_result() ...   row -> StepResult, and the step's entry in the result document
+
+A backend owns its SQL, its schema and its migrations, and nothing else: it turns records
+into rows and rows back into results and documents only through the functions here, so a
+new field of a step result is added in this module (and a migration) once.
+
+Writes (`insert_*`, `finish_run`, `cancel_run`, `put_response`) are queued and done off
+the event loop, in order; :meth:`HistoryStore.close` waits for them and raises StoreError
+if one failed. Reads answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from orchestrate._errors import UsageError
+from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage, iso_time
+from orchestrate._secrets import redact_values
+
+NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
+
+
+# --- the records a run writes ----------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    """A run as it starts: the `runs` row before its end is known."""
+
+    run_id: str
+    workflow: str
+    file: str | None  # as given on the command line
+    file_path: str | None  # the same, absolute
+    file_sha256: str | None
+    git_commit: str | None
+    mode: str  # live | mock | replay
+    started_at: str
+    started: float  # Unix seconds
+    inputs: dict[str, Any]
+    resumed_from: str | None
+    provenance: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class StepRecord:
+    """A finished step, where it stands in the file, and what its definition was."""
+
+    result: StepResult
+    position: int  # in the file, from 0; -1 for a step the file does not name
+    kind: str  # llm | function | workflow
+    definition: str | None  # see definition_hash
+    finished: float  # Unix seconds
+
+
+@attrs.frozen(kw_only=True)
+class StoredStep:
+    """A step of a recorded run, as `--resume` needs it back."""
+
+    result: StepResult
+    definition: str | None
+
+
+@attrs.frozen(kw_only=True)
+class CachedResponse:
+    """An entry of the response cache (`run --cache`)."""
+
+    key: str
+    endpoint: str
+    model: str | None
+    request: dict[str, Any]
+    response: dict[str, Any]
+    created: float  # Unix seconds
+
+
+class HistoryStore(Protocol):
+    """The run history: one backend per kind of database."""
+
+    location: str  # where it is, for messages (a path, or a URL without its password)
+
+    # Queued writes, in order, off the event loop.
+    def insert_run(self, make: Callable[[], RunRecord]) -> None:
+        """Record a run as started (`running`); `make` is called off the loop (it hashes
+        files)."""
+
+    def insert_steps(self, run_id: str, make: Callable[[], Sequence[StepRecord]]) -> None:
+        """Record finished steps (again: the later row wins); `make` is called off the loop."""
+
+    def finish_run(self, result: RunResult, finished: float) -> None:
+        """Record how the run ended."""
+
+    def cancel_run(self, run_id: str) -> None:
+        """Record a run that never finished (Ctrl-C) as cancelled, if still running."""
+
+    def put_response(self, response: CachedResponse) -> None:
+        """Keep a model's answer in the response cache."""
+
+    # Reads.
+    def get_response(self, key: str) -> dict[str, Any] | None:
+        """A cached answer (`text`, `usage`, `model`, ...), or None."""
+
+    def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
+                  status: str | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, as `runs list --json` prints them."""
+
+    def resolve(self, prefix: str) -> str:
+        """The one run id starting with `prefix`; UsageError naming the candidates."""
+
+    def run_row(self, run_id: str) -> Mapping[str, Any]:
+        """A run's columns (provenance, mode, ...); UsageError if there is no such run."""
+
+    def document(self, run_id: str) -> dict[str, Any]:
+        """The run's result document, exactly as `run --json` printed it."""
+
+    def stored_steps(self, run_id: str) -> list[StoredStep]:
+        """A run's steps, in file order."""
+
+    def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
+        """The newest run of the file, of one of `modes` if given."""
+
+    # Deleting, and the end.
+    def delete(self, run_ids: list[str]) -> int:
+        """Delete runs with their steps; how many runs there were."""
+
+    def prune(self, before: float) -> tuple[int, int]:
+        """Delete runs started, and cached responses made, before `before` (Unix seconds)."""
+
+    def close(self) -> None:
+        """Finish the queued writes and close; StoreError if a write failed."""
+
+    def __enter__(self) -> HistoryStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+# --- results -> rows ----------------------------------------------------------------------------
+
+RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "git_commit",
+                     "status", "mode", "started_at", "started", "inputs", "resumed_from",
+                     "provenance")
+RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
+                   "outputs", "error_step", "error_type", "error_message", "document")
+STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
+                "error_message", "provider", "model", "response_id", "attempts",
+                "duration_ms", "input_tokens", "output_tokens", "cached", "reused",
+                "fingerprint", "definition", "request", "finished_at", "extra", "items")
+RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
+
+# The keys of a step's entry in the result document that its columns hold.
+_DOCUMENT_COLUMNS = frozenset({"id", "status", "output", "error", "provider", "model",
+                               "attempts", "duration_ms", "usage", "cached", "reused"})
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _scrubbed(secrets: Sequence[str], text: str | None) -> str | None:
+    return text if text is None or not secrets else redact_values(text, secrets)
+
+
+def run_values(run: RunRecord, secrets: Sequence[str]) -> dict[str, Any]:
+    """The `runs` row of a run that just started (RUN_START_COLUMNS)."""
+    return {
+        "run_id": run.run_id, "workflow": run.workflow, "file": run.file,
+        "file_path": run.file_path, "file_sha256": run.file_sha256,
+        "git_commit": run.git_commit, "status": "running", "mode": run.mode,
+        "started_at": run.started_at, "started": run.started,
+        "inputs": _scrubbed(secrets, _json(run.inputs)), "resumed_from": run.resumed_from,
+        "provenance": _json(run.provenance),
+    }
+
+
+def run_end_values(result: RunResult, finished: float,
+                   secrets: Sequence[str]) -> dict[str, Any]:
+    """What the `runs` row learns when the run ends (RUN_END_COLUMNS)."""
+    doc = result.to_dict()
+    doc["outputs"] = None  # kept in the `outputs` column
+    doc["steps"] = None  # kept in the `steps` table
+    usage, error = result.usage, result.error
+    return {
+        "status": result.status, "finished_at": iso_time(finished),
+        "duration_ms": result.duration_ms, "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "outputs": _scrubbed(secrets, _json(result.outputs)),
+        "error_step": error.step if error else None,
+        "error_type": error.type if error else None,
+        "error_message": _scrubbed(secrets, error.message) if error else None,
+        "document": _scrubbed(secrets, _json(doc)),
+    }
+
+
+def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict[str, Any]:
+    """A `steps` row (STEP_COLUMNS)."""
+    step = record.result
+    usage, error = step.usage, step.error
+    extra = step_extras(step)
+    return {
+        "run_id": run_id, "position": record.position, "step_id": step.id,
+        "kind": record.kind, "status": step.status,
+        "output": None if step.output is None else _scrubbed(secrets, _json(step.output)),
+        "error_type": error.type if error else None,
+        "error_message": _scrubbed(secrets, error.message) if error else None,
+        "provider": step.provider, "model": step.model, "response_id": step.response_id,
+        "attempts": step.attempts, "duration_ms": step.duration_ms,
+        "input_tokens": usage.input_tokens if usage else None,
+        "output_tokens": usage.output_tokens if usage else None,
+        "cached": int(step.cached), "reused": int(step.reused),
+        "fingerprint": step.fingerprint, "definition": record.definition,
+        "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
+        "finished_at": iso_time(record.finished),
+        "extra": None if extra is None else _scrubbed(secrets, _json(extra)),
+        "items": _scrubbed(secrets, items_value(step)),
+    }
+
+
+def items_value(step: StepResult) -> str | None:
+    """The `items` column: a for_each's items that succeeded, as JSON. A step that
+    succeeded has their outputs in `output` already, so only the others keep them here."""
+    if not step.items:
+        return None
+    keep_output = step.status != "succeeded"
+    return _json([{"index": item.index, "fingerprint": item.fingerprint,
+                   "attempts": item.attempts, "model": item.model, "reused": item.reused,
+                   "usage": item.usage.to_dict() if item.usage else None}
+                  | ({"output": item.output} if keep_output else {})
+                  for item in step.items])
+
+
+def _items(value: str | None, output: Any) -> tuple[ItemResult, ...]:
+    """The `items` column back as ItemResults (see items_value)."""
+    items = []
+    for item in json.loads(value) if value else ():
+        usage = item["usage"]
+        items.append(ItemResult(
+            index=item["index"], fingerprint=item["fingerprint"], attempts=item["attempts"],
+            model=item["model"], reused=item["reused"],
+            usage=Usage(**usage) if usage else None,
+            output=item["output"] if "output" in item else output[item["index"]]))
+    return tuple(items)
+
+
+def step_extras(step: StepResult) -> dict[str, Any] | None:
+    """What a step's entry in the result document has beyond its columns (`warnings`, and
+    whatever a later version adds), so that `runs show --json` gives it back exactly."""
+    doc = step.to_dict()
+    extra = {key: value for key, value in doc.items() if key not in _DOCUMENT_COLUMNS}
+    if step.error is not None and step.error.step != step.id:
+        extra["error"] = doc["error"]
+    return extra or None
+
+
+def response_values(response: CachedResponse, secrets: Sequence[str]) -> dict[str, Any]:
+    """A `responses` row (RESPONSE_COLUMNS). The key was made from the request as sent, so
+    an identical request still finds the row whose copy of it is scrubbed."""
+    return {"key": response.key, "provider": response.endpoint, "model": response.model,
+            "request": _scrubbed(secrets, _json(response.request)),
+            "response": _scrubbed(secrets, json.dumps(response.response, ensure_ascii=False)),
+            "created": response.created}
+
+
+# --- rows -> results ----------------------------------------------------------------------------
+
+
+class Row(Protocol):
+    """A database row as a backend reads it: its columns by name (sqlite3.Row, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def step_result(row: Row) -> StepResult:
+    """A `steps` row as the StepResult it was recorded from."""
+    extra = _extra(row)
+    error = None
+    if row["error_type"] is not None:
+        # An error that came from inside a sub-workflow names its own step (see step_extras).
+        step = (extra.get("error") or {}).get("step", row["step_id"])
+        error = ErrorInfo(row["error_type"], row["error_message"], step=step)
+    usage = None
+    if row["input_tokens"] is not None:
+        usage = Usage(row["input_tokens"], row["output_tokens"] or 0)
+    output = json.loads(row["output"]) if row["output"] is not None else None
+    return StepResult(
+        id=row["step_id"], status=row["status"], output=output, error=error,
+        provider=row["provider"], model=row["model"], attempts=row["attempts"],
+        duration_ms=row["duration_ms"], usage=usage, cached=bool(row["cached"]),
+        reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
+        request=json.loads(row["request"]) if row["request"] else None,
+        fingerprint=row["fingerprint"], response_id=row["response_id"],
+        items=_items(row["items"], output),
+    )
+
+
+def _extra(row: Row) -> dict[str, Any]:
+    return json.loads(row["extra"]) if row["extra"] else {}
+
+
+def step_document(row: Row) -> dict[str, Any]:
+    """A step's entry in the result document, from its row (what a later version added
+    included)."""
+    return step_result(row).to_dict() | _extra(row)
+
+
+def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
+    """The run's result document from its row and its steps' rows."""
+    entries = [step_document(row) for row in steps]
+    if run["document"] is not None:
+        doc = json.loads(run["document"])
+        doc["outputs"] = json.loads(run["outputs"]) if run["outputs"] else {}
+        doc["steps"] = entries
+        return doc
+    # A run still going, or whose process died: rebuilt from what was written.
+    usage = {"input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in entries),
+             "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0)
+                                  for s in entries)}
+    doc = {
+        "run_id": run["run_id"], "workflow": run["workflow"], "file": run["file"],
+        "status": run["status"], "started_at": run["started_at"],
+        "duration_ms": run["duration_ms"], "inputs": json.loads(run["inputs"]),
+        "outputs": json.loads(run["outputs"]) if run["outputs"] else {},
+        "steps": entries, "usage": usage, "error": None,
+    }
+    if run["resumed_from"]:
+        doc["resumed_from"] = run["resumed_from"]
+    return doc
+
+
+def run_summary(row: Row) -> dict[str, Any]:
+    """A run as `runs list --json` prints it, from its row with `tokens_in`/`tokens_out`."""
+    return {
+        "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
+        "status": row["status"], "started_at": row["started_at"],
+        "duration_ms": row["duration_ms"],
+        "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
+    }
+
+
+# --- finding and deleting runs -----------------------------------------------------------------
+
+
+def resolved(prefix: str, matches: Sequence[Row],
+             recent: Callable[[], Sequence[Row]], location: str) -> str:
+    """The one run id of `matches` (at most 11 runs whose id starts with `prefix`), or a
+    UsageError naming the candidates (or, when none matches, the `recent` runs)."""
+    if len(matches) == 1:
+        return str(matches[0]["run_id"])
+    if not matches:
+        latest = recent()
+        hint = "`orchestrate runs list` shows the recorded runs"
+        if latest:
+            hint = "recent runs:\n" + _candidates(latest)
+        raise UsageError(f"no run with id {prefix!r} in {location}", hint=hint)
+    more = " (and more)" if len(matches) > 10 else ""
+    raise UsageError(f"run id {prefix!r} is ambiguous: it matches several runs{more}",
+                     hint="give more characters; candidates:\n" + _candidates(matches[:10]))
+
+
+def _candidates(rows: Sequence[Row]) -> str:
+    return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
+                     for r in rows)
+
+
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> int:
+    """`runs delete`: the runs named by id or prefix; how many there were.
+
+    A run still `running` may be going on in another process, whose writes would then
+    land on a run that no longer exists: it is a UsageError, unless `force` (the process
+    was killed and left the run running). Nothing is deleted when one id fails.
+    """
+    run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
+    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    if running and not force:
+        names = ", ".join(running)
+        raise UsageError(f"run {names} is still running" if len(running) == 1 else
+                         f"runs {names} are still running",
+                         hint="wait for it to finish; if its process is gone (killed), "
+                              "delete it with --force")
+    return store.delete(run_ids)
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_AGE_DAYS = 36500  # 100 years: longer is a typo, or a number too big for a float
+
+
+def parse_age(text: str) -> float:
+    """`30d` -> seconds (`runs prune --older-than`). Units: s, m, h, d, w; at most 100 years."""
+    match = _AGE.match(text)
+    if match is None:
+        raise UsageError(f"cannot read the age {text!r}",
+                         hint="a number and a unit: 90s, 45m, 12h, 30d or 2w")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not seconds <= _MAX_AGE_DAYS * 86400:  # inf too
+        raise UsageError(f"the age {text.strip()!r} is over 100 years",
+                         hint=f"the longest is {_MAX_AGE_DAYS}d")
+    return seconds
