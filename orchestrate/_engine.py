@@ -151,9 +151,10 @@ class Engine:
         subworkflows: Callable[[WorkflowStep, Workflow], Workflow] | None = None,
         semaphore: asyncio.Semaphore | None = None,
         env: Mapping[str, str] | None = None,
+        plan: Plan | None = None,
     ) -> None:
         self.workflow = workflow
-        self.plan: Plan = build_plan(workflow)
+        self.plan: Plan = plan or build_plan(workflow)  # a batch builds it once for all rows
         self.pool = pool
         self.options = options or RunOptions()
         self.observers = list(observers)
