@@ -494,6 +494,9 @@ def runs_list(
         print_runs_table(runs, sys.stdout)
 
 
+SHOWN_FAILED_ROWS = 50
+
+
 @runs_app.command("show")
 @_reporting_errors
 def runs_show(
@@ -501,11 +504,22 @@ def runs_show(
                                           help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
 ) -> None:
-    """A recorded run: its outputs and each step."""
-    from orchestrate.history import open_store, run_details
+    """A recorded run: its outputs and each step. A batch: its summary and failed rows."""
+    from orchestrate.history import batch_details, open_store, run_details
 
     with open_store() as store:
-        document, details = run_details(store, store.resolve(run_id))
+        found = store.resolve(run_id)
+        batch = batch_details(store, found, limit=None if as_json else SHOWN_FAILED_ROWS)
+        if batch is None:
+            document, details = run_details(store, found)
+    if batch is not None:
+        if as_json:
+            _print_json(batch)
+        else:
+            from orchestrate._render_batch import print_batch
+
+            print_batch(batch, batch["failed_rows"], sys.stdout)
+        return
     if as_json:
         _print_json(document)
     else:

@@ -155,10 +155,11 @@ def _draw_batch(doc: dict[str, Any], failed: list[dict[str, Any]], console: Cons
              ("started", _local_time(doc.get("started_at")))]
     if doc.get("resumed_from"):
         facts.append(("resumed", f"from {doc['resumed_from']}"))
+    facts.append(("rows", f"{doc['succeeded']:,} succeeded, {doc['failed']:,} failed, "
+                          f"{doc['cancelled']:,} cancelled of {doc['rows']:,}"))
     for name, value in facts:
         console.print(Text(f"{name:<8} ", style="dim") + Text(value))
-    console.print(Text(summary_text(doc).split("\n", 1)[1] if "\n" in summary_text(doc)
-                       else ""))
+    console.print(Text(summary_text(doc).splitlines()[1]))
     console.print()
     if not failed:
         return

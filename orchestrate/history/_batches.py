@@ -192,5 +192,29 @@ def resumed_batch(resume: str, env: Mapping[str, str] = os.environ,
         return {"data": row["data_path"] or row["data"], "settings": json.loads(row["settings"])}
 
 
+def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = None
+                  ) -> dict[str, Any] | None:
+    """`runs show BATCH_ID`: the summary document with `failed_rows` (the rows that did
+    not succeed, with their errors; the first `limit`), or None for a run id."""
+    import json
+
+    row = store.batch(batch_id)
+    if row is None:
+        return None
+    if row["summary"]:
+        document = json.loads(row["summary"])
+    else:  # still running, or its process died: what the columns know
+        document = {key: row[key] for key in ("batch_id", "workflow", "file", "data", "status",
+                                              "started_at", "rows", "succeeded", "failed",
+                                              "cancelled", "duration_ms", "resumed_from")}
+        document["usage"] = {"input_tokens": row["input_tokens"],
+                             "output_tokens": row["output_tokens"]}
+    document["failed_rows"] = [
+        {"row": r.row, "line": r.line, "status": r.status, "run_id": r.run_id,
+         "error": {"type": r.error_type, "message": r.error_message} if r.error_type else None}
+        for r in store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    return document
+
+
 def _absolute(path: str) -> Path:
     return Path(path).resolve()
