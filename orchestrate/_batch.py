@@ -393,6 +393,7 @@ async def run_dataset(
             from orchestrate._api import providers_in_use
 
             pool.check(providers_in_use(prepared, options, env))
+            summary.rate_waits = pool.rate_waits
             runner = BatchRunner(prepared, pool=pool, options=options, summary=summary,
                                  hooks=session, observers=observers, env=env)
             await runner.run(dataset.rows(), emit)
