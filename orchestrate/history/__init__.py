@@ -29,6 +29,7 @@ from orchestrate.history._store import (
     RunRecord,
     StepRecord,
     StoredStep,
+    delete_runs,
     parse_age,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "batch_details",
     "database_path",
     "definition_hash",
+    "delete_runs",
     "diff_runs",
     "git_commit",
     "home",
