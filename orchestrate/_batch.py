@@ -26,13 +26,13 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from orchestrate._engine import Engine, Reuse, RunOptions, iso_now, new_run_id
+from orchestrate._engine import Engine, RunOptions, iso_now, new_run_id
 from orchestrate._errors import UsageError
 from orchestrate._events import Event, StepRetrying
 from orchestrate._plan import build_plan
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult, Usage
-from orchestrate._rows import RawRow, RowInputs, check_rows, rows_from_mappings
+from orchestrate._rows import PriorRow, RawRow, RowInputs, check_rows, rows_from_mappings
 from orchestrate._spec import Workflow
 from orchestrate.providers import ProviderPool
 
@@ -219,16 +219,6 @@ class BatchObserver(Protocol):
 # --- the runner ------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class PriorRow:
-    """What an earlier batch left for a row (`--resume`): its result when it succeeded,
-    else the steps of it that can be reused."""
-
-    result: RowResult | None = None
-    reuse: Reuse | None = None
-    run_id: str | None = None
-
-
 class RowHooks(Protocol):
     """Where the history (or anything else) joins each row: `--resume`, recording."""
 
@@ -306,8 +296,8 @@ class BatchRunner:
         started = time.perf_counter()
         try:
             prior = self.hooks.prior(index, row) if self.hooks else None
-            if prior is not None and prior.result is not None:
-                return prior.result
+            if prior is not None and prior.document is not None:
+                return RowResult.of_document(index, row, prior.document)
             observers = [*(self.hooks.observers(index, row) if self.hooks else ()),
                          self.summary.note]
             prepared = self.prepared

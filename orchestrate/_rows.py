@@ -18,7 +18,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,6 +71,16 @@ class RawRow:
 
     line: int
     values: dict[str, Any]
+
+
+@attrs.frozen
+class PriorRow:
+    """What an earlier batch left for a row (`--resume`): its result document when it
+    succeeded (the row is taken as it was), else the steps of it that can be reused."""
+
+    document: dict[str, Any] | None = None
+    reuse: Callable[..., Any] | None = None  # the engine's Reuse
+    run_id: str | None = None
 
 
 class _RowError(Exception):

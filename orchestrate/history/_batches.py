@@ -24,6 +24,7 @@ import attrs
 from orchestrate._errors import UsageError
 from orchestrate._events import Event, RunStarted
 from orchestrate._loader import file_sha256
+from orchestrate._rows import PriorRow
 from orchestrate.history._provenance import run_record
 from orchestrate.history._recorder import Recorder
 from orchestrate.history._reuse import ReusePlan, check_same_workflow, mode_family, prior_results
@@ -31,7 +32,7 @@ from orchestrate.history._session import HistoryOptions, HistorySession
 from orchestrate.history._store import BatchRecord, BatchRow, RunRecord
 
 if TYPE_CHECKING:
-    from orchestrate._batch import BatchSummary, Dataset, PriorRow, RowResult
+    from orchestrate._batch import BatchSummary, Dataset, RowResult
     from orchestrate._engine import RunOptions
     from orchestrate._prepared import PreparedRun
     from orchestrate._rows import RawRow
@@ -137,14 +138,11 @@ class BatchSession:
 
     def prior(self, index: int, row: RawRow) -> PriorRow | None:
         """What the resumed batch left for row `index` (asked in row order)."""
-        from orchestrate._batch import PriorRow, RowResult
-
         earlier = self._earlier_row(index)
         if earlier is None or self.store is None:
             return None
         if earlier.status == "succeeded":
-            document = self.store.document(earlier.run_id)
-            return PriorRow(result=RowResult.of_document(index, row, document))
+            return PriorRow(document=self.store.document(earlier.run_id))
         steps, definitions = prior_results(self.store, earlier.run_id)
         plan = ReusePlan(earlier.run_id, steps, definitions, same_mode=self.same_mode)
         return PriorRow(reuse=plan, run_id=earlier.run_id)
