@@ -43,10 +43,12 @@ def prepare(
     inputs: Mapping[str, Any] | None = None,
     *,
     assignments: list[str] | None = None,
+    partial: bool = False,
 ) -> PreparedRun:
     """Validate, load sub-workflows, import functions and resolve inputs, or raise.
 
-    `assignments` are `-i NAME=VALUE` strings; they override `inputs`.
+    `assignments` are `-i NAME=VALUE` strings; they override `inputs`. `partial`: the
+    inputs are shared by a batch's rows, which give the rest (no defaults filled in yet).
     """
     if isinstance(workflow, Workflow):
         file = str(workflow.path) if workflow.path else None
@@ -58,7 +60,7 @@ def prepare(
         raise WorkflowInvalid(report.diagnostics)
     loaded, source, children = report.workflow, report.source, report.children
     given = {**(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
-    resolved = resolve_inputs(loaded.inputs, given)
+    resolved = resolve_inputs(loaded.inputs, given, partial=partial)
     functions = _import_functions([loaded, *children.values()], source)
     return PreparedRun(loaded, resolved, file, source, functions, children)
 

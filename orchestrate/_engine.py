@@ -14,11 +14,11 @@ import functools
 import hashlib
 import json
 import os
+import random
 import reprlib
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -183,8 +183,11 @@ def choose_model(
 
 
 def new_run_id() -> str:
-    """Sortable by time, unique without coordination: 12 hex of time, 8 random."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:8]}"
+    """Sortable by time, unique without coordination: 12 hex of time, 8 random.
+
+    `random` (seeded from the OS once) rather than uuid4: reading os.urandom for each id
+    cost 0.1 ms on some machines, a tenth of a batch row's time."""
+    return f"{int(time.time() * 1000):012x}{random.getrandbits(32):08x}"
 
 
 def iso_now() -> str:
@@ -207,9 +210,10 @@ class Engine:
         subworkflows: Callable[[WorkflowStep, Workflow], Workflow] | None = None,
         semaphore: asyncio.Semaphore | None = None,
         env: Mapping[str, str] | None = None,
+        plan: Plan | None = None,
     ) -> None:
         self.workflow = workflow
-        self.plan: Plan = build_plan(workflow)
+        self.plan: Plan = plan or build_plan(workflow)  # a batch builds it once for all rows
         self.pool = pool
         self.options = options or RunOptions()
         self.observers = list(observers)

@@ -22,7 +22,7 @@ _DESCRIPTIONS = {
     "name": "The workflow's name; default: the file's stem.",
     "inputs": "Named inputs, given with -i NAME=VALUE or --inputs FILE.",
     "defaults": "Settings every LLM step inherits.",
-    "providers": "Extra OpenAI-compatible or Anthropic endpoints, by name.",
+    "providers": "Extra OpenAI-compatible or Anthropic endpoints, by name (and rate limits).",
     "steps": "The steps; each is an LLM step, a function step or a sub-workflow step.",
     "outputs": "Named results, as templates; default: every step's output by id.",
     "id": "Unique step id: letters, digits and underscores, not starting with a digit.",
@@ -46,6 +46,9 @@ _DESCRIPTIONS = {
     "max_tokens": "The most tokens the reply may have.",
     "retries": "Retries on transient failures (429, 5xx, network).",
     "cache": "Answer from earlier identical requests (see `run --cache`).",
+    "base_url": "The endpoint's URL; left out, the built-in provider of this name.",
+    "rpm": "Requests a minute the provider allows: calls wait for a slot instead.",
+    "tpm": "Tokens a minute the provider allows (input and output).",
 }
 
 
@@ -90,6 +93,9 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
         for key, bounds, _ in SETTING_RANGES:
             if key in fields:
                 fields[key].update(bounds)
+    provider = properties["providers"]["additionalProperties"]["properties"]
+    for key in ("rpm", "tpm"):
+        provider[key]["minimum"] = 1
     function_step = schema["$defs"]["function_step"]["properties"]
     function_step["function"]["pattern"] = _anchored(FUNCTION_PATTERN)
     schema["$defs"]["llm_step"]["properties"]["messages"]["minItems"] = 1

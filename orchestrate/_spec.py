@@ -64,12 +64,15 @@ SETTING_KEYS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ModelSettings
 
 @attrs.frozen
 class ProviderSpec:
-    """An extra endpoint from `providers:`, of a kind the providers' registry knows."""
+    """An extra endpoint from `providers:`, of a kind the providers' registry knows; or,
+    without `base_url`, settings (rate limits) of the built-in provider of that name."""
 
-    base_url: str
+    base_url: str | None = None
     type: ProviderType = ProviderType("openai")
     api_key_env: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
+    rpm: int | None = None  # requests a minute the provider allows
+    tpm: int | None = None  # tokens a minute (input and output)
 
 
 @attrs.frozen

@@ -38,7 +38,7 @@ from orchestrate._spec import (
     WorkflowStep,
 )
 from orchestrate._templating import GLOBALS, Comparison, Expression, Problem, Reference, Template
-from orchestrate.providers import builtin_provider_names
+from orchestrate.providers import KINDS, builtin_provider_names
 
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
@@ -230,6 +230,16 @@ class _Checker:
             if name is not None and name not in known:
                 self.error(path, f"unknown provider {name!r}",
                            did_you_mean(name, known) or f"known: {', '.join(sorted(known))}")
+        for name, spec in self.workflow.providers.items():
+            if spec.base_url is None and name not in KINDS:
+                self.error(("providers", name), f"provider {name!r} needs a base_url",
+                           f"only the built-in {' and '.join(KINDS)} may leave it out (to "
+                           "set their rate limits)")
+            for key in ("rpm", "tpm"):
+                value = getattr(spec, key)
+                if value is not None and value < 1:
+                    self.error(("providers", name, key), f"`{key}` must be at least 1, "
+                               f"got {value}")
 
     def check_ranges(self) -> None:
         """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""

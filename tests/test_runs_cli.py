@@ -66,12 +66,13 @@ def json_out(result: Any) -> Any:
 
 
 def test_list_json_newest_first(runs: list[dict[str, Any]], cli: Callable) -> None:
-    """--json: an array, newest first, of exactly the SPEC's fields."""
+    """--json: an array, newest first, of the SPEC's fields and `kind` (run or batch)."""
     listed = json_out(cli("runs", "list", "--json"))
     assert [r["run_id"] for r in listed] == [d["run_id"] for d in reversed(runs)]
     newest = runs[-1]
     assert listed[0] == {key: newest[key] for key in ("run_id", "workflow", "file", "status",
-                                                      "started_at", "duration_ms", "usage")}
+                                                      "started_at", "duration_ms", "usage")
+                         } | {"kind": "run"}
 
 
 @pytest.mark.parametrize(("args", "expected"), [

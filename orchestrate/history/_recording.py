@@ -89,7 +89,7 @@ def cache_endpoint(name: str, prepared: PreparedRun, env: Mapping[str, str]) -> 
     from orchestrate._prepared import endpoints_of
 
     spec = endpoints_of(prepared).get(name)
-    if spec is not None:
+    if spec is not None and spec.base_url is not None:
         return f"{name} {redact_url(spec.base_url)}"
     from orchestrate.providers import KINDS
 

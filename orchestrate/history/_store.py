@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -51,6 +51,40 @@ class RunRecord:
     inputs: dict[str, Any]
     resumed_from: str | None
     provenance: dict[str, Any]
+    batch_id: str | None = None  # the batch this run is a row of
+    batch_row: int | None = None  # the row's index in the dataset, from 0
+    batch_line: int | None = None  # the row's line in the data file, from 1
+
+
+@attrs.frozen(kw_only=True)
+class BatchRecord:
+    """A batch as it starts: the `batches` row before its end is known."""
+
+    batch_id: str
+    workflow: str
+    file: str | None  # as given on the command line
+    file_path: str | None  # the same, absolute
+    file_sha256: str | None
+    data: str | None  # the data file as given (`-` for stdin, None from Python)
+    data_path: str | None  # the same, absolute
+    mode: str  # live | mock | replay
+    started_at: str
+    started: float  # Unix seconds
+    rows: int  # how many rows the batch runs (after --limit)
+    settings: dict[str, Any]  # --map, shared inputs, --model, --concurrency, --limit
+    resumed_from: str | None
+
+
+@attrs.frozen(kw_only=True)
+class BatchRow:
+    """A row's latest run in a batch (or in the batch it resumed, and so on)."""
+
+    row: int
+    line: int | None
+    run_id: str
+    status: str
+    error_type: str | None
+    error_message: str | None
 
 
 @attrs.frozen(kw_only=True)
@@ -106,6 +140,12 @@ class HistoryStore(Protocol):
     def put_response(self, response: CachedResponse) -> None:
         """Keep a model's answer in the response cache."""
 
+    def insert_batch(self, batch: BatchRecord) -> None:
+        """Record a batch as started (`running`); its rows are runs with its batch_id."""
+
+    def finish_batch(self, batch_id: str, summary: Mapping[str, Any], finished: float) -> None:
+        """Record how the batch ended: `summary` is the batch's summary document."""
+
     # Reads.
     def get_response(self, key: str) -> dict[str, Any] | None:
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
@@ -129,9 +169,19 @@ class HistoryStore(Protocol):
     def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
         """The newest run of the file, of one of `modes` if given."""
 
+    def batch(self, batch_id: str) -> Mapping[str, Any] | None:
+        """A batch's columns (`settings` and `summary` as JSON text), or None: `resolve`
+        gives run and batch ids alike, and this tells which one it is."""
+
+    def batch_rows(self, batch_id: str, *, failed_only: bool = False,
+                   limit: int | None = None) -> Iterator[BatchRow]:
+        """Each row's latest run, in row order, streamed: a row the batch did not run
+        again (`--resume`) is found in the batch it resumed, and so on back."""
+
     # Deleting, and the end.
     def delete(self, run_ids: list[str]) -> int:
-        """Delete runs with their steps; how many runs there were."""
+        """Delete runs with their steps (a batch id: the batch and its rows' runs); how
+        many runs and batches there were."""
 
     def prune(self, before: float) -> tuple[int, int]:
         """Delete runs started, and cached responses made, before `before` (Unix seconds)."""
@@ -148,7 +198,7 @@ class HistoryStore(Protocol):
 
 RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "git_commit",
                      "status", "mode", "started_at", "started", "inputs", "resumed_from",
-                     "provenance")
+                     "provenance", "batch_id", "batch_row", "batch_line")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
                    "outputs", "error_step", "error_type", "error_message", "document")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
@@ -156,6 +206,11 @@ STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "er
                 "duration_ms", "input_tokens", "output_tokens", "cached", "reused",
                 "fingerprint", "definition", "request", "finished_at", "extra", "items")
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
+BATCH_START_COLUMNS = ("batch_id", "workflow", "file", "file_path", "file_sha256", "data",
+                       "data_path", "status", "mode", "started_at", "started", "rows",
+                       "settings", "resumed_from")
+BATCH_END_COLUMNS = ("status", "finished_at", "duration_ms", "succeeded", "failed",
+                     "cancelled", "input_tokens", "output_tokens", "summary")
 
 # The keys of a step's entry in the result document that its columns hold.
 _DOCUMENT_COLUMNS = frozenset({"id", "status", "output", "error", "provider", "model",
@@ -178,7 +233,42 @@ def run_values(run: RunRecord, secrets: Sequence[str]) -> dict[str, Any]:
         "git_commit": run.git_commit, "status": "running", "mode": run.mode,
         "started_at": run.started_at, "started": run.started,
         "inputs": _scrubbed(secrets, _json(run.inputs)), "resumed_from": run.resumed_from,
-        "provenance": _json(run.provenance),
+        "provenance": _json(run.provenance), "batch_id": run.batch_id,
+        "batch_row": run.batch_row, "batch_line": run.batch_line,
+    }
+
+
+def batch_values(batch: BatchRecord, secrets: Sequence[str]) -> dict[str, Any]:
+    """The `batches` row of a batch that just started (BATCH_START_COLUMNS)."""
+    values = attrs.asdict(batch)
+    values["status"] = "running"
+    values["settings"] = _scrubbed(secrets, _json(batch.settings))
+    return values
+
+
+def batch_end_values(summary: Mapping[str, Any], finished: float,
+                     secrets: Sequence[str]) -> dict[str, Any]:
+    """What the `batches` row learns when the batch ends (BATCH_END_COLUMNS)."""
+    usage = summary.get("usage") or {}
+    return {
+        "status": summary["status"], "finished_at": iso_time(finished),
+        "duration_ms": summary["duration_ms"], "succeeded": summary["succeeded"],
+        "failed": summary["failed"], "cancelled": summary["cancelled"],
+        "input_tokens": usage.get("input_tokens", 0),
+        "output_tokens": usage.get("output_tokens", 0),
+        "summary": _scrubbed(secrets, _json(summary)),
+    }
+
+
+def batch_summary(row: Row) -> dict[str, Any]:
+    """A batch as `runs list --json` prints it: one entry, `kind` batch."""
+    return {
+        "run_id": row["batch_id"], "workflow": row["workflow"], "file": row["file"],
+        "status": row["status"], "started_at": row["started_at"],
+        "duration_ms": row["duration_ms"],
+        "usage": {"input_tokens": row["input_tokens"] or 0,
+                  "output_tokens": row["output_tokens"] or 0},
+        "kind": "batch", "rows": row["rows"],
     }
 
 
@@ -343,6 +433,7 @@ def run_summary(row: Row) -> dict[str, Any]:
         "status": row["status"], "started_at": row["started_at"],
         "duration_ms": row["duration_ms"],
         "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
+        "kind": "run",
     }
 
 
