@@ -322,14 +322,18 @@ class SQLiteStore:
         return json.loads(rows[0]["response"]) if rows else None
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
+                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[Any] = []
         if workflow is not None:
             where.append("workflow = ?")
             params.append(workflow)
         if status is not None:
             where.append("status = ?")
             params.append(status)
+        if before is not None:  # keyset paging: as fast on the last page as on the first
+            where.append("(started, run_id) < (SELECT started, run_id FROM runs WHERE run_id = ?)")
+            params.append(before)
         sql = _LIST_RUNS
         if where:
             sql += " WHERE " + " AND ".join(where)
