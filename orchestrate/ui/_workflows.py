@@ -203,7 +203,9 @@ async def run_from_form(request: Request) -> Response:
 async def form_fields(request: Request) -> dict[str, str]:
     """An url-encoded form (the only kind our pages send; no multipart parser needed)."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
+    # Browsers send a text area's line breaks as CRLF, whatever was typed or filled in.
+    return {key: value.replace("\r\n", "\n")
+            for key, value in parse_qsl(body, keep_blank_values=True)}
 
 
 def _int(text: str, default: int) -> int:
