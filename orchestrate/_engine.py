@@ -14,12 +14,13 @@ import functools
 import hashlib
 import json
 import os
+import reprlib
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -47,7 +48,16 @@ from orchestrate._functions import FunctionCall, FunctionKey, call_function, fun
 from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
-from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._result import (
+    ErrorInfo,
+    ItemResult,
+    RunResult,
+    RunStatus,
+    StepResult,
+    Usage,
+    iso_time,
+)
+from orchestrate._secrets import redact
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -56,6 +66,7 @@ from orchestrate._templating import (
     is_truthy,
     parse_expression,
     parse_template,
+    run_templates,
 )
 from orchestrate.providers import (
     MOCK,
@@ -67,9 +78,20 @@ from orchestrate.providers import (
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 2
+CANCELLED_OUTPUTS_SECONDS = 0.2  # what a cancelled run's outputs may take to render
 
-# Given a step and the fingerprint of what it would do now, a finished result to reuse.
-Reuse = Callable[[AnyStep, str], StepResult | None]
+
+
+class Reuse(Protocol):
+    """Finished work of an earlier run that a step may take instead of running again."""
+
+    def __call__(self, step: AnyStep, fingerprint: str) -> StepResult | None:
+        """The step's earlier result, given the fingerprint of what it would do now."""
+
+    def items(self, step: AnyStep) -> Mapping[str, ItemResult]:
+        """A for_each step's earlier items that may be taken, by their fingerprint."""
+
+
 # Given a step id and a field (`prompt`, `when`...), a "file:line:col" to put in errors.
 Locate = Callable[[str, str], str | None]
 
@@ -104,6 +126,38 @@ class _Outcome:
     response_id: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False
+    reused: bool = False
+
+
+@attrs.define
+class _Items:
+    """A for_each step's items as they finish. A step that fails or is cancelled still
+    reports what its finished items cost, and keeps those that succeeded for --resume."""
+
+    earlier: dict[int, ItemResult] = attrs.Factory(dict)  # to take instead of running
+    succeeded: dict[int, _Outcome] = attrs.Factory(dict)
+    spent: list[_Outcome] = attrs.Factory(list)  # what the failed items cost
+
+    def take_earlier(self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
+                     ) -> None:
+        for index, unit in enumerate(units):
+            earlier = reusable.get(_digest(_unit_data(unit)))
+            if earlier is not None:
+                self.earlier[index] = earlier
+
+    def results(self, units: Sequence[Unit | None]) -> tuple[ItemResult, ...]:
+        return tuple(
+            ItemResult(index=i, output=o.output, fingerprint=_digest(_unit_data(units[i])),
+                       attempts=o.attempts, usage=o.usage, model=o.model, reused=o.reused)
+            for i, o in sorted(self.succeeded.items()))
+
+    def settle(self, result: StepResult, units: Sequence[Unit | None]) -> StepResult:
+        """A failed or cancelled step's result, with what its items cost and gave."""
+        finished = [*self.succeeded.values(), *self.spent]
+        if not finished:
+            return result
+        return attrs.evolve(result, attempts=sum(o.attempts for o in finished),
+                            usage=_usage(finished), items=self.results(units))
 
 
 def choose_model(
@@ -192,10 +246,9 @@ class Engine:
                              started_at=iso_time(wall), inputs=self.inputs, steps=steps,
                              resumed_from=resumed_from))
         failure, cancelled = await self._schedule()
+        outputs, output_failure = await self._final_outputs(cancelled)
         if failure is None and not cancelled:
-            outputs, failure = self._outputs()
-        else:
-            outputs = self._outputs()[0]
+            failure = output_failure
         status: RunStatus = "cancelled" if cancelled else "failed" if failure else "succeeded"
         if cancelled and failure is None:
             failure = ErrorInfo("cancelled", "the run was interrupted")
@@ -264,6 +317,8 @@ class Engine:
 
     def _record(self, result: StepResult) -> ErrorInfo | None:
         """Keep a finished step's result; the run's failure if it ends the run."""
+        if result.error is not None:  # every observer, and the run's error, see it redacted
+            result = attrs.evolve(result, error=self._redacted(result.error))
         self.results[result.id] = result
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
@@ -297,7 +352,17 @@ class Engine:
                       file=sys.stderr)
 
     def context(self, **extra: Any) -> dict[str, Any]:
-        return {"inputs": self.inputs, "steps": self.context_steps, **extra}
+        # A snapshot: a slow render reads it in a thread while other steps finish.
+        return {"inputs": self.inputs, "steps": dict(self.context_steps), **extra}
+
+    async def _final_outputs(self, cancelled: bool) -> tuple[dict[str, Any], ErrorInfo | None]:
+        """The outputs, rendered off the event loop if slow; after Ctrl-C, only what is
+        quick to compute, so that the run still stops at once."""
+        try:
+            return await run_templates(self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled
+                                       else None)
+        except TimeoutError:
+            return {}, None
 
     def _outputs(self) -> tuple[dict[str, Any], ErrorInfo | None]:
         """The run's outputs; on a failed run, those that can still be computed."""
@@ -310,8 +375,18 @@ class Engine:
             try:
                 outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
             except TemplateError as exc:  # its message names the output already
-                failure = failure or ErrorInfo("template", exc.message, hint=exc.hint)
+                failure = failure or self._redacted(ErrorInfo("template", exc.message,
+                                                              hint=exc.hint))
         return outputs, failure
+
+    def _redacted(self, error: ErrorInfo) -> ErrorInfo:
+        """An error as anyone may see it: a function's exception or a template's message can
+        quote a key as much as a provider's reply can (docs/security.md)."""
+        secrets = self.pool.secrets
+        details = None if error.details is None else redact(error.details, secrets)
+        hint = None if error.hint is None else redact(error.hint, secrets)
+        return attrs.evolve(error, message=redact(error.message, secrets), details=details,
+                            hint=hint)
 
     # --- one step ---------------------------------------------------------------------------
 
@@ -319,26 +394,39 @@ class Engine:
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
+        done = _Items()
         try:
             context = self.context()
-            items = self._items(step, context)
+            items = await self._rendered(step, lambda: self._items(step, context))
             contexts = _item_contexts(context, items)
             units = [None] * len(contexts)
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
-                units = [self._unit(step, c) for c in contexts]
+                units = await self._rendered(step, lambda: [self._unit(step, c)
+                                                            for c in contexts])
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
                 if reused is not None:
                     return attrs.evolve(reused, reused=True, duration_ms=0,
                                         fingerprint=fingerprint)
+                if is_list:  # then the items it can take, each by what it would send
+                    done.take_earlier(self.reuse.items(step), units)
             self.unstarted[step.id] = functools.partial(
                 StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
                 items=None if items is None else len(items))
-            outcomes = await self._run_units(step, contexts, units, items is not None)
+            outcomes = await self._run_units(step, contexts, units, items, done)
         except StepError as exc:
             failed = _failed(step, exc, self._running_ms(step.id), provider, model)
-            return attrs.evolve(failed, request=_request_record(units, is_list))
+            return done.settle(attrs.evolve(failed, request=_request_record(units, is_list)),
+                               units)
+        except asyncio.CancelledError:
+            if not is_list:
+                raise
+            # Its finished items were paid for: the step says so (the coordinator, which
+            # cancelled it, takes this result).
+            cancelled = attrs.evolve(_cancelled(step.id, self.step_started.get(step.id)),
+                                     provider=provider, model=model)
+            return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
@@ -354,6 +442,7 @@ class Engine:
             request=_request_record(units, items is not None),
             fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
+            items=done.results(units) if is_list else (),
         )
 
     def _target(self, step: AnyStep) -> tuple[str | None, str | None]:
@@ -374,18 +463,32 @@ class Engine:
 
     async def _run_units(
         self, step: AnyStep, contexts: list[dict[str, Any]], units: list[Unit | None],
-        is_list: bool,
+        items: list[Any] | None, progress: _Items,
     ) -> list[_Outcome]:
         total = len(contexts)
+        is_list = items is not None
         done = 0
 
         async def run_one(index: int) -> _Outcome:
             nonlocal done
             status = "failed"
             try:
-                outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                earlier = progress.earlier.get(index)
+                if earlier is not None:
+                    self._begin(step.id)
+                    outcome = _Outcome(earlier.output, earlier.attempts, earlier.usage,
+                                       earlier.model, reused=True)
+                else:
+                    outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                progress.succeeded[index] = outcome
                 status = "succeeded"
                 return outcome
+            except StepError as exc:
+                if is_list:
+                    assert items is not None
+                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage))
+                    exc.message = f"item {index} ({reprlib.repr(items[index])}): {exc.message}"
+                raise
             except asyncio.CancelledError:
                 status = "cancelled"
                 raise
@@ -410,7 +513,7 @@ class Engine:
     ) -> _Outcome:
         if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
             self._begin(step.id)
-            call = self._unit_at(step, context, units, index)
+            call = await self._unit_at(step, context, units, index)
             assert isinstance(call, SubWorkflowCall)
             try:
                 async with asyncio.timeout(step.timeout):
@@ -420,7 +523,7 @@ class Engine:
         async with self._slot(step):
             # Rendered inside the slot, so a large for_each starts calling at once instead
             # of rendering every item first.
-            unit = self._unit_at(step, context, units, index)
+            unit = await self._unit_at(step, context, units, index)
             if isinstance(unit, FunctionCall):
                 function = self.functions[function_key(self.folder, unit.function)]
                 return _Outcome(await call_function(unit, function, step.timeout))
@@ -450,14 +553,34 @@ class Engine:
         started = self.step_started.get(step_id)
         return 0 if started is None else _ms_since(started)
 
-    def _unit_at(
+    async def _unit_at(
         self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int
     ) -> Unit:
         """Item `index`'s unit: rendered already for the reuse check, or rendered now."""
         unit = units[index]
         if unit is None:
-            unit = units[index] = self._unit(step, context)
+            unit = await self._rendered(step, lambda: self._unit(step, context))
+            units[index] = unit
         return unit
+
+    async def _rendered(self, step: AnyStep, work: Callable[[], _Rendered]) -> _Rendered:
+        """What `work` renders for a step, off the event loop if slow, within the step's
+        time limit (a sub-workflow step has none of its own)."""
+        timeout = None if isinstance(step, WorkflowStep) else self._attempt_timeout(step)
+        try:
+            return await run_templates(work, timeout)
+        except TimeoutError:
+            message = f"the step's templates took longer than {timeout:g} s to render"
+            raise StepTimeout(message) from None
+
+    def _attempt_timeout(self, step: AnyStep) -> float | None:
+        """An LLM step's time limit for one attempt; a function step's for the whole call."""
+        if isinstance(step, LLMStep):
+            return self._llm_timeout(step)
+        return step.timeout
+
+    def _llm_timeout(self, step: LLMStep) -> float:
+        return step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
 
     # --- building a step's units -------------------------------------------------------------
 
@@ -494,7 +617,7 @@ class Engine:
         mock_text = None
         if provider == MOCK and step.mock is not None:  # --mock, or `provider: mock`
             mock_text = self._render(step, "mock", step.mock, context)
-        timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
+        timeout = self._llm_timeout(step)
         return LLMRequest(
             model=model, messages=tuple(messages), temperature=settings.temperature,
             max_tokens=settings.max_tokens, timeout=timeout,
@@ -518,7 +641,7 @@ class Engine:
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
-                                   reason=reason, item=item))
+                                   reason=redact(reason, self.pool.secrets), item=item))
 
         while True:
             try:
@@ -564,7 +687,7 @@ class Engine:
             failure = SubWorkflowFailed(
                 f"sub-workflow {call.workflow.name} failed{where}: {error.message}"
             )
-            failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
+            failure.error_type = error.type
             raise failure
         return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
 
@@ -610,6 +733,7 @@ class SubWorkflowFailed(StepError):
 
 
 _Parsed = TypeVar("_Parsed", Template, Expression)
+_Rendered = TypeVar("_Rendered")
 
 
 def _compiled(parsed: _Parsed | Problem) -> _Parsed:
@@ -646,7 +770,10 @@ def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dic
 
 def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
     """What a step would do, as a hash (called once every unit is rendered)."""
-    data = [step.kind, [_unit_data(u) for u in units]]
+    return _digest([step.kind, [_unit_data(u) for u in units]])
+
+
+def _digest(data: Any) -> str:
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 

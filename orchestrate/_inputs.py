@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import IO, Any
 
 from orchestrate._errors import InputError
 from orchestrate._hints import did_you_mean
+from orchestrate._secrets import redact, secret_env_values
 from orchestrate._spec import InputSpec
 
 _EOF_KEYS = "Ctrl-Z then Enter" if sys.platform == "win32" else "Ctrl-D"
@@ -99,7 +101,7 @@ def _parse_json(name: str, text: str) -> Any:
     except _TooManyDigits as exc:
         raise InputError(f"input {name!r}: {exc}") from None
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-        shown = text if len(text) < 60 else text[:57] + "..."
+        shown = _shown(text)
         raise InputError(f"input {name!r} must be JSON for its type, got {shown!r}") from None
 
 
@@ -113,6 +115,12 @@ def _int_within_limit(digits: str) -> int:
     if limit and len(digits.lstrip("-")) > limit:
         raise _TooManyDigits(f"the number has more than {limit:,} digits")
     return int(digits)
+
+
+def _shown(text: str, limit: int | None = 60) -> str:
+    """An input's value as an error quotes it: redacted whole, then shortened."""
+    text = redact(text, secret_env_values(os.environ))
+    return text if limit is None or len(text) < limit else text[:limit - 3] + "..."
 
 
 def _no_constant(name: str) -> Any:
@@ -130,7 +138,7 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> 
         if name in given:
             value = given[name]
             if not has_type(value, spec.type):
-                shown = json.dumps(value, ensure_ascii=False, default=str)
+                shown = _shown(json.dumps(value, ensure_ascii=False, default=str), limit=None)
                 raise InputError(f"input {name!r} must be of type {spec.type}, got {shown}")
             resolved[name] = value
         elif spec.required:

@@ -34,6 +34,7 @@ from orchestrate._result import RunResult, StepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.text import Text
 
     from orchestrate._plan import Plan
     from orchestrate._spec import Workflow
@@ -46,6 +47,29 @@ MAX_PREVIEWS = 3  # lines of streamed text under the table
 # the last line: wrapping there would throw Rich's redraw off by a line (a second header).
 ECHO_ROOM = 2
 QUEUED_NOTE = "waiting for a slot"
+
+
+# C0 controls but newline and tab, DEL, C1 controls, and the bidi overrides: a message or
+# an answer holding them could clear the screen, write the clipboard (OSC 52), redraw a
+# line (CR) or reorder what is shown.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` safe to show on a terminal: each control character written as an escape
+    (ESC as `\\x1b`). Results written to a file or a pipe are left byte-exact."""
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def escape_data(value: Any) -> Any:
+    """:func:`escape_controls` on every string of JSON-like data (keys included)."""
+    if isinstance(value, str):
+        return escape_controls(value)
+    if isinstance(value, dict):
+        return {escape_data(k): escape_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_data(v) for v in value]
+    return value
 
 
 def stderr_console(*, force_terminal: bool | None = None) -> Console:
@@ -83,7 +107,7 @@ class PlainProgress:
     def __call__(self, event: Event) -> None:
         line = self._line(event)
         if line:
-            print(line, file=self.out, flush=True)
+            print(escape_controls(line), file=self.out, flush=True)
 
     def _line(self, event: Event) -> str | None:
         if isinstance(event, RunStarted):
@@ -103,7 +127,9 @@ class PlainProgress:
         if isinstance(event, StepFinished):
             return _finished_line(event.result)
         if isinstance(event, RunFinished):
-            return summary_line(event.result) + _run_error(event.result)
+            reused = reuse_line(event.result)
+            summary = summary_line(event.result) + _run_error(event.result)
+            return summary if reused is None else f"{reused}\n{summary}"
         return None
 
 
@@ -139,6 +165,21 @@ def _finished_line(step: StepResult) -> str:
     for warning in step.warnings:
         line += f"\n  warning: {warning}"
     return line
+
+
+def reuse_line(result: RunResult) -> str | None:
+    """What a run made with --resume, --from or --only took from the earlier run:
+    `reused 2 steps from run ID (fetch, shape), and 4 items of each`; None otherwise."""
+    if result.resumed_from is None:
+        return None
+    steps = [step.id for step in result.steps if step.reused]
+    items = [f"{count} item{'s' if count != 1 else ''} of {step.id}" for step in result.steps
+             if not step.reused and (count := sum(item.reused for item in step.items))]
+    plural = "" if len(steps) == 1 else "s"
+    line = f"reused {len(steps)} step{plural} from run {result.resumed_from}"
+    if steps:
+        line += f" ({', '.join(steps)})"
+    return ", and ".join([line, *items])
 
 
 def summary_line(result: RunResult) -> str:
@@ -255,6 +296,9 @@ class LiveView:
             self.live.stop()
             self.live = None
         if self.result is not None:
+            reused = reuse_line(self.result)
+            if reused is not None:
+                self.console.print(reused, highlight=False)
             self.console.print(summary_line(self.result), style=_STYLES[self.result.status],
                                highlight=False)
 
@@ -268,7 +312,7 @@ class LiveView:
         table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
         for column in ("", "step", "model", "time", "tokens", ""):
             table.add_column(column)
-        previews = []
+        previews: list[Text] = []
         width = self.console.width - ECHO_ROOM
         shown = self._visible_rows(max(self.console.height - 2 - MAX_PREVIEWS, 4))
         for row in shown:
@@ -326,7 +370,8 @@ def _detail(row: _Row) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    note: RenderableType = Text(row.note, style="dim", overflow="ellipsis", no_wrap=True)
+    note: RenderableType = Text(escape_controls(row.note), style="dim", overflow="ellipsis",
+                                no_wrap=True)
     if not row.items_total:
         return note
     if not row.note:
@@ -336,13 +381,13 @@ def _detail(row: _Row) -> RenderableType:
     return grid
 
 
-def _preview(row: _Row, width: int) -> RenderableType:
+def _preview(row: _Row, width: int) -> Text:
     """The newest streamed text of a running step (of its lowest item), on one line."""
     from rich.text import Text
 
     item = min(row.previews, key=lambda i: -1 if i is None else i)
     label = f"{row.id}: " if item is None else f"{row.id}[{item}]: "
-    text = " ".join(row.previews[item].split())
+    text = escape_controls(" ".join(row.previews[item].split()))
     room = max(width - len(label), 1)
     if len(text) > room:
         text = "…" + text[-(room - 1):]
@@ -359,9 +404,12 @@ def looks_like_markdown(text: str) -> bool:
 
 
 def print_outputs(outputs: dict[str, Any], out: IO[str], *, terminal: bool = False) -> None:
-    """One output raw (so `> file` works); several as `## NAME` sections in order."""
-    if terminal and _print_rich_outputs(outputs, out):
-        return
+    """One output raw (so `> file` gets it byte for byte); several as `## NAME` sections
+    in order. On a terminal, control characters are shown escaped."""
+    if terminal:
+        outputs = escape_data(outputs)
+        if _print_rich_outputs(outputs, out):
+            return
     if len(outputs) == 1:
         out.write(format_value(next(iter(outputs.values()))).rstrip("\n") + "\n")
         return
@@ -399,12 +447,12 @@ def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: b
     if verbose:
         for step in result.steps:
             if step.error and step.error.details:
-                err.write(f"--- {step.id}\n{step.error.details}")
+                err.write(escape_controls(f"--- {step.id}\n{step.error.details}"))
     if show_error and result.error and result.status != "succeeded":
         where = f"step {result.error.step}: " if result.error.step else ""
-        err.write(f"error: {where}{result.error.message}\n")
+        err.write(escape_controls(f"error: {where}{result.error.message}\n"))
         if result.error.hint:
-            err.write(f"  hint: {result.error.hint}\n")
+            err.write(escape_controls(f"  hint: {result.error.hint}\n"))
     hint = resume_hint(result, resume_from) if resume_from is not None else None
     if hint:
         err.write(hint + "\n")
@@ -488,6 +536,8 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
     """`runs list`: one row per run, newest first."""
     from rich.table import Table
 
+    runs = escape_data(runs)
+
     table = Table(box=None, padding=(0, 1), header_style="bold")
     table.add_column("run id", no_wrap=True)
     table.add_column("workflow")
@@ -507,7 +557,7 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
 def print_run(doc: dict[str, Any], details: dict[str, Any], out: IO[str]) -> None:
     """`runs show`: what ran, from which file, the outputs, then each step."""
     with _history_console(out) as console:
-        _draw_run(doc, details, console)
+        _draw_run(escape_data(doc), escape_data(details), console)
 
 
 def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) -> None:
@@ -582,7 +632,7 @@ def _side_by_side(a: Any, b: Any) -> str:
 def print_diff(diff: dict[str, Any], out: IO[str]) -> None:
     """`runs diff`: per step, status, tokens and time side by side, then what changed."""
     with _history_console(out) as console:
-        _draw_diff(diff, console)
+        _draw_diff(escape_data(diff), console)
 
 
 def _draw_diff(diff: dict[str, Any], console: Console) -> None:

@@ -3,12 +3,16 @@
 One marker, `[REDACTED]`, wherever a secret was removed:
 
     secret_env_values()   the values of key-like environment variables (`*_KEY`, ...)
+    is_secret_header()    whether a header carries a credential (`api-key`, `Cookie`...)
     redact_values()       removes known secret values from a text
     redact()              the same, and anything shaped like a key: bearer tokens,
-                          API-key headers, `sk-` keys
+                          API-key headers, `sk-` keys, the user and password of a URL
+    redact_url()          a URL without its user and password (`http://[REDACTED]@host/`)
 
-The providers redact error messages with :func:`redact`; the history removes known values
-only (:func:`redact_values`), since a step's output is given back to `--resume` as it was.
+Redact the whole text first, then shorten it: a key cut in half no longer matches.
+Provider and step errors go through :func:`redact` (docs/security.md); the history, the
+response cache and `--record` fixtures remove known values only (:func:`redact_values`),
+since a step's output is given back to `--resume` as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterable, Mapping
 
 REDACTED = "[REDACTED]"
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.IGNORECASE)
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 _SECRET_PATTERNS = (
     re.compile(
         r"(?i)(\b(?:authorization|x-api-key|api[-_]?key)[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?)"
@@ -26,6 +31,9 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',;&]+"),
     re.compile(r"()\bsk-[A-Za-z0-9_\-*]{6,}"),
 )
+# `scheme://user:password@`: httpx sends it as Basic auth, so it is a credential. Up to
+# the authority's last `@`, as urllib and httpx read it (a password may hold a raw `@`).
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s\"'<>]+@")
 
 
 def secret_env_values(env: Mapping[str, str], names: Iterable[str] = (),
@@ -38,9 +46,15 @@ def secret_env_values(env: Mapping[str, str], names: Iterable[str] = (),
     return longest_first(values)
 
 
+def is_secret_header(name: str) -> bool:
+    """Whether an HTTP header named `name` carries a credential (`api-key`, `Cookie`...)."""
+    return bool(_SECRET_HEADER.search(name))
+
+
 def longest_first(values: Iterable[str]) -> tuple[str, ...]:
-    """Distinct values, longest first, so a secret that contains another is removed whole."""
-    return tuple(sorted(set(values), key=len, reverse=True))
+    """Distinct values, longest first (so a secret that contains another is removed whole),
+    then in alphabetical order."""
+    return tuple(sorted(set(values), key=lambda value: (-len(value), value)))
 
 
 def redact_values(text: str, secrets: Iterable[str]) -> str:
@@ -52,8 +66,15 @@ def redact_values(text: str, secrets: Iterable[str]) -> str:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` without the given secrets, bearer tokens, API-key headers or ``sk-`` keys."""
-    text = redact_values(text, secrets)
+    """`text` without the given secrets, bearer tokens, API-key headers, ``sk-`` keys or
+    the user and password of a URL."""
+    text = redact_url(redact_values(text, secrets))
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
+
+
+def redact_url(url: str) -> str:
+    """`url` (or a text holding URLs) with each user and password replaced by the marker;
+    a URL without them is returned unchanged."""
+    return _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", url)

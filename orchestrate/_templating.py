@@ -13,6 +13,8 @@ What a template can do, and what it cannot:
   ``null``). The ``~`` operator, the ``string`` and ``join`` filters, ``%s`` (in ``%``
   and the ``format`` filter) and ``str.format`` follow the same rule; ``tojson`` is
   plain JSON (no HTML escaping, keys in their order) and ``pprint`` indented JSON.
+  A value with no JSON form (a function, a method, a ``namespace``, ``loop``, NaN) is a
+  :class:`TemplateError` there and as a typed value: no Python repr reaches a prompt.
 - For mappings, keys win over methods: ``steps.a.output.items`` is the ``items`` key of
   a JSON reply, not ``dict.items``.
 - Names starting with ``_`` (``''.__class__``) are refused before anything runs;
@@ -24,6 +26,10 @@ What a template can do, and what it cannot:
   in total and returns at most ``MAX_OUTPUT`` characters. They bound the obvious bombs
   (``'x' * 10**10``, nested loops, doubling in a loop, padding and format widths,
   exponential macros); they are not a CPU-time limit.
+- A slow template does not hold up the run: :func:`run_templates` renders on the event
+  loop while that is quick (``INLINE_SECONDS``), else again from the start in a worker
+  thread, which stops at its next loop iteration or call once nobody waits for it (a
+  step's ``timeout``, Ctrl-C). Rendering has no side effects, so starting over is safe.
 
 This module is the front, and does not import Jinja2: ``orchestrate --help`` does not pay
 for it. The work happens behind it, in modules imported on first use:
@@ -33,15 +39,21 @@ for it. The work happens behind it, in modules imported on first use:
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
+from orchestrate._errors import TemplateError
+
 __all__ = [
     "GLOBALS",
+    "INLINE_SECONDS",
     "MAX_BUILT",
     "MAX_INT_DIGITS",
     "MAX_OUTPUT",
@@ -52,10 +64,14 @@ __all__ = [
     "Expression",
     "Problem",
     "Reference",
+    "RenderMoved",
+    "RenderWatch",
     "Template",
+    "current_watch",
     "is_truthy",
     "parse_expression",
     "parse_template",
+    "run_templates",
 ]
 
 MAX_SIZE = 1_000_000  # characters (or items, counted deeply) in one value a template builds
@@ -64,6 +80,10 @@ MAX_STEPS = 100_000  # loop iterations and calls in one render
 MAX_RANGE = 100_000  # numbers produced by range() in one render
 MAX_BUILT = 50_000_000  # characters built and inserted in one render, all values together
 MAX_OUTPUT = 10_000_000  # characters of rendered text (or of a typed value)
+# How long renders may hold the event loop before they start over in a worker thread:
+# long enough that a usual template never pays for a thread, short enough not to stall
+# streaming, progress and Ctrl-C.
+INLINE_SECONDS = 0.02
 
 #: Names every template can use besides its context. Kept small on purpose: no
 #: ``lipsum`` (a size bomb), no ``cycler``/``joiner``. ``dict`` is a function, not the
@@ -163,6 +183,70 @@ def parse_template(source: str) -> Template | Problem:
 def parse_expression(source: str) -> Expression | Problem:
     """Check a bare expression, or return its first syntax error or unsafe access."""
     return _template_ast().check_expression(source)
+
+
+# --- rendering off the event loop ----------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+class RenderMoved(Exception):
+    """Renders ran past INLINE_SECONDS on the event loop: run them again in a thread."""
+
+
+@attrs.define
+class RenderWatch:
+    """How long the renders in :func:`run_templates` may go on: the sandbox checks it at
+    every loop iteration and call."""
+
+    deadline: float | None = None  # on the event loop: past this perf_counter, move
+    stop: threading.Event | None = None  # in a thread: set once nobody waits for it
+
+    def check(self) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise RenderMoved
+        if self.stop is not None and self.stop.is_set():
+            raise TemplateError("the template was stopped: the step timed out or was cancelled")
+
+
+_WATCH: contextvars.ContextVar[RenderWatch | None] = contextvars.ContextVar(
+    "orchestrate_render_watch", default=None
+)
+
+
+def current_watch() -> RenderWatch | None:
+    """The watch of the renders under way here; None outside run_templates."""
+    return _WATCH.get()
+
+
+async def run_templates(work: Callable[[], _T], timeout: float | None = None) -> _T:
+    """Call `work`, which renders templates, without blocking the event loop for long.
+
+    It runs here for up to INLINE_SECONDS; past that, it starts over in a daemon thread,
+    and TimeoutError after `timeout` seconds. A timeout or cancelling the caller (Ctrl-C)
+    stops the thread's renders at their next loop iteration or call. `work` must have no
+    side effects but rendering.
+    """
+    token = _WATCH.set(RenderWatch(deadline=time.perf_counter() + INLINE_SECONDS))
+    try:
+        return work()
+    except RenderMoved:
+        pass
+    finally:
+        _WATCH.reset(token)
+    import asyncio  # here: `validate` and `--help` do not pay for it
+
+    from orchestrate._threads import in_daemon_thread
+
+    stop = threading.Event()
+    token = _WATCH.set(RenderWatch(stop=stop))  # the thread runs in a copy of this context
+    try:
+        async with asyncio.timeout(timeout):  # only here: a timer costs, even unused
+            result: _T = await in_daemon_thread(work, {})
+        return result
+    finally:
+        _WATCH.reset(token)
+        stop.set()
 
 
 # The two modules that import Jinja2, imported on first use rather than with this one.

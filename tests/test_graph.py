@@ -166,3 +166,18 @@ def test_graph_marks_conditional_and_per_item_steps(cli: Callable, write_flow: C
         """)
     lines = [line.strip(" └─│") for line in cli("graph", path, "-f", fmt).stdout.splitlines()]
     assert [line for line in lines if line in expected] == expected
+
+
+@pytest.mark.parametrize("command", [["validate"], ["graph"], ["graph", "--json"],
+                                     ["run", "--mock", "--json"]])
+def test_only_run_executes_function_modules(command: list[str], write_flow: Callable,
+                                           cli: Callable, tmp_path: Path) -> None:
+    """`validate` and `graph` run no user code; `run` imports function modules, --mock too
+    (docs/security.md)."""
+    marker = tmp_path / "imported"
+    write_flow(f"open({str(marker)!r}, 'w').close()\n\ndef hello():\n    return 'hi'\n",
+               "side_effect.py")
+    flow = write_flow("steps: [{id: a, function: 'side_effect:hello'}]\n")
+    result = cli(command[0], flow, *command[1:])
+    assert result.exit_code == 0, result.stderr
+    assert marker.exists() is (command[0] == "run")

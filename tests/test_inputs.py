@@ -68,6 +68,18 @@ def test_bad_assignments_are_input_errors(assignment: str, message: str) -> None
     assert caught.value.message.startswith(message)
 
 
+def test_a_key_in_a_bad_input_is_redacted_before_the_value_is_shortened(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A known key inside a mistyped input is removed from the message, not cut in half."""
+    key = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+    monkeypatch.setenv("SERVICE_TOKEN", key)
+    with pytest.raises(InputError) as caught:
+        parse_assignments([f"count={'x' * 40}{key}"], SPECS)
+    assert key[:10] not in caught.value.message
+    assert "[REDAC" in caught.value.message
+
+
 def test_unknown_input_hint_suggests_the_near_miss() -> None:
     """A misspelt input name gets a did-you-mean hint."""
     with pytest.raises(InputError) as caught:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from attrs import evolve as attrs_evolve
 from rich.console import Console
 from rich.spinner import Spinner
@@ -23,11 +24,15 @@ from orchestrate._events import (
 from orchestrate._render import (
     LiveView,
     PlainProgress,
+    escape_controls,
     looks_like_markdown,
     print_outputs,
+    print_run,
+    report_run,
     resume_hint,
+    reuse_line,
 )
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage
 
 STEPS = (("draft", "llm"), ("each", "llm"), ("check", "function"))
 DONE = StepResult(id="draft", status="succeeded", output="text", provider="openai",
@@ -267,6 +272,43 @@ def test_the_resume_hint_follows_a_failed_or_cancelled_run() -> None:
     assert resume_hint(result("succeeded"), "a.yaml") is None
 
 
+def resumed(*steps: StepResult) -> RunResult:
+    return attrs_evolve(result("succeeded"), steps=steps, error=None, resumed_from="abc123")
+
+
+ITEM = ItemResult(index=0, output="x", fingerprint="f", reused=True)
+
+
+@pytest.mark.parametrize(("run", "line"), [
+    (result(), None),
+    (resumed(attrs_evolve(DONE, reused=True), attrs_evolve(DONE, id="keywords", reused=True),
+             FAILED),
+     "reused 2 steps from run abc123 (draft, keywords)"),
+    (resumed(attrs_evolve(DONE, reused=True)), "reused 1 step from run abc123 (draft)"),
+    (resumed(DONE), "reused 0 steps from run abc123"),
+    (resumed(DONE, attrs_evolve(DONE, id="each", items=(ITEM, ITEM, attrs_evolve(
+        ITEM, reused=False))), attrs_evolve(DONE, id="one", items=(ITEM,))),
+     "reused 0 steps from run abc123, and 2 items of each, and 1 item of one"),
+])
+def test_reuse_line(run: RunResult, line: str | None) -> None:
+    """A resumed run says which steps (and for_each items) it took from which run."""
+    assert reuse_line(run) == line
+
+
+def test_reuse_line_comes_before_the_summary() -> None:
+    """Plain progress and the live view print the reuse line above the summary."""
+    run = resumed(attrs_evolve(DONE, reused=True))
+    out = io.StringIO()
+    PlainProgress(out)(RunFinished(result=run))
+    assert out.getvalue().splitlines()[0] == "reused 1 step from run abc123 (draft)"
+    screen = console()
+    view = LiveView(screen)
+    view(started())
+    view(RunFinished(result=run))
+    text = screen.file.getvalue()
+    assert 0 < text.index("reused 1 step from run abc123 (draft)") < text.index("run r1 succeeded")
+
+
 def test_outputs_raw_or_as_sections() -> None:
     """A single output is raw; several are `## NAME` sections; non-strings are JSON."""
     one = io.StringIO()
@@ -312,3 +354,66 @@ def test_a_tall_workflow_shows_what_matters() -> None:
     assert "s10" in screen and "s11" in screen
     assert "… and 34 more: 8 succeeded, 26 waiting" in screen  # s12, s13 are next up
     assert len(screen.splitlines()) <= 12
+
+
+# --- control characters ------------------------------------------------------------------------
+
+HOSTILE = "ok\x1b[2J\x1b]52;c;cHduZWQ=\x07\rfake line\x9b31m\u202eevil"
+SHOWN = "ok\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07\\rfake line\\x9b31m\\u202eevil"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (HOSTILE, SHOWN),
+        ("\x00\x08\x0b\x0c\x7f", "\\x00\\x08\\x0b\\x0c\\x7f"),
+        ("lines\nand\ttabs stay, é ✓ 字 too", "lines\nand\ttabs stay, é ✓ 字 too"),
+    ],
+)
+def test_escape_controls(text: str, expected: str) -> None:
+    """Control characters become visible escapes; newlines, tabs and other text stay."""
+    assert expected == escape_controls(text)
+
+
+def hostile_failure() -> StepResult:
+    return attrs_evolve(FAILED, error=ErrorInfo("function", f"raised: {HOSTILE}", "check",
+                                                details=f"Traceback: {HOSTILE}\n"))
+
+
+def test_progress_and_live_view_escape_messages_and_answers() -> None:
+    """A retry reason, an error and streamed text reach the terminal with no raw control."""
+    lines = plain(started(), StepRetrying(step_id="draft", attempt=2, delay=0, reason=HOSTILE),
+                  StepFinished(result=hostile_failure()))
+    assert "\x1b" not in "".join(lines) and SHOWN in lines[1]
+    view = LiveView(console())
+    view(started())
+    view(StepStarted(step_id="draft", kind="llm"))
+    view(TokenReceived(step_id="draft", text=HOSTILE))
+    view(StepRetrying(step_id="each", attempt=2, delay=0, reason=HOSTILE))
+    view(StepFinished(result=hostile_failure()))
+    screen = draw(view)
+    assert [c for c in "\x1b\x07\r\x9b\u202e" if c in screen] == []
+    assert "\\x1b[2J" in screen
+
+
+def test_results_stay_byte_exact_off_a_terminal_and_escaped_on_one() -> None:
+    """`run > file` gets an answer byte for byte; a terminal and stderr get it escaped."""
+    done = attrs_evolve(result("succeeded"), outputs={"a": HOSTILE}, error=None)
+    out, err = io.StringIO(), io.StringIO()
+    report_run(done, out, err, with_outputs=True, show_error=True, verbose=True)
+    assert out.getvalue() == HOSTILE + "\n"
+    terminal = io.StringIO()
+    print_outputs({"a": HOSTILE}, terminal, terminal=True)
+    assert terminal.getvalue() == SHOWN + "\n"
+    failed = attrs_evolve(result(), steps=(hostile_failure(),), error=hostile_failure().error)
+    report_run(failed, io.StringIO(), err, with_outputs=True, show_error=True, verbose=True)
+    assert "\x1b" not in err.getvalue() and SHOWN in err.getvalue()
+
+
+def test_runs_show_escapes_what_the_history_holds() -> None:
+    """`runs show` draws outputs and errors from the history with their controls escaped."""
+    doc = attrs_evolve(result(), outputs={"a": HOSTILE},
+                       steps=(hostile_failure(),)).to_dict()
+    out = io.StringIO()
+    print_run(doc, {"mode": "live"}, out)
+    assert "\x1b" not in out.getvalue() and "\\x1b[2J" in out.getvalue()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import SLOW_TEMPLATE
 
 RunJson = Callable[..., tuple[int, dict[str, Any]]]
 
@@ -725,6 +729,113 @@ def test_template_failures_are_located(write_flow: Callable, run_json: RunJson,
     assert doc["error"]["message"].startswith(f"{flow}:")
 
 
+NOT_JSON_STEPS = {
+    "outputs": """
+        steps:
+          - id: a
+            prompt: x
+        outputs:
+          r: "{{ VALUE }}"
+        """,
+    "with": """
+        steps:
+          - id: a
+            function: tools:echo
+            with:
+              v: "{{ VALUE }}"
+        """,
+    "for_each": """
+        steps:
+          - id: a
+            for_each: "VALUE"
+            prompt: x
+        """,
+    "prompt": """
+        steps:
+          - id: a
+            prompt: "text {{ VALUE }}"
+        """,
+}
+
+
+def not_json_flow(write_flow: Callable, where: str, value: str) -> Path:
+    write_flow("def echo(v):\n    return repr(v)\n", "tools.py")
+    return write_flow("inputs:\n  text: {default: hi}\n"
+                      + textwrap.dedent(NOT_JSON_STEPS[where]).replace("VALUE", value))
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("namespace(d=1)", "a namespace"),
+        ("inputs.text.upper", "a method"),
+        ("[range]", "a function"),
+        ("(1, dict)", "a function"),
+        ("{'k': namespace}", "a class"),
+    ],
+)
+def test_a_value_without_json_form_fails_the_step(write_flow: Callable, cli: Callable,
+                                                  where: str, value: str, kind: str) -> None:
+    """A function, method or namespace in outputs, with:, for_each or text is a template error."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock", "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert doc["error"]["type"] == "template"
+    assert f"the template gives {kind}, which is not JSON data" in doc["error"]["message"]
+    assert "<" not in json.dumps(doc)  # no <function ...> or <Namespace ...> anywhere
+    if where != "outputs":
+        assert doc["steps"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("range", "'range' is a function, which is not JSON data"),
+        ("cycler", "unknown variable 'cycler'"),
+        ("joiner()", "unknown variable 'joiner'"),
+        ("lipsum", "unknown variable 'lipsum'"),
+    ],
+)
+def test_a_value_without_json_form_is_found_before_the_run(
+        write_flow: Callable, cli: Callable, where: str, value: str, message: str) -> None:
+    """A bare global, or a Jinja global templates do not get, fails validation: exit 2."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock")
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["prompt", "function"])
+def test_a_slow_template_times_out_without_blocking_the_run(write_flow: Callable,
+                                                           run_json: RunJson, kind: str) -> None:
+    """A template slower than the step's timeout fails it (timeout) while others go on."""
+    write_flow("def echo(v):\n    return v\n", "tools.py")
+    slow = (f'prompt: "{SLOW_TEMPLATE}"' if kind == "prompt"
+            else f'function: tools:echo\n    with: {{v: "{SLOW_TEMPLATE}"}}')
+    flow = write_flow(f"""
+steps:
+  - id: slow
+    timeout: 1
+    on_error: continue
+    {slow}
+  - id: other
+    function: asyncio:sleep
+    with: {{delay: 0.2}}
+""")
+    started = time.perf_counter()
+    code, doc = run_json(flow)
+    assert time.perf_counter() - started < 5  # the template alone takes about a minute
+    assert code == 0
+    slow_step, other = doc["steps"]
+    assert slow_step["status"] == "failed"
+    assert slow_step["error"]["type"] == "timeout"
+    assert "templates took longer than 1 s to render" in slow_step["error"]["message"]
+    assert other["status"] == "succeeded"
+    assert other["duration_ms"] < 900  # the loop was free while the template rendered
+
+
 # --- inputs and usage errors ------------------------------------------------------------------
 
 
@@ -1052,3 +1163,51 @@ def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Cal
     hint = f"resume with: orchestrate run {flow} --resume {run_id}\n"
     assert result.exit_code == 1
     assert (hint in result.stderr) is hinted
+
+
+# --- secrets in errors --------------------------------------------------------------------
+
+LEAKY_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
+
+
+@pytest.mark.parametrize(
+    ("variable", "leaked"),
+    [
+        pytest.param("AZURE_CRED", LEAKY_KEY, id="read-by-a-header"),  # not a key-like name
+        pytest.param("BILLING_API_KEY", LEAKY_KEY, id="key-like-name"),
+        pytest.param("UNRELATED", "sk-live-" + LEAKY_KEY, id="sk-shaped"),
+        pytest.param("UNRELATED", f"http://me:{LEAKY_KEY}@db.local/x", id="url-password"),
+    ],
+)
+def test_function_errors_are_redacted_everywhere(
+    variable: str, leaked: str, write_flow: Callable, cli: Callable, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A function's exception quoting a key reaches no stream, event, document or file."""
+    monkeypatch.setenv(variable, leaked)
+    write_flow(f"""
+        import os
+
+        def leak():
+            raise RuntimeError("cannot log in with " + os.environ[{variable!r}])
+        """, "leaky.py")
+    flow = write_flow("""
+        providers:
+          azure:
+            type: openai
+            base_url: https://example.openai.azure.com/openai
+            headers: {api-key: "${AZURE_CRED}"}
+        steps:
+          - id: boom
+            function: leaky:leak
+        """)
+    events = tmp_path / "events.jsonl"
+    result = cli("run", flow, "--mock", "--json", "--events", events, "--verbose")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["message"].startswith("leaky:leak raised")
+    home = tmp_path / "home"
+    texts = {"stdout": result.stdout, "stderr": result.stderr, "events": events.read_text()}
+    texts |= {str(p): p.read_bytes().decode("utf-8", "replace")
+              for p in home.rglob("*") if p.is_file()}
+    assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
+    assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrate._secrets import REDACTED, redact, redact_values, secret_env_values
+from orchestrate._secrets import (
+    REDACTED,
+    redact,
+    redact_url,
+    redact_values,
+    secret_env_values,
+)
 
 
 @pytest.mark.parametrize(
@@ -17,6 +23,7 @@ from orchestrate._secrets import REDACTED, redact, redact_values, secret_env_val
          "provided: [REDACTED]."),
         ("api_key=zzz999&x=1", "api_key=[REDACTED]&x=1"),
         ("nothing secret here", "nothing secret here"),
+        ("POST http://bob:pw-1@gw.local/v1 failed", "POST http://[REDACTED]@gw.local/v1 failed"),
     ],
 )
 def test_redact(text: str, expected: str) -> None:
@@ -53,3 +60,19 @@ def test_a_secret_containing_another_is_removed_whole() -> None:
     """Longest first: a secret that contains a shorter one leaves no tail behind."""
     secrets = secret_env_values({"A_KEY": "abcdefgh", "B_KEY": "abcdefgh-longer"})
     assert f"x {REDACTED} y {REDACTED}" == redact_values("x abcdefgh-longer y abcdefgh", secrets)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+        ("http://localhost:11434/v1", "http://localhost:11434/v1"),
+        ("http://host/v1/@me?next=a@b", "http://host/v1/@me?next=a@b"),
+        ("http://user:pass@host/v1", "http://[REDACTED]@host/v1"),
+        ("http://token@host", "http://[REDACTED]@host"),
+        ("https://u:p@ss@host:8443/v1", "https://[REDACTED]@host:8443/v1"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    """Only a URL's user and password go; a URL without them is left exactly as it was."""
+    assert expected == redact_url(url)

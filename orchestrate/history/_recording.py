@@ -20,12 +20,15 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate._errors import InvalidOutput, ProviderError, UsageError
+from orchestrate._files import replace_private_file
 from orchestrate._result import Usage
+from orchestrate._secrets import redact_url, redact_values
 from orchestrate.history._store import CachedResponse
 from orchestrate.providers import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._base import RetryCallback, TokenCallback
@@ -78,18 +81,20 @@ def _replay_tokens(request: LLMRequest, text: str, on_token: TokenCallback | Non
 
 def cache_endpoint(name: str, prepared: PreparedRun, env: Mapping[str, str]) -> str:
     """Who answers for a provider name (as the pool decides), so the cache keeps endpoints
-    apart: the same model behind two base URLs is two different models."""
+    apart: the same model behind two base URLs is two different models. A URL's user and
+    password are left out (it is stored, and part of the key); other URLs are kept as they
+    are, so their keys do not change."""
     if name == "mock":
         return "mock"
     from orchestrate._prepared import endpoints_of
 
     spec = endpoints_of(prepared).get(name)
     if spec is not None:
-        return f"{name} {spec.base_url}"
+        return f"{name} {redact_url(spec.base_url)}"
     from orchestrate.providers import KINDS
 
     kind = KINDS.get(name)
-    return f"{name} {kind.base_url(env)}" if kind is not None else name
+    return f"{name} {redact_url(kind.base_url(env))}" if kind is not None else name
 
 
 class CachingProvider:
@@ -167,19 +172,26 @@ class Fixture:
     """
 
     def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None,
-                 *, mock: bool = False) -> None:
+                 *, mock: bool = False, secrets: Sequence[str] = ()) -> None:
         self.path = path
         self.responses = dict(responses or {})
         self.mock = mock
-        self.added = 0  # responses put since loading
+        self.secrets = tuple(secrets)  # removed from the file when it is saved
+        self.recorded: dict[str, dict[str, Any]] = {}  # put since loading: what save() adds
+
+    @property
+    def added(self) -> int:
+        """How many responses were put since loading."""
+        return len(self.recorded)
 
     @classmethod
-    def load(cls, path: Path, *, missing_ok: bool = False) -> Fixture:
+    def load(cls, path: Path, *, missing_ok: bool = False,
+             secrets: Sequence[str] = ()) -> Fixture:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             if missing_ok:
-                return cls(path)
+                return cls(path, secrets=secrets)
             raise UsageError(f"no fixture file {path}",
                              hint="record one with `orchestrate run FLOW --record "
                                   f"{path}`") from None
@@ -193,7 +205,8 @@ class Fixture:
                 or not isinstance(data.get("responses"), dict)):
             raise UsageError(f"{path} is not a fixture file (version {FIXTURE_VERSION})",
                              hint="fixtures are written by `orchestrate run --record FILE`")
-        return cls(path, data["responses"], mock=data.get("mock") is True)
+        return cls(path, data["responses"], mock=data.get("mock") is True,
+                   secrets=secrets)
 
     def check_replay(self, *, mock: bool) -> None:
         """Refuse to replay mock answers in a run without --mock, where they would be
@@ -221,26 +234,50 @@ class Fixture:
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
-        self.added += 1
-        self.responses[key] = {"provider": provider, "step": request.step_id,
-                               "request": request.fingerprint_data(),
-                               "response": response_data(response)}
+        self.responses[key] = self.recorded[key] = {
+            "provider": provider, "step": request.step_id,
+            "request": request.fingerprint_data(), "response": response_data(response)}
 
     def save(self) -> None:
-        """Write the file whole, through a temporary file, so a crash leaves the old one."""
-        document: dict[str, Any] = {"version": FIXTURE_VERSION}
-        if self.mock:
-            document["mock"] = True
-        document["responses"] = dict(sorted(self.responses.items()))
-        text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        """Write the file whole: what it holds now (another run recording into it at the
+        same time may have added to it since loading) and the responses put since.
+
+        Runs take turns through a lock file beside it; the text goes to a new private
+        temporary file renamed over the fixture, so a crash leaves the old file whole.
+        Known secret values are removed from what is written; the keys were made from the
+        requests as sent, so replaying the same requests still finds their answers.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, self.path)
+            with _taking_turns(self.path):
+                current = Fixture.load(self.path, missing_ok=True).responses
+                self.responses = current | self.recorded
+                document: dict[str, Any] = {"version": FIXTURE_VERSION}
+                if self.mock:
+                    document["mock"] = True
+                document["responses"] = dict(sorted(self.responses.items()))
+                text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+                replace_private_file(self.path, redact_values(text, self.secrets))
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise UsageError(f"cannot write the fixture {self.path}: {exc.strerror}") from None
+
+
+@contextmanager
+def _taking_turns(path: Path) -> Iterator[None]:
+    """Hold the lock of `path`: an flock on `.NAME.lock` beside it (left there, as
+    removing it would race). Without fcntl (Windows), no lock: only the merge."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = os.open(path.with_name(f".{path.name}.lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
 
 
 class RecordingProvider:

@@ -9,18 +9,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from orchestrate._errors import StoreError, UsageError
-from orchestrate._secrets import secret_env_values
+from orchestrate._prepared import endpoints_of
 from orchestrate._spec import LLMStep
 from orchestrate.history._open import open_store
 from orchestrate.history._recorder import Recorder
 from orchestrate.history._reuse import ReusePlan, plan_reuse, steps_to_rerun
+from orchestrate.providers import run_secrets
 
 if TYPE_CHECKING:
     from orchestrate._prepared import PreparedRun
@@ -108,17 +110,21 @@ class HistorySession:
                 if self.replay_fixture.mock:  # mock answers: a mock run, reported as one
                     self.mode, self.mock = "mock", True
             if options.record:
-                self.record_fixture = Fixture.load(options.record, missing_ok=True)
+                self.record_fixture = Fixture.load(options.record, missing_ok=True,
+                                                   secrets=self.secrets)
                 self.record_fixture.start_recording(mock=self.mode == "mock")
         if not options.record_history:
             return
-        names = {spec.api_key_env for spec in _endpoints(prepared) if spec.api_key_env}
-        self.store = open_store(self.env, options.database,
-                                secrets=secret_env_values(self.env, names))
+        self.store = open_store(self.env, options.database, secrets=self.secrets)
         self.cache = (options.cache or _wants_cache(prepared)) and not options.replay
         self.reuse = plan_reuse(self.store, prepared, mode=self.mode, resume=options.resume,
                                 rerun=rerun, flag="--only" if options.only else "--from")
         self.recorder = Recorder(self.store, prepared, mode=self.mode)
+
+    @functools.cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """Known secret values, kept out of every row and fixture this run writes."""
+        return run_secrets(endpoints_of(self.prepared), self.env)
 
     @property
     def resumed_from(self) -> str | None:
@@ -159,27 +165,6 @@ class HistorySession:
             if self.store is not None:
                 store, self.store = self.store, None
                 store.close()
-
-
-def _endpoints(prepared: PreparedRun) -> list[Any]:
-    return [spec for workflow in prepared.all_workflows() for spec in workflow.providers.values()]
-
-
-def _check(options: HistoryOptions) -> None:
-    if options.rerun_from and options.only:
-        raise UsageError("--from and --only cannot be used together",
-                         hint="--only S reruns S alone; --from S reruns S and what depends on it")
-    if not options.record_history:
-        needs = [flag for flag, value in (("--resume", options.resume),
-                                          ("--from", options.rerun_from),
-                                          ("--only", options.only), ("--cache", options.cache))
-                 if value]
-        if needs:
-            raise UsageError(f"{needs[0]} needs the run history, and --no-history turns it off")
-
-
-def _endpoints(prepared: PreparedRun) -> list[Any]:
-    return [spec for workflow in prepared.all_workflows() for spec in workflow.providers.values()]
 
 
 def _check(options: HistoryOptions) -> None:

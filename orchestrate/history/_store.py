@@ -3,7 +3,8 @@
     HistoryStore        the interface a backend implements (SQLite today, PostgreSQL next)
     RunRecord           a run as it starts: what the `runs` row holds before the end
     StepRecord          a finished step, with its place in the file and its definition
-    run_values() ...    StepResult / RunResult -> column values (JSON encoded, secrets out)
+    run_values() ...    RunRecord, StepRecord, RunResult, CachedResponse -> column values
+                        (JSON encoded, known secret values out)
     step_result() ...   row -> StepResult, and the step's entry in the result document
 
 A backend owns its SQL, its schema and its migrations, and nothing else: it turns records
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 import attrs
 
 from orchestrate._errors import UsageError
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage, iso_time
+from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage, iso_time
 from orchestrate._secrets import redact_values
 
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
@@ -154,7 +155,7 @@ RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "outp
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
                 "duration_ms", "input_tokens", "output_tokens", "cached", "reused",
-                "fingerprint", "definition", "request", "finished_at", "extra")
+                "fingerprint", "definition", "request", "finished_at", "extra", "items")
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
 
 # The keys of a step's entry in the result document that its columns hold.
@@ -221,7 +222,34 @@ def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict
         "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
         "finished_at": iso_time(record.finished),
         "extra": None if extra is None else _scrubbed(secrets, _json(extra)),
+        "items": _scrubbed(secrets, items_value(step)),
     }
+
+
+def items_value(step: StepResult) -> str | None:
+    """The `items` column: a for_each's items that succeeded, as JSON. A step that
+    succeeded has their outputs in `output` already, so only the others keep them here."""
+    if not step.items:
+        return None
+    keep_output = step.status != "succeeded"
+    return _json([{"index": item.index, "fingerprint": item.fingerprint,
+                   "attempts": item.attempts, "model": item.model, "reused": item.reused,
+                   "usage": item.usage.to_dict() if item.usage else None}
+                  | ({"output": item.output} if keep_output else {})
+                  for item in step.items])
+
+
+def _items(value: str | None, output: Any) -> tuple[ItemResult, ...]:
+    """The `items` column back as ItemResults (see items_value)."""
+    items = []
+    for item in json.loads(value) if value else ():
+        usage = item["usage"]
+        items.append(ItemResult(
+            index=item["index"], fingerprint=item["fingerprint"], attempts=item["attempts"],
+            model=item["model"], reused=item["reused"],
+            usage=Usage(**usage) if usage else None,
+            output=item["output"] if "output" in item else output[item["index"]]))
+    return tuple(items)
 
 
 def step_extras(step: StepResult) -> dict[str, Any] | None:
@@ -234,18 +262,25 @@ def step_extras(step: StepResult) -> dict[str, Any] | None:
     return extra or None
 
 
-def response_values(response: CachedResponse) -> dict[str, Any]:
-    """A `responses` row (RESPONSE_COLUMNS)."""
+def response_values(response: CachedResponse, secrets: Sequence[str]) -> dict[str, Any]:
+    """A `responses` row (RESPONSE_COLUMNS). The key was made from the request as sent, so
+    an identical request still finds the row whose copy of it is scrubbed."""
     return {"key": response.key, "provider": response.endpoint, "model": response.model,
-            "request": _json(response.request),
-            "response": json.dumps(response.response, ensure_ascii=False),
+            "request": _scrubbed(secrets, _json(response.request)),
+            "response": _scrubbed(secrets, json.dumps(response.response, ensure_ascii=False)),
             "created": response.created}
 
 
 # --- rows -> results ----------------------------------------------------------------------------
 
 
-def step_result(row: Mapping[str, Any]) -> StepResult:
+class Row(Protocol):
+    """A database row as a backend reads it: its columns by name (sqlite3.Row, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def step_result(row: Row) -> StepResult:
     """A `steps` row as the StepResult it was recorded from."""
     extra = _extra(row)
     error = None
@@ -256,28 +291,29 @@ def step_result(row: Mapping[str, Any]) -> StepResult:
     usage = None
     if row["input_tokens"] is not None:
         usage = Usage(row["input_tokens"], row["output_tokens"] or 0)
+    output = json.loads(row["output"]) if row["output"] is not None else None
     return StepResult(
-        id=row["step_id"], status=row["status"],
-        output=json.loads(row["output"]) if row["output"] is not None else None,
-        error=error, provider=row["provider"], model=row["model"], attempts=row["attempts"],
+        id=row["step_id"], status=row["status"], output=output, error=error,
+        provider=row["provider"], model=row["model"], attempts=row["attempts"],
         duration_ms=row["duration_ms"], usage=usage, cached=bool(row["cached"]),
         reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
         request=json.loads(row["request"]) if row["request"] else None,
         fingerprint=row["fingerprint"], response_id=row["response_id"],
+        items=_items(row["items"], output),
     )
 
 
-def _extra(row: Mapping[str, Any]) -> dict[str, Any]:
+def _extra(row: Row) -> dict[str, Any]:
     return json.loads(row["extra"]) if row["extra"] else {}
 
 
-def step_document(row: Mapping[str, Any]) -> dict[str, Any]:
+def step_document(row: Row) -> dict[str, Any]:
     """A step's entry in the result document, from its row (what a later version added
     included)."""
     return step_result(row).to_dict() | _extra(row)
 
 
-def run_document(run: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
     """The run's result document from its row and its steps' rows."""
     entries = [step_document(row) for row in steps]
     if run["document"] is not None:
@@ -301,7 +337,7 @@ def run_document(run: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> 
     return doc
 
 
-def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_summary(row: Row) -> dict[str, Any]:
     """A run as `runs list --json` prints it, from its row with `tokens_in`/`tokens_out`."""
     return {
         "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
@@ -311,11 +347,11 @@ def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- finding runs --------------------------------------------------------------------------------
+# --- finding and deleting runs -----------------------------------------------------------------
 
 
-def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
-             recent: Callable[[], Sequence[Mapping[str, Any]]], location: str) -> str:
+def resolved(prefix: str, matches: Sequence[Row],
+             recent: Callable[[], Sequence[Row]], location: str) -> str:
     """The one run id of `matches` (at most 11 runs whose id starts with `prefix`), or a
     UsageError naming the candidates (or, when none matches, the `recent` runs)."""
     if len(matches) == 1:
@@ -331,9 +367,27 @@ def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
                      hint="give more characters; candidates:\n" + _candidates(matches[:10]))
 
 
-def _candidates(rows: Sequence[Mapping[str, Any]]) -> str:
+def _candidates(rows: Sequence[Row]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)
+
+
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> int:
+    """`runs delete`: the runs named by id or prefix; how many there were.
+
+    A run still `running` may be going on in another process, whose writes would then
+    land on a run that no longer exists: it is a UsageError, unless `force` (the process
+    was killed and left the run running). Nothing is deleted when one id fails.
+    """
+    run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
+    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    if running and not force:
+        names = ", ".join(running)
+        raise UsageError(f"run {names} is still running" if len(running) == 1 else
+                         f"runs {names} are still running",
+                         hint="wait for it to finish; if its process is gone (killed), "
+                              "delete it with --force")
+    return store.delete(run_ids)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

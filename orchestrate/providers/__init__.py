@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
+from orchestrate._secrets import is_secret_header, longest_first, secret_env_values
 from orchestrate._spec import ModelSettings, ProviderSpec, ProviderType
 from orchestrate.providers._base import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._registry import (
@@ -31,6 +32,7 @@ __all__ = [
     "kind_names",
     "resolve_model",
     "resolve_provider_name",
+    "run_secrets",
 ]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -61,6 +63,26 @@ def resolve_provider_name(settings: ModelSettings, model: str) -> str:
     return "anthropic" if model.startswith("claude") else "openai"
 
 
+def run_secrets(endpoints: Mapping[str, ProviderSpec], env: Mapping[str, str]
+                ) -> tuple[str, ...]:
+    """What a run must never show or store: the values of key-like environment variables
+    (`*_KEY`, `*_TOKEN`...), of every provider's `api_key_env`, and of every variable a
+    `headers:` value reads through `${NAME}`, whatever NAME is; and the value of a
+    credential header written in the workflow itself. Longest first."""
+    names = {kind.api_key_env for kind in KINDS.values()}
+    literal = []
+    for spec in endpoints.values():
+        names.update([spec.api_key_env] if spec.api_key_env else [])
+        for header, value in spec.headers.items():
+            referenced = _ENV_REFERENCE.findall(value) if isinstance(value, str) else []
+            names.update(referenced)
+            if not referenced and isinstance(value, str) and is_secret_header(header):
+                literal.append(value)
+    pasted = {name: value.strip(_PASTED_WHITESPACE) for name, value in env.items()}
+    return longest_first([*secret_env_values(pasted, names),
+                          *(value for value in literal if len(value) >= 8)])
+
+
 class ProviderPool:
     """Creates each provider a run needs once, and closes them all at the end.
 
@@ -84,6 +106,11 @@ class ProviderPool:
         self._env = os.environ if env is None else env
         self._concurrency = concurrency
         self._providers: dict[str, Provider] = {}
+
+    @functools.cached_property
+    def secrets(self) -> tuple[str, ...]:
+        """The values errors and the history must never show (see :func:`run_secrets`)."""
+        return run_secrets(self._endpoints, self._env)
 
     def check(self, names: Iterable[str]) -> None:
         """Fail before the first request when a provider cannot work (e.g. no API key)."""

@@ -24,15 +24,22 @@ import email.utils
 import json
 import math
 import random
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 from orchestrate._errors import ProviderError, StepError, StepTimeout
-from orchestrate._secrets import longest_first, redact
+from orchestrate._secrets import is_secret_header, longest_first, redact, redact_url
 from orchestrate.providers._base import LLMRequest, LLMResponse, RetryCallback, TokenCallback
 from orchestrate.providers._sse import ServerSentEvent, aiter_sse
 
@@ -73,7 +80,6 @@ DRAIN_TIMEOUT = 1.0  # seconds to read the end of a stream after its last event
 DRAIN_LIMIT = 65_536  # bytes of it, at most
 REPLY_LIMIT = 10 * 1024 * 1024  # bytes of one reply, streamed or not (docs/providers.md)
 ERROR_BODY_LIMIT = 8192  # bytes of an error body read: more than error_message() shows
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 
 
 class TransientError(Exception):
@@ -195,15 +201,16 @@ def _retry_after_header(headers: Mapping[str, str], now: float) -> float | None:
 # --- error bodies and secrets -------------------------------------------------------------
 
 
-def error_message(body: bytes | str, *, limit: int = 500) -> str:
+def error_message(body: bytes | str, *, limit: int = 500, secrets: Sequence[str] = ()) -> str:
     """The provider's own words from an error body (``{"error": {"message": ...}}`` and
-    the usual variants), else the body itself, shortened."""
+    the usual variants), else the body itself: redacted whole, then shortened (a key cut
+    at the limit would no longer match)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         data = json.loads(text)
     except ValueError:
         data = None
-    message = message_in(data) or text.strip()
+    message = redact(message_in(data) or text.strip(), secrets)
     return message if len(message) <= limit else message[:limit] + "…"
 
 
@@ -256,7 +263,7 @@ class HTTPProvider:
         self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(name={self.name!r}, base_url={redact_url(self.base_url)!r})"
 
     @property
     def url(self) -> str:
@@ -385,7 +392,7 @@ class HTTPProvider:
             on_token(reply.text)
         return reply
 
-    async def _capped(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _capped(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, failing for good once it passes :data:`REPLY_LIMIT`:
         a reply that large is not an answer, and another attempt would only repeat it.
         A Content-Length over the limit fails before reading; a smaller one is not trusted.
@@ -394,7 +401,8 @@ class HTTPProvider:
         if declared.isdigit() and int(declared) > REPLY_LIMIT:
             raise self._too_large()
         received = 0
-        async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+        # httpx types aiter_bytes() as an AsyncIterator; it is an async generator (aclose).
+        async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 received += len(chunk)
                 if received > REPLY_LIMIT:
@@ -409,7 +417,7 @@ class HTTPProvider:
 
     def _status_error(self, response: httpx.Response, body: bytes) -> Exception:
         status = response.status_code
-        message = f"HTTP {status} from {self.url}: {error_message(body)}"
+        message = f"HTTP {status} from {self.url}: {error_message(body, secrets=self._secrets)}"
         message = redact(message, self._secrets)
         if status in RETRY_STATUSES or status >= 500:
             retry_after = parse_retry_after(response.headers, now=self._clock())
@@ -471,7 +479,8 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
 async def _head(response: httpx.Response, limit: int) -> bytes:
     """The first `limit` bytes of the body (all of it when shorter); the rest is not read."""
     head = bytearray()
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+    # httpx types aiter_bytes() as an AsyncIterator; it is an async generator (aclose).
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
         async for chunk in chunks:
             head += chunk
             if len(head) >= limit:
@@ -516,7 +525,7 @@ def _secrets_of(
     api_key: str | None, headers: Mapping[str, str], secrets: Sequence[str] = ()
 ) -> tuple[str, ...]:
     values = [api_key or "", *secrets]
-    values += [value for name, value in headers.items() if _SECRET_HEADER.search(name)]
+    values += [value for name, value in headers.items() if is_secret_header(name)]
     return longest_first(v for v in values if len(v) >= 4)
 
 

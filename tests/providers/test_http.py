@@ -413,6 +413,44 @@ async def test_secret_extra_headers_are_redacted(make_provider, respx_mock) -> N
     assert caught.value.message == "openai: HTTP 400 from " + URL + ": bad token [REDACTED]"
 
 
+AZURE_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"  # 40 hex digits, no prefix to match
+
+
+@pytest.mark.parametrize("kept", [30, 1])
+def test_error_message_redacts_before_shortening(kept: int) -> None:
+    """A key cut at the length limit is still removed: no part of it survives."""
+    tail = " was refused for this deployment"
+    body = json.dumps({"error": {"message": "x" * (500 - kept) + AZURE_KEY + tail}})
+    message = error_message(body, secrets=(AZURE_KEY,))
+    assert "x" * (500 - kept) + ("[REDACTED]" + tail)[:kept] + "…" == message
+
+
+@pytest.mark.anyio
+async def test_a_header_key_echoed_at_the_cut_leaks_no_prefix(make_provider, respx_mock) -> None:
+    """An Azure-style `api-key` echoed where the message is shortened is redacted whole."""
+    echo = "y" * 470 + f" {AZURE_KEY} is not valid for this resource"
+    respx_mock.post(URL).mock(return_value=httpx.Response(401, json={"error": {"message": echo}}))
+    provider = make_provider(api_key=None, headers={"api-key": AZURE_KEY})
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(request())
+    assert AZURE_KEY[:12] not in caught.value.message
+    assert "[REDAC" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_credentials_in_the_base_url_are_never_shown(make_provider, respx_mock) -> None:
+    """`http://user:pass@host` is sent as is, and shown as `http://[REDACTED]@host`."""
+    route = respx_mock.post("https://gw.test/v1/chat/completions").mock(
+        return_value=httpx.Response(404, text="no such model"))
+    provider = make_provider(base_url="https://alice:hunter2-pw@gw.test/v1", api_key=None)
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(request())
+    assert route.calls[0].request.headers["authorization"].startswith("Basic ")
+    texts = (caught.value.message, repr(provider))
+    assert [t for t in texts if "hunter2-pw" in t or "alice" in t] == []
+    assert "https://[REDACTED]@gw.test/v1" in caught.value.message
+
+
 def test_repr_hides_the_key(api_key: str, make_provider) -> None:
     """The provider's repr names it and its URL, never the key."""
     provider = make_provider()

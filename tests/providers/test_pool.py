@@ -216,6 +216,22 @@ def test_header_values_can_come_from_the_environment() -> None:
     assert secret in provider._secrets
 
 
+def test_run_secrets_are_every_value_a_run_must_not_show() -> None:
+    """Keys of kinds and endpoints, `${NAME}` header variables whatever NAME is, literal
+    credential headers and key-like variables; pasted whitespace trimmed, short ones left."""
+    endpoints = {
+        "azure": ProviderSpec(base_url="http://127.0.0.1:9/v1", api_key_env="GATEWAY",
+                              headers={"api-key": "${AZURE_CRED}", "X-Team": "ml-platform",
+                                       "X-Auth": "literal-credential"}),
+    }
+    env = {"AZURE_CRED": " azure-cred-value\n", "GATEWAY": "gateway-value",
+           "OPENAI_API_KEY": "openai-key-value", "BILLING_TOKEN": "billing-token-value",
+           "HOME": "/home/someone", "SHORT_KEY": "short"}
+    expected = ("billing-token-value", "literal-credential", "azure-cred-value",
+                "openai-key-value", "gateway-value")
+    assert expected == ProviderPool(endpoints, env=env).secrets
+
+
 def test_a_header_variable_that_is_not_set() -> None:
     """A header naming an unset variable is a ConfigError before the run, naming it."""
     endpoints = {"azure": ProviderSpec(base_url="http://127.0.0.1:9/v1",

@@ -1,0 +1,48 @@
+"""Files only their owner may read: the run history and `--record` fixtures.
+
+They hold prompts, answers and inputs, so they are created 0600 in folders created 0700,
+whatever the umask. An existing folder or database keeps its mode: it may be shared on
+purpose (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+PRIVATE_FILE = 0o600
+PRIVATE_FOLDER = 0o700
+
+
+def private_folder(path: Path) -> None:
+    """Create `path` (with its parents) if it is missing; the folder itself is 0700."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_FOLDER)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty and 0600 unless it exists. SQLite gives a database's -wal and
+    -shm files the database's own mode, so creating it first covers them too."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        os.chmod(path, PRIVATE_FILE)  # the umask may have taken the owner's bits as well
+
+
+def replace_private_file(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) over `path` as a 0600 file, through a new temporary file in the
+    same folder (mkstemp: a name nobody can guess, O_EXCL, so no planted link is
+    followed) renamed over it, so a crash leaves the old file whole."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp")
+    try:
+        os.chmod(temporary, PRIVATE_FILE)  # mkstemp's 0600 is narrowed by the umask
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,67 @@
+"""Private files: the history and fixtures are the owner's alone, whatever the umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrate._files import create_private_file, private_folder, replace_private_file
+from orchestrate.history._recording import Fixture
+from orchestrate.history._sqlite import SQLiteStore
+
+UMASKS = [0o022, 0o000, 0o277]
+
+
+@pytest.fixture(params=UMASKS, ids=[f"umask-{u:03o}" for u in UMASKS])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under each umask, then put the old one back."""
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_helpers_make_owner_only_files_and_folders(tmp_path: Path, umask: int) -> None:
+    """A created folder is 0700, a created file 0600; an existing file is left alone."""
+    folder = tmp_path / "a" / "b"
+    private_folder(folder)
+    create_private_file(folder / "db")
+    replace_private_file(folder / "fixture.json", "{}")
+    assert (mode(folder), mode(folder / "db"),
+                                     mode(folder / "fixture.json")) == (0o700, 0o600, 0o600)
+    (folder / "db").chmod(0o640)
+    create_private_file(folder / "db")
+    assert mode(folder / "db") == 0o640
+
+
+def test_history_database_and_its_wal_files_are_private(tmp_path: Path, umask: int) -> None:
+    """history.db, -wal and -shm are 0600 and a new ORCHESTRATE_HOME folder 0700."""
+    path = tmp_path / "home" / "history.db"
+    store = SQLiteStore.open(path)
+    try:
+        store.db.execute("SELECT count(*) FROM runs").fetchall()  # -wal and -shm are open
+        files = sorted(p.name for p in path.parent.iterdir())
+        assert files == ["history.db", "history.db-shm", "history.db-wal"]
+        assert {p.name: mode(p) for p in path.parent.iterdir()} == dict.fromkeys(files, 0o600)
+        assert mode(path.parent) == 0o700
+    finally:
+        store.close()
+
+
+def test_a_fixture_is_written_private(tmp_path: Path, umask: int) -> None:
+    """--record writes its fixture 0600, also when it replaces a world-readable one."""
+    path = tmp_path / "fixture.json"
+    path.write_text('{"version": 1, "responses": {}}')
+    path.chmod(0o644)
+    Fixture(path).save()
+    assert mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fixture.json.lock", "fixture.json"]
