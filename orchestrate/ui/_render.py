@@ -42,9 +42,9 @@ def _markdown_renderer() -> Any:
 
     renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
 
-    def link_open(tokens: Any, index: int, options: Any, env: Any) -> str:
+    def link_open(self: Any, tokens: Any, index: int, options: Any, env: Any) -> str:
         tokens[index].attrSet("rel", "noopener noreferrer")
-        return renderer.renderer.renderToken(tokens, index, options, env)
+        return str(self.renderToken(tokens, index, options, env))
 
     renderer.add_render_rule("link_open", link_open)
     return renderer
