@@ -77,13 +77,15 @@ def serve(paths: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 8
               "the token can read the history and run workflows (they spend your API keys "
               "and run your Python functions)", file=err)
     url = address(host, port, token)
-    print(f"orchestrate ui: {url}", file=err, flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=GRACE_SECONDS)
     server = _Server(config, on_exit=lambda: closing(app))
-    if open_browser and can_open_browser(env):
-        threading.Timer(0.5, _open, (url,)).start()
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the signal again on exit
+    # Ctrl-C is a normal way to stop, also before uvicorn has set its own handler (and
+    # uvicorn raises the signal again once it has shut down).
+    with sock, contextlib.suppress(KeyboardInterrupt):
+        print(f"orchestrate ui: {url}", file=err, flush=True)
+        if open_browser and can_open_browser(env):
+            threading.Timer(0.5, _open, (url,)).start()
         server.run(sockets=[sock])
     print("orchestrate ui: stopped", file=err)
 
