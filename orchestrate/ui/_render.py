@@ -84,4 +84,4 @@ def diff_lines(diff: str) -> Markup:
         if line.startswith(("+++", "---")):
             kind = "file"
         lines.append(f'<span class="diff-{kind}">{escape(line)}</span>')
-    return Markup("\n".join(lines))
+    return Markup("".join(lines))  # each line a block of its own

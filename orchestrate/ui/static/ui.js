@@ -186,13 +186,10 @@ function runPage() {
       box.closest("details").hidden = false;
       box.textContent += r.text;
     },
-    run_finished: (r) => {
-      source.close();
-      const badge = document.getElementById("run-status");
-      setStatus(badge, r.status);
-      badge.textContent = (MARKS[r.status] || "") + " " + r.status;
+    run_finished: () => {
       // The finished page is the server's: outputs, buttons, the history's figures.
-      setTimeout(() => location.reload(), 300);
+      source.close();
+      location.reload();
     },
   };
   function setItems(stepId, done, total) {
