@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, table, write_figures  # noqa: E402
+from _common import median, table, write_figures
 
 TOKEN = "bench-token"
 

@@ -181,7 +181,8 @@ def test_a_user_runs_watches_cancels_and_compares(server: str, shots: Any) -> No
             page.click("#compare")
             expect(page).to_have_url(re.compile(r"/compare\?a="))
             expect(page.locator("table.compare")).to_contain_text("changed")
-            added = page.locator("pre.diff .diff-add", has_text="<script>alert(1)</script> hello Bo")
+            added = page.locator("pre.diff .diff-add",
+                                 has_text="<script>alert(1)</script> hello Bo")
             expect(added).to_have_count(1)
             shots(page, "compare", full_page=True)
 
