@@ -521,6 +521,27 @@ def batch(
     raise typer.Exit(summary.exit_code)
 
 
+# --- ui -------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_reporting_errors
+def ui(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Workflow files, or folders to search for them (default: this folder).",
+        metavar="[PATH]...")] = None,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="The port to listen on (0: any free one).")] = 8765,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
+) -> None:
+    """Serve the workflows and the run history in a browser: run, watch, compare."""
+    from orchestrate.ui import serve
+
+    serve(paths or [Path(".")], host=host, port=port, open_browser=not no_open)
+
+
 # --- runs: the history ------------------------------------------------------------------------
 
 runs_app = typer.Typer(

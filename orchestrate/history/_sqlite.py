@@ -403,21 +403,34 @@ class SQLiteStore:
         return json.loads(rows[0]["response"]) if rows else None
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None) -> list[dict[str, Any]]:
-        """Runs and batches (a batch's rows are in it, not listed), newest first."""
-        where, params = [], []
+                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
+        (an id) pages by keyset: as fast on the last page as on the first."""
+        where: list[str] = []
+        params: list[Any] = []
         if workflow is not None:
             where.append("workflow = ?")
             params.append(workflow)
         if status is not None:
             where.append("status = ?")
             params.append(status)
-        tail = " ORDER BY started DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        runs = self._query(_LIST_RUNS + " WHERE " + " AND ".join(["batch_id IS NULL", *where])
-                           + tail, params)
-        batches = self._query("SELECT * FROM batches"
-                              + (" WHERE " + " AND ".join(where) if where else "") + tail,
-                              params)
+        if before is not None:
+            anchor = self._query("SELECT started, run_id FROM runs WHERE run_id = ? UNION ALL "
+                                 "SELECT started, batch_id FROM batches WHERE batch_id = ?",
+                                 (before, before))
+            if anchor:
+                where.append("(started, {id}) < (?, ?)")
+                params += [anchor[0]["started"], anchor[0]["run_id"]]
+        limited = f" LIMIT {int(limit)}" if limit else ""
+
+        def newest(select: str, id_column: str, *also: str) -> list[Any]:
+            clauses = [*also, *where]
+            sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            sql += f" ORDER BY started DESC, {id_column} DESC{limited}"
+            return self._query(sql.replace("{id}", id_column), params)
+
+        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL")
+        batches = newest("SELECT * FROM batches", "batch_id")
         listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
                         + [(row["started"], row["batch_id"], batch_summary(row))
                            for row in batches], key=lambda entry: entry[:2], reverse=True)
