@@ -47,9 +47,17 @@ from orchestrate._functions import FunctionCall, FunctionKey, call_function, fun
 from orchestrate._loader import file_sha256
 from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
-from orchestrate._result import ErrorInfo, RunResult, RunStatus, StepResult, Usage, iso_time
+from orchestrate._result import (
+    ErrorInfo,
+    RunResult,
+    RunStatus,
+    StepResult,
+    Usage,
+    iso_time,
+    total_cost,
+)
 from orchestrate._secrets import redact
-from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
+from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Price, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
     Problem,
@@ -105,6 +113,8 @@ class _Outcome:
     response_id: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False
+    cost_usd: float | None = None
+    price: Price | None = None
 
 
 def choose_model(
@@ -271,7 +281,8 @@ class Engine:
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
         step = self.workflow.step(result.id)
-        if result.status == "failed" and step.on_error == "fail":
+        # A budget stops the run whatever `on_error` says: no call may pass it.
+        if result.status == "failed" and (step.on_error == "fail" or _over_budget(result)):
             assert result.error is not None
             return attrs.evolve(result.error, step=result.id)
         return None
@@ -342,9 +353,10 @@ class Engine:
                 units = [self._unit(step, c) for c in contexts]
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
-                if reused is not None:
+                if reused is not None:  # paid for by the earlier run: free in this one
                     return attrs.evolve(reused, reused=True, duration_ms=0,
-                                        fingerprint=fingerprint)
+                                        fingerprint=fingerprint,
+                                        cost_usd=None if reused.usage is None else 0.0)
             self.unstarted[step.id] = functools.partial(
                 StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
                 items=None if items is None else len(items))
@@ -358,12 +370,15 @@ class Engine:
             error.details = "".join(traceback.format_exception(exc))
             return _failed(step, error, self._running_ms(step.id), provider, model)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
+        usage = _usage(outcomes)
         return StepResult(
             id=step.id, status="succeeded", output=output, provider=provider,
             model=outcomes[0].model if outcomes else model,
             attempts=sum(o.attempts for o in outcomes), duration_ms=self._running_ms(step.id),
-            usage=_usage(outcomes), cached=any(o.cached for o in outcomes),
-            warnings=tuple(w for o in outcomes for w in o.warnings),
+            usage=usage, cached=any(o.cached for o in outcomes),
+            cost_usd=None if usage is None else total_cost(o.cost_usd for o in outcomes),
+            price=next((o.price for o in outcomes if o.price is not None), None),
+            warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
             request=_request_record(units, items is not None),
             fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
@@ -523,7 +538,7 @@ class Engine:
         """Call the model; re-ask (within `retries`) when the JSON reply is invalid."""
         assert request.provider is not None, "the engine names every request's provider"
         provider = self.pool.get(request.provider)
-        attempts, usage, reasks = 0, Usage(), 0
+        attempts, usage, cost, reasks = 0, Usage(), 0.0, 0
         on_token = None
         if request.stream:
             def on_token(text: str) -> None:
@@ -538,12 +553,14 @@ class Engine:
                 response = await provider.complete(request, on_token=on_token, on_retry=on_retry)
             except StepError as exc:
                 exc.attempts += attempts
-                exc.usage = usage
+                exc.usage, exc.cost_usd = usage, cost
                 raise
             attempts += response.attempts
             usage = usage + (response.usage or Usage())
+            cost = total_cost([cost, response.cost_usd])
             outcome = _Outcome(response.text, attempts, usage, response.model or request.model,
-                               response.response_id, response.warnings, response.cached)
+                               response.response_id, response.warnings, response.cached,
+                               cost, response.price)
             if not request.json_mode:
                 return outcome
             try:
@@ -553,7 +570,7 @@ class Engine:
                 problem = _cut_off(request.max_tokens) if response.truncated else exc.message
                 if response.truncated or reasks >= request.retries:
                     failure = InvalidOutput(f"{problem}; the reply was: {response.text}")
-                    failure.attempts, failure.usage = attempts, usage
+                    failure.attempts, failure.usage, failure.cost_usd = attempts, usage, cost
                     raise failure from None
                 reasks += 1
                 on_retry(1, 0.0, exc.message)
@@ -579,7 +596,8 @@ class Engine:
             )
             failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
             raise failure
-        return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
+        return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage,
+                        cost_usd=result.cost_usd)
 
     # --- templates ------------------------------------------------------------------------------
 
@@ -684,6 +702,10 @@ def _usage(outcomes: list[_Outcome]) -> Usage | None:
     return Usage.total(list(usages)) if usages else None
 
 
+def _over_budget(result: StepResult) -> bool:
+    return result.error is not None and result.error.type == "budget"
+
+
 def _skipped(step: AnyStep) -> StepResult:
     return StepResult(id=step.id, status="skipped")
 
@@ -694,7 +716,8 @@ def _failed(step: AnyStep, exc: StepError, duration_ms: int, provider: str | Non
     return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
                       error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details,
                                       exc.hint),
-                      attempts=exc.attempts, usage=exc.usage, provider=provider, model=model)
+                      attempts=exc.attempts, usage=exc.usage, provider=provider, model=model,
+                      cost_usd=exc.cost_usd if exc.usage is not None else None)
 
 
 def _cancelled(step_id: str, started: float | None) -> StepResult:
