@@ -12,6 +12,7 @@ each :class:`~orchestrate.providers.LLMResponse` comes back with `cost_usd` and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -57,12 +58,17 @@ def cost_of(usage: Usage, price: Price) -> float:
 
 
 def format_usd(amount: float | None) -> str:
-    """`$0.0123`, `$12.35`; `?` for an unknown cost."""
+    """`$12.35`, `$0.0123`, `$0.000014` (a small amount keeps two significant digits,
+    never shown as $0); `?` for an unknown cost."""
     if amount is None:
         return "?"
     if amount == 0:
         return "$0"
-    return f"${amount:.2f}" if amount >= 1 else f"${amount:.4f}".rstrip("0").rstrip(".")
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    digits = max(4, 1 - math.floor(math.log10(amount)))
+    whole, decimals = f"{amount:.{digits}f}".split(".")
+    return f"${whole}.{decimals.rstrip('0').ljust(2, '0')}"
 
 
 def unknown_price_note(provider: str | None, model: str) -> str:
