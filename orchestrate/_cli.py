@@ -221,6 +221,10 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", metavar="USD", min=0,
+        help="Budget: a model call that could pass it is not made (wins over "
+             "defaults.max_cost).")] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history")] = None,
@@ -246,7 +250,7 @@ def run(
     """Validate, then run a workflow."""
     import asyncio
 
-    from orchestrate._api import mock_from_env, prepare, run_prepared
+    from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
@@ -275,7 +279,8 @@ def run(
             with redirect_stdout(sys.stderr):
                 result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
                                                   options=options, observers=observers,
-                                                  history=history))
+                                                  history=history,
+                                                  budget=run_budget(prepared, max_cost)))
             recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             _print_error(exc.format())
