@@ -293,6 +293,47 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+@_reporting_errors
+def estimate(
+    flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="NAME=VALUE, as for `run`."),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs", help="A JSON or YAML file of inputs.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", metavar="FILE", help="A dataset (.jsonl, .json, .csv): times its rows.")
+    ] = None,
+    items: Annotated[int | None, typer.Option(
+        "--items", min=0, help="Items of a for_each whose list is not known before the run "
+        "(default 10).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.")
+                     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """What a run would cost, without calling a model: tokens and a low/high cost per step."""
+    from orchestrate._estimate import count_rows
+    from orchestrate._estimate import estimate as estimate_run
+    from orchestrate._inputs import parse_assignments, read_inputs_file
+    from orchestrate._validate import load_workflow
+
+    workflow = load_workflow(flow)
+    given = read_inputs_file(inputs_file) if inputs_file else {}
+    given |= parse_assignments(input or [], workflow.inputs)
+    known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
+    result = estimate_run(workflow, known | given, items=items, model=model,
+                          rows=count_rows(data) if data else 1)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from orchestrate._render import print_estimate
+
+    print_estimate(result, sys.stdout)
+
+
 @contextmanager
 def _json_even_if_not_started(flow: Path, as_json: bool, started: dict[str, Any]
                               ) -> Iterator[None]:

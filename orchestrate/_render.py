@@ -36,6 +36,7 @@ from orchestrate._result import RunResult, StepResult
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from orchestrate._estimate import Estimate
     from orchestrate._plan import Plan
     from orchestrate._spec import Workflow
 
@@ -495,6 +496,40 @@ def _usage_text(usage: dict[str, Any] | None) -> str:
     if not usage:
         return ""
     return str(usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
+
+
+def print_estimate(estimate: Estimate, out: IO[str]) -> None:
+    """`estimate`: per LLM step its calls, tokens and cost range; the total; the notes."""
+    from rich.table import Table
+
+    doc = escape_data(estimate.to_dict())
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    for column in ("step", "model", "calls", "input tokens", "output tokens", "cost"):
+        table.add_column(column, justify="left" if column in ("step", "model") else "right",
+                         no_wrap=True)
+
+    def span(tokens: dict[str, int]) -> str:
+        low, high = tokens["low"], tokens["high"]
+        return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+    def cost(costs: dict[str, float] | None) -> str:
+        if costs is None:
+            return "unknown"
+        low, high = format_usd(costs["low"]), format_usd(costs["high"])
+        return low if low == high else f"{low}–{high}"
+
+    for step in doc["steps"]:
+        table.add_row(step["id"], step["model"], str(step["calls"]), span(step["input_tokens"]),
+                      span(step["output_tokens"]), cost(step["cost_usd"]))
+    total = doc["total"]
+    rows = f" × {total['rows']:,} rows" if total["rows"] != 1 else ""
+    table.add_row(f"total{rows}", "", f"{total['calls']:,}", span(total["input_tokens"]),
+                  span(total["output_tokens"]), cost(total["cost_usd"]), style="bold")
+    with _history_console(out) as console:
+        console.print(table)
+        console.print(f"tokens: {doc['tokenizer']}", style="dim", markup=False)
+        for note in doc["notes"]:
+            console.print(f"note: {note}", style="dim", markup=False)
 
 
 def _cost_text(doc: dict[str, Any]) -> str:
