@@ -15,6 +15,7 @@ from orchestrate._errors import Diagnostic, WorkflowInvalid
 from orchestrate._events import Observer
 from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
+from orchestrate._interrupt import interrupt_watchdog
 from orchestrate._loader import SourceMap, load_file
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult
@@ -180,8 +181,9 @@ async def run_prepared(
                 reuse=reuse, locate=prepared.locate, functions=prepared.functions,
                 subworkflows=prepared.subworkflow, env=env,
             )
-            result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
-                                      resumed_from=resumed_from)
+            with interrupt_watchdog():  # Ctrl-C ends the run even if a step blocks the loop
+                result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
+                                          resumed_from=resumed_from)
         finally:
             await pool.aclose()
     finally:

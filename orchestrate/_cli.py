@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any, Literal, ParamSpec, TypeVar
 
 import typer
 
@@ -28,7 +28,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _print_error(text: str) -> None:
@@ -39,11 +40,11 @@ def _print_error(text: str) -> None:
     print(escape_controls(text), file=sys.stderr)
 
 
-def _reporting_errors(command: F) -> F:
+def _reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn every OrchestrateError into its message on stderr and its exit code."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except OrchestrateError as exc:
@@ -53,7 +54,7 @@ def _reporting_errors(command: F) -> F:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -114,6 +115,12 @@ class GraphFormat(StrEnum):
     tree = "tree"
     mermaid = "mermaid"
     dot = "dot"
+    svg = "svg"
+
+
+class GraphDirection(StrEnum):
+    LR = "LR"
+    TB = "TB"
 
 
 @app.command()
@@ -123,13 +130,22 @@ def graph(
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
+    direction: Annotated[GraphDirection | None, typer.Option(
+        "--direction", case_sensitive=False, metavar="LR|TB",
+        help="For --format svg: LR (left to right, the default) or TB (top to bottom).",
+    )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
 ) -> None:
-    """Show the steps and their dependencies (an edge a -> b: b depends on a)."""
+    """Show the steps and their dependencies (an edge a -> b: b depends on a).
+
+    Formats: tree (default), mermaid, dot, svg (a standalone picture, as in the web view).
+    """
     from orchestrate._graphs import graph_dict, to_dot, to_mermaid
     from orchestrate._plan import build_plan
     from orchestrate._validate import load_workflow
 
+    if direction is not None and format is not GraphFormat.svg:
+        raise typer.BadParameter("only --format svg has a direction", param_hint="--direction")
     try:
         workflow = load_workflow(file)
     except WorkflowInvalid as exc:
@@ -144,6 +160,11 @@ def graph(
         sys.stdout.write(to_mermaid(workflow, plan))
     elif format is GraphFormat.dot:
         sys.stdout.write(to_dot(workflow, plan))
+    elif format is GraphFormat.svg:
+        from orchestrate._svg import graph_svg
+
+        layout: Literal["LR", "TB"] = "TB" if direction is GraphDirection.TB else "LR"
+        sys.stdout.write(graph_svg(workflow, plan, direction=layout))
     else:
         from rich.console import Console
 
@@ -229,11 +250,11 @@ def run(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history")] = None,
     from_step: Annotated[str | None, typer.Option(
-        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the rest from "
-        "the latest run (or --resume).", rich_help_panel="Run history")] = None,
+        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the "
+        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history")] = None,
     only: Annotated[str | None, typer.Option(
-        "--only", metavar="STEP", help="Rerun STEP alone; take the rest from the latest run "
-        "(or --resume).", rich_help_panel="Run history")] = None,
+        "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
+        "run (or --resume).", rich_help_panel="Run history")] = None,
     cache: Annotated[bool, typer.Option(
         "--cache", help="Answer identical LLM requests from earlier answers.",
         rich_help_panel="Run history")] = False,
@@ -454,12 +475,14 @@ def runs_diff(
 def runs_delete(
     run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID...",
                                                  help="Run ids or unique prefixes.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
+                                                        "too (their process is gone).")] = False,
 ) -> None:
-    """Delete runs from the history."""
-    from orchestrate.history import open_store
+    """Delete runs from the history (a run still running only with --force)."""
+    from orchestrate.history import delete_runs, open_store
 
     with open_store() as store:
-        deleted = store.delete(sorted({store.resolve(r) for r in run_ids}))
+        deleted = delete_runs(store, run_ids, force=force)
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
 
 
@@ -469,7 +492,7 @@ def runs_prune(
     older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
                                             help="90s, 45m, 12h, 30d or 2w.")],
 ) -> None:
-    """Delete runs (and cached responses) older than AGE."""
+    """Delete runs (and cached responses) older than AGE; runs still running are kept."""
     import time
 
     from orchestrate.history import open_store, parse_age

@@ -53,8 +53,12 @@ def cost_of(usage: Usage, price: Price) -> float:
     plain = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
     cached = price.input if price.cached_input is None else price.cached_input
     writes = price.input if price.cache_write is None else price.cache_write
-    return PER_TOKEN * (plain * price.input + usage.cached_input_tokens * cached
-                        + usage.cache_write_tokens * writes + usage.output_tokens * price.output)
+    return PER_TOKEN * (
+        plain * price.input
+        + usage.cached_input_tokens * cached
+        + usage.cache_write_tokens * writes
+        + usage.output_tokens * price.output
+    )
 
 
 def format_usd(amount: float | None) -> str:
@@ -73,8 +77,10 @@ def format_usd(amount: float | None) -> str:
 
 def unknown_price_note(provider: str | None, model: str) -> str:
     where = f" at provider {provider!r}" if provider else ""
-    return (f"no price known for model {model!r}{where}: cost_usd is null "
-            "(set providers.NAME.pricing, see docs/cost.md)")
+    return (
+        f"no price known for model {model!r}{where}: cost_usd is null "
+        "(set providers.NAME.pricing, see docs/cost.md)"
+    )
 
 
 def prompt_token_bound(request: LLMRequest) -> int:
@@ -132,13 +138,15 @@ class Budget:
         """Hold `amount`, or raise BudgetExceeded when the hold would pass the limit."""
         if self.spent + self.reserved + amount > self.limit:
             self.refused += 1
-            in_flight = f" ({format_usd(self.reserved)} held by calls in flight)" \
-                if self.reserved else ""
+            in_flight = (
+                f" ({format_usd(self.reserved)} held by calls in flight)" if self.reserved else ""
+            )
             raise BudgetExceeded(
                 f"the budget of {format_usd(self.limit)} would be passed: {what} may cost up "
                 f"to {format_usd(amount)}, and {format_usd(self.spent)} is spent so far"
                 f"{in_flight}",
-                hint="raise --max-cost (or defaults.max_cost), or lower max_tokens")
+                hint="raise --max-cost (or defaults.max_cost), or lower max_tokens",
+            )
         self.reserved += amount
         return Reservation(amount)
 
@@ -168,16 +176,22 @@ class MeteredProvider:
         self.pricing = pricing
         self.budget = budget
 
-    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
-                       on_retry: RetryCallback | None = None) -> LLMResponse:
+    async def complete(
+        self,
+        request: LLMRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> LLMResponse:
         provider = request.provider or self.name
         price = self.pricing.price(provider, request.model)
         reservation = None
         if self.budget is not None:
             if price is None:  # checked before the run (check_prices); never guessed
                 raise BudgetExceeded(unknown_price_note(provider, request.model))
-            reservation = self.budget.reserve(worst_case_cost(request, price),
-                                              f"a call to {request.model}")
+            reservation = self.budget.reserve(
+                worst_case_cost(request, price), f"a call to {request.model}"
+            )
         try:
             response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         except BaseException:
@@ -187,8 +201,12 @@ class MeteredProvider:
         cost = _reply_cost(response, price)
         if reservation is not None:
             # A reply without usage is charged its whole reservation: the worst case.
-            self.budget.settle(reservation, reservation.amount if cost is None  # type: ignore[union-attr]
-                               else cost)
+            self.budget.settle(
+                reservation,
+                reservation.amount
+                if cost is None  # type: ignore[union-attr]
+                else cost,
+            )
         warnings = response.warnings
         if price is None:
             warnings = (*warnings, unknown_price_note(provider, request.model))
@@ -206,9 +224,11 @@ def _reply_cost(response: LLMResponse, price: Price | None) -> float | None:
     return cost_of(response.usage, price)
 
 
-def metered(pricing: Pricing, budget: Budget | None,
-            wrap: Callable[[str, Callable[[], Provider]], Provider] | None
-            ) -> Callable[[str, Callable[[], Provider]], Provider]:
+def metered(
+    pricing: Pricing,
+    budget: Budget | None,
+    wrap: Callable[[str, Callable[[], Provider]], Provider] | None,
+) -> Callable[[str, Callable[[], Provider]], Provider]:
     """A ProviderPool `wrap` that meters each provider right around the real one, so
     the response cache and `--replay` (which answer without it) cost nothing."""
 
@@ -230,4 +250,5 @@ def check_prices(targets: set[tuple[str, str]], pricing: Pricing) -> None:
         raise ConfigError(
             f"--max-cost needs a price for every model, and none is known for {names}",
             hint="price it in the workflow: providers: {NAME: {pricing: {MODEL: {input: ..., "
-                 "output: ...}}}} (see docs/cost.md)")
+            "output: ...}}}} (see docs/cost.md)",
+        )

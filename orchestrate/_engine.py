@@ -14,12 +14,13 @@ import functools
 import hashlib
 import json
 import os
+import reprlib
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -49,6 +50,7 @@ from orchestrate._output import parse_json_reply
 from orchestrate._plan import Plan, build_plan
 from orchestrate._result import (
     ErrorInfo,
+    ItemResult,
     RunResult,
     RunStatus,
     StepResult,
@@ -65,6 +67,7 @@ from orchestrate._templating import (
     is_truthy,
     parse_expression,
     parse_template,
+    run_templates,
 )
 from orchestrate.providers import (
     MOCK,
@@ -76,9 +79,20 @@ from orchestrate.providers import (
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 2
+CANCELLED_OUTPUTS_SECONDS = 0.2  # what a cancelled run's outputs may take to render
 
-# Given a step and the fingerprint of what it would do now, a finished result to reuse.
-Reuse = Callable[[AnyStep, str], StepResult | None]
+
+
+class Reuse(Protocol):
+    """Finished work of an earlier run that a step may take instead of running again."""
+
+    def __call__(self, step: AnyStep, fingerprint: str) -> StepResult | None:
+        """The step's earlier result, given the fingerprint of what it would do now."""
+
+    def items(self, step: AnyStep) -> Mapping[str, ItemResult]:
+        """A for_each step's earlier items that may be taken, by their fingerprint."""
+
+
 # Given a step id and a field (`prompt`, `when`...), a "file:line:col" to put in errors.
 Locate = Callable[[str, str], str | None]
 
@@ -115,6 +129,41 @@ class _Outcome:
     cached: bool = False
     cost_usd: float | None = None
     price: Price | None = None
+    reused: bool = False
+
+
+@attrs.define
+class _Items:
+    """A for_each step's items as they finish. A step that fails or is cancelled still
+    reports what its finished items cost, and keeps those that succeeded for --resume."""
+
+    earlier: dict[int, ItemResult] = attrs.Factory(dict)  # to take instead of running
+    succeeded: dict[int, _Outcome] = attrs.Factory(dict)
+    spent: list[_Outcome] = attrs.Factory(list)  # what the failed items cost
+
+    def take_earlier(self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
+                     ) -> None:
+        for index, unit in enumerate(units):
+            earlier = reusable.get(_digest(_unit_data(unit)))
+            if earlier is not None:
+                self.earlier[index] = earlier
+
+    def results(self, units: Sequence[Unit | None]) -> tuple[ItemResult, ...]:
+        return tuple(
+            ItemResult(index=i, output=o.output, fingerprint=_digest(_unit_data(units[i])),
+                       attempts=o.attempts, usage=o.usage, model=o.model, reused=o.reused)
+            for i, o in sorted(self.succeeded.items()))
+
+    def settle(self, result: StepResult, units: Sequence[Unit | None]) -> StepResult:
+        """A failed or cancelled step's result, with what its items cost and gave."""
+        finished = [*self.succeeded.values(), *self.spent]
+        if not finished:
+            return result
+        usage = _usage(finished)
+        return attrs.evolve(result, attempts=sum(o.attempts for o in finished), usage=usage,
+                            cost_usd=None if usage is None else total_cost(
+                                o.cost_usd for o in finished),
+                            items=self.results(units))
 
 
 def choose_model(
@@ -203,10 +252,9 @@ class Engine:
                              started_at=iso_time(wall), inputs=self.inputs, steps=steps,
                              resumed_from=resumed_from))
         failure, cancelled = await self._schedule()
+        outputs, output_failure = await self._final_outputs(cancelled)
         if failure is None and not cancelled:
-            outputs, failure = self._outputs()
-        else:
-            outputs = self._outputs()[0]
+            failure = output_failure
         status: RunStatus = "cancelled" if cancelled else "failed" if failure else "succeeded"
         if cancelled and failure is None:
             failure = ErrorInfo("cancelled", "the run was interrupted")
@@ -311,7 +359,17 @@ class Engine:
                       file=sys.stderr)
 
     def context(self, **extra: Any) -> dict[str, Any]:
-        return {"inputs": self.inputs, "steps": self.context_steps, **extra}
+        # A snapshot: a slow render reads it in a thread while other steps finish.
+        return {"inputs": self.inputs, "steps": dict(self.context_steps), **extra}
+
+    async def _final_outputs(self, cancelled: bool) -> tuple[dict[str, Any], ErrorInfo | None]:
+        """The outputs, rendered off the event loop if slow; after Ctrl-C, only what is
+        quick to compute, so that the run still stops at once."""
+        try:
+            return await run_templates(self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled
+                                       else None)
+        except TimeoutError:
+            return {}, None
 
     def _outputs(self) -> tuple[dict[str, Any], ErrorInfo | None]:
         """The run's outputs; on a failed run, those that can still be computed."""
@@ -343,27 +401,40 @@ class Engine:
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
+        done = _Items()
         try:
             context = self.context()
-            items = self._items(step, context)
+            items = await self._rendered(step, lambda: self._items(step, context))
             contexts = _item_contexts(context, items)
             units = [None] * len(contexts)
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
-                units = [self._unit(step, c) for c in contexts]
+                units = await self._rendered(step, lambda: [self._unit(step, c)
+                                                            for c in contexts])
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
                 if reused is not None:  # paid for by the earlier run: free in this one
                     return attrs.evolve(reused, reused=True, duration_ms=0,
                                         fingerprint=fingerprint,
                                         cost_usd=None if reused.usage is None else 0.0)
+                if is_list:  # then the items it can take, each by what it would send
+                    done.take_earlier(self.reuse.items(step), units)
             self.unstarted[step.id] = functools.partial(
                 StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
                 items=None if items is None else len(items))
-            outcomes = await self._run_units(step, contexts, units, items is not None)
+            outcomes = await self._run_units(step, contexts, units, items, done)
         except StepError as exc:
             failed = _failed(step, exc, self._running_ms(step.id), provider, model)
-            return attrs.evolve(failed, request=_request_record(units, is_list))
+            return done.settle(attrs.evolve(failed, request=_request_record(units, is_list)),
+                               units)
+        except asyncio.CancelledError:
+            if not is_list:
+                raise
+            # Its finished items were paid for: the step says so (the coordinator, which
+            # cancelled it, takes this result).
+            cancelled = attrs.evolve(_cancelled(step.id, self.step_started.get(step.id)),
+                                     provider=provider, model=model)
+            return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
             error = error_class(f"internal error: {exc!r}")
@@ -382,6 +453,7 @@ class Engine:
             request=_request_record(units, items is not None),
             fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
+            items=done.results(units) if is_list else (),
         )
 
     def _target(self, step: AnyStep) -> tuple[str | None, str | None]:
@@ -402,18 +474,33 @@ class Engine:
 
     async def _run_units(
         self, step: AnyStep, contexts: list[dict[str, Any]], units: list[Unit | None],
-        is_list: bool,
+        items: list[Any] | None, progress: _Items,
     ) -> list[_Outcome]:
         total = len(contexts)
+        is_list = items is not None
         done = 0
 
         async def run_one(index: int) -> _Outcome:
             nonlocal done
             status = "failed"
             try:
-                outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                earlier = progress.earlier.get(index)
+                if earlier is not None:
+                    self._begin(step.id)
+                    outcome = _Outcome(earlier.output, earlier.attempts, earlier.usage,
+                                       earlier.model, reused=True, cost_usd=0.0)
+                else:
+                    outcome = await self._run_unit(step, contexts[index], units, index, is_list)
+                progress.succeeded[index] = outcome
                 status = "succeeded"
                 return outcome
+            except StepError as exc:
+                if is_list:
+                    assert items is not None
+                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage,
+                                                   cost_usd=exc.cost_usd))
+                    exc.message = f"item {index} ({reprlib.repr(items[index])}): {exc.message}"
+                raise
             except asyncio.CancelledError:
                 status = "cancelled"
                 raise
@@ -438,7 +525,7 @@ class Engine:
     ) -> _Outcome:
         if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
             self._begin(step.id)
-            call = self._unit_at(step, context, units, index)
+            call = await self._unit_at(step, context, units, index)
             assert isinstance(call, SubWorkflowCall)
             try:
                 async with asyncio.timeout(step.timeout):
@@ -448,7 +535,7 @@ class Engine:
         async with self._slot(step):
             # Rendered inside the slot, so a large for_each starts calling at once instead
             # of rendering every item first.
-            unit = self._unit_at(step, context, units, index)
+            unit = await self._unit_at(step, context, units, index)
             if isinstance(unit, FunctionCall):
                 function = self.functions[function_key(self.folder, unit.function)]
                 return _Outcome(await call_function(unit, function, step.timeout))
@@ -478,14 +565,34 @@ class Engine:
         started = self.step_started.get(step_id)
         return 0 if started is None else _ms_since(started)
 
-    def _unit_at(
+    async def _unit_at(
         self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int
     ) -> Unit:
         """Item `index`'s unit: rendered already for the reuse check, or rendered now."""
         unit = units[index]
         if unit is None:
-            unit = units[index] = self._unit(step, context)
+            unit = await self._rendered(step, lambda: self._unit(step, context))
+            units[index] = unit
         return unit
+
+    async def _rendered(self, step: AnyStep, work: Callable[[], _Rendered]) -> _Rendered:
+        """What `work` renders for a step, off the event loop if slow, within the step's
+        time limit (a sub-workflow step has none of its own)."""
+        timeout = None if isinstance(step, WorkflowStep) else self._attempt_timeout(step)
+        try:
+            return await run_templates(work, timeout)
+        except TimeoutError:
+            message = f"the step's templates took longer than {timeout:g} s to render"
+            raise StepTimeout(message) from None
+
+    def _attempt_timeout(self, step: AnyStep) -> float | None:
+        """An LLM step's time limit for one attempt; a function step's for the whole call."""
+        if isinstance(step, LLMStep):
+            return self._llm_timeout(step)
+        return step.timeout
+
+    def _llm_timeout(self, step: LLMStep) -> float:
+        return step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
 
     # --- building a step's units -------------------------------------------------------------
 
@@ -522,7 +629,7 @@ class Engine:
         mock_text = None
         if provider == MOCK and step.mock is not None:  # --mock, or `provider: mock`
             mock_text = self._render(step, "mock", step.mock, context)
-        timeout = step.timeout or self.workflow.defaults.timeout or DEFAULT_TIMEOUT
+        timeout = self._llm_timeout(step)
         return LLMRequest(
             model=model, messages=tuple(messages), temperature=settings.temperature,
             max_tokens=settings.max_tokens, timeout=timeout,
@@ -538,7 +645,8 @@ class Engine:
         """Call the model; re-ask (within `retries`) when the JSON reply is invalid."""
         assert request.provider is not None, "the engine names every request's provider"
         provider = self.pool.get(request.provider)
-        attempts, usage, cost, reasks = 0, Usage(), 0.0, 0
+        attempts, usage, reasks = 0, Usage(), 0
+        cost: float | None = 0.0  # None once a reply has no known price
         on_token = None
         if request.stream:
             def on_token(text: str) -> None:
@@ -594,7 +702,7 @@ class Engine:
             failure = SubWorkflowFailed(
                 f"sub-workflow {call.workflow.name} failed{where}: {error.message}"
             )
-            failure.error_type = error.type  # type: ignore[misc]  # the child's, per instance
+            failure.error_type = error.type
             raise failure
         return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage,
                         cost_usd=result.cost_usd)
@@ -641,6 +749,7 @@ class SubWorkflowFailed(StepError):
 
 
 _Parsed = TypeVar("_Parsed", Template, Expression)
+_Rendered = TypeVar("_Rendered")
 
 
 def _compiled(parsed: _Parsed | Problem) -> _Parsed:
@@ -677,7 +786,10 @@ def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dic
 
 def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
     """What a step would do, as a hash (called once every unit is rendered)."""
-    data = [step.kind, [_unit_data(u) for u in units]]
+    return _digest([step.kind, [_unit_data(u) for u in units]])
+
+
+def _digest(data: Any) -> str:
     encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 

@@ -52,7 +52,7 @@ class OrchestrateError(Exception):
     """
 
     exit_code: ClassVar[int] = 2
-    error_type: ClassVar[str] = "invalid_input"
+    error_type: str = "invalid_input"  # per class, but SubWorkflowFailed's is the child's
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -67,10 +67,15 @@ class StepEstimate:
     cost_usd: Range | None  # None: no price for the model
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "provider": self.provider, "model": self.model,
-                "calls": self.calls, "input_tokens": self.input_tokens.to_dict(),
-                "output_tokens": self.output_tokens.to_dict(),
-                "cost_usd": None if self.cost_usd is None else self.cost_usd.to_dict(8)}
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "model": self.model,
+            "calls": self.calls,
+            "input_tokens": self.input_tokens.to_dict(),
+            "output_tokens": self.output_tokens.to_dict(),
+            "cost_usd": None if self.cost_usd is None else self.cost_usd.to_dict(8),
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -87,39 +92,58 @@ class Estimate:
     def total(self) -> dict[str, Any]:
         tokens_in = sum((s.input_tokens for s in self.steps), Range(0, 0)) * self.rows
         tokens_out = sum((s.output_tokens for s in self.steps), Range(0, 0)) * self.rows
-        costs = [s.cost_usd for s in self.steps]
-        cost = None if None in costs else sum(costs, Range(0, 0)) * self.rows  # type: ignore[arg-type]
-        return {"calls": self.calls, "rows": self.rows, "input_tokens": tokens_in.to_dict(),
-                "output_tokens": tokens_out.to_dict(),
-                "cost_usd": None if cost is None else cost.to_dict(8)}
+        costs = [s.cost_usd for s in self.steps if s.cost_usd is not None]
+        cost = None
+        if len(costs) == len(self.steps):
+            cost = sum(costs, Range(0, 0)) * self.rows
+        return {
+            "calls": self.calls,
+            "rows": self.rows,
+            "input_tokens": tokens_in.to_dict(),
+            "output_tokens": tokens_out.to_dict(),
+            "cost_usd": None if cost is None else cost.to_dict(8),
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": [s.to_dict() for s in self.steps], "total": self.total(),
-                "tokenizer": self.tokenizer, "notes": list(self.notes)}
+        return {
+            "steps": [s.to_dict() for s in self.steps],
+            "total": self.total(),
+            "tokenizer": self.tokenizer,
+            "notes": list(self.notes),
+        }
 
 
 def token_counter() -> tuple[Callable[[str], int], str]:
     """A tokenizer that works offline, and its name for the output."""
     try:
-        import bpe_openai
+        import bpe_openai  # optional: orchestrate[tokens]
     except ImportError:
-        return (lambda text: math.ceil(len(text) / CHARS_PER_TOKEN),
-                f"approximate: characters / {CHARS_PER_TOKEN} "
-                "(install orchestrate[tokens] for o200k_base counts)")
+        return (
+            lambda text: math.ceil(len(text) / CHARS_PER_TOKEN),
+            f"approximate: characters / {CHARS_PER_TOKEN} "
+            "(install orchestrate[tokens] for o200k_base counts)",
+        )
     encoding = bpe_openai.get_encoding("o200k_base")
     return (lambda text: len(encoding.encode(text))), "o200k_base (bpe-openai)"
 
 
-def estimate(workflow: Workflow, inputs: Mapping[str, Any], *, items: int | None = None,
-             rows: int = 1, model: str | None = None,
-             env: Mapping[str, str] | None = None) -> Estimate:
+def estimate(
+    workflow: Workflow,
+    inputs: Mapping[str, Any],
+    *,
+    items: int | None = None,
+    rows: int = 1,
+    model: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Estimate:
     """The estimate of one run of `workflow` (times `rows`) with the `inputs` known."""
     env = os.environ if env is None else env
     count, tokenizer = token_counter()
     pricing = Pricing(workflow.providers)
     notes: list[str] = []
-    missing = [name for name, spec in workflow.inputs.items()
-               if name not in inputs and spec.required]
+    missing = [
+        name for name, spec in workflow.inputs.items() if name not in inputs and spec.required
+    ]
     if missing:
         notes.append(f"inputs not given count 0 tokens: {', '.join(missing)}")
     context = {"inputs": {**{name: "" for name in missing}, **inputs}, "steps": {}}
@@ -134,24 +158,39 @@ def estimate(workflow: Workflow, inputs: Mapping[str, Any], *, items: int | None
         prompt = Range(0, 0)
         for source in _prompt_sources(step):
             prompt = prompt + _prompt_tokens(source, context, replies, count)
-        high = (workflow.defaults.merged(step.settings).max_tokens
-                or (price.max_output if price else None) or UNBOUNDED_REPLY_TOKENS)
+        high = (
+            workflow.defaults.merged(step.settings).max_tokens
+            or (price.max_output if price else None)
+            or UNBOUNDED_REPLY_TOKENS
+        )
         reply = Range(min(LOW_REPLY_TOKENS, high), high)
         replies[step.id] = reply * calls
         cost = None
         if price is None:
-            notes.append(f"no price known for model {chosen!r} (step {step.id}): its cost "
-                         "is unknown")
+            notes.append(
+                f"no price known for model {chosen!r} (step {step.id}): its cost is unknown"
+            )
         else:
-            cost = Range(prompt.low * price.input + reply.low * price.output,
-                         prompt.high * price.input + reply.high * price.output) * (1e-6 * calls)
-        estimates.append(StepEstimate(id=step.id, provider=provider, model=chosen, calls=calls,
-                                      input_tokens=prompt * calls,
-                                      output_tokens=reply * calls, cost_usd=cost))
+            cost = Range(
+                prompt.low * price.input + reply.low * price.output,
+                prompt.high * price.input + reply.high * price.output,
+            ) * (1e-6 * calls)
+        estimates.append(
+            StepEstimate(
+                id=step.id,
+                provider=provider,
+                model=chosen,
+                calls=calls,
+                input_tokens=prompt * calls,
+                output_tokens=reply * calls,
+                cost_usd=cost,
+            )
+        )
     if any(s.kind == "workflow" for s in workflow.steps):
         notes.append("sub-workflow steps are not estimated")
-    return Estimate(steps=tuple(estimates), rows=rows, tokenizer=tokenizer,
-                    notes=tuple(dict.fromkeys(notes)))
+    return Estimate(
+        steps=tuple(estimates), rows=rows, tokenizer=tokenizer, notes=tuple(dict.fromkeys(notes))
+    )
 
 
 def _prompt_sources(step: LLMStep) -> list[str]:
@@ -159,8 +198,7 @@ def _prompt_sources(step: LLMStep) -> list[str]:
     return [s for s in sources if s is not None]
 
 
-def _calls(step: LLMStep, context: dict[str, Any], items: int | None,
-           notes: list[str]) -> int:
+def _calls(step: LLMStep, context: dict[str, Any], items: int | None, notes: list[str]) -> int:
     """1, or the length of the for_each list when the inputs give it, else `items`."""
     if step.for_each is None:
         return 1
@@ -173,13 +211,16 @@ def _calls(step: LLMStep, context: dict[str, Any], items: int | None,
         if isinstance(found, list | tuple):
             return len(found)
     if items is None:
-        notes.append(f"{step.id}: for_each over a list not known before the run counts "
-                     f"{DEFAULT_ITEMS} items (set --items N)")
+        notes.append(
+            f"{step.id}: for_each over a list not known before the run counts "
+            f"{DEFAULT_ITEMS} items (set --items N)"
+        )
     return DEFAULT_ITEMS if items is None else items
 
 
-def _prompt_tokens(source: str, context: dict[str, Any], replies: Mapping[str, Range],
-                   count: Callable[[str], int]) -> Range:
+def _prompt_tokens(
+    source: str, context: dict[str, Any], replies: Mapping[str, Range], count: Callable[[str], int]
+) -> Range:
     """A template's tokens with the inputs known; a step's output counts its reply."""
     parsed = parse_template(source)
     if isinstance(parsed, Problem):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 PRIVATE_FILE = 0o600
@@ -31,9 +32,17 @@ def create_private_file(path: Path) -> None:
         os.chmod(path, PRIVATE_FILE)  # the umask may have taken the owner's bits as well
 
 
-def write_private_file(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path`, which must not exist, as a 0600 file."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    os.chmod(path, PRIVATE_FILE)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write(text)
+def replace_private_file(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) over `path` as a 0600 file, through a new temporary file in the
+    same folder (mkstemp: a name nobody can guess, O_EXCL, so no planted link is
+    followed) renamed over it, so a crash leaves the old file whole."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp")
+    try:
+        os.chmod(temporary, PRIVATE_FILE)  # mkstemp's 0600 is narrowed by the umask
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

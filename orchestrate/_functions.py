@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import importlib
 import inspect
 import json
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +16,7 @@ import attrs
 
 from orchestrate._errors import FunctionError, StepTimeout
 from orchestrate._hints import did_you_mean
+from orchestrate._threads import in_daemon_thread
 
 
 @attrs.frozen
@@ -90,37 +88,6 @@ def _forget_if_imported_from_elsewhere(name: str, folder: Path | None) -> None:
             del sys.modules[loaded]
 
 
-async def _in_daemon_thread(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    """Run a sync function in a thread of its own that does not keep the process alive.
-
-    asyncio.to_thread's pool is joined when the loop closes, so Ctrl-C during a slow
-    function would wait for it to return; a daemon thread is simply left behind.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(outcome: Callable[[Any], None], value: Any) -> None:
-        if not future.done():  # not cancelled meanwhile
-            outcome(value)
-
-    def deliver(outcome: Callable[[Any], None], value: Any) -> None:
-        # A closed loop means the run is over and wants no value.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, outcome, value)
-
-    def work() -> None:
-        try:
-            result = function(**kwargs)
-        except BaseException as exc:
-            deliver(future.set_exception, exc)
-        else:
-            deliver(future.set_result, result)
-
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
-    thread.start()
-    return await future
-
-
 async def call_function(call: FunctionCall, function: Callable[..., Any],
                         timeout: float | None) -> Any:
     """Call with `with` as keyword arguments; the result must be JSON-serialisable."""
@@ -129,7 +96,7 @@ async def call_function(call: FunctionCall, function: Callable[..., Any],
             if inspect.iscoroutinefunction(function):
                 result = await function(**call.kwargs)
             else:
-                result = await _in_daemon_thread(function, call.kwargs)
+                result = await in_daemon_thread(function, call.kwargs)
     except TimeoutError:
         raise StepTimeout(f"{call.function} did not return within {timeout:g} s") from None
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a function's exit is a failure

@@ -13,7 +13,7 @@ import hashlib
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import attrs
 
@@ -33,6 +33,9 @@ from orchestrate._spec import (
     Step,
     Workflow,
 )
+
+if TYPE_CHECKING:
+    from ruamel.yaml.composer import Composer
 from orchestrate.providers import kind_names
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -61,6 +64,8 @@ class SourceMap:
 
     def locate(self, path: Path_, at: At = "value") -> tuple[int, int]:
         """The 1-based (line, column) of the key, the value or the node at `path`."""
+        from ruamel.yaml.comments import CommentedSeq  # loaded already: it built the tree
+
         node, parent, last = self.root, None, None
         for part in path:
             if not _has(node, part):
@@ -70,7 +75,7 @@ class SourceMap:
             return (node.lc.line + 1, node.lc.col + 1) if hasattr(node, "lc") else (1, 1)
         if at == "node" and hasattr(node, "lc"):
             return node.lc.line + 1, node.lc.col + 1
-        if isinstance(parent, list):
+        if isinstance(parent, CommentedSeq):
             line, col = parent.lc.item(last)
             return line + 1, col + 1
         owner = _owner_of(parent, last)
@@ -380,7 +385,7 @@ class _ConstructionProblem(Exception):
         self.problem = _YAMLProblem(message, mark.line + 1, mark.column + 1, hint)
 
 
-def _counting_composer() -> type:
+def _counting_composer() -> type[Composer]:
     """ruamel's composer, stopping at the node past :data:`MAX_NODES`.
 
     Counted while the file is read, before any value is built: a file with too much in it
@@ -700,7 +705,7 @@ class _Converter:
                 problems.append(_unknown_key(key, noun, keys))
                 continue
             try:
-                kwargs[field.alias] = self.conv.structure(value, field.type)
+                kwargs[_argument(field)] = self.structure(value, field.type)
             except Exception as exc:  # collected, then reported with its path
                 exc.add_note(_KeyNote(key))
                 problems.append(exc)
@@ -735,6 +740,12 @@ def _unknown_key(key: Any, noun: str, keys: Mapping[str, Any]) -> _Problem:
 def _field_keys(cls: type, skip: tuple[str, ...] = ()) -> dict[str, attrs.Attribute]:
     """YAML key -> attribute: `with_` is written `with` in a file."""
     return {f.name.rstrip("_"): f for f in attrs.fields(cls) if f.name not in skip}
+
+
+def _argument(field: attrs.Attribute) -> str:
+    """The `__init__` argument that sets `field`."""
+    assert field.alias is not None  # attrs fills it in when it builds the class
+    return field.alias
 
 
 def _noun(cls: type) -> str:
@@ -782,7 +793,7 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
             broken_inputs |= lost if key == "inputs" else set()
             continue
         try:
-            kwargs[field.alias] = conv.structure(value, field.type)
+            kwargs[_argument(field)] = conv.structure(value, field.type)
         except Exception as exc:
             diagnostics += _diagnose(exc, (key,), source)
     kwargs["name"] = _workflow_name(root, path, source, diagnostics)

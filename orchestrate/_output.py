@@ -117,6 +117,8 @@ def _offline_registry() -> Any:
     """A registry that resolves only what is inside the schema, never over the network."""
     from referencing import Registry
 
+    # referencing wraps attrs.frozen in its own decorator, which hides the field's
+    # `retrieve` alias from mypy's attrs plugin.
     return Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
 
 

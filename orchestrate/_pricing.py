@@ -79,10 +79,12 @@ class Pricing:
     """The price of a model at a provider: the workflow's `pricing` for that provider
     wins, then the shipped table; the mock costs nothing; None when nobody knows."""
 
-    def __init__(self, endpoints: Mapping[str, ProviderSpec] | None = None,
-                 table: PriceTable | None = None) -> None:
-        self.overrides = {name: spec.pricing for name, spec in (endpoints or {}).items()
-                          if spec.pricing}
+    def __init__(
+        self, endpoints: Mapping[str, ProviderSpec] | None = None, table: PriceTable | None = None
+    ) -> None:
+        self.overrides = {
+            name: spec.pricing for name, spec in (endpoints or {}).items() if spec.pricing
+        }
         self.table = table or shipped_table()
 
     def price(self, provider: str | None, model: str) -> Price | None:

@@ -35,6 +35,7 @@ from orchestrate._result import RunResult, StepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.text import Text
 
     from orchestrate._estimate import Estimate
     from orchestrate._plan import Plan
@@ -128,7 +129,9 @@ class PlainProgress:
         if isinstance(event, StepFinished):
             return _finished_line(event.result)
         if isinstance(event, RunFinished):
-            return summary_line(event.result) + _run_error(event.result)
+            reused = reuse_line(event.result)
+            summary = summary_line(event.result) + _run_error(event.result)
+            return summary if reused is None else f"{reused}\n{summary}"
         return None
 
 
@@ -165,6 +168,21 @@ def _finished_line(step: StepResult) -> str:
     for warning in step.warnings:
         line += f"\n  warning: {warning}"
     return line
+
+
+def reuse_line(result: RunResult) -> str | None:
+    """What a run made with --resume, --from or --only took from the earlier run:
+    `reused 2 steps from run ID (fetch, shape), and 4 items of each`; None otherwise."""
+    if result.resumed_from is None:
+        return None
+    steps = [step.id for step in result.steps if step.reused]
+    items = [f"{count} item{'s' if count != 1 else ''} of {step.id}" for step in result.steps
+             if not step.reused and (count := sum(item.reused for item in step.items))]
+    plural = "" if len(steps) == 1 else "s"
+    line = f"reused {len(steps)} step{plural} from run {result.resumed_from}"
+    if steps:
+        line += f" ({', '.join(steps)})"
+    return ", and ".join([line, *items])
 
 
 def summary_line(result: RunResult) -> str:
@@ -285,6 +303,9 @@ class LiveView:
             self.live.stop()
             self.live = None
         if self.result is not None:
+            reused = reuse_line(self.result)
+            if reused is not None:
+                self.console.print(reused, highlight=False)
             self.console.print(summary_line(self.result), style=_STYLES[self.result.status],
                                highlight=False)
 
@@ -298,7 +319,7 @@ class LiveView:
         table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
         for column in ("", "step", "model", "time", "tokens", "cost", ""):
             table.add_column(column)
-        previews = []
+        previews: list[Text] = []
         width = self.console.width - ECHO_ROOM
         shown = self._visible_rows(max(self.console.height - 2 - MAX_PREVIEWS, 4))
         for row in shown:
@@ -367,7 +388,7 @@ def _detail(row: _Row) -> RenderableType:
     return grid
 
 
-def _preview(row: _Row, width: int) -> RenderableType:
+def _preview(row: _Row, width: int) -> Text:
     """The newest streamed text of a running step (of its lowest item), on one line."""
     from rich.text import Text
 

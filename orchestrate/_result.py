@@ -79,6 +79,20 @@ class ErrorInfo:
 
 
 @attrs.frozen(kw_only=True)
+class ItemResult:
+    """An item of a `for_each` step that succeeded; kept in the history (not in the result
+    document) so that `--resume` can take it instead of running it again."""
+
+    index: int
+    output: Any
+    fingerprint: str  # sha256 of the item's rendered request
+    attempts: int = 0
+    usage: Usage | None = None
+    model: str | None = None
+    reused: bool = False  # taken from an earlier run
+
+
+@attrs.frozen(kw_only=True)
 class StepResult:
     id: str
     status: StepStatus
@@ -98,6 +112,7 @@ class StepResult:
     fingerprint: str | None = None
     response_id: str | None = None
     price: Price | None = None  # the price `cost_usd` was computed with (kept in the history)
+    items: tuple[ItemResult, ...] = ()  # a for_each's items that succeeded, also when it failed
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import difflib
 import functools
+import inspect
 import json
 import math
 import re
@@ -34,7 +35,7 @@ from jinja2 import TemplateRuntimeError, TemplateSyntaxError, Undefined, Undefin
 from jinja2.filters import make_attrgetter
 from jinja2.lexer import describe_token
 from jinja2.parser import Parser
-from jinja2.runtime import StrictUndefined
+from jinja2.runtime import LoopContext, Macro, StrictUndefined
 from jinja2.sandbox import (
     ImmutableSandboxedEnvironment,
     SandboxedEscapeFormatter,
@@ -46,7 +47,7 @@ from markupsafe import Markup
 
 from orchestrate._errors import TemplateError
 from orchestrate._hints import plural
-from orchestrate._templating import (
+from orchestrate._template_base import (
     GLOBALS,
     MAX_BUILT,
     MAX_INT_DIGITS,
@@ -54,6 +55,9 @@ from orchestrate._templating import (
     MAX_RANGE,
     MAX_SIZE,
     MAX_STEPS,
+    RenderMoved,
+    RenderWatch,
+    current_watch,
 )
 
 UNSAFE_HINT = (
@@ -61,6 +65,10 @@ UNSAFE_HINT = (
     " internal attributes"
 )
 _VALUE = "orchestrate_value"  # the variable a typed template or expression assigns
+_NOT_JSON_HINT = (
+    "a template gives text, numbers, true/false, null, lists and mappings: call a function"
+    " or method with (), and read what you need from loop or namespace (loop.index)"
+)
 _LIMIT_HINT = "limits keep a template from hanging the run or exhausting memory"
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 # One whole %-field: (key in parentheses or "", width, precision, conversion).
@@ -126,10 +134,12 @@ def single_expression(tree: nodes.Template) -> nodes.Expr | None:
 @contextlib.contextmanager
 def _running(source: str, context: Mapping[str, Any], *, expression: bool) -> Iterator[_Run]:
     """One render: a fresh budget, and every failure turned into a TemplateError."""
-    run = _Run()
+    run = _Run(current_watch())
     token = _RUN.set(run)
     try:
         yield run
+    except RenderMoved:
+        raise
     except Exception as exc:
         raise _template_error(exc, run, source, context, expression) from exc
     finally:
@@ -236,7 +246,7 @@ def did_you_mean(name: Any, options: Any, *, listing: bool = True) -> str | None
     return f"available: {shown}"
 
 
-def constant_key(node: nodes.Node) -> str | int | None:
+def constant_key(node: nodes.Expr) -> str | int | None:
     """The subscript as a str or int when the source fixes it (``["x"]``, ``[-1]``)."""
     try:
         value = node.as_const()
@@ -254,6 +264,7 @@ def constant_key(node: nodes.Node) -> str | int | None:
 class _Run:
     """What one render has spent so far, and the last undefined value that failed."""
 
+    watch: RenderWatch | None = None  # where run_templates lets this render go on
     steps: int = 0
     numbers: int = 0
     built: int = 0
@@ -263,6 +274,8 @@ class _Run:
     sizes: dict[int, tuple[Any, int]] = attrs.Factory(dict)
 
     def step(self) -> None:
+        if self.watch is not None:  # a slow render moves off the event loop, or stops
+            self.watch.check()
         self.steps += 1
         if self.steps > MAX_STEPS:
             _refuse(f"the template runs more than {MAX_STEPS:,} loop iterations and calls")
@@ -439,7 +452,8 @@ def _percent_values(template: str, values: Any) -> Any:
 def _formats_as_text(value: Any, spec: str) -> bool:
     """Whether ``str.format`` prints `value` as inserted text: not for numbers, nor for a
     spec that asks for a number (``{:d}``); so ``{}`` and ``{:>9}`` give JSON."""
-    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, str) or (finite and not isinstance(value, bool)):  # not nan: no JSON
         return False
     kind = spec[-1:]
     return kind == "s" or not (kind.isalpha() or kind == "%")
@@ -459,7 +473,8 @@ def _formatted_size(template: str, fields: int, widths: list[str], values: list[
 
 
 def _str_format_size(template: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-    fields, widths = 0, []
+    fields = 0
+    widths: list[str] = []
     for _, name, spec, _ in string.Formatter().parse(template):
         if name is not None:
             fields += 1
@@ -528,7 +543,7 @@ def _dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
 class _Accumulator(list[Any]):
     """A ``start`` for the ``sum`` filter that extends in place: summing n lists stays linear."""
 
-    def __add__(self, other: Any) -> _Accumulator:  # type: ignore[override]
+    def __add__(self, other: Any) -> _Accumulator:
         before = len(self)
         self.extend(other)
         _claim("sum", len(self), cost=len(self) - before)  # what was added, not the total
@@ -557,40 +572,79 @@ def _text(value: Any, limit: int = MAX_SIZE) -> str:
 def _json_text(value: Any, limit: int) -> str:
     if _size(value, limit) > limit:
         _refuse(f"a value of more than {limit:,} characters or items cannot be inserted")
-    return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return _dumps(value)
 
 
-def _json_default(value: Any) -> Any:
-    """JSON for what templates produce besides JSON types (an Undefined raises here)."""
+def _dumps(value: Any, indent: Any = None) -> str:
+    return json.dumps(_json_data(value), ensure_ascii=False, indent=indent)
+
+
+def _plain(value: Any) -> Any:
+    """A typed value as JSON data, so nothing lazy, undefined or Python-only leaves."""
+    if _size(value, MAX_OUTPUT) > MAX_OUTPUT:
+        _refuse(f"the value has more than {MAX_OUTPUT:,} characters or items")
+    return _json_data(value)
+
+
+def _json_data(value: Any) -> Any:
+    """A copy of what a template gives in JSON types, or a TemplateError if it has none.
+
+    The one conversion of rendered values, behind typed values and text alike: a
+    function, a method, a ``namespace`` or a ``loop`` is refused here, so that its Python
+    repr never reaches a prompt, an output or a function's arguments.
+    """
+    if isinstance(value, str):
+        return str(value)  # a Markup becomes a plain str
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _not_json(value)
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
     if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (Set, range, MappingView)) or _is_builtin_iterator(value):
-        return list(value)
-    return str(value)
+        return {_json_key(key): _json_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, Set, range, MappingView)) or _is_builtin_iterator(value):
+        return [_json_data(item) for item in value]
+    _not_json(value)
+
+
+def _json_key(key: Any) -> str:
+    """A mapping key as JSON has it: ``{1: 2}`` is ``{"1": 2}``, as in the run's result."""
+    if isinstance(key, str):
+        return str(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(_json_data(key))
+    _not_json(key, "a mapping with a key that is ")
+
+
+def _not_json(value: Any, prefix: str = "") -> NoReturn:
+    raise TemplateError(
+        f"the template gives {prefix}{_kind(value)}, which is not JSON data",
+        hint=_NOT_JSON_HINT,
+    )
+
+
+def _kind(value: Any) -> str:
+    """What a value that has no JSON form is, as a template writer knows it."""
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, type):
+        return "a class"
+    if isinstance(value, LoopContext):
+        return "a loop object"
+    if isinstance(value, Namespace):
+        return "a namespace"
+    if isinstance(value, Macro):
+        return "a macro"
+    if callable(value):
+        owner = getattr(value, "__self__", None)  # a builtin function's is its module
+        return "a method" if owner is not None and not inspect.ismodule(owner) else "a function"
+    return f"a {type(value).__name__}"
 
 
 def _is_builtin_iterator(value: Any) -> bool:
     # Generators and map/reversed objects from filters; not Jinja's own `loop`.
     return isinstance(value, Iterator) and type(value).__module__ == "builtins"
-
-
-def _plain(value: Any) -> Any:
-    """A copy of a typed value in JSON types, so nothing lazy or undefined leaves."""
-    if _size(value, MAX_OUTPUT) > MAX_OUTPUT:
-        _refuse(f"the value has more than {MAX_OUTPUT:,} characters or items")
-    return _plain_copy(value)
-
-
-def _plain_copy(value: Any) -> Any:
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, str):
-        return str(value)  # a Markup becomes a plain str
-    if isinstance(value, Mapping):
-        return {key: _plain_copy(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, Set, range, MappingView)) or _is_builtin_iterator(value):
-        return [_plain_copy(item) for item in value]
-    return value
 
 
 def _checked_output(text: str) -> str:
@@ -622,7 +676,7 @@ def _value_of(compiled: jinja2.Template, context: Mapping[str, Any]) -> Any:
 
 def _guarded_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """The filters that can build more than they are given, each checked first."""
-    checks = {
+    checks: dict[str, Callable[..., tuple[Any, ...]]] = {
         "batch": _check_batch,
         "center": _check_center,
         "indent": _check_indent,
@@ -740,14 +794,14 @@ def _string_filter(value: Any) -> str:
 def _pprint_filter(value: Any) -> str:
     """``pprint``: indented JSON rather than Python's repr."""
     _claim("pprint", _size(value) * 3)  # as tojson(2) counts
-    return json.dumps(value, ensure_ascii=False, indent=2, default=_json_default)
+    return _dumps(value, indent=2)
 
 
 def _tojson_filter(value: Any, indent: Any = None) -> str:
     """Plain JSON, as values are inserted (Jinja's own escapes <, > and & for HTML)."""
     pad = len(indent) if isinstance(indent, str) else _as_int(indent)
     _claim("tojson", _size(value) * (1 + pad))
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_json_default)
+    return _dumps(value, indent=indent)
 
 
 # --- the compiled tree, guarded ------------------------------------------------------
@@ -797,7 +851,8 @@ def _guard_tree(node: nodes.Node, repeating: bool = False) -> nodes.Node:
 
 def _guarded_node(node: nodes.Node, repeating: bool) -> nodes.Node:
     if isinstance(node, nodes.For):
-        node.iter = _guard(node.iter, _GUARD_ITER)
+        # jinja2 types For.iter as a Node; the parser always puts an expression there.
+        node.iter = _guard(node.iter, _GUARD_ITER)  # type: ignore[arg-type]
     elif isinstance(node, nodes.Concat):
         return _guard(nodes.Tuple(node.nodes, "load", lineno=node.lineno), _GUARD_CONCAT)
     elif isinstance(node, (nodes.List, nodes.Tuple, nodes.Dict)):
@@ -829,7 +884,7 @@ class NotConstant(Exception):
     """The expression depends on the context (or fails): leave it to render time."""
 
 
-def fold(node: nodes.Node) -> Any:
+def fold(node: nodes.Expr) -> Any:
     """The value of a constant expression, with the guards the sandbox applies."""
     if isinstance(node, nodes.BinExpr) and node.operator in _BINOPS:
         left, right = fold(node.left), fold(node.right)
@@ -906,7 +961,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return self.from_string(self.guard(tree))
 
     def guard(self, tree: nodes.Template) -> nodes.Template:
-        tree = _guard_tree(tree)
+        _guard_tree(tree)  # in place: a Template is never replaced, only what it holds
         tree.set_environment(self)
         return tree
 
@@ -944,7 +999,7 @@ class _Environment(ImmutableSandboxedEnvironment):
                     size = _str_format_size(template, (), args[0])
                 else:
                     size = _str_format_size(template, args, {})
-                args, kwargs = (), args[0]
+                kwargs, args = args[0], ()
             else:
                 size = _str_format_size(template, args, kwargs)
             _claim(f"str.{name}()", size)
@@ -966,7 +1021,7 @@ def _new_environment() -> _Environment:
     env.globals.clear()
     env.globals.update(dict=_dict, namespace=Namespace, range=_range)
     env.filters.update(_guarded_filters(env.filters))
-    guards = {
+    guards: dict[str, Callable[..., Any]] = {
         _GUARD_ITER: _guard_iter,
         _GUARD_TEXT: _guard_text,
         _GUARD_CONCAT: _guard_concat,

@@ -29,7 +29,7 @@ from orchestrate._sandbox import (
     range_size,
     single_expression,
 )
-from orchestrate._templating import Comparison, Expression, Problem, Reference, Template
+from orchestrate._template_base import GLOBALS, Checked, Comparison, Problem, Reference
 
 _ROOTS = frozenset({"inputs", "steps"})
 _INTERNAL = (  # attributes that are not private by name but are by nature
@@ -40,7 +40,7 @@ _INTERNAL = (  # attributes that are not private by name but are by nature
 )
 
 
-def check_template(source: str) -> Template | Problem:
+def check_template(source: str) -> Checked | Problem:
     """A template, or the first syntax error or unsafe access in it.
 
     Checking generates code (which finds unknown filters and tests) but compiles none:
@@ -51,7 +51,7 @@ def check_template(source: str) -> Template | Problem:
         tree = ENVIRONMENT.parse(source)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    problem = _unsafe_problem(tree)
+    problem = _unsafe_problem(tree) or _bare_global(tree)
     if problem is not None:
         return problem
     references = _references(tree)
@@ -61,10 +61,10 @@ def check_template(source: str) -> Template | Problem:
         variables = _variables(tree)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Template(source, references, variables, typed, comparisons)
+    return Checked(references, variables, comparisons, typed)
 
 
-def check_expression(source: str) -> Expression | Problem:
+def check_expression(source: str) -> Checked | Problem:
     """A bare expression, or its first syntax error or unsafe access."""
     try:
         expression = ENVIRONMENT.parse_expression(source)
@@ -72,7 +72,7 @@ def check_expression(source: str) -> Expression | Problem:
         if not source.strip():
             return Problem("the expression is empty", 1)
         return _syntax_problem(exc, expression=True, braces=source.lstrip().startswith("{{"))
-    problem = _unsafe_problem(expression)
+    problem = _unsafe_problem(expression) or _bare_global(expression)
     if problem is not None:
         return problem
     references = _references(expression)
@@ -81,7 +81,7 @@ def check_expression(source: str) -> Expression | Problem:
         variables = _variables(expression)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Expression(source, references, variables, comparisons)
+    return Checked(references, variables, comparisons)
 
 
 def _syntax_problem(
@@ -124,8 +124,8 @@ def _collect_references(node: nodes.Node, found: set[Reference]) -> None:
     # Take the whole chain at once (steps.a.output.title, not also steps.a), then look
     # inside what it is built on: the base and any subscript expressions.
     base, parts, subscripts = _unwind(node)
-    rooted = isinstance(base, nodes.Name) and base.name in _ROOTS and base.ctx == "load"
-    if rooted and parts and isinstance(parts[0], str):
+    if (isinstance(base, nodes.Name) and base.name in _ROOTS and base.ctx == "load"
+            and parts and isinstance(parts[0], str)):
         path: list[str | int] = []
         for part in parts[1:]:
             if part is None:
@@ -220,6 +220,22 @@ def _unsafe_problem(tree: nodes.Node) -> Problem | None:
         problem = _private_access(node) or _evident_bomb(node)
         if problem is not None:
             return problem
+    return None
+
+
+def _bare_global(tree: nodes.Node) -> Problem | None:
+    """A global function given as a value (``{{ range }}``): never JSON data, so refused
+    before the run, as it would be at render time. Only where it is the whole output."""
+    outputs: list[nodes.Node]
+    if isinstance(tree, nodes.Template):
+        outputs = [child for output in tree.find_all(nodes.Output) for child in output.nodes]
+    else:
+        outputs = [tree]
+    assigned = {name.name for name in tree.find_all(nodes.Name) if name.ctx != "load"}
+    for node in outputs:
+        if isinstance(node, nodes.Name) and node.name in GLOBALS - assigned:
+            message = f"{node.name!r} is a function, which is not JSON data"
+            return Problem(message, node.lineno, f"call it: {node.name}(...)")
     return None
 
 

@@ -13,6 +13,8 @@ What a template can do, and what it cannot:
   ``null``). The ``~`` operator, the ``string`` and ``join`` filters, ``%s`` (in ``%``
   and the ``format`` filter) and ``str.format`` follow the same rule; ``tojson`` is
   plain JSON (no HTML escaping, keys in their order) and ``pprint`` indented JSON.
+  A value with no JSON form (a function, a method, a ``namespace``, ``loop``, NaN) is a
+  :class:`TemplateError` there and as a typed value: no Python repr reaches a prompt.
 - For mappings, keys win over methods: ``steps.a.output.items`` is the ``items`` key of
   a JSON reply, not ``dict.items``.
 - Names starting with ``_`` (``''.__class__``) are refused before anything runs;
@@ -24,6 +26,10 @@ What a template can do, and what it cannot:
   in total and returns at most ``MAX_OUTPUT`` characters. They bound the obvious bombs
   (``'x' * 10**10``, nested loops, doubling in a loop, padding and format widths,
   exponential macros); they are not a CPU-time limit.
+- A slow template does not hold up the run: :func:`run_templates` renders on the event
+  loop while that is quick (``INLINE_SECONDS``), else again from the start in a worker
+  thread, which stops at its next loop iteration or call once nobody waits for it (a
+  step's ``timeout``, Ctrl-C). Rendering has no side effects, so starting over is safe.
 
 This module is the front, and does not import Jinja2: ``orchestrate --help`` does not pay
 for it. The work happens behind it, in modules imported on first use:
@@ -34,14 +40,35 @@ for it. The work happens behind it, in modules imported on first use:
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
+from orchestrate._template_base import (
+    _WATCH,
+    GLOBALS,
+    INLINE_SECONDS,
+    MAX_BUILT,
+    MAX_INT_DIGITS,
+    MAX_OUTPUT,
+    MAX_RANGE,
+    MAX_SIZE,
+    MAX_STEPS,
+    Comparison,
+    Problem,
+    Reference,
+    RenderMoved,
+    RenderWatch,
+    current_watch,
+)
+
 __all__ = [
     "GLOBALS",
+    "INLINE_SECONDS",
     "MAX_BUILT",
     "MAX_INT_DIGITS",
     "MAX_OUTPUT",
@@ -52,61 +79,15 @@ __all__ = [
     "Expression",
     "Problem",
     "Reference",
+    "RenderMoved",
+    "RenderWatch",
     "Template",
+    "current_watch",
     "is_truthy",
     "parse_expression",
     "parse_template",
+    "run_templates",
 ]
-
-MAX_SIZE = 1_000_000  # characters (or items, counted deeply) in one value a template builds
-MAX_INT_DIGITS = 1_000  # digits in one number a template computes
-MAX_STEPS = 100_000  # loop iterations and calls in one render
-MAX_RANGE = 100_000  # numbers produced by range() in one render
-MAX_BUILT = 50_000_000  # characters built and inserted in one render, all values together
-MAX_OUTPUT = 10_000_000  # characters of rendered text (or of a typed value)
-
-#: Names every template can use besides its context. Kept small on purpose: no
-#: ``lipsum`` (a size bomb), no ``cycler``/``joiner``. ``dict`` is a function, not the
-#: type, so ``dict.clear(steps)`` cannot reach an unbound method.
-GLOBALS = frozenset({"dict", "namespace", "range"})
-
-
-@attrs.frozen
-class Reference:
-    """One use of ``inputs.NAME`` or ``steps.ID`` and the constant path that follows.
-
-    ``steps.a.output.title[0]`` is ``Reference("steps", "a", ("output", "title", 0))``;
-    the path stops at the first part that is not a constant (``steps.a.output[i]``).
-    A bare ``inputs`` or ``steps``, or ``steps[name]``, gives no reference: the validator
-    decides what to make of those.
-    """
-
-    root: str
-    name: str
-    path: tuple[str | int, ...] = ()
-
-
-@attrs.frozen
-class Comparison:
-    """``REFERENCE OP CONSTANT`` (either way round), e.g. ``steps.a.output.score > "5"``.
-
-    Only whole references are listed (every part constant, no filter), so the validator
-    can compare the type the workflow gives the reference with the constant's.
-    """
-
-    reference: Reference
-    operator: str  # Jinja's name: eq, ne, gt, gteq, lt, lteq
-    constant: str | int | float | bool | None
-
-
-@attrs.frozen
-class Problem:
-    """A static problem in a template or expression; ``line`` is 1-based in its source."""
-
-    message: str
-    line: int
-    hint: str | None = None
-
 
 @attrs.frozen
 class Template:
@@ -156,13 +137,55 @@ def is_truthy(value: Any) -> bool:
 @functools.lru_cache(maxsize=1024)
 def parse_template(source: str) -> Template | Problem:
     """Check a template, or return the first syntax error or unsafe access in it."""
-    return _template_ast().check_template(source)
+    checked = _template_ast().check_template(source)
+    if isinstance(checked, Problem):
+        return checked
+    return Template(source, checked.references, checked.variables, checked.typed,
+                    checked.comparisons)
 
 
 @functools.lru_cache(maxsize=1024)
 def parse_expression(source: str) -> Expression | Problem:
     """Check a bare expression, or return its first syntax error or unsafe access."""
-    return _template_ast().check_expression(source)
+    checked = _template_ast().check_expression(source)
+    if isinstance(checked, Problem):
+        return checked
+    return Expression(source, checked.references, checked.variables, checked.comparisons)
+
+
+# --- rendering off the event loop ----------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+async def run_templates(work: Callable[[], _T], timeout: float | None = None) -> _T:
+    """Call `work`, which renders templates, without blocking the event loop for long.
+
+    It runs here for up to INLINE_SECONDS; past that, it starts over in a daemon thread,
+    and TimeoutError after `timeout` seconds. A timeout or cancelling the caller (Ctrl-C)
+    stops the thread's renders at their next loop iteration or call. `work` must have no
+    side effects but rendering.
+    """
+    token = _WATCH.set(RenderWatch(deadline=time.perf_counter() + INLINE_SECONDS))
+    try:
+        return work()
+    except RenderMoved:
+        pass
+    finally:
+        _WATCH.reset(token)
+    import asyncio  # here: `validate` and `--help` do not pay for it
+
+    from orchestrate._threads import in_daemon_thread
+
+    stop = threading.Event()
+    token = _WATCH.set(RenderWatch(stop=stop))  # the thread runs in a copy of this context
+    try:
+        async with asyncio.timeout(timeout):  # only here: a timer costs, even unused
+            result: _T = await in_daemon_thread(work, {})
+        return result
+    finally:
+        _WATCH.reset(token)
+        stop.set()
 
 
 # The two modules that import Jinja2, imported on first use rather than with this one.

@@ -18,7 +18,7 @@ import attrs
 from orchestrate._errors import Diagnostic, InvalidOutput, WorkflowInvalid
 from orchestrate._hints import did_you_mean
 from orchestrate._inputs import has_type
-from orchestrate._loader import MAX_FILE_BYTES, LoadResult, SourceMap, load_file
+from orchestrate._loader import MAX_FILE_BYTES, At, LoadResult, SourceMap, load_file
 from orchestrate._output import parse_json_reply, schema_validator
 from orchestrate._plan import (
     CycleError,
@@ -159,9 +159,9 @@ class _Checker:
         self.referenced: dict[int, set[str]] = {}
 
     def error(
-        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: str = "value"
+        self, path: tuple[str | int, ...], message: str, hint: str | None = None, at: At = "value"
     ) -> None:
-        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))  # type: ignore[arg-type]
+        self.found.append(self.source.diagnostic(path, message, hint=hint, at=at))
 
     def step_path(self, step: AnyStep) -> tuple[str | int, ...]:
         return ("steps", self.positions[id(step)])
@@ -328,7 +328,7 @@ class _Checker:
             for site in raw_template_sites(raw):
                 self.check_site(site, ("steps", index, *site.path), view)
 
-    def check_step_ref(self, step: AnyStep | None, target: str, path: tuple) -> bool:
+    def check_step_ref(self, step: AnyStep | _StepView | None, target: str, path: tuple) -> bool:
         if step is not None and target == step.id:
             self.error(path, f"step {step.id!r} refers to itself")
             return False
@@ -339,7 +339,7 @@ class _Checker:
         return False
 
     def check_site(
-        self, site: TemplateSite, path: tuple, step: AnyStep | None
+        self, site: TemplateSite, path: tuple, step: AnyStep | _StepView | None
     ) -> Template | Expression | Problem:
         """Check one template or expression; returns what parsing it gave."""
         parsed = site.parse()
@@ -363,14 +363,16 @@ class _Checker:
         line, column = self.source.locate(path)
         node = self.source.value(path) if self.source.root is not None else None
         if _is_block_scalar(node):  # its text starts on the line after the `|` or `>`
-            line += min(problem.line, _content_lines(node))
+            line += min(problem.line, _content_lines(str(node)))
             column = self.source.indent_of(line)
         elif problem.line > 1:
             message = f"{problem.message} (template line {problem.line})"
             problem = attrs.evolve(problem, message=message)
         self.found.append(Diagnostic(self.source.file, line, column, problem.message, problem.hint))
 
-    def check_reference(self, ref: Reference, path: tuple, step: AnyStep | None) -> None:
+    def check_reference(
+        self, ref: Reference, path: tuple, step: AnyStep | _StepView | None
+    ) -> None:
         if ref.root == "inputs":
             if ref.name not in self.workflow.inputs and ref.name not in self.broken_inputs:
                 known = {*self.workflow.inputs, *self.broken_inputs}

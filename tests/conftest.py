@@ -48,6 +48,11 @@ FAST_THEN_SLOW = """
     """
 
 
+# A template that takes about a minute to render, well within the sandbox's limits.
+SLOW_TEMPLATE = ("{% set s = 'x' * 900000 %}{% for i in range(100000) %}"
+                 "{% if s.count('y') %}{% endif %}{% endfor %}done")
+
+
 def start_orchestrate(*args: str | Path) -> subprocess.Popen:
     """`python -m orchestrate ARGS` as a real process, its output unbuffered and piped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -93,6 +98,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 @pytest.fixture
 def anyio_backend() -> str:
+    """Run the @pytest.mark.anyio tests on asyncio only: orchestrate never uses trio."""
     return "asyncio"
 
 

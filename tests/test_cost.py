@@ -32,20 +32,23 @@ ANTHROPIC_URL = "https://api.anthropic.com/v1/messages"
 # --- the table and the lookup -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "base"), [
-    ("gpt-4o", "gpt-4o"),
-    ("gpt-4o-2024-08-06", "gpt-4o"),
-    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-    ("GPT-4o", "gpt-4o"),
-    ("openai/gpt-4.1-mini", "gpt-4.1-mini"),
-    ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
-    ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
-    ("claude-sonnet-4-20250514", "claude-sonnet-4"),
-    ("claude-sonnet-4-0", "claude-sonnet-4"),
-    ("claude-opus-4-1-20250805", "claude-opus-4-1"),
-    ("claude-3-5-sonnet@20241022", "claude-3-5-sonnet"),
-    ("gpt-5-chat-latest", "gpt-5"),
-])
+@pytest.mark.parametrize(
+    ("model", "base"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("GPT-4o", "gpt-4o"),
+        ("openai/gpt-4.1-mini", "gpt-4.1-mini"),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+        ("claude-3-5-haiku-latest", "claude-3-5-haiku"),
+        ("claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("claude-sonnet-4-0", "claude-sonnet-4"),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1"),
+        ("claude-3-5-sonnet@20241022", "claude-3-5-sonnet"),
+        ("gpt-5-chat-latest", "gpt-5"),
+    ],
+)
 def test_aliases_and_snapshots_take_the_base_models_price(model: str, base: str) -> None:
     """A dated snapshot, `-latest`, a vendor prefix or a listed alias is priced as its base."""
     table = shipped_table()
@@ -77,8 +80,9 @@ def test_a_workflow_price_wins_for_its_provider_only() -> None:
     """providers.NAME.pricing prices that provider's models, snapshots included; others
     keep the table's price; the mock is free."""
     own = Price(input=0.1, output=0.4)
-    pricing = Pricing({"local": ProviderSpec(base_url="http://x/v1",
-                                             pricing={"gpt-4o": own, "llama3": FREE})})
+    pricing = Pricing(
+        {"local": ProviderSpec(base_url="http://x/v1", pricing={"gpt-4o": own, "llama3": FREE})}
+    )
     assert pricing.price("local", "gpt-4o") == own
     assert pricing.price("local", "gpt-4o-2024-08-06") == own
     assert pricing.price("local", "llama3") == FREE
@@ -93,8 +97,12 @@ def test_a_workflow_price_wins_for_its_provider_only() -> None:
 def test_cost_prices_cached_and_written_tokens_apart() -> None:
     """Plain input, cache reads, cache writes and output each at their own price."""
     price = Price(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
-    usage = Usage(input_tokens=1_000_000, output_tokens=100_000, cached_input_tokens=600_000,
-                  cache_write_tokens=100_000)
+    usage = Usage(
+        input_tokens=1_000_000,
+        output_tokens=100_000,
+        cached_input_tokens=600_000,
+        cache_write_tokens=100_000,
+    )
     expected = 300_000 * 3.0e-6 + 600_000 * 0.3e-6 + 100_000 * 3.75e-6 + 100_000 * 15e-6
     assert math.isclose(cost_of(usage, price), expected)
 
@@ -105,10 +113,18 @@ def test_cached_tokens_without_a_cached_price_cost_the_input_price() -> None:
     assert math.isclose(cost_of(Usage(1000, 0, cached_input_tokens=500), price), 1000 * 2e-6)
 
 
-@pytest.mark.parametrize(("amount", "shown"), [
-    (None, "?"), (0.0, "$0"), (0.0000135, "$0.000013"), (0.0123456, "$0.0123"),
-    (0.5, "$0.50"), (12.345, "$12.35"), (1234.5, "$1,234.50"),
-])
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        (None, "?"),
+        (0.0, "$0"),
+        (0.0000135, "$0.000013"),
+        (0.0123456, "$0.0123"),
+        (0.5, "$0.50"),
+        (12.345, "$12.35"),
+        (1234.5, "$1,234.50"),
+    ],
+)
 def test_amounts_are_shown_without_rounding_to_zero(amount: float | None, shown: str) -> None:
     """A small cost keeps two significant digits; unknown is `?`."""
     assert format_usd(amount) == shown
@@ -124,33 +140,57 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _openai_reply(prompt: int, cached: int, completion: int) -> dict[str, Any]:
-    return {"id": "r1", "model": "gpt-4o-2024-08-06", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "ok"},
-         "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                  "prompt_tokens_details": {"cached_tokens": cached}}}
+    return {
+        "id": "r1",
+        "model": "gpt-4o-2024-08-06",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        },
+    }
 
 
 def _anthropic_reply(uncached: int, read: int, written: int, output: int) -> dict[str, Any]:
-    return {"id": "m1", "type": "message", "model": "claude-sonnet-4-20250514",
-            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-            "usage": {"input_tokens": uncached, "output_tokens": output,
-                      "cache_read_input_tokens": read,
-                      "cache_creation_input_tokens": written}}
+    return {
+        "id": "m1",
+        "type": "message",
+        "model": "claude-sonnet-4-20250514",
+        "content": [{"type": "text", "text": "ok"}],
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": uncached,
+            "output_tokens": output,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": written,
+        },
+    }
 
 
 def test_openai_cached_tokens_are_read_and_priced(
-    write_flow: Callable, cli: Callable, respx_mock: Any, keys: None,
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock: Any,
+    keys: None,
 ) -> None:
     """prompt_tokens_details.cached_tokens is part of prompt_tokens, at the cached price."""
-    respx_mock.post(OPENAI_URL).mock(return_value=httpx.Response(
-        200, json=_openai_reply(prompt=10_000, cached=8_000, completion=1_000)))
+    respx_mock.post(OPENAI_URL).mock(
+        return_value=httpx.Response(
+            200, json=_openai_reply(prompt=10_000, cached=8_000, completion=1_000)
+        )
+    )
     flow = write_flow("steps:\n  - {id: ask, model: gpt-4o, prompt: hi}\n")
     result = cli("run", flow, "--json", "--no-history")
     doc = json.loads(result.stdout)
     step = doc["steps"][0]
-    assert step["usage"] == {"input_tokens": 10_000, "output_tokens": 1_000,
-                             "cached_input_tokens": 8_000}
+    assert step["usage"] == {
+        "input_tokens": 10_000,
+        "output_tokens": 1_000,
+        "cached_input_tokens": 8_000,
+    }
     expected = 2_000 * 2.5e-6 + 8_000 * 1.25e-6 + 1_000 * 10e-6
     assert math.isclose(step["cost_usd"], expected)
     assert math.isclose(doc["cost_usd"], expected)
@@ -158,7 +198,12 @@ def test_openai_cached_tokens_are_read_and_priced(
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_anthropic_cache_reads_and_writes_are_read_and_priced(
-    write_flow: Callable, cli: Callable, respx_mock: Any, keys: None, stream: bool,
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock: Any,
+    keys: None,
+    stream: bool,
+    tmp_path: Path,
 ) -> None:
     """cache_read/cache_creation tokens join input_tokens and are priced as such, streamed
     or not."""
@@ -166,12 +211,33 @@ def test_anthropic_cache_reads_and_writes_are_read_and_priced(
     if stream:
         usage = reply["usage"]
         events = [
-            ("message_start", {"type": "message_start", "message": {
-                "id": "m1", "model": reply["model"], "usage": {**usage, "output_tokens": 1}}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                     "delta": {"type": "text_delta", "text": "ok"}}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                               "usage": {"output_tokens": 500}}),
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "m1",
+                        "model": reply["model"],
+                        "usage": {**usage, "output_tokens": 1},
+                    },
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "ok"},
+                },
+            ),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": 500},
+                },
+            ),
             ("message_stop", {"type": "message_stop"}),
         ]
         body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
@@ -180,22 +246,30 @@ def test_anthropic_cache_reads_and_writes_are_read_and_priced(
         response = httpx.Response(200, json=reply)
     respx_mock.post(ANTHROPIC_URL).mock(return_value=response)
     flow = write_flow("steps:\n  - {id: ask, model: claude-sonnet-4-20250514, prompt: hi}\n")
-    args = ["--events", "events.jsonl", "--events-tokens"] if stream else []
+    args = ["--events", str(tmp_path / "events.jsonl"), "--events-tokens"] if stream else []
     result = cli("run", flow, "--json", "--no-history", *args)
     step = json.loads(result.stdout)["steps"][0]
-    assert step["usage"] == {"input_tokens": 26_000, "output_tokens": 500,
-                             "cached_input_tokens": 20_000, "cache_write_tokens": 5_000}
+    assert step["usage"] == {
+        "input_tokens": 26_000,
+        "output_tokens": 500,
+        "cached_input_tokens": 20_000,
+        "cache_write_tokens": 5_000,
+    }
     expected = 1_000 * 3e-6 + 20_000 * 0.3e-6 + 5_000 * 3.75e-6 + 500 * 15e-6
     assert math.isclose(step["cost_usd"], expected)
 
 
 def test_an_unknown_price_is_null_with_a_note(
-    write_flow: Callable, cli: Callable, respx_mock: Any, keys: None,
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock: Any,
+    keys: None,
 ) -> None:
     """No price: cost_usd is null (never 0), for the step and the run, with a note naming
     the model."""
-    respx_mock.post(OPENAI_URL).mock(return_value=httpx.Response(
-        200, json=_openai_reply(prompt=10, cached=0, completion=5)))
+    respx_mock.post(OPENAI_URL).mock(
+        return_value=httpx.Response(200, json=_openai_reply(prompt=10, cached=0, completion=5))
+    )
     flow = write_flow("steps:\n  - {id: ask, model: my-finetune, prompt: hi}\n")
     result = cli("run", flow, "--json", "--no-history")
     doc = json.loads(result.stdout)
@@ -239,18 +313,24 @@ def paid(respx_mock: Any) -> Any:
 
 
 def test_a_for_each_sums_its_items_cost_and_events_carry_it(
-    write_flow: Callable, cli: Callable, paid: Any, tmp_path: Path,
+    write_flow: Callable,
+    cli: Callable,
+    paid: Any,
+    tmp_path: Path,
 ) -> None:
     """A for_each's cost is its items' sum; step_finished and run_finished carry cost_usd."""
     flow = write_flow(FOR_EACH)
-    result = cli("run", flow, "--json", "--events", "events.jsonl")
+    result = cli("run", flow, "--json", "--events", tmp_path / "events.jsonl")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert math.isclose(doc["steps"][0]["cost_usd"], 10 * ONE_CALL)
     assert math.isclose(doc["cost_usd"], 10 * ONE_CALL)
-    events = [json.loads(line) for line in Path("events.jsonl").read_text().splitlines()]
-    finished = {e["event"]: e for e in events if e["event"].endswith("_finished")
-                and e["event"] != "item_finished"}
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    finished = {
+        e["event"]: e
+        for e in events
+        if e["event"].endswith("_finished") and e["event"] != "item_finished"
+    }
     assert math.isclose(finished["step_finished"]["cost_usd"], 10 * ONE_CALL)
     assert math.isclose(finished["run_finished"]["cost_usd"], 10 * ONE_CALL)
     shown = json.loads(cli("runs", "show", doc["run_id"], "--json").stdout)
@@ -261,7 +341,9 @@ def test_a_for_each_sums_its_items_cost_and_events_carry_it(
 
 
 def test_the_history_keeps_the_price_a_cost_was_made_with(
-    write_flow: Callable, cli: Callable, paid: Any,
+    write_flow: Callable,
+    cli: Callable,
+    paid: Any,
 ) -> None:
     """A later price change rewrites no recorded run; the price used is stored with it."""
     from orchestrate.history import open_store
@@ -284,7 +366,10 @@ def test_the_history_keeps_the_price_a_cost_was_made_with(
 
 
 def test_cache_hits_and_replays_cost_nothing_and_say_so(
-    write_flow: Callable, cli: Callable, paid: Any, tmp_path: Path,
+    write_flow: Callable,
+    cli: Callable,
+    paid: Any,
+    tmp_path: Path,
 ) -> None:
     """A response-cache hit or a --replay costs 0, and the step says `cached`."""
     flow = write_flow(FOR_EACH)
@@ -299,8 +384,9 @@ def test_cache_hits_and_replays_cost_nothing_and_say_so(
         assert step["usage"] == first["steps"][0]["usage"]
 
 
-def test_a_history_from_before_costs_is_migrated(tmp_path: Path, cli: Callable,
-                                                 write_flow: Callable) -> None:
+def test_a_history_from_before_costs_is_migrated(
+    tmp_path: Path, cli: Callable, write_flow: Callable
+) -> None:
     """A database at the first schema gets the cost columns; its runs' cost is unknown."""
     import sqlite3
 
@@ -314,9 +400,11 @@ def test_a_history_from_before_costs_is_migrated(tmp_path: Path, cli: Callable,
     _sqlite.m001_initial(db)
     db.execute("INSERT INTO _migrations VALUES ('m001_initial', 'then')")
     db.execute("PRAGMA user_version = 1")
-    db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
-               "inputs, input_tokens, output_tokens, duration_ms) VALUES ('old1', 'w', "
-               "'succeeded', 'live', '2025-01-01T00:00:00.000Z', 1, '{}', 3, 4, 5)")
+    db.execute(
+        "INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+        "inputs, input_tokens, output_tokens, duration_ms) VALUES ('old1', 'w', "
+        "'succeeded', 'live', '2025-01-01T00:00:00.000Z', 1, '{}', 3, 4, 5)"
+    )
     db.close()
     listed = json.loads(cli("runs", "list", "--json").stdout)
     assert listed[0]["run_id"] == "old1" and listed[0]["cost_usd"] is None
@@ -348,8 +436,9 @@ def test_reservations_never_pass_the_budget_under_concurrency() -> None:
     moment, the calls refused are not made, and what was spent is the real cost."""
     price = Price(input=1.0, output=2.0)
     pricing = Pricing({"paid": ProviderSpec(base_url="http://x", pricing={"m": price})})
-    request = LLMRequest(model="m", messages=({"role": "user", "content": "x" * 40},),
-                         max_tokens=50, provider="paid")
+    request = LLMRequest(
+        model="m", messages=({"role": "user", "content": "x" * 40},), max_tokens=50, provider="paid"
+    )
     worst = worst_case_cost(request, price)
     budget = Budget(limit=worst * 25.5)
     inner = _SlowProvider()
@@ -366,8 +455,9 @@ def test_reservations_never_pass_the_budget_under_concurrency() -> None:
     budget.reserve = watched  # type: ignore[method-assign]
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(metered.complete(request) for _ in range(300)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(metered.complete(request) for _ in range(300)), return_exceptions=True
+        )
 
     outcomes = asyncio.run(main())
     refused = [o for o in outcomes if isinstance(o, BudgetExceeded)]
@@ -381,17 +471,21 @@ def test_reservations_never_pass_the_budget_under_concurrency() -> None:
 
 
 def test_a_call_past_the_budget_fails_the_step_and_stops_the_run(
-    write_flow: Callable, cli: Callable, paid: Any,
+    write_flow: Callable,
+    cli: Callable,
+    paid: Any,
 ) -> None:
     """--max-cost: a call that could pass it is not made; error.type budget, a message with
     the spend and the budget, exit 1, even with on_error: continue."""
-    flow = write_flow(FOR_EACH.replace("max_tokens: 100", "max_tokens: 100\n"
-                                       "    on_error: continue") + """
+    flow = write_flow(
+        FOR_EACH.replace("max_tokens: 100", "max_tokens: 100\n    on_error: continue")
+        + """
   - id: after
     prompt: "never {{ steps.many.status }}"
     provider: paid
     model: m
-""")
+"""
+    )
     result = cli("run", flow, "--json", "--max-cost", "0.0003", "--max-concurrency", "1")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
@@ -405,7 +499,9 @@ def test_a_call_past_the_budget_fails_the_step_and_stops_the_run(
 
 
 def test_defaults_max_cost_is_the_budget_and_the_flag_wins(
-    write_flow: Callable, cli: Callable, paid: Any,
+    write_flow: Callable,
+    cli: Callable,
+    paid: Any,
 ) -> None:
     """defaults.max_cost sets the budget; --max-cost replaces it."""
     flow = write_flow("defaults: {max_cost: 0.000001}\n" + FOR_EACH)
@@ -415,7 +511,10 @@ def test_defaults_max_cost_is_the_budget_and_the_flag_wins(
 
 
 def test_a_budget_with_an_unknown_price_stops_before_any_call(
-    write_flow: Callable, cli: Callable, respx_mock: Any, keys: None,
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock: Any,
+    keys: None,
 ) -> None:
     """--max-cost and a model without a price: exit 2 naming the model, no request."""
     route = respx_mock.post(OPENAI_URL)
@@ -433,15 +532,25 @@ def test_a_mock_run_costs_nothing(write_flow: Callable, run_json: Callable) -> N
     assert (code, doc["cost_usd"], doc["steps"][0]["cost_usd"]) == (0, 0.0, 0.0)
 
 
-@pytest.mark.parametrize(("yaml", "message"), [
-    ("defaults: {max_cost: -1}", "`max_cost` must be 0 or more"),
-    ("providers: {p: {base_url: 'http://x', pricing: {m: {input: -1, output: 1}}}}",
-     "`input` must be 0 or more"),
-    ("providers: {p: {base_url: 'http://x', pricing: {m: {input: 1}}}}",
-     "missing the required key 'output'"),
-])
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("defaults: {max_cost: -1}", "`max_cost` must be 0 or more"),
+        (
+            "providers: {p: {base_url: 'http://x', pricing: {m: {input: -1, output: 1}}}}",
+            "`input` must be 0 or more",
+        ),
+        (
+            "providers: {p: {base_url: 'http://x', pricing: {m: {input: 1}}}}",
+            "missing the required key 'output'",
+        ),
+    ],
+)
 def test_bad_budgets_and_prices_are_located_errors(
-    write_flow: Callable, cli: Callable, yaml: str, message: str,
+    write_flow: Callable,
+    cli: Callable,
+    yaml: str,
+    message: str,
 ) -> None:
     """A negative budget or price, or a price without output, is exit 2 at its line."""
     flow = write_flow(f"{yaml}\nsteps:\n  - {{id: a, prompt: hi}}\n")

@@ -24,7 +24,7 @@ from orchestrate._events import (
     StepQueued,
     StepStarted,
 )
-from orchestrate._result import RunResult
+from orchestrate._result import RunResult, Usage
 from orchestrate.providers import LLMRequest, LLMResponse, ProviderPool
 from orchestrate.providers._base import RetryCallback, TokenCallback
 
@@ -82,7 +82,7 @@ class ScriptedProvider:
                 await self._gate(prompt).wait()
             if prompt in self.failures:
                 raise self.failures[prompt]
-            return LLMResponse(text=f"re: {prompt}", model=request.model)
+            return LLMResponse(text=f"re: {prompt}", model=request.model, usage=Usage(10, 5))
         finally:
             self.in_flight -= 1
 
@@ -209,6 +209,52 @@ async def test_for_each_reports_each_item_as_it_finishes(
     assert all(started < run.events.index(e) < finished for e in items)
     assert next(e for e in run.events if isinstance(e, StepStarted)).items == 3
     assert result.outputs == {"each": ["re: x", "re: y", "re: z"]}
+
+
+EACH_OF_THREE = """
+    steps:
+      - id: each
+        for_each: '["x", "y", "z"]'
+        prompt: "{{ item }}"
+    """
+
+
+async def test_a_failed_for_each_counts_its_finished_items(
+    make_run: Callable[..., Run], provider: ScriptedProvider
+) -> None:
+    """Items x and z finish, then y fails: the step bills x and z, names y, keeps x and z."""
+    provider.held = {"y"}
+    provider.failures["y"] = ProviderError("the model said no")
+    run = make_run(EACH_OF_THREE)
+    task = run.start()
+    assert sorted([await provider.next_arrival() for _ in range(3)]) == ["x", "y", "z"]
+    await yield_to_the_engine()
+    provider.release("y")
+    result = await asyncio.wait_for(task, PATIENCE)
+    step = result.step("each")
+    assert step.status == "failed" and step.error is not None
+    assert step.error.message == "item 1 ('y'): the model said no"
+    assert (step.usage, step.attempts) == (Usage(20, 10), 2)
+    assert result.usage == Usage(20, 10)
+    assert [(i.index, i.output) for i in step.items] == [(0, "re: x"), (2, "re: z")]
+
+
+async def test_a_cancelled_for_each_counts_its_finished_items(
+    make_run: Callable[..., Run], provider: ScriptedProvider
+) -> None:
+    """Cancelled while y runs: the step is cancelled and still bills x and z."""
+    provider.held = {"y"}
+    run = make_run(EACH_OF_THREE)
+    task = run.start()
+    assert sorted([await provider.next_arrival() for _ in range(3)]) == ["x", "y", "z"]
+    await yield_to_the_engine()
+    task.cancel()
+    result = await asyncio.wait_for(task, PATIENCE)
+    step = result.step("each")
+    assert (result.status, step.status) == ("cancelled", "cancelled")
+    assert (step.usage, step.attempts) == (Usage(20, 10), 2)
+    assert [i.index for i in step.items] == [0, 2]
+    assert provider.in_flight == 0
 
 
 # --- the concurrency bound ----------------------------------------------------------------------

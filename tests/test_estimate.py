@@ -46,14 +46,17 @@ steps:
 @pytest.fixture(autouse=True)
 def _approximate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Characters / 4, whether or not a tokenizer is installed, so counts are exact here."""
-    monkeypatch.setattr(_estimate, "token_counter",
-                        lambda: (lambda text: math.ceil(len(text) / 4), "approximate"))
+    monkeypatch.setattr(
+        _estimate, "token_counter", lambda: (lambda text: math.ceil(len(text) / 4), "approximate")
+    )
 
 
 @pytest.fixture
-def estimate(cli: Callable, write_flow: Callable, respx_mock: Any) -> Callable[..., Any]:
+def estimate(
+    cli: Callable, write_flow: Callable, respx_mock: Any, tmp_path: Path
+) -> Callable[..., Any]:
     """`orchestrate estimate FLOW --json ARGS`, with every HTTP request refused."""
-    (Path.cwd() / "tools.py").write_text("def count(text):\n    return len(text)\n")
+    (tmp_path / "tools.py").write_text("def count(text):\n    return len(text)\n")
 
     def run(text: str, *args: str) -> dict[str, Any]:
         flow = write_flow(text)
@@ -103,13 +106,17 @@ def test_a_for_each_counts_its_items(estimate: Callable) -> None:
     assert known["output_tokens"] == {"low": 150, "high": 150}
 
 
-@pytest.mark.parametrize(("name", "text", "rows"), [
-    ("rows.jsonl", '{"a": 1}\n\n{"a": 2}\n{"a": 3}\n', 3),
-    ("rows.json", '[{"a": 1}, {"a": 2}]', 2),
-    ("rows.csv", 'a,b\n1,"two\nlines"\n3,4\n', 2),
-])
-def test_data_multiplies_the_total_by_its_rows(estimate: Callable, tmp_path: Path, name: str,
-                                               text: str, rows: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "text", "rows"),
+    [
+        ("rows.jsonl", '{"a": 1}\n\n{"a": 2}\n{"a": 3}\n', 3),
+        ("rows.json", '[{"a": 1}, {"a": 2}]', 2),
+        ("rows.csv", 'a,b\n1,"two\nlines"\n3,4\n', 2),
+    ],
+)
+def test_data_multiplies_the_total_by_its_rows(
+    estimate: Callable, tmp_path: Path, name: str, text: str, rows: int
+) -> None:
     """--data: the total is one run's times the rows of the dataset."""
     data = tmp_path / name
     data.write_text(text)
@@ -117,8 +124,9 @@ def test_data_multiplies_the_total_by_its_rows(estimate: Callable, tmp_path: Pat
     doc = estimate(FOR_EACH, "--data", str(data))
     assert doc["total"]["rows"] == rows
     assert doc["total"]["calls"] == one["calls"] * rows
-    assert doc["total"]["cost_usd"]["high"] == pytest.approx(one["cost_usd"]["high"] * rows,
-                                                             abs=1e-8)
+    assert doc["total"]["cost_usd"]["high"] == pytest.approx(
+        one["cost_usd"]["high"] * rows, abs=1e-8
+    )
 
 
 def test_an_unknown_price_makes_the_cost_unknown(estimate: Callable) -> None:
@@ -128,14 +136,21 @@ def test_an_unknown_price_makes_the_cost_unknown(estimate: Callable) -> None:
     assert any("'my-local'" in note for note in doc["notes"])
 
 
-def test_the_table_shows_steps_total_and_the_tokenizer(cli: Callable,
-                                                       write_flow: Callable) -> None:
+def test_the_table_shows_steps_total_and_the_tokenizer(cli: Callable, write_flow: Callable) -> None:
     """Without --json: a table on stdout with a total line, the tokenizer and the notes."""
     result = cli("estimate", write_flow(FOR_EACH))
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["step", "model", "calls", "input", "tokens", "output", "tokens",
-                                "cost"]
+    assert lines[0].split() == [
+        "step",
+        "model",
+        "calls",
+        "input",
+        "tokens",
+        "output",
+        "tokens",
+        "cost",
+    ]
     assert lines[4].split()[:2] == ["total", "14"]
     assert "tokens: approximate" in result.stdout
     assert "set --items N" in result.stdout

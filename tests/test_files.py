@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate._files import create_private_file, private_folder, write_private_file
+from orchestrate._files import create_private_file, private_folder, replace_private_file
 from orchestrate.history._recording import Fixture
 from orchestrate.history._sqlite import SQLiteStore
 
@@ -35,7 +35,7 @@ def test_helpers_make_owner_only_files_and_folders(tmp_path: Path, umask: int) -
     folder = tmp_path / "a" / "b"
     private_folder(folder)
     create_private_file(folder / "db")
-    write_private_file(folder / "fixture.json", "{}")
+    replace_private_file(folder / "fixture.json", "{}")
     assert (mode(folder), mode(folder / "db"),
                                      mode(folder / "fixture.json")) == (0o700, 0o600, 0o600)
     (folder / "db").chmod(0o640)
@@ -60,8 +60,8 @@ def test_history_database_and_its_wal_files_are_private(tmp_path: Path, umask: i
 def test_a_fixture_is_written_private(tmp_path: Path, umask: int) -> None:
     """--record writes its fixture 0600, also when it replaces a world-readable one."""
     path = tmp_path / "fixture.json"
-    path.write_text("old")
+    path.write_text('{"version": 1, "responses": {}}')
     path.chmod(0o644)
     Fixture(path).save()
     assert mode(path) == 0o600
-    assert [path] == list(tmp_path.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".fixture.json.lock", "fixture.json"]

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
+from tests.conftest import (
+    FAST_THEN_SLOW,
+    SLOW,
+    SLOW_TEMPLATE,
+    start_orchestrate,
+    wait_for_line,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT is POSIX")
 
@@ -53,3 +60,58 @@ def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> 
     code, doc = interrupt(flow, "slow started")
     assert code == 130
     assert doc["steps"][0]["status"] == "cancelled"
+
+
+# What a step blocks, and whether the run can still say how it ended (print its JSON).
+BLOCKING_STEPS = [
+    pytest.param(f"""
+        steps:
+          - id: slow
+            prompt: "{SLOW_TEMPLATE}"
+        """, "", True, id="slow-template"),
+    pytest.param("""
+        steps:
+          - id: slow
+            function: spin:spin
+        """, """
+        async def spin():
+            n = 0
+            while True:  # computes without ever awaiting: the event loop is blocked
+                n += 1
+        """, True, id="cpu-bound-async-function"),
+    pytest.param("""
+        steps:
+          - id: slow
+            function: spin:spin
+        """, """
+        async def spin():
+            while True:
+                try:
+                    while True:
+                        pass
+                except KeyboardInterrupt:
+                    pass  # swallows even the watchdog's interrupt: only exiting ends it
+        """, False, id="async-function-swallowing-interrupts"),
+]
+
+
+@pytest.mark.parametrize(("flow_text", "module", "documented"), BLOCKING_STEPS)
+def test_sigint_exits_130_within_a_second_whatever_the_step_does(
+        write_flow: Callable, flow_text: str, module: str, documented: bool) -> None:
+    """A step blocking the event loop or rendering a slow template cannot delay Ctrl-C."""
+    write_flow(module, "spin.py")
+    flow = write_flow(flow_text)
+    process = start_orchestrate("run", flow, "--mock", "--json")
+    wait_for_line(process, "slow started")
+    time.sleep(0.3)  # well into the step
+    sent = time.perf_counter()
+    process.send_signal(signal.SIGINT)
+    try:
+        stdout, _ = process.communicate(timeout=10)
+    finally:
+        process.kill()  # a no-op once it has exited
+    elapsed = time.perf_counter() - sent
+    assert process.returncode == 130
+    assert elapsed < 2.0  # measured: about 0.1 s, 0.45 s and 0.85 s
+    if documented:
+        assert json.loads(stdout)["status"] == "cancelled"

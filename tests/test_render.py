@@ -30,8 +30,9 @@ from orchestrate._render import (
     print_run,
     report_run,
     resume_hint,
+    reuse_line,
 )
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage
 
 STEPS = (("draft", "llm"), ("each", "llm"), ("check", "function"))
 DONE = StepResult(id="draft", status="succeeded", output="text", provider="openai",
@@ -271,6 +272,43 @@ def test_the_resume_hint_follows_a_failed_or_cancelled_run() -> None:
     assert resume_hint(result("cancelled"), "a.yaml") == (
         "resume with: orchestrate run a.yaml --resume r1")
     assert resume_hint(result("succeeded"), "a.yaml") is None
+
+
+def resumed(*steps: StepResult) -> RunResult:
+    return attrs_evolve(result("succeeded"), steps=steps, error=None, resumed_from="abc123")
+
+
+ITEM = ItemResult(index=0, output="x", fingerprint="f", reused=True)
+
+
+@pytest.mark.parametrize(("run", "line"), [
+    (result(), None),
+    (resumed(attrs_evolve(DONE, reused=True), attrs_evolve(DONE, id="keywords", reused=True),
+             FAILED),
+     "reused 2 steps from run abc123 (draft, keywords)"),
+    (resumed(attrs_evolve(DONE, reused=True)), "reused 1 step from run abc123 (draft)"),
+    (resumed(DONE), "reused 0 steps from run abc123"),
+    (resumed(DONE, attrs_evolve(DONE, id="each", items=(ITEM, ITEM, attrs_evolve(
+        ITEM, reused=False))), attrs_evolve(DONE, id="one", items=(ITEM,))),
+     "reused 0 steps from run abc123, and 2 items of each, and 1 item of one"),
+])
+def test_reuse_line(run: RunResult, line: str | None) -> None:
+    """A resumed run says which steps (and for_each items) it took from which run."""
+    assert reuse_line(run) == line
+
+
+def test_reuse_line_comes_before_the_summary() -> None:
+    """Plain progress and the live view print the reuse line above the summary."""
+    run = resumed(attrs_evolve(DONE, reused=True))
+    out = io.StringIO()
+    PlainProgress(out)(RunFinished(result=run))
+    assert out.getvalue().splitlines()[0] == "reused 1 step from run abc123 (draft)"
+    screen = console()
+    view = LiveView(screen)
+    view(started())
+    view(RunFinished(result=run))
+    text = screen.file.getvalue()
+    assert 0 < text.index("reused 1 step from run abc123 (draft)") < text.index("run r1 succeeded")
 
 
 def test_outputs_raw_or_as_sections() -> None:

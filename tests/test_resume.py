@@ -223,6 +223,62 @@ def test_resume_with_a_changed_workflow(write_flow: Callable, cli: Callable, old
     assert {k: v for k, v in reused(resumed).items() if k != "encode"} == expected
 
 
+@pytest.fixture
+def items_flow(tmp_path: Path, write_flow: Callable) -> tuple[Path, Path]:
+    """A for_each of function items (a list input, default a, b, c), one at a time; c
+    fails while the marker exists; then an LLM step over the list. Returns (flow, marker)."""
+    write_flow(TOOLS, "resume_tools.py")
+    marker = tmp_path / "marker"
+    flow = write_flow(f"""
+        inputs:
+          names: {{type: array, default: [a, b, c]}}
+        steps:
+          - id: each
+            for_each: inputs.names
+            function: resume_tools:work
+            with: {{name: "{{{{ item }}}}", log: "{tmp_path / 'calls.log'}",
+                    marker: "{{% if item == 'c' %}}{marker}{{% endif %}}"}}
+          - id: report
+            prompt: "Report on {{{{ steps.each.output }}}}"
+        """)
+    return flow, marker
+
+
+def test_resume_of_a_failed_for_each_reruns_only_the_items_that_did_not_succeed(
+    items_flow: tuple[Path, Path], cli: Callable, function_calls: Callable[[], list[str]],
+) -> None:
+    """Item c fails after a and b succeeded; resumed, a and b are taken, c runs."""
+    flow, marker = items_flow
+    marker.touch()
+    code, failed = run(cli, flow, "--mock", "--max-concurrency", "1")
+    assert code == 1
+    assert function_calls() == ["a", "b", "c"]
+    assert failed["error"]["message"].startswith("item 2 ('c'): ")
+    marker.unlink()
+    code, resumed = run(cli, flow, "--mock", "--resume", failed["run_id"])
+    assert code == 0
+    assert function_calls() == ["c"]
+    assert resumed["outputs"]["each"] == ["a<None>", "b<None>", "c<None>"]
+    code, again = run(cli, flow, "--mock", "--resume", resumed["run_id"])
+    assert function_calls() == []
+    assert reused(again) == {"each": True, "report": True}
+
+
+def test_resume_takes_the_items_whose_request_is_unchanged(
+    items_flow: tuple[Path, Path], cli: Callable, function_calls: Callable[[], list[str]],
+) -> None:
+    """A for_each over a changed list: only the new items run, the others are taken."""
+    flow, _ = items_flow
+    _, first = run(cli, flow, "--mock")
+    function_calls()
+    code, again = run(cli, flow, "--mock", "--resume", first["run_id"],
+                      "-i", 'names=["c", "d", "a"]')
+    assert code == 0
+    assert function_calls() == ["d"]
+    assert again["outputs"]["each"] == ["c<None>", "d<None>", "a<None>"]
+    assert reused(again) == {"each": False, "report": False}
+
+
 def test_mock_answers_do_not_resume_real_runs(write_flow: Callable, cli: Callable,
                                                monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
@@ -283,15 +339,42 @@ def test_from_and_only(write_flow: Callable, cli: Callable, provider_calls: list
     assert [s["id"] for s in again["steps"] if not s.get("reused")] == rerun
 
 
-def test_only_takes_outputs_as_they_are(write_flow: Callable, cli: Callable,
-                                        provider_calls: list[str]) -> None:
-    """--only does not rerun a step whose request changed: the user asked for one step."""
+@pytest.mark.parametrize("flag", ["--only", "--from"])
+def test_only_and_from_rerun_what_changed_inputs_reach(write_flow: Callable, cli: Callable,
+                                                       provider_calls: list[str],
+                                                       flag: str) -> None:
+    """--only/--from with other inputs: a step whose request changed runs again; only the
+    unchanged are reused, and stderr says which, from which run."""
     flow = write_flow(DIAMOND)
     _, first = run(cli, flow, "--mock")
     provider_calls.clear()
-    _, again = run(cli, flow, "--mock", "--only", "join", "-i", "seed=two")
-    assert provider_calls == ["join"]
-    assert again["outputs"]["source"] == first["outputs"]["source"]
+    result = cli("run", flow, "--json", "--mock", flag, "join", "-i", "seed=two")
+    again = json.loads(result.stdout)
+    assert sorted(provider_calls) == ["join", "left", "right", "source"]
+    assert again["outputs"]["source"] != first["outputs"]["source"]
+    assert reused(again) == {"source": False, "left": False, "right": False, "join": False,
+                             "aside": True}
+    assert f"reused 1 step from run {first['run_id']} (aside)\n" in result.stderr
+
+
+def test_only_reruns_a_step_whose_definition_changed(write_flow: Callable,
+                                                     cli: Callable) -> None:
+    """--only never takes the output of a step changed since: it runs again, no warning."""
+    flow = write_flow("steps:\n  - {id: a, prompt: x, mock: first}\n"
+                      "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n"
+                      "  - {id: c, prompt: y, mock: third}\n")
+    _, first = run(cli, flow, "--mock")
+    flow.write_text(flow.read_text().replace("prompt: x, mock: first",
+                                             "prompt: changed, mock: other"))
+    result = cli("run", flow, "--mock", "--only", "b", "--json")
+    again = json.loads(result.stdout)
+    assert reused(again) == {"a": False, "b": False, "c": True}
+    assert again["outputs"]["a"] == "other"
+    assert not any(s.get("warnings") for s in again["steps"])
+    assert f"reused 1 step from run {first['run_id']} (c)" in result.stderr
+    _, resumed = run(cli, flow, "--mock", "--resume", again["run_id"])
+    assert reused(resumed) == {"a": True, "b": True, "c": True}
+    assert resumed["outputs"]["a"] == "other"
 
 
 def test_from_uses_the_latest_run_of_the_file(write_flow: Callable, cli: Callable,
@@ -302,8 +385,9 @@ def test_from_uses_the_latest_run_of_the_file(write_flow: Callable, cli: Callabl
     _, latest = run(cli, flow, "--mock", "-i", "seed=two")
     run(cli, write_flow(DIAMOND, "copy.yaml"), "--mock")
     provider_calls.clear()
-    _, again = run(cli, flow, "--mock", "--only", "aside")
+    _, again = run(cli, flow, "--mock", "--only", "aside", "-i", "seed=two")
     assert again["resumed_from"] == latest["run_id"]
+    assert provider_calls == ["aside"]
     assert again["outputs"]["source"] == latest["outputs"]["source"]
     assert again["outputs"]["source"] != first["outputs"]["source"]
 
@@ -950,16 +1034,60 @@ def test_record_writes_no_file_when_the_run_cannot_start(write_flow: Callable, c
     assert not fixture.exists()
 
 
-def test_only_warns_when_a_reused_step_changed(write_flow: Callable, cli: Callable) -> None:
-    """--only takes other steps as they are, and says so when one of them changed since."""
-    flow = write_flow("steps:\n  - {id: a, prompt: x, mock: first}\n"
-                      "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n")
-    assert cli("run", flow, "--mock", "-q").exit_code == 0
-    flow.write_text("steps:\n  - {id: a, prompt: changed, mock: other}\n"
-                    "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n")
-    result = cli("run", flow, "--mock", "--only", "b", "--json")
-    step_a = json.loads(result.stdout)["steps"][0]
-    assert step_a["reused"] is True
-    assert step_a["output"] == "first"
-    assert step_a["warnings"][0].endswith("although the step changed since")
-    assert "although the step changed since" in result.stderr
+BARRIER = '''
+import time
+from pathlib import Path
+
+
+def meet(folder, me):
+    """Wait (at most 30 s) until two runs have reached this step."""
+    Path(folder, me).touch()
+    deadline = time.monotonic() + 30
+    while len(list(Path(folder).iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return me
+'''
+
+
+def test_two_runs_recording_into_one_fixture_both_land(write_flow: Callable,
+                                                       tmp_path: Path) -> None:
+    """Two processes recording into one fixture at once: the file keeps both responses."""
+    from tests.conftest import start_orchestrate
+
+    write_flow(BARRIER, "barrier.py")
+    (tmp_path / "met").mkdir()
+    flow = write_flow(f"""
+        inputs:
+          topic: {{}}
+        steps:
+          - id: ask
+            prompt: "About {{{{ inputs.topic }}}}"
+          - id: wait
+            function: barrier:meet
+            with: {{folder: "{tmp_path / 'met'}", me: "{{{{ inputs.topic }}}}"}}
+        """)
+    fixture = tmp_path / "shared.json"
+    processes = [start_orchestrate("run", flow, "--mock", "-q", "--no-history",
+                                   "--record", fixture, "-i", f"topic={topic}")
+                 for topic in ("tides", "moon")]
+    for process in processes:
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+    steps = sorted(e["request"]["messages"][0]["content"]
+                   for e in json.loads(fixture.read_text())["responses"].values())
+    assert steps == ["About moon", "About tides"]
+
+
+def test_record_never_writes_through_a_planted_link(write_flow: Callable, cli: Callable,
+                                                    tmp_path: Path) -> None:
+    """The temporary file of --record is new and private: a symlink at the old predictable
+    name (.NAME.PID.tmp) is not followed, and the fixture is not world-readable."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    fixture = tmp_path / "f.json"
+    (tmp_path / f".f.json.{os.getpid()}.tmp").symlink_to(victim)
+    assert run(cli, write_flow(RECORDED), "--mock", "--record", fixture)[0] == 0
+    assert victim.read_text() == "untouched"
+    assert json.loads(fixture.read_text())["version"] == 1
+    assert fixture.stat().st_mode & 0o077 == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]

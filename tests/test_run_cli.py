@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import SLOW_TEMPLATE
 
 RunJson = Callable[..., tuple[int, dict[str, Any]]]
 
@@ -723,6 +727,113 @@ def test_template_failures_are_located(write_flow: Callable, run_json: RunJson,
     assert doc["error"]["type"] == "template"
     assert message in doc["error"]["message"]
     assert doc["error"]["message"].startswith(f"{flow}:")
+
+
+NOT_JSON_STEPS = {
+    "outputs": """
+        steps:
+          - id: a
+            prompt: x
+        outputs:
+          r: "{{ VALUE }}"
+        """,
+    "with": """
+        steps:
+          - id: a
+            function: tools:echo
+            with:
+              v: "{{ VALUE }}"
+        """,
+    "for_each": """
+        steps:
+          - id: a
+            for_each: "VALUE"
+            prompt: x
+        """,
+    "prompt": """
+        steps:
+          - id: a
+            prompt: "text {{ VALUE }}"
+        """,
+}
+
+
+def not_json_flow(write_flow: Callable, where: str, value: str) -> Path:
+    write_flow("def echo(v):\n    return repr(v)\n", "tools.py")
+    return write_flow("inputs:\n  text: {default: hi}\n"
+                      + textwrap.dedent(NOT_JSON_STEPS[where]).replace("VALUE", value))
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("namespace(d=1)", "a namespace"),
+        ("inputs.text.upper", "a method"),
+        ("[range]", "a function"),
+        ("(1, dict)", "a function"),
+        ("{'k': namespace}", "a class"),
+    ],
+)
+def test_a_value_without_json_form_fails_the_step(write_flow: Callable, cli: Callable,
+                                                  where: str, value: str, kind: str) -> None:
+    """A function, method or namespace in outputs, with:, for_each or text is a template error."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock", "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert doc["error"]["type"] == "template"
+    assert f"the template gives {kind}, which is not JSON data" in doc["error"]["message"]
+    assert "<" not in json.dumps(doc)  # no <function ...> or <Namespace ...> anywhere
+    if where != "outputs":
+        assert doc["steps"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("range", "'range' is a function, which is not JSON data"),
+        ("cycler", "unknown variable 'cycler'"),
+        ("joiner()", "unknown variable 'joiner'"),
+        ("lipsum", "unknown variable 'lipsum'"),
+    ],
+)
+def test_a_value_without_json_form_is_found_before_the_run(
+        write_flow: Callable, cli: Callable, where: str, value: str, message: str) -> None:
+    """A bare global, or a Jinja global templates do not get, fails validation: exit 2."""
+    result = cli("run", not_json_flow(write_flow, where, value), "--mock")
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["prompt", "function"])
+def test_a_slow_template_times_out_without_blocking_the_run(write_flow: Callable,
+                                                           run_json: RunJson, kind: str) -> None:
+    """A template slower than the step's timeout fails it (timeout) while others go on."""
+    write_flow("def echo(v):\n    return v\n", "tools.py")
+    slow = (f'prompt: "{SLOW_TEMPLATE}"' if kind == "prompt"
+            else f'function: tools:echo\n    with: {{v: "{SLOW_TEMPLATE}"}}')
+    flow = write_flow(f"""
+steps:
+  - id: slow
+    timeout: 1
+    on_error: continue
+    {slow}
+  - id: other
+    function: asyncio:sleep
+    with: {{delay: 0.2}}
+""")
+    started = time.perf_counter()
+    code, doc = run_json(flow)
+    assert time.perf_counter() - started < 5  # the template alone takes about a minute
+    assert code == 0
+    slow_step, other = doc["steps"]
+    assert slow_step["status"] == "failed"
+    assert slow_step["error"]["type"] == "timeout"
+    assert "templates took longer than 1 s to render" in slow_step["error"]["message"]
+    assert other["status"] == "succeeded"
+    assert other["duration_ms"] < 900  # the loop was free while the template rendered
 
 
 # --- inputs and usage errors ------------------------------------------------------------------

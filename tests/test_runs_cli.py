@@ -340,3 +340,44 @@ def test_piped_tables_have_no_trailing_spaces(runs: list[dict[str, Any]], cli: C
     out = cli("runs", *args).stdout
     assert len(out.splitlines()) > 3
     assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+def mark_running(*run_ids: str) -> None:
+    """Pretend these runs are still going (as a run in another process is)."""
+    with sqlite3.connect(history_db()) as db:
+        for run_id in run_ids:
+            db.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
+
+
+def test_prune_keeps_running_runs(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """prune never deletes a run that is still going, however old its start."""
+    age_runs(40, runs[0]["run_id"], runs[1]["run_id"])
+    mark_running(runs[0]["run_id"])
+    result = cli("runs", "prune", "--older-than", "30d")
+    assert result.exit_code == 0, result.stderr
+    assert "deleted 1 run " in result.stderr
+    listed = json_out(cli("runs", "list", "--json"))
+    assert runs[0]["run_id"] in [r["run_id"] for r in listed]
+    with sqlite3.connect(history_db()) as db:
+        kept = db.execute("SELECT count(*) FROM steps WHERE run_id = ?",
+                          (runs[0]["run_id"],)).fetchone()[0]
+    assert kept == len(runs[0]["steps"])
+
+
+def test_delete_refuses_a_running_run(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """delete of a running run: exit 2 naming it and --force, and nothing is deleted."""
+    mark_running(runs[1]["run_id"])
+    result = cli("runs", "delete", runs[0]["run_id"], runs[1]["run_id"])
+    assert result.exit_code == 2
+    assert runs[1]["run_id"] in result.stderr
+    assert "--force" in result.stderr
+    assert len(json_out(cli("runs", "list", "--json"))) == 4
+
+
+def test_delete_force_deletes_a_running_run(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """delete --force deletes a run recorded as running (its process may be gone)."""
+    mark_running(runs[1]["run_id"])
+    result = cli("runs", "delete", "--force", runs[1]["run_id"])
+    assert result.exit_code == 0, result.stderr
+    assert "deleted 1 run" in result.stderr
+    assert len(json_out(cli("runs", "list", "--json"))) == 3

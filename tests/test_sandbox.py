@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from orchestrate._errors import TemplateError
 from orchestrate._sandbox import ENVIRONMENT
-from orchestrate._templating import GLOBALS
+from orchestrate._templating import GLOBALS, Problem, parse_template
 from tests.test_templating import CONTEXT, UNTOUCHED, failure, render, template
 
 # --- values as text ------------------------------------------------------------------
@@ -74,6 +75,70 @@ def test_json_text_conversions_keep_the_size_guards(source: str, extra: dict, me
     error = failure(source, **extra)
     assert message in error.message
     assert "limits" in (error.hint or "")
+
+
+NOT_JSON = [
+    pytest.param("{{ namespace(d=1) }}", "a namespace", {}, id="namespace"),
+    pytest.param("{{ [range] }}", "a function", {}, id="function-in-a-list"),
+    pytest.param("{{ {'f': dict} }}", "a function", {}, id="function-in-a-mapping"),
+    pytest.param("{{ (1, namespace) }}", "a class", {}, id="class"),
+    pytest.param("{{ inputs.article.upper }}", "a method", {}, id="bound-method"),
+    pytest.param("{{ steps.keywords.output.get }}", "a method", {}, id="mapping-method"),
+    pytest.param("{% macro m() %}{% endmacro %}{{ m }}", "a macro", {}, id="macro"),
+    pytest.param("{{ x | float }}", "the number nan", {"x": "nan"}, id="nan"),
+    pytest.param("{{ x | float }}", "the number inf", {"x": "inf"}, id="infinity"),
+    pytest.param("{{ {(1, 2): 3} }}", "a mapping with a key that is a tuple", {}, id="tuple-key"),
+    pytest.param("{{ self }}", "a TemplateReference", {}, id="self"),
+]
+
+
+@pytest.mark.parametrize(("source", "kind", "extra"), NOT_JSON)
+def test_a_value_without_json_form_is_a_template_error(source: str, kind: str,
+                                                       extra: dict) -> None:
+    """A typed template that gives a function, method, namespace... fails; no repr comes back."""
+    error = failure(source, **extra)
+    assert f"the template gives {kind}, which is not JSON data" == error.message
+    assert "call a function" in (error.hint or "")
+
+
+@pytest.mark.parametrize(("source", "kind", "extra"), NOT_JSON)
+@pytest.mark.parametrize("around", ["text {}", "{} | string", "'x' ~ {}", "[{}] | join",
+                                    "'%s' % ({},)", "'{{}}'.format({})", "{} | tojson",
+                                    "{} | pprint"])
+def test_text_never_holds_a_python_repr(source: str, kind: str, extra: dict,
+                                        around: str) -> None:
+    """Inserting such a value into text (by any route) fails, when checked or when rendered,
+    instead of printing its repr."""
+    inner = source.removeprefix("{{ ").removesuffix(" }}")
+    if "{%" in source:
+        text = source.replace("{{ m }}", "x {{ m }}")
+    elif around == "text {}":
+        text = f"text {source}"
+    else:
+        text = "{{ " + around.format(f"({inner})") + " }}"
+    parsed = parse_template(text)  # constants are folded, and fail, before any run
+    if isinstance(parsed, Problem):
+        message = parsed.message
+    else:
+        with pytest.raises(TemplateError) as caught:
+            parsed.render({**CONTEXT, **extra})
+        message = caught.value.message
+    assert f"the template gives {kind}, which is not JSON data" == message
+
+
+@pytest.mark.parametrize(
+    ("source", "typed", "text"),
+    [
+        ("{{ range(3) }}", [0, 1, 2], "[0, 1, 2]"),
+        ("{{ {1: 2, none: true} }}", {"1": 2, "null": True}, '{"1": 2, "null": true}'),
+        ("{{ inputs.tags | reverse }}", ["b", "a"], '["b", "a"]'),
+        ("{{ dict(a=1).items() }}", [["a", 1]], '[["a", 1]]'),
+    ],
+)
+def test_values_with_a_json_form_are_converted(source: str, typed: Any, text: str) -> None:
+    """A range, an iterator or a non-string key becomes what JSON would make of it."""
+    assert typed == template(source).evaluate(CONTEXT)
+    assert f"x {text}" == render(f"x {source}")
 
 
 # --- what the sandbox refuses --------------------------------------------------------

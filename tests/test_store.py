@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from orchestrate._errors import StoreError
-from orchestrate._result import ErrorInfo, StepResult, Usage
+from orchestrate._result import ErrorInfo, ItemResult, StepResult, Usage
 from orchestrate.history import RunRecord, StepRecord, database_path, git_commit, home
 from orchestrate.history._sqlite import MIGRATIONS, SQLiteStore
 from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
@@ -93,6 +93,30 @@ def test_schema_is_versioned_by_named_migrations(write_flow: Callable, run_json:
     assert query("PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
+def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
+    """A history made before m002 (no `items` column) opens, upgraded, its steps readable."""
+    from orchestrate.history._sqlite import APPLICATION_ID, m001_initial
+
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        m001_initial(db)
+        db.execute("INSERT INTO _migrations (name) VALUES ('m001_initial')")
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+                   "inputs) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, '{}')")
+        db.execute("INSERT INTO steps (run_id, position, step_id, kind, status, output) "
+                   "VALUES ('r1', 0, 'each', 'llm', 'succeeded', '[1, 2]')")
+    db.close()
+    with SQLiteStore.open(path) as store:
+        [stored] = store.stored_steps("r1")
+    assert (stored.result.output, stored.result.items) == ([1, 2], ())
+    with sqlite3.connect(path) as db:
+        applied = db.execute("SELECT name FROM _migrations ORDER BY rowid").fetchall()
+    assert applied == [(m.__name__,) for m in MIGRATIONS]
+
+
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
     """--no-history does not even create the database."""
     result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history")
@@ -149,6 +173,14 @@ STEP_RESULTS = [
                usage=Usage(0, 0), cached=True, reused=True, warnings=("one", "two")),
     StepResult(id="sub", status="failed", error=ErrorInfo("provider", "down", step="inner")),
     StepResult(id="later", status="skipped"),
+    StepResult(id="each", status="succeeded", output=["x!", {"y": 1}], usage=Usage(5, 2),
+               items=(ItemResult(index=0, output="x!", fingerprint="a" * 64, attempts=1,
+                                 usage=Usage(3, 1), model="m-1", reused=True),
+                      ItemResult(index=1, output={"y": 1}, fingerprint="b" * 64))),
+    StepResult(id="each_failed", status="failed", usage=Usage(3, 1), attempts=1,
+               error=ErrorInfo("provider", "item 0 ('x'): down", step="each_failed"),
+               items=(ItemResult(index=1, output="y!", fingerprint="c" * 64, attempts=1,
+                                 usage=Usage(3, 1)),)),
 ]
 
 
@@ -211,6 +243,22 @@ def test_foreign_database(write_flow: Callable, cli: Callable) -> None:
     assert result.exit_code == 2
     assert f"{history_db()} is not an orchestrate history database" in result.stderr
     assert query("SELECT name FROM sqlite_master WHERE type = 'table'") == [("notes",)]
+
+
+def test_foreign_database_is_not_touched(tmp_path: Path) -> None:
+    """A foreign SQLite file is refused before any write: same bytes, same journal mode."""
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.close()
+    before, files = path.read_bytes(), sorted(tmp_path.iterdir())
+    with pytest.raises(StoreError, match="is not an orchestrate history database"):
+        SQLiteStore.open(path)
+    assert path.read_bytes() == before
+    assert sorted(tmp_path.iterdir()) == files  # no -wal, no -shm
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not "wal"
 
 
 def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -> None:

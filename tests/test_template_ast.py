@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrate._templating import Problem, Reference, parse_expression, parse_template
+from orchestrate._templating import (
+    Problem,
+    Reference,
+    Template,
+    parse_expression,
+    parse_template,
+)
 from tests.test_templating import expression, template
 
 # --- what a template refers to -------------------------------------------------------
@@ -159,6 +165,32 @@ def test_evident_bomb_is_a_static_problem(source: str, message: str) -> None:
     assert isinstance(actual, Problem)
     assert message in actual.message
     assert source.count("\n") + 1 == actual.line
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "line"),
+    [
+        ("{{ range }}", "range", 1),
+        ("text\n{{ dict }} more", "dict", 2),
+        ("{% for x in [1] %}{{ namespace }}{% endfor %}", "namespace", 1),
+    ],
+)
+def test_a_global_given_as_a_value_is_a_static_problem(source: str, name: str, line: int) -> None:
+    """`{{ range }}` can never be JSON data: parse_template refuses it before any run."""
+    actual = parse_template(source)
+    assert Problem(f"{name!r} is a function, which is not JSON data", line,
+                   f"call it: {name}(...)") == actual
+    assert isinstance(parse_expression(name), Problem)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ range(3) }}", "{% set range = 3 %}{{ range }}", "{% for dict in [1] %}{{ dict }}"
+     "{% endfor %}", "{{ range is defined }}", "{{ [1] | map('string') }}"],
+)
+def test_a_global_called_or_shadowed_is_fine(source: str) -> None:
+    """Only a global output as it is, and not reassigned, is refused statically."""
+    assert isinstance(parse_template(source), Template)
 
 
 def test_evident_bomb_in_an_expression_is_a_static_problem() -> None:

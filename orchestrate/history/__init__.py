@@ -27,6 +27,7 @@ from orchestrate.history._store import (
     RunRecord,
     StepRecord,
     StoredStep,
+    delete_runs,
     parse_age,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "StoredStep",
     "database_path",
     "definition_hash",
+    "delete_runs",
     "diff_runs",
     "git_commit",
     "home",

@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate._errors import InvalidOutput, ProviderError, UsageError
-from orchestrate._files import write_private_file
+from orchestrate._files import replace_private_file
 from orchestrate._result import Usage
 from orchestrate._secrets import redact_url, redact_values
 from orchestrate.history._store import CachedResponse
@@ -178,7 +179,12 @@ class Fixture:
         self.responses = dict(responses or {})
         self.mock = mock
         self.secrets = tuple(secrets)  # removed from the file when it is saved
-        self.added = 0  # responses put since loading
+        self.recorded: dict[str, dict[str, Any]] = {}  # put since loading: what save() adds
+
+    @property
+    def added(self) -> int:
+        """How many responses were put since loading."""
+        return len(self.recorded)
 
     @classmethod
     def load(cls, path: Path, *, missing_ok: bool = False,
@@ -230,32 +236,50 @@ class Fixture:
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
-        self.added += 1
-        self.responses[key] = {"provider": provider, "step": request.step_id,
-                               "request": request.fingerprint_data(),
-                               "response": response_data(response)}
+        self.responses[key] = self.recorded[key] = {
+            "provider": provider, "step": request.step_id,
+            "request": request.fingerprint_data(), "response": response_data(response)}
 
     def save(self) -> None:
-        """Write the file whole, through a temporary file, so a crash leaves the old one.
+        """Write the file whole: what it holds now (another run recording into it at the
+        same time may have added to it since loading) and the responses put since.
 
+        Runs take turns through a lock file beside it; the text goes to a new private
+        temporary file renamed over the fixture, so a crash leaves the old file whole.
         Known secret values are removed from what is written; the keys were made from the
         requests as sent, so replaying the same requests still finds their answers.
         """
-        document: dict[str, Any] = {"version": FIXTURE_VERSION}
-        if self.mock:
-            document["mock"] = True
-        document["responses"] = dict(sorted(self.responses.items()))
-        text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
-        text = redact_values(text, self.secrets)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.unlink(missing_ok=True)  # left by a crash: made anew, with our mode
-            write_private_file(temporary, text)
-            os.replace(temporary, self.path)
+            with _taking_turns(self.path):
+                current = Fixture.load(self.path, missing_ok=True).responses
+                self.responses = current | self.recorded
+                document: dict[str, Any] = {"version": FIXTURE_VERSION}
+                if self.mock:
+                    document["mock"] = True
+                document["responses"] = dict(sorted(self.responses.items()))
+                text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+                replace_private_file(self.path, redact_values(text, self.secrets))
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise UsageError(f"cannot write the fixture {self.path}: {exc.strerror}") from None
+
+
+@contextmanager
+def _taking_turns(path: Path) -> Iterator[None]:
+    """Hold the lock of `path`: an flock on `.NAME.lock` beside it (left there, as
+    removing it would race). Without fcntl (Windows), no lock: only the merge."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = os.open(path.with_name(f".{path.name}.lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # releases the lock
 
 
 class RecordingProvider:

@@ -15,7 +15,7 @@ import attrs
 
 from orchestrate._errors import UsageError
 from orchestrate._loader import file_sha256
-from orchestrate._result import StepResult
+from orchestrate._result import ItemResult, StepResult
 from orchestrate._spec import AnyStep, FunctionStep, Workflow
 from orchestrate.history._provenance import definition_hash
 
@@ -39,9 +39,13 @@ _FAMILY_WORDS = {"mock": "--mock run of {}", "live": "run of {} without --mock"}
 class ReusePlan:
     """The engine's `reuse` seam, filled from an earlier run.
 
-    With `rerun` None (plain --resume) a step is reused when it succeeded there and both
-    its definition and its rendered request (the fingerprint) are unchanged. With `rerun`
-    set (--from, --only) every step outside it takes its earlier output as it is.
+    A step is reused only when running it now would do the same as then: it succeeded
+    there, and both its definition and its rendered request (the fingerprint: prompt,
+    model, settings, a function's arguments, a sub-workflow's inputs; so the run's inputs
+    and the outputs it reads) are unchanged. Anything else runs. `rerun` (--from, --only)
+    names steps that run again even when unchanged; a step outside it that changed (its
+    definition, or what it reads: other inputs, or the new output of a step that ran
+    again) runs too, never taking an output computed from something else.
 
     Model answers from a `--mock` run serve only mock runs and the other way round
     (`same_mode` False): then only function steps are reused. A sub-workflow step counts
@@ -57,22 +61,24 @@ class ReusePlan:
 
     def __call__(self, step: AnyStep, fingerprint: str) -> StepResult | None:
         prior = self.prior.get(step.id)
-        if prior is None or prior.status != "succeeded":
+        if prior is None or prior.status != "succeeded" or not self._may_take(step):
             return None
-        if not self.same_mode and not isinstance(step, FunctionStep):
-            return None
-        if self.rerun is not None:
-            if step.id in self.rerun:
-                return None
-            if self.definitions.get(step.id) != definition_hash(step):
-                note = f"reused from run {self.base_run} although the step changed since"
-                return attrs.evolve(prior, warnings=(*prior.warnings, note))
-            return prior
-        if prior.fingerprint != fingerprint:
-            return None
-        if self.definitions.get(step.id) != definition_hash(step):
-            return None
-        return prior
+        return prior if prior.fingerprint == fingerprint else None
+
+    def items(self, step: AnyStep) -> dict[str, ItemResult]:
+        """The items of a for_each that succeeded there (also when the step failed), by
+        the fingerprint of their request, if the step may be taken from there at all."""
+        prior = self.prior.get(step.id)
+        if prior is None or not self._may_take(step):
+            return {}
+        return {item.fingerprint: item for item in prior.items}
+
+    def _may_take(self, step: AnyStep) -> bool:
+        """Not chosen to run again, of a mode this run may take answers from, and written
+        as it was then."""
+        return ((self.rerun is None or step.id not in self.rerun)
+                and (self.same_mode or isinstance(step, FunctionStep))
+                and self.definitions.get(step.id) == definition_hash(step))
 
 
 def prior_results(store: HistoryStore, run_id: str) -> tuple[dict[str, StepResult],
@@ -111,7 +117,7 @@ def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: 
         _check_same_workflow(prepared, row)
         if make_style and mode_family(row["mode"]) != family:
             raise UsageError(
-                f"{flag} takes the other steps' outputs as they are from run {run_id}, "
+                f"{flag} takes the other steps' unchanged outputs from run {run_id}, "
                 f"which is {_MODE_WORDS.get(row['mode'], row['mode'])}, and this one is "
                 f"{_MODE_WORDS[mode]}: model answers of a --mock run are never "
                 f"taken into a run without --mock, nor the other way round",

@@ -178,16 +178,3 @@ def _check(options: HistoryOptions) -> None:
                  if value]
         if needs:
             raise UsageError(f"{needs[0]} needs the run history, and --no-history turns it off")
-
-
-def _check(options: HistoryOptions) -> None:
-    if options.rerun_from and options.only:
-        raise UsageError("--from and --only cannot be used together",
-                         hint="--only S reruns S alone; --from S reruns S and what depends on it")
-    if not options.record_history:
-        needs = [flag for flag, value in (("--resume", options.resume),
-                                          ("--from", options.rerun_from),
-                                          ("--only", options.only), ("--cache", options.cache))
-                 if value]
-        if needs:
-            raise UsageError(f"{needs[0]} needs the run history, and --no-history turns it off")

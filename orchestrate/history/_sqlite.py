@@ -126,7 +126,12 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX responses_by_age ON responses (created)")
 
 
-def m002_cost(db: sqlite3.Connection) -> None:
+def m002_step_items(db: sqlite3.Connection) -> None:
+    # JSON: the items of a for_each that succeeded (see _store.items_value), for --resume
+    db.execute("ALTER TABLE steps ADD COLUMN items TEXT")
+
+
+def m003_cost(db: sqlite3.Connection) -> None:
     """What runs and steps cost, and the price it was computed with, so that a later
     change of the price table does not rewrite old runs. Runs recorded before are NULL
     (unknown)."""
@@ -137,7 +142,8 @@ def m002_cost(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_cost)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_step_items,
+                                                                 m003_cost)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -164,13 +170,10 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         raise StoreError(
             f"{path} was written by a newer orchestrate (schema {version}, this version "
             f"knows {len(known)})", hint="upgrade orchestrate, or " + NO_HISTORY_HINT)
+    _refuse_foreign(db, path)  # before the lock: a foreign file is not even locked
     db.execute("BEGIN IMMEDIATE")
     try:
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if app_id not in (0, APPLICATION_ID) or (tables and "_migrations" not in tables):
-            raise StoreError(f"{path} is not an orchestrate history database",
-                             hint=NO_HISTORY_HINT)
+        tables = _refuse_foreign(db, path)  # again: another process may have been first
         if "_migrations" not in tables:
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
@@ -192,6 +195,16 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _refuse_foreign(db: sqlite3.Connection, path: Path) -> set[str]:
+    """The file's tables; StoreError, having written nothing, if the file is not ours."""
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if app_id not in (0, APPLICATION_ID) or (tables and "_migrations" not in tables):
+        raise StoreError(f"{path} is not an orchestrate history database",
+                         hint=NO_HISTORY_HINT)
+    return tables
 
 
 def _corrupt(path: Path, exc: Exception) -> StoreError:
@@ -255,10 +268,10 @@ class SQLiteStore:
         db = None
         try:
             db = _connect(path)
+            _migrate(db, path)  # first: a file that is not ours is refused untouched
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 db.execute("PRAGMA journal_mode = WAL")
-            _migrate(db, path)
         except StoreError:
             if db is not None:
                 db.close()
@@ -416,10 +429,12 @@ class SQLiteStore:
         return sum(self._write(statements)[1::2])
 
     def prune(self, before: float) -> tuple[int, int]:
-        steps_sql = "DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE started < ?)"
+        # A run still going is never pruned, however long ago it started (see delete_runs).
+        old_runs = "started < ? AND status != 'running'"
         counts = self._write([
-            (steps_sql, (before,)),
-            ("DELETE FROM runs WHERE started < ?", (before,)),
+            (f"DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE {old_runs})",
+             (before,)),
+            (f"DELETE FROM runs WHERE {old_runs}", (before,)),
             ("DELETE FROM responses WHERE created < ?", (before,)),
         ])
         return counts[1], counts[2]
@@ -427,7 +442,7 @@ class SQLiteStore:
 
 # --- the writer ------------------------------------------------------------------------------
 
-Write = Callable[[sqlite3.Connection], None]
+Write = Callable[[sqlite3.Connection], object]  # what it returns is not used
 _STOP = object()
 
 

@@ -26,7 +26,15 @@ from typing import Any, Protocol
 import attrs
 
 from orchestrate._errors import UsageError
-from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage, iso_time, total_cost
+from orchestrate._result import (
+    ErrorInfo,
+    ItemResult,
+    RunResult,
+    StepResult,
+    Usage,
+    iso_time,
+    total_cost,
+)
 from orchestrate._secrets import redact_values
 from orchestrate._spec import Price
 
@@ -157,7 +165,7 @@ STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "er
                 "error_message", "provider", "model", "response_id", "attempts",
                 "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
                 "cache_write_tokens", "cost_usd", "price", "cached", "reused",
-                "fingerprint", "definition", "request", "finished_at", "extra")
+                "fingerprint", "definition", "request", "finished_at", "extra", "items")
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
 
 # The keys of a step's entry in the result document that its columns hold.
@@ -229,7 +237,34 @@ def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict
         "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
         "finished_at": iso_time(record.finished),
         "extra": None if extra is None else _scrubbed(secrets, _json(extra)),
+        "items": _scrubbed(secrets, items_value(step)),
     }
+
+
+def items_value(step: StepResult) -> str | None:
+    """The `items` column: a for_each's items that succeeded, as JSON. A step that
+    succeeded has their outputs in `output` already, so only the others keep them here."""
+    if not step.items:
+        return None
+    keep_output = step.status != "succeeded"
+    return _json([{"index": item.index, "fingerprint": item.fingerprint,
+                   "attempts": item.attempts, "model": item.model, "reused": item.reused,
+                   "usage": item.usage.to_dict() if item.usage else None}
+                  | ({"output": item.output} if keep_output else {})
+                  for item in step.items])
+
+
+def _items(value: str | None, output: Any) -> tuple[ItemResult, ...]:
+    """The `items` column back as ItemResults (see items_value)."""
+    items = []
+    for item in json.loads(value) if value else ():
+        usage = item["usage"]
+        items.append(ItemResult(
+            index=item["index"], fingerprint=item["fingerprint"], attempts=item["attempts"],
+            model=item["model"], reused=item["reused"],
+            usage=Usage(**usage) if usage else None,
+            output=item["output"] if "output" in item else output[item["index"]]))
+    return tuple(items)
 
 
 def step_extras(step: StepResult) -> dict[str, Any] | None:
@@ -254,7 +289,13 @@ def response_values(response: CachedResponse, secrets: Sequence[str]) -> dict[st
 # --- rows -> results ----------------------------------------------------------------------------
 
 
-def step_result(row: Mapping[str, Any]) -> StepResult:
+class Row(Protocol):
+    """A database row as a backend reads it: its columns by name (sqlite3.Row, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def step_result(row: Row) -> StepResult:
     """A `steps` row as the StepResult it was recorded from."""
     extra = _extra(row)
     error = None
@@ -267,29 +308,30 @@ def step_result(row: Mapping[str, Any]) -> StepResult:
         usage = Usage(row["input_tokens"], row["output_tokens"] or 0,
                       row["cached_input_tokens"] or 0, row["cache_write_tokens"] or 0)
     price = Price(**json.loads(row["price"])) if row["price"] else None
+    output = json.loads(row["output"]) if row["output"] is not None else None
     return StepResult(
-        id=row["step_id"], status=row["status"],
-        output=json.loads(row["output"]) if row["output"] is not None else None,
-        error=error, provider=row["provider"], model=row["model"], attempts=row["attempts"],
+        id=row["step_id"], status=row["status"], output=output, error=error,
+        provider=row["provider"], model=row["model"], attempts=row["attempts"],
         duration_ms=row["duration_ms"], usage=usage, cost_usd=row["cost_usd"], price=price,
         cached=bool(row["cached"]),
         reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
         request=json.loads(row["request"]) if row["request"] else None,
         fingerprint=row["fingerprint"], response_id=row["response_id"],
+        items=_items(row["items"], output),
     )
 
 
-def _extra(row: Mapping[str, Any]) -> dict[str, Any]:
+def _extra(row: Row) -> dict[str, Any]:
     return json.loads(row["extra"]) if row["extra"] else {}
 
 
-def step_document(row: Mapping[str, Any]) -> dict[str, Any]:
+def step_document(row: Row) -> dict[str, Any]:
     """A step's entry in the result document, from its row (what a later version added
     included)."""
     return step_result(row).to_dict() | _extra(row)
 
 
-def run_document(run: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
     """The run's result document from its row and its steps' rows."""
     entries = [step_document(row) for row in steps]
     if run["document"] is not None:
@@ -314,7 +356,7 @@ def run_document(run: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> 
     return doc
 
 
-def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_summary(row: Row) -> dict[str, Any]:
     """A run as `runs list --json` prints it, from its row with `tokens_in`/`tokens_out`."""
     return {
         "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
@@ -325,11 +367,11 @@ def run_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- finding runs --------------------------------------------------------------------------------
+# --- finding and deleting runs -----------------------------------------------------------------
 
 
-def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
-             recent: Callable[[], Sequence[Mapping[str, Any]]], location: str) -> str:
+def resolved(prefix: str, matches: Sequence[Row],
+             recent: Callable[[], Sequence[Row]], location: str) -> str:
     """The one run id of `matches` (at most 11 runs whose id starts with `prefix`), or a
     UsageError naming the candidates (or, when none matches, the `recent` runs)."""
     if len(matches) == 1:
@@ -345,9 +387,27 @@ def resolved(prefix: str, matches: Sequence[Mapping[str, Any]],
                      hint="give more characters; candidates:\n" + _candidates(matches[:10]))
 
 
-def _candidates(rows: Sequence[Mapping[str, Any]]) -> str:
+def _candidates(rows: Sequence[Row]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)
+
+
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> int:
+    """`runs delete`: the runs named by id or prefix; how many there were.
+
+    A run still `running` may be going on in another process, whose writes would then
+    land on a run that no longer exists: it is a UsageError, unless `force` (the process
+    was killed and left the run running). Nothing is deleted when one id fails.
+    """
+    run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
+    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    if running and not force:
+        names = ", ".join(running)
+        raise UsageError(f"run {names} is still running" if len(running) == 1 else
+                         f"runs {names} are still running",
+                         hint="wait for it to finish; if its process is gone (killed), "
+                              "delete it with --force")
+    return store.delete(run_ids)
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

@@ -25,7 +25,15 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -384,7 +392,7 @@ class HTTPProvider:
             on_token(reply.text)
         return reply
 
-    async def _capped(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _capped(self, response: httpx.Response) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, failing for good once it passes :data:`REPLY_LIMIT`:
         a reply that large is not an answer, and another attempt would only repeat it.
         A Content-Length over the limit fails before reading; a smaller one is not trusted.
@@ -393,7 +401,8 @@ class HTTPProvider:
         if declared.isdigit() and int(declared) > REPLY_LIMIT:
             raise self._too_large()
         received = 0
-        async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+        # httpx types aiter_bytes() as an AsyncIterator; it is an async generator (aclose).
+        async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 received += len(chunk)
                 if received > REPLY_LIMIT:
@@ -470,7 +479,8 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
 async def _head(response: httpx.Response, limit: int) -> bytes:
     """The first `limit` bytes of the body (all of it when shorter); the rest is not read."""
     head = bytearray()
-    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+    # httpx types aiter_bytes() as an AsyncIterator; it is an async generator (aclose).
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:  # type: ignore[type-var]
         async for chunk in chunks:
             head += chunk
             if len(head) >= limit:

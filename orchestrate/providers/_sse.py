@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -122,7 +122,7 @@ class SSEDecoder:
 
 async def aiter_sse(
     source: httpx.Response | AsyncIterator[bytes],
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """The events of a streaming httpx response (or of its ``aiter_bytes()``), as its
     bytes arrive.
 
