@@ -185,31 +185,33 @@ class MeteredProvider:
     ) -> LLMResponse:
         provider = request.provider or self.name
         price = self.pricing.price(provider, request.model)
-        reservation = None
-        if self.budget is not None:
-            if price is None:  # checked before the run (check_prices); never guessed
-                raise BudgetExceeded(unknown_price_note(provider, request.model))
-            reservation = self.budget.reserve(
-                worst_case_cost(request, price), f"a call to {request.model}"
-            )
+        budget = self.budget
+        if budget is None:
+            response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
+            return self._priced(response, provider, request.model, price)
+        if price is None:  # checked before the run (check_prices); never guessed
+            raise BudgetExceeded(unknown_price_note(provider, request.model))
+        # No await between the check and the hold: see Budget.
+        reservation = budget.reserve(worst_case_cost(request, price), f"a call to {request.model}")
         try:
             response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         except BaseException:
-            if reservation is not None:
-                self.budget.release(reservation)  # type: ignore[union-attr]
+            budget.release(reservation)
             raise
+        priced = self._priced(response, provider, request.model, price)
+        # A reply without usage is charged its whole reservation: the worst case.
+        cost = priced.cost_usd
+        budget.settle(reservation, reservation.amount if cost is None else cost)
+        return priced
+
+    @staticmethod
+    def _priced(
+        response: LLMResponse, provider: str, model: str, price: Price | None
+    ) -> LLMResponse:
         cost = _reply_cost(response, price)
-        if reservation is not None:
-            # A reply without usage is charged its whole reservation: the worst case.
-            self.budget.settle(
-                reservation,
-                reservation.amount
-                if cost is None  # type: ignore[union-attr]
-                else cost,
-            )
         warnings = response.warnings
         if price is None:
-            warnings = (*warnings, unknown_price_note(provider, request.model))
+            warnings = (*warnings, unknown_price_note(provider, model))
         return attrs.evolve(response, cost_usd=cost, price=price, warnings=warnings)
 
     async def aclose(self) -> None:

@@ -59,6 +59,7 @@ from orchestrate._result import (
     total_cost,
 )
 from orchestrate._secrets import redact
+from orchestrate._settings import MAX_CONCURRENCY, validate_not_empty
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Price, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -99,8 +100,9 @@ Locate = Callable[[str, str], str | None]
 
 @attrs.frozen(kw_only=True)
 class RunOptions:
-    model: str | None = None  # --model: overrides every LLM step
-    max_concurrency: int = 8
+    # --model: overrides every LLM step
+    model: str | None = attrs.field(default=None, validator=validate_not_empty)
+    max_concurrency: int = attrs.field(default=8, validator=MAX_CONCURRENCY.validate)
     stream: bool = False  # ask providers for tokens (something shows them)
     mock: bool = False  # --mock: the mock answers every LLM step
 
