@@ -178,9 +178,19 @@ def m003_batches(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batches_by_start ON batches (started)")
 
 
+def m004_cost(db: sqlite3.Connection) -> None:
+    """What runs and steps cost, and the price it was computed with, so that a later
+    change of the price table does not rewrite old runs. Runs recorded before are NULL
+    (unknown)."""
+    db.execute("ALTER TABLE runs ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE steps ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE steps ADD COLUMN price TEXT")  # JSON: USD per million tokens
+    db.execute("ALTER TABLE steps ADD COLUMN cached_input_tokens INTEGER")
+    db.execute("ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER")
+
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    m001_initial, m002_step_items, m003_batches,
+    m001_initial, m002_step_items, m003_batches, m004_cost,
 )
 
 
@@ -275,7 +285,11 @@ _LIST_RUNS = ("SELECT *, CASE WHEN status = 'running' THEN"
               " (SELECT coalesce(sum(s.input_tokens), 0)"
               " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
               " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out,"
+              " CASE WHEN status = 'running' THEN (SELECT CASE WHEN"
+              " sum(s.input_tokens IS NOT NULL AND s.cost_usd IS NULL) THEN NULL"
+              " ELSE coalesce(sum(s.cost_usd), 0) END"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE cost_usd END AS cost"
               " FROM runs")
 
 
