@@ -13,6 +13,7 @@ load hits every mode alike):
   terminal, so no live display), with the history on;
 - **no history**: the same with ``--no-history``.
 
+Bytecode is cached (a first round, not counted, writes it), as in an installed package.
 Workloads (each on its own `fake_openai.py` process, so the server's CPU is not the
 client's): a 3-step chain and a 100-step chain at 0 ms, 50 parallel steps and a join at
 200 ms (``--max-concurrency 50``), a ``for_each`` of 1,000 items at 20 ms
@@ -194,9 +195,11 @@ def command_for(load: Workload, mode: str, flow: Path) -> list[str]:
 
 
 def child_env(home: Path, base_url: str = "", source: str = "") -> dict[str, str]:
-    """A clean environment; `source` puts another checkout of orchestrate first on the path."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))}
+    """A clean environment with bytecode cached (in the benchmark's folder), as in an installed
+    package; `source` puts another checkout of orchestrate first on the path."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
+           and not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))}
+    env["PYTHONPYCACHEPREFIX"] = str(home.parent / "pycache")
     env["ORCHESTRATE_HOME"] = str(home)
     if base_url:
         env["OPENAI_BASE_URL"] = base_url
@@ -208,7 +211,9 @@ def child_env(home: Path, base_url: str = "", source: str = "") -> dict[str, str
 def measure(
     loads: list[Workload], runs: int, folder: Path, baseline: str = ""
 ) -> dict[str, list[float]]:
-    """Every workload x mode, `runs` times, interleaved; plus --help and validate."""
+    """Every workload x mode, `runs` times, interleaved; plus --help and validate.
+
+    A first round, not counted, writes the bytecode cache."""
     modes = (*MODES, "baseline") if baseline else MODES
     flows = {}
     for load in loads:
@@ -221,7 +226,7 @@ def measure(
     validate_flow.write_text(chain_yaml(100), encoding="utf-8")
     startup: dict[str, list[float]] = {"help": [], "validate": []}
     plain_env = child_env(folder / "home-startup")
-    for run in range(runs):
+    for run in range(-1, runs):
         startup["help"].append(timed([*orchestrate_command(), "--help"], plain_env, folder)[0])
         startup["validate"].append(
             timed([*orchestrate_command(), "validate", str(validate_flow)], plain_env, folder)[0])
@@ -234,7 +239,12 @@ def measure(
                 load.times[mode].append(seconds)
                 load.cpu[mode].append(cpu)
                 load.rss[mode].append(rss)
-        print(f"run {run + 1}/{runs} done", file=sys.stderr)
+        if run < 0:  # the warm-up round
+            for figures in (startup, *(load.times for load in loads),
+                            *(load.cpu for load in loads), *(load.rss for load in loads)):
+                for values in figures.values():
+                    values.clear()
+        print(f"run {run + 1}/{runs} done" if run >= 0 else "warm-up done", file=sys.stderr)
     return startup
 
 
