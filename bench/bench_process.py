@@ -175,7 +175,7 @@ def timed(
     """Wall seconds, CPU seconds and peak RSS (MB) of one child process; it must exit 0."""
     with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
         start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        child = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=folder)
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -188,7 +188,7 @@ def timed(
 
 def command_for(load: Workload, mode: str, flow: Path) -> list[str]:
     if mode == "bare":
-        return [sys.executable, __file__, "--bare", load.kind, load.base_url,
+        return [sys.executable, str(HERE / "bench_process.py"), "--bare", load.kind, load.base_url,
                 str(load.count), str(load.concurrency)]
     program = [sys.executable, "-m", "orchestrate"] if mode == "baseline" else (
         orchestrate_command())

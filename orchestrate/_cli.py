@@ -6,6 +6,7 @@ No logic lives here. Errors become exit codes in one place, :func:`_reporting_er
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -281,6 +282,7 @@ def run(
     with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
         given = read_inputs_file(inputs_file) if inputs_file else {}
         prepared = prepare(flow, given, assignments=input or [])
+        _collect_from_here()
         started["inputs"] = prepared.inputs
         observers: list[Any] = []
         if event_out is not None:
@@ -460,4 +462,15 @@ def runs_prune(
 
 
 def main() -> None:
+    # Start-up builds tens of thousands of objects that live as long as the process
+    # (modules, classes, the parsed workflow): looking for garbage among them is wasted
+    # work, some 15 ms of CPU. `run` turns collection back on once the run is prepared.
+    gc.disable()
     app()
+
+
+def _collect_from_here() -> None:
+    """Garbage collection on again, leaving out for good what start-up created."""
+    if not gc.isenabled():  # not when called from Python (tests, an embedding program)
+        gc.freeze()
+        gc.enable()

@@ -1211,3 +1211,30 @@ def test_function_errors_are_redacted_everywhere(
               for p in home.rglob("*") if p.is_file()}
     assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
     assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+
+def test_garbage_collection_is_off_for_start_up_only(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command skips garbage collection while it starts, and collects again during the
+    run and after it."""
+    import gc
+    import sys
+
+    from orchestrate import _cli
+
+    write_flow("import gc\n\ndef collecting() -> bool:\n    return gc.isenabled()\n", "probe.py")
+    flow = write_flow("steps: [{id: probe, function: 'probe:collecting'}]")
+    monkeypatch.setattr(sys, "argv", ["orchestrate", "run", str(flow), "--json", "--no-history"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            _cli.main()
+        after = gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    document = json.loads(capsys.readouterr().out)
+    assert (exited.value.code, document["outputs"], after) == (0, {"probe": True}, True)
