@@ -19,7 +19,7 @@ Workloads (each on its own `fake_openai.py` process, so the server's CPU is not 
 client's): a 3-step chain and a 100-step chain at 0 ms, 50 parallel steps and a join at
 200 ms (``--max-concurrency 50``), a ``for_each`` of 1,000 items at 20 ms
 (``--max-concurrency 32``). Plus ``orchestrate --help`` and ``orchestrate validate`` of the
-100-step chain. Peak RSS is each child's own (``os.wait4``).
+20-step chain (as `bench_startup.py`). Peak RSS is each child's own (``os.wait4``).
 
     python bench/bench_process.py [--runs 15] [--only chain3,chain100,fanout,for_each]
                                   [--json FIGURES.json]
@@ -226,7 +226,7 @@ def measure(
         load.rss = {mode: [] for mode in modes}
         load.cpu = {mode: [] for mode in modes}
     validate_flow = folder / "validate.yaml"
-    validate_flow.write_text(chain_yaml(100), encoding="utf-8")
+    validate_flow.write_text(chain_yaml(20), encoding="utf-8")
     startup: dict[str, list[float]] = {"help": [], "validate": []}
     plain_env = child_env(folder / "home-startup")
     for run in range(-1, runs):
@@ -254,7 +254,7 @@ def measure(
 def report(loads: list[Workload], startup: dict[str, list[float]], runs: int) -> str:
     rows: list[list[object]] = []
     for name, values in startup.items():
-        label = "`--help`" if name == "help" else "`validate` (100 steps)"
+        label = "`--help`" if name == "help" else "`validate` (20 steps)"
         seconds = median(values)
         rows.append([label, "-", f"{seconds:.3f} s", "-", "-", "-", "-", "-",
                      "met" if seconds <= STARTUP_TARGET else "**missed**"])
