@@ -5,6 +5,7 @@
     ├── _reuse      ReusePlan, plan_reuse(): --resume, --from, --only
     ├── _recording  cache / record / replay providers for the ProviderPool
     └── _provenance files, git commit, versions, step definitions
+    _batches        BatchSession: what one `orchestrate batch` gets; batch_details()
     _diff           run_details(), diff_runs(): `runs show` and `runs diff`
     _open           open_store(): where the history is, and which backend opens it
     └── _sqlite     SQLiteStore: the schema, migrations and writer thread for SQLite
@@ -16,6 +17,7 @@ HistoryStore; only :mod:`._sqlite` imports :mod:`sqlite3`, and only when a store
 
 from __future__ import annotations
 
+from orchestrate.history._batches import batch_details
 from orchestrate.history._diff import diff_runs, run_details
 from orchestrate.history._open import database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
@@ -41,6 +43,7 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "StoredStep",
+    "batch_details",
     "database_path",
     "definition_hash",
     "delete_runs",

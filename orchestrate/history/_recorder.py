@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
@@ -12,7 +13,7 @@ from orchestrate.history._store import StepRecord
 if TYPE_CHECKING:
     from orchestrate._prepared import PreparedRun
     from orchestrate._result import StepResult
-    from orchestrate.history._store import HistoryStore
+    from orchestrate.history._store import HistoryStore, RunRecord
 
 
 class Recorder:
@@ -28,9 +29,12 @@ class Recorder:
 
     FLUSH_AFTER = 0.05
 
-    def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str) -> None:
+    def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str,
+                 record: Callable[[RunStarted], RunRecord] | None = None) -> None:
         self.store = store
         self.mode = mode
+        # How the run's record is made: a batch makes its rows' from one it made once.
+        self.record = record
         workflow = prepared.workflow
         self.positions = {s.id: i for i, s in enumerate(workflow.steps)}
         self.steps = {s.id: s for s in workflow.steps}
@@ -48,8 +52,11 @@ class Recorder:
         elif isinstance(event, RunStarted):
             if self.run_id is None:  # sub-workflows run without observers, but be sure
                 self.run_id = event.run_id
-                prepared, mode = self.prepared, self.mode
-                self.store.insert_run(lambda: run_record(event, prepared, mode))
+                prepared, mode, record = self.prepared, self.mode, self.record
+                if record is not None:
+                    self.store.insert_run(lambda: record(event))
+                else:
+                    self.store.insert_run(lambda: run_record(event, prepared, mode))
         elif isinstance(event, RunFinished) and event.result.run_id == self.run_id:
             self.flush()
             self.finished = True

@@ -24,7 +24,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,22 @@ from orchestrate._errors import StoreError, UsageError
 from orchestrate._files import create_private_file, private_folder
 from orchestrate._result import RunResult
 from orchestrate.history._store import (
+    BATCH_END_COLUMNS,
+    BATCH_START_COLUMNS,
     NO_HISTORY_HINT,
     RESPONSE_COLUMNS,
     RUN_END_COLUMNS,
     RUN_START_COLUMNS,
     STEP_COLUMNS,
+    BatchRecord,
+    BatchRow,
     CachedResponse,
     RunRecord,
     StepRecord,
     StoredStep,
+    batch_end_values,
+    batch_summary,
+    batch_values,
     resolved,
     response_values,
     run_document,
@@ -131,7 +138,60 @@ def m002_step_items(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE steps ADD COLUMN items TEXT")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_step_items)
+
+def m003_batches(db: sqlite3.Connection) -> None:
+    # A batch's rows are runs: they name their batch, and `runs list` leaves them out (the
+    # partial indexes keep it fast however many rows a batch has).
+    db.execute("ALTER TABLE runs ADD COLUMN batch_id TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN batch_row INTEGER")  # the row's index, from 0
+    db.execute("ALTER TABLE runs ADD COLUMN batch_line INTEGER")  # its line in the data file
+    db.execute("CREATE INDEX runs_by_batch ON runs (batch_id, batch_row) "
+               "WHERE batch_id IS NOT NULL")
+    db.execute("CREATE INDEX runs_alone_by_start ON runs (started) WHERE batch_id IS NULL")
+    db.execute("CREATE INDEX runs_alone_by_workflow ON runs (workflow, started) "
+               "WHERE batch_id IS NULL")
+    db.execute("""
+        CREATE TABLE batches (
+            batch_id      TEXT PRIMARY KEY,
+            workflow      TEXT NOT NULL,
+            file          TEXT,              -- the workflow's path as given
+            file_path     TEXT,              -- the same, absolute
+            file_sha256   TEXT,
+            data          TEXT,              -- the data file as given (- for stdin)
+            data_path     TEXT,              -- the same, absolute
+            status        TEXT NOT NULL,     -- running | succeeded | failed | cancelled
+            mode          TEXT NOT NULL,     -- live | mock | replay
+            started_at    TEXT NOT NULL,
+            started       REAL NOT NULL,
+            finished_at   TEXT,
+            duration_ms   INTEGER,
+            rows          INTEGER NOT NULL,
+            succeeded     INTEGER NOT NULL DEFAULT 0,
+            failed        INTEGER NOT NULL DEFAULT 0,
+            cancelled     INTEGER NOT NULL DEFAULT 0,
+            input_tokens  INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            settings      TEXT NOT NULL,     -- JSON: --map, shared inputs, --model, ...
+            resumed_from  TEXT,              -- the batch whose unfinished rows this one ran
+            summary       TEXT               -- JSON: the summary document
+        )""")
+    db.execute("CREATE INDEX batches_by_start ON batches (started)")
+
+
+def m004_cost(db: sqlite3.Connection) -> None:
+    """What runs and steps cost, and the price it was computed with, so that a later
+    change of the price table does not rewrite old runs. Runs recorded before are NULL
+    (unknown)."""
+    db.execute("ALTER TABLE runs ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE steps ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE steps ADD COLUMN price TEXT")  # JSON: USD per million tokens
+    db.execute("ALTER TABLE steps ADD COLUMN cached_input_tokens INTEGER")
+    db.execute("ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_initial, m002_step_items, m003_batches, m004_cost,
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -217,12 +277,19 @@ _CANCEL_RUN = ("UPDATE runs SET status = 'cancelled', error_type = 'cancelled', 
                "WHERE run_id = ? AND status = 'running'")
 _UPSERT_STEP = _insert("steps", STEP_COLUMNS, key=("run_id", "step_id"))
 _UPSERT_RESPONSE = _insert("responses", RESPONSE_COLUMNS, key=("key",))
+_INSERT_BATCH = _insert("batches", BATCH_START_COLUMNS)
+_FINISH_BATCH = (f"UPDATE batches SET {', '.join(f'{c} = ?' for c in BATCH_END_COLUMNS)}"
+                 " WHERE batch_id = ?")
 # A run still going (or whose process died) has its tokens in its finished steps.
 _LIST_RUNS = ("SELECT *, CASE WHEN status = 'running' THEN"
               " (SELECT coalesce(sum(s.input_tokens), 0)"
               " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
               " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out,"
+              " CASE WHEN status = 'running' THEN (SELECT CASE WHEN"
+              " sum(s.input_tokens IS NOT NULL AND s.cost_usd IS NULL) THEN NULL"
+              " ELSE coalesce(sum(s.cost_usd), 0) END"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE cost_usd END AS cost"
               " FROM runs")
 
 
@@ -325,6 +392,16 @@ class SQLiteStore:
         row = [values[c] for c in RESPONSE_COLUMNS]
         self.writer.submit(lambda db: db.execute(_UPSERT_RESPONSE, row))
 
+    def insert_batch(self, batch: BatchRecord) -> None:
+        values = batch_values(batch, self.secrets)
+        row = [values[c] for c in BATCH_START_COLUMNS]
+        self.writer.submit(lambda db: db.execute(_INSERT_BATCH, row))
+
+    def finish_batch(self, batch_id: str, summary: Mapping[str, Any], finished: float) -> None:
+        values = batch_end_values(summary, finished, self.secrets)
+        row = [*(values[c] for c in BATCH_END_COLUMNS), batch_id]
+        self.writer.submit(lambda db: db.execute(_FINISH_BATCH, row))
+
     # --- reading ---------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
@@ -340,27 +417,45 @@ class SQLiteStore:
         return json.loads(rows[0]["response"]) if rows else None
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
+                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
+        (an id) pages by keyset: as fast on the last page as on the first."""
+        where: list[str] = []
+        params: list[Any] = []
         if workflow is not None:
             where.append("workflow = ?")
             params.append(workflow)
         if status is not None:
             where.append("status = ?")
             params.append(status)
-        sql = _LIST_RUNS
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started DESC, run_id DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [run_summary(row) for row in self._query(sql, params)]
+        if before is not None:
+            anchor = self._query("SELECT started, run_id FROM runs WHERE run_id = ? UNION ALL "
+                                 "SELECT started, batch_id FROM batches WHERE batch_id = ?",
+                                 (before, before))
+            if anchor:
+                where.append("(started, {id}) < (?, ?)")
+                params += [anchor[0]["started"], anchor[0]["run_id"]]
+        limited = f" LIMIT {int(limit)}" if limit else ""
+
+        def newest(select: str, id_column: str, *also: str) -> list[Any]:
+            clauses = [*also, *where]
+            sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            sql += f" ORDER BY started DESC, {id_column} DESC{limited}"
+            return self._query(sql.replace("{id}", id_column), params)
+
+        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL")
+        batches = newest("SELECT * FROM batches", "batch_id")
+        listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
+                        + [(row["started"], row["batch_id"], batch_summary(row))
+                           for row in batches], key=lambda entry: entry[:2], reverse=True)
+        return [entry for _, _, entry in listed[:limit or None]]
 
     def resolve(self, prefix: str) -> str:
-        columns = "SELECT run_id, workflow, started_at, status FROM runs"
+        columns = ("SELECT run_id, workflow, started_at, status, started FROM runs UNION ALL "
+                   "SELECT batch_id, workflow, started_at, status, started FROM batches")
         matches = self._query(
-            f"{columns} WHERE substr(run_id, 1, ?) = ? ORDER BY started DESC LIMIT 11",
-            (len(prefix), prefix)) if prefix else []
+            f"SELECT * FROM ({columns}) WHERE substr(run_id, 1, ?) = ? "
+            "ORDER BY started DESC LIMIT 11", (len(prefix), prefix)) if prefix else []
         return resolved(prefix, matches,
                         lambda: self._query(f"{columns} ORDER BY started DESC LIMIT 5"),
                         self.location)
@@ -390,6 +485,49 @@ class SQLiteStore:
         rows = self._query(sql + " ORDER BY started DESC, run_id DESC LIMIT 1", params)
         return str(rows[0]["run_id"]) if rows else None
 
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM batches WHERE batch_id = ?", (batch_id,))
+        return dict(rows[0]) if rows else None
+
+    def _batch_chain(self, batch_id: str) -> list[str]:
+        """The batch, the batch it resumed, and so on back."""
+        chain = [batch_id]
+        while True:
+            rows = self._query("SELECT resumed_from FROM batches WHERE batch_id = ?",
+                               (chain[-1],))
+            earlier = rows[0]["resumed_from"] if rows else None
+            if earlier is None or earlier in chain:
+                return chain
+            chain.append(earlier)
+
+    def batch_rows(self, batch_id: str, *, failed_only: bool = False,
+                   limit: int | None = None) -> Iterator[BatchRow]:
+        chain = self._batch_chain(batch_id)
+        rank = " ".join(f"WHEN ? THEN {index}" for index in range(len(chain)))
+        sql = ("SELECT batch_row, batch_line, run_id, status, error_type, error_message, "
+               f"CASE batch_id {rank} END AS rank FROM runs "
+               f"WHERE batch_id IN ({', '.join('?' * len(chain))}) "
+               "ORDER BY batch_row, rank, started DESC")
+        try:
+            cursor = self.db.execute(sql, (*chain, *chain))
+        except sqlite3.Error as exc:
+            raise _corrupt(self.path, exc) from None
+        cursor.row_factory = sqlite3.Row
+        last, given = None, 0
+        for row in cursor:
+            if row["batch_row"] == last:
+                continue  # an earlier batch's run of a row run again since
+            last = row["batch_row"]
+            if failed_only and row["status"] == "succeeded":
+                continue
+            if limit is not None and given >= limit:
+                break
+            given += 1
+            yield BatchRow(row=row["batch_row"], line=row["batch_line"], run_id=row["run_id"],
+                           status=row["status"], error_type=row["error_type"],
+                           error_message=row["error_message"])
+        cursor.close()
+
     # --- deleting --------------------------------------------------------------------------
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
@@ -406,11 +544,16 @@ class SQLiteStore:
         return counts
 
     def delete(self, run_ids: list[str]) -> int:
-        statements = []
+        statements: list[tuple[str, tuple[str, ...]]] = []
         for run_id in run_ids:
-            statements.append(("DELETE FROM steps WHERE run_id = ?", (run_id,)))
-            statements.append(("DELETE FROM runs WHERE run_id = ?", (run_id,)))
-        return sum(self._write(statements)[1::2])
+            statements.append(("DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs "
+                               "WHERE run_id = ? OR batch_id = ?)", (run_id, run_id)))
+            statements.append(("DELETE FROM runs WHERE run_id = ?",
+                               (run_id,)))
+            statements.append(("DELETE FROM runs WHERE batch_id = ?", (run_id,)))
+            statements.append(("DELETE FROM batches WHERE batch_id = ?", (run_id,)))
+        counts = self._write(statements)
+        return sum(counts[1::4]) + sum(counts[3::4])
 
     def prune(self, before: float) -> tuple[int, int]:
         # A run still going is never pruned, however long ago it started (see delete_runs).
@@ -420,6 +563,7 @@ class SQLiteStore:
              (before,)),
             (f"DELETE FROM runs WHERE {old_runs}", (before,)),
             ("DELETE FROM responses WHERE created < ?", (before,)),
+            ("DELETE FROM batches WHERE started < ?", (before,)),
         ])
         return counts[1], counts[2]
 
