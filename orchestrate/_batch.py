@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from orchestrate._cost import check_prices, metered, unknown_price_note
+from orchestrate._cost import UNKNOWN_PRICE, check_prices, metered
 from orchestrate._engine import Engine, RunOptions, iso_now, new_run_id
 from orchestrate._errors import OrchestrateError, UsageError
 from orchestrate._events import Event, StepRetrying
@@ -81,20 +81,19 @@ class RowResult:
     values: dict[str, Any] = attrs.field(factory=dict, repr=False)  # the row as read: `row.X`
     checks: tuple[dict[str, Any], ...] = ()  # SPEC 9: filled by the checks, after the run
     cost_usd: float | None = None  # SPEC 10: what the row's run paid; None: a price unknown
-    # (provider, model) of the steps whose price nobody knows: the summary names them
-    unpriced: frozenset[tuple[str | None, str]] = attrs.field(default=frozenset(), repr=False)
+    # the notes naming each model nobody knows the price of, for the summary
+    price_notes: frozenset[str] = attrs.field(default=frozenset(), repr=False)
     reused: bool = False  # taken as it was from the batch this one resumes
 
     @classmethod
     def of_run(cls, index: int, row: RawRow, result: RunResult) -> RowResult:
-        unpriced = frozenset((step.provider, step.model) for step in result.steps
-                             if step.usage is not None and step.cost_usd is None
-                             and step.model is not None)
+        price_notes = frozenset(note for step in result.steps if step.cost_usd is None
+                                for note in step.warnings if note.startswith(UNKNOWN_PRICE))
         return cls(row=index, line=row.line, status=result.status, inputs=result.inputs,
                    outputs=result.outputs,
                    error=result.error.to_dict() if result.error else None,
                    usage=result.usage, duration_ms=result.duration_ms, run_id=result.run_id,
-                   values=row.values, cost_usd=result.cost_usd, unpriced=unpriced)
+                   values=row.values, cost_usd=result.cost_usd, price_notes=price_notes)
 
     @classmethod
     def of_document(cls, index: int, row: RawRow, doc: Mapping[str, Any]) -> RowResult:
@@ -153,7 +152,7 @@ class BatchSummary:
     reused: int = 0
     usage: Usage = attrs.field(factory=Usage)
     cost_usd: float | None = 0.0  # None once a row's cost is unknown (SPEC 10: never 0)
-    unpriced: set[tuple[str | None, str]] = attrs.field(factory=set)  # (provider, model)
+    price_notes: set[str] = attrs.field(factory=set)  # why cost_usd is None: the models
     out_of_budget: bool = False  # a row failed with error.type budget: no new row starts
     retries: int = 0  # attempts retried (429s, 5xx, network), over every row
     waiting_until: float = 0.0  # perf_counter time until which a retry is waiting
@@ -199,7 +198,7 @@ class BatchSummary:
         self.reused += result.reused
         self.usage = self.usage + result.usage
         self.cost_usd = total_cost([self.cost_usd, result.cost_usd])
-        self.unpriced |= result.unpriced
+        self.price_notes |= result.price_notes
         if not result.reused and result.status != "cancelled":
             self.latencies.append(result.duration_ms)
 
@@ -220,11 +219,6 @@ class BatchSummary:
         else:
             self.status = "failed" if self.failed else "succeeded"
 
-    @property
-    def notes(self) -> list[str]:
-        """Why `cost_usd` is null: each model nobody priced."""
-        return [unknown_price_note(provider, model)
-                for provider, model in sorted(self.unpriced, key=str)]
 
     def to_dict(self) -> dict[str, Any]:
         latencies = array.array("l", sorted(self.latencies))
@@ -234,7 +228,7 @@ class BatchSummary:
             "data": self.data, "status": self.status, "started_at": self.started_at,
             "rows": self.rows, "succeeded": self.succeeded, "failed": self.failed,
             "cancelled": self.cancelled, "usage": self.usage.to_dict(),
-            "cost_usd": self.cost_usd, "notes": self.notes,
+            "cost_usd": self.cost_usd, "notes": sorted(self.price_notes),
             "duration_ms": round(elapsed * 1000),
             "latency_ms": {"p50": _percentile(latencies, 0.5),
                            "p95": _percentile(latencies, 0.95)},
