@@ -18,6 +18,8 @@ from orchestrate._api import prepare
 from orchestrate._batch import BatchRequest, BatchRunner, BatchSummary, RowResult
 from orchestrate._engine import RunOptions
 from orchestrate._errors import UsageError
+from orchestrate._render_batch import progress_line
+from orchestrate._result import Usage
 from orchestrate._rows import BadRows, RawRow
 from orchestrate.history import HistoryOptions
 from orchestrate.providers import ProviderPool
@@ -421,3 +423,17 @@ def test_run_batch_shares_one_budget(write_flow: Callable, paid: Any) -> None:
     assert [r.status for r in result.rows[:2]] == ["succeeded"] * 2
     assert result.rows[2].error is not None and result.rows[2].error["type"] == "budget"
     assert result.exit_code == 1 and paid.call_count == 2
+
+
+def test_the_progress_line_shows_the_cost_so_far_and_a_budget_stop() -> None:
+    """The live display reads the summary's cost (`?` once unknown) and says when the
+    budget stopped new rows."""
+    summary = BatchSummary(batch_id="b", workflow="w", file=None, data=None, rows=4)
+    row = RowResult(row=0, line=1, status="succeeded", inputs={}, outputs={}, error=None,
+                    usage=Usage(), duration_ms=1, run_id="r", cost_usd=0.0012)
+    summary.add(row)
+    assert "$0.0012" in progress_line(summary)
+    summary.add(RowResult(row=1, line=2, status="failed", inputs={}, outputs={},
+                          error={"type": "budget", "message": "no"}, usage=Usage(),
+                          duration_ms=1, run_id="r2", cost_usd=None))
+    assert " · ? (budget reached: no new rows)" in progress_line(summary)
