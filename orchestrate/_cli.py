@@ -32,6 +32,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# --db on every command that reads or writes the history.
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--db", metavar="URL", help="The history: a file path, sqlite:///PATH or postgresql://... "
+    "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
+    rich_help_panel="Run history", show_default=False)]
+
+
 def _print_error(text: str) -> None:
     """A message on stderr with its control characters escaped: it may quote a server, a
     function or a file (docs/security.md)."""
@@ -263,6 +270,7 @@ def run(
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Validate, then run a workflow."""
     import asyncio
@@ -290,7 +298,7 @@ def run(
                              stream=terminal or (event_out is not None and events_tokens))
         history = HistoryOptions(record_history=not no_history, resume=resume,
                                  rerun_from=from_step, only=only, cache=cache, record=record,
-                                 replay=replay)
+                                 replay=replay, database=db)
         try:
             # stdout is for results: what functions print goes to stderr meanwhile.
             with redirect_stdout(sys.stderr):
@@ -364,19 +372,22 @@ def runs_list(
     status: Annotated[RunStatusChoice | None, typer.Option("--status",
                                                            help="Only runs with this status.")
                       ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", metavar="NAME",
+                                             help="Only runs made by NAME.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Recorded runs, newest first."""
     from orchestrate.history import open_store
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         runs = store.list_runs(limit=limit or None, workflow=workflow,
-                               status=status.value if status else None)
+                               status=status.value if status else None, user=user)
         location = store.location
     if as_json:
         _print_json(runs)
     elif not runs:
-        what = "match" if workflow or status else "are recorded"
+        what = "match" if workflow or status or user else "are recorded"
         print(f"no runs {what} in {location}", file=sys.stderr)
     else:
         from orchestrate._render import print_runs_table
@@ -390,11 +401,12 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
                                           help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """A recorded run: its outputs and each step."""
     from orchestrate.history import open_store, run_details
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         document, details = run_details(store, store.resolve(run_id))
     if as_json:
         _print_json(document)
@@ -410,11 +422,12 @@ def runs_diff(
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The earlier run (id or prefix).")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The later run (id or prefix).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Per step, what changed between two runs: request, output, status, tokens, time."""
     from orchestrate.history import diff_runs, open_store
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
     if as_json:
         _print_json(diff)
@@ -431,11 +444,12 @@ def runs_delete(
                                                  help="Run ids or unique prefixes.")],
     force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
                                                         "too (their process is gone).")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Delete runs from the history (a run still running only with --force)."""
     from orchestrate.history import delete_runs, open_store
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         deleted = delete_runs(store, run_ids, force=force)
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
 
@@ -445,6 +459,7 @@ def runs_delete(
 def runs_prune(
     older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
                                             help="90s, 45m, 12h, 30d or 2w.")],
+    db: DatabaseOption = None,
 ) -> None:
     """Delete runs (and cached responses) older than AGE; runs still running are kept."""
     import time
@@ -452,11 +467,78 @@ def runs_prune(
     from orchestrate.history import open_store, parse_age
 
     age = parse_age(older_than)
-    with open_store() as store:
+    with open_store(location=db) as store:
         runs, responses = store.prune(time.time() - age)
     print(f"deleted {runs} run{'s' if runs != 1 else ''} and {responses} cached "
           f"response{'s' if responses != 1 else ''} older than {older_than.strip()}",
           file=sys.stderr)
+
+
+# --- history: moving runs between histories ----------------------------------------------------
+
+history_app = typer.Typer(
+    name="history", help="Move runs between histories: export to, and import from, a file.",
+    no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(history_app)
+
+
+@history_app.command("export")
+@_reporting_errors
+def history_export(
+    file: Annotated[str, typer.Argument(metavar="FILE",
+                                        help="JSON Lines to write (- for stdout).")],
+    db: DatabaseOption = None,
+) -> None:
+    """Write every run, with its steps, to FILE (JSON Lines)."""
+    from orchestrate.history import export_history, open_store
+
+    with open_store(location=db) as store, _output_file(file) as out:
+        count = export_history(store, out)
+        location = store.location
+    print(f"exported {count} run{'s' if count != 1 else ''} from {location} to {file}",
+          file=sys.stderr)
+
+
+@history_app.command("import")
+@_reporting_errors
+def history_import(
+    file: Annotated[str, typer.Argument(metavar="FILE",
+                                        help="JSON Lines from `history export` (- for stdin).")],
+    db: DatabaseOption = None,
+) -> None:
+    """Add the runs of FILE to the history; runs it has already are left as they are."""
+    from orchestrate.history import import_history, open_store
+
+    with _input_file(file) as lines, open_store(location=db) as store:
+        done = import_history(store, lines, file)
+        location = store.location
+    print(f"imported {done.added} run{'s' if done.added != 1 else ''} into {location}"
+          + (f" ({done.present} already there)" if done.present else ""), file=sys.stderr)
+
+
+@contextmanager
+def _output_file(name: str) -> Iterator[IO[str]]:
+    if name == "-":
+        yield sys.stdout
+        return
+    try:
+        with open(name, "w", encoding="utf-8") as out:
+            yield out
+    except OSError as exc:
+        raise OrchestrateError(f"cannot write {name}: {exc.strerror}") from None
+
+
+@contextmanager
+def _input_file(name: str) -> Iterator[IO[str]]:
+    if name == "-":
+        yield sys.stdin
+        return
+    try:
+        with open(name, encoding="utf-8") as lines:
+            yield lines
+    except OSError as exc:
+        raise OrchestrateError(f"cannot read {name}: {exc.strerror}") from None
 
 
 def main() -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import history_connection
+
+pytestmark = pytest.mark.usefixtures("history_backend")
 
 FLOW = """
     name: greet
@@ -41,9 +42,6 @@ FAILING = """
         retries: 0
     """
 
-
-def history_db() -> Path:
-    return Path(os.environ["ORCHESTRATE_HOME"]) / "history.db"
 
 
 @pytest.fixture
@@ -205,7 +203,7 @@ def test_delete(runs: list[dict[str, Any]], cli: Callable) -> None:
     assert "deleted 2 runs" in result.stderr
     listed = json_out(cli("runs", "list", "--json"))
     assert [r["run_id"] for r in listed] == [runs[3]["run_id"], runs[1]["run_id"]]
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         left = {r[0] for r in db.execute("SELECT DISTINCT run_id FROM steps")}
     assert left == {runs[3]["run_id"], runs[1]["run_id"]}
     assert cli("runs", "show", runs[0]["run_id"]).exit_code == 2
@@ -220,7 +218,7 @@ def test_delete_unknown_deletes_nothing(runs: list[dict[str, Any]], cli: Callabl
 
 def age_runs(days: float, *run_ids: str) -> None:
     """Pretend these runs (and every cached response) started `days` ago."""
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         for run_id in run_ids:
             db.execute("UPDATE runs SET started = started - ? WHERE run_id = ?",
                        (days * 86400, run_id))
@@ -342,7 +340,7 @@ def test_piped_tables_have_no_trailing_spaces(runs: list[dict[str, Any]], cli: C
 
 def mark_running(*run_ids: str) -> None:
     """Pretend these runs are still going (as a run in another process is)."""
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         for run_id in run_ids:
             db.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
 
@@ -356,7 +354,7 @@ def test_prune_keeps_running_runs(runs: list[dict[str, Any]], cli: Callable) -> 
     assert "deleted 1 run " in result.stderr
     listed = json_out(cli("runs", "list", "--json"))
     assert runs[0]["run_id"] in [r["run_id"] for r in listed]
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         kept = db.execute("SELECT count(*) FROM steps WHERE run_id = ?",
                           (runs[0]["run_id"],)).fetchone()[0]
     assert kept == len(runs[0]["steps"])

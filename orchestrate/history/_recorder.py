@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
@@ -28,9 +29,11 @@ class Recorder:
 
     FLUSH_AFTER = 0.05
 
-    def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str) -> None:
+    def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str,
+                 env: Mapping[str, str]) -> None:
         self.store = store
         self.mode = mode
+        self.env = env
         workflow = prepared.workflow
         self.positions = {s.id: i for i, s in enumerate(workflow.steps)}
         self.steps = {s.id: s for s in workflow.steps}
@@ -48,8 +51,8 @@ class Recorder:
         elif isinstance(event, RunStarted):
             if self.run_id is None:  # sub-workflows run without observers, but be sure
                 self.run_id = event.run_id
-                prepared, mode = self.prepared, self.mode
-                self.store.insert_run(lambda: run_record(event, prepared, mode))
+                prepared, mode, env = self.prepared, self.mode, self.env
+                self.store.insert_run(lambda: run_record(event, prepared, mode, env))
         elif isinstance(event, RunFinished) and event.result.run_id == self.run_id:
             self.flush()
             self.finished = True

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -51,6 +51,8 @@ class RunRecord:
     inputs: dict[str, Any]
     resumed_from: str | None
     provenance: dict[str, Any]
+    user_name: str | None = None  # who ran it: $ORCHESTRATE_USER, else the login name
+    host_name: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -111,8 +113,8 @@ class HistoryStore(Protocol):
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None) -> list[dict[str, Any]]:
-        """Runs newest first, as `runs list --json` prints them."""
+                  status: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, as `runs list --json` prints them; `user`: run by them."""
 
     def resolve(self, prefix: str) -> str:
         """The one run id starting with `prefix`; UsageError naming the candidates."""
@@ -128,6 +130,16 @@ class HistoryStore(Protocol):
 
     def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
         """The newest run of the file, of one of `modes` if given."""
+
+    # Moving runs between histories (see _transfer).
+    def applied_migrations(self) -> list[str]:
+        """The names of the schema's migrations applied to this database."""
+
+    def export_runs(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Every run's row with its steps' rows, read a page at a time."""
+
+    def import_run(self, run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> bool:
+        """Add an exported run unless its id is here already; whether it was added."""
 
     # Deleting, and the end.
     def delete(self, run_ids: list[str]) -> int:
@@ -148,7 +160,7 @@ class HistoryStore(Protocol):
 
 RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "git_commit",
                      "status", "mode", "started_at", "started", "inputs", "resumed_from",
-                     "provenance")
+                     "provenance", "user_name", "host_name")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
                    "outputs", "error_step", "error_type", "error_message", "document")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
@@ -178,7 +190,8 @@ def run_values(run: RunRecord, secrets: Sequence[str]) -> dict[str, Any]:
         "git_commit": run.git_commit, "status": "running", "mode": run.mode,
         "started_at": run.started_at, "started": run.started,
         "inputs": _scrubbed(secrets, _json(run.inputs)), "resumed_from": run.resumed_from,
-        "provenance": _json(run.provenance),
+        "provenance": _json(run.provenance), "user_name": run.user_name,
+        "host_name": run.host_name,
     }
 
 
