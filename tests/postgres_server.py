@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REQUIRE = "ORCHESTRATE_REQUIRE_POSTGRES"
+PASSWORD_USER = "orchestrate_pw"  # a role that logs in with a password, not by trust
 
 
 def bindir() -> Path | None:
@@ -35,6 +36,7 @@ def bindir() -> Path | None:
 
 
 def free_port() -> int:
+    """A TCP port nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -62,8 +64,13 @@ class PostgresServer:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         _run(binaries / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
              "-E", "UTF8", "--no-sync")
+        # One role must give its password (for the bad-credentials tests); the rest trust.
+        (self.data / "pg_hba.conf").write_text(
+            f"local all all trust\nhost all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
+            "host all all 127.0.0.1/32 trust\n")
 
     def start(self) -> None:
+        """Start, on 127.0.0.1:`port`; the socket stays in the temporary folder."""
         options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c max_connections=200")
@@ -71,10 +78,12 @@ class PostgresServer:
              "start")
 
     def stop(self) -> None:
+        """Stop at once, as a crash or a lost network would look to a client."""
         subprocess.run(_as_server_user([str(self.pg_ctl), "-D", str(self.data), "-m",
                                         "immediate", "stop"]), capture_output=True)
 
     def remove(self) -> None:
+        """Delete the folder (the server must be stopped)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

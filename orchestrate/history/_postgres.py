@@ -21,9 +21,10 @@ from orchestrate._errors import StoreError
 from orchestrate._secrets import redact_url, redact_values
 from orchestrate.history._schema import MIGRATIONS_TABLE, POSTGRESQL, pending
 from orchestrate.history._sql import Connection, SQLStore
-from orchestrate.history._store import NO_HISTORY_HINT
 
 INSTALL_HINT = "pip install 'orchestrate[postgres]'"
+HINT = ("check the URL (--db or ORCHESTRATE_DATABASE_URL) and that the server is up, or run "
+        "with --no-history")
 CONNECT_TIMEOUT_S = 10
 # The advisory lock's first key: ours ("ORCH"); the second is the schema's, so that
 # histories in two schemas of one database migrate independently.
@@ -50,6 +51,8 @@ def password_of(url: str) -> str | None:
 class PostgresStore(SQLStore):
     """The history in a PostgreSQL database, opened (and created or migrated) by :meth:`open`."""
 
+    hint = HINT
+
     def __init__(self, url: str, db: Connection | None = None,
                  secrets: Sequence[str] = ()) -> None:
         self.url = url
@@ -65,7 +68,7 @@ class PostgresStore(SQLStore):
             store = cls(url, secrets=secrets)
         except errors as exc:
             raise StoreError(f"cannot connect to the run history {redact_url(url)}: "
-                             f"{describe(url, exc)}", hint=NO_HISTORY_HINT) from None
+                             f"{describe(url, exc)}", hint=HINT) from None
         try:
             _migrate(store.db, store.location)
         except errors as exc:
@@ -94,7 +97,7 @@ class PostgresStore(SQLStore):
 
 def describe(url: str, exc: BaseException) -> str:
     """A driver error on one line, without the URL's password (libpq may quote the URL)."""
-    text = str(exc).strip().replace("\n", "; ")
+    text = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
     password = password_of(url)
     if password:
         text = redact_values(text, [password])
@@ -111,10 +114,9 @@ def _migrate(db: Connection, location: str) -> None:
         db.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY}, hashtext(current_schema()))")
         applied = _applied(db)  # again: another process may have been first
         if applied is None:
-            if db.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'runs' "
-                        "AND table_schema = current_schema()"):
+            if _has_table(db, "runs"):
                 raise StoreError(f"{location} holds a `runs` table that is not orchestrate's",
-                                 hint=NO_HISTORY_HINT)
+                                 hint="point the URL's search_path at another schema, or " + HINT)
             db.execute(MIGRATIONS_TABLE)
             applied = []
         for migration in pending(applied, location):
@@ -126,7 +128,14 @@ def _migrate(db: Connection, location: str) -> None:
 
 def _applied(db: Connection) -> list[str] | None:
     """The migrations applied, or None when the schema has no `_migrations` table."""
-    if db.query("SELECT to_regclass('_migrations') AS t")[0]["t"] is None:
+    if not _has_table(db, "_migrations"):
         return None
     return [row["name"] for row in db.query("SELECT name FROM _migrations ORDER BY applied_at")]
 
+
+
+def _has_table(db: Connection, name: str) -> bool:
+    # A query of the catalog, not to_regclass(): after waiting for the lock, this sees
+    # what the process that held it committed.
+    return bool(db.query("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+                         "AND table_schema = current_schema()", (name,)))

@@ -131,6 +131,7 @@ class SQLStore:
     """The history on a database; a backend subclass opens it (see :meth:`connect`)."""
 
     errors: tuple[type[BaseException], ...] = ()  # the driver's errors
+    hint = NO_HISTORY_HINT  # the way out when the database cannot be used
 
     def __init__(self, db: Connection, location: str, secrets: Sequence[str] = ()) -> None:
         self.db = db
@@ -177,8 +178,7 @@ class SQLStore:
         return self._writer
 
     def failure(self, exc: BaseException, doing: str = "cannot use the run history") -> StoreError:
-        return StoreError(f"{doing} {self.location}: {self.describe(exc)}",
-                          hint=NO_HISTORY_HINT)
+        return StoreError(f"{doing} {self.location}: {self.describe(exc)}", hint=self.hint)
 
     # --- writing (on the writer thread) ----------------------------------------------------
 

@@ -291,6 +291,8 @@ class Row(Protocol):
 
     def __getitem__(self, column: str, /) -> Any: ...
 
+    def keys(self) -> Iterable[str]: ...
+
 
 def step_result(row: Row) -> StepResult:
     """A `steps` row as the StepResult it was recorded from."""
