@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from orchestrate._engine import Engine, Reuse, RunOptions, choose_model
-from orchestrate._errors import Diagnostic, WorkflowInvalid
+from orchestrate._errors import Diagnostic, Terminated, WorkflowInvalid
 from orchestrate._events import Observer
 from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
-from orchestrate._interrupt import interrupt_watchdog
+from orchestrate._interrupt import interrupt_watchdog, sigterm_cancels_the_run
 from orchestrate._loader import SourceMap, load_file
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult
+from orchestrate._settings import env_switch
 from orchestrate._spec import FunctionStep, LLMStep, Workflow
 from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
@@ -27,12 +28,14 @@ if TYPE_CHECKING:
     from orchestrate.history import HistoryOptions, HistorySession
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
-_TRUE = ("1", "true", "yes", "on")
 
 
 def mock_from_env(env: Mapping[str, str] = os.environ) -> bool:
-    """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock."""
-    return any(env.get(name, "").strip().lower() in _TRUE for name in MOCK_ENV_VARS)
+    """ORCHESTRATE_MOCK=1 or ORCHESTRATE_USE_MOCK=true mean the same as --mock.
+
+    Both are read, so a misspelled value is reported even when the other is on.
+    """
+    return any([env_switch(name, env) for name in MOCK_ENV_VARS])
 
 
 def prepare(
@@ -128,41 +131,53 @@ async def run_prepared(
     `history` records the run in the history database and brings `--resume`, `--from`,
     `--only`, `--cache`, `--record` and `--replay`; None (the default) touches no file.
     A run that finished but could not be recorded raises RecordingFailed with its result.
+
+    SIGTERM (in the main thread) cancels the run as Ctrl-C does, then raises
+    :class:`~orchestrate.Terminated` with the result; the handler in place before
+    is restored when the run ends, and at the first SIGTERM, to get the second.
     """
     env = os.environ if env is None else env
     options = options or RunOptions()
-    mock = mock or options.mock
-    session = None
-    if history is not None:
-        from orchestrate.history import HistorySession
+    with sigterm_cancels_the_run() as terminated:
+        mock = mock or options.mock
+        session = None
+        if history is not None:
+            from orchestrate.history import HistorySession
 
-        session = HistorySession.start(prepared, history, mock=mock, env=env)
-        mock = session.mock
-        reuse = reuse or session.reuse
-        resumed_from = resumed_from or session.resumed_from
-        if session.recorder is not None:
-            observers = [*observers, session.recorder]
-    options = attrs.evolve(options, mock=mock)
-    result = None
-    try:
-        pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
-                            env=env, concurrency=options.max_concurrency,
-                            wrap=session.wrap if session else None)
+            session = HistorySession.start(prepared, history, mock=mock, env=env)
+            mock = session.mock
+            reuse = reuse or session.reuse
+            resumed_from = resumed_from or session.resumed_from
+            if session.recorder is not None:
+                observers = [*observers, session.recorder]
+        options = attrs.evolve(options, mock=mock)
+        result = None
         try:
-            pool.check(providers_in_use(prepared, options, env))
-            engine = Engine(
-                prepared.workflow, pool=pool, options=options, observers=observers,
-                reuse=reuse, locate=prepared.locate, functions=prepared.functions,
-                subworkflows=prepared.subworkflow, env=env,
-            )
-            with interrupt_watchdog():  # Ctrl-C ends the run even if a step blocks the loop
-                result = await engine.run(prepared.inputs, run_id=run_id, file=prepared.file,
-                                          resumed_from=resumed_from)
+            pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
+                                env=env, concurrency=options.max_concurrency,
+                                wrap=session.wrap if session else None)
+            try:
+                pool.check(providers_in_use(prepared, options, env))
+                engine = Engine(
+                    prepared.workflow, pool=pool, options=options, observers=observers,
+                    reuse=reuse, locate=prepared.locate, functions=prepared.functions,
+                    subworkflows=prepared.subworkflow, env=env,
+                )
+                # Ctrl-C or SIGTERM ends the run even if a step blocks the loop
+                with interrupt_watchdog():
+                    result = await engine.run(prepared.inputs, run_id=run_id,
+                                              file=prepared.file, resumed_from=resumed_from)
+            finally:
+                await pool.aclose()
+        except asyncio.CancelledError:
+            if not terminated:  # cancelled by someone else: theirs to handle
+                raise
+            raise Terminated(result) from None
         finally:
-            await pool.aclose()
-    finally:
-        if session is not None:
-            _close_session(session, result)
+            if session is not None:
+                _close_session(session, result)
+    if terminated:
+        raise Terminated(result)
     return result
 
 

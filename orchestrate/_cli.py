@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import IO, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from orchestrate._errors import OrchestrateError, WorkflowInvalid
+from orchestrate._errors import OrchestrateError, Terminated, WorkflowInvalid
+from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, not_empty
 from orchestrate._version import __version__
 
 app = typer.Typer(
@@ -30,13 +31,6 @@ app = typer.Typer(
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-# --db on every command that reads or writes the history.
-DatabaseOption = Annotated[str | None, typer.Option(
-    "--db", metavar="URL", help="The history: a file path, sqlite:///PATH or postgresql://... "
-    "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
-    rich_help_panel="Run history", show_default=False)]
 
 
 def _print_error(text: str) -> None:
@@ -55,13 +49,47 @@ def _reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except OrchestrateError as exc:
-            _print_error(exc.format())
-            raise typer.Exit(exc.exit_code) from None
+            _fail(exc)
+        except Terminated:
+            print("orchestrate: terminated", file=sys.stderr)
+            raise typer.Exit(Terminated.exit_code) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _fail(error: OrchestrateError) -> NoReturn:
+    _print_error(error.format())
+    raise typer.Exit(error.exit_code) from None
+
+
+def _checked(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
+    """A Typer callback that runs one of the library's checks on a parameter's value,
+    named as the user wrote it; a bad value is reported like every other usage error."""
+
+    def callback(param: typer.CallbackParam, value: Any) -> Any:
+        # An argument is named by its metavar, as the usage line shows it: FLOW, not [PATH].
+        name = (param.opts[0] if param.param_type_name == "option"
+                else param.human_readable_name.strip("[].").upper())
+        try:
+            if isinstance(value, list):  # a repeated parameter: each value
+                return [check(name, item) for item in value]
+            return check(name, value)
+        except OrchestrateError as exc:
+            _fail(exc)
+
+    return callback
+
+
+_GIVEN = _checked(not_empty)  # an empty value is a mistake, not "not given"
+
+# --db on every command that reads or writes the history.
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--db", metavar="URL", help="The history: a file path, sqlite:///PATH or postgresql://... "
+    "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
+    rich_help_panel="Run history", show_default=False, callback=_GIVEN)]
 
 
 def _version(value: bool) -> None:
@@ -90,8 +118,9 @@ def _print_json(data: Any) -> None:
 @app.command()
 @_reporting_errors
 def validate(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Workflow files, or folders to search for them.", metavar="FLOW...")],
+    paths: Annotated[list[str], typer.Argument(
+        help="Workflow files, or folders to search for them.", metavar="FLOW...",
+        callback=_GIVEN)],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Check workflow files like a compiler: every problem, with line and column."""
@@ -99,7 +128,7 @@ def validate(
 
     files: list[Path] = []
     for path in paths:
-        found = workflow_files(path)
+        found = workflow_files(Path(path))
         if not found:
             print(f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {path}",
                   file=sys.stderr)
@@ -133,7 +162,8 @@ class GraphDirection(StrEnum):
 @app.command()
 @_reporting_errors
 def graph(
-    file: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
+    file: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                        callback=_GIVEN)],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
@@ -192,7 +222,7 @@ def schema() -> None:
 @_reporting_errors
 def init(
     path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).",
-                                        metavar="[PATH]")] = (
+                                        metavar="[PATH]", callback=_GIVEN)] = (
         "workflow.yaml"
     ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -224,24 +254,25 @@ def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
 @app.command()
 @_reporting_errors
 def run(
-    flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
+    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                        callback=_GIVEN)],
     input: Annotated[
         list[str] | None,
         typer.Option("--input", "-i",
                      help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
     ] = None,
-    inputs_file: Annotated[
-        Path | None, typer.Option("--inputs", help="A JSON or YAML file of inputs.")
-    ] = None,
+    inputs_file: Annotated[str | None, typer.Option(
+        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
+        callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.")] = None,
-    max_concurrency: Annotated[
-        int, typer.Option("--max-concurrency", min=1, help="Steps and items at once.")
-    ] = 8,
-    events: Annotated[
-        str | None, typer.Option("--events", help="Write events as JSON Lines (- for stdout).")
-    ] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Use this model everywhere.", callback=_GIVEN)] = None,
+    max_concurrency: Annotated[int, typer.Option(
+        "--max-concurrency", help="Steps and items at once (1 to 1024).",
+        callback=_checked(MAX_CONCURRENCY.check))] = 8,
+    events: Annotated[str | None, typer.Option(
+        "--events", help="Write events as JSON Lines (- for stdout).", callback=_GIVEN)] = None,
     events_tokens: Annotated[
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
@@ -251,22 +282,23 @@ def run(
     ] = False,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
-        rich_help_panel="Run history")] = None,
+        rich_help_panel="Run history", callback=_GIVEN)] = None,
     from_step: Annotated[str | None, typer.Option(
         "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the "
-        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history")] = None,
+        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history",
+        callback=_GIVEN)] = None,
     only: Annotated[str | None, typer.Option(
         "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
-        "run (or --resume).", rich_help_panel="Run history")] = None,
+        "run (or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
     cache: Annotated[bool, typer.Option(
         "--cache", help="Answer identical LLM requests from earlier answers.",
         rich_help_panel="Run history")] = False,
-    record: Annotated[Path | None, typer.Option(
+    record: Annotated[str | None, typer.Option(
         "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-        rich_help_panel="Run history")] = None,
-    replay: Annotated[Path | None, typer.Option(
+        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    replay: Annotated[str | None, typer.Option(
         "--replay", metavar="FILE", help="Answer from a fixture file, offline (wins over "
-        "--mock).", rich_help_panel="Run history")] = None,
+        "--mock).", rich_help_panel="Run history", callback=_GIVEN)] = None,
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
@@ -297,28 +329,39 @@ def run(
         options = RunOptions(model=model, max_concurrency=max_concurrency,
                              stream=terminal or (event_out is not None and events_tokens))
         history = HistoryOptions(record_history=not no_history, resume=resume,
-                                 rerun_from=from_step, only=only, cache=cache, record=record,
-                                 replay=replay, database=db)
+                                 rerun_from=from_step, only=only, cache=cache,
+                                 record=_path(record), replay=_path(replay), database=db)
+        use_mock = mock_from_env() or mock  # the variables are checked even with --mock
+        terminated = None
         try:
             # stdout is for results: what functions print goes to stderr meanwhile.
             with redirect_stdout(sys.stderr):
-                result = asyncio.run(run_prepared(prepared, mock=mock or mock_from_env(),
-                                                  options=options, observers=observers,
-                                                  history=history))
+                result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
+                                                  observers=observers, history=history))
             recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             _print_error(exc.format())
             result, recorded = exc.result, False
+        except Terminated as exc:  # show what the run did, then say why it stopped
+            if exc.result is None:
+                raise
+            terminated, result, recorded = exc, exc.result, not no_history
     if as_json:
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
                show_error=quiet or terminal, verbose=verbose,
                resume_from=str(flow) if recorded and not quiet else None)
+    if terminated is not None:
+        raise terminated
     raise typer.Exit(result.exit_code)
 
 
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
 @contextmanager
-def _json_even_if_not_started(flow: Path, as_json: bool, started: dict[str, Any]
+def _json_even_if_not_started(flow: str, as_json: bool, started: dict[str, Any]
                               ) -> Iterator[None]:
     """With --json, a run stopped before its first step still prints its document
     (with the inputs, once they are resolved)."""
@@ -330,7 +373,7 @@ def _json_even_if_not_started(flow: Path, as_json: bool, started: dict[str, Any]
             from orchestrate._result import ErrorInfo, RunResult
 
             error = ErrorInfo(exc.error_type, exc.message)
-            result = RunResult.not_started(str(flow), error, new_run_id(), iso_now(),
+            result = RunResult.not_started(flow, error, new_run_id(), iso_now(),
                                            started.get("inputs", {}))
             _print_json(result.to_dict())
         raise
@@ -365,15 +408,17 @@ class RunStatusChoice(StrEnum):
 @runs_app.command("list")
 @_reporting_errors
 def runs_list(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0,
-                                       help="At most this many runs (0: all).")] = 20,
-    workflow: Annotated[str | None, typer.Option("--workflow", "-w",
-                                                 help="Only runs of this workflow.")] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", "-n", help="At most this many runs (0: all; at most 1000000).",
+        callback=_checked(RUNS_LIMIT.check))] = 20,
+    workflow: Annotated[str | None, typer.Option(
+        "--workflow", "-w", help="Only runs of this workflow.", callback=_GIVEN)] = None,
     status: Annotated[RunStatusChoice | None, typer.Option("--status",
                                                            help="Only runs with this status.")
                       ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", metavar="NAME",
-                                             help="Only runs made by NAME.")] = None,
+                                             help="Only runs made by NAME.",
+                                             callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     db: DatabaseOption = None,
 ) -> None:
@@ -486,8 +531,8 @@ app.add_typer(history_app)
 @history_app.command("export")
 @_reporting_errors
 def history_export(
-    file: Annotated[str, typer.Argument(metavar="FILE",
-                                        help="JSON Lines to write (- for stdout).")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines to write (- for stdout).",
+                                        callback=_GIVEN)],
     db: DatabaseOption = None,
 ) -> None:
     """Write every run, with its steps, to FILE (JSON Lines)."""
@@ -504,7 +549,8 @@ def history_export(
 @_reporting_errors
 def history_import(
     file: Annotated[str, typer.Argument(metavar="FILE",
-                                        help="JSON Lines from `history export` (- for stdin).")],
+                                        help="JSON Lines from `history export` (- for stdin).",
+                                        callback=_GIVEN)],
     db: DatabaseOption = None,
 ) -> None:
     """Add the runs of FILE to the history; runs it has already are left as they are."""

@@ -58,6 +58,7 @@ from orchestrate._result import (
     iso_time,
 )
 from orchestrate._secrets import redact
+from orchestrate._settings import MAX_CONCURRENCY, validate_not_empty
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
@@ -98,8 +99,9 @@ Locate = Callable[[str, str], str | None]
 
 @attrs.frozen(kw_only=True)
 class RunOptions:
-    model: str | None = None  # --model: overrides every LLM step
-    max_concurrency: int = 8
+    # --model: overrides every LLM step
+    model: str | None = attrs.field(default=None, validator=validate_not_empty)
+    max_concurrency: int = attrs.field(default=8, validator=MAX_CONCURRENCY.validate)
     stream: bool = False  # ask providers for tokens (something shows them)
     mock: bool = False  # --mock: the mock answers every LLM step
 

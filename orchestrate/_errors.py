@@ -15,13 +15,18 @@ message on stderr and an exit code in one place.
         ├── StepTimeout         an attempt took longer than `timeout`       type "timeout"
         ├── InvalidOutput       the reply is not the JSON the step expects  type "invalid_output"
         └── FunctionError       a function step raised or returned junk     type "function"
+
+    Terminated                  SIGTERM stopped a run (a BaseException, as KeyboardInterrupt)
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
+
+if TYPE_CHECKING:
+    from orchestrate._result import RunResult
 
 
 @attrs.frozen
@@ -127,3 +132,18 @@ class InvalidOutput(StepError):
 
 class FunctionError(StepError):
     error_type = "function"
+
+
+class Terminated(BaseException):
+    """SIGTERM stopped a run, which is recorded as cancelled; `result` is its result (None
+    when it was stopped outside its steps).
+
+    Like KeyboardInterrupt, it is no Exception: a handler for errors does not swallow the
+    request to stop. The CLI exits 143 (128 + SIGTERM), the shell's convention.
+    """
+
+    exit_code: ClassVar[int] = 143
+
+    def __init__(self, result: RunResult | None) -> None:
+        super().__init__("terminated")
+        self.result = result

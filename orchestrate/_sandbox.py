@@ -47,7 +47,7 @@ from markupsafe import Markup
 
 from orchestrate._errors import TemplateError
 from orchestrate._hints import plural
-from orchestrate._templating import (
+from orchestrate._template_base import (
     GLOBALS,
     MAX_BUILT,
     MAX_INT_DIGITS,

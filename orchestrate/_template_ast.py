@@ -29,7 +29,7 @@ from orchestrate._sandbox import (
     range_size,
     single_expression,
 )
-from orchestrate._templating import GLOBALS, Comparison, Expression, Problem, Reference, Template
+from orchestrate._template_base import GLOBALS, Checked, Comparison, Problem, Reference
 
 _ROOTS = frozenset({"inputs", "steps"})
 _INTERNAL = (  # attributes that are not private by name but are by nature
@@ -40,7 +40,7 @@ _INTERNAL = (  # attributes that are not private by name but are by nature
 )
 
 
-def check_template(source: str) -> Template | Problem:
+def check_template(source: str) -> Checked | Problem:
     """A template, or the first syntax error or unsafe access in it.
 
     Checking generates code (which finds unknown filters and tests) but compiles none:
@@ -61,10 +61,10 @@ def check_template(source: str) -> Template | Problem:
         variables = _variables(tree)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Template(source, references, variables, typed, comparisons)
+    return Checked(references, variables, comparisons, typed)
 
 
-def check_expression(source: str) -> Expression | Problem:
+def check_expression(source: str) -> Checked | Problem:
     """A bare expression, or its first syntax error or unsafe access."""
     try:
         expression = ENVIRONMENT.parse_expression(source)
@@ -81,7 +81,7 @@ def check_expression(source: str) -> Expression | Problem:
         variables = _variables(expression)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Expression(source, references, variables, comparisons)
+    return Checked(references, variables, comparisons)
 
 
 def _syntax_problem(

@@ -39,7 +39,6 @@ for it. The work happens behind it, in modules imported on first use:
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import threading
 import time
@@ -49,7 +48,23 @@ from typing import Any, TypeVar
 
 import attrs
 
-from orchestrate._errors import TemplateError
+from orchestrate._template_base import (
+    _WATCH,
+    GLOBALS,
+    INLINE_SECONDS,
+    MAX_BUILT,
+    MAX_INT_DIGITS,
+    MAX_OUTPUT,
+    MAX_RANGE,
+    MAX_SIZE,
+    MAX_STEPS,
+    Comparison,
+    Problem,
+    Reference,
+    RenderMoved,
+    RenderWatch,
+    current_watch,
+)
 
 __all__ = [
     "GLOBALS",
@@ -73,60 +88,6 @@ __all__ = [
     "parse_template",
     "run_templates",
 ]
-
-MAX_SIZE = 1_000_000  # characters (or items, counted deeply) in one value a template builds
-MAX_INT_DIGITS = 1_000  # digits in one number a template computes
-MAX_STEPS = 100_000  # loop iterations and calls in one render
-MAX_RANGE = 100_000  # numbers produced by range() in one render
-MAX_BUILT = 50_000_000  # characters built and inserted in one render, all values together
-MAX_OUTPUT = 10_000_000  # characters of rendered text (or of a typed value)
-# How long renders may hold the event loop before they start over in a worker thread:
-# long enough that a usual template never pays for a thread, short enough not to stall
-# streaming, progress and Ctrl-C.
-INLINE_SECONDS = 0.02
-
-#: Names every template can use besides its context. Kept small on purpose: no
-#: ``lipsum`` (a size bomb), no ``cycler``/``joiner``. ``dict`` is a function, not the
-#: type, so ``dict.clear(steps)`` cannot reach an unbound method.
-GLOBALS = frozenset({"dict", "namespace", "range"})
-
-
-@attrs.frozen
-class Reference:
-    """One use of ``inputs.NAME`` or ``steps.ID`` and the constant path that follows.
-
-    ``steps.a.output.title[0]`` is ``Reference("steps", "a", ("output", "title", 0))``;
-    the path stops at the first part that is not a constant (``steps.a.output[i]``).
-    A bare ``inputs`` or ``steps``, or ``steps[name]``, gives no reference: the validator
-    decides what to make of those.
-    """
-
-    root: str
-    name: str
-    path: tuple[str | int, ...] = ()
-
-
-@attrs.frozen
-class Comparison:
-    """``REFERENCE OP CONSTANT`` (either way round), e.g. ``steps.a.output.score > "5"``.
-
-    Only whole references are listed (every part constant, no filter), so the validator
-    can compare the type the workflow gives the reference with the constant's.
-    """
-
-    reference: Reference
-    operator: str  # Jinja's name: eq, ne, gt, gteq, lt, lteq
-    constant: str | int | float | bool | None
-
-
-@attrs.frozen
-class Problem:
-    """A static problem in a template or expression; ``line`` is 1-based in its source."""
-
-    message: str
-    line: int
-    hint: str | None = None
-
 
 @attrs.frozen
 class Template:
@@ -176,47 +137,25 @@ def is_truthy(value: Any) -> bool:
 @functools.lru_cache(maxsize=1024)
 def parse_template(source: str) -> Template | Problem:
     """Check a template, or return the first syntax error or unsafe access in it."""
-    return _template_ast().check_template(source)
+    checked = _template_ast().check_template(source)
+    if isinstance(checked, Problem):
+        return checked
+    return Template(source, checked.references, checked.variables, checked.typed,
+                    checked.comparisons)
 
 
 @functools.lru_cache(maxsize=1024)
 def parse_expression(source: str) -> Expression | Problem:
     """Check a bare expression, or return its first syntax error or unsafe access."""
-    return _template_ast().check_expression(source)
+    checked = _template_ast().check_expression(source)
+    if isinstance(checked, Problem):
+        return checked
+    return Expression(source, checked.references, checked.variables, checked.comparisons)
 
 
 # --- rendering off the event loop ----------------------------------------------------
 
 _T = TypeVar("_T")
-
-
-class RenderMoved(Exception):
-    """Renders ran past INLINE_SECONDS on the event loop: run them again in a thread."""
-
-
-@attrs.define
-class RenderWatch:
-    """How long the renders in :func:`run_templates` may go on: the sandbox checks it at
-    every loop iteration and call."""
-
-    deadline: float | None = None  # on the event loop: past this perf_counter, move
-    stop: threading.Event | None = None  # in a thread: set once nobody waits for it
-
-    def check(self) -> None:
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise RenderMoved
-        if self.stop is not None and self.stop.is_set():
-            raise TemplateError("the template was stopped: the step timed out or was cancelled")
-
-
-_WATCH: contextvars.ContextVar[RenderWatch | None] = contextvars.ContextVar(
-    "orchestrate_render_watch", default=None
-)
-
-
-def current_watch() -> RenderWatch | None:
-    """The watch of the renders under way here; None outside run_templates."""
-    return _WATCH.get()
 
 
 async def run_templates(work: Callable[[], _T], timeout: float | None = None) -> _T:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -137,6 +140,58 @@ def test_a_failed_step_keeps_what_it_sent(write_flow: Callable) -> None:
     assert result.steps[0].status == "failed"
     assert result.steps[0].request == {"function": "failing:fail", "with": {"x": 2}}
 
+
+def _sigterm_seen_by_the_test(signum: int, frame: object) -> None:
+    """Stands for the handler a program had before it ran a workflow."""
+
+
+@pytest.fixture
+def own_sigterm_handler() -> Iterator[None]:
+    """SIGTERM goes to a harmless handler of the test's, restored after."""
+    previous = signal.signal(signal.SIGTERM, _sigterm_seen_by_the_test)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM kills at once on Windows")
+@pytest.mark.usefixtures("own_sigterm_handler")
+def test_sigterm_stops_a_run_from_python(write_flow: Callable) -> None:
+    """SIGTERM during run_workflow cancels the run and raises Terminated with its result;
+    the program's own SIGTERM handler is back afterwards."""
+    write_flow("""
+        import asyncio
+        import os
+        import signal
+
+        async def terminate_me():
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(10)
+        """, "killer.py")
+    flow = write_flow("""
+        steps:
+          - id: first
+            prompt: x
+          - id: term
+            function: killer:terminate_me
+            needs: [first]
+        """)
+    with pytest.raises(orchestrate.Terminated) as caught:
+        orchestrate.run_workflow(flow, mock=True)
+    result = caught.value.result
+    assert result is not None
+    assert (result.status, result.error.type) == ("cancelled", "cancelled")
+    assert [s.status for s in result.steps] == ["succeeded", "cancelled"]
+    assert signal.getsignal(signal.SIGTERM) is _sigterm_seen_by_the_test
+
+
+@pytest.mark.usefixtures("own_sigterm_handler")
+def test_a_run_in_a_thread_leaves_sigterm_alone(write_flow: Callable) -> None:
+    """Outside the main thread signals are not a run's to take: it runs, nothing changes."""
+    flow = write_flow("steps: [{id: a, prompt: x, mock: done}]")
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(orchestrate.run_workflow, flow, mock=True).result()
+    assert result.outputs == {"a": "done"}
+    assert signal.getsignal(signal.SIGTERM) is _sigterm_seen_by_the_test
 
 
 # Workflows built in Python, each with one problem the validator reports for a file too.

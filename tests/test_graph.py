@@ -142,6 +142,13 @@ def test_graph_json_of_an_invalid_file_is_still_a_document(cli: Callable,
     assert doc["diagnostics"][0]["message"].startswith("dependency cycle:")
 
 
+def test_graph_of_an_empty_path(cli: Callable) -> None:
+    """`graph ''` is exit 2 naming the argument, not an attempt to read the current folder."""
+    result = cli("graph", "")
+    assert result.exit_code == 2
+    assert "error: FLOW must not be empty" in result.stderr
+
+
 @pytest.mark.parametrize(("fmt", "expected"), [
     ("tree", ["a (llm)", "b (llm) [when]", "c (llm) [when] [for_each]"]),
     ("mermaid", ['s_a["a (llm)"]', 's_b["b (llm) [when]"]',

@@ -64,6 +64,16 @@ def test_init_where_it_cannot_write(cli: Callable, tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: cannot write {tmp_path}/afile/flow.yaml")
 
 
+def test_init_to_an_empty_path(cli: Callable, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`init ''` is exit 2 naming the argument, and writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("init", "")
+    assert result.exit_code == 2
+    assert "error: PATH must not be empty" in result.stderr
+    assert not (tmp_path / "workflow.yaml").exists()
+
+
 def test_the_starter_points_to_the_docs_online() -> None:
     """The starter's link is under the project's URL from pyproject.toml and names a doc
     that exists, not a path that only a source checkout has."""

@@ -62,6 +62,30 @@ def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> 
     assert doc["steps"][0]["status"] == "cancelled"
 
 
+def test_sigterm_cancels_like_ctrl_c(write_flow: Callable, cli: Callable,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM mid-run (CI cancel, `timeout`, `docker stop`): exit 143, 'orchestrate:
+    terminated' on stderr, and the run recorded as cancelled, not left running."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "30")
+    flow = write_flow("""
+        steps:
+          - id: slow
+            prompt: x
+        """)
+    process = start_orchestrate("run", flow, "--mock", "--json")
+    wait_for_line(process, "slow started")
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert "orchestrate: terminated" in stderr
+    run_id = json.loads(stdout)["run_id"]
+    shown = cli("runs", "show", run_id, "--json")
+    assert shown.exit_code == 0
+    recorded = json.loads(shown.stdout)
+    assert recorded["status"] == "cancelled"
+    assert recorded["steps"][0]["status"] == "cancelled"
+
+
 # What a step blocks, and whether the run can still say how it ended (print its JSON).
 BLOCKING_STEPS = [
     pytest.param(f"""
@@ -95,23 +119,26 @@ BLOCKING_STEPS = [
 ]
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize(("flow_text", "module", "documented"), BLOCKING_STEPS)
-def test_sigint_exits_130_within_a_second_whatever_the_step_does(
-        write_flow: Callable, flow_text: str, module: str, documented: bool) -> None:
-    """A step blocking the event loop or rendering a slow template cannot delay Ctrl-C."""
+def test_a_signal_ends_the_run_within_a_second_whatever_the_step_does(
+        write_flow: Callable, flow_text: str, module: str, documented: bool, signum: int,
+        code: int) -> None:
+    """A step blocking the event loop or rendering a slow template cannot delay Ctrl-C or
+    SIGTERM: each exits with its own code within a second."""
     write_flow(module, "spin.py")
     flow = write_flow(flow_text)
     process = start_orchestrate("run", flow, "--mock", "--json")
     wait_for_line(process, "slow started")
     time.sleep(0.3)  # well into the step
     sent = time.perf_counter()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     try:
         stdout, _ = process.communicate(timeout=10)
     finally:
         process.kill()  # a no-op once it has exited
     elapsed = time.perf_counter() - sent
-    assert process.returncode == 130
+    assert process.returncode == code
     assert elapsed < 2.0  # measured: about 0.1 s, 0.45 s and 0.85 s
     if documented:
         assert json.loads(stdout)["status"] == "cancelled"

@@ -981,14 +981,17 @@ def test_default_model_comes_from_the_environment(write_flow: Callable, run_json
     assert run_json(flow)[1]["steps"][0]["model"] == "gpt-4.1"
 
 
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf", "3601", "1e308"])
 def test_mock_latency_must_be_seconds(write_flow: Callable, cli: Callable,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """A malformed ORCHESTRATE_MOCK_LATENCY is a usage error naming the variable."""
-    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "soon")
+                                      monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """An ORCHESTRATE_MOCK_LATENCY that is no number of seconds from 0 to 3600 is a usage
+    error naming the variable (not a run that never ends)."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", value)
     flow = write_flow("steps: [{id: a, prompt: x}]")
     result = cli("run", flow, "--mock")
     assert result.exit_code == 2
-    assert "ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got 'soon'" in result.stderr
+    assert (f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds from 0 to 3600, "
+            f"got {value!r}") in result.stderr
 
 
 def test_verbose_shows_the_functions_traceback(write_flow: Callable, cli: Callable,
@@ -1142,6 +1145,63 @@ def test_a_run_stopped_before_its_steps_keeps_its_inputs(write_flow: Callable,
     result = cli("run", flow, "-i", "topic=moon", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["inputs"] == {"topic": "moon", "n": 2}
+
+
+# --- option values: empty, out of range, switches -----------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--model", "--resume", "--from", "--only", "--record",
+                                    "--replay", "--events", "--inputs"])
+def test_an_empty_option_value_is_a_usage_error(done_flow: Path, cli: Callable,
+                                                option: str) -> None:
+    """`--model ''` and the like are exit 2 naming the option, not silently "not given"."""
+    result = cli("run", done_flow, "--mock", option, "")
+    assert result.exit_code == 2
+    assert f"error: {option} must not be empty" in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_empty_flow_is_a_usage_error(cli: Callable) -> None:
+    """`run ''` names the argument instead of trying to run the current folder."""
+    result = cli("run", "", "--mock")
+    assert result.exit_code == 2
+    assert "error: FLOW must not be empty" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1025", "1" + "0" * 30])
+def test_max_concurrency_out_of_range(done_flow: Path, cli: Callable, value: str) -> None:
+    """--max-concurrency takes 1 to 1024; beyond is exit 2 with the range, no traceback."""
+    result = cli("run", done_flow, "--mock", "--max-concurrency", value)
+    assert result.exit_code == 2
+    assert "error: --max-concurrency must be between 1 and 1024, got " in result.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "1024"])
+def test_max_concurrency_ends_of_the_range(done_flow: Path, cli: Callable, value: str) -> None:
+    """Both ends of the --max-concurrency range run."""
+    assert cli("run", done_flow, "--mock", "--max-concurrency", value).stdout == "done\n"
+
+
+@pytest.mark.parametrize("name", ["ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK"])
+@pytest.mark.parametrize("flag", [[], ["--mock"]])
+def test_a_misspelled_mock_switch_is_a_usage_error(done_flow: Path, cli: Callable,
+                                                   monkeypatch: pytest.MonkeyPatch, name: str,
+                                                   flag: list[str]) -> None:
+    """ORCHESTRATE_MOCK=maybe is exit 2 naming the variable (also with --mock), not "off"."""
+    monkeypatch.setenv(name, "maybe")
+    result = cli("run", done_flow, *flag)
+    assert result.exit_code == 2
+    assert f"error: {name} must be one of 1/0, true/false, yes/no, on/off, got 'maybe'" in (
+        result.stderr)
+
+
+@pytest.mark.parametrize(("value", "stdout"), [("ON", "done\n"), ("no", ""), ("", "")])
+def test_mock_switch_spellings(done_flow: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch,
+                               value: str, stdout: str) -> None:
+    """ORCHESTRATE_MOCK=ON runs offline; `no` and empty are off (no key: exit 2)."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK", value)
+    result = cli("run", done_flow)
+    assert (result.stdout, result.exit_code) == (stdout, 0 if stdout else 2)
 
 
 @pytest.mark.parametrize(("args", "hinted"), [([], True), (["--no-history"], False),

@@ -114,6 +114,25 @@ def test_list_bad_status(cli: Callable) -> None:
     assert cli("runs", "list", "--status", "great").exit_code == 2
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--limit", "-1"], "--limit must be between 0 and 1000000, got -1"),
+    (["-n", "1000001"], "--limit must be between 0 and 1000000, got 1000001"),
+    (["-n", "9" * 30], "--limit must be between 0 and 1000000, got 99999999999999999..."),
+    (["--workflow", ""], "--workflow must not be empty"),
+])
+def test_list_bad_option_values(runs: list[dict[str, Any]], cli: Callable, args: list[str],
+                                message: str) -> None:
+    """An out-of-range --limit or an empty --workflow is exit 2 naming the option."""
+    result = cli("runs", "list", "--json", *args)
+    assert result.exit_code == 2
+    assert f"error: {message}\n" == result.stderr
+
+
+def test_list_largest_limit(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """--limit 1000000, the top of its range, lists every run."""
+    assert len(json_out(cli("runs", "list", "--json", "-n", "1000000"))) == 4
+
+
 # --- runs show --------------------------------------------------------------------------------
 
 
@@ -259,6 +278,20 @@ def test_prune_bad_age(runs: list[dict[str, Any]], cli: Callable, age: str) -> N
     assert result.exit_code == 2
     assert "30d" in result.stderr
     assert len(json_out(cli("runs", "list", "--json"))) == 4
+
+
+@pytest.mark.parametrize("age", ["36501d", "5215w", "9" * 400 + "s"])
+def test_prune_age_over_a_century(runs: list[dict[str, Any]], cli: Callable, age: str) -> None:
+    """An age over 100 years is exit 2 naming the limit, and deletes nothing."""
+    result = cli("runs", "prune", "--older-than", age)
+    assert result.exit_code == 2
+    assert "is over 100 years" in result.stderr and "36500d" in result.stderr
+    assert len(json_out(cli("runs", "list", "--json"))) == 4
+
+
+def test_prune_age_of_a_century(runs: list[dict[str, Any]], cli: Callable) -> None:
+    """36500d, the longest age, is accepted."""
+    assert cli("runs", "prune", "--older-than", "36500d").exit_code == 0
 
 
 # --- runs diff --------------------------------------------------------------------------------

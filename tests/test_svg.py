@@ -246,3 +246,12 @@ def test_direction_belongs_to_svg_only(cli: Callable, write_flow: Callable) -> N
     result = cli("graph", path, "-f", "dot", "--direction", "TB")
     assert result.exit_code == 2
     assert "--direction" in result.stderr
+
+
+def test_an_empty_direction_is_a_usage_error(cli: Callable, write_flow: Callable) -> None:
+    """`--direction ''` is exit 2 naming the option, not the default direction."""
+    path = write_flow('steps:\n  - id: a\n    prompt: "x"\n')
+    result = cli("graph", path, "-f", "svg", "--direction", "")
+    assert result.exit_code == 2
+    assert "--direction" in result.stderr
+    assert result.stdout == ""

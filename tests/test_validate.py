@@ -448,6 +448,16 @@ def test_a_folder_without_workflows_is_a_warning(cli: Callable, tmp_path: Path) 
         result.stderr)
 
 
+@pytest.mark.parametrize("paths", [[""], ["FLOW", " "]])
+def test_an_empty_path_is_a_usage_error(cli: Callable, write_flow: Callable,
+                                        paths: list[str]) -> None:
+    """`validate ''` is exit 2 naming the argument, not a search of the current folder."""
+    flow = str(write_flow("steps: [{id: a, prompt: hi}]\n"))
+    result = cli("validate", *[flow if p == "FLOW" else p for p in paths])
+    assert result.exit_code == 2
+    assert result.stderr == "error: FLOW must not be empty\n"
+
+
 def test_the_workflows_folder_validates(cli: Callable) -> None:
     """`validate workflows/` finds and accepts every example."""
     result = cli("validate", REPO / "workflows")

@@ -406,12 +406,17 @@ def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = F
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_AGE_DAYS = 36500  # 100 years: longer is a typo, or a number too big for a float
 
 
 def parse_age(text: str) -> float:
-    """`30d` -> seconds (`runs prune --older-than`). Units: s, m, h, d, w."""
+    """`30d` -> seconds (`runs prune --older-than`). Units: s, m, h, d, w; at most 100 years."""
     match = _AGE.match(text)
     if match is None:
         raise UsageError(f"cannot read the age {text!r}",
                          hint="a number and a unit: 90s, 45m, 12h, 30d or 2w")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not seconds <= _MAX_AGE_DAYS * 86400:  # inf too
+        raise UsageError(f"the age {text.strip()!r} is over 100 years",
+                         hint=f"the longest is {_MAX_AGE_DAYS}d")
+    return seconds

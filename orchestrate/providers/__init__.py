@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 
 from orchestrate._errors import ConfigError
 from orchestrate._secrets import is_secret_header, longest_first, secret_env_values
+from orchestrate._settings import MOCK_LATENCY
 from orchestrate._spec import ModelSettings, ProviderSpec, ProviderType
 from orchestrate.providers._base import LLMRequest, LLMResponse, Provider
 from orchestrate.providers._registry import (
@@ -161,9 +163,10 @@ class ProviderPool:
         try:
             latency = float(raw)
         except ValueError:
-            latency = -1.0
-        if latency < 0:
-            raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds, got {raw!r}")
+            latency = math.nan
+        if latency not in MOCK_LATENCY:  # NaN included
+            raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds from "
+                              f"{MOCK_LATENCY.low} to {MOCK_LATENCY.high}, got {raw!r}")
         return latency
 
     def _provider_of_kind(self, name: str, spec: ProviderSpec, *,
