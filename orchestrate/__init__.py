@@ -12,6 +12,7 @@ from orchestrate._version import __version__
 
 if TYPE_CHECKING:
     from orchestrate._api import prepare, run_prepared, run_workflow
+    from orchestrate._batch import BatchResult, BatchSummary, RowResult, run_batch
     from orchestrate._engine import Engine, RunOptions
     from orchestrate._errors import (
         ConfigError,
@@ -24,15 +25,18 @@ if TYPE_CHECKING:
         WorkflowInvalid,
     )
     from orchestrate._result import ErrorInfo, RunResult, StepResult, Usage
+    from orchestrate._rows import BadRows
     from orchestrate._spec import FunctionStep, LLMStep, Workflow, WorkflowStep
     from orchestrate._validate import Report, load_workflow, validate_file
     from orchestrate.history import HistoryOptions
 
 _HOMES = {
     "_api": ("prepare", "run_prepared", "run_workflow"),
+    "_batch": ("BatchResult", "BatchSummary", "RowResult", "run_batch"),
     "_engine": ("Engine", "RunOptions"),
     "_errors": ("ConfigError", "Diagnostic", "InputError", "OrchestrateError", "StepError",
                 "Terminated", "UsageError", "WorkflowInvalid"),
+    "_rows": ("BadRows",),
     "_result": ("ErrorInfo", "RunResult", "StepResult", "Usage"),
     "_spec": ("FunctionStep", "LLMStep", "Workflow", "WorkflowStep"),
     "_validate": ("Report", "load_workflow", "validate_file"),
@@ -41,6 +45,9 @@ _HOMES = {
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
+    "BadRows",
+    "BatchResult",
+    "BatchSummary",
     "ConfigError",
     "Diagnostic",
     "Engine",
@@ -51,6 +58,7 @@ __all__ = [
     "LLMStep",
     "OrchestrateError",
     "Report",
+    "RowResult",
     "RunOptions",
     "RunResult",
     "StepError",
@@ -64,6 +72,7 @@ __all__ = [
     "__version__",
     "load_workflow",
     "prepare",
+    "run_batch",
     "run_prepared",
     "run_workflow",
     "validate_file",

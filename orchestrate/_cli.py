@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -280,6 +281,10 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", metavar="USD", min=0,
+        help="Budget: a model call that could pass it is not made (wins over "
+             "defaults.max_cost).")] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history", callback=_GIVEN)] = None,
@@ -307,7 +312,7 @@ def run(
     """Validate, then run a workflow."""
     import asyncio
 
-    from orchestrate._api import mock_from_env, prepare, run_prepared
+    from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
@@ -337,7 +342,8 @@ def run(
             # stdout is for results: what functions print goes to stderr meanwhile.
             with redirect_stdout(sys.stderr):
                 result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
-                                                  observers=observers, history=history))
+                                                  observers=observers, history=history,
+                                                  budget=run_budget(prepared, max_cost)))
             recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             _print_error(exc.format())
@@ -354,6 +360,48 @@ def run(
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@_reporting_errors
+def estimate(
+    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                        callback=_GIVEN)],
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="NAME=VALUE, as for `run`."),
+    ] = None,
+    inputs_file: Annotated[str | None, typer.Option(
+        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
+        callback=_GIVEN)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", metavar="FILE", help="A dataset (.jsonl, .json, .csv): times its rows.",
+        callback=_GIVEN)] = None,
+    items: Annotated[int | None, typer.Option(
+        "--items", min=0, help="Items of a for_each whose list is not known before the run "
+        "(default 10).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+                                              callback=_GIVEN)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """What a run would cost, without calling a model: tokens and a low/high cost per step."""
+    from orchestrate._estimate import count_rows
+    from orchestrate._estimate import estimate as estimate_run
+    from orchestrate._inputs import parse_assignments, read_inputs_file
+    from orchestrate._validate import load_workflow
+
+    workflow = load_workflow(flow)
+    given = read_inputs_file(inputs_file) if inputs_file else {}
+    given |= parse_assignments(input or [], workflow.inputs)
+    known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
+    result = estimate_run(workflow, known | given, items=items, model=model,
+                          rows=count_rows(Path(data)) if data else 1)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from orchestrate._render import print_estimate
+
+    print_estimate(result, sys.stdout)
 
 
 def _path(value: str | None) -> Path | None:
@@ -387,6 +435,170 @@ def _progress_observers(quiet: bool, terminal: bool) -> list[Any]:
     if terminal:
         return [LiveView(stderr_console())]
     return [PlainProgress(sys.stderr)]
+
+
+# --- batch -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _data_file(data: str) -> Iterator[Path]:
+    """The rows' file: `-` is stdin, spooled to a temporary file (it is read twice)."""
+    if data != "-":
+        yield Path(data)
+        return
+    from orchestrate._rows import spooled_stdin
+
+    with spooled_stdin() as path:
+        yield path
+
+
+@contextmanager
+def _output_stream(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
+    if path is None:
+        yield stdout
+        return
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+    except OSError as exc:
+        raise OrchestrateError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _batch_observers(quiet: bool) -> list[Any]:
+    if quiet:
+        return []
+    from orchestrate._render_batch import BatchLiveView, BatchPlainProgress
+
+    if sys.stderr.isatty():
+        from orchestrate._render import stderr_console
+
+        return [BatchLiveView(stderr_console())]
+    return [BatchPlainProgress(sys.stderr)]
+
+
+@app.command()
+@_reporting_errors
+def batch(
+    flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
+    data: Annotated[str | None, typer.Option(
+        "--data", metavar="FILE", help="Rows: .jsonl, .json, .csv, or - (JSON Lines on "
+        "stdin). With --resume, the resumed batch's file by default.")] = None,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", metavar="INPUT=COLUMN", help="Feed INPUT from COLUMN (repeatable).")] = None,
+    input: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", help="NAME=VALUE shared by every row (a row's own value wins).")
+    ] = None,
+    inputs_file: Annotated[Path | None, typer.Option(
+        "--inputs", help="A JSON or YAML file of inputs shared by every row.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Write the rows to FILE (.jsonl or .csv) "
+        "instead of stdout.")] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-c", min=1, help="Model calls in flight across all rows.")] = 16,
+    limit: Annotated[int | None, typer.Option("--limit", min=0,
+                                              help="Only the first N rows.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the summary as JSON on stdout (the rows need --output).")
+    ] = False,
+    mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
+    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", metavar="BATCH_ID", help="Run the rows of BATCH_ID that did not succeed; "
+        "write the whole output again.", rich_help_panel="Run history")] = None,
+    cache: Annotated[bool, typer.Option(
+        "--cache", help="Answer identical LLM requests from earlier answers.",
+        rich_help_panel="Run history")] = False,
+    record: Annotated[Path | None, typer.Option(
+        "--record", metavar="FILE", help="Write every provider response to a fixture file.",
+        rich_help_panel="Run history")] = None,
+    replay: Annotated[Path | None, typer.Option(
+        "--replay", metavar="FILE", help="Answer from a fixture file, offline.",
+        rich_help_panel="Run history")] = None,
+    no_history: Annotated[bool, typer.Option(
+        "--no-history", help="Record nothing in the run history.",
+        rich_help_panel="Run history")] = False,
+    db: DatabaseOption = None,
+) -> None:
+    """Run a workflow once per row of a dataset, concurrently; rows out in order."""
+    import asyncio
+
+    from orchestrate._api import mock_from_env, prepare
+    from orchestrate._batch import Dataset, output_format, row_writer, run_dataset
+    from orchestrate._engine import RunOptions
+    from orchestrate._errors import UsageError
+    from orchestrate._inputs import read_inputs_file
+    from orchestrate._rows import RowInputs, data_format, header_of, parse_mapping, read_rows
+    from orchestrate.history import HistoryOptions
+
+    if as_json and output is None:
+        raise UsageError("--json prints the summary on stdout, so the rows need --output FILE")
+    out_format = output_format(output) if output else "jsonl"
+    given = read_inputs_file(inputs_file) if inputs_file else {}
+    mapping_pairs = list(map_ or [])
+    if resume and (data is None or not (map_ or input or inputs_file)):
+        from orchestrate.history._batches import resumed_batch
+
+        earlier = resumed_batch(resume, database=db)
+        data = data or earlier["data"]
+        if not (map_ or input or inputs_file):
+            given = earlier["settings"].get("inputs") or {}
+            mapping_pairs = [f"{k}={v}" for k, v in (earlier["settings"].get("map") or {}).items()]
+    if data is None:
+        raise UsageError("batch needs the rows: --data FILE (or - for stdin)")
+    prepared = prepare(flow, given, assignments=input or [], partial=True)
+    specs = prepared.workflow.inputs
+    how = RowInputs(specs, parse_mapping(mapping_pairs, specs), prepared.inputs)
+    fmt = data_format(data)
+    label = "<stdin>" if data == "-" else data
+    stdout = sys.stdout
+    with _data_file(data) as path, _output_stream(output, stdout) as out:
+        if fmt == "csv":
+            how.check_header(header_of(path, label), label)
+        dataset = Dataset(read=lambda: read_rows(path, fmt, label), how=how, fmt=fmt,
+                          label=label, data=data, limit=limit)
+        options = RunOptions(model=model, max_concurrency=concurrency,
+                             mock=mock or mock_from_env())
+        history = HistoryOptions(record_history=not no_history, cache=cache, record=record,
+                                 replay=replay, database=db)
+        # stdout is for the rows: what functions print goes to stderr meanwhile.
+        with redirect_stdout(sys.stderr):
+            summary = asyncio.run(run_dataset(
+                prepared, dataset, emit=row_writer(out_format, out, prepared.workflow),
+                options=options, history=history, resume=resume,
+                observers=_batch_observers(quiet)))
+    document = summary.to_dict()
+    if as_json:
+        _print_json(document)
+    elif not quiet:
+        from orchestrate._render_batch import summary_text
+
+        print(summary_text(document), file=sys.stderr)
+    raise typer.Exit(summary.exit_code)
+
+
+# --- ui -------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_reporting_errors
+def ui(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Workflow files, or folders to search for them (default: this folder).",
+        metavar="[PATH]...")] = None,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="The port to listen on (0: any free one).")] = 8765,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
+    db: DatabaseOption = None,
+) -> None:
+    """Serve the workflows and the run history in a browser: run, watch, compare."""
+    from orchestrate.ui import serve
+
+    # The history it shows, and the runs it starts record into, alike.
+    env = {**os.environ, "ORCHESTRATE_DATABASE_URL": db} if db else os.environ
+    serve(paths or [Path(".")], host=host, port=port, open_browser=not no_open, env=env)
 
 
 # --- runs: the history ------------------------------------------------------------------------
@@ -440,6 +652,9 @@ def runs_list(
         print_runs_table(runs, sys.stdout)
 
 
+SHOWN_FAILED_ROWS = 50
+
+
 @runs_app.command("show")
 @_reporting_errors
 def runs_show(
@@ -448,11 +663,22 @@ def runs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
     db: DatabaseOption = None,
 ) -> None:
-    """A recorded run: its outputs and each step."""
-    from orchestrate.history import open_store, run_details
+    """A recorded run: its outputs and each step. A batch: its summary and failed rows."""
+    from orchestrate.history import batch_details, open_store, run_details
 
     with open_store(location=db) as store:
-        document, details = run_details(store, store.resolve(run_id))
+        found = store.resolve(run_id)
+        batch = batch_details(store, found, limit=None if as_json else SHOWN_FAILED_ROWS)
+        if batch is None:
+            document, details = run_details(store, found)
+    if batch is not None:
+        if as_json:
+            _print_json(batch)
+        else:
+            from orchestrate._render_batch import print_batch
+
+            print_batch(batch, batch["failed_rows"], sys.stdout)
+        return
     if as_json:
         _print_json(document)
     else:
@@ -536,13 +762,15 @@ def history_export(
     db: DatabaseOption = None,
 ) -> None:
     """Write every run, with its steps, to FILE (JSON Lines)."""
+    from orchestrate._hints import plural
     from orchestrate.history import export_history, open_store
 
     with open_store(location=db) as store, _output_file(file) as out:
-        count = export_history(store, out)
+        done = export_history(store, out)
         location = store.location
-    print(f"exported {count} run{'s' if count != 1 else ''} from {location} to {file}",
-          file=sys.stderr)
+    print(f"exported {plural(done.runs, 'run')}"
+          + (f" and {_batches(done.batches)}" if done.batches else "")
+          + f" from {location} to {file}", file=sys.stderr)
 
 
 @history_app.command("import")
@@ -554,13 +782,20 @@ def history_import(
     db: DatabaseOption = None,
 ) -> None:
     """Add the runs of FILE to the history; runs it has already are left as they are."""
+    from orchestrate._hints import plural
     from orchestrate.history import import_history, open_store
 
     with _input_file(file) as lines, open_store(location=db) as store:
         done = import_history(store, lines, file)
         location = store.location
-    print(f"imported {done.added} run{'s' if done.added != 1 else ''} into {location}"
+    print(f"imported {plural(done.added, 'run')}"
+          + (f" and {_batches(done.batches)}" if done.batches else "")
+          + f" into {location}"
           + (f" ({done.present} already there)" if done.present else ""), file=sys.stderr)
+
+
+def _batches(count: int) -> str:
+    return f"{count} batch" if count == 1 else f"{count} batches"
 
 
 @contextmanager

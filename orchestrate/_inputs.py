@@ -128,8 +128,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's inputs: given values checked by type, defaults filled in, in spec order."""
+def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any], *,
+                   partial: bool = False) -> dict[str, Any]:
+    """The run's inputs: given values checked by type, defaults filled in, in spec order.
+
+    `partial`: only check the given values (a batch's shared inputs, which its rows
+    complete).
+    """
     for name in given:
         if name not in specs:
             raise InputError(f"unknown input {name!r}", hint=_input_hint(name, specs))
@@ -141,6 +146,8 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any]) -> 
                 shown = _shown(json.dumps(value, ensure_ascii=False, default=str), limit=None)
                 raise InputError(f"input {name!r} must be of type {spec.type}, got {shown}")
             resolved[name] = value
+        elif partial:
+            continue
         elif spec.required:
             raise InputError(f"missing required input {name!r}",
                              hint=f"pass it with -i {name}=VALUE or --inputs FILE")

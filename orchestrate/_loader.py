@@ -22,10 +22,12 @@ from orchestrate._hints import did_you_mean
 from orchestrate._spec import (
     KIND_KEYS,
     SETTING_KEYS,
+    Defaults,
     InputSpec,
     LLMStep,
     Message,
     ModelSettings,
+    Price,
     ProviderSpec,
     ProviderType,
     Step,
@@ -647,11 +649,12 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
         conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
                                           self._structure_messages)
-        for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, Workflow):
+        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Step,
+                    Workflow):
             attrs.resolve_types(cls)
         for cls in set(KIND_KEYS.values()):
             attrs.resolve_types(cls)
-        for cls in (InputSpec, ModelSettings, ProviderSpec, Message):
+        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message):
             conv.register_structure_hook(cls, self._object_hook(cls))
         self.conv = conv
 
@@ -749,6 +752,8 @@ def _noun(cls: type) -> str:
     return {
         InputSpec: "an input",
         ModelSettings: "`defaults`",
+        Defaults: "`defaults`",
+        Price: "a price",
         ProviderSpec: "a provider",
         Message: "a message",
     }.get(cls, cls.__name__)

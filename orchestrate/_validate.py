@@ -38,7 +38,7 @@ from orchestrate._spec import (
     WorkflowStep,
 )
 from orchestrate._templating import GLOBALS, Comparison, Expression, Problem, Reference, Template
-from orchestrate.providers import builtin_provider_names
+from orchestrate.providers import KINDS, builtin_provider_names
 
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
@@ -54,6 +54,8 @@ SETTING_RANGES: tuple[tuple[str, dict[str, float], str], ...] = (
     ("max_tokens", {"minimum": 1}, "must be at least 1"),
     ("temperature", {"minimum": 0}, "must be 0 or more"),
 )
+# Amounts of money: `defaults.max_cost` and each price of `providers.NAME.pricing.MODEL`.
+MONEY_BOUNDS: dict[str, float] = {"minimum": 0}
 _BOUND_TESTS = {
     "minimum": lambda value, bound: value >= bound,
     "maximum": lambda value, bound: value <= bound,
@@ -170,6 +172,7 @@ class _Checker:
         self.check_ids()
         self.check_providers()
         self.check_ranges()
+        self.check_money()
         for step in self.workflow.steps:
             self.check_step(step)
         self.check_broken_steps()
@@ -230,6 +233,16 @@ class _Checker:
             if name is not None and name not in known:
                 self.error(path, f"unknown provider {name!r}",
                            did_you_mean(name, known) or f"known: {', '.join(sorted(known))}")
+        for name, spec in self.workflow.providers.items():
+            if spec.base_url is None and name not in KINDS:
+                self.error(("providers", name), f"provider {name!r} needs a base_url",
+                           f"only the built-in {' and '.join(KINDS)} may leave it out (to "
+                           "set their rate limits)")
+            for key in ("rpm", "tpm"):
+                value = getattr(spec, key)
+                if value is not None and value < 1:
+                    self.error(("providers", name, key), f"`{key}` must be at least 1, "
+                               f"got {value}")
 
     def check_ranges(self) -> None:
         """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""
@@ -248,6 +261,19 @@ class _Checker:
                                "add at least one message, e.g. `- {role: user, content: ...}`")
         for path, key, value in values:
             self.check_range(path, key, value)
+
+    def check_money(self) -> None:
+        """A budget or a price below 0 (a local model is priced 0)."""
+        amounts: list[tuple[tuple[str | int, ...], Any]] = [
+            (("defaults", "max_cost"), self.workflow.defaults.max_cost)]
+        for name, provider in self.workflow.providers.items():
+            for model, price in provider.pricing.items():
+                amounts += [(("providers", name, "pricing", model, field.name),
+                             getattr(price, field.name)) for field in attrs.fields(type(price))]
+        for path, value in amounts:
+            if value is not None and not all(_BOUND_TESTS[b](value, n)
+                                             for b, n in MONEY_BOUNDS.items()):
+                self.error(path, f"`{path[-1]}` must be 0 or more, got {value:g}")
 
     def check_range(self, path: tuple, key: str, value: Any) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):

@@ -60,7 +60,7 @@ def test_an_empty_schema_is_migrated(postgres_url: str) -> None:
         assert sorted(store.applied_migrations()) == sorted(m.name for m in MIGRATIONS)
     tables = {row[0] for row in query("SELECT table_name FROM information_schema.tables "
                                       "WHERE table_schema = current_schema()")}
-    assert tables == {"_migrations", "runs", "steps", "responses"}
+    assert tables == {"_migrations", "runs", "steps", "responses", "batches"}
     assert query("SELECT data_type FROM information_schema.columns WHERE table_name = 'runs' "
                  "AND column_name = 'started' AND table_schema = current_schema()") == [
         ("double precision",)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from orchestrate.history._provenance import user_name
 from tests.conftest import history_connection
 
 pytestmark = pytest.mark.usefixtures("history_backend")
@@ -64,12 +66,14 @@ def json_out(result: Any) -> Any:
 
 
 def test_list_json_newest_first(runs: list[dict[str, Any]], cli: Callable) -> None:
-    """--json: an array, newest first, of exactly the SPEC's fields."""
+    """--json: an array, newest first, of the SPEC's fields, `kind` (run or batch) and `user`."""
     listed = json_out(cli("runs", "list", "--json"))
     assert [r["run_id"] for r in listed] == [d["run_id"] for d in reversed(runs)]
     newest = runs[-1]
     assert listed[0] == {key: newest[key] for key in ("run_id", "workflow", "file", "status",
-                                                      "started_at", "duration_ms", "usage")}
+                                                      "started_at", "duration_ms", "usage",
+                                                      "cost_usd")} | {
+        "kind": "run", "user": user_name(os.environ)}
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -93,7 +97,8 @@ def test_list_table(runs: list[dict[str, Any]], cli: Callable) -> None:
     result = cli("runs", "list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["run", "id", "workflow", "status", "started", "time", "tokens"]
+    assert lines[0].split() == ["run", "id", "workflow", "status", "started", "time", "tokens",
+                                "cost"]
     assert runs[-1]["run_id"] in lines[1] and "broken" in lines[1] and "failed" in lines[1]
     assert runs[0]["run_id"] in lines[4] and "succeeded" in lines[4]
 

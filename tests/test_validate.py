@@ -216,6 +216,10 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("unknown_provider", [
         (7, 15, "unknown provider 'locl'"),
     ]),
+    ("provider_rate_limits", [
+        (3, 10, "provider 'nourl' needs a base_url"),
+        (4, 54, "`tpm` must be at least 1, got 0"),
+    ]),
     ("unknown_step_key", [
         (4, 5, "unknown key 'temprature' in a step"),
     ]),

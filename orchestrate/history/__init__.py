@@ -5,6 +5,7 @@
     ├── _reuse      ReusePlan, plan_reuse(): --resume, --from, --only
     ├── _recording  cache / record / replay providers for the ProviderPool
     └── _provenance files, git commit, versions, step definitions
+    _batches        BatchSession: what one `orchestrate batch` gets; batch_details()
     _diff           run_details(), diff_runs(): `runs show` and `runs diff`
     _transfer       export_history(), import_history(): `history export` / `import`
     _open           open_store(): where the history is (--db, $ORCHESTRATE_DATABASE_URL,
@@ -22,6 +23,7 @@ imports psycopg, each only when a store of its kind is opened.
 
 from __future__ import annotations
 
+from orchestrate.history._batches import batch_details
 from orchestrate.history._diff import diff_runs, run_details
 from orchestrate.history._open import database_location, database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
@@ -49,6 +51,7 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "StoredStep",
+    "batch_details",
     "database_location",
     "database_path",
     "definition_hash",

@@ -114,7 +114,7 @@ def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: 
     if resume:
         run_id = store.resolve(resume)
         row = store.run_row(run_id)
-        _check_same_workflow(prepared, row)
+        check_same_workflow(prepared, row)
         if make_style and mode_family(row["mode"]) != family:
             raise UsageError(
                 f"{flag} takes the other steps' unchanged outputs from run {run_id}, "
@@ -152,7 +152,7 @@ def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: 
     return latest
 
 
-def _check_same_workflow(prepared: PreparedRun, row: Mapping[str, Any]) -> None:
+def check_same_workflow(prepared: PreparedRun, row: Mapping[str, Any]) -> None:
     """--resume takes a run of this workflow: the same file (by path or content), or the
     same workflow name (a file moved or renamed keeps it, if it has a `name:`)."""
     workflow = prepared.workflow

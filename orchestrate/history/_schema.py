@@ -111,6 +111,32 @@ _RESPONSES = """
         created       {float} NOT NULL   -- Unix seconds
     )"""
 
+_BATCHES = """
+    CREATE TABLE batches (
+        batch_id      TEXT PRIMARY KEY,
+        workflow      TEXT NOT NULL,
+        file          TEXT,              -- the workflow's path as given
+        file_path     TEXT,              -- the same, absolute
+        file_sha256   TEXT,
+        data          TEXT,              -- the data file as given (- for stdin)
+        data_path     TEXT,              -- the same, absolute
+        status        TEXT NOT NULL,     -- running | succeeded | failed | cancelled
+        mode          TEXT NOT NULL,     -- live | mock | replay
+        started_at    TEXT NOT NULL,
+        started       {float} NOT NULL,
+        finished_at   TEXT,
+        duration_ms   INTEGER,
+        rows          INTEGER NOT NULL,
+        succeeded     INTEGER NOT NULL DEFAULT 0,
+        failed        INTEGER NOT NULL DEFAULT 0,
+        cancelled     INTEGER NOT NULL DEFAULT 0,
+        input_tokens  INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        settings      TEXT NOT NULL,     -- JSON: --map, shared inputs, --model, ...
+        resumed_from  TEXT,              -- the batch whose unfinished rows this one ran
+        summary       TEXT               -- JSON: the summary document
+    )"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("m001_initial", (
         _RUNS,
@@ -123,12 +149,36 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     # JSON: the items of a for_each that succeeded (see _store.items_value), for --resume
     Migration("m002_step_items", ("ALTER TABLE steps ADD COLUMN items TEXT",)),
+    # A batch's rows are runs: they name their batch, and `runs list` leaves them out (the
+    # partial indexes keep it fast however many rows a batch has).
+    Migration("m003_batches", (
+        "ALTER TABLE runs ADD COLUMN batch_id TEXT",
+        "ALTER TABLE runs ADD COLUMN batch_row INTEGER",  # the row's index, from 0
+        "ALTER TABLE runs ADD COLUMN batch_line INTEGER",  # its line in the data file
+        "CREATE INDEX runs_by_batch ON runs (batch_id, batch_row) WHERE batch_id IS NOT NULL",
+        "CREATE INDEX runs_alone_by_start ON runs (started) WHERE batch_id IS NULL",
+        "CREATE INDEX runs_alone_by_workflow ON runs (workflow, started) "
+        "WHERE batch_id IS NULL",
+        _BATCHES,
+        "CREATE INDEX batches_by_start ON batches (started)",
+    )),
+    # What runs and steps cost, and the price it was computed with, so that a later change
+    # of the price table does not rewrite old runs. Runs recorded before are NULL (unknown).
+    Migration("m004_cost", (
+        "ALTER TABLE runs ADD COLUMN cost_usd {float}",
+        "ALTER TABLE steps ADD COLUMN cost_usd {float}",
+        "ALTER TABLE steps ADD COLUMN price TEXT",  # JSON: USD per million tokens
+        "ALTER TABLE steps ADD COLUMN cached_input_tokens INTEGER",
+        "ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER",
+    )),
     # Who ran it (ORCHESTRATE_USER, else the login name) and where: a shared history has
     # many of each. `user` is a reserved word in PostgreSQL.
-    Migration("m003_run_user", (
+    Migration("m005_run_user", (
         "ALTER TABLE runs ADD COLUMN user_name TEXT",
         "ALTER TABLE runs ADD COLUMN host_name TEXT",
         "CREATE INDEX runs_by_user ON runs (user_name, started)",
+        "ALTER TABLE batches ADD COLUMN user_name TEXT",
+        "ALTER TABLE batches ADD COLUMN host_name TEXT",
     )),
 )
 

@@ -25,16 +25,23 @@ from typing import Any
 from orchestrate._errors import StoreError, UsageError
 from orchestrate._result import RunResult
 from orchestrate.history._store import (
+    BATCH_END_COLUMNS,
+    BATCH_START_COLUMNS,
     NO_HISTORY_HINT,
     RESPONSE_COLUMNS,
     RUN_END_COLUMNS,
     RUN_START_COLUMNS,
     STEP_COLUMNS,
+    BatchRecord,
+    BatchRow,
     CachedResponse,
     Row,
     RunRecord,
     StepRecord,
     StoredStep,
+    batch_end_values,
+    batch_summary,
+    batch_values,
     resolved,
     response_values,
     run_document,
@@ -117,12 +124,20 @@ _CANCEL_RUN = ("UPDATE runs SET status = 'cancelled', error_type = 'cancelled', 
                "WHERE run_id = ? AND status = 'running'")
 _UPSERT_STEP = _insert("steps", STEP_COLUMNS, key=("run_id", "step_id"))
 _UPSERT_RESPONSE = _insert("responses", RESPONSE_COLUMNS, key=("key",))
-# A run still going (or whose process died) has its tokens in its finished steps.
+_INSERT_BATCH = _insert("batches", BATCH_START_COLUMNS)
+_FINISH_BATCH = (f"UPDATE batches SET {', '.join(f'{c} = ?' for c in BATCH_END_COLUMNS)}"
+                 " WHERE batch_id = ?")
+# A run still going (or whose process died) has its tokens and cost in its finished steps;
+# its cost is unknown (NULL) while a step that used a model has none.
 _LIST_RUNS = ("SELECT *, CASE WHEN status = 'running' THEN"
               " (SELECT coalesce(sum(s.input_tokens), 0)"
               " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
               " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out,"
+              " CASE WHEN status = 'running' THEN (SELECT CASE WHEN count(CASE WHEN"
+              " s.input_tokens IS NOT NULL AND s.cost_usd IS NULL THEN 1 END) > 0 THEN NULL"
+              " ELSE coalesce(sum(s.cost_usd), 0) END"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE cost_usd END AS cost"
               " FROM runs")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
@@ -217,6 +232,16 @@ class SQLStore:
         row = [values[c] for c in RESPONSE_COLUMNS]
         self.writer.submit(lambda db: db.execute(_UPSERT_RESPONSE, row))
 
+    def insert_batch(self, batch: BatchRecord) -> None:
+        values = batch_values(batch, self.secrets)
+        row = [values[c] for c in BATCH_START_COLUMNS]
+        self.writer.submit(lambda db: db.execute(_INSERT_BATCH, row))
+
+    def finish_batch(self, batch_id: str, summary: Mapping[str, Any], finished: float) -> None:
+        values = batch_end_values(summary, finished, self.secrets)
+        row = [*(values[c] for c in BATCH_END_COLUMNS), batch_id]
+        self.writer.submit(lambda db: db.execute(_FINISH_BATCH, row))
+
     # --- reading ---------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
@@ -235,24 +260,44 @@ class SQLStore:
         return json.loads(rows[0]["response"]) if rows else None
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
+                  status: str | None = None, user: str | None = None,
+                  before: str | None = None) -> list[dict[str, Any]]:
+        """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
+        (an id) pages by keyset: as fast on the last page as on the first."""
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("workflow", workflow), ("status", status), ("user_name", user)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        sql = _LIST_RUNS
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started DESC, run_id DESC"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [run_summary(row) for row in self._query(sql, params)]
+        if before is not None:
+            anchor = self._query("SELECT started, run_id FROM runs WHERE run_id = ? UNION ALL "
+                                 "SELECT started, batch_id FROM batches WHERE batch_id = ?",
+                                 (before, before))
+            if anchor:
+                where.append("(started, {id}) < (?, ?)")
+                params += [anchor[0]["started"], anchor[0]["run_id"]]
+        limited = f" LIMIT {int(limit)}" if limit else ""
+
+        def newest(select: str, id_column: str, *also: str) -> list[Row]:
+            clauses = [*also, *where]
+            sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            sql += f" ORDER BY started DESC, {id_column} DESC{limited}"
+            return self._query(sql.replace("{id}", id_column), params)
+
+        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL")
+        batches = newest("SELECT * FROM batches", "batch_id")
+        listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
+                        + [(row["started"], row["batch_id"], batch_summary(row))
+                           for row in batches], key=lambda entry: entry[:2], reverse=True)
+        return [entry for _, _, entry in listed[:limit or None]]
 
     def resolve(self, prefix: str) -> str:
-        columns = "SELECT run_id, workflow, started_at, status FROM runs"
+        # Run and batch ids alike; PostgreSQL wants the subquery named.
+        columns = ("SELECT run_id, workflow, started_at, status, started FROM runs UNION ALL "
+                   "SELECT batch_id, workflow, started_at, status, started FROM batches")
         matches = self._query(
-            f"{columns} WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ?"
+            f"SELECT * FROM ({columns}) AS ids WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ?"
             " ORDER BY started DESC LIMIT 11", (len(prefix), prefix)) if prefix else []
         return resolved(prefix, matches,
                         lambda: self._query(f"{columns} ORDER BY started DESC LIMIT 5"),
@@ -283,6 +328,50 @@ class SQLStore:
         rows = self._query(sql + " ORDER BY started DESC, run_id DESC LIMIT 1", params)
         return str(rows[0]["run_id"]) if rows else None
 
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM batches WHERE batch_id = ?", (batch_id,))
+        return dict(rows[0]) if rows else None
+
+    def _batch_chain(self, batch_id: str) -> list[str]:
+        """The batch, the batch it resumed, and so on back."""
+        chain = [batch_id]
+        while True:
+            rows = self._query("SELECT resumed_from FROM batches WHERE batch_id = ?",
+                               (chain[-1],))
+            earlier = rows[0]["resumed_from"] if rows else None
+            if earlier is None or earlier in chain:
+                return chain
+            chain.append(earlier)
+
+    def batch_rows(self, batch_id: str, *, failed_only: bool = False,
+                   limit: int | None = None) -> Iterator[BatchRow]:
+        chain = self._batch_chain(batch_id)
+        generation = " ".join(f"WHEN ? THEN {index}" for index in range(len(chain)))
+        sql = ("SELECT batch_row, batch_line, run_id, status, error_type, error_message, "
+               f"CASE batch_id {generation} END AS generation FROM runs "
+               f"WHERE batch_id IN ({', '.join('?' * len(chain))}) "
+               "ORDER BY batch_row, generation, started DESC")
+        try:
+            cursor = self.db.execute(sql, (*chain, *chain))
+        except self.errors as exc:
+            raise self.failure(exc) from None
+        last, given = None, 0
+        try:
+            for row in cursor:
+                if row["batch_row"] == last:
+                    continue  # an earlier batch's run of a row run again since
+                last = row["batch_row"]
+                if failed_only and row["status"] == "succeeded":
+                    continue
+                if limit is not None and given >= limit:
+                    break
+                given += 1
+                yield BatchRow(row=row["batch_row"], line=row["batch_line"],
+                               run_id=row["run_id"], status=row["status"],
+                               error_type=row["error_type"], error_message=row["error_message"])
+        finally:
+            cursor.close()
+
     # --- deleting --------------------------------------------------------------------------
 
     def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
@@ -296,11 +385,15 @@ class SQLStore:
         return counts
 
     def delete(self, run_ids: list[str]) -> int:
-        statements = []
-        for run_id in run_ids:
-            statements.append(("DELETE FROM steps WHERE run_id = ?", (run_id,)))
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        for run_id in run_ids:  # a run, or a batch with its rows' runs
+            statements.append(("DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs "
+                               "WHERE run_id = ? OR batch_id = ?)", (run_id, run_id)))
             statements.append(("DELETE FROM runs WHERE run_id = ?", (run_id,)))
-        return sum(self._write(statements)[1::2])
+            statements.append(("DELETE FROM runs WHERE batch_id = ?", (run_id,)))
+            statements.append(("DELETE FROM batches WHERE batch_id = ?", (run_id,)))
+        counts = self._write(statements)
+        return sum(counts[1::4]) + sum(counts[3::4])
 
     def prune(self, before: float) -> tuple[int, int]:
         # A run still going is never pruned, however long ago it started (see delete_runs).
@@ -310,6 +403,7 @@ class SQLStore:
              (before,)),
             (f"DELETE FROM runs WHERE {old_runs}", (before,)),
             ("DELETE FROM responses WHERE created < ?", (before,)),
+            ("DELETE FROM batches WHERE started < ?", (before,)),
         ])
         return counts[1], counts[2]
 
@@ -335,6 +429,17 @@ class SQLStore:
                 yield dict(run), steps[run["run_id"]]
             after = ids[-1]
 
+    def export_batches(self) -> Iterator[dict[str, Any]]:
+        """Every batch's row, a page at a time (by batch id); its rows are runs."""
+        after = ""
+        while True:
+            batches = self._query("SELECT * FROM batches WHERE batch_id > ? ORDER BY batch_id "
+                                  f"LIMIT {EXPORT_PAGE}", (after,))
+            if not batches:
+                return
+            yield from (dict(batch) for batch in batches)
+            after = batches[-1]["batch_id"]
+
     def columns(self, table: str) -> list[str]:
         cursor = self.db.execute(f"SELECT * FROM {table} WHERE 1 = 0")
         names = [column[0] for column in cursor.description]
@@ -355,6 +460,16 @@ class SQLStore:
         except self.errors as exc:
             raise self.failure(exc, "could not import into") from None
         return added
+
+    def import_batch(self, batch: Mapping[str, Any]) -> bool:
+        """Add a batch exported from a history unless its id is here; whether it was."""
+        columns = self._known(batch, "batches")
+        try:
+            with self.db.transaction() as db:
+                return bool(db.execute(_insert("batches", columns, key=("batch_id",), keep=True),
+                                       [batch[c] for c in columns]).rowcount == 1)
+        except self.errors as exc:
+            raise self.failure(exc, "could not import into") from None
 
     def _known(self, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
                table: str) -> list[str]:

@@ -26,8 +26,17 @@ from typing import Any, Protocol
 import attrs
 
 from orchestrate._errors import UsageError
-from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage, iso_time
+from orchestrate._result import (
+    ErrorInfo,
+    ItemResult,
+    RunResult,
+    StepResult,
+    Usage,
+    iso_time,
+    total_cost,
+)
 from orchestrate._secrets import redact_values
+from orchestrate._spec import Price
 
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
 
@@ -53,6 +62,42 @@ class RunRecord:
     provenance: dict[str, Any]
     user_name: str | None = None  # who ran it: $ORCHESTRATE_USER, else the login name
     host_name: str | None = None
+    batch_id: str | None = None  # the batch this run is a row of
+    batch_row: int | None = None  # the row's index in the dataset, from 0
+    batch_line: int | None = None  # the row's line in the data file, from 1
+
+
+@attrs.frozen(kw_only=True)
+class BatchRecord:
+    """A batch as it starts: the `batches` row before its end is known."""
+
+    batch_id: str
+    workflow: str
+    file: str | None  # as given on the command line
+    file_path: str | None  # the same, absolute
+    file_sha256: str | None
+    data: str | None  # the data file as given (`-` for stdin, None from Python)
+    data_path: str | None  # the same, absolute
+    mode: str  # live | mock | replay
+    started_at: str
+    started: float  # Unix seconds
+    rows: int  # how many rows the batch runs (after --limit)
+    settings: dict[str, Any]  # --map, shared inputs, --model, --concurrency, --limit
+    resumed_from: str | None
+    user_name: str | None = None  # who ran it, as for a run
+    host_name: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BatchRow:
+    """A row's latest run in a batch (or in the batch it resumed, and so on)."""
+
+    row: int
+    line: int | None
+    run_id: str
+    status: str
+    error_type: str | None
+    error_message: str | None
 
 
 @attrs.frozen(kw_only=True)
@@ -108,13 +153,22 @@ class HistoryStore(Protocol):
     def put_response(self, response: CachedResponse) -> None:
         """Keep a model's answer in the response cache."""
 
+    def insert_batch(self, batch: BatchRecord) -> None:
+        """Record a batch as started (`running`); its rows are runs with its batch_id."""
+
+    def finish_batch(self, batch_id: str, summary: Mapping[str, Any], finished: float) -> None:
+        """Record how the batch ended: `summary` is the batch's summary document."""
+
     # Reads.
     def get_response(self, key: str) -> dict[str, Any] | None:
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
-        """Runs newest first, as `runs list --json` prints them; `user`: run by them."""
+                  status: str | None = None, user: str | None = None,
+                  before: str | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, as `runs list --json` prints them; `user`: run by them;
+        `before` (a run id) gives the runs that come after that one in this order (the
+        next page)."""
 
     def resolve(self, prefix: str) -> str:
         """The one run id starting with `prefix`; UsageError naming the candidates."""
@@ -131,6 +185,15 @@ class HistoryStore(Protocol):
     def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
         """The newest run of the file, of one of `modes` if given."""
 
+    def batch(self, batch_id: str) -> Mapping[str, Any] | None:
+        """A batch's columns (`settings` and `summary` as JSON text), or None: `resolve`
+        gives run and batch ids alike, and this tells which one it is."""
+
+    def batch_rows(self, batch_id: str, *, failed_only: bool = False,
+                   limit: int | None = None) -> Iterator[BatchRow]:
+        """Each row's latest run, in row order, streamed: a row the batch did not run
+        again (`--resume`) is found in the batch it resumed, and so on back."""
+
     # Moving runs between histories (see _transfer).
     def applied_migrations(self) -> list[str]:
         """The names of the schema's migrations applied to this database."""
@@ -141,9 +204,16 @@ class HistoryStore(Protocol):
     def import_run(self, run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> bool:
         """Add an exported run unless its id is here already; whether it was added."""
 
+    def export_batches(self) -> Iterator[dict[str, Any]]:
+        """Every batch's row (its rows are runs, exported with them)."""
+
+    def import_batch(self, batch: Mapping[str, Any]) -> bool:
+        """Add an exported batch unless its id is here already; whether it was added."""
+
     # Deleting, and the end.
     def delete(self, run_ids: list[str]) -> int:
-        """Delete runs with their steps; how many runs there were."""
+        """Delete runs with their steps (a batch id: the batch and its rows' runs); how
+        many runs and batches there were."""
 
     def prune(self, before: float) -> tuple[int, int]:
         """Delete runs started, and cached responses made, before `before` (Unix seconds)."""
@@ -160,18 +230,27 @@ class HistoryStore(Protocol):
 
 RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "git_commit",
                      "status", "mode", "started_at", "started", "inputs", "resumed_from",
-                     "provenance", "user_name", "host_name")
+                     "provenance", "user_name", "host_name", "batch_id", "batch_row",
+                     "batch_line")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
-                   "outputs", "error_step", "error_type", "error_message", "document")
+                   "cost_usd", "outputs", "error_step", "error_type", "error_message",
+                   "document")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
-                "duration_ms", "input_tokens", "output_tokens", "cached", "reused",
+                "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
+                "cache_write_tokens", "cost_usd", "price", "cached", "reused",
                 "fingerprint", "definition", "request", "finished_at", "extra", "items")
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
+BATCH_START_COLUMNS = ("batch_id", "workflow", "file", "file_path", "file_sha256", "data",
+                       "data_path", "status", "mode", "started_at", "started", "rows",
+                       "settings", "resumed_from", "user_name", "host_name")
+BATCH_END_COLUMNS = ("status", "finished_at", "duration_ms", "succeeded", "failed",
+                     "cancelled", "input_tokens", "output_tokens", "summary")
 
 # The keys of a step's entry in the result document that its columns hold.
 _DOCUMENT_COLUMNS = frozenset({"id", "status", "output", "error", "provider", "model",
-                               "attempts", "duration_ms", "usage", "cached", "reused"})
+                               "attempts", "duration_ms", "usage", "cost_usd", "cached",
+                               "reused"})
 
 
 def _json(value: Any) -> str:
@@ -191,7 +270,42 @@ def run_values(run: RunRecord, secrets: Sequence[str]) -> dict[str, Any]:
         "started_at": run.started_at, "started": run.started,
         "inputs": _scrubbed(secrets, _json(run.inputs)), "resumed_from": run.resumed_from,
         "provenance": _json(run.provenance), "user_name": run.user_name,
-        "host_name": run.host_name,
+        "host_name": run.host_name, "batch_id": run.batch_id,
+        "batch_row": run.batch_row, "batch_line": run.batch_line,
+    }
+
+
+def batch_values(batch: BatchRecord, secrets: Sequence[str]) -> dict[str, Any]:
+    """The `batches` row of a batch that just started (BATCH_START_COLUMNS)."""
+    values = attrs.asdict(batch)
+    values["status"] = "running"
+    values["settings"] = _scrubbed(secrets, _json(batch.settings))
+    return values
+
+
+def batch_end_values(summary: Mapping[str, Any], finished: float,
+                     secrets: Sequence[str]) -> dict[str, Any]:
+    """What the `batches` row learns when the batch ends (BATCH_END_COLUMNS)."""
+    usage = summary.get("usage") or {}
+    return {
+        "status": summary["status"], "finished_at": iso_time(finished),
+        "duration_ms": summary["duration_ms"], "succeeded": summary["succeeded"],
+        "failed": summary["failed"], "cancelled": summary["cancelled"],
+        "input_tokens": usage.get("input_tokens", 0),
+        "output_tokens": usage.get("output_tokens", 0),
+        "summary": _scrubbed(secrets, _json(summary)),
+    }
+
+
+def batch_summary(row: Row) -> dict[str, Any]:
+    """A batch as `runs list --json` prints it: one entry, `kind` batch."""
+    return {
+        "run_id": row["batch_id"], "workflow": row["workflow"], "file": row["file"],
+        "status": row["status"], "started_at": row["started_at"],
+        "duration_ms": row["duration_ms"],
+        "usage": {"input_tokens": row["input_tokens"] or 0,
+                  "output_tokens": row["output_tokens"] or 0},
+        "kind": "batch", "rows": row["rows"], "user": row["user_name"],
     }
 
 
@@ -205,7 +319,7 @@ def run_end_values(result: RunResult, finished: float,
     return {
         "status": result.status, "finished_at": iso_time(finished),
         "duration_ms": result.duration_ms, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
+        "output_tokens": usage.output_tokens, "cost_usd": result.cost_usd,
         "outputs": _scrubbed(secrets, _json(result.outputs)),
         "error_step": error.step if error else None,
         "error_type": error.type if error else None,
@@ -229,6 +343,10 @@ def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict
         "attempts": step.attempts, "duration_ms": step.duration_ms,
         "input_tokens": usage.input_tokens if usage else None,
         "output_tokens": usage.output_tokens if usage else None,
+        "cached_input_tokens": usage.cached_input_tokens if usage else None,
+        "cache_write_tokens": usage.cache_write_tokens if usage else None,
+        "cost_usd": step.cost_usd,
+        "price": None if step.price is None else _json(attrs.asdict(step.price)),
         "cached": int(step.cached), "reused": int(step.reused),
         "fingerprint": step.fingerprint, "definition": record.definition,
         "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
@@ -304,12 +422,15 @@ def step_result(row: Row) -> StepResult:
         error = ErrorInfo(row["error_type"], row["error_message"], step=step)
     usage = None
     if row["input_tokens"] is not None:
-        usage = Usage(row["input_tokens"], row["output_tokens"] or 0)
+        usage = Usage(row["input_tokens"], row["output_tokens"] or 0,
+                      row["cached_input_tokens"] or 0, row["cache_write_tokens"] or 0)
+    price = Price(**json.loads(row["price"])) if row["price"] else None
     output = json.loads(row["output"]) if row["output"] is not None else None
     return StepResult(
         id=row["step_id"], status=row["status"], output=output, error=error,
         provider=row["provider"], model=row["model"], attempts=row["attempts"],
-        duration_ms=row["duration_ms"], usage=usage, cached=bool(row["cached"]),
+        duration_ms=row["duration_ms"], usage=usage, cost_usd=row["cost_usd"], price=price,
+        cached=bool(row["cached"]),
         reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
         request=json.loads(row["request"]) if row["request"] else None,
         fingerprint=row["fingerprint"], response_id=row["response_id"],
@@ -339,12 +460,13 @@ def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
     usage = {"input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in entries),
              "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0)
                                   for s in entries)}
+    cost = total_cost(s["cost_usd"] for s in entries if s["usage"] is not None)
     doc = {
         "run_id": run["run_id"], "workflow": run["workflow"], "file": run["file"],
         "status": run["status"], "started_at": run["started_at"],
         "duration_ms": run["duration_ms"], "inputs": json.loads(run["inputs"]),
         "outputs": json.loads(run["outputs"]) if run["outputs"] else {},
-        "steps": entries, "usage": usage, "error": None,
+        "steps": entries, "usage": usage, "cost_usd": cost, "error": None,
     }
     if run["resumed_from"]:
         doc["resumed_from"] = run["resumed_from"]
@@ -358,6 +480,9 @@ def run_summary(row: Row) -> dict[str, Any]:
         "status": row["status"], "started_at": row["started_at"],
         "duration_ms": row["duration_ms"],
         "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
+        "kind": "run",
+        "cost_usd": row["cost"],
+        "user": row["user_name"],
     }
 
 

@@ -3,12 +3,15 @@
 The file is JSON Lines, written and read one run at a time (a history of any size fits):
 
     {"format": "orchestrate-history", "version": 1, "migrations": [...], "exported_at": ...}
+    {"batch": {column: value, ...}}
+    ...
     {"run": {column: value, ...}, "steps": [{column: value, ...}, ...]}
     ...
 
 A run travels as its rows, every column as stored, so nothing is lost between SQLite and
-PostgreSQL (both keep the same columns, :mod:`._schema`). Importing keys on the run id:
-a run already in the history is left as it is, so importing a file twice adds nothing.
+PostgreSQL (both keep the same columns, :mod:`._schema`); a batch travels as its row, its
+rows' runs as runs. Importing keys on the run (and batch) id: one already in the history
+is left as it is, so importing a file twice adds nothing.
 """
 
 from __future__ import annotations
@@ -36,25 +39,37 @@ class Imported:
 
     added: int
     present: int  # runs the history had already
+    batches: int = 0  # batches added
 
 
-def export_history(store: HistoryStore, out: IO[str]) -> int:
-    """Write every run of `store` to `out`; how many runs."""
+@attrs.frozen
+class Exported:
+    """What `history export` wrote."""
+
+    runs: int
+    batches: int
+
+
+def export_history(store: HistoryStore, out: IO[str]) -> Exported:
+    """Write every batch and run of `store` to `out`."""
     header = {"format": FORMAT, "version": VERSION, "migrations": store.applied_migrations(),
               "source": store.location,
               "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out.write(_line(header))
-    count = 0
+    batches = runs = 0
+    for batch in store.export_batches():
+        out.write(_line({"batch": batch}))
+        batches += 1
     for run, steps in store.export_runs():
         out.write(_line({"run": run, "steps": steps}))
-        count += 1
-    return count
+        runs += 1
+    return Exported(runs, batches)
 
 
 def import_history(store: HistoryStore, lines: Iterable[str], source: str) -> Imported:
     """Add the runs of an export to `store`, each in its own transaction; a run whose id is
     there already is skipped. UsageError, naming the line, for a file that is not one."""
-    added = present = 0
+    added = present = batches = 0
     numbered = enumerate(lines, start=1)
     header = next(((number, line) for number, line in numbered if line.strip()), None)
     if header is None:
@@ -64,6 +79,13 @@ def import_history(store: HistoryStore, lines: Iterable[str], source: str) -> Im
         if not line.strip():
             continue
         record = _record(source, number, line)
+        if "batch" in record:
+            batch = record["batch"]
+            if not isinstance(batch, dict) or not isinstance(batch.get("batch_id"), str):
+                raise UsageError(f"{source}:{number}: expected a batch",
+                                 hint='a batch\'s line is {"batch": {"batch_id": ...}}')
+            batches += store.import_batch(batch)
+            continue
         run, steps = record.get("run"), record.get("steps", [])
         if not isinstance(run, dict) or not isinstance(run.get("run_id"), str) or not (
                 isinstance(steps, list) and all(isinstance(step, dict) for step in steps)):
@@ -73,7 +95,7 @@ def import_history(store: HistoryStore, lines: Iterable[str], source: str) -> Im
             added += 1
         else:
             present += 1
-    return Imported(added, present)
+    return Imported(added, present, batches)
 
 
 def _line(record: dict[str, Any]) -> str:

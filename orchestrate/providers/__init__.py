@@ -7,6 +7,9 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
 
 from orchestrate._errors import ConfigError
 from orchestrate._secrets import is_secret_header, longest_first, secret_env_values
@@ -20,6 +23,9 @@ from orchestrate.providers._registry import (
     builtin_provider_names,
     kind_names,
 )
+
+if TYPE_CHECKING:
+    from orchestrate.providers._limits import RateLimiter
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -108,6 +114,7 @@ class ProviderPool:
         self._env = os.environ if env is None else env
         self._concurrency = concurrency
         self._providers: dict[str, Provider] = {}
+        self._limiters: dict[str, RateLimiter] = {}
 
     @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
@@ -140,10 +147,34 @@ class ProviderPool:
 
             return MockProvider(latency=self._mock_latency or self._latency_from_env())
         endpoint = self._endpoints.get(name)
+        if endpoint is not None and endpoint.base_url is None:  # a built-in's rate limits
+            builtin = self._builtin(name)
+            endpoint = attrs.evolve(endpoint, base_url=builtin.base_url, type=builtin.type,
+                                    api_key_env=endpoint.api_key_env or builtin.api_key_env)
         if endpoint is not None:  # a key variable the workflow names is one it needs
-            return self._provider_of_kind(name, endpoint,
-                                          key_required=endpoint.api_key_env is not None)
-        return self._provider_of_kind(name, self._builtin(name), key_required=False)
+            provider = self._provider_of_kind(name, endpoint,
+                                              key_required=endpoint.api_key_env is not None)
+        else:
+            endpoint = self._builtin(name)
+            provider = self._provider_of_kind(name, endpoint, key_required=False)
+        self._limit(name, provider, endpoint)
+        return provider
+
+    def _limit(self, name: str, provider: Provider, spec: ProviderSpec) -> None:
+        """Give an HTTP provider its rate limiter: `rpm`, `tpm`, and AIMD on 429s."""
+        if not hasattr(provider, "limiter"):
+            return
+        from orchestrate.providers._limits import RateLimiter
+
+        limiter = RateLimiter(name, concurrency=self._concurrency, rpm=spec.rpm, tpm=spec.tpm)
+        provider.limiter = limiter
+        self._limiters[name] = limiter
+
+    def rate_waits(self) -> list[tuple[str, int, float]]:
+        """(provider, calls waiting, seconds a new call would wait) where calls wait on a
+        rate limit: for the live display."""
+        return [(name, limiter.waiting, limiter.seconds_to_wait())
+                for name, limiter in self._limiters.items() if limiter.waiting]
 
     def _builtin(self, name: str) -> ProviderSpec:
         """The provider named after a kind, configured from the environment."""
@@ -173,6 +204,7 @@ class ProviderPool:
                           key_required: bool) -> Provider:
         """A provider of `spec`'s kind. Without a key (its variable unset or empty) it
         fails here, before any request, when `key_required` or its host always wants one."""
+        assert spec.base_url is not None  # _create gives a built-in's entry its URL
         api_key = self._api_key(spec.api_key_env)
         headers, secrets = self._expand_headers(name, spec.headers)
         _check_headers(name, headers)

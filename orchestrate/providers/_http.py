@@ -41,6 +41,7 @@ import attrs
 from orchestrate._errors import ProviderError, StepError, StepTimeout
 from orchestrate._secrets import is_secret_header, longest_first, redact, redact_url
 from orchestrate.providers._base import LLMRequest, LLMResponse, RetryCallback, TokenCallback
+from orchestrate.providers._limits import RateLimiter, estimate_tokens
 from orchestrate.providers._sse import ServerSentEvent, aiter_sse
 
 if TYPE_CHECKING:
@@ -261,6 +262,7 @@ class HTTPProvider:
         self._clock = clock
         self._pool = ClientPool(concurrency=concurrency, transport=transport)
         self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
+        self.limiter: RateLimiter | None = None  # the pool's, shared by every call
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={redact_url(self.base_url)!r})"
@@ -285,7 +287,7 @@ class HTTPProvider:
         retries = max(request.retries, 0)
         for attempt in range(1, retries + 2):
             try:
-                response = await self._timed_attempt(request, body, on_token)
+                response = await self._limited_attempt(request, body, on_token)
                 return attrs.evolve(response, attempts=attempt)
             except TransientError as failure:
                 failures.append(failure)
@@ -321,6 +323,23 @@ class HTTPProvider:
 
     # --- one attempt ----------------------------------------------------------------------
 
+    async def _limited_attempt(
+        self, request: LLMRequest, body: dict[str, Any], on_token: TokenCallback | None
+    ) -> LLMResponse:
+        """An attempt once the rate limiter has a slot for it (see _limits.py)."""
+        limiter = self.limiter
+        if limiter is None:
+            return await self._timed_attempt(request, body, on_token)
+        reserved = estimate_tokens(request.messages, request.max_tokens) if limiter.tokens else 0
+        await limiter.acquire(reserved)
+        try:
+            response = await self._timed_attempt(request, body, on_token)
+        finally:
+            limiter.release()
+        usage = response.usage
+        limiter.spent(reserved, usage.input_tokens + usage.output_tokens if usage else None)
+        return response
+
     async def _timed_attempt(
         self, request: LLMRequest, body: dict[str, Any], on_token: TokenCallback | None
     ) -> LLMResponse:
@@ -355,6 +374,9 @@ class HTTPProvider:
                 pass  # its repr may hold a header value, the API key: not even as __context__
             if response is None:
                 raise self._unsendable()
+            if self.limiter is not None:  # 429s and rate-limit headers slow every call down
+                self.limiter.observe(response.status_code, response.headers,
+                                     parse_retry_after(response.headers, now=self._clock()))
             try:
                 if not 200 <= response.status_code < 300:
                     raise self._status_error(response, await _head(response, ERROR_BODY_LIMIT))

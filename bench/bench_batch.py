@@ -1,0 +1,167 @@
+"""`orchestrate batch` against the local fake server: speed, overhead, memory.
+
+    latency_20ms   N rows of a 1-step workflow at 20 ms, --concurrency 32, against a bare
+                   httpx loop making the same N calls at the same concurrency (same run)
+    zero_latency   N rows at 0 ms, history on: rows per second (the target is >= 1,000)
+    memory         --mock with the history on at 10k, 50k and 100k rows: peak RSS
+                   (the target is under 150 MB and flat) and `runs list` afterwards
+
+Each batch runs as the real command (`orchestrate batch ... --json -o rows.jsonl`) in its
+own process; its summary gives the batch's own time (start-up excluded) and its peak RSS
+is read with wait4. The fake server runs in another process.
+
+    python bench/bench_batch.py [--rows 10000] [--only latency_20ms|zero_latency|memory]
+                                [--sizes 10000,50000,100000] [--json batch.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import REPO, machine, orchestrate_command, table, write_figures
+from bench_providers import bare_httpx, server_stats, start_server
+
+FLOW = """\
+inputs:
+  text: {type: string}
+steps:
+  - id: rewrite
+    prompt: "Rewrite item {{ inputs.text }} more clearly."
+    mock: "rewritten {{ inputs.text }}"
+outputs:
+  answer: "{{ steps.rewrite.output }}"
+"""
+
+
+def write_rows(path: Path, rows: int) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for index in range(rows):
+            out.write(json.dumps({"text": f"number {index}", "id": index}) + "\n")
+
+
+def run_batch(folder: Path, rows: int, concurrency: int, *, base_url: str | None = None,
+              mock: bool = False) -> dict[str, Any]:
+    """One `orchestrate batch` in its own process: its summary, wall time and peak RSS."""
+    data = folder / f"rows-{rows}.jsonl"
+    if not data.exists():
+        write_rows(data, rows)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))}
+    env["ORCHESTRATE_HOME"] = str(folder / "home")
+    if base_url:
+        env["OPENAI_BASE_URL"] = base_url
+    command = [*orchestrate_command(), "batch", str(folder / "flow.yaml"), "--data", str(data),
+               "--concurrency", str(concurrency), "--json", "-q",
+               "-o", str(folder / "out.jsonl"), *(["--mock"] if mock else [])]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, cwd=REPO)
+    stdout_chunks = []
+    assert process.stdout is not None
+    for chunk in iter(lambda: process.stdout.read(65536), b""):
+        stdout_chunks.append(chunk)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"batch of {rows} failed:\n{process.stderr.read().decode()}")
+    summary = json.loads(b"".join(stdout_chunks))
+    return {"rows": rows, "wall_s": wall, "batch_s": summary["duration_ms"] / 1000,
+            "rows_per_s": summary["rows_per_second"], "failed": summary["failed"],
+            "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def runs_list_time(folder: Path) -> float:
+    env = {**os.environ, "ORCHESTRATE_HOME": str(folder / "home")}
+    started = time.perf_counter()
+    subprocess.run([*orchestrate_command(), "runs", "list", "--json"], env=env, check=True,
+                   capture_output=True)
+    return time.perf_counter() - started
+
+
+def latency_20ms(folder: Path, rows: int) -> dict[str, Any]:
+    server, base_url = start_server(0.020)
+    try:
+        os.environ["OPENAI_BASE_URL"] = base_url
+        before = server_stats(base_url)
+        batch = run_batch(folder, rows, 32, base_url=base_url)
+        requests = server_stats(base_url)["requests"] - before["requests"]
+        bare = asyncio.run(bare_httpx(rows, 32, False))
+    finally:
+        server.kill()
+    ratio = batch["batch_s"] / bare["wall_s"]
+    return {**batch, "requests": requests, "bare_httpx_s": bare["wall_s"], "ratio": ratio,
+            "target_met": ratio <= 1.2}
+
+
+def zero_latency(folder: Path, rows: int) -> dict[str, Any]:
+    server, base_url = start_server(0.0)
+    try:
+        batch = run_batch(folder, rows, 32, base_url=base_url)
+    finally:
+        server.kill()
+    return {**batch, "target_met": batch["rows_per_s"] >= 1000}
+
+
+def memory(folder: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    results = []
+    for rows in sizes:
+        batch = run_batch(folder, rows, 32, mock=True)
+        batch["runs_list_s"] = runs_list_time(folder)
+        batch["target_met"] = batch["peak_rss_mb"] < 150 and batch["runs_list_s"] < 0.3
+        results.append(batch)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--sizes", default="10000,50000,100000")
+    parser.add_argument("--only", choices=["latency_20ms", "zero_latency", "memory"])
+    parser.add_argument("--json", dest="json_path")
+    args = parser.parse_args()
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        folder = Path(tmp)
+        (folder / "flow.yaml").write_text(FLOW, encoding="utf-8")
+        print(f"machine: {machine()}\n")
+        if args.only in (None, "latency_20ms"):
+            result = latency_20ms(folder, args.rows)
+            figures["latency_20ms"] = result
+            print(f"{args.rows:,} rows, 1 step at 20 ms, --concurrency 32, vs bare httpx\n")
+            print(table(["rows", "batch s", "bare httpx s", "ratio", "<= 1.2x", "requests",
+                         "peak RSS MB"],
+                        [[result["rows"], result["batch_s"], result["bare_httpx_s"],
+                          result["ratio"], result["target_met"], result["requests"],
+                          result["peak_rss_mb"]]]) + "\n")
+        if args.only in (None, "zero_latency"):
+            result = zero_latency(folder, args.rows)
+            figures["zero_latency"] = result
+            print(f"{args.rows:,} rows at 0 ms, history on\n")
+            print(table(["rows", "batch s", "rows/s", ">= 1,000", "CPU s", "peak RSS MB"],
+                        [[result["rows"], result["batch_s"], result["rows_per_s"],
+                          result["target_met"], result["cpu_s"], result["peak_rss_mb"]]])
+                  + "\n")
+        if args.only in (None, "memory"):
+            sizes = [int(s) for s in args.sizes.split(",")]
+            results = memory(folder, sizes)
+            figures["memory"] = results
+            print("--mock, history on: peak memory and `runs list` after each batch\n")
+            print(table(["rows", "batch s", "rows/s", "peak RSS MB", "runs list s", "met"],
+                        [[r["rows"], r["batch_s"], r["rows_per_s"], r["peak_rss_mb"],
+                          r["runs_list_s"], r["target_met"]] for r in results]) + "\n")
+    write_figures(args.json_path, "batch", figures)
+
+
+if __name__ == "__main__":
+    main()
