@@ -36,6 +36,7 @@ FLOW = """
     """
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_ctrl_c_writes_what_is_done_and_resume_finishes(write_flow: Callable[..., Path],
                                                         tmp_path: Path,
                                                         cli: Callable) -> None:

@@ -312,6 +312,7 @@ def paid(respx_mock: Any) -> Any:
     return respx_mock.post(PAID_URL).mock(side_effect=answer)
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_a_for_each_sums_its_items_cost_and_events_carry_it(
     write_flow: Callable,
     cli: Callable,
@@ -340,6 +341,7 @@ def test_a_for_each_sums_its_items_cost_and_events_carry_it(
     assert listed[0]["cost_usd"] == doc["cost_usd"]
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_the_history_keeps_the_price_a_cost_was_made_with(
     write_flow: Callable,
     cli: Callable,
@@ -365,6 +367,7 @@ def test_the_history_keeps_the_price_a_cost_was_made_with(
     assert "cost: $0.0002 → $0.00095 (+$0.00075)" in text
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_cache_hits_and_replays_cost_nothing_and_say_so(
     write_flow: Callable,
     cli: Callable,

@@ -44,7 +44,7 @@ def documents(cli: Callable, db: str) -> dict[str, Any]:
 
 def exported_runs(path: Path) -> dict[str, Any]:
     lines = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
-    return {record["run"]["run_id"]: record for record in lines[1:]}
+    return {record["run"]["run_id"]: record for record in lines[1:] if "run" in record}
 
 
 @pytest.mark.parametrize(("source", "target"), [("sqlite", "postgres"), ("postgres", "sqlite"),
@@ -76,6 +76,45 @@ def test_a_round_trip_loses_nothing(source: str, target: str, tmp_path: Path,
     assert "imported 0 runs" in twice.stderr and "(2 already there)" in twice.stderr
     listed = json.loads(cli("runs", "list", "--json", "--user", "ada", "--db", there).stdout)
     assert len(listed) == 2
+
+
+@pytest.mark.parametrize(("source", "target"), [("sqlite", "postgres"), ("postgres", "sqlite")])
+def test_a_batch_travels_with_its_rows(source: str, target: str, tmp_path: Path,
+                                       request: pytest.FixtureRequest, write_flow: Callable,
+                                       cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch exported and imported is the same batch: one entry of `runs list` (made by
+    the same user), the same summary, its rows' runs with it."""
+    here, there = (location(kind, tmp_path, request, name)
+                   for kind, name in ((source, "a"), (target, "b")))
+    flow = write_flow(FLOW)
+    data = tmp_path / "topics.jsonl"
+    data.write_text("".join(json.dumps({"topic": t}) + "\n" for t in ("tides", "moons", "reefs")))
+    monkeypatch.setenv("ORCHESTRATE_USER", "ada")
+    ran = cli("batch", flow, "--data", data, "--mock", "--json", "-o", tmp_path / "out.jsonl",
+              "--db", here)
+    assert ran.exit_code == 0, ran.stderr
+    batch_id = json.loads(ran.stdout)["batch_id"]
+    exported = tmp_path / "batch.jsonl"
+    result = cli("history", "export", exported, "--db", here)
+    assert "exported 3 runs and 1 batch" in result.stderr, result.stderr
+    imported = cli("history", "import", exported, "--db", there)
+    assert "imported 3 runs and 1 batch into" in imported.stderr, imported.stderr
+
+    def listed(db: str) -> list[dict[str, Any]]:
+        return json.loads(cli("runs", "list", "--json", "--user", "ada", "--db", db).stdout)
+
+    assert listed(there) == listed(here) and [r["run_id"] for r in listed(there)] == [batch_id]
+    shown = [json.loads(cli("runs", "show", batch_id, "--json", "--db", db).stdout)
+             for db in (here, there)]
+    assert shown[0] == shown[1] and shown[1]["succeeded"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert documents_of(cli, there, rows) == documents_of(cli, here, rows)
+    assert json.loads(cli("runs", "list", "--json", "--user", "bob", "--db", there).stdout) == []
+
+
+def documents_of(cli: Callable, db: str, rows: list[dict[str, Any]]) -> list[Any]:
+    return [json.loads(cli("runs", "show", row["run_id"], "--json", "--db", db).stdout)
+            for row in rows]
 
 
 HEADER = {"format": "orchestrate-history", "version": 1, "migrations": ["m001_initial"]}
