@@ -2,11 +2,14 @@
 
 The same measurement as bench_history.py (each run in a fresh interpreter, through the
 Python API: ``prepare()`` then ``run_prepared(..., mock=True)``, modes alternating), with a
-third mode that records into PostgreSQL. Without --url, a throw-away local server is
-started with the machine's PostgreSQL binaries (tests/postgres_server.py) and stopped at
-the end; its connections go over TCP on 127.0.0.1.
+third mode that records into PostgreSQL. Then (unless --batch-rows 0) bench_batch.py's
+batch under --mock, recorded into SQLite and into PostgreSQL, alternating: the batch's own
+time and rows per second. Without --url, a throw-away local server is started with the
+machine's PostgreSQL binaries (tests/postgres_server.py) and stopped at the end; its
+connections go over TCP on 127.0.0.1.
 
-    python bench/bench_postgres.py [--runs 15] [--url postgresql://...] [--json FIGURES.json]
+    python bench/bench_postgres.py [--runs 15] [--batch-rows 10000] [--batches 3]
+                                   [--url postgresql://...] [--json FIGURES.json]
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import REPO, machine, median, table, write_figures
+from bench_batch import FLOW as BATCH_FLOW
+from bench_batch import run_batch
 from bench_history import STEPS, chain_workflow, child_env
 
 MODES = ("off", "sqlite", "postgres")
@@ -71,12 +76,32 @@ def recorded(url: str) -> int:
         return db.execute("SELECT count(*) FROM runs").fetchone()[0]
 
 
+def batches(root: Path, url: str, rows: int, repeats: int) -> dict[str, Any]:
+    """`orchestrate batch --mock` of `rows` rows into each history, `repeats` times."""
+    (root / "flow.yaml").write_text(BATCH_FLOW, encoding="utf-8")
+    databases = {"sqlite": str(root / "batch-history.db"), "postgres": url}
+    before = recorded(url)
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in databases}
+    for _ in range(repeats):
+        for mode, db in databases.items():
+            results[mode].append(run_batch(root, rows, 32, mock=True, db=db))
+    figures: dict[str, Any] = {"rows": rows, "repeats": repeats,
+                               "postgres_runs_recorded": recorded(url) - before}
+    for mode, runs in results.items():
+        figures[mode] = {key: median([run[key] for run in runs])
+                         for key in ("batch_s", "wall_s", "rows_per_s", "peak_rss_mb")}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--url", help="a PostgreSQL database to record into (default: a "
                                       "throw-away local server)")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--batch-rows", type=int, default=10_000,
+                        help="rows of the batch measured (0: no batch)")
+    parser.add_argument("--batches", type=int, default=3, help="batches per history")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -99,6 +124,7 @@ def main() -> None:
                 for what in times:
                     times[what][mode].append(figures[what])
         runs_recorded = recorded(url) - before
+        batch = batches(root, url, args.batch_rows, args.batches) if args.batch_rows else None
     figures: dict[str, Any] = {"steps": STEPS, "runs": args.runs,
                                "postgres_runs_recorded": runs_recorded}
     rows = []
@@ -113,6 +139,16 @@ def main() -> None:
                  "PostgreSQL added ms", "overhead"], rows))
     print(f"runs recorded in PostgreSQL: {runs_recorded} (of {args.runs + 1}); "
           f"machine: {json.dumps(machine())}")
+    if batch is not None:
+        figures["batch"] = batch
+        print(f"\n`orchestrate batch --mock` of {batch['rows']:,} rows, --concurrency 32; "
+              f"median of {batch['repeats']}")
+        print(table(["history", "batch s", "rows/s", "wall s", "peak RSS MB"],
+                    [[mode, f"{batch[mode]['batch_s']:.2f}", f"{batch[mode]['rows_per_s']:.0f}",
+                      f"{batch[mode]['wall_s']:.2f}", f"{batch[mode]['peak_rss_mb']:.0f}"]
+                     for mode in ("sqlite", "postgres")]))
+        print(f"rows recorded in PostgreSQL: {batch['postgres_runs_recorded']} "
+              f"(of {batch['rows'] * batch['repeats']})")
     write_figures(args.json, "postgres", figures)
 
 
