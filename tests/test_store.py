@@ -135,6 +135,36 @@ def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     assert applied == [(m.name,) for m in MIGRATIONS]
 
 
+@pytest.mark.sqlite_only
+def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
+    """A history with m001..m004 (batches and cost, under the names they were released
+    with) gains only the user columns; its batches and runs stay listed, by no one."""
+    assert [m.name for m in MIGRATIONS] == ["m001_initial", "m002_step_items", "m003_batches",
+                                            "m004_cost", "m005_run_user"]
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        for migration in MIGRATIONS[:4]:
+            for statement in migration.sql(SQLITE):
+                db.execute(statement)
+            db.execute("INSERT INTO _migrations (name) VALUES (?)", (migration.name,))
+        db.execute("PRAGMA user_version = 4")
+        db.execute("INSERT INTO batches (batch_id, workflow, status, mode, started_at, "
+                   "started, rows, settings) VALUES ('b1', 'w', 'succeeded', 'mock', 'then', "
+                   "1, 1, '{}')")
+        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+                   "inputs, cost_usd) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, "
+                   "'{}', 0.5)")
+    db.close()
+    with SQLiteStore.open(path) as store:
+        listed = store.list_runs()
+        assert [(r["run_id"], r["kind"], r["user"]) for r in listed] == [
+            ("b1", "batch", None), ("r1", "run", None)]
+        assert listed[1]["cost_usd"] == 0.5
+        assert store.applied_migrations()[-1] == "m005_run_user"
+
+
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
     """--no-history does not even create the database."""
     result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history")
