@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,7 +51,10 @@ def test_ctrl_c_writes_what_is_done_and_resume_finishes(write_flow: Callable[...
     first = tmp_path / "first.jsonl"
     process = start_orchestrate("batch", flow, "--data", data, "--mock", "--concurrency", "4",
                                 "--output", first, "--json")
-    wait_for_line(process, "row 5 waiting")  # 4 slots: rows 0 and 1 are done by now
+    wait_for_line(process, "row 5 waiting")
+    deadline = time.monotonic() + 30  # rows 0 and 1 end at once, but after a slow row starts
+    while len(first.read_bytes().splitlines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 130
