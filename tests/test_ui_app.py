@@ -498,6 +498,26 @@ def test_history_pages_and_filters(client: TestClient) -> None:
     assert all(run_id in html for run_id in ids)
 
 
+@pytest.mark.usefixtures("history_backend")
+def test_history_shows_who_ran_each_run_and_filters_by_them(
+        client: TestClient, flows: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history page has a User column, each name a link to that user's runs; `user=`
+    filters the page and the API."""
+    ran = {}
+    for user in ("ada", "bob"):
+        monkeypatch.setenv("ORCHESTRATE_USER", user)
+        result = cli("run", flows / "hello.yaml", "--mock", "--json", "-i", "name=Cy")
+        ran[user] = json.loads(result.stdout)["run_id"]
+    assert [r["user"] for r in client.get("/api/runs").json()["runs"]] == ["bob", "ada"]
+    html = client.get("/runs").text
+    assert "<th>User</th>" in html and '<a href="/runs?user=ada">ada</a>' in html
+    only_ada = client.get("/runs", params={"user": "ada"}).text
+    assert ran["ada"] in only_ada and ran["bob"] not in only_ada
+    assert 'name="user" value="ada"' in only_ada
+    api = client.get("/api/runs", params={"user": "bob"}).json()
+    assert [r["run_id"] for r in api["runs"]] == [ran["bob"]] and api["user"] == "bob"
+
+
 def test_compare_two_runs(client: TestClient) -> None:
     """Two runs side by side: inputs diff, per step output changes marked."""
     a = start(client)

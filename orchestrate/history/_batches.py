@@ -91,7 +91,7 @@ class BatchSession:
             self.next_earlier = next(self.earlier, None)
         started = RunStarted(run_id="", workflow=prepared.workflow.name, file=prepared.file,
                              started_at=self.summary.started_at, inputs={}, steps=())
-        self.base = run_record(started, prepared, self.mode)
+        self.base = run_record(started, prepared, self.mode, self.session.env)
 
     # --- the batch's own row ---------------------------------------------------------------
 
@@ -111,7 +111,8 @@ class BatchSession:
                       "model": options.model, "concurrency": options.max_concurrency,
                       "limit": dataset.limit, "format": dataset.fmt,
                       "data_sha256": file_sha256(_absolute(data_path)) if data_path else None},
-            resumed_from=summary.resumed_from))
+            resumed_from=summary.resumed_from, user_name=self.base.user_name,
+            host_name=self.base.host_name))
 
     def row_finished(self, result: RowResult) -> None:
         """Rows are recorded by their own recorders."""
@@ -133,7 +134,8 @@ class BatchSession:
                                 resumed_from=event.resumed_from, batch_id=batch_id,
                                 batch_row=index, batch_line=row.line)
 
-        recorder = Recorder(self.store, self.session.prepared, mode=self.mode, record=record)
+        recorder = Recorder(self.store, self.session.prepared, mode=self.mode,
+                            env=self.session.env, record=record)
         return [recorder]
 
     def prior(self, index: int, row: RawRow) -> PriorRow | None:
@@ -175,7 +177,7 @@ def _not_a_batch(run_id: str) -> UsageError:
 
 
 def resumed_batch(resume: str, env: Mapping[str, str] = os.environ,
-                  database: Path | None = None) -> dict[str, Any]:
+                  database: str | Path | None = None) -> dict[str, Any]:
     """The settings of the batch `--resume` names, so the data file, `--map` and the
     shared inputs need not be given again: `data` (absolute, or `-`) and `settings`."""
     import json

@@ -101,14 +101,17 @@ def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
 
 
 def history_data(state: Any, *, workflow: str | None = None, status: str | None = None,
-                 before: str | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:
+                 user: str | None = None, before: str | None = None,
+                 limit: int = PAGE_SIZE) -> dict[str, Any]:
     """A page of runs, newest first; `next` is the `before` of the following page."""
     runs = state.store.list_runs(limit=limit + 1, workflow=workflow or None,
-                                 status=status or None, before=before or None)
+                                 status=status or None, user=user or None,
+                                 before=before or None)
     more = len(runs) > limit
     runs = runs[:limit]
     return {"runs": runs, "next": runs[-1]["run_id"] if more else None,
-            "workflow": workflow or "", "status": status or "", "statuses": STATUSES}
+            "workflow": workflow or "", "status": status or "", "user": user or "",
+            "statuses": STATUSES}
 
 
 def compare_data(state: Any, run_a: str, run_b: str) -> dict[str, Any]:
@@ -157,7 +160,8 @@ async def step_panel(request: Request) -> Response:
 async def history_page(request: Request) -> Response:
     query = request.query_params
     data = history_data(request.app.state, workflow=query.get("workflow"),
-                        status=query.get("status"), before=query.get("before"))
+                        status=query.get("status"), user=query.get("user"),
+                        before=query.get("before"))
     return page("history.html", **data, api="/api/runs?" + str(query))
 
 
@@ -214,7 +218,8 @@ async def runs_api(request: Request) -> Response:
     except ValueError:
         return _api_error(400, "invalid_input", "limit must be a whole number")
     return JSONResponse(history_data(request.app.state, workflow=query.get("workflow"),
-                                     status=query.get("status"), before=query.get("before"),
+                                     status=query.get("status"), user=query.get("user"),
+                                     before=query.get("before"),
                                      limit=max(1, min(limit, 1000))))
 
 
