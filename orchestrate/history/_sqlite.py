@@ -417,9 +417,11 @@ class SQLiteStore:
         return json.loads(rows[0]["response"]) if rows else None
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+                  status: str | None = None, before: str | None = None,
+                  kind: str | None = None) -> list[dict[str, Any]]:
         """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
-        (an id) pages by keyset: as fast on the last page as on the first."""
+        (an id) pages by keyset: as fast on the last page as on the first. `kind` (run or
+        batch) lists only those."""
         where: list[str] = []
         params: list[Any] = []
         if workflow is not None:
@@ -443,8 +445,8 @@ class SQLiteStore:
             sql += f" ORDER BY started DESC, {id_column} DESC{limited}"
             return self._query(sql.replace("{id}", id_column), params)
 
-        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL")
-        batches = newest("SELECT * FROM batches", "batch_id")
+        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL") if kind != "batch" else []
+        batches = newest("SELECT * FROM batches", "batch_id") if kind != "run" else []
         listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
                         + [(row["started"], row["batch_id"], batch_summary(row))
                            for row in batches], key=lambda entry: entry[:2], reverse=True)

@@ -160,9 +160,11 @@ class HistoryStore(Protocol):
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+                  status: str | None = None, before: str | None = None,
+                  kind: str | None = None) -> list[dict[str, Any]]:
         """Runs newest first, as `runs list --json` prints them; `before` (a run id) gives
-        the runs that come after that one in this order (the next page)."""
+        the runs that come after that one in this order (the next page); `kind` (run or
+        batch) only those entries."""
 
     def resolve(self, prefix: str) -> str:
         """The one run id starting with `prefix`; UsageError naming the candidates."""
