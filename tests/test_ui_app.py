@@ -753,7 +753,8 @@ def test_each_rows_checks_show_as_badges(client: TestClient, batch: Any,
 
 def test_batches_in_the_history_and_the_batches_page(client: TestClient, batch: Any) -> None:
     """The history links a batch to its page; /batches lists batches only; a run's id at
-    /batches/ goes to its run page; an unknown id is a 404."""
+    /batches/ goes to its run page and a batch's at /runs/ to its batch page; an unknown
+    id is a 404."""
     batch_id = batch.summary.batch_id
     run_id = start(client)
     finished(client, run_id)
@@ -768,5 +769,8 @@ def test_batches_in_the_history_and_the_batches_page(client: TestClient, batch: 
                             client.get("/api/runs?kind=run").json()["runs"]}
     moved = client.get(f"/batches/{run_id}", follow_redirects=False)
     assert (moved.status_code, moved.headers["location"]) == (303, f"/runs/{run_id}")
+    moved = client.get(f"/runs/{batch_id}", follow_redirects=False)
+    assert (moved.status_code, moved.headers["location"]) == (303, f"/batches/{batch_id}")
+    assert client.get(f"/api/runs/{batch_id}").status_code == 404
     assert client.get("/batches/ffffffff").status_code == 404
     assert client.get(f"/api/batches/{run_id}").status_code == 404

@@ -31,6 +31,10 @@ class NoSuchRun(LookupError):
     pass
 
 
+class IsABatch(NoSuchRun):
+    """The id is a batch's: its page is the batch page."""
+
+
 # --- data ---------------------------------------------------------------------------------------
 
 
@@ -50,6 +54,8 @@ def run_data(state: Any, run_id: str) -> dict[str, Any]:
         mode, file_path = None, str(state.catalog.find(live.workflow))
     else:
         run_id = _resolve(state.store, run_id)
+        if state.store.batch(run_id) is not None:
+            raise IsABatch(run_id)
         document = state.store.document(run_id)
         row = state.store.run_row(run_id)
         statuses = {step["id"]: step["status"] for step in document["steps"]}
@@ -171,6 +177,8 @@ async def run_page(request: Request) -> Response:
     try:
         data = run_data(request.app.state, run_id)
         panel = step_data(request.app.state, data["run"]["run_id"], selected) if selected else None
+    except IsABatch as exc:
+        return RedirectResponse(f"/batches/{exc}", status_code=303)
     except NoSuchRun:
         return _not_found(f"run {run_id}")
     return page("run.html", **data, panel=panel, api=f"/api/runs/{data['run']['run_id']}")
