@@ -702,7 +702,8 @@ def test_the_batch_page_and_its_twin(client: TestClient, batch: Any) -> None:
     assert data["failed_rows"] == data["rows_shown"][:2]
     html = client.get(f"/batches/{batch_id}").text
     assert '<dd class="status-failed">2</dd>' in html
-    assert '<dd id="batch-cost">?</dd>' in html  # a batch's cost is unknown until priced
+    assert data["cost_usd"] == 0
+    assert '<dd id="batch-cost">$0</dd>' in html  # the mock is free
     for row in batch.rows:
         assert f'<a href="/runs/{row.run_id}">{row.run_id}</a>' in html
     assert html.index(batch.rows[1].run_id) < html.index(batch.rows[0].run_id)
