@@ -23,7 +23,7 @@ imports psycopg, each only when a store of its kind is opened.
 
 from __future__ import annotations
 
-from orchestrate.history._batches import batch_details
+from orchestrate.history._batches import batch_details, row_entry
 from orchestrate.history._diff import diff_runs, run_details
 from orchestrate.history._open import database_location, database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
@@ -64,6 +64,7 @@ __all__ = [
     "mode_family",
     "open_store",
     "parse_age",
+    "row_entry",
     "run_details",
     "steps_to_rerun",
 ]

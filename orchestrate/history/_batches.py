@@ -210,11 +210,16 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
         document["usage"] = {"input_tokens": row["input_tokens"],
                              "output_tokens": row["output_tokens"]}
         document["cost_usd"] = None  # summed when the batch ends
-    document["failed_rows"] = [
-        {"row": r.row, "line": r.line, "status": r.status, "run_id": r.run_id,
-         "error": {"type": r.error_type, "message": r.error_message} if r.error_type else None}
-        for r in store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    document["failed_rows"] = [row_entry(r) for r in
+                               store.batch_rows(batch_id, failed_only=True, limit=limit)]
     return document
+
+
+def row_entry(row: BatchRow) -> dict[str, Any]:
+    """A batch's row as `runs show BATCH_ID --json` lists it."""
+    error = {"type": row.error_type, "message": row.error_message} if row.error_type else None
+    return {"row": row.row, "line": row.line, "status": row.status, "run_id": row.run_id,
+            "error": error}
 
 
 def _absolute(path: str) -> Path:

@@ -261,9 +261,10 @@ class SQLStore:
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
                   status: str | None = None, user: str | None = None,
-                  before: str | None = None) -> list[dict[str, Any]]:
+                  before: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
-        (an id) pages by keyset: as fast on the last page as on the first."""
+        (an id) pages by keyset: as fast on the last page as on the first. `kind` (run or
+        batch) lists only those."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("workflow", workflow), ("status", status), ("user_name", user)):
@@ -285,8 +286,8 @@ class SQLStore:
             sql += f" ORDER BY started DESC, {id_column} DESC{limited}"
             return self._query(sql.replace("{id}", id_column), params)
 
-        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL")
-        batches = newest("SELECT * FROM batches", "batch_id")
+        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL") if kind != "batch" else []
+        batches = newest("SELECT * FROM batches", "batch_id") if kind != "run" else []
         listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
                         + [(row["started"], row["batch_id"], batch_summary(row))
                            for row in batches], key=lambda entry: entry[:2], reverse=True)

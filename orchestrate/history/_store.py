@@ -165,10 +165,10 @@ class HistoryStore(Protocol):
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
                   status: str | None = None, user: str | None = None,
-                  before: str | None = None) -> list[dict[str, Any]]:
+                  before: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """Runs newest first, as `runs list --json` prints them; `user`: run by them;
         `before` (a run id) gives the runs that come after that one in this order (the
-        next page)."""
+        next page); `kind` (run or batch) only those entries."""
 
     def resolve(self, prefix: str) -> str:
         """The one run id starting with `prefix`; UsageError naming the candidates."""
