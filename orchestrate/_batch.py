@@ -457,11 +457,6 @@ def run_batch(
 # --- writing rows ------------------------------------------------------------------------------
 
 
-def output_names(workflow: Workflow) -> list[str]:
-    """The names of a run's outputs: `outputs:`, else every step's id."""
-    return list(workflow.outputs) if workflow.outputs is not None else workflow.step_ids
-
-
 class JsonLinesRows:
     """`--output FILE.jsonl` (and stdout): one JSON object a row (SPEC 8)."""
 
@@ -505,7 +500,7 @@ def _cell(value: Any) -> str:
 def row_writer(fmt: str, out: IO[str], workflow: Workflow) -> Callable[[RowResult], None]:
     """The writer of rows in `fmt` (jsonl or csv) on the stream `out`."""
     if fmt == "csv":
-        return CsvRows(out, workflow.inputs, output_names(workflow))
+        return CsvRows(out, workflow.inputs, workflow.output_names)
     return JsonLinesRows(out)
 
 
