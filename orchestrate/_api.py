@@ -25,6 +25,7 @@ from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
+    from orchestrate._cost import Budget
     from orchestrate.history import HistoryOptions, HistorySession
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
@@ -103,15 +104,29 @@ def _function_problem(
     return source.diagnostic(("steps", index, "function"), message, hint=hint)
 
 
-def providers_in_use(prepared: PreparedRun, options: RunOptions,
-                     env: Mapping[str, str]) -> set[str]:
-    """The provider names the run's LLM steps will call."""
+def models_in_use(prepared: PreparedRun, options: RunOptions,
+                  env: Mapping[str, str]) -> set[tuple[str, str]]:
+    """The (provider, model) pairs the run's LLM steps will call."""
     return {
-        choose_model(workflow, step, options.model, env, mock=options.mock)[0]
+        choose_model(workflow, step, options.model, env, mock=options.mock)
         for workflow in prepared.all_workflows()
         for step in workflow.steps
         if isinstance(step, LLMStep)
     }
+
+
+def providers_in_use(prepared: PreparedRun, options: RunOptions,
+                     env: Mapping[str, str]) -> set[str]:
+    """The provider names the run's LLM steps will call."""
+    return {provider for provider, _ in models_in_use(prepared, options, env)}
+
+
+def run_budget(prepared: PreparedRun, max_cost: float | None) -> Budget | None:
+    """The budget of `--max-cost`, else of the workflow's `defaults.max_cost`, else none."""
+    from orchestrate._cost import Budget
+
+    limit = prepared.workflow.defaults.max_cost if max_cost is None else max_cost
+    return None if limit is None else Budget(limit)
 
 
 async def run_prepared(
@@ -126,10 +141,13 @@ async def run_prepared(
     env: Mapping[str, str] | None = None,
     mock_latency: float = 0.0,
     history: HistoryOptions | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run a prepared workflow; raises ConfigError (e.g. a missing key) before any request.
 
     `mock` (or `options.mock`) has the offline mock answer every LLM step.
+    `budget` (default: one of the workflow's `defaults.max_cost`) limits what the run's
+    model calls cost; a batch passes one Budget to every row so they share it.
     `history` records the run in the history database and brings `--resume`, `--from`,
     `--only`, `--cache`, `--record` and `--replay`; None (the default) touches no file.
     A run that finished but could not be recorded raises RecordingFailed with its result.
@@ -155,9 +173,17 @@ async def run_prepared(
         options = attrs.evolve(options, mock=mock)
         result = None
         try:
+            from orchestrate._cost import check_prices, metered
+            from orchestrate._pricing import Pricing
+
+            pricing = Pricing(endpoints_of(prepared))
+            budget = budget or run_budget(prepared, None)
+            replaying = session is not None and session.replay_fixture is not None
+            if budget is not None and not replaying:  # a replay costs nothing
+                check_prices(models_in_use(prepared, options, env), pricing)
             pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
                                 env=env, concurrency=options.max_concurrency,
-                                wrap=session.wrap if session else None)
+                                wrap=metered(pricing, budget, session.wrap if session else None))
             try:
                 pool.check(providers_in_use(prepared, options, env))
                 engine = Engine(

@@ -274,6 +274,10 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", metavar="USD", min=0,
+        help="Budget: a model call that could pass it is not made (wins over "
+             "defaults.max_cost).")] = None,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
         rich_help_panel="Run history", callback=_GIVEN)] = None,
@@ -300,7 +304,7 @@ def run(
     """Validate, then run a workflow."""
     import asyncio
 
-    from orchestrate._api import mock_from_env, prepare, run_prepared
+    from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
@@ -330,7 +334,8 @@ def run(
             # stdout is for results: what functions print goes to stderr meanwhile.
             with redirect_stdout(sys.stderr):
                 result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
-                                                  observers=observers, history=history))
+                                                  observers=observers, history=history,
+                                                  budget=run_budget(prepared, max_cost)))
             recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             _print_error(exc.format())
@@ -347,6 +352,48 @@ def run(
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@_reporting_errors
+def estimate(
+    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                        callback=_GIVEN)],
+    input: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="NAME=VALUE, as for `run`."),
+    ] = None,
+    inputs_file: Annotated[str | None, typer.Option(
+        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
+        callback=_GIVEN)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", metavar="FILE", help="A dataset (.jsonl, .json, .csv): times its rows.",
+        callback=_GIVEN)] = None,
+    items: Annotated[int | None, typer.Option(
+        "--items", min=0, help="Items of a for_each whose list is not known before the run "
+        "(default 10).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+                                              callback=_GIVEN)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """What a run would cost, without calling a model: tokens and a low/high cost per step."""
+    from orchestrate._estimate import count_rows
+    from orchestrate._estimate import estimate as estimate_run
+    from orchestrate._inputs import parse_assignments, read_inputs_file
+    from orchestrate._validate import load_workflow
+
+    workflow = load_workflow(flow)
+    given = read_inputs_file(inputs_file) if inputs_file else {}
+    given |= parse_assignments(input or [], workflow.inputs)
+    known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
+    result = estimate_run(workflow, known | given, items=items, model=model,
+                          rows=count_rows(Path(data)) if data else 1)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from orchestrate._render import print_estimate
+
+    print_estimate(result, sys.stdout)
 
 
 def _path(value: str | None) -> Path | None:
@@ -519,6 +566,27 @@ def batch(
 
         print(summary_text(document), file=sys.stderr)
     raise typer.Exit(summary.exit_code)
+
+
+# --- ui -------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_reporting_errors
+def ui(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Workflow files, or folders to search for them (default: this folder).",
+        metavar="[PATH]...")] = None,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="The port to listen on (0: any free one).")] = 8765,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
+) -> None:
+    """Serve the workflows and the run history in a browser: run, watch, compare."""
+    from orchestrate.ui import serve
+
+    serve(paths or [Path(".")], host=host, port=port, open_browser=not no_open)
 
 
 # --- runs: the history ------------------------------------------------------------------------

@@ -56,10 +56,11 @@ from orchestrate._result import (
     StepResult,
     Usage,
     iso_time,
+    total_cost,
 )
 from orchestrate._secrets import redact
 from orchestrate._settings import MAX_CONCURRENCY, validate_not_empty
-from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
+from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Price, Workflow, WorkflowStep
 from orchestrate._templating import (
     Expression,
     Problem,
@@ -128,6 +129,8 @@ class _Outcome:
     response_id: str | None = None
     warnings: tuple[str, ...] = ()
     cached: bool = False
+    cost_usd: float | None = None
+    price: Price | None = None
     reused: bool = False
 
 
@@ -158,8 +161,11 @@ class _Items:
         finished = [*self.succeeded.values(), *self.spent]
         if not finished:
             return result
-        return attrs.evolve(result, attempts=sum(o.attempts for o in finished),
-                            usage=_usage(finished), items=self.results(units))
+        usage = _usage(finished)
+        return attrs.evolve(result, attempts=sum(o.attempts for o in finished), usage=usage,
+                            cost_usd=None if usage is None else total_cost(
+                                o.cost_usd for o in finished),
+                            items=self.results(units))
 
 
 def choose_model(
@@ -329,7 +335,8 @@ class Engine:
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
         step = self.workflow.step(result.id)
-        if result.status == "failed" and step.on_error == "fail":
+        # A budget stops the run whatever `on_error` says: no call may pass it.
+        if result.status == "failed" and (step.on_error == "fail" or _over_budget(result)):
             assert result.error is not None
             return attrs.evolve(result.error, step=result.id)
         return None
@@ -412,9 +419,10 @@ class Engine:
                                                             for c in contexts])
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
-                if reused is not None:
+                if reused is not None:  # paid for by the earlier run: free in this one
                     return attrs.evolve(reused, reused=True, duration_ms=0,
-                                        fingerprint=fingerprint)
+                                        fingerprint=fingerprint,
+                                        cost_usd=None if reused.usage is None else 0.0)
                 if is_list:  # then the items it can take, each by what it would send
                     done.take_earlier(self.reuse.items(step), units)
             self.unstarted[step.id] = functools.partial(
@@ -439,12 +447,15 @@ class Engine:
             error.details = "".join(traceback.format_exception(exc))
             return _failed(step, error, self._running_ms(step.id), provider, model)
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
+        usage = _usage(outcomes)
         return StepResult(
             id=step.id, status="succeeded", output=output, provider=provider,
             model=outcomes[0].model if outcomes else model,
             attempts=sum(o.attempts for o in outcomes), duration_ms=self._running_ms(step.id),
-            usage=_usage(outcomes), cached=any(o.cached for o in outcomes),
-            warnings=tuple(w for o in outcomes for w in o.warnings),
+            usage=usage, cached=any(o.cached for o in outcomes),
+            cost_usd=None if usage is None else total_cost(o.cost_usd for o in outcomes),
+            price=next((o.price for o in outcomes if o.price is not None), None),
+            warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
             request=_request_record(units, items is not None),
             fingerprint=_fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
@@ -483,7 +494,7 @@ class Engine:
                 if earlier is not None:
                     self._begin(step.id)
                     outcome = _Outcome(earlier.output, earlier.attempts, earlier.usage,
-                                       earlier.model, reused=True)
+                                       earlier.model, reused=True, cost_usd=0.0)
                 else:
                     outcome = await self._run_unit(step, contexts[index], units, index, is_list)
                 progress.succeeded[index] = outcome
@@ -492,7 +503,8 @@ class Engine:
             except StepError as exc:
                 if is_list:
                     assert items is not None
-                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage))
+                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage,
+                                                   cost_usd=exc.cost_usd))
                     exc.message = f"item {index} ({reprlib.repr(items[index])}): {exc.message}"
                 raise
             except asyncio.CancelledError:
@@ -640,6 +652,7 @@ class Engine:
         assert request.provider is not None, "the engine names every request's provider"
         provider = self.pool.get(request.provider)
         attempts, usage, reasks = 0, Usage(), 0
+        cost: float | None = 0.0  # None once a reply has no known price
         on_token = None
         if request.stream:
             def on_token(text: str) -> None:
@@ -654,12 +667,14 @@ class Engine:
                 response = await provider.complete(request, on_token=on_token, on_retry=on_retry)
             except StepError as exc:
                 exc.attempts += attempts
-                exc.usage = usage
+                exc.usage, exc.cost_usd = usage, cost
                 raise
             attempts += response.attempts
             usage = usage + (response.usage or Usage())
+            cost = total_cost([cost, response.cost_usd])
             outcome = _Outcome(response.text, attempts, usage, response.model or request.model,
-                               response.response_id, response.warnings, response.cached)
+                               response.response_id, response.warnings, response.cached,
+                               cost, response.price)
             if not request.json_mode:
                 return outcome
             try:
@@ -669,7 +684,7 @@ class Engine:
                 problem = _cut_off(request.max_tokens) if response.truncated else exc.message
                 if response.truncated or reasks >= request.retries:
                     failure = InvalidOutput(f"{problem}; the reply was: {response.text}")
-                    failure.attempts, failure.usage = attempts, usage
+                    failure.attempts, failure.usage, failure.cost_usd = attempts, usage, cost
                     raise failure from None
                 reasks += 1
                 on_retry(1, 0.0, exc.message)
@@ -695,7 +710,8 @@ class Engine:
             )
             failure.error_type = error.type
             raise failure
-        return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage)
+        return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage,
+                        cost_usd=result.cost_usd)
 
     # --- templates ------------------------------------------------------------------------------
 
@@ -804,6 +820,10 @@ def _usage(outcomes: list[_Outcome]) -> Usage | None:
     return Usage.total(list(usages)) if usages else None
 
 
+def _over_budget(result: StepResult) -> bool:
+    return result.error is not None and result.error.type == "budget"
+
+
 def _skipped(step: AnyStep) -> StepResult:
     return StepResult(id=step.id, status="skipped")
 
@@ -814,7 +834,8 @@ def _failed(step: AnyStep, exc: StepError, duration_ms: int, provider: str | Non
     return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
                       error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details,
                                       exc.hint),
-                      attempts=exc.attempts, usage=exc.usage, provider=provider, model=model)
+                      attempts=exc.attempts, usage=exc.usage, provider=provider, model=model,
+                      cost_usd=exc.cost_usd if exc.usage is not None else None)
 
 
 def _cancelled(step_id: str, started: float | None) -> StepResult:

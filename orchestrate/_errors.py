@@ -105,12 +105,13 @@ class StoreError(OrchestrateError):
 class StepError(OrchestrateError):
     """A step failed; `error_type` is the result document's `error.type`.
 
-    `attempts` and `usage` record what the failed step cost, for its result.
+    `attempts`, `usage` and `cost_usd` record what the failed step cost, for its result.
     """
 
     exit_code: ClassVar[int] = 1
     attempts: int = 0
     usage: Any = None
+    cost_usd: float | None = None
     details: str | None = None  # a traceback, shown with --verbose
 
 

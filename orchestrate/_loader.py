@@ -24,11 +24,13 @@ from orchestrate._spec import (
     KIND_KEYS,
     MATCH_KEYS,
     SETTING_KEYS,
+    Defaults,
     InputSpec,
     Judge,
     LLMStep,
     Message,
     ModelSettings,
+    Price,
     ProviderSpec,
     ProviderType,
     Step,
@@ -655,11 +657,12 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
         conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
                                           self._structure_messages)
-        for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Step, Workflow):
+        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Step,
+                    Workflow):
             attrs.resolve_types(cls)
         for cls in {*KIND_KEYS.values(), *CHECK_KIND_KEYS.values(), Judge}:
             attrs.resolve_types(cls)
-        for cls in (InputSpec, ModelSettings, ProviderSpec, Message, Judge):
+        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Judge):
             conv.register_structure_hook(cls, self._object_hook(cls))
         self.conv = conv
 
@@ -757,6 +760,8 @@ def _noun(cls: type) -> str:
     return {
         InputSpec: "an input",
         ModelSettings: "`defaults`",
+        Defaults: "`defaults`",
+        Price: "a price",
         ProviderSpec: "a provider",
         Message: "a message",
         Judge: "a judge",

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
+from orchestrate._cost import format_usd
 from orchestrate._events import (
     Event,
     ItemFinished,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
 
+    from orchestrate._estimate import Estimate
     from orchestrate._plan import Plan
     from orchestrate._spec import Workflow
 
@@ -153,6 +155,7 @@ def _finished_line(step: StepResult) -> str:
         parts.append(_duration(step.duration_ms))
     if step.usage:
         parts.append(_tokens(step))
+        parts.append(format_usd(step.cost_usd))
     if step.cached:
         parts.append("(cached)")
     if step.reused:
@@ -189,9 +192,11 @@ def summary_line(result: RunResult) -> str:
     shown = ", ".join(f"{n} {status}" for status, n in counts.items())
     usage = result.usage
     tokens = usage.input_tokens + usage.output_tokens
+    cost = result.cost_usd
     return (f"run {result.run_id} {result.status} in {_duration(result.duration_ms)}: "
             f"{shown}; {plural(tokens, 'token')} ({usage.input_tokens} in, "
-            f"{usage.output_tokens} out)")
+            f"{usage.output_tokens} out), "
+            f"{'cost unknown' if cost is None else format_usd(cost)}")
 
 
 def resume_hint(result: RunResult, flow: str) -> str | None:
@@ -215,6 +220,7 @@ class _Row:
     started: float | None = None
     ended: float | None = None
     tokens: int = 0
+    cost: str = ""
     # Streamed text per for_each item (None for a plain step); the lowest item is shown.
     previews: dict[int | None, str] = attrs.Factory(dict)
     items_done: int = 0
@@ -275,6 +281,7 @@ class LiveView:
         row.status, row.ended = step.status, self.clock()
         if step.usage:
             row.tokens = step.usage.input_tokens + step.usage.output_tokens
+            row.cost = format_usd(step.cost_usd)
         row.note = "cached" if step.cached else "reused" if step.reused else ""
         if step.warnings:
             row.note = f"warning: {step.warnings[0]}"
@@ -310,7 +317,7 @@ class LiveView:
         from rich.text import Text
 
         table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
-        for column in ("", "step", "model", "time", "tokens", ""):
+        for column in ("", "step", "model", "time", "tokens", "cost", ""):
             table.add_column(column)
         previews: list[Text] = []
         width = self.console.width - ECHO_ROOM
@@ -321,7 +328,7 @@ class LiveView:
             else:
                 icon = Text(_SYMBOLS.get(row.status, "·"), style=_STYLES.get(row.status, "dim"))
             table.add_row(icon, row.id, row.model, self._elapsed(row),
-                          str(row.tokens) if row.tokens else "", _detail(row))
+                          str(row.tokens) if row.tokens else "", row.cost, _detail(row))
             if row.status == "running" and row.previews and len(previews) < MAX_PREVIEWS:
                 previews.append(_preview(row, width))
         more = []
@@ -512,6 +519,55 @@ def _usage_text(usage: dict[str, Any] | None) -> str:
     return str(usage.get("input_tokens", 0) + usage.get("output_tokens", 0))
 
 
+def print_estimate(estimate: Estimate, out: IO[str]) -> None:
+    """`estimate`: per LLM step its calls, tokens and cost range; the total; the notes."""
+    from rich.table import Table
+
+    doc = escape_data(estimate.to_dict())
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    for column in ("step", "model", "calls", "input tokens", "output tokens", "cost"):
+        table.add_column(column, justify="left" if column in ("step", "model") else "right",
+                         no_wrap=True)
+
+    def span(tokens: dict[str, int]) -> str:
+        low, high = tokens["low"], tokens["high"]
+        return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+    def cost(costs: dict[str, float] | None) -> str:
+        if costs is None:
+            return "unknown"
+        low, high = format_usd(costs["low"]), format_usd(costs["high"])
+        return low if low == high else f"{low}–{high}"
+
+    for step in doc["steps"]:
+        table.add_row(step["id"], step["model"], str(step["calls"]), span(step["input_tokens"]),
+                      span(step["output_tokens"]), cost(step["cost_usd"]))
+    total = doc["total"]
+    rows = f" × {total['rows']:,} rows" if total["rows"] != 1 else ""
+    table.add_row(f"total{rows}", "", f"{total['calls']:,}", span(total["input_tokens"]),
+                  span(total["output_tokens"]), cost(total["cost_usd"]), style="bold")
+    with _history_console(out) as console:
+        console.print(table)
+        console.print(f"tokens: {doc['tokenizer']}", style="dim", markup=False)
+        for note in doc["notes"]:
+            console.print(f"note: {note}", style="dim", markup=False)
+
+
+def _cost_text(doc: dict[str, Any]) -> str:
+    """A run's cost; `unknown` for a price nobody knew or a run recorded before costs were."""
+    cost = doc.get("cost_usd")
+    return "unknown" if cost is None else format_usd(cost)
+
+
+def _cost_change(a: float | None, b: float | None, delta: float | None) -> str:
+    """`$0.01 → $0.02 (+$0.01)`; one amount when they are the same."""
+    change = _side_by_side(format_usd(a), format_usd(b))
+    if delta:
+        sign = "+" if delta > 0 else "-"
+        change += f" ({sign}{format_usd(abs(delta))})"
+    return change
+
+
 def _status_text(status: str) -> Any:
     from rich.text import Text
 
@@ -545,11 +601,13 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
     table.add_column("started", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
     for run in runs:
         duration = run["duration_ms"]
         table.add_row(run["run_id"], run["workflow"], _status_text(run["status"]),
                       _local_time(run["started_at"]),
-                      "" if duration is None else _duration(duration), _usage_text(run["usage"]))
+                      "" if duration is None else _duration(duration), _usage_text(run["usage"]),
+                      format_usd(run.get("cost_usd")))
     with _history_console(out) as console:
         console.print(table)
 
@@ -578,6 +636,7 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
     usage = doc.get("usage") or {}
     facts.append(("tokens", f"{usage.get('input_tokens', 0)} in, "
                             f"{usage.get('output_tokens', 0)} out"))
+    facts.append(("cost", _cost_text(doc)))
     if doc.get("resumed_from"):
         facts.append(("resumed", f"from {doc['resumed_from']}"))
     if doc.get("error"):
@@ -594,7 +653,7 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
         console.print()
     table = Table(box=None, padding=(0, 1), header_style="bold", title="steps",
                   title_justify="left", title_style="bold")
-    for column in ("", "step", "model", "time", "tokens", "note"):
+    for column in ("", "step", "model", "time", "tokens", "cost", "note"):
         table.add_column(column, no_wrap=column != "note")
     for step in doc.get("steps") or []:
         status = step["status"]
@@ -609,6 +668,7 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
         table.add_row(Text(_SYMBOLS.get(status, "·"), style=_STYLES.get(status, "")),
                       step["id"], model, _duration(step["duration_ms"]) if shown else "",
                       _usage_text(step.get("usage")),
+                      format_usd(step.get("cost_usd")) if step.get("usage") else "",
                       Text(note, style="dim", overflow="ellipsis", no_wrap=True))
     console.print(table)
 
@@ -643,6 +703,8 @@ def _draw_diff(diff: dict[str, Any], console: Console) -> None:
                        f"{_local_time(a['started_at'])}", style="bold"))
     console.print(Text(f"b {b['run_id']}  {b['workflow']}  {b['status']}  "
                        f"{_local_time(b['started_at'])}", style="bold"))
+    console.print(Text("cost: " + _cost_change(a.get("cost_usd"), b.get("cost_usd"),
+                                               diff.get("cost_usd_delta"))))
     for label, key in (("inputs", "inputs_diff"), ("outputs", "outputs_diff")):
         console.print(Text(f"{label}: " + ("changed" if diff[key] else "unchanged")))
         if diff[key]:
@@ -654,6 +716,7 @@ def _draw_diff(diff: dict[str, Any], console: Console) -> None:
         parts = [
             _side_by_side(sa.get("status"), sb.get("status")),
             _side_by_side(_usage_text(sa.get("usage")), _usage_text(sb.get("usage"))) + " tok",
+            _cost_change(sa.get("cost_usd"), sb.get("cost_usd"), step.get("cost_usd_delta")),
             _side_by_side(None if duration_a is None else _duration(duration_a),
                           None if duration_b is None else _duration(duration_b)),
         ]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
+
+if TYPE_CHECKING:
+    from orchestrate._spec import Price
 
 StepStatus: TypeAlias = Literal["succeeded", "failed", "skipped", "cancelled"]
 RunStatus: TypeAlias = Literal["succeeded", "failed", "cancelled"]
@@ -19,16 +23,27 @@ def iso_time(timestamp: float) -> str:
 
 @attrs.frozen
 class Usage:
+    """Tokens of one or more calls. `input_tokens` counts every prompt token, those read
+    from or written to the provider's prompt cache included (which are also counted in
+    `cached_input_tokens` and `cache_write_tokens`, and priced apart)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
-        )
+        return Usage(*(a + b for a, b in zip(attrs.astuple(self), attrs.astuple(other),
+                                             strict=True)))
 
     def to_dict(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        """Input and output tokens; the cache counts only when there are some."""
+        doc = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cached_input_tokens:
+            doc["cached_input_tokens"] = self.cached_input_tokens
+        if self.cache_write_tokens:
+            doc["cache_write_tokens"] = self.cache_write_tokens
+        return doc
 
     @classmethod
     def total(cls, usages: list[Usage | None]) -> Usage:
@@ -37,6 +52,16 @@ class Usage:
             if usage is not None:
                 total = total + usage
         return total
+
+
+def total_cost(costs: Iterable[float | None]) -> float | None:
+    """The sum of costs, None (unknown) when any of them is; never rounded to 0."""
+    total = 0.0
+    for cost in costs:
+        if cost is None:
+            return None
+        total += cost
+    return total
 
 
 @attrs.frozen
@@ -78,6 +103,7 @@ class StepResult:
     attempts: int = 0
     duration_ms: int = 0
     usage: Usage | None = None
+    cost_usd: float | None = None  # what this run paid for the step; None: unknown price
     # Beyond the SPEC's fields: how the step got its output and what it sent.
     cached: bool = False
     reused: bool = False
@@ -85,6 +111,7 @@ class StepResult:
     request: dict[str, Any] | None = None
     fingerprint: str | None = None
     response_id: str | None = None
+    price: Price | None = None  # the price `cost_usd` was computed with (kept in the history)
     items: tuple[ItemResult, ...] = ()  # a for_each's items that succeeded, also when it failed
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +125,7 @@ class StepResult:
             "attempts": self.attempts,
             "duration_ms": self.duration_ms,
             "usage": self.usage.to_dict() if self.usage else None,
+            "cost_usd": self.cost_usd,
             "cached": self.cached,
             "reused": self.reused,
         }
@@ -123,6 +151,12 @@ class RunResult:
     @property
     def usage(self) -> Usage:
         return Usage.total([s.usage for s in self.steps])
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the run paid: the sum of its steps that called a model (None if one of them
+        has no known price)."""
+        return total_cost(s.cost_usd for s in self.steps if s.usage is not None)
 
     @property
     def exit_code(self) -> int:
@@ -156,6 +190,7 @@ class RunResult:
             "outputs": self.outputs,
             "steps": [s.to_dict() for s in self.steps],
             "usage": self.usage.to_dict(),
+            "cost_usd": self.cost_usd,
             "error": self.error.to_dict() if self.error else None,
         }
         if self.resumed_from:

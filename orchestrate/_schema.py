@@ -59,6 +59,17 @@ _DESCRIPTIONS = {
     "base_url": "The endpoint's URL; left out, the built-in provider of this name.",
     "rpm": "Requests a minute the provider allows: calls wait for a slot instead.",
     "tpm": "Tokens a minute the provider allows (input and output).",
+    "max_cost": "The run's budget in USD: a model call that could pass it is not made.",
+    "pricing": "Prices by model, in USD per million tokens; they win over the shipped table.",
+}
+
+# A price's fields: `input` and `output` mean something else in a step.
+_PRICE_DESCRIPTIONS = {
+    "input": "USD per million prompt tokens.",
+    "output": "USD per million reply tokens.",
+    "cached_input": "USD per million prompt tokens read from the provider's cache.",
+    "cache_write": "USD per million prompt tokens written to the provider's cache.",
+    "max_output": "The most reply tokens the model gives (what a budget reserves).",
 }
 
 
@@ -95,7 +106,7 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
     id and name patterns, the version, setting ranges, non-empty messages and typed input
     defaults. A step's `schema` is not tied to the meta-schema: that is a remote document
     editors would have to fetch, and the step's own `$schema` picks the draft."""
-    from orchestrate._validate import FUNCTION_PATTERN, ID_PATTERN, SETTING_RANGES
+    from orchestrate._validate import FUNCTION_PATTERN, ID_PATTERN, MONEY_BOUNDS, SETTING_RANGES
 
     properties = schema["properties"]
     properties["version"]["const"] = 1
@@ -118,6 +129,10 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
     provider = properties["providers"]["additionalProperties"]["properties"]
     for key in ("rpm", "tpm"):
         provider[key]["minimum"] = 1
+    properties["defaults"]["properties"]["max_cost"].update(MONEY_BOUNDS)
+    price = properties["providers"]["additionalProperties"]["properties"]["pricing"]
+    for key, field in price["additionalProperties"]["properties"].items():
+        field.update(MONEY_BOUNDS, description=_PRICE_DESCRIPTIONS[key])
     function_step = schema["$defs"]["function_step"]["properties"]
     function_step["function"]["pattern"] = _anchored(FUNCTION_PATTERN)
     schema["$defs"]["llm_step"]["properties"]["messages"]["minItems"] = 1

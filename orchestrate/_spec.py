@@ -63,6 +63,26 @@ SETTING_KEYS: tuple[str, ...] = tuple(f.name for f in attrs.fields(ModelSettings
 
 
 @attrs.frozen
+class Defaults(ModelSettings):
+    """`defaults`: what every LLM step inherits, and what holds for the whole run."""
+
+    max_cost: float | None = None  # USD; the run's budget (docs/cost.md)
+
+
+@attrs.frozen
+class Price:
+    """A model's price in USD per million tokens (`providers.NAME.pricing.MODEL`, and each
+    entry of the table shipped in orchestrate/pricing.toml)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None  # default: `input`
+    cache_write: float | None = None  # Anthropic's prompt-cache writes; default: `input`
+    max_output: int | None = None  # the most reply tokens: what a budget reserves without
+    # a step's max_tokens
+
+
+@attrs.frozen
 class ProviderSpec:
     """An extra endpoint from `providers:`, of a kind the providers' registry knows; or,
     without `base_url`, settings (rate limits) of the built-in provider of that name."""
@@ -73,6 +93,7 @@ class ProviderSpec:
     headers: dict[str, str] = attrs.field(factory=dict)
     rpm: int | None = None  # requests a minute the provider allows
     tpm: int | None = None  # tokens a minute (input and output)
+    pricing: dict[str, Price] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -233,7 +254,7 @@ class Workflow:
     version: int = 1
     description: str | None = None
     inputs: dict[str, InputSpec] = attrs.field(factory=dict)
-    defaults: ModelSettings = ModelSettings()
+    defaults: Defaults = Defaults()
     providers: dict[str, ProviderSpec] = attrs.field(factory=dict)
     outputs: dict[str, Any] | None = None
     checks: tuple[AnyCheck, ...] = ()

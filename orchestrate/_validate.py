@@ -62,6 +62,8 @@ SETTING_RANGES: tuple[tuple[str, dict[str, float], str], ...] = (
     ("max_tokens", {"minimum": 1}, "must be at least 1"),
     ("temperature", {"minimum": 0}, "must be 0 or more"),
 )
+# Amounts of money: `defaults.max_cost` and each price of `providers.NAME.pricing.MODEL`.
+MONEY_BOUNDS: dict[str, float] = {"minimum": 0}
 _BOUND_TESTS = {
     "minimum": lambda value, bound: value >= bound,
     "maximum": lambda value, bound: value <= bound,
@@ -183,6 +185,7 @@ class _Checker:
         self.check_ids()
         self.check_providers()
         self.check_ranges()
+        self.check_money()
         for step in self.workflow.steps:
             self.check_step(step)
         self.check_broken_steps()
@@ -274,6 +277,19 @@ class _Checker:
                                "add at least one message, e.g. `- {role: user, content: ...}`")
         for path, key, value in values:
             self.check_range(path, key, value)
+
+    def check_money(self) -> None:
+        """A budget or a price below 0 (a local model is priced 0)."""
+        amounts: list[tuple[tuple[str | int, ...], Any]] = [
+            (("defaults", "max_cost"), self.workflow.defaults.max_cost)]
+        for name, provider in self.workflow.providers.items():
+            for model, price in provider.pricing.items():
+                amounts += [(("providers", name, "pricing", model, field.name),
+                             getattr(price, field.name)) for field in attrs.fields(type(price))]
+        for path, value in amounts:
+            if value is not None and not all(_BOUND_TESTS[b](value, n)
+                                             for b, n in MONEY_BOUNDS.items()):
+                self.error(path, f"`{path[-1]}` must be 0 or more, got {value:g}")
 
     def check_range(self, path: tuple, key: str, value: Any) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):

@@ -10,8 +10,10 @@ import pytest
 from tests.conftest import REPO
 
 # What a run needs and these commands must not pay for: the event loop, the HTTP client,
-# the history database, the live display, and (for --help) the template engine.
-_RUN_ONLY = ("asyncio", "httpx", "sqlite3", "rich.live")
+# the history database, the live display, the web view's server and (for --help) the
+# template engine.
+_RUN_ONLY = ("asyncio", "httpx", "sqlite3", "rich.live", "starlette", "uvicorn",
+             "orchestrate.ui")
 
 
 def _imported(*args: str) -> set[str]:

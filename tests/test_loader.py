@@ -8,7 +8,13 @@ import pytest
 
 from orchestrate import _loader
 from orchestrate._loader import load_text
-from orchestrate._spec import NO_DEFAULT, FunctionStep, LLMStep, ModelSettings, WorkflowStep
+from orchestrate._spec import (
+    NO_DEFAULT,
+    Defaults,
+    FunctionStep,
+    LLMStep,
+    WorkflowStep,
+)
 
 
 def load(text: str):
@@ -52,7 +58,7 @@ def test_a_full_workflow_builds_the_spec_classes() -> None:
     assert workflow.name == "digest"
     assert workflow.inputs["article"].required
     assert workflow.inputs["language"].default == "French"
-    assert workflow.defaults == ModelSettings(model="gpt-4o", temperature=0.2, max_tokens=800,
+    assert workflow.defaults == Defaults(model="gpt-4o", temperature=0.2, max_tokens=800,
                                               timeout=120.0, retries=2)
     summarize, translate, count, review = workflow.steps
     assert isinstance(summarize, LLMStep) and summarize.system == "Be brief."

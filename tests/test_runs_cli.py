@@ -71,8 +71,8 @@ def test_list_json_newest_first(runs: list[dict[str, Any]], cli: Callable) -> No
     assert [r["run_id"] for r in listed] == [d["run_id"] for d in reversed(runs)]
     newest = runs[-1]
     assert listed[0] == {key: newest[key] for key in ("run_id", "workflow", "file", "status",
-                                                      "started_at", "duration_ms", "usage")
-                         } | {"kind": "run"}
+                                                      "started_at", "duration_ms", "usage",
+                                                      "cost_usd")} | {"kind": "run"}
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -96,7 +96,8 @@ def test_list_table(runs: list[dict[str, Any]], cli: Callable) -> None:
     result = cli("runs", "list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["run", "id", "workflow", "status", "started", "time", "tokens"]
+    assert lines[0].split() == ["run", "id", "workflow", "status", "started", "time", "tokens",
+                                "cost"]
     assert runs[-1]["run_id"] in lines[1] and "broken" in lines[1] and "failed" in lines[1]
     assert runs[0]["run_id"] in lines[4] and "succeeded" in lines[4]
 

@@ -44,8 +44,17 @@ def _side(step: dict[str, Any] | None) -> dict[str, Any] | None:
     if step is None:
         return None
     return {key: step.get(key) for key in ("status", "model", "duration_ms", "usage",
-                                           "attempts")} | {
+                                           "cost_usd", "attempts")} | {
         "cached": bool(step.get("cached")), "reused": bool(step.get("reused"))}
+
+
+def _delta(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """b's cost minus a's (a missing step costs 0); None when either cost is unknown."""
+    costs = [0.0 if doc is None or doc.get("usage") is None else doc.get("cost_usd")
+             for doc in (a, b)]
+    if costs[0] is None or costs[1] is None:
+        return None
+    return costs[1] - costs[0]
 
 
 def diff_runs(store: HistoryStore, run_a: str, run_b: str) -> dict[str, Any]:
@@ -66,13 +75,16 @@ def diff_runs(store: HistoryStore, run_a: str, run_b: str) -> dict[str, Any]:
                                output_text(b["output"]) if b else "",
                                f"{run_a}/{step_id}/output", f"{run_b}/{step_id}/output")
         entries.append({"id": step_id, "a": _side(a), "b": _side(b),
+                        "cost_usd_delta": _delta(a, b),
                         "request_changed": bool(request_diff),
                         "output_changed": bool(output_diff),
                         "request_diff": request_diff, "output_diff": output_diff})
-    summary_keys = ("run_id", "workflow", "status", "started_at", "duration_ms", "usage")
+    summary_keys = ("run_id", "workflow", "status", "started_at", "duration_ms", "usage",
+                    "cost_usd")
     return {
         "a": {key: docs[0].get(key) for key in summary_keys},
         "b": {key: docs[1].get(key) for key in summary_keys},
+        "cost_usd_delta": _delta(docs[0], docs[1]),
         "inputs_diff": _unified(output_text(docs[0]["inputs"]), output_text(docs[1]["inputs"]),
                                 f"{run_a}/inputs", f"{run_b}/inputs"),
         "outputs_diff": _unified(output_text(docs[0]["outputs"]),

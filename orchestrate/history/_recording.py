@@ -62,12 +62,14 @@ def response_data(response: LLMResponse) -> dict[str, Any]:
             "response_id": response.response_id, "finish_reason": response.finish_reason}
 
 
-def response_from(data: dict[str, Any], *, cached: bool, attempts: int) -> LLMResponse:
+def response_from(data: dict[str, Any], *, attempts: int) -> LLMResponse:
+    """A stored answer, given again: `cached`, and free (its usage is what it cost when it
+    was made)."""
     usage = data.get("usage")
     return LLMResponse(
         text=data["text"], usage=Usage(**usage) if usage else None, attempts=attempts,
         model=data.get("model"), response_id=data.get("response_id"),
-        finish_reason=data.get("finish_reason"), cached=cached,
+        finish_reason=data.get("finish_reason"), cached=True, cost_usd=0.0,
     )
 
 
@@ -130,7 +132,7 @@ class CachingProvider:
         hit = self.store.get_response(key)
         if hit is not None:
             _replay_tokens(request, hit["text"], on_token)
-            return response_from(hit, cached=True, attempts=0)
+            return response_from(hit, attempts=0)
         response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         if _usable(request, response):
             self._put(key, request, response)
@@ -318,7 +320,7 @@ class ReplayProvider:
                 f"--record {self.fixture.path}"
             )
         _replay_tokens(request, data["text"], on_token)
-        return response_from(data, cached=False, attempts=1)
+        return response_from(data, attempts=1)
 
     async def aclose(self) -> None:
         return None

@@ -178,9 +178,19 @@ def m003_batches(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batches_by_start ON batches (started)")
 
 
+def m004_cost(db: sqlite3.Connection) -> None:
+    """What runs and steps cost, and the price it was computed with, so that a later
+    change of the price table does not rewrite old runs. Runs recorded before are NULL
+    (unknown)."""
+    db.execute("ALTER TABLE runs ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE steps ADD COLUMN cost_usd REAL")
+    db.execute("ALTER TABLE steps ADD COLUMN price TEXT")  # JSON: USD per million tokens
+    db.execute("ALTER TABLE steps ADD COLUMN cached_input_tokens INTEGER")
+    db.execute("ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER")
+
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    m001_initial, m002_step_items, m003_batches,
+    m001_initial, m002_step_items, m003_batches, m004_cost,
 )
 
 
@@ -275,7 +285,11 @@ _LIST_RUNS = ("SELECT *, CASE WHEN status = 'running' THEN"
               " (SELECT coalesce(sum(s.input_tokens), 0)"
               " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
               " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out,"
+              " CASE WHEN status = 'running' THEN (SELECT CASE WHEN"
+              " sum(s.input_tokens IS NOT NULL AND s.cost_usd IS NULL) THEN NULL"
+              " ELSE coalesce(sum(s.cost_usd), 0) END"
+              " FROM steps s WHERE s.run_id = runs.run_id) ELSE cost_usd END AS cost"
               " FROM runs")
 
 
@@ -403,21 +417,34 @@ class SQLiteStore:
         return json.loads(rows[0]["response"]) if rows else None
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None) -> list[dict[str, Any]]:
-        """Runs and batches (a batch's rows are in it, not listed), newest first."""
-        where, params = [], []
+                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
+        (an id) pages by keyset: as fast on the last page as on the first."""
+        where: list[str] = []
+        params: list[Any] = []
         if workflow is not None:
             where.append("workflow = ?")
             params.append(workflow)
         if status is not None:
             where.append("status = ?")
             params.append(status)
-        tail = " ORDER BY started DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        runs = self._query(_LIST_RUNS + " WHERE " + " AND ".join(["batch_id IS NULL", *where])
-                           + tail, params)
-        batches = self._query("SELECT * FROM batches"
-                              + (" WHERE " + " AND ".join(where) if where else "") + tail,
-                              params)
+        if before is not None:
+            anchor = self._query("SELECT started, run_id FROM runs WHERE run_id = ? UNION ALL "
+                                 "SELECT started, batch_id FROM batches WHERE batch_id = ?",
+                                 (before, before))
+            if anchor:
+                where.append("(started, {id}) < (?, ?)")
+                params += [anchor[0]["started"], anchor[0]["run_id"]]
+        limited = f" LIMIT {int(limit)}" if limit else ""
+
+        def newest(select: str, id_column: str, *also: str) -> list[Any]:
+            clauses = [*also, *where]
+            sql = select + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            sql += f" ORDER BY started DESC, {id_column} DESC{limited}"
+            return self._query(sql.replace("{id}", id_column), params)
+
+        runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL")
+        batches = newest("SELECT * FROM batches", "batch_id")
         listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
                         + [(row["started"], row["batch_id"], batch_summary(row))
                            for row in batches], key=lambda entry: entry[:2], reverse=True)

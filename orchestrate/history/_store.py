@@ -26,8 +26,17 @@ from typing import Any, Protocol
 import attrs
 
 from orchestrate._errors import UsageError
-from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage, iso_time
+from orchestrate._result import (
+    ErrorInfo,
+    ItemResult,
+    RunResult,
+    StepResult,
+    Usage,
+    iso_time,
+    total_cost,
+)
 from orchestrate._secrets import redact_values
+from orchestrate._spec import Price
 
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
 
@@ -151,8 +160,9 @@ class HistoryStore(Protocol):
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None) -> list[dict[str, Any]]:
-        """Runs newest first, as `runs list --json` prints them."""
+                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, as `runs list --json` prints them; `before` (a run id) gives
+        the runs that come after that one in this order (the next page)."""
 
     def resolve(self, prefix: str) -> str:
         """The one run id starting with `prefix`; UsageError naming the candidates."""
@@ -200,10 +210,12 @@ RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "
                      "status", "mode", "started_at", "started", "inputs", "resumed_from",
                      "provenance", "batch_id", "batch_row", "batch_line")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
-                   "outputs", "error_step", "error_type", "error_message", "document")
+                   "cost_usd", "outputs", "error_step", "error_type", "error_message",
+                   "document")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
-                "duration_ms", "input_tokens", "output_tokens", "cached", "reused",
+                "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
+                "cache_write_tokens", "cost_usd", "price", "cached", "reused",
                 "fingerprint", "definition", "request", "finished_at", "extra", "items")
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
 BATCH_START_COLUMNS = ("batch_id", "workflow", "file", "file_path", "file_sha256", "data",
@@ -214,7 +226,8 @@ BATCH_END_COLUMNS = ("status", "finished_at", "duration_ms", "succeeded", "faile
 
 # The keys of a step's entry in the result document that its columns hold.
 _DOCUMENT_COLUMNS = frozenset({"id", "status", "output", "error", "provider", "model",
-                               "attempts", "duration_ms", "usage", "cached", "reused"})
+                               "attempts", "duration_ms", "usage", "cost_usd", "cached",
+                               "reused"})
 
 
 def _json(value: Any) -> str:
@@ -282,7 +295,7 @@ def run_end_values(result: RunResult, finished: float,
     return {
         "status": result.status, "finished_at": iso_time(finished),
         "duration_ms": result.duration_ms, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
+        "output_tokens": usage.output_tokens, "cost_usd": result.cost_usd,
         "outputs": _scrubbed(secrets, _json(result.outputs)),
         "error_step": error.step if error else None,
         "error_type": error.type if error else None,
@@ -306,6 +319,10 @@ def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict
         "attempts": step.attempts, "duration_ms": step.duration_ms,
         "input_tokens": usage.input_tokens if usage else None,
         "output_tokens": usage.output_tokens if usage else None,
+        "cached_input_tokens": usage.cached_input_tokens if usage else None,
+        "cache_write_tokens": usage.cache_write_tokens if usage else None,
+        "cost_usd": step.cost_usd,
+        "price": None if step.price is None else _json(attrs.asdict(step.price)),
         "cached": int(step.cached), "reused": int(step.reused),
         "fingerprint": step.fingerprint, "definition": record.definition,
         "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
@@ -379,12 +396,15 @@ def step_result(row: Row) -> StepResult:
         error = ErrorInfo(row["error_type"], row["error_message"], step=step)
     usage = None
     if row["input_tokens"] is not None:
-        usage = Usage(row["input_tokens"], row["output_tokens"] or 0)
+        usage = Usage(row["input_tokens"], row["output_tokens"] or 0,
+                      row["cached_input_tokens"] or 0, row["cache_write_tokens"] or 0)
+    price = Price(**json.loads(row["price"])) if row["price"] else None
     output = json.loads(row["output"]) if row["output"] is not None else None
     return StepResult(
         id=row["step_id"], status=row["status"], output=output, error=error,
         provider=row["provider"], model=row["model"], attempts=row["attempts"],
-        duration_ms=row["duration_ms"], usage=usage, cached=bool(row["cached"]),
+        duration_ms=row["duration_ms"], usage=usage, cost_usd=row["cost_usd"], price=price,
+        cached=bool(row["cached"]),
         reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
         request=json.loads(row["request"]) if row["request"] else None,
         fingerprint=row["fingerprint"], response_id=row["response_id"],
@@ -414,12 +434,13 @@ def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
     usage = {"input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in entries),
              "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0)
                                   for s in entries)}
+    cost = total_cost(s["cost_usd"] for s in entries if s["usage"] is not None)
     doc = {
         "run_id": run["run_id"], "workflow": run["workflow"], "file": run["file"],
         "status": run["status"], "started_at": run["started_at"],
         "duration_ms": run["duration_ms"], "inputs": json.loads(run["inputs"]),
         "outputs": json.loads(run["outputs"]) if run["outputs"] else {},
-        "steps": entries, "usage": usage, "error": None,
+        "steps": entries, "usage": usage, "cost_usd": cost, "error": None,
     }
     if run["resumed_from"]:
         doc["resumed_from"] = run["resumed_from"]
@@ -434,6 +455,7 @@ def run_summary(row: Row) -> dict[str, Any]:
         "duration_ms": row["duration_ms"],
         "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
         "kind": "run",
+        "cost_usd": row["cost"],
     }
 
 

@@ -32,6 +32,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens
 # Error events that mean the same as an HTTP 529 or 5xx: worth another attempt.
 _TRANSIENT_ERRORS = frozenset({"overloaded_error", "api_error"})
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                 "cache_creation_input_tokens")
 _WARNINGS = {"max_tokens": "the reply was cut off at max_tokens"}
 
 
@@ -126,8 +128,7 @@ class _Stream:
     """What the events of one streamed message add up to."""
 
     text: list[str] = attrs.Factory(list)
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    counts: dict[str, int] = attrs.Factory(dict)  # the latest value of each usage field
     model: str | None = None
     response_id: str | None = None
     stop_reason: str | None = None
@@ -149,9 +150,7 @@ class _Stream:
         return ""
 
     def usage(self) -> Usage | None:
-        if self.input_tokens is None and self.output_tokens is None:
-            return None
-        return Usage(self.input_tokens or 0, self.output_tokens or 0)
+        return _usage(self.counts) if self.counts else None
 
     def _start(self, message: dict[str, Any]) -> None:
         self.model = text_or_none(message.get("model"))
@@ -171,12 +170,10 @@ class _Stream:
         a number is ignored."""
         if not isinstance(usage, dict):
             return
-        input_tokens = token_count(usage.get("input_tokens"))
-        output_tokens = token_count(usage.get("output_tokens"))
-        if input_tokens is not None:
-            self.input_tokens = input_tokens
-        if output_tokens is not None:
-            self.output_tokens = output_tokens
+        for field in _USAGE_FIELDS:
+            count = token_count(usage.get(field))
+            if count is not None:
+                self.counts[field] = count
 
 
 def _system(request: LLMRequest) -> str:
@@ -222,6 +219,9 @@ def _usage(data: Any) -> Usage | None:
     """Token counts; one that is not a number (``"lots"``) counts as missing."""
     if not isinstance(data, dict):
         return None
-    return Usage(
-        token_count(data.get("input_tokens")) or 0, token_count(data.get("output_tokens")) or 0
-    )
+    uncached, output, read, written = (token_count(data.get(field)) or 0
+                                       for field in _USAGE_FIELDS)
+    # Anthropic's input_tokens leaves out the tokens read from and written to its prompt
+    # cache; ours counts every prompt token, as OpenAI's prompt_tokens does.
+    return Usage(input_tokens=uncached + read + written, output_tokens=output,
+                 cached_input_tokens=read, cache_write_tokens=written)

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import attrs
 
 from orchestrate._result import Usage
+from orchestrate._spec import Price
 
 TokenCallback = Callable[[str], None]
 # (attempt about to start, seconds of wait before it, why the last attempt failed)
@@ -58,7 +59,9 @@ class LLMResponse:
     response_id: str | None = None
     finish_reason: str | None = None
     warnings: tuple[str, ...] = ()
-    cached: bool = False  # answered from the response cache, not the provider
+    cached: bool = False  # answered from the response cache (or a fixture), not the provider
+    cost_usd: float | None = None  # set by the metering wrapper (orchestrate._cost)
+    price: Price | None = None  # the price cost_usd was computed with
 
     @property
     def truncated(self) -> bool:

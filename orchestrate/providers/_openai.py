@@ -245,9 +245,12 @@ def _usage(data: Any) -> Usage | None:
     """Token counts; one that is not a number (``"lots"``) counts as missing."""
     if not isinstance(data, dict):
         return None
+    details = data.get("prompt_tokens_details")
+    cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
     return Usage(
         input_tokens=token_count(data.get("prompt_tokens")) or 0,
         output_tokens=token_count(data.get("completion_tokens")) or 0,
+        cached_input_tokens=cached or 0,  # part of prompt_tokens, priced lower
     )
 
 

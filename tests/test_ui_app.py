@@ -1,0 +1,525 @@
+"""The web view's pages and API through Starlette's test client: data, security, runs."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrate.ui import create_app
+
+with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+TOKEN = "secret-test-token"
+BASE = "http://127.0.0.1:8765"
+SAME_ORIGIN = {"origin": BASE}
+
+HELLO = """
+    name: hello
+    description: Greets <img src=x onerror=alert(1)> people
+    inputs:
+      name: {type: string, description: Who to greet}
+      count: {type: integer, default: 2}
+      loud: {type: boolean, default: false}
+      tags: {type: array, default: []}
+    steps:
+      - id: greet
+        prompt: "Greet {{ inputs.name }}"
+        mock: "<script>alert(1)</script> hello {{ inputs.name }}"
+      - id: shout
+        prompt: "Shout {{ steps.greet.output }}"
+        mock: "**HELLO** [docs](https://example.com)"
+    outputs:
+      text: "{{ steps.shout.output }}"
+    """
+BROKEN = """
+    name: broken
+    steps:
+      - id: a
+        prompt: "{{ steps.nope.output }}"
+    """
+SLOW_FLOW = """
+    name: slow
+    steps:
+      - id: fast
+        prompt: x
+        mock: quick answer
+      - id: slow
+        function: slow:wait_long
+        needs: [fast]
+    """
+SLOW_PY = """
+    import asyncio
+
+    async def wait_long():
+        await asyncio.sleep(60)
+        return "never"
+    """
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    """A folder with a workflow, a broken one, a slow one and a YAML file that is no workflow."""
+    folder = tmp_path / "flows"
+    write(folder, "hello.yaml", HELLO)
+    write(folder, "sub/broken.yaml", BROKEN)
+    write(folder, "slow.yaml", SLOW_FLOW)
+    write(folder, "slow.py", SLOW_PY)
+    write(folder, "settings.yaml", "colour: blue\n")
+    write(tmp_path, "outside.yaml", HELLO)
+    return folder
+
+
+@pytest.fixture
+def client(flows: Path) -> Iterator[TestClient]:
+    """A client of the app over `flows`, holding the token cookie."""
+    with TestClient(create_app([flows], token=TOKEN, port=8765), base_url=BASE) as client:
+        assert client.get(f"/?token={TOKEN}").status_code == 200
+        yield client
+
+
+@pytest.fixture
+def bare(flows: Path) -> Iterator[TestClient]:
+    """A client of the same app without the token."""
+    with TestClient(create_app([flows], token=TOKEN, port=8765), base_url=BASE) as client:
+        yield client
+
+
+def start(client: TestClient, workflow: str = "hello.yaml", **body: Any) -> str:
+    body = {"workflow": workflow, "inputs": {"name": "Ada"}, "mock": True} | body
+    response = client.post("/api/runs", json=body, headers=SAME_ORIGIN)
+    assert response.status_code == 201, response.text
+    return str(response.json()["run_id"])
+
+
+def finished(client: TestClient, run_id: str, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        document = client.get(f"/api/runs/{run_id}").json()
+        if document["status"] != "running":
+            return dict(document)
+        time.sleep(0.02)
+    raise AssertionError(f"run {run_id} still running after {timeout} s")
+
+
+def sse_records(text: str) -> list[dict[str, Any]]:
+    """The data of each Server-Sent Event, checking that its type names its record."""
+    records = []
+    for message in text.strip().split("\n\n"):
+        event, data = message.split("\n")
+        record = json.loads(data.removeprefix("data: "))
+        assert event == f"event: {record['event']}"
+        records.append(record)
+    return records
+
+
+# --- access --------------------------------------------------------------------------------
+
+GET_ROUTES = ["/", "/workflows/hello.yaml", "/runs", "/api/workflows",
+              "/api/workflows/hello.yaml", "/api/runs", "/static/ui.css"]
+
+
+@pytest.mark.parametrize("path", GET_ROUTES)
+def test_every_route_needs_the_token(bare: TestClient, path: str) -> None:
+    """Without a token every page, API route and asset is 401 and shows no data."""
+    response = bare.get(path)
+    assert response.status_code == 401
+    assert "hello" not in response.text and "token" in response.text
+
+
+@pytest.mark.parametrize("path", GET_ROUTES)
+def test_a_wrong_token_is_refused(bare: TestClient, path: str) -> None:
+    """A wrong token, in the query, a header or the cookie, is 403."""
+    assert bare.get(path, params={"token": "nope"}).status_code == 403
+    assert bare.get(path, headers={"authorization": "Bearer nope"}).status_code == 403
+    bare.cookies.set("orchestrate_ui_8765", "nope")
+    assert bare.get(path).status_code == 403
+
+
+def test_the_token_in_the_address_becomes_a_strict_http_only_cookie(bare: TestClient) -> None:
+    """?token= redirects to the same page without it and sets an HttpOnly SameSite cookie."""
+    response = bare.get(f"/runs?status=failed&token={TOKEN}", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/runs?status=failed"
+    cookie = response.headers["set-cookie"]
+    assert f"orchestrate_ui_8765={TOKEN}" in cookie
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert bare.get("/runs").status_code == 200
+
+
+def test_a_bearer_token_opens_the_api(bare: TestClient) -> None:
+    """Scripts use `Authorization: Bearer TOKEN`."""
+    response = bare.get("/api/workflows", headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example:8765", "127.0.0.1:9999", "localhost.evil:8765"])
+def test_a_foreign_host_header_is_refused(client: TestClient, host: str) -> None:
+    """DNS rebinding: a Host that is not the server's address is refused, token or not."""
+    response = client.get("/api/workflows", headers={"host": host})
+    assert response.status_code == 400
+    assert "hello" not in response.text
+
+
+def test_localhost_is_the_server_too(client: TestClient) -> None:
+    """`localhost:PORT` names the server as `127.0.0.1:PORT` does."""
+    assert client.get("/api/workflows", headers={"host": "localhost:8765"}).status_code == 200
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"origin": "http://evil.example"}, {"origin": "http://127.0.0.1:8765.evil.example"},
+    {"referer": "http://evil.example/page"}, {"origin": "null"},
+])
+def test_a_post_from_another_site_is_refused(client: TestClient, headers: dict) -> None:
+    """CSRF: with the cookie, a POST needs our own Origin (or Referer); no run starts."""
+    body = {"workflow": "hello.yaml", "inputs": {"name": "x"}, "mock": True}
+    assert client.post("/api/runs", json=body, headers=headers).status_code == 403
+    form = client.post("/workflows/hello.yaml/run", data={"input.name": "x", "mock": "1"},
+                       headers=headers)
+    assert form.status_code == 403
+    assert client.get("/api/runs").json()["runs"] == []
+
+
+def test_a_same_origin_referer_is_enough(client: TestClient) -> None:
+    """A browser that sends no Origin but our Referer may post."""
+    response = client.post("/api/runs", json={"workflow": "hello.yaml", "mock": True,
+                                              "inputs": {"name": "x"}},
+                           headers={"referer": f"{BASE}/workflows/hello.yaml"})
+    assert response.status_code == 201
+
+
+def test_a_script_with_the_bearer_token_needs_no_origin(bare: TestClient) -> None:
+    """A script's POST (token in its header, which no other site can send) runs."""
+    response = bare.post("/api/runs", headers={"authorization": f"Bearer {TOKEN}"},
+                         json={"workflow": "hello.yaml", "mock": True, "inputs": {"name": "x"}})
+    assert response.status_code == 201
+
+
+def test_get_never_changes_anything(client: TestClient) -> None:
+    """Cancelling and running are POST only."""
+    run_id = start(client)
+    assert client.get(f"/api/runs/{run_id}/cancel").status_code == 405
+    assert client.get(f"/runs/{run_id}/again").status_code in (404, 405)
+
+
+def test_responses_forbid_foreign_scripts_and_frames(client: TestClient) -> None:
+    """The CSP allows our own scripts only, and no page of ours inside another site."""
+    policy = client.get("/").headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+
+
+@pytest.mark.parametrize("path", [
+    "../outside.yaml", "..%2Foutside.yaml", "%2E%2E/outside.yaml", "sub/../../outside.yaml",
+    "/etc/passwd", "%2Fetc%2Fpasswd", "hello.py", "nothing.yaml", "sub",
+])
+def test_only_workflows_under_the_paths_are_served(client: TestClient, path: str) -> None:
+    """`..`, absolute paths, other files and missing ones: 404 on the page and the API."""
+    for prefix in ("/workflows/", "/api/workflows/"):
+        response = client.get(prefix + path)
+        assert response.status_code == 404, prefix + path
+        assert "Greets" not in response.text and "root:" not in response.text
+
+
+def test_a_symlink_leading_out_is_not_served(flows: Path, client: TestClient) -> None:
+    """A link inside the folder to a file outside it is neither listed nor read."""
+    (flows / "link.yaml").symlink_to(flows.parent / "outside.yaml")
+    listed = [w["path"] for w in client.get("/api/workflows").json()["workflows"]]
+    assert "link.yaml" not in listed
+    assert client.get("/api/workflows/link.yaml").status_code == 404
+
+
+def test_a_run_outside_the_paths_is_refused(client: TestClient) -> None:
+    """POST /api/runs names a workflow under the paths, or gets 404."""
+    response = client.post("/api/runs", json={"workflow": "../outside.yaml", "mock": True},
+                           headers=SAME_ORIGIN)
+    assert response.status_code == 404
+
+
+# --- workflows -------------------------------------------------------------------------------
+
+
+def test_the_workflows_list(client: TestClient) -> None:
+    """Every workflow below the folder (subfolders too), the broken one with its error
+    count; files that are not workflows are left out."""
+    rows = {w["path"]: w for w in client.get("/api/workflows").json()["workflows"]}
+    assert sorted(rows) == ["hello.yaml", "slow.yaml", "sub/broken.yaml"]
+    assert rows["hello.yaml"] | {"last_run": None} == {
+        "path": "hello.yaml", "name": "hello", "steps": 2, "valid": True, "errors": 0,
+        "description": "Greets <img src=x onerror=alert(1)> people", "last_run": None}
+    assert rows["sub/broken.yaml"]["valid"] is False
+    assert rows["sub/broken.yaml"]["errors"] == 1
+    html = client.get("/").text
+    assert 'href="/workflows/sub/broken.yaml"' in html and "1 error" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_the_last_run_shows_on_the_list(client: TestClient) -> None:
+    """After a run, the list names its status."""
+    run_id = start(client)
+    finished(client, run_id)
+    rows = {w["path"]: w for w in client.get("/api/workflows").json()["workflows"]}
+    assert rows["hello.yaml"]["last_run"]["run_id"] == run_id
+    assert rows["hello.yaml"]["last_run"]["status"] == "succeeded"
+
+
+def test_the_workflow_page_has_graph_inputs_and_source(client: TestClient) -> None:
+    """The graph picture with a node per step, a field per input of its type, the source."""
+    data = client.get("/api/workflows/hello.yaml").json()
+    assert data["graph"] == {"nodes": [{"id": "greet", "kind": "llm"},
+                                       {"id": "shout", "kind": "llm"}],
+                             "edges": [{"from": "greet", "to": "shout"}]}
+    assert [(i["name"], i["type"], i["required"], i["default"]) for i in data["inputs"]] == [
+        ("name", "string", True, None), ("count", "integer", False, 2),
+        ("loud", "boolean", False, False), ("tags", "array", False, [])]
+    html = client.get("/workflows/hello.yaml").text
+    assert 'id="node-greet"' in html and 'data-step="shout"' in html
+    assert '<textarea id="input-name" name="input.name"' in html
+    assert 'name="input.count" type="number" step="1" value="2"' in html
+    assert 'name="input.loud" type="checkbox"' in html
+    assert 'data-json="array"' in html
+    assert "Who to greet" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the source, escaped
+    assert "<script>alert(1)" not in html
+
+
+def test_a_broken_workflow_shows_each_problem_at_its_line(client: TestClient) -> None:
+    """The diagnostic is listed under its source line; no graph, no run button works."""
+    data = client.get("/api/workflows/sub/broken.yaml").json()
+    [problem] = data["diagnostics"]
+    assert (problem["file"], problem["line"]) == ("sub/broken.yaml", 4)
+    assert data["svg"] is None
+    html = client.get("/workflows/sub/broken.yaml").text
+    line_four = html.index('id="L4"')
+    assert html.index("nope", line_four) < html.index("</table>", line_four)
+    assert 'class="diag severity-error"' in html
+    assert "disabled>Run</button>" in html
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def test_the_form_starts_an_ordinary_run_with_typed_inputs(client: TestClient) -> None:
+    """Run with mock from the form: redirect to the run, inputs typed, the history has it
+    as `orchestrate run --mock` records it."""
+    form = {"input.name": "Ada\r\nLovelace", "input.count": "5", "input.loud": "1",
+            "input.tags": '["a", "b"]', "mock": "1", "concurrency": "2"}
+    response = client.post("/workflows/hello.yaml/run", data=form, headers=SAME_ORIGIN,
+                           follow_redirects=False)
+    assert response.status_code == 303
+    run_id = response.headers["location"].removeprefix("/runs/")
+    document = finished(client, run_id)
+    assert document["status"] == "succeeded"
+    assert document["inputs"] == {"name": "Ada\nLovelace", "count": 5, "loud": True,
+                                  "tags": ["a", "b"]}
+    assert document["outputs"] == {"text": "**HELLO** [docs](https://example.com)"}
+    from orchestrate.history import open_store
+
+    with open_store() as store:
+        assert store.run_row(run_id)["mode"] == "mock"
+        assert store.document(run_id) == document
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("input.tags", "[1,", "must be a JSON array"),
+    ("input.count", "2.5", "must be of type integer"),
+    ("input.count", "many", "must be a whole number"),
+    ("concurrency", "0", "concurrency must be between 1 and 1000"),
+])
+def test_bad_form_values_show_the_form_again_with_the_error(
+        client: TestClient, field: str, value: str, message: str) -> None:
+    """A wrong value is a 400 page naming the problem, with what was typed kept."""
+    form = {"input.name": "Ada", "mock": "1", field: value}
+    response = client.post("/workflows/hello.yaml/run", data=form, headers=SAME_ORIGIN)
+    assert response.status_code == 400
+    assert message in response.text
+    assert client.get("/api/runs").json()["runs"] == []
+
+
+def test_a_real_run_without_its_key_is_refused_before_it_starts(client: TestClient) -> None:
+    """No OPENAI_API_KEY: POST /api/runs is a 400 naming the variable; nothing is sent."""
+    response = client.post("/api/runs", json={"workflow": "hello.yaml",
+                                              "inputs": {"name": "x"}}, headers=SAME_ORIGIN)
+    assert response.status_code == 400
+    assert "OPENAI_API_KEY" in response.json()["error"]["message"]
+
+
+def test_model_text_is_never_markup(client: TestClient) -> None:
+    """The mock's `<script>` reply shows as text on the run page and the step panel, and
+    Markdown links get rel=noopener noreferrer."""
+    run_id = start(client)
+    finished(client, run_id)
+    for path in (f"/runs/{run_id}/steps/greet", f"/runs/{run_id}/steps/greet/panel"):
+        html = client.get(path).text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; hello Ada" in html
+        assert "<script>alert" not in html
+    shout = client.get(f"/runs/{run_id}/steps/shout/panel").text
+    assert "<strong>HELLO</strong>" in shout
+    assert '<a href="https://example.com" rel="noopener noreferrer">docs</a>' in shout
+
+
+def test_the_run_page_and_its_twin(client: TestClient) -> None:
+    """The run page lists the steps with their status; the API gives the result document."""
+    run_id = start(client)
+    document = finished(client, run_id)
+    assert [s["id"] for s in document["steps"]] == ["greet", "shout"]
+    html = client.get(f"/runs/{run_id}").text
+    assert html.count('class="step status-succeeded') == 2
+    assert 'class="node status-succeeded"' in html
+    assert f'href="/api/runs/{run_id}" download' in html
+    assert "Run again" in html and ">Cancel<" not in html
+    panel = client.get(f"/runs/{run_id}/steps/greet/panel").text
+    assert "Greet Ada" in panel  # the rendered prompt
+
+
+def test_unknown_runs_and_steps_are_404(client: TestClient) -> None:
+    """A run id or step that does not exist is a 404 page or API error."""
+    assert client.get("/runs/ffffffff").status_code == 404
+    assert client.get("/api/runs/ffffffff").status_code == 404
+    assert client.get("/api/runs/ffffffff/events").status_code == 404
+    run_id = start(client)
+    finished(client, run_id)
+    assert client.get(f"/runs/{run_id}/steps/nope/panel").status_code == 404
+
+
+def test_events_of_a_live_run(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SSE stream of a run started here carries the `--events` records, tokens too."""
+    monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "0.3")
+    run_id = start(client)
+    with client.stream("GET", f"/api/runs/{run_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        records = sse_records("".join(stream.iter_text()))
+    names = [r["event"] for r in records]
+    assert names[0] == "run_started" and names[-1] == "run_finished"
+    assert {"step_started", "step_finished", "token"} <= set(names)
+    tokens = "".join(r["text"] for r in records if r["event"] == "token"
+                     and r["step_id"] == "greet")
+    assert tokens == "<script>alert(1)</script> hello Ada"
+    assert records[-1]["status"] == "succeeded"
+
+
+def test_events_of_a_recorded_run(client: TestClient) -> None:
+    """A run read from the history gives one step_finished per step, then run_finished."""
+    run_id = start(client)
+    finished(client, run_id)
+    with client.stream("GET", f"/api/runs/{run_id}/events") as stream:
+        records = sse_records("".join(stream.iter_text()))
+    assert [(r["event"], r.get("step_id")) for r in records] == [
+        ("step_finished", "greet"), ("step_finished", "shout"), ("run_finished", None)]
+
+
+def test_cancel_a_running_run(client: TestClient) -> None:
+    """Cancel stops the run; it is recorded as cancelled with the finished step kept."""
+    run_id = start(client, "slow.yaml", inputs={})
+    deadline = time.monotonic() + 10
+    while client.get(f"/api/runs/{run_id}").json()["steps"] == []:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert ">Cancel<" in client.get(f"/runs/{run_id}").text
+    response = client.post(f"/api/runs/{run_id}/cancel", headers=SAME_ORIGIN)
+    assert response.status_code == 202
+    document = finished(client, run_id)
+    assert document["status"] == "cancelled"
+    assert [(s["id"], s["status"]) for s in document["steps"]] == [
+        ("fast", "succeeded"), ("slow", "cancelled")]
+    again = client.post(f"/api/runs/{run_id}/cancel", headers=SAME_ORIGIN)
+    assert again.status_code == 409
+
+
+def test_stopping_the_server_cancels_its_runs(flows: Path) -> None:
+    """The app's shutdown cancels the runs in flight and records them as cancelled."""
+    with TestClient(create_app([flows], token=TOKEN, port=8765), base_url=BASE) as client:
+        client.get(f"/?token={TOKEN}")
+        run_id = start(client, "slow.yaml", inputs={})
+    from orchestrate.history import open_store
+
+    with open_store() as store:
+        assert store.document(run_id)["status"] == "cancelled"
+
+
+def test_run_again_and_resume(client: TestClient, flows: Path) -> None:
+    """Run again repeats the inputs; Resume of a failed run reuses its succeeded steps."""
+    run_id = start(client)
+    finished(client, run_id)
+    again = client.post(f"/runs/{run_id}/again", headers=SAME_ORIGIN, follow_redirects=False)
+    assert again.status_code == 303
+    second = finished(client, again.headers["location"].removeprefix("/runs/"))
+    assert second["inputs"] == {"name": "Ada", "count": 2, "loud": False, "tags": []}
+    resumed = client.post(f"/runs/{run_id}/resume", headers=SAME_ORIGIN,
+                          follow_redirects=False)
+    third = finished(client, resumed.headers["location"].removeprefix("/runs/"))
+    assert third["resumed_from"] == run_id
+    assert all(step["reused"] for step in third["steps"])
+
+
+def test_a_terminal_run_shows_in_the_history(client: TestClient, flows: Path,
+                                             cli: Callable) -> None:
+    """`orchestrate run` in another process: listed, and its page and events work."""
+    result = cli("run", flows / "hello.yaml", "--mock", "--json", "-i", "name=Bo")
+    run_id = json.loads(result.stdout)["run_id"]
+    assert client.get("/api/runs").json()["runs"][0]["run_id"] == run_id
+    html = client.get(f"/runs/{run_id}").text
+    assert "hello Bo" not in html or "&lt;script&gt;" in html
+    assert 'href="/workflows/hello.yaml"' in html
+    with client.stream("GET", f"/api/runs/{run_id}/events") as stream:
+        assert sse_records("".join(stream.iter_text()))[-1]["event"] == "run_finished"
+
+
+# --- history and compare -------------------------------------------------------------------
+
+
+def test_history_pages_and_filters(client: TestClient) -> None:
+    """Newest first, filtered by workflow and status, paged by `before`."""
+    ids = [start(client) for _ in range(3)]
+    for run_id in ids:
+        finished(client, run_id)
+    first = client.get("/api/runs", params={"limit": 2}).json()
+    assert [r["run_id"] for r in first["runs"]] == ids[::-1][:2]
+    second = client.get("/api/runs", params={"limit": 2, "before": first["next"]}).json()
+    assert [r["run_id"] for r in second["runs"]] == [ids[0]]
+    assert second["next"] is None
+    assert client.get("/api/runs", params={"status": "failed"}).json()["runs"] == []
+    assert client.get("/api/runs", params={"workflow": "nope"}).json()["runs"] == []
+    html = client.get("/runs", params={"limit": 2}).text
+    assert all(run_id in html for run_id in ids)
+
+
+def test_compare_two_runs(client: TestClient) -> None:
+    """Two runs side by side: inputs diff, per step output changes marked."""
+    a = start(client)
+    b = start(client, inputs={"name": "Bo"})
+    finished(client, a)
+    finished(client, b)
+    diff = client.get("/api/compare", params={"a": a, "b": b}).json()
+    greet = diff["steps"][0]
+    assert (greet["id"], greet["output_changed"]) == ("greet", True)
+    assert "hello Ada" in greet["output_a"] and "hello Bo" in greet["output_b"]
+    assert diff["steps"][1]["output_changed"] is False
+    html = client.get("/compare", params={"a": a, "b": b}).text
+    assert '<span class="diff-del">-&lt;script&gt;alert(1)&lt;/script&gt; hello Ada</span>' in html
+    assert client.get("/compare", params={"a": a, "b": "nope"}).status_code == 404
+
+
+def test_no_api_key_reaches_a_page(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a key in the environment, no page or API answer contains it."""
+    key = "sk-test-abcdefghijklmnop"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    run_id = start(client)
+    finished(client, run_id)
+    for path in ("/", "/workflows/hello.yaml", f"/runs/{run_id}", f"/api/runs/{run_id}",
+                 f"/runs/{run_id}/steps/greet/panel", "/runs"):
+        assert key not in client.get(path).text
