@@ -300,8 +300,10 @@ def run(
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the workflow's checks.")] = False,
 ) -> None:
-    """Validate, then run a workflow."""
+    """Validate, then run a workflow (and its checks: a failing check is exit 1)."""
     import asyncio
 
     from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
@@ -324,7 +326,8 @@ def run(
             observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
         observers += _progress_observers(quiet, terminal)
         options = RunOptions(model=model, max_concurrency=max_concurrency,
-                             stream=terminal or (event_out is not None and events_tokens))
+                             stream=terminal or (event_out is not None and events_tokens),
+                             checks=not no_checks)
         history = HistoryOptions(record_history=not no_history, resume=resume,
                                  rerun_from=from_step, only=only, cache=cache,
                                  record=_path(record), replay=_path(replay))
@@ -348,7 +351,7 @@ def run(
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
                show_error=quiet or terminal, verbose=verbose,
-               resume_from=str(flow) if recorded and not quiet else None)
+               resume_from=str(flow) if recorded and not quiet else None, quiet=quiet)
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)

@@ -189,8 +189,14 @@ def m004_cost(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER")
 
 
+def m005_checks(db: sqlite3.Connection) -> None:
+    """Each run's checks (SPEC 9) as JSON, so a batch's rows give their verdicts without
+    reading every document. Runs recorded before have none (NULL)."""
+    db.execute("ALTER TABLE runs ADD COLUMN checks TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    m001_initial, m002_step_items, m003_batches, m004_cost,
+    m001_initial, m002_step_items, m003_batches, m004_cost, m005_checks,
 )
 
 
@@ -504,7 +510,7 @@ class SQLiteStore:
                    limit: int | None = None) -> Iterator[BatchRow]:
         chain = self._batch_chain(batch_id)
         rank = " ".join(f"WHEN ? THEN {index}" for index in range(len(chain)))
-        sql = ("SELECT batch_row, batch_line, run_id, status, error_type, error_message, "
+        sql = ("SELECT batch_row, batch_line, run_id, status, error_type, error_message, checks, "
                f"CASE batch_id {rank} END AS rank FROM runs "
                f"WHERE batch_id IN ({', '.join('?' * len(chain))}) "
                "ORDER BY batch_row, rank, started DESC")
@@ -525,7 +531,8 @@ class SQLiteStore:
             given += 1
             yield BatchRow(row=row["batch_row"], line=row["batch_line"], run_id=row["run_id"],
                            status=row["status"], error_type=row["error_type"],
-                           error_message=row["error_message"])
+                           error_message=row["error_message"],
+                           checks=json.loads(row["checks"]) if row["checks"] else [])
         cursor.close()
 
     # --- deleting --------------------------------------------------------------------------

@@ -94,6 +94,7 @@ class BatchRow:
     status: str
     error_type: str | None
     error_message: str | None
+    checks: list[dict[str, Any]] = attrs.field(factory=list)  # its checks' results (SPEC 9)
 
 
 @attrs.frozen(kw_only=True)
@@ -301,6 +302,7 @@ def run_end_values(result: RunResult, finished: float,
         "error_type": error.type if error else None,
         "error_message": _scrubbed(secrets, error.message) if error else None,
         "document": _scrubbed(secrets, _json(doc)),
+        "checks": _scrubbed(secrets, _json(doc["checks"])) if result.checks else None,
     }
 
 
