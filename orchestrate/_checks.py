@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from orchestrate._engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT, choose_model, render_data
-from orchestrate._errors import OrchestrateError
+from orchestrate._errors import InvalidOutput, OrchestrateError, TemplateError
 from orchestrate._functions import FunctionCall, FunctionKey, call_function, function_key
 from orchestrate._output import parse_json_reply
 from orchestrate._result import CheckResult, RunResult
@@ -87,8 +87,7 @@ class CheckRunner:
             "inputs": result.inputs, "outputs": result.outputs,
             "steps": {s.id: {"output": s.output, "status": s.status} for s in result.steps},
         }
-        if row is not None:
-            context["row"] = dict(row)
+        context["row"] = _NoRow() if row is None else dict(row)
         return tuple(await asyncio.gather(*(self._one(check, context)
                                             for check in self.workflow.checks)))
 
@@ -121,7 +120,10 @@ class CheckRunner:
             return _expect(check, context)
         name, value = self._output(check, context)
         if isinstance(check, SchemaCheck):
-            parse_json_reply(json.dumps(value), check.schema, what=f"output {name!r}")
+            try:
+                parse_json_reply(json.dumps(value), check.schema, what=f"output {name!r}")
+            except InvalidOutput as exc:  # the output is wrong: a failure, not an error
+                return CheckResult(id=check.id, passed=False, message=exc.message)
             return CheckResult(id=check.id, passed=True)
         assert isinstance(check, MatchCheck)
         expected = render_data(check.expected, context, f"checks.{check.id}.{check.operator}")
@@ -191,6 +193,13 @@ class CheckRunner:
         return _verdict(check, value)
 
 
+class _NoRow(dict):  # type: ignore[type-arg]
+    """`row` outside a batch: reading it says why there is none."""
+
+    def __getitem__(self, key: Any) -> Any:
+        raise TemplateError("`row` is set only in a batch (orchestrate batch)")
+
+
 def judge_model(workflow: Workflow, check: JudgeCheck, env: Mapping[str, str], *,
                 mock: bool = False) -> tuple[str, str]:
     """(provider, model) of a judge: its own, else the workflow's defaults; a model named
@@ -226,7 +235,10 @@ def _match(check: MatchCheck, name: str, value: Any, expected: Any) -> CheckResu
         passed = value == expected or text.strip() == _text(expected).strip()
         problem = f"is {_excerpt(value)}, not {_excerpt(expected)}"
     elif operator == "regex":
-        passed = re.search(_text(expected), text) is not None
+        try:
+            passed = re.search(_text(expected), text) is not None
+        except re.error as exc:  # a pattern made by a template, known only now
+            raise CheckFailed(f"invalid regular expression: {exc}") from None
         problem = f"does not match /{_text(expected)}/: {_excerpt(value)}"
     elif operator == "icontains":
         passed = _text(expected).casefold() in text.casefold()
@@ -248,8 +260,10 @@ def _verdict(check: FunctionCheck, value: Any) -> CheckResult:
     if isinstance(value, bool):
         return CheckResult(id=check.id, passed=value, message=message)
     if isinstance(value, int | float) and 0 <= value <= 1:
-        return CheckResult(id=check.id, passed=value >= check.threshold, score=float(value),
-                           message=message)
+        passed = value >= check.threshold
+        if not passed and message is None:
+            message = f"score {value:g} is below the threshold {check.threshold:g}"
+        return CheckResult(id=check.id, passed=passed, score=float(value), message=message)
     raise CheckFailed(f"{check.function} returned {_excerpt(value)}; a check function "
                       "returns a bool, a score from 0 to 1, or {score, message}")
 
