@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
+    from orchestrate._checks import CheckRunner
     from orchestrate._cost import Budget
     from orchestrate.history import HistoryOptions, HistorySession
 
@@ -137,19 +138,17 @@ def providers_in_use(prepared: PreparedRun, options: RunOptions,
     return {provider for provider, _ in models_in_use(prepared, options, env)}
 
 
-def checks_of(
+def check_runner(
     prepared: PreparedRun, options: RunOptions, pool: ProviderPool, env: Mapping[str, str],
-    semaphore: asyncio.Semaphore, row: Mapping[str, Any] | None = None,
-) -> Callable[[RunResult], Awaitable[RunResult]] | None:
-    """What adds the checks' verdicts to a run's result (None: no checks to run); `row` is
-    the dataset row a batch's checks see."""
+    semaphore: asyncio.Semaphore,
+) -> CheckRunner | None:
+    """What adds the checks' verdicts to a run's result (None: no checks to run)."""
     if not options.checks or not prepared.workflow.checks:
         return None
     from orchestrate._checks import CheckRunner
 
-    runner = CheckRunner(prepared.workflow, pool=pool, functions=prepared.functions, env=env,
-                         mock=options.mock, semaphore=semaphore)
-    return lambda result: runner.with_checks(result, row)
+    return CheckRunner(prepared.workflow, pool=pool, functions=prepared.functions, env=env,
+                       mock=options.mock, semaphore=semaphore)
 
 
 def run_budget(prepared: PreparedRun, max_cost: float | None) -> Budget | None:
@@ -218,11 +217,12 @@ async def run_prepared(
             try:
                 pool.check(providers_in_use(prepared, options, env))
                 semaphore = asyncio.Semaphore(options.max_concurrency)
+                checks = check_runner(prepared, options, pool, env, semaphore)
                 engine = Engine(
                     prepared.workflow, pool=pool, options=options, observers=observers,
                     reuse=reuse, locate=prepared.locate, functions=prepared.functions,
                     subworkflows=prepared.subworkflow, env=env, semaphore=semaphore,
-                    after_run=checks_of(prepared, options, pool, env, semaphore),
+                    after_run=checks.with_checks if checks else None,
                 )
                 # Ctrl-C or SIGTERM ends the run even if a step blocks the loop
                 with interrupt_watchdog():

@@ -513,12 +513,33 @@ def batch(
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
+    matrix: Annotated[list[str] | None, typer.Option(
+        "--matrix", metavar="KEY=V1,V2", help="Run the rows once per combination (KEY: "
+        "model, provider, temperature, max_tokens, inputs.NAME; repeatable).",
+        rich_help_panel="Evaluation")] = None,
+    fail_under: Annotated[float, typer.Option(
+        "--fail-under", metavar="RATE", min=0.0, max=1.0, help="Exit 0 only if this share "
+        "of row-checks pass (0 to 1).", rich_help_panel="Evaluation")] = 1.0,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", metavar="FILE", help="Write JUnit XML: a testcase per row and check.",
+        rich_help_panel="Evaluation")] = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the workflow's checks.", rich_help_panel="Evaluation")
+    ] = False,
 ) -> None:
-    """Run a workflow once per row of a dataset, concurrently; rows out in order."""
+    """Run a workflow once per row of a dataset, concurrently; rows out in order (and
+    their checks, graded: an evaluation)."""
     import asyncio
 
     from orchestrate._api import mock_from_env, prepare
-    from orchestrate._batch import Dataset, output_format, row_writer, run_dataset
+    from orchestrate._batch import (
+        Dataset,
+        JUnitRows,
+        output_format,
+        parse_matrix,
+        row_writer,
+        run_dataset,
+    )
     from orchestrate._engine import RunOptions
     from orchestrate._errors import UsageError
     from orchestrate._inputs import read_inputs_file
@@ -552,15 +573,28 @@ def batch(
         dataset = Dataset(read=lambda: read_rows(path, fmt, label), how=how, fmt=fmt,
                           label=label, data=data, limit=limit)
         options = RunOptions(model=model, max_concurrency=concurrency,
-                             mock=mock or mock_from_env())
+                             mock=mock or mock_from_env(), checks=not no_checks)
         history = HistoryOptions(record_history=not no_history, cache=cache, record=record,
                                  replay=replay)
+        write = row_writer(out_format, out, prepared.workflow)
+        report = JUnitRows(junit, prepared.workflow, not no_checks) if junit else None
+
+        def emit(result: Any) -> None:
+            write(result)
+            if report is not None:
+                report(result)
+
         # stdout is for the rows: what functions print goes to stderr meanwhile.
         with redirect_stdout(sys.stderr):
             summary = asyncio.run(run_dataset(
-                prepared, dataset, emit=row_writer(out_format, out, prepared.workflow),
-                options=options, history=history, resume=resume,
-                observers=_batch_observers(quiet)))
+                prepared, dataset, emit=emit, options=options, history=history,
+                resume=resume, observers=_batch_observers(quiet),
+                matrix=parse_matrix(matrix or []), fail_under=fail_under))
+        if report is not None:
+            try:
+                report.close()
+            except OSError as exc:
+                raise UsageError(f"cannot write --junit {junit}: {exc.strerror}") from None
     document = summary.to_dict()
     if as_json:
         _print_json(document)

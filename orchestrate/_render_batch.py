@@ -134,8 +134,62 @@ def summary_text(doc: dict[str, Any]) -> str:
     ]
     if doc.get("reused"):
         lines.append(f"  {doc['reused']:,} rows taken from batch {doc.get('resumed_from')}")
+    lines += checks_lines(doc)
+    if doc.get("variants"):
+        lines.append(comparison_table(doc["variants"]))
     if doc["status"] != "succeeded":
         lines.append(f"  run the rest with: orchestrate batch ... --resume {doc['batch_id']}")
+    return "\n".join(lines)
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def checks_lines(doc: dict[str, Any]) -> list[str]:
+    """The checks' pass rates (SPEC 9): overall against --fail-under, then each check's."""
+    checks = doc.get("checks") or {}
+    if not checks:
+        return []
+    rate, needed = doc.get("pass_rate"), doc.get("fail_under", 1.0)
+    verdict = "met" if rate is not None and rate >= needed else "NOT met"
+    lines = [f"  checks: {_rate(rate)} passed (--fail-under {needed:.0%}: {verdict})"]
+    width = max(len(name) for name in checks)
+    for name, counts in checks.items():
+        lines.append(f"    {name:<{width}}  {counts['passed']:>6,} passed {counts['failed']:>6,} "
+                     f"failed  {_rate(counts['pass_rate']):>6}")
+    return lines
+
+
+def comparison_table(variants: list[dict[str, Any]]) -> str:
+    """--matrix: one column per variant, one line per measure, as plain text."""
+    from orchestrate._cost import format_usd
+
+    heads = [", ".join(f"{k}={v}" for k, v in (variant["variant"] or {}).items())
+             for variant in variants]
+    rows: list[tuple[str, list[str]]] = [("pass rate", [_rate(v["pass_rate"]) for v in variants])]
+    for name in variants[0]["checks"]:
+        rows.append((f"  {name}", [_rate(v["checks"][name]["pass_rate"]) for v in variants]))
+    rows += [
+        ("mean judge score", ["-" if v["mean_judge_score"] is None
+                              else f"{v['mean_judge_score']:.2f}" for v in variants]),
+        ("rows failed", [f"{v['failed']:,}" for v in variants]),
+        ("tokens", [f"{v['usage']['input_tokens'] + v['usage']['output_tokens']:,}"
+                    for v in variants]),
+        ("cost", [format_usd(v["cost_usd"]) for v in variants]),
+        ("latency p50", [_duration(v["latency_ms"]["p50"]) if v["latency_ms"]["p50"]
+                         is not None else "-" for v in variants]),
+        ("latency p95", [_duration(v["latency_ms"]["p95"]) if v["latency_ms"]["p95"]
+                         is not None else "-" for v in variants]),
+    ]
+    first = max(len(label) for label, _ in rows)
+    widths = [max(len(head), *(len(cells[i]) for _, cells in rows))
+              for i, head in enumerate(heads)]
+    lines = ["  " + " " * first + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths,
+                                                                           strict=True))]
+    for label, cells in rows:
+        lines.append(f"  {label:<{first}}" + "".join(f"  {c:>{w}}" for c, w in
+                                                     zip(cells, widths, strict=True)))
     return "\n".join(lines)
 
 

@@ -208,8 +208,8 @@ def test_csv_output_has_a_column_per_input_and_output(flow: Path, cli: Callable,
     assert result.stdout == ""
     assert list(csv.reader(io.StringIO(target.read_text()))) == [
         ["row", "status", "i", "n", "output.value", "error", "cost_usd"],
-        ["0", "succeeded", "0", "1", "0", "", ""],
-        ["1", "succeeded", "1", "2", "10", "", ""],
+        ["0", "succeeded", "0", "1", "0", "", "0.0"],  # a function costs nothing
+        ["1", "succeeded", "1", "2", "10", "", "0.0"],
     ]
 
 
