@@ -714,13 +714,23 @@ def runs_diff(
     run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The later run (id or prefix).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """Per step, what changed between two runs: request, output, status, tokens, time."""
-    from orchestrate.history import diff_runs, open_store
+    """Per step, what changed between two runs: request, output, status, tokens, time.
+    Two batches: each check's pass rate, and the rows whose verdict changed."""
+    from orchestrate._errors import UsageError
+    from orchestrate.history import diff_batches, diff_runs, open_store
 
     with open_store() as store:
-        diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
+        found = store.resolve(run_a), store.resolve(run_b)
+        batches = [store.batch(run_id) is not None for run_id in found]
+        if batches[0] != batches[1]:
+            raise UsageError("runs diff compares two runs or two batches, not one of each")
+        diff = diff_batches(store, *found) if batches[0] else diff_runs(store, *found)
     if as_json:
         _print_json(diff)
+    elif batches[0]:
+        from orchestrate._render_batch import print_batch_diff
+
+        print_batch_diff(diff, sys.stdout)
     else:
         from orchestrate._render import print_diff
 

@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
-from orchestrate._render import _STYLES, _duration, _history_console, _local_time, _status_text
+from orchestrate._render import (
+    _STYLES,
+    _duration,
+    _history_console,
+    _local_time,
+    _status_text,
+    escape_controls,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -193,6 +200,27 @@ def comparison_table(variants: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def print_batch_diff(diff: dict[str, Any], out: IO[str]) -> None:
+    """`runs diff` of two batches: pass rates before and after, then the rows whose
+    verdict changed (pass -> fail first)."""
+    a, b = diff["a"], diff["b"]
+    lines = [f"a {a['batch_id']}  {a['workflow']}  {a['status']}",
+             f"b {b['batch_id']}  {b['workflow']}  {b['status']}",
+             f"pass rate: {_rate(diff['pass_rate']['a'])} -> {_rate(diff['pass_rate']['b'])}"]
+    width = max((len(name) for name in diff["checks"]), default=0)
+    for name, rates in diff["checks"].items():
+        delta = "" if rates["delta"] is None else f"  ({rates['delta']:+.1%})"
+        lines.append(f"  {name:<{width}}  {_rate(rates['a']):>6} -> {_rate(rates['b']):>6}{delta}")
+    if diff["changed_rows"]:
+        lines.append("rows whose verdict changed:")
+    for row in diff["changed_rows"]:
+        turn = "pass -> fail" if row["a"] else "fail -> pass"
+        message = row.get("message")
+        message = "" if not message else f": {message}" if row["a"] else f" (was: {message})"
+        lines.append(f"  row {row['row']} {row['check']}: {turn}{message}")
+    out.write(escape_controls("\n".join(lines)) + "\n")
+
+
 def print_batch(doc: dict[str, Any], failed: Iterable[dict[str, Any]], out: IO[str]) -> None:
     """`runs show BATCH_ID`: the summary, then the rows that did not succeed."""
     with _history_console(out) as console:
@@ -214,7 +242,15 @@ def _draw_batch(doc: dict[str, Any], failed: list[dict[str, Any]], console: Cons
     for name, value in facts:
         console.print(Text(f"{name:<8} ", style="dim") + Text(value))
     console.print(Text(summary_text(doc).splitlines()[1]))
+    for line in checks_lines(doc):
+        console.print(Text(line))
+    if doc.get("variants"):
+        console.print(Text(comparison_table(doc["variants"])))
     console.print()
+    for row in doc.get("failed_checks") or ():
+        for check in row["checks"]:
+            message = f": {check['message']}" if check.get("message") else ""
+            console.print(Text(f"✗ row {row['row']} {check['id']}{message}"))
     if not failed:
         return
     table = Table(box=None, padding=(0, 1), header_style="bold", title="rows that did not "

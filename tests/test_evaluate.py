@@ -311,3 +311,51 @@ def test_a_judged_batch_replays_offline(flow: Path, data: Path, cli: Callable,
     harsher = cli("batch", flow, "--data", data, "--mock", "-q", "--replay", fixture)
     assert {c["message"] for line in harsher.stdout.splitlines()
             for c in json.loads(line)["checks"] if c["id"] == "polite"} == {"blunt"}
+
+
+# --- the history: runs show, runs diff -------------------------------------------------------------
+
+
+def _batch_ids(cli: Callable) -> list[str]:
+    listed = json.loads(cli("runs", "list", "--json").stdout)
+    return [entry["run_id"] for entry in reversed(listed) if entry["kind"] == "batch"]
+
+
+def test_runs_show_of_a_batch_gives_its_checks(flow: Path, data: Path, cli: Callable) -> None:
+    """The recorded summary keeps the pass rates; the rows with failing checks are listed."""
+    cli("batch", flow, "--data", data, "--mock", "-q")
+    (batch_id,) = _batch_ids(cli)
+    shown = json.loads(cli("runs", "show", batch_id, "--json").stdout)
+    assert shown["checks"]["right"] == {"passed": 3, "failed": 1, "pass_rate": 0.75}
+    assert [(r["row"], [c["id"] for c in r["checks"]]) for r in shown["failed_checks"]] == [
+        (3, ["right"])]
+    text = cli("runs", "show", batch_id).stdout
+    assert "checks: 87.5% passed" in text
+    assert "✗ row 3 right: `outputs.answer == row.expected` is false" in text
+
+
+def test_runs_diff_of_two_batches_lists_the_changed_verdicts(flow: Path, data: Path,
+                                                             cli: Callable) -> None:
+    """Pass rates per check before and after; rows that went pass -> fail come first."""
+    cli("batch", flow, "--data", data, "--mock", "-q")
+    rows = [{**ROWS[0], "expected": "no"}, *ROWS[1:3], {**ROWS[3], "expected": "D"}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cli("batch", flow, "--data", data, "--mock", "-q")
+    first, second = _batch_ids(cli)
+    diff = json.loads(cli("runs", "diff", first, second, "--json").stdout)
+    assert diff["checks"]["right"] == {"a": 0.75, "b": 0.75, "delta": 0.0}
+    assert [(r["row"], r["check"], r["a"], r["b"]) for r in diff["changed_rows"]] == [
+        (0, "right", True, False), (3, "right", False, True)]
+    text = cli("runs", "diff", first, second).stdout
+    assert text.index("row 0 right: pass -> fail") < text.index("row 3 right: fail -> pass")
+
+
+def test_runs_diff_of_a_run_and_a_batch_is_a_usage_error(flow: Path, data: Path,
+                                                         cli: Callable) -> None:
+    """A run and a batch cannot be compared: exit 2."""
+    cli("batch", flow, "--data", data, "--mock", "-q")
+    (batch_id,) = _batch_ids(cli)
+    run = json.loads(cli("run", flow, "--mock", "--json", "-i", "question=x").stdout)
+    result = cli("runs", "diff", run["run_id"], batch_id)
+    assert result.exit_code == 2
+    assert "compares two runs or two batches" in result.stderr

@@ -6,7 +6,7 @@
     ├── _recording  cache / record / replay providers for the ProviderPool
     └── _provenance files, git commit, versions, step definitions
     _batches        BatchSession: what one `orchestrate batch` gets; batch_details()
-    _diff           run_details(), diff_runs(): `runs show` and `runs diff`
+    _diff           run_details(), diff_runs(), diff_batches(): `runs show` and `runs diff`
     _open           open_store(): where the history is, and which backend opens it
     └── _sqlite     SQLiteStore: the schema, migrations and writer thread for SQLite
         └── _store  HistoryStore (the interface), the records, results <-> rows
@@ -18,7 +18,7 @@ HistoryStore; only :mod:`._sqlite` imports :mod:`sqlite3`, and only when a store
 from __future__ import annotations
 
 from orchestrate.history._batches import batch_details
-from orchestrate.history._diff import diff_runs, run_details
+from orchestrate.history._diff import diff_batches, diff_runs, run_details
 from orchestrate.history._open import database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
 from orchestrate.history._reuse import ReusePlan, mode_family, steps_to_rerun
@@ -47,6 +47,7 @@ __all__ = [
     "database_path",
     "definition_hash",
     "delete_runs",
+    "diff_batches",
     "diff_runs",
     "git_commit",
     "home",

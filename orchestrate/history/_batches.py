@@ -211,7 +211,23 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
         {"row": r.row, "line": r.line, "status": r.status, "run_id": r.run_id,
          "error": {"type": r.error_type, "message": r.error_message} if r.error_type else None}
         for r in store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    document["failed_checks"] = _failed_checks(store, batch_id, limit)
     return document
+
+
+def _failed_checks(store: HistoryStore, batch_id: str,
+                   limit: int | None) -> list[dict[str, Any]]:
+    """The rows that succeeded with a failing check, and those checks (the first `limit`)."""
+    found: list[dict[str, Any]] = []
+    for row in store.batch_rows(batch_id):
+        failed = [check for check in row.checks if not check["passed"]]
+        if row.status != "succeeded" or not failed:
+            continue
+        if limit is not None and len(found) >= limit:
+            break
+        found.append({"row": row.row, "line": row.line, "run_id": row.run_id,
+                      "checks": failed})
+    return found
 
 
 def _absolute(path: str) -> Path:

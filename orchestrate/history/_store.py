@@ -212,7 +212,7 @@ RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "
                      "provenance", "batch_id", "batch_row", "batch_line")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
                    "cost_usd", "outputs", "error_step", "error_type", "error_message",
-                   "document")
+                   "document", "checks")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
                 "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
