@@ -23,9 +23,10 @@ from typing import Any
 import attrs
 
 from orchestrate._engine import DEFAULT_RETRIES, DEFAULT_TIMEOUT, choose_model, render_data
-from orchestrate._errors import InvalidOutput, OrchestrateError, TemplateError
+from orchestrate._errors import InvalidOutput, OrchestrateError
 from orchestrate._functions import FunctionCall, FunctionKey, call_function, function_key
 from orchestrate._output import parse_json_reply
+from orchestrate._plan import check_sites
 from orchestrate._result import CheckResult, RunResult
 from orchestrate._spec import (
     AnyCheck,
@@ -87,9 +88,12 @@ class CheckRunner:
             "inputs": result.inputs, "outputs": result.outputs,
             "steps": {s.id: {"output": s.output, "status": s.status} for s in result.steps},
         }
-        context["row"] = _NoRow() if row is None else dict(row)
-        return tuple(await asyncio.gather(*(self._one(check, context)
-                                            for check in self.workflow.checks)))
+        checks = self.workflow.checks
+        if row is None:  # a check about the dataset's row has nothing to grade in a run
+            checks = tuple(check for check in checks if not _reads_row(check))
+        else:
+            context["row"] = dict(row)
+        return tuple(await asyncio.gather(*(self._one(check, context) for check in checks)))
 
     async def with_checks(self, result: RunResult,
                           row: Mapping[str, Any] | None = None) -> RunResult:
@@ -193,11 +197,10 @@ class CheckRunner:
         return _verdict(check, value)
 
 
-class _NoRow(dict):  # type: ignore[type-arg]
-    """`row` outside a batch: reading it says why there is none."""
-
-    def __getitem__(self, key: Any) -> Any:
-        raise TemplateError("`row` is set only in a batch (orchestrate batch)")
+def _reads_row(check: AnyCheck) -> bool:
+    """Whether a check reads `row`, which only a batch has."""
+    return any(not isinstance(parsed, Problem) and "row" in parsed.variables
+               for parsed in (site.parse() for site in check_sites(check)))
 
 
 def judge_model(workflow: Workflow, check: JudgeCheck, env: Mapping[str, str], *,

@@ -313,7 +313,7 @@ def test_a_judged_batch_replays_offline(flow: Path, data: Path, cli: Callable,
             for c in json.loads(line)["checks"] if c["id"] == "polite"} == {"blunt"}
 
 
-# --- the history: runs show, runs diff -------------------------------------------------------------
+# --- the history: runs show, runs diff ---------------------------------------------------------
 
 
 def _batch_ids(cli: Callable) -> list[str]:
