@@ -359,3 +359,23 @@ def test_runs_diff_of_a_run_and_a_batch_is_a_usage_error(flow: Path, data: Path,
     result = cli("runs", "diff", run["run_id"], batch_id)
     assert result.exit_code == 2
     assert "compares two runs or two batches" in result.stderr
+
+
+# --- the shipped example -------------------------------------------------------------------
+
+
+def test_the_example_evaluation_replays_its_fixture(cli: Callable, tmp_path: Path) -> None:
+    """workflows/review-sentiment.yaml over its 24 cases, answered from the recorded fixture
+    (judge included): it meets --fail-under 0.9, and its JUnit XML parses."""
+    from tests.conftest import REPO
+
+    report = tmp_path / "eval.xml"
+    result = cli("batch", REPO / "workflows/review-sentiment.yaml", "--data",
+                 REPO / "workflows/data/reviews.jsonl", "--mock", "--replay",
+                 REPO / "workflows/data/reviews.fixture.json", "--fail-under", "0.9",
+                 "--junit", report, "-q")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 24 and {len(r["checks"]) for r in rows} == {5}
+    suite = ET.parse(report).getroot()[0]
+    assert (suite.get("tests"), suite.get("failures")) == ("120", "6")
