@@ -1,14 +1,16 @@
 """`orchestrate batch`: one workflow over every row of a dataset, in one process.
 
     run_batch()         the Python API: rows from any iterable of mappings
-    run_dataset()       what the CLI calls: check every row, open the history, run
+    run_request()       what the CLI calls: a BatchRequest (a data file, --resume ...)
+    run_dataset()       what both call: check every row, open the history, run
     └── BatchRunner     rows start as a window frees up; every row's engine shares one
         │               concurrency limit and one provider pool; results leave in row order
         └── RowResult   a row's line of output; BatchSummary the batch's document
 
 The workflow is prepared (validated, compiled, functions imported) once; each row gets a
 light Engine over the same plan. A row never holds up the others: a row that fails is a
-result, and the batch goes on. A slow row holds back the writing of later rows, never
+result, and the batch goes on, except for a row stopped by the budget (`--max-cost`,
+shared by every row): then no new row starts. A slow row holds back the writing of later rows, never
 their running, up to `window` rows ahead; so memory is bounded however many rows.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -27,17 +30,32 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from orchestrate._cost import UNKNOWN_PRICE, check_prices, metered
 from orchestrate._engine import Engine, RunOptions, iso_now, new_run_id
-from orchestrate._errors import UsageError
+from orchestrate._errors import OrchestrateError, UsageError
 from orchestrate._events import Event, StepRetrying
 from orchestrate._plan import build_plan
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult, Usage, total_cost
-from orchestrate._rows import PriorRow, RawRow, RowInputs, check_rows, rows_from_mappings
+from orchestrate._rows import (
+    PriorRow,
+    RawRow,
+    RowInputs,
+    check_rows,
+    data_file,
+    data_format,
+    data_label,
+    header_of,
+    parse_mapping,
+    read_rows,
+    rows_from_mappings,
+)
+from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, validate_not_empty
 from orchestrate._spec import LLMStep, Workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
+    from orchestrate._cost import Budget
     from orchestrate.history import HistoryOptions
     from orchestrate.history._batches import BatchSession
 
@@ -63,35 +81,41 @@ class RowResult:
     run_id: str | None
     values: dict[str, Any] = attrs.field(factory=dict, repr=False)  # the row as read: `row.X`
     checks: tuple[dict[str, Any], ...] = ()  # SPEC 9: filled by the checks, after the run
-    cost_usd: float | None = None  # SPEC 10: set once prices are known
+    cost_usd: float | None = None  # SPEC 10: what the row's run paid; None: a price unknown
+    # the notes naming each model nobody knows the price of, for the summary
+    price_notes: frozenset[str] = attrs.field(default=frozenset(), repr=False)
     reused: bool = False  # taken as it was from the batch this one resumes
     variant: dict[str, str] | None = None  # --matrix: the combination this row ran with
     variant_index: int = attrs.field(default=0, repr=False)
 
     @classmethod
     def of_run(cls, index: int, row: RawRow, result: RunResult) -> RowResult:
+        price_notes = frozenset(note for step in result.steps if step.cost_usd is None
+                                for note in step.warnings if note.startswith(UNKNOWN_PRICE))
         return cls(row=index, line=row.line, status=result.status, inputs=result.inputs,
                    outputs=result.outputs,
                    error=result.error.to_dict() if result.error else None,
                    usage=result.usage, duration_ms=result.duration_ms, run_id=result.run_id,
                    values=row.values, checks=tuple(c.to_dict() for c in result.checks),
-                   cost_usd=result.cost_usd)
+                   cost_usd=result.cost_usd, price_notes=price_notes)
 
     @classmethod
     def of_document(cls, index: int, row: RawRow, doc: Mapping[str, Any]) -> RowResult:
-        """A row that succeeded in an earlier batch, from its recorded result document."""
+        """A row that succeeded in an earlier batch, from its recorded result document: this
+        batch paid nothing for it (as for a step reused by `run --resume`)."""
         usage = doc.get("usage") or {}
         return cls(row=index, line=row.line, status=doc["status"], inputs=doc["inputs"],
                    outputs=doc.get("outputs") or {}, error=doc.get("error"),
                    usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
                    duration_ms=doc.get("duration_ms") or 0, run_id=doc["run_id"],
-                   values=row.values, reused=True, checks=tuple(doc.get("checks") or ()),
-                   cost_usd=doc.get("cost_usd"))
+                   values=row.values, checks=tuple(doc.get("checks") or ()), cost_usd=0.0,
+                   reused=True)
 
     @classmethod
     def crashed(cls, index: int, row: RawRow, inputs: dict[str, Any], exc: Exception,
                 duration_ms: int) -> RowResult:
-        """A row whose run raised instead of returning a result (a bug, or the history)."""
+        """A row whose run raised instead of returning a result (a bug, or the history):
+        what it paid is not known."""
         message = getattr(exc, "message", None) or f"internal error: {exc!r}"
         return cls(row=index, line=row.line, status="failed", inputs=inputs, outputs={},
                    error={"step": None, "type": getattr(exc, "error_type", "internal"),
@@ -135,6 +159,9 @@ class BatchSummary:
     cancelled: int = 0
     reused: int = 0
     usage: Usage = attrs.field(factory=Usage)
+    cost_usd: float | None = 0.0  # None once a row's cost is unknown (SPEC 10: never 0)
+    price_notes: set[str] = attrs.field(factory=set)  # why cost_usd is None: the models
+    out_of_budget: bool = False  # a row failed with error.type budget: no new row starts
     retries: int = 0  # attempts retried (429s, 5xx, network), over every row
     waiting_until: float = 0.0  # perf_counter time until which a retry is waiting
     last_error: str | None = None  # "row N (line L): message"
@@ -145,7 +172,6 @@ class BatchSummary:
     latencies: array.array[int] = attrs.field(factory=lambda: array.array("l"))
     # (provider, calls waiting, seconds until the next slot) for each rate-limited provider
     rate_waits: Callable[[], list[tuple[str, int, float]]] = list
-    cost_usd: float | None = 0.0  # None once a row's cost is unknown
     # SPEC 9: the workflow's checks (judges apart, for their mean score), the pass rate
     # needed for exit 0, and each check's (passed, failed) row count
     check_ids: tuple[str, ...] = ()
@@ -208,12 +234,13 @@ class BatchSummary:
             self.failed += 1
             error = result.error or {}
             self.last_error = f"row {result.row} (line {result.line}): {error.get('message')}"
+            self.out_of_budget |= error.get("type") == "budget"
         else:
             self.cancelled += 1
         self.reused += result.reused
         self.usage = self.usage + result.usage
-        if result.status != "cancelled":
-            self.cost_usd = total_cost([self.cost_usd, result.cost_usd])
+        self.cost_usd = total_cost([self.cost_usd, result.cost_usd])
+        self.price_notes |= result.price_notes
         if not result.reused and result.status != "cancelled":
             self.latencies.append(result.duration_ms)
         self._count_checks(result)
@@ -225,11 +252,14 @@ class BatchSummary:
             self.waiting_until = max(self.waiting_until, self.clock() + event.delay)
 
     def finish(self, *, interrupted: bool) -> None:
+        """The batch's status: cancelled when interrupted (or rows did not run), failed
+        when a row failed, the budget's stop included (its rows not started count as
+        cancelled, for `--resume` to run)."""
         for variant in self.variants:
             variant.finish(interrupted=interrupted)
         self.ended = self.clock()
         self.cancelled += self.rows - self.done  # rows never started
-        if interrupted or self.cancelled:
+        if interrupted or (self.cancelled and not self.out_of_budget):
             self.status = "cancelled"
         else:
             self.status = "failed" if self.failed else "succeeded"
@@ -267,7 +297,7 @@ class BatchSummary:
             "data": self.data, "status": self.status, "started_at": self.started_at,
             "rows": self.rows, "succeeded": self.succeeded, "failed": self.failed,
             "cancelled": self.cancelled, "usage": self.usage.to_dict(),
-            "cost_usd": self.cost_usd,
+            "cost_usd": self.cost_usd, "notes": sorted(self.price_notes),
             "duration_ms": round(elapsed * 1000),
             "latency_ms": self.latency_dict(),
             "rows_per_second": round(self.done / elapsed, 2) if elapsed > 0 else None,
@@ -370,11 +400,15 @@ class BatchRunner:
             for index, (row, inputs) in enumerate(rows):
                 for number, variant in enumerate(self.variants):
                     await window.acquire()
+                    if self.summary.out_of_budget:  # the rows under way finish; no new one
+                        break
                     task = asyncio.create_task(
                         one(job, index, number, row, {**inputs, **variant.inputs}))
                     running.add(task)
                     task.add_done_callback(running.discard)
                     job += 1
+                if self.summary.out_of_budget:
+                    break
             while running:
                 await asyncio.wait(set(running))
         except asyncio.CancelledError:
@@ -531,13 +565,23 @@ async def run_dataset(
     env: Mapping[str, str] | None = None,
     matrix: Sequence[tuple[str, list[str]]] = (),
     fail_under: float = 1.0,
+    budget: Budget | None = None,
 ) -> BatchSummary:
     """Check every row, then run them all (once per combination of `matrix`, see
     :func:`parse_matrix`); raises BadRows (nothing run) or a UsageError (a missing key, a
-    bad --resume or --matrix) before the first call. `fail_under` is the share of
-    row-checks that must pass for exit 0."""
+    bad --resume or --matrix) or a ConfigError (a budget and a model without a price)
+    before the first call. `fail_under` is the share of row-checks that must pass for
+    exit 0.
+
+    `budget` (default: one of the workflow's `defaults.max_cost`) is shared by every row:
+    the one provider pool meters every call against it.
+    """
+    from orchestrate._api import models_in_use, providers_in_use, run_budget
+    from orchestrate._pricing import Pricing
+
     env = os.environ if env is None else env
     options = options or RunOptions(max_concurrency=DEFAULT_CONCURRENCY)
+    budget = budget or run_budget(prepared, None)
     if matrix and resume:
         raise UsageError("--resume cannot be used with --matrix",
                          hint="run the matrix again, or resume one variant's batch")
@@ -558,17 +602,17 @@ async def run_dataset(
     variants = [attrs.evolve(v, options=attrs.evolve(v.options, mock=mock)) for v in variants]
     finished = False
     try:
-        from orchestrate._cost import metered
-        from orchestrate._pricing import Pricing
-
+        pricing = Pricing(endpoints_of(prepared))
+        replaying = session is not None and session.session.replay_fixture is not None
+        every = variants or [Variant(None, prepared, options)]
+        if budget is not None and not replaying:  # a replay costs nothing
+            check_prices(set().union(*(models_in_use(v.prepared, v.options, env)
+                                       for v in every)), pricing)
         pool = ProviderPool(endpoints_of(prepared), mock=mock, env=env,
                             concurrency=options.max_concurrency,
-                            wrap=metered(Pricing(endpoints_of(prepared)), None,
-                                         session.wrap if session else None))
+                            wrap=metered(pricing, budget, session.wrap if session else None))
         try:
-            from orchestrate._api import providers_in_use
-
-            for variant in variants or [Variant(None, prepared, options)]:
+            for variant in every:
                 pool.check(providers_in_use(variant.prepared, variant.options, env))
             summary.rate_waits = pool.rate_waits
             runner = BatchRunner(prepared, pool=pool, options=options, summary=summary,
@@ -623,6 +667,7 @@ def run_batch(
     limit: int | None = None,
     mock: bool | None = None,
     model: str | None = None,
+    max_cost: float | None = None,
     history: HistoryOptions | None = None,
     env: Mapping[str, str] | None = None,
     on_row: Callable[[RowResult], None] | None = None,
@@ -632,10 +677,11 @@ def run_batch(
 
     `inputs` are shared by every row (a row's own value wins). Every row is checked before
     the first call: BadRows lists the bad ones (their 1-based number as `line`). `on_row`
-    gets each result in row order as soon as it is ready. `history` records the batch
-    as `orchestrate batch` does; by default nothing is written.
+    gets each result in row order as soon as it is ready. `max_cost` is a budget in USD
+    shared by every row (default: the workflow's `defaults.max_cost`). `history` records
+    the batch as `orchestrate batch` does; by default nothing is written.
     """
-    from orchestrate._api import mock_from_env, prepare
+    from orchestrate._api import mock_from_env, prepare, run_budget
 
     env = os.environ if env is None else env
     prepared = prepare(workflow, inputs, partial=True)
@@ -654,8 +700,122 @@ def run_batch(
     use_mock = mock_from_env(env) if mock is None else mock
     options = RunOptions(model=model, max_concurrency=concurrency, mock=use_mock)
     summary = asyncio.run(run_dataset(prepared, dataset, emit=keep, options=options,
-                                      history=history, env=env))
+                                      history=history, env=env,
+                                      budget=run_budget(prepared, max_cost)))
     return BatchResult(results, summary)
+
+
+@attrs.frozen(kw_only=True)
+class BatchRequest:
+    """What `orchestrate batch` is asked, checked as it is made (a UsageError naming the
+    option): rows from a data file, or from the batch `resume` names."""
+
+    flow: str = attrs.field(validator=validate_not_empty)
+    data: str | None = attrs.field(default=None, validator=validate_not_empty)  # `-`: stdin
+    mapping: tuple[str, ...] = ()  # `--map INPUT=COLUMN`
+    assignments: tuple[str, ...] = ()  # `-i NAME=VALUE`, shared by every row
+    inputs_file: str | None = attrs.field(default=None, validator=validate_not_empty)
+    output: str | None = attrs.field(default=None, validator=validate_not_empty)  # None: stdout
+    concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY,
+                                   validator=MAX_CONCURRENCY.validate)
+    limit: int | None = attrs.field(default=None,
+                                    validator=attrs.validators.optional(RUNS_LIMIT.validate))
+    mock: bool = False
+    model: str | None = attrs.field(default=None, validator=validate_not_empty)
+    max_cost: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
+    resume: str | None = attrs.field(default=None, validator=validate_not_empty)
+    history: HistoryOptions | None = None  # None: nothing recorded
+    # SPEC 9: the checks, the pass rate for exit 0, JUnit XML, and the variants
+    checks: bool = True
+    fail_under: float = attrs.field(default=1.0, validator=[attrs.validators.ge(0),
+                                                            attrs.validators.le(1)])
+    junit: str | None = attrs.field(default=None, validator=validate_not_empty)
+    matrix: tuple[str, ...] = ()  # `--matrix KEY=V1,V2`
+
+    def rows_and_inputs(self, env: Mapping[str, str]) -> tuple[str, dict[str, Any], list[str]]:
+        """The data file, the shared inputs and the `--map` pairs: those given, else (with
+        `resume`) the resumed batch's; UsageError without a data file."""
+        from orchestrate._inputs import read_inputs_file
+
+        data, mapping = self.data, list(self.mapping)
+        given = read_inputs_file(self.inputs_file) if self.inputs_file else {}
+        own_inputs = bool(self.mapping or self.assignments or self.inputs_file)
+        if self.resume and (data is None or not own_inputs):
+            from orchestrate.history._batches import resumed_batch
+
+            database = self.history.database if self.history else None
+            earlier = resumed_batch(self.resume, env, database)
+            data = data or earlier["data"]
+            if not own_inputs:
+                settings = earlier["settings"]
+                given = settings.get("inputs") or {}
+                mapping = [f"{k}={v}" for k, v in (settings.get("map") or {}).items()]
+        if data is None:
+            raise UsageError("batch needs the rows: --data FILE (or - for stdin)")
+        return data, given, mapping
+
+
+def run_request(request: BatchRequest, *, stdout: IO[str],
+                observers: Iterable[BatchObserver] = (),
+                env: Mapping[str, str] | None = None) -> BatchSummary:
+    """Run a BatchRequest: rows from its data file (stdin for `-`), written to its output
+    (else `stdout`) in the format of its extension; the summary. Every error that stops
+    the batch (bad options, rows, workflow, a budget without prices) comes before the
+    first call."""
+    from orchestrate._api import mock_from_env, prepare, run_budget
+
+    env = os.environ if env is None else env
+    out_format = output_format(request.output) if request.output else "jsonl"
+    data, given, mapping = request.rows_and_inputs(env)
+    prepared = prepare(request.flow, given, assignments=list(request.assignments),
+                       partial=True)
+    specs = prepared.workflow.inputs
+    how = RowInputs(specs, parse_mapping(mapping, specs), prepared.inputs)
+    fmt = data_format(data)
+    label = data_label(data)
+    # the mock variables are checked even with --mock
+    options = RunOptions(model=request.model, max_concurrency=request.concurrency,
+                         mock=mock_from_env(env) or request.mock, checks=request.checks)
+    matrix = parse_matrix(request.matrix)
+    with data_file(data) as path, _output_stream(request.output, stdout) as out:
+        if fmt == "csv":
+            how.check_header(header_of(path, label), label)
+        dataset = Dataset(read=lambda: read_rows(path, fmt, label), how=how, fmt=fmt,
+                          label=label, data=data, limit=request.limit)
+        write = row_writer(out_format, out, prepared.workflow)
+        report = (JUnitRows(Path(request.junit), prepared.workflow, request.checks)
+                  if request.junit else None)
+
+        def emit(result: RowResult) -> None:
+            write(result)
+            if report is not None:
+                report(result)
+
+        summary = asyncio.run(run_dataset(
+            prepared, dataset, emit=emit, options=options, history=request.history,
+            resume=request.resume, observers=observers, env=env,
+            budget=run_budget(prepared, request.max_cost), matrix=matrix,
+            fail_under=request.fail_under))
+    if report is not None:
+        try:
+            report.close()
+        except OSError as exc:
+            raise UsageError(f"cannot write --junit {request.junit}: {exc.strerror}") from None
+    return summary
+
+
+@contextlib.contextmanager
+def _output_stream(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
+    if path is None:
+        yield stdout
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise OrchestrateError(f"cannot write {path}: {exc.strerror}") from None
+    with stream:
+        yield stream
 
 
 

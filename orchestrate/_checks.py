@@ -108,7 +108,8 @@ class CheckRunner:
                 return await self._judge(check, context)
             if isinstance(check, FunctionCheck):
                 return await self._function(check, context)
-            return await run_templates(lambda: self._local(check, context))
+            local = check  # narrowed for the closure
+            return await run_templates(lambda: self._local(local, context))
         except CheckFailed as exc:
             return CheckResult(id=check.id, passed=False, message=f"error: {exc}")
         except OrchestrateError as exc:
@@ -119,7 +120,8 @@ class CheckRunner:
 
     # --- checks evaluated here ---------------------------------------------------------------
 
-    def _local(self, check: AnyCheck, context: dict[str, Any]) -> CheckResult:
+    def _local(self, check: ExpectCheck | SchemaCheck | MatchCheck,
+               context: dict[str, Any]) -> CheckResult:
         if isinstance(check, ExpectCheck):
             return _expect(check, context)
         name, value = self._output(check, context)

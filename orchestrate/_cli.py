@@ -6,6 +6,7 @@ No logic lives here. Errors become exit codes in one place, :func:`_reporting_er
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -46,6 +47,8 @@ def _reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if command.__name__ not in _ENDS_OWN_START_UP:
+            _collect_garbage_again()
         try:
             return command(*args, **kwargs)
         except OrchestrateError as exc:
@@ -73,6 +76,8 @@ def _checked(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
         # An argument is named by its metavar, as the usage line shows it: FLOW, not [PATH].
         name = (param.opts[0] if param.param_type_name == "option"
                 else param.human_readable_name.strip("[].").upper())
+        if value is None:  # not given
+            return None
         try:
             if isinstance(value, list):  # a repeated parameter: each value
                 return [check(name, item) for item in value]
@@ -320,6 +325,7 @@ def run(
     with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
         given = read_inputs_file(inputs_file) if inputs_file else {}
         prepared = prepare(flow, given, assignments=input or [])
+        _collect_garbage_again()
         started["inputs"] = prepared.inputs
         observers: list[Any] = []
         if event_out is not None:
@@ -380,9 +386,9 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """What a run would cost, without calling a model: tokens and a low/high cost per step."""
-    from orchestrate._estimate import count_rows
     from orchestrate._estimate import estimate as estimate_run
     from orchestrate._inputs import parse_assignments, read_inputs_file
+    from orchestrate._rows import count_rows
     from orchestrate._validate import load_workflow
 
     workflow = load_workflow(flow)
@@ -390,7 +396,7 @@ def estimate(
     given |= parse_assignments(input or [], workflow.inputs)
     known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
     result = estimate_run(workflow, known | given, items=items, model=model,
-                          rows=count_rows(Path(data)) if data else 1)
+                          rows=count_rows(data) if data else 1)
     if as_json:
         _print_json(result.to_dict())
         return
@@ -435,30 +441,6 @@ def _progress_observers(quiet: bool, terminal: bool) -> list[Any]:
 # --- batch -------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _data_file(data: str) -> Iterator[Path]:
-    """The rows' file: `-` is stdin, spooled to a temporary file (it is read twice)."""
-    if data != "-":
-        yield Path(data)
-        return
-    from orchestrate._rows import spooled_stdin
-
-    with spooled_stdin() as path:
-        yield path
-
-
-@contextmanager
-def _output_stream(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
-    if path is None:
-        yield stdout
-        return
-    try:
-        with open(path, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-    except OSError as exc:
-        raise OrchestrateError(f"cannot write {path}: {exc.strerror}") from None
-
-
 def _batch_observers(quiet: bool) -> list[Any]:
     if quiet:
         return []
@@ -474,42 +456,51 @@ def _batch_observers(quiet: bool) -> list[Any]:
 @app.command()
 @_reporting_errors
 def batch(
-    flow: Annotated[Path, typer.Argument(help="The workflow file.", metavar="FLOW")],
+    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                        callback=_GIVEN)],
     data: Annotated[str | None, typer.Option(
         "--data", metavar="FILE", help="Rows: .jsonl, .json, .csv, or - (JSON Lines on "
-        "stdin). With --resume, the resumed batch's file by default.")] = None,
+        "stdin). With --resume, the resumed batch's file by default.", callback=_GIVEN)] = None,
     map_: Annotated[list[str] | None, typer.Option(
         "--map", metavar="INPUT=COLUMN", help="Feed INPUT from COLUMN (repeatable).")] = None,
     input: Annotated[list[str] | None, typer.Option(
         "--input", "-i", help="NAME=VALUE shared by every row (a row's own value wins).")
     ] = None,
-    inputs_file: Annotated[Path | None, typer.Option(
-        "--inputs", help="A JSON or YAML file of inputs shared by every row.")] = None,
+    inputs_file: Annotated[str | None, typer.Option(
+        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs shared by every row.",
+        callback=_GIVEN)] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE", help="Write the rows to FILE (.jsonl or .csv) "
-        "instead of stdout.")] = None,
+        "instead of stdout.", callback=_GIVEN)] = None,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", min=1, help="Model calls in flight across all rows.")] = 16,
-    limit: Annotated[int | None, typer.Option("--limit", min=0,
-                                              help="Only the first N rows.")] = None,
+        "--concurrency", "-c", help="Model calls in flight across all rows (1 to 1024).",
+        callback=_checked(MAX_CONCURRENCY.check))] = 16,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="Only the first N rows (at most 1000000).",
+        callback=_checked(RUNS_LIMIT.check))] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the summary as JSON on stdout (the rows need --output).")
     ] = False,
     mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+                                              callback=_GIVEN)] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        "--max-cost", metavar="USD", min=0,
+        help="Budget shared by every row: a model call that could pass it is not made, and "
+             "no new row starts (wins over defaults.max_cost).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH_ID", help="Run the rows of BATCH_ID that did not succeed; "
-        "write the whole output again.", rich_help_panel="Run history")] = None,
+        "write the whole output again.", rich_help_panel="Run history", callback=_GIVEN)] = None,
     cache: Annotated[bool, typer.Option(
         "--cache", help="Answer identical LLM requests from earlier answers.",
         rich_help_panel="Run history")] = False,
-    record: Annotated[Path | None, typer.Option(
+    record: Annotated[str | None, typer.Option(
         "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-        rich_help_panel="Run history")] = None,
-    replay: Annotated[Path | None, typer.Option(
+        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    replay: Annotated[str | None, typer.Option(
         "--replay", metavar="FILE", help="Answer from a fixture file, offline.",
-        rich_help_panel="Run history")] = None,
+        rich_help_panel="Run history", callback=_GIVEN)] = None,
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
@@ -520,81 +511,32 @@ def batch(
     fail_under: Annotated[float, typer.Option(
         "--fail-under", metavar="RATE", min=0.0, max=1.0, help="Exit 0 only if this share "
         "of row-checks pass (0 to 1).", rich_help_panel="Evaluation")] = 1.0,
-    junit: Annotated[Path | None, typer.Option(
+    junit: Annotated[str | None, typer.Option(
         "--junit", metavar="FILE", help="Write JUnit XML: a testcase per row and check.",
-        rich_help_panel="Evaluation")] = None,
+        rich_help_panel="Evaluation", callback=_GIVEN)] = None,
     no_checks: Annotated[bool, typer.Option(
         "--no-checks", help="Skip the workflow's checks.", rich_help_panel="Evaluation")
     ] = False,
 ) -> None:
     """Run a workflow once per row of a dataset, concurrently; rows out in order (and
     their checks, graded: an evaluation)."""
-    import asyncio
-
-    from orchestrate._api import mock_from_env, prepare
-    from orchestrate._batch import (
-        Dataset,
-        JUnitRows,
-        output_format,
-        parse_matrix,
-        row_writer,
-        run_dataset,
-    )
-    from orchestrate._engine import RunOptions
+    from orchestrate._batch import BatchRequest, run_request
     from orchestrate._errors import UsageError
-    from orchestrate._inputs import read_inputs_file
-    from orchestrate._rows import RowInputs, data_format, header_of, parse_mapping, read_rows
     from orchestrate.history import HistoryOptions
 
     if as_json and output is None:
         raise UsageError("--json prints the summary on stdout, so the rows need --output FILE")
-    out_format = output_format(output) if output else "jsonl"
-    given = read_inputs_file(inputs_file) if inputs_file else {}
-    mapping_pairs = list(map_ or [])
-    if resume and (data is None or not (map_ or input or inputs_file)):
-        from orchestrate.history._batches import resumed_batch
-
-        earlier = resumed_batch(resume)
-        data = data or earlier["data"]
-        if not (map_ or input or inputs_file):
-            given = earlier["settings"].get("inputs") or {}
-            mapping_pairs = [f"{k}={v}" for k, v in (earlier["settings"].get("map") or {}).items()]
-    if data is None:
-        raise UsageError("batch needs the rows: --data FILE (or - for stdin)")
-    prepared = prepare(flow, given, assignments=input or [], partial=True)
-    specs = prepared.workflow.inputs
-    how = RowInputs(specs, parse_mapping(mapping_pairs, specs), prepared.inputs)
-    fmt = data_format(data)
-    label = "<stdin>" if data == "-" else data
+    request = BatchRequest(
+        flow=flow, data=data, mapping=tuple(map_ or ()), assignments=tuple(input or ()),
+        inputs_file=inputs_file, output=output, concurrency=concurrency, limit=limit,
+        mock=mock, model=model, max_cost=max_cost, resume=resume,
+        history=HistoryOptions(record_history=not no_history, cache=cache,
+                               record=_path(record), replay=_path(replay)),
+        checks=not no_checks, fail_under=fail_under, junit=junit, matrix=tuple(matrix or ()))
     stdout = sys.stdout
-    with _data_file(data) as path, _output_stream(output, stdout) as out:
-        if fmt == "csv":
-            how.check_header(header_of(path, label), label)
-        dataset = Dataset(read=lambda: read_rows(path, fmt, label), how=how, fmt=fmt,
-                          label=label, data=data, limit=limit)
-        options = RunOptions(model=model, max_concurrency=concurrency,
-                             mock=mock or mock_from_env(), checks=not no_checks)
-        history = HistoryOptions(record_history=not no_history, cache=cache, record=record,
-                                 replay=replay)
-        write = row_writer(out_format, out, prepared.workflow)
-        report = JUnitRows(junit, prepared.workflow, not no_checks) if junit else None
-
-        def emit(result: Any) -> None:
-            write(result)
-            if report is not None:
-                report(result)
-
-        # stdout is for the rows: what functions print goes to stderr meanwhile.
-        with redirect_stdout(sys.stderr):
-            summary = asyncio.run(run_dataset(
-                prepared, dataset, emit=emit, options=options, history=history,
-                resume=resume, observers=_batch_observers(quiet),
-                matrix=parse_matrix(matrix or []), fail_under=fail_under))
-        if report is not None:
-            try:
-                report.close()
-            except OSError as exc:
-                raise UsageError(f"cannot write --junit {junit}: {exc.strerror}") from None
+    # stdout is for the rows: what functions print goes to stderr meanwhile.
+    with redirect_stdout(sys.stderr):
+        summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
     document = summary.to_dict()
     if as_json:
         _print_json(document)
@@ -773,4 +715,22 @@ def runs_prune(
 
 
 def main() -> None:
+    # Start-up builds tens of thousands of objects that live as long as the process
+    # (modules, classes, the parsed workflow) and little garbage: looking for garbage
+    # among them is wasted work, some 50 ms of CPU for a small `run`. Commands turn
+    # collection back on as they begin, `run` once the run is prepared.
+    gc.disable()
     app()
+
+
+# Commands that call _collect_garbage_again() themselves, at the end of their start-up.
+_ENDS_OWN_START_UP = frozenset({"run"})
+
+
+def _collect_garbage_again() -> None:
+    """Garbage collection on again after main() turned it off, leaving out for good what
+    start-up created: later collections need not look at it again. The garbage frozen
+    with it is the imports' (some 2,800 objects, whatever the size of the workflow)."""
+    if not gc.isenabled():  # not when called from Python (tests, an embedding program)
+        gc.freeze()
+        gc.enable()

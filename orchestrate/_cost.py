@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from orchestrate.providers._base import RetryCallback, TokenCallback
 
 __all__ = [
+    "UNKNOWN_PRICE",
     "Budget",
     "BudgetExceeded",
     "MeteredProvider",
@@ -75,10 +76,13 @@ def format_usd(amount: float | None) -> str:
     return f"${whole}.{decimals.rstrip('0').ljust(2, '0')}"
 
 
+UNKNOWN_PRICE = "no price known for model"  # how the note of an unknown price starts
+
+
 def unknown_price_note(provider: str | None, model: str) -> str:
     where = f" at provider {provider!r}" if provider else ""
     return (
-        f"no price known for model {model!r}{where}: cost_usd is null "
+        f"{UNKNOWN_PRICE} {model!r}{where}: cost_usd is null "
         "(set providers.NAME.pricing, see docs/cost.md)"
     )
 

@@ -18,17 +18,15 @@ works offline), else approximated as characters / 4; the result says which.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
 
 from orchestrate._engine import choose_model
-from orchestrate._errors import TemplateError, UsageError
+from orchestrate._errors import TemplateError
 from orchestrate._pricing import Pricing
 from orchestrate._spec import LLMStep, Workflow
 from orchestrate._templating import Problem, parse_expression, parse_template
@@ -235,25 +233,3 @@ def _prompt_tokens(
     for name in sorted(used):
         tokens = tokens + replies.get(name, Range(0, 0))
     return tokens
-
-
-def count_rows(path: Path) -> int:
-    """The rows of a dataset, counted simply (`orchestrate batch` reads them for real):
-    JSON Lines' non-blank lines, a JSON array's items, a CSV's records after the header."""
-    try:
-        if path.suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, list):
-                raise UsageError(f"{path}: a .json dataset is an array of objects")
-            return len(data)
-        if path.suffix == ".csv":
-            import csv
-
-            with path.open(encoding="utf-8", newline="") as stream:
-                return max(sum(1 for _ in csv.reader(stream)) - 1, 0)
-        with path.open(encoding="utf-8") as stream:
-            return sum(1 for line in stream if line.strip())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path} is not valid JSON: {exc}") from None

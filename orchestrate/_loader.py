@@ -657,10 +657,10 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
         conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
                                           self._structure_messages)
-        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Step,
-                    Workflow):
-            attrs.resolve_types(cls)
-        for cls in {*KIND_KEYS.values(), *CHECK_KIND_KEYS.values(), Judge}:
+        classes: list[type] = [InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message,
+                               Judge, Step, Workflow, *KIND_KEYS.values(),
+                               *CHECK_KIND_KEYS.values()]
+        for cls in classes:
             attrs.resolve_types(cls)
         for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Judge):
             conv.register_structure_hook(cls, self._object_hook(cls))

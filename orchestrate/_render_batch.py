@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any
 
+from orchestrate._cost import format_usd
 from orchestrate._render import (
     _STYLES,
+    _cost_text,
     _duration,
     _history_console,
     _local_time,
@@ -41,7 +43,8 @@ def _eta(summary: BatchSummary) -> str:
 
 
 def progress_line(summary: BatchSummary) -> str:
-    """rows done/total, rate, ETA, failures, tokens, and what waits on a rate limit."""
+    """rows done/total, rate, ETA, failures, tokens, cost, and what waits on a rate
+    limit."""
     total = max(summary.rows, 1)
     usage = summary.usage
     text = (f"rows {summary.done:,}/{summary.rows:,} ({100 * summary.done // total}%)"
@@ -49,6 +52,9 @@ def progress_line(summary: BatchSummary) -> str:
     if summary.failed:
         text += f" · {summary.failed:,} failed"
     text += f" · {usage.input_tokens + usage.output_tokens:,} tokens"
+    text += f" · {format_usd(summary.cost_usd)}"
+    if summary.out_of_budget:
+        text += " (budget reached: no new rows)"
     waiting = summary.waiting_until - summary.clock()
     if summary.retries:
         text += f" · {summary.retries:,} retries"
@@ -127,18 +133,20 @@ class BatchPlainProgress:
 
 
 def summary_text(doc: dict[str, Any]) -> str:
-    """The batch's summary for stderr: counts, usage, time, latency, rate, and the id."""
+    """The batch's summary for stderr: counts, usage, cost, time, latency, rate, the id,
+    and why a cost is unknown."""
     usage = doc.get("usage") or {}
     latency = doc.get("latency_ms") or {}
     lines = [
         f"batch {doc['batch_id']} {doc['status']}: {doc['succeeded']:,} succeeded, "
         f"{doc['failed']:,} failed, {doc['cancelled']:,} cancelled of {doc['rows']:,} rows",
         f"  {usage.get('input_tokens', 0):,} tokens in, {usage.get('output_tokens', 0):,} out"
-        f" · {_duration(doc['duration_ms'] or 0)}"
+        f" · cost {_cost_text(doc)} · {_duration(doc['duration_ms'] or 0)}"
         + (f" · {doc['rows_per_second']:,.1f} rows/s" if doc.get("rows_per_second") else "")
         + (f" · row latency p50 {_duration(latency['p50'])}, p95 {_duration(latency['p95'])}"
            if latency.get("p50") is not None else ""),
     ]
+    lines += [f"  note: {note}" for note in doc.get("notes") or ()]
     if doc.get("reused"):
         lines.append(f"  {doc['reused']:,} rows taken from batch {doc.get('resumed_from')}")
     lines += checks_lines(doc)
@@ -170,8 +178,6 @@ def checks_lines(doc: dict[str, Any]) -> list[str]:
 
 def comparison_table(variants: list[dict[str, Any]]) -> str:
     """--matrix: one column per variant, one line per measure, as plain text."""
-    from orchestrate._cost import format_usd
-
     heads = [", ".join(f"{k}={v}" for k, v in (variant["variant"] or {}).items())
              for variant in variants]
     rows: list[tuple[str, list[str]]] = [("pass rate", [_rate(v["pass_rate"]) for v in variants])]

@@ -185,8 +185,9 @@ class RunResult:
     def cost_usd(self) -> float | None:
         """What the run paid: the sum of its steps and judges that called a model (None if
         one of them has no known price)."""
-        calls = [*self.steps, *self.checks]
-        return total_cost(c.cost_usd for c in calls if c.usage is not None)
+        steps = [s.cost_usd for s in self.steps if s.usage is not None]
+        judges = [c.cost_usd for c in self.checks if c.usage is not None]
+        return total_cost([*steps, *judges])
 
     @property
     def checks_passed(self) -> bool:

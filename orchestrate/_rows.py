@@ -5,7 +5,9 @@
                     defaults, CSV text converted to each input's type)
     check_rows()    the first pass: every row checked, every problem located; nothing
                     is kept but the count, so a file of any size is checked in flat memory
-    spooled_stdin() `--data -`: stdin copied to a temporary file, so it can be read twice
+    data_file()     the file of `--data`; `-`: spooled_stdin(), stdin copied to a temporary
+                    file, so it can be read twice
+    count_rows()    how many rows a batch would run (`orchestrate estimate --data`)
 
 A problem in a row is a :class:`RowProblem` (`FILE:LINE: error: MESSAGE`, the line
 1-based, a CSV header being line 1); :class:`BadRows` carries them all.
@@ -265,6 +267,28 @@ def _csv_header(reader: Iterator[list[str]]) -> list[str]:
         if name in names[:number - 1]:
             raise _RowError(1, f"the header names the column {name!r} twice")
     return names
+
+
+def data_label(data: str) -> str:
+    """The data file as errors name it."""
+    return "<stdin>" if data == "-" else data
+
+
+def count_rows(data: str) -> int:
+    """How many rows a batch of `data` would run, read as the batch reads them (a blank
+    JSON Lines line or an empty CSV line is no row); BadRows where the file breaks."""
+    with data_file(data) as path:
+        return sum(1 for _ in read_rows(path, data_format(data), data_label(data)))
+
+
+@contextlib.contextmanager
+def data_file(data: str) -> Iterator[Path]:
+    """The rows' file as given: `-` is stdin, spooled to a temporary file (see below)."""
+    if data != "-":
+        yield Path(data)
+        return
+    with spooled_stdin() as path:
+        yield path
 
 
 @contextlib.contextmanager

@@ -10,12 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import orchestrate
 from orchestrate._api import prepare
-from orchestrate._batch import BatchRunner, BatchSummary, RowResult
+from orchestrate._batch import BatchRequest, BatchRunner, BatchSummary, RowResult
 from orchestrate._engine import RunOptions
+from orchestrate._errors import UsageError
+from orchestrate._render_batch import progress_line
+from orchestrate._result import Usage
 from orchestrate._rows import BadRows, RawRow
 from orchestrate.history import HistoryOptions
 from orchestrate.providers import ProviderPool
@@ -208,7 +212,7 @@ def test_csv_output_has_a_column_per_input_and_output(flow: Path, cli: Callable,
     assert result.stdout == ""
     assert list(csv.reader(io.StringIO(target.read_text()))) == [
         ["row", "status", "i", "n", "output.value", "error", "cost_usd"],
-        ["0", "succeeded", "0", "1", "0", "", "0.0"],  # a function costs nothing
+        ["0", "succeeded", "0", "1", "0", "", "0.0"],
         ["1", "succeeded", "1", "2", "10", "", "0.0"],
     ]
 
@@ -232,6 +236,15 @@ def test_bad_rows_stop_the_batch_before_any_call(shaky: tuple[Path, Path], cli: 
     (["--json"], "--json prints the summary on stdout, so the rows need --output FILE"),
     (["--output", "out.txt"], "cannot tell the format of --output out.txt"),
     (["--map", "nope=x"], "--map nope=x: the workflow has no input 'nope'"),
+    (["--concurrency", "0"], "--concurrency must be between 1 and 1024, got 0"),
+    (["-c", "1025"], "--concurrency must be between 1 and 1024, got 1025"),
+    (["--limit", "-1"], "--limit must be between 0 and 1000000, got -1"),
+    (["--limit", "1000001"], "--limit must be between 0 and 1000000, got 1000001"),
+    (["--max-cost", "-1"], "--max-cost"),
+    *[([option, value], f"{option} must not be empty")
+      for option in ("--data", "--output", "--model", "--resume", "--record", "--replay",
+                     "--inputs")
+      for value in ("", " ")],
 ])
 def test_usage_errors(flow: Path, cli: Callable, tmp_path: Path, args: list[str],
                       message: str) -> None:
@@ -241,6 +254,19 @@ def test_usage_errors(flow: Path, cli: Callable, tmp_path: Path, args: list[str]
     result = cli("batch", flow, "--data", data, "--mock", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"concurrency": 0}, "concurrency must be between 1 and 1024, got 0"),
+    ({"limit": -1}, "limit must be between 0 and 1000000, got -1"),
+    ({"data": ""}, "data must not be empty"),
+    ({"flow": " "}, "flow must not be empty"),
+])
+def test_a_batch_request_checks_its_settings(settings: dict[str, Any], message: str) -> None:
+    """BatchRequest applies the same checks from Python as the options on the CLI."""
+    with pytest.raises(UsageError) as caught:
+        BatchRequest(**{"flow": "flow.yaml", **settings})
+    assert caught.value.message == message
 
 
 def test_shared_inputs_and_limit(flow: Path, cli: Callable, tmp_path: Path) -> None:
@@ -278,3 +304,136 @@ def test_row_result_document_keys() -> None:
     row = RowResult.crashed(0, RawRow(2, {}), {}, RuntimeError("boom"), 5)
     assert row.to_dict()["checks"] == [] and row.to_dict()["cost_usd"] is None
     assert row.to_dict()["error"]["message"] == "internal error: RuntimeError('boom')"
+
+
+# --- cost and budgets (SPEC 8, 10) --------------------------------------------------------------
+
+# Prompts are free, each reply costs 2 USD a million tokens: a call's worst case is exactly
+# its max_tokens of reply (100 tokens: $0.0002), and every answer costs 5 tokens ($0.00001).
+PRICED = """
+    inputs:
+      i: {type: integer}
+    providers:
+      paid:
+        base_url: https://llm.example/v1
+        pricing:
+          m: {input: 0, output: 2.0}
+    steps:
+      - id: ask
+        provider: paid
+        model: MODEL
+        max_tokens: 100
+        prompt: "Item {{ inputs.i }}"
+    """
+PAID_URL = "https://llm.example/v1/chat/completions"
+ONE_CALL = 5 * 2e-6
+WORST_CALL = 100 * 2e-6
+
+
+@pytest.fixture
+def paid(respx_mock: Any) -> Any:
+    """The `paid` endpoint: every answer 10 prompt and 5 reply tokens."""
+    reply = {"id": "r1", "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                          "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+    return respx_mock.post(PAID_URL).mock(return_value=httpx.Response(200, json=reply))
+
+
+@pytest.fixture
+def ten_rows(tmp_path: Path) -> Path:
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(f'{{"i": {i}}}\n' for i in range(10)))
+    return data
+
+
+def test_rows_and_the_summary_carry_the_cost(write_flow: Callable, cli: Callable, paid: Any,
+                                             ten_rows: Path, tmp_path: Path) -> None:
+    """Each row's cost_usd is its run's; the summary sums them, keeps them in the history
+    (runs show, runs list) and shows them on stderr; the mock costs 0, not null."""
+    flow = write_flow(PRICED.replace("MODEL", "m"))
+    result = cli("batch", flow, "--data", ten_rows, "-o", tmp_path / "out.jsonl", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = lines((tmp_path / "out.jsonl").read_text())
+    assert [r["cost_usd"] for r in out] == pytest.approx([ONE_CALL] * 10)
+    summary = json.loads(result.stdout)
+    assert summary["cost_usd"] == pytest.approx(10 * ONE_CALL) and summary["notes"] == []
+    shown = json.loads(cli("runs", "show", summary["batch_id"], "--json").stdout)
+    assert shown["cost_usd"] == summary["cost_usd"]
+    assert json.loads(cli("runs", "list", "--json").stdout)[0]["cost_usd"] == shown["cost_usd"]
+    assert "$0.0001" in cli("batch", flow, "--data", ten_rows, "-o", tmp_path / "b.jsonl").stderr
+    mocked = cli("batch", flow, "--data", ten_rows, "--mock", "-o", tmp_path / "c.jsonl", "--json")
+    assert json.loads(mocked.stdout)["cost_usd"] == 0.0
+    assert {r["cost_usd"] for r in lines((tmp_path / "c.jsonl").read_text())} == {0.0}
+
+
+def test_an_unknown_price_makes_the_batch_cost_null_with_a_note(
+        write_flow: Callable, cli: Callable, paid: Any, ten_rows: Path, tmp_path: Path) -> None:
+    """A model nobody priced: the rows' and the summary's cost_usd are null (never 0), and
+    the summary names the model; with --max-cost, exit 2 before any call."""
+    flow = write_flow(PRICED.replace("MODEL", "unpriced-model"))
+    result = cli("batch", flow, "--data", ten_rows, "-o", tmp_path / "out.jsonl", "--json")
+    summary = json.loads(result.stdout)
+    assert summary["cost_usd"] is None
+    assert {r["cost_usd"] for r in lines((tmp_path / "out.jsonl").read_text())} == {None}
+    assert ["'unpriced-model'" in note for note in summary["notes"]] == [True]
+    text = cli("batch", flow, "--data", ten_rows, "-o", tmp_path / "b.jsonl").stderr
+    assert "cost unknown" in text and "note: no price known for model 'unpriced-model'" in text
+    calls = paid.call_count
+    budgeted = cli("batch", flow, "--data", ten_rows, "--max-cost", "1", "-q")
+    assert budgeted.exit_code == 2
+    assert "'unpriced-model'" in budgeted.stderr
+    assert paid.call_count == calls
+
+
+def test_a_budget_stops_the_batch_and_resume_finishes_it(
+        write_flow: Callable, cli: Callable, paid: Any, ten_rows: Path, tmp_path: Path) -> None:
+    """--max-cost is one budget for every row: the spend never passes it; once a row fails
+    with `budget` no new row starts and the batch fails (exit 1); --resume with a new
+    budget runs the rest."""
+    flow = write_flow(PRICED.replace("MODEL", "m"))
+    budget = WORST_CALL + 2.5 * ONE_CALL  # three calls fit, not a fourth one's worst case
+    first = cli("batch", flow, "--data", ten_rows, "--max-cost", str(budget), "-c", "1",
+                "-o", tmp_path / "a.jsonl", "--json")
+    assert first.exit_code == 1, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["status"] == "failed"
+    assert paid.call_count == 3
+    assert summary["cost_usd"] == pytest.approx(3 * ONE_CALL) and summary["cost_usd"] <= budget
+    out = lines((tmp_path / "a.jsonl").read_text())
+    assert [r["status"] for r in out[:3]] == ["succeeded"] * 3
+    assert {r["error"]["type"] for r in out[3:]} == {"budget"}  # under way, made no call
+    assert len(out) < 10 and summary["cancelled"] == 10 - len(out)  # never started
+    assert summary["succeeded"] == 3
+
+    again = cli("batch", flow, "--resume", summary["batch_id"], "--max-cost", "1",
+                "-o", tmp_path / "b.jsonl", "--json")
+    assert again.exit_code == 0, again.stderr
+    resumed = json.loads(again.stdout)
+    assert (resumed["succeeded"], resumed["reused"]) == (10, 3)
+    assert paid.call_count == 10
+    assert resumed["cost_usd"] == pytest.approx(7 * ONE_CALL)  # the reused rows cost 0 now
+
+
+def test_run_batch_shares_one_budget(write_flow: Callable, paid: Any) -> None:
+    """From Python, max_cost is one budget across the rows, as on the command line."""
+    flow = write_flow(PRICED.replace("MODEL", "m"))
+    result = orchestrate.run_batch(flow, [{"i": i} for i in range(5)], concurrency=1,
+                                   max_cost=WORST_CALL + 1.5 * ONE_CALL)
+    assert [r.status for r in result.rows[:2]] == ["succeeded"] * 2
+    assert result.rows[2].error is not None and result.rows[2].error["type"] == "budget"
+    assert result.exit_code == 1 and paid.call_count == 2
+
+
+def test_the_progress_line_shows_the_cost_so_far_and_a_budget_stop() -> None:
+    """The live display reads the summary's cost (`?` once unknown) and says when the
+    budget stopped new rows."""
+    summary = BatchSummary(batch_id="b", workflow="w", file=None, data=None, rows=4)
+    row = RowResult(row=0, line=1, status="succeeded", inputs={}, outputs={}, error=None,
+                    usage=Usage(), duration_ms=1, run_id="r", cost_usd=0.0012)
+    summary.add(row)
+    assert "$0.0012" in progress_line(summary)
+    summary.add(RowResult(row=1, line=2, status="failed", inputs={}, outputs={},
+                          error={"type": "budget", "message": "no"}, usage=Usage(),
+                          duration_ms=1, run_id="r2", cost_usd=None))
+    assert " · ? (budget reached: no new rows)" in progress_line(summary)

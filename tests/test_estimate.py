@@ -112,6 +112,9 @@ def test_a_for_each_counts_its_items(estimate: Callable) -> None:
         ("rows.jsonl", '{"a": 1}\n\n{"a": 2}\n{"a": 3}\n', 3),
         ("rows.json", '[{"a": 1}, {"a": 2}]', 2),
         ("rows.csv", 'a,b\n1,"two\nlines"\n3,4\n', 2),
+        # read as `batch` reads them: blank and all-empty CSV lines are no rows
+        ("rows.csv", "a,b\n1,2\n\n,\n3,4\n", 2),
+        ("rows.ndjson", '{"a": 1}\n   \n\r\n{"a": 2}\n', 2),
     ],
 )
 def test_data_multiplies_the_total_by_its_rows(
@@ -154,3 +157,19 @@ def test_the_table_shows_steps_total_and_the_tokenizer(cli: Callable, write_flow
     assert lines[4].split()[:2] == ["total", "14"]
     assert "tokens: approximate" in result.stdout
     assert "set --items N" in result.stdout
+
+
+def test_data_counts_the_rows_of_stdin_and_locates_a_broken_row(
+    cli: Callable, write_flow: Callable, tmp_path: Path
+) -> None:
+    """--data - counts JSON Lines on stdin; a row a batch could not read is a located
+    error (exit 2), as `batch` reports it."""
+    flow = write_flow(FOR_EACH)
+    piped = cli("estimate", flow, "--data", "-", "--json", input='{"a": 1}\n\n{"a": 2}\n')
+    assert piped.exit_code == 0, piped.stderr
+    assert json.loads(piped.stdout)["total"]["rows"] == 2
+    broken = tmp_path / "rows.jsonl"
+    broken.write_text('{"a": 1}\n[1]\n')
+    result = cli("estimate", flow, "--data", broken)
+    assert result.exit_code == 2
+    assert f"{broken}:2: error: a row must be a JSON object, got an array" in result.stderr

@@ -1271,3 +1271,40 @@ def test_function_errors_are_redacted_everywhere(
               for p in home.rglob("*") if p.is_file()}
     assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
     assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]
+
+
+# --- start-up -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["run"], ["batch", "--data", "rows.jsonl"]])
+def test_garbage_collection_is_off_for_start_up_only(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """main() skips garbage collection while the command starts; the steps of a run or a
+    batch, and what follows them, run with it on again."""
+    import gc
+    import sys
+
+    from orchestrate import _cli
+
+    probe = write_flow("""
+        import gc
+        from pathlib import Path
+
+        def collecting() -> None:
+            Path(__file__).with_name("seen.txt").write_text(str(gc.isenabled()))
+        """, "probe.py")
+    (probe.parent / "rows.jsonl").write_text('{"n": 1}\n', encoding="utf-8")
+    flow = write_flow("steps: [{id: probe, function: 'probe:collecting'}]")
+    monkeypatch.chdir(probe.parent)
+    monkeypatch.setattr(sys, "argv", ["orchestrate", command[0], str(flow), *command[1:], "-q",
+                                      "--no-history"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            _cli.main()
+        after = gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    seen = (probe.parent / "seen.txt").read_text()
+    assert (exited.value.code, seen, after) == (0, "True", True)

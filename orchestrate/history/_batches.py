@@ -207,6 +207,7 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
                                               "cancelled", "duration_ms", "resumed_from")}
         document["usage"] = {"input_tokens": row["input_tokens"],
                              "output_tokens": row["output_tokens"]}
+        document["cost_usd"] = None  # summed when the batch ends
     document["failed_rows"] = [
         {"row": r.row, "line": r.line, "status": r.status, "run_id": r.run_id,
          "error": {"type": r.error_type, "message": r.error_message} if r.error_type else None}

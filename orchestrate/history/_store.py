@@ -282,6 +282,8 @@ def batch_summary(row: Row) -> dict[str, Any]:
         "duration_ms": row["duration_ms"],
         "usage": {"input_tokens": row["input_tokens"] or 0,
                   "output_tokens": row["output_tokens"] or 0},
+        # the batches table has no cost column: the cost is in the summary document
+        "cost_usd": json.loads(row["summary"]).get("cost_usd") if row["summary"] else None,
         "kind": "batch", "rows": row["rows"],
     }
 

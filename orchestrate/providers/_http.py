@@ -62,6 +62,7 @@ __all__ = [
     "TransientError",
     "backoff_cap",
     "error_message",
+    "is_plain_http",
     "malformed_reply",
     "message_in",
     "parse_retry_after",
@@ -112,11 +113,12 @@ class ClientPool:
 
     def __init__(
         self, *, concurrency: int = 8, per_client: int = CONNECTIONS_PER_CLIENT,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, tls: bool = True,
     ) -> None:
         self.size = max(1, math.ceil(concurrency / per_client))
         self._per_client = per_client
         self._transport = transport
+        self._tls = tls  # False: the clients only ever send to a plain http:// URL
         self._clients: list[httpx.AsyncClient | None] = [None] * self.size
         self._load = [0] * self.size
         # One TLS context for every client: building one loads the CA bundle (~25 ms of CPU).
@@ -151,7 +153,9 @@ class ClientPool:
             max_connections=self._per_client, max_keepalive_connections=self._per_client
         )
         if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()  # what each client would make
+            # What each client would make; without TLS, one that loads no CA bundle. It is
+            # never used then: redirects are not followed, and a proxy has its own context.
+            self._ssl_context = httpx.create_ssl_context(verify=self._tls)
         # No httpx timeout: each attempt runs under asyncio.timeout(request.timeout).
         client = httpx.AsyncClient(
             limits=limits, timeout=None, transport=self._transport, verify=self._ssl_context
@@ -161,6 +165,11 @@ class ClientPool:
 
 
 # --- retry policy -------------------------------------------------------------------------
+
+
+def is_plain_http(url: str) -> bool:
+    """Whether `url` is sent without TLS (``http://``), so no certificate is ever checked."""
+    return url[:7].lower() == "http://"
 
 
 def backoff_cap(retry: int) -> float:
@@ -260,7 +269,9 @@ class HTTPProvider:
         self._sleep = sleep
         self._rand = rand
         self._clock = clock
-        self._pool = ClientPool(concurrency=concurrency, transport=transport)
+        self._pool = ClientPool(
+            concurrency=concurrency, transport=transport, tls=not is_plain_http(self.base_url)
+        )
         self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
         self.limiter: RateLimiter | None = None  # the pool's, shared by every call
 

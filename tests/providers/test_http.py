@@ -118,6 +118,30 @@ async def test_provider_shards_by_concurrency(make_provider) -> None:
     await provider.aclose()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("base_url", "verifies"),
+    [("http://127.0.0.1:8000/v1", False), ("HTTP://localhost:11434/v1", False),
+     ("https://api.test/v1", True), ("HTTPS://api.test/v1", True)],
+)
+async def test_only_https_endpoints_verify_certificates(
+    make_provider, base_url: str, verifies: bool
+) -> None:
+    """An https:// endpoint gets a verifying TLS context with the CA bundle loaded; a plain
+    http:// one, which never uses TLS, gets one that loads no CA bundle."""
+    import ssl
+
+    provider = make_provider(base_url=base_url, concurrency=8)
+    with provider._pool.lease() as first, provider._pool.lease() as second:
+        contexts = {id(client._transport._pool._ssl_context) for client in (first, second)}
+        context = first._transport._pool._ssl_context
+    await provider.aclose()
+    loaded = context.cert_store_stats()["x509_ca"] > 0
+    expected = (1, verifies, verifies, verifies)
+    assert expected == (len(contexts), context.verify_mode == ssl.CERT_REQUIRED,
+                        context.check_hostname, loaded)
+
+
 # --- pure policy functions ----------------------------------------------------------------
 
 
