@@ -313,8 +313,10 @@ def run(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
     db: DatabaseOption = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the workflow's checks.")] = False,
 ) -> None:
-    """Validate, then run a workflow."""
+    """Validate, then run a workflow (and its checks: a failing check is exit 1)."""
     import asyncio
 
     from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
@@ -338,7 +340,8 @@ def run(
             observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
         observers += _progress_observers(quiet, terminal)
         options = RunOptions(model=model, max_concurrency=max_concurrency,
-                             stream=terminal or (event_out is not None and events_tokens))
+                             stream=terminal or (event_out is not None and events_tokens),
+                             checks=not no_checks)
         history = HistoryOptions(record_history=not no_history, resume=resume,
                                  rerun_from=from_step, only=only, cache=cache,
                                  record=_path(record), replay=_path(replay), database=db)
@@ -362,7 +365,7 @@ def run(
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
                show_error=quiet or terminal, verbose=verbose,
-               resume_from=str(flow) if recorded and not quiet else None)
+               resume_from=str(flow) if recorded and not quiet else None, quiet=quiet)
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)
@@ -510,8 +513,22 @@ def batch(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
     db: DatabaseOption = None,
+    matrix: Annotated[list[str] | None, typer.Option(
+        "--matrix", metavar="KEY=V1,V2", help="Run the rows once per combination (KEY: "
+        "model, provider, temperature, max_tokens, inputs.NAME; repeatable).",
+        rich_help_panel="Evaluation")] = None,
+    fail_under: Annotated[float, typer.Option(
+        "--fail-under", metavar="RATE", min=0.0, max=1.0, help="Exit 0 only if this share "
+        "of row-checks pass (0 to 1).", rich_help_panel="Evaluation")] = 1.0,
+    junit: Annotated[str | None, typer.Option(
+        "--junit", metavar="FILE", help="Write JUnit XML: a testcase per row and check.",
+        rich_help_panel="Evaluation", callback=_GIVEN)] = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the workflow's checks.", rich_help_panel="Evaluation")
+    ] = False,
 ) -> None:
-    """Run a workflow once per row of a dataset, concurrently; rows out in order."""
+    """Run a workflow once per row of a dataset, concurrently; rows out in order (and
+    their checks, graded: an evaluation)."""
     from orchestrate._batch import BatchRequest, run_request
     from orchestrate._errors import UsageError
     from orchestrate.history import HistoryOptions
@@ -524,7 +541,8 @@ def batch(
         mock=mock, model=model, max_cost=max_cost, resume=resume,
         history=HistoryOptions(record_history=not no_history, cache=cache,
                                record=_path(record), replay=_path(replay),
-                               database=db))
+                               database=db),
+        checks=not no_checks, fail_under=fail_under, junit=junit, matrix=tuple(matrix or ()))
     stdout = sys.stdout
     # stdout is for the rows: what functions print goes to stderr meanwhile.
     with redirect_stdout(sys.stderr):
@@ -657,13 +675,23 @@ def runs_diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     db: DatabaseOption = None,
 ) -> None:
-    """Per step, what changed between two runs: request, output, status, tokens, time."""
-    from orchestrate.history import diff_runs, open_store
+    """Per step, what changed between two runs: request, output, status, tokens, time.
+    Two batches: each check's pass rate, and the rows whose verdict changed."""
+    from orchestrate._errors import UsageError
+    from orchestrate.history import diff_batches, diff_runs, open_store
 
     with open_store(location=db) as store:
-        diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
+        found = store.resolve(run_a), store.resolve(run_b)
+        batches = [store.batch(run_id) is not None for run_id in found]
+        if batches[0] != batches[1]:
+            raise UsageError("runs diff compares two runs or two batches, not one of each")
+        diff = diff_batches(store, *found) if batches[0] else diff_runs(store, *found)
     if as_json:
         _print_json(diff)
+    elif batches[0]:
+        from orchestrate._render_batch import print_batch_diff
+
+        print_batch_diff(diff, sys.stdout)
     else:
         from orchestrate._render import print_diff
 

@@ -138,9 +138,9 @@ def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
 @pytest.mark.sqlite_only
 def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
     """A history with m001..m004 (batches and cost, under the names they were released
-    with) gains only the user columns; its batches and runs stay listed, by no one."""
+    with) gains the user and checks columns; its batches and runs stay listed, by no one."""
     assert [m.name for m in MIGRATIONS] == ["m001_initial", "m002_step_items", "m003_batches",
-                                            "m004_cost", "m005_run_user"]
+                                            "m004_cost", "m005_run_user", "m006_checks"]
     path = tmp_path / "history.db"
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -162,7 +162,7 @@ def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
         assert [(r["run_id"], r["kind"], r["user"]) for r in listed] == [
             ("b1", "batch", None), ("r1", "run", None)]
         assert listed[1]["cost_usd"] == 0.5
-        assert store.applied_migrations()[-1] == "m005_run_user"
+        assert store.applied_migrations()[-2:] == ["m005_run_user", "m006_checks"]
 
 
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:

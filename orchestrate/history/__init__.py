@@ -6,7 +6,7 @@
     ├── _recording  cache / record / replay providers for the ProviderPool
     └── _provenance files, git commit, versions, step definitions
     _batches        BatchSession: what one `orchestrate batch` gets; batch_details()
-    _diff           run_details(), diff_runs(): `runs show` and `runs diff`
+    _diff           run_details(), diff_runs(), diff_batches(): `runs show` and `runs diff`
     _transfer       export_history(), import_history(): `history export` / `import`
     _open           open_store(): where the history is (--db, $ORCHESTRATE_DATABASE_URL,
     │               the home folder), and which backend opens it
@@ -24,7 +24,7 @@ imports psycopg, each only when a store of its kind is opened.
 from __future__ import annotations
 
 from orchestrate.history._batches import batch_details, row_entry
-from orchestrate.history._diff import diff_runs, run_details
+from orchestrate.history._diff import diff_batches, diff_runs, run_details
 from orchestrate.history._open import database_location, database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
 from orchestrate.history._reuse import ReusePlan, mode_family, steps_to_rerun
@@ -56,6 +56,7 @@ __all__ = [
     "database_path",
     "definition_hash",
     "delete_runs",
+    "diff_batches",
     "diff_runs",
     "export_history",
     "git_commit",

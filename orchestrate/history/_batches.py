@@ -212,6 +212,7 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
         document["cost_usd"] = None  # summed when the batch ends
     document["failed_rows"] = [row_entry(r) for r in
                                store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    document["failed_checks"] = _failed_checks(store, batch_id, limit)
     return document
 
 
@@ -219,7 +220,22 @@ def row_entry(row: BatchRow) -> dict[str, Any]:
     """A batch's row as `runs show BATCH_ID --json` lists it."""
     error = {"type": row.error_type, "message": row.error_message} if row.error_type else None
     return {"row": row.row, "line": row.line, "status": row.status, "run_id": row.run_id,
-            "error": error}
+            "error": error, "checks": row.checks}
+
+
+def _failed_checks(store: HistoryStore, batch_id: str,
+                   limit: int | None) -> list[dict[str, Any]]:
+    """The rows that succeeded with a failing check, and those checks (the first `limit`)."""
+    found: list[dict[str, Any]] = []
+    for row in store.batch_rows(batch_id):
+        failed = [check for check in row.checks if not check["passed"]]
+        if row.status != "succeeded" or not failed:
+            continue
+        if limit is not None and len(found) >= limit:
+            break
+        found.append({"row": row.row, "line": row.line, "run_id": row.run_id,
+                      "checks": failed})
+    return found
 
 
 def _absolute(path: str) -> Path:

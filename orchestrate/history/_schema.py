@@ -180,6 +180,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE batches ADD COLUMN user_name TEXT",
         "ALTER TABLE batches ADD COLUMN host_name TEXT",
     )),
+    # Each run's checks (SPEC 9) as JSON, so a batch's rows give their verdicts without
+    # reading every document. Runs recorded before have none (NULL).
+    Migration("m006_checks", ("ALTER TABLE runs ADD COLUMN checks TEXT",)),
 )
 
 MIGRATIONS_TABLE = "CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)"

@@ -349,7 +349,7 @@ class SQLStore:
         chain = self._batch_chain(batch_id)
         generation = " ".join(f"WHEN ? THEN {index}" for index in range(len(chain)))
         sql = ("SELECT batch_row, batch_line, run_id, status, error_type, error_message, "
-               f"CASE batch_id {generation} END AS generation FROM runs "
+               f"checks, CASE batch_id {generation} END AS generation FROM runs "
                f"WHERE batch_id IN ({', '.join('?' * len(chain))}) "
                "ORDER BY batch_row, generation, started DESC")
         try:
@@ -369,7 +369,8 @@ class SQLStore:
                 given += 1
                 yield BatchRow(row=row["batch_row"], line=row["batch_line"],
                                run_id=row["run_id"], status=row["status"],
-                               error_type=row["error_type"], error_message=row["error_message"])
+                               error_type=row["error_type"], error_message=row["error_message"],
+                               checks=json.loads(row["checks"]) if row["checks"] else [])
         finally:
             cursor.close()
 

@@ -98,6 +98,7 @@ class BatchRow:
     status: str
     error_type: str | None
     error_message: str | None
+    checks: list[dict[str, Any]] = attrs.field(factory=list)  # its checks' results (SPEC 9)
 
 
 @attrs.frozen(kw_only=True)
@@ -234,7 +235,7 @@ RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "
                      "batch_line")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
                    "cost_usd", "outputs", "error_step", "error_type", "error_message",
-                   "document")
+                   "document", "checks")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
                 "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
@@ -327,6 +328,7 @@ def run_end_values(result: RunResult, finished: float,
         "error_type": error.type if error else None,
         "error_message": _scrubbed(secrets, error.message) if error else None,
         "document": _scrubbed(secrets, _json(doc)),
+        "checks": _scrubbed(secrets, _json(doc["checks"])) if result.checks else None,
     }
 
 
