@@ -13,13 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar, cast
 
 import typer
 
 from orchestrate._errors import OrchestrateError, Terminated, WorkflowInvalid
 from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, not_empty
 from orchestrate._version import __version__
+
+if TYPE_CHECKING:
+    from orchestrate._batch import BatchSummary
+    from orchestrate._result import RunResult
 
 app = typer.Typer(
     name="orchestrate",
@@ -349,7 +353,8 @@ def run(
         except Terminated as exc:  # show what the run did, then say why it stopped
             if exc.result is None:
                 raise
-            terminated, result, recorded = exc, exc.result, not no_history
+            terminated, recorded = exc, not no_history
+            result = cast("RunResult", exc.result)
     if as_json:
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
@@ -516,9 +521,13 @@ def batch(
         history=HistoryOptions(record_history=not no_history, cache=cache,
                                record=_path(record), replay=_path(replay)))
     stdout = sys.stdout
-    # stdout is for the rows: what functions print goes to stderr meanwhile.
-    with redirect_stdout(sys.stderr):
-        summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
+    terminated = None
+    try:
+        # stdout is for the rows: what functions print goes to stderr meanwhile.
+        with redirect_stdout(sys.stderr):
+            summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
+    except Terminated as exc:  # show what the batch did, then say why it stopped
+        terminated, summary = exc, cast("BatchSummary", exc.result)
     document = summary.to_dict()
     if as_json:
         _print_json(document)
@@ -526,6 +535,8 @@ def batch(
         from orchestrate._render_batch import summary_text
 
         print(summary_text(document), file=sys.stderr)
+    if terminated is not None:
+        raise terminated
     raise typer.Exit(summary.exit_code)
 
 
