@@ -650,10 +650,11 @@ def runs_diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
     """Per step, what changed between two runs: request, output, status, tokens, time."""
-    from orchestrate.history import diff_runs, open_store
+    from orchestrate.history import diff_runs, open_store, resolve_run
 
     with open_store() as store:
-        diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
+        diff = diff_runs(store, resolve_run(store, run_a, "runs diff"),
+                         resolve_run(store, run_b, "runs diff"))
     if as_json:
         _print_json(diff)
     else:

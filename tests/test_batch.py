@@ -183,6 +183,26 @@ def test_resume_reruns_only_the_rows_that_did_not_succeed(shaky: tuple[Path, Pat
         ("batch", 9, "succeeded"), ("batch", 9, "failed")]
 
 
+@pytest.mark.parametrize("command", [
+    pytest.param(["runs", "diff", "{batch}", "{run}"], id="runs-diff-a-batch"),
+    pytest.param(["runs", "diff", "{run}", "{batch}", "--json"], id="runs-diff-b-batch"),
+    pytest.param(["run", "{flow}", "--mock", "-i", "i=0", "-i", "log=x", "--resume", "{batch}"],
+                 id="run-resume-a-batch"),
+])
+def test_a_batch_id_where_a_run_id_is_needed(shaky: tuple[Path, Path], cli: Callable,
+                                             command: list[str]) -> None:
+    """`runs diff` and `run --resume` of a batch id: exit 2 saying it is a batch, not 'no
+    run with id' of an id `runs list` just showed."""
+    flow, rows = shaky
+    out = lines(cli("batch", flow, "--data", rows, "--mock", "-q").stdout)
+    batch_id = json.loads(cli("runs", "list", "--json").stdout)[0]["run_id"]
+    args = [a.format(batch=batch_id, run=out[0]["run_id"], flow=flow) for a in command]
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"{batch_id} is a batch, not a run" in result.stderr
+    assert result.stdout == ""
+
+
 def test_runs_show_gives_the_summary_and_the_failed_rows(shaky: tuple[Path, Path],
                                                          cli: Callable) -> None:
     """`runs show BATCH_ID --json`: the summary with each failed row and its error; a row's

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import orchestrate
 from orchestrate.ui import create_app
 
 with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx works
@@ -98,6 +99,15 @@ def bare(flows: Path) -> Iterator[TestClient]:
     """A client of the same app without the token."""
     with TestClient(create_app([flows], token=TOKEN, port=8765), base_url=BASE) as client:
         yield client
+
+
+def test_a_batch_id_is_no_run_page(client: TestClient, flows: Path) -> None:
+    """A batch's id (listed in the history) on the run page and its API: 404, not a crash."""
+    result = orchestrate.run_batch(flows / "hello.yaml", [{"name": "Ada"}], mock=True,
+                                   history=orchestrate.HistoryOptions())
+    batch_id = result.summary.batch_id
+    for path in (f"/runs/{batch_id}", f"/api/runs/{batch_id}"):
+        assert client.get(path).status_code == 404, path
 
 
 def start(client: TestClient, workflow: str = "hello.yaml", **body: Any) -> str:

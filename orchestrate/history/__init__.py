@@ -31,6 +31,7 @@ from orchestrate.history._store import (
     StoredStep,
     delete_runs,
     parse_age,
+    resolve_run,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "mode_family",
     "open_store",
     "parse_age",
+    "resolve_run",
     "run_details",
     "steps_to_rerun",
 ]

@@ -18,6 +18,7 @@ from orchestrate._loader import file_sha256
 from orchestrate._result import ItemResult, StepResult
 from orchestrate._spec import AnyStep, FunctionStep, Workflow
 from orchestrate.history._provenance import definition_hash
+from orchestrate.history._store import resolve_run
 
 if TYPE_CHECKING:
     from orchestrate._prepared import PreparedRun
@@ -112,7 +113,7 @@ def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: 
     the latest run of this file in the same mode family (mock, or live and replay)."""
     family = mode_family(mode)
     if resume:
-        run_id = store.resolve(resume)
+        run_id = resolve_run(store, resume, "run --resume")
         row = store.run_row(run_id)
         check_same_workflow(prepared, row)
         if make_style and mode_family(row["mode"]) != family:

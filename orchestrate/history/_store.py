@@ -481,6 +481,18 @@ def resolved(prefix: str, matches: Sequence[Row],
                      hint="give more characters; candidates:\n" + _candidates(matches[:10]))
 
 
+def resolve_run(store: HistoryStore, prefix: str, command: str) -> str:
+    """The id of the run `prefix` names for `command`; a UsageError when it names a batch,
+    whose id `resolve` also finds (a batch is no run: it has no steps to show or compare)."""
+    run_id = store.resolve(prefix)
+    if store.batch(run_id) is not None:
+        raise UsageError(f"{run_id} is a batch, not a run: {command} takes a run id",
+                         hint="each row of a batch is a run: its `run_id` is in the batch's "
+                              f"output rows (and `orchestrate runs show {run_id}` lists the "
+                              "rows that failed)")
+    return run_id
+
+
 def _candidates(rows: Sequence[Row]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from orchestrate._errors import OrchestrateError, UsageError
+from orchestrate.history import resolve_run
 from orchestrate.ui._events import Record, poll_history, sse_message
 from orchestrate.ui._files import NotServed
 from orchestrate.ui._render import page
@@ -34,7 +35,7 @@ class NoSuchRun(LookupError):
 
 def _resolve(store: Any, run_id: str) -> str:
     try:
-        return str(store.resolve(run_id))
+        return resolve_run(store, run_id, "a run's page")
     except UsageError:
         raise NoSuchRun(run_id) from None
 
