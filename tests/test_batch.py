@@ -181,6 +181,9 @@ def test_resume_reruns_only_the_rows_that_did_not_succeed(shaky: tuple[Path, Pat
     listed = json.loads(cli("runs", "list", "--json").stdout)
     assert [(r["kind"], r["rows"], r["status"]) for r in listed] == [
         ("batch", 9, "succeeded"), ("batch", 9, "failed")]
+    table = cli("runs", "list").stdout.splitlines()
+    assert [batch_id in line for line in table] == [False, False, True]
+    assert "(batch of 9 rows)" in table[2]
 
 
 @pytest.mark.parametrize("command", [
