@@ -318,7 +318,7 @@ def run(
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
     from orchestrate._render import report_run
-    from orchestrate.history import HistoryOptions, RecordingFailed
+    from orchestrate.history import HistoryOptions, RecordingFailed, resumed_inputs
 
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
@@ -326,7 +326,8 @@ def run(
     started: dict[str, Any] = {}
     with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
         given = read_inputs_file(inputs_file) if inputs_file else {}
-        prepared = prepare(flow, given, assignments=input or [])
+        earlier = resumed_inputs(resume) if resume and not no_history else None
+        prepared = prepare(flow, given, assignments=input or [], earlier=earlier)
         _collect_garbage_again()
         started["inputs"] = prepared.inputs
         observers: list[Any] = []

@@ -21,7 +21,7 @@ from orchestrate.history._batches import batch_details
 from orchestrate.history._diff import diff_runs, run_details
 from orchestrate.history._open import database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
-from orchestrate.history._reuse import ReusePlan, mode_family, steps_to_rerun
+from orchestrate.history._reuse import ReusePlan, mode_family, resumed_inputs, steps_to_rerun
 from orchestrate.history._session import HistoryOptions, HistorySession, RecordingFailed
 from orchestrate.history._store import (
     CachedResponse,
@@ -55,6 +55,7 @@ __all__ = [
     "open_store",
     "parse_age",
     "resolve_run",
+    "resumed_inputs",
     "run_details",
     "steps_to_rerun",
 ]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from orchestrate.history._provenance import definition_hash
 from orchestrate.history._store import resolve_run
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from orchestrate._prepared import PreparedRun
     from orchestrate.history._store import HistoryStore
 
@@ -105,6 +108,19 @@ def plan_reuse(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume:
     base_mode = store.run_row(base)["mode"]
     return ReusePlan(base, prior, definitions, rerun,
                      same_mode=mode_family(base_mode) == mode_family(mode))
+
+
+def resumed_inputs(resume: str, env: Mapping[str, str] = os.environ,
+                   database: Path | None = None) -> dict[str, Any]:
+    """The inputs of the run `--resume` names: a resumed run needs no `-i` again (as
+    `batch --resume` needs no `--data`), and the `resume with:` line works as printed."""
+    import json
+
+    from orchestrate.history._open import open_store
+
+    with open_store(env, database) as store:
+        return dict(json.loads(store.run_row(resolve_run(store, resume, "run --resume"))
+                               ["inputs"]))
 
 
 def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: str | None,
