@@ -261,7 +261,7 @@ def run(
                                         callback=_GIVEN)],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i",
+        typer.Option("--input", "-i", metavar="NAME=VALUE",
                      help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
@@ -270,12 +270,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
     model: Annotated[str | None, typer.Option(
-        "--model", help="Use this model everywhere.", callback=_GIVEN)] = None,
+        "--model", metavar="MODEL", help="Use this model everywhere.",
+        callback=_GIVEN)] = None,
     max_concurrency: Annotated[int, typer.Option(
-        "--max-concurrency", help="Steps and items at once (1 to 1024).",
+        "--max-concurrency", metavar="N", help="Steps and items at once (1 to 1024).",
         callback=_checked(MAX_CONCURRENCY.check))] = 8,
     events: Annotated[str | None, typer.Option(
-        "--events", help="Write events as JSON Lines (- for stdout).", callback=_GIVEN)] = None,
+        "--events", metavar="FILE", help="Write events as JSON Lines (- for stdout).",
+        callback=_GIVEN)] = None,
     events_tokens: Annotated[
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
@@ -373,7 +375,8 @@ def estimate(
                                         callback=_GIVEN)],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", help="NAME=VALUE, as for `run`."),
+        typer.Option("--input", "-i", metavar="NAME=VALUE",
+                     help="NAME=VALUE, as for `run`."),
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
@@ -382,9 +385,10 @@ def estimate(
         "--data", metavar="FILE", help="A dataset (.jsonl, .json, .csv): times its rows.",
         callback=_GIVEN)] = None,
     items: Annotated[int | None, typer.Option(
-        "--items", min=0, help="Items of a for_each whose list is not known before the run "
-        "(default 10).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+        "--items", metavar="N", min=0,
+        help="Items of a for_each whose list is not known before the run (default 10).")] = None,
+    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
+                                              help="Use this model everywhere.",
                                               callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
@@ -467,7 +471,8 @@ def batch(
     map_: Annotated[list[str] | None, typer.Option(
         "--map", metavar="INPUT=COLUMN", help="Feed INPUT from COLUMN (repeatable).")] = None,
     input: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="NAME=VALUE shared by every row (a row's own value wins).")
+        "--input", "-i", metavar="NAME=VALUE",
+        help="NAME=VALUE shared by every row (a row's own value wins).")
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs shared by every row.",
@@ -476,16 +481,18 @@ def batch(
         "--output", "-o", metavar="FILE", help="Write the rows to FILE (.jsonl or .csv) "
         "instead of stdout.", callback=_GIVEN)] = None,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", help="Model calls in flight across all rows (1 to 1024).",
+        "--concurrency", "-c", metavar="N",
+        help="Model calls in flight across all rows (1 to 1024).",
         callback=_checked(MAX_CONCURRENCY.check))] = 16,
     limit: Annotated[int | None, typer.Option(
-        "--limit", help="Only the first N rows (at most 1000000).",
+        "--limit", metavar="N", help="Only the first N rows (at most 1000000).",
         callback=_checked(RUNS_LIMIT.check))] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the summary as JSON on stdout (the rows need --output).")
     ] = False,
     mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
+                                              help="Use this model everywhere.",
                                               callback=_GIVEN)] = None,
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", metavar="USD", min=0,
@@ -550,9 +557,9 @@ def ui(
     paths: Annotated[list[Path] | None, typer.Argument(
         help="Workflow files, or folders to search for them (default: this folder).",
         metavar="[PATH]...")] = None,
-    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = (
-        "127.0.0.1"),
-    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="HOST", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535,
                                       help="The port to listen on (0: any free one).")] = 8765,
     no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
 ) -> None:
@@ -582,10 +589,11 @@ class RunStatusChoice(StrEnum):
 @_reporting_errors
 def runs_list(
     limit: Annotated[int, typer.Option(
-        "--limit", "-n", help="At most this many runs (0: all; at most 1000000).",
+        "--limit", "-n", metavar="N", help="At most this many runs (0: all; at most 1000000).",
         callback=_checked(RUNS_LIMIT.check))] = 20,
     workflow: Annotated[str | None, typer.Option(
-        "--workflow", "-w", help="Only runs of this workflow.", callback=_GIVEN)] = None,
+        "--workflow", "-w", metavar="NAME", help="Only runs of this workflow.",
+        callback=_GIVEN)] = None,
     status: Annotated[RunStatusChoice | None, typer.Option("--status",
                                                            help="Only runs with this status.")
                       ] = None,
