@@ -206,6 +206,18 @@ def test_a_batch_id_where_a_run_id_is_needed(shaky: tuple[Path, Path], cli: Call
     assert result.stdout == ""
 
 
+def test_runs_delete_of_a_batch_deletes_its_rows_runs(shaky: tuple[Path, Path],
+                                                      cli: Callable) -> None:
+    """`runs delete BATCH_ID`, as batch.md says: the batch and every row's run are gone."""
+    flow, rows = shaky
+    out = lines(cli("batch", flow, "--data", rows, "--mock", "-q").stdout)
+    batch_id = json.loads(cli("runs", "list", "--json").stdout)[0]["run_id"]
+    deleted = cli("runs", "delete", batch_id)
+    assert deleted.exit_code == 0, deleted.stderr
+    assert json.loads(cli("runs", "list", "--json").stdout) == []
+    assert cli("runs", "show", out[0]["run_id"]).exit_code == 2
+
+
 def test_runs_show_gives_the_summary_and_the_failed_rows(shaky: tuple[Path, Path],
                                                          cli: Callable) -> None:
     """`runs show BATCH_ID --json`: the summary with each failed row and its error; a row's

@@ -506,7 +506,7 @@ def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = F
     was killed and left the run running). Nothing is deleted when one id fails.
     """
     run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
-    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    running = [run_id for run_id in run_ids if _status(store, run_id) == "running"]
     if running and not force:
         names = ", ".join(running)
         raise UsageError(f"run {names} is still running" if len(running) == 1 else
@@ -514,6 +514,12 @@ def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = F
                          hint="wait for it to finish; if its process is gone (killed), "
                               "delete it with --force")
     return store.delete(run_ids)
+
+
+def _status(store: HistoryStore, run_id: str) -> str:
+    """The status of a run, or of a batch (whose rows' runs go with it)."""
+    batch = store.batch(run_id)
+    return str((batch if batch is not None else store.run_row(run_id))["status"])
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
