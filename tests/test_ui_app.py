@@ -102,12 +102,16 @@ def bare(flows: Path) -> Iterator[TestClient]:
 
 
 def test_a_batch_id_is_no_run_page(client: TestClient, flows: Path) -> None:
-    """A batch's id (listed in the history) on the run page and its API: 404, not a crash."""
+    """A batch's id on the run page and its API: 404, not a crash; the history lists the
+    batch without a link to a run page (nor a box to compare it)."""
     result = orchestrate.run_batch(flows / "hello.yaml", [{"name": "Ada"}], mock=True,
                                    history=orchestrate.HistoryOptions())
     batch_id = result.summary.batch_id
     for path in (f"/runs/{batch_id}", f"/api/runs/{batch_id}"):
         assert client.get(path).status_code == 404, path
+    history = client.get("/runs").text
+    assert "(batch of 1 rows)" in history
+    assert f'href="/runs/{batch_id}"' not in history and f'value="{batch_id}"' not in history
 
 
 def start(client: TestClient, workflow: str = "hello.yaml", **body: Any) -> str:
