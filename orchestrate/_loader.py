@@ -631,6 +631,13 @@ def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
     return _plain(value)
 
 
+def _structure_values(value: Any, _: type) -> tuple[Any, ...]:
+    """An input's `enum`: a list of values (a string is not a list of its characters)."""
+    if not isinstance(value, list):
+        raise _expected("a list of values", value)
+    return tuple(_plain(item) for item in value)
+
+
 class _Converter:
     """The private cattrs converter: strict scalars, and our own hook per class."""
 
@@ -645,6 +652,7 @@ class _Converter:
         conv.register_structure_hook(Any, lambda v, _: _plain(v))
         conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
         conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
+        conv.register_structure_hook_func(lambda t: t == tuple[Any, ...], _structure_values)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
         conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
         conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],

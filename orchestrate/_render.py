@@ -636,6 +636,9 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
     facts.append(("file", source))
     took = "" if doc.get("duration_ms") is None else f", took {_duration(doc['duration_ms'])}"
     facts.append(("started", f"{_local_time(doc['started_at'])}{took}, {details.get('mode')}"))
+    if details.get("user_name") or details.get("host_name"):
+        facts.append(("by", f"{details.get('user_name') or '?'} on "
+                            f"{details.get('host_name') or '?'}"))
     usage = doc.get("usage") or {}
     facts.append(("tokens", f"{usage.get('input_tokens', 0)} in, "
                             f"{usage.get('output_tokens', 0)} out"))

@@ -49,6 +49,7 @@ _DESCRIPTIONS = {
     "base_url": "The endpoint's URL; left out, the built-in provider of this name.",
     "rpm": "Requests a minute the provider allows: calls wait for a slot instead.",
     "tpm": "Tokens a minute the provider allows (input and output).",
+    "enum": "The only values the input takes; a form shows them as a choice.",
     "max_cost": "The run's budget in USD: a model call that could pass it is not made.",
     "pricing": "Prices by model, in USD per million tokens; they win over the shipped table.",
 }
@@ -95,7 +96,9 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
     properties = schema["properties"]
     properties["version"]["const"] = 1
     properties["inputs"]["propertyNames"] = {"pattern": _anchored(ID_PATTERN)}
-    properties["inputs"]["additionalProperties"]["allOf"] = _typed_defaults()
+    input_spec = properties["inputs"]["additionalProperties"]
+    input_spec["allOf"] = _typed_defaults()
+    input_spec["properties"]["enum"]["minItems"] = 1
     ranged = [properties["defaults"]["properties"]]
     for step in schema["$defs"].values():
         step["properties"]["id"]["pattern"] = _anchored(ID_PATTERN)
@@ -122,7 +125,8 @@ def _anchored(pattern: re.Pattern[str]) -> str:
 
 
 def _typed_defaults() -> list[dict[str, Any]]:
-    """An input's `default` (or null) has the input's type; no `type` means string."""
+    """An input's `default` (or null) and `enum` values have the input's type; no `type`
+    means string."""
     from orchestrate._spec import InputType
 
     rules = []
@@ -131,7 +135,8 @@ def _typed_defaults() -> list[dict[str, Any]]:
         if kind != "string":  # without `type` the `properties` test holds: a string
             condition["required"] = ["type"]
         rules.append({"if": condition,
-                      "then": {"properties": {"default": {"type": [kind, "null"]}}}})
+                      "then": {"properties": {"default": {"type": [kind, "null"]},
+                                              "enum": {"items": {"type": kind}}}}})
     return rules
 
 

@@ -35,6 +35,7 @@ class InputSpec:
     type: InputType = "string"
     description: str | None = None
     default: Any = NO_DEFAULT
+    enum: tuple[Any, ...] | None = None  # the only values it may take (a form's choice)
 
     @property
     def required(self) -> bool:

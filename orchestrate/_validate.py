@@ -17,7 +17,7 @@ import attrs
 
 from orchestrate._errors import Diagnostic, InvalidOutput, WorkflowInvalid
 from orchestrate._hints import did_you_mean
-from orchestrate._inputs import has_type
+from orchestrate._inputs import choices_text, has_type
 from orchestrate._loader import MAX_FILE_BYTES, At, LoadResult, SourceMap, load_file
 from orchestrate._output import parse_json_reply, schema_validator
 from orchestrate._plan import (
@@ -195,6 +195,26 @@ class _Checker:
             if spec.default not in (NO_DEFAULT, None) and not has_type(spec.default, spec.type):
                 self.error(("inputs", name, "default"),
                            f"the default of input {name!r} is not of type {spec.type}")
+            elif spec.enum is not None:
+                self.check_enum(name, spec)
+
+    def check_enum(self, name: str, spec: InputSpec) -> None:
+        """`enum` values of the input's type, at least one, and a default among them."""
+        if not spec.enum:
+            self.error(("inputs", name, "enum"), f"the enum of input {name!r} lists no values")
+            return
+        for index, value in enumerate(spec.enum):
+            if not has_type(value, spec.type):
+                self.error(("inputs", name, "enum", index),
+                           f"the enum value {json.dumps(value)} of input {name!r} is not of "
+                           f"type {spec.type}")
+        if spec.default not in (NO_DEFAULT, None) and spec.default not in spec.enum:
+            shown = json.dumps(spec.default, ensure_ascii=False)
+            hint = did_you_mean(spec.default, spec.enum) if isinstance(spec.default, str) \
+                else None
+            self.error(("inputs", name, "default"),
+                       f"the default {shown} of input {name!r} is not one of its enum values "
+                       f"({choices_text(spec.enum)})", hint)
 
     def raw_steps(self) -> list[tuple[int, dict]]:
         """Every step of the file that is a mapping, built or not, with its index."""

@@ -101,6 +101,7 @@ NOT_EXPRESSIBLE: dict[str, str] = {
     "unknown_provider": "a value that must be a built-in provider or a key of `providers`",
     "function_misspelt": "the names a Python module defines",
     "missing_subworkflow": "whether a file exists",
+    "input_enum_default": "a value that must be one of a sibling list's values",
     "sub_workflow_with_type": "another file's input types",
     "mock_schema_mismatch": "a JSON document inside a string, checked against a sibling schema",
     "schema_bad_regex": "regex syntax (`format: regex` is an annotation, not an assertion)",

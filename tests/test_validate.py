@@ -82,6 +82,13 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
     ]),
+    ("input_enum_default", [
+        (4, 14, "the default \"forml\" of input 'tone' is not one of its enum values "
+                "(formal, casual)"),
+    ]),
+    ("input_enum_type", [
+        (4, 18, "the enum value \"three\" of input 'level' is not of type integer"),
+    ]),
     ("input_spec_null", [
         (1, 10, "input 'a' has no settings (its value is empty)"),
     ]),
@@ -291,6 +298,7 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("typed_reference", "did you mean 'title'?"),
         ("tab_indent", "indent with spaces: YAML does not allow tabs"),
         ("bad_enum", "did you mean 'continue'?"),
+        ("input_enum_default", "did you mean 'formal'?"),
         ("broken_step_duplicate_id", "it is first used on line 2; ids must be unique"),
         ("schema_remote_ref",
          "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),

@@ -95,8 +95,8 @@ def diff_runs(store: HistoryStore, run_a: str, run_b: str) -> dict[str, Any]:
 
 
 def run_details(store: HistoryStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run's result document, and what `runs show` adds: provenance and mode."""
+    """A run's result document, and what `runs show` adds: provenance, mode, who and where."""
     row = store.run_row(run_id)
     details = {key: row[key] for key in ("file_path", "file_sha256", "git_commit", "mode",
-                                         "finished_at")}
+                                         "finished_at", "user_name", "host_name")}
     return store.document(run_id), details

@@ -111,7 +111,7 @@ def plan_reuse(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume:
 
 
 def resumed_inputs(resume: str, env: Mapping[str, str] = os.environ,
-                   database: Path | None = None) -> dict[str, Any]:
+                   database: str | Path | None = None) -> dict[str, Any]:
     """The inputs of the run `--resume` names: a resumed run needs no `-i` again (as
     `batch --resume` needs no `--data`), and the `resume with:` line works as printed."""
     import json
