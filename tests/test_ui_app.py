@@ -795,3 +795,24 @@ def test_batches_in_the_history_and_the_batches_page(client: TestClient, batch: 
     assert client.get(f"/api/runs/{batch_id}").status_code == 404
     assert client.get("/batches/ffffffff").status_code == 404
     assert client.get(f"/api/batches/{run_id}").status_code == 404
+
+
+def test_a_batch_id_where_a_run_is_wanted_points_to_the_batch(client: TestClient,
+                                                                batch: Any) -> None:
+    """A batch's id at /api/runs/ID and /api/runs/ID/events is a 404 saying where it is
+    (not a stream that fails)."""
+    batch_id = batch.summary.batch_id
+    for path in (f"/api/runs/{batch_id}", f"/api/runs/{batch_id}/events"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/json"
+        assert f"see /api/batches/{batch_id}" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("kind", ["runs", "batches", "x", "RUN"])
+def test_an_unknown_kind_is_refused(client: TestClient, kind: str) -> None:
+    """/api/runs?kind= takes run or batch only: anything else is a 400 saying so."""
+    response = client.get(f"/api/runs?kind={kind}")
+    assert response.status_code == 400
+    assert response.json()["error"] == {"type": "invalid_input",
+                                        "message": "kind must be run or batch"}

@@ -249,17 +249,28 @@ def _api_error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
 
 
+def _not_a_run(batch_id: str) -> JSONResponse:
+    """A batch's id where a run's is wanted: say where the batch is."""
+    return _api_error(404, "not_found",
+                      f"{batch_id} is a batch, not a run: see /api/batches/{batch_id}")
+
+
+KINDS = ("run", "batch")
+
+
 async def runs_api(request: Request) -> Response:
     query = request.query_params
     try:
         limit = int(query.get("limit", PAGE_SIZE))
     except ValueError:
         return _api_error(400, "invalid_input", "limit must be a whole number")
+    kind = query.get("kind") or None
+    if kind not in (None, *KINDS):
+        return _api_error(400, "invalid_input", "kind must be run or batch")
     return JSONResponse(history_data(request.app.state, workflow=query.get("workflow"),
                                      status=query.get("status"), user=query.get("user"),
                                      before=query.get("before"),
-                                     limit=max(1, min(limit, 1000)),
-                                     kind=query.get("kind")))
+                                     limit=max(1, min(limit, 1000)), kind=kind))
 
 
 async def start_run_api(request: Request) -> Response:
@@ -296,6 +307,8 @@ def _concurrency(body: Mapping[str, Any]) -> int:
 async def run_api(request: Request) -> Response:
     try:
         return JSONResponse(run_data(request.app.state, request.path_params["run_id"])["run"])
+    except IsABatch as exc:
+        return _not_a_run(str(exc))
     except NoSuchRun:
         return _api_error(404, "not_found", "no such run")
 
@@ -327,6 +340,8 @@ async def events_api(request: Request) -> Response:
             run_id = _resolve(state.store, run_id)
         except NoSuchRun:
             return _api_error(404, "not_found", "no such run")
+        if state.store.batch(run_id) is not None:
+            return _not_a_run(run_id)
         batches = poll_history(lambda: state.store.document(run_id))
     return StreamingResponse(_sse(batches, state.closing), media_type="text/event-stream",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})
