@@ -731,6 +731,24 @@ def test_the_batch_page_and_its_twin(client: TestClient, batch: Any) -> None:
     assert "p50" in html and "Checks" not in html  # a batch without checks
 
 
+def test_each_batch_row_shows_its_runs_cost(client: TestClient, batch: Any) -> None:
+    """A batch's rows carry their run's cost from the history: in the API and as a column
+    of the page (`?` where a priced step's cost is unknown)."""
+    first, second = batch.rows[0].run_id, batch.rows[2].run_id
+    priced(first, {"answer": 0.0123})
+    priced(second, {"answer": None})
+    data = client.get(f"/api/batches/{batch.summary.batch_id}").json()
+    costs = {row["run_id"]: row["cost_usd"] for row in data["rows_shown"]}
+    assert costs[first] == 0.0123 and costs[second] is None
+    assert costs[batch.rows[1].run_id] == 0  # a mock row that failed: free
+    html = client.get(f"/batches/{batch.summary.batch_id}").text
+    assert '<th class="num">Cost</th>' in html
+    row = html[html.index(f'<a href="/runs/{first}">'):]
+    assert row.index('<td class="num cost">$0.0123</td>') < row.index("</tr>")
+    row = html[html.index(f'<a href="/runs/{second}">'):]
+    assert row.index('<td class="num cost">?</td>') < row.index("</tr>")
+
+
 def test_a_batch_shows_its_checks_whatever_they_are(client: TestClient, batch: Any) -> None:
     """A summary's `checks` ({id: {passed, failed, pass_rate}}) become a pass-rate table."""
     import sqlite3

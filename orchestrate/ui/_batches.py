@@ -28,8 +28,9 @@ class NotABatch(LookupError):
 
 
 def batch_data(state: Any, batch_id: str, *, limit: int = ROWS_SHOWN) -> dict[str, Any]:
-    """`runs show BATCH_ID --json` (the summary with `failed_rows`) and `rows`: the first
-    `limit` rows, those that did not succeed first, each as `failed_rows` lists it."""
+    """`runs show BATCH_ID --json` (the summary with `failed_rows`) and `rows_shown`: the
+    first `limit` rows, those that did not succeed first, each as `failed_rows` lists it
+    with its run's `cost_usd` (None while unknown)."""
     from orchestrate.history import batch_details, row_entry
 
     store = state.store
@@ -47,6 +48,8 @@ def batch_data(state: Any, batch_id: str, *, limit: int = ROWS_SHOWN) -> dict[st
             if len(rows) >= limit:
                 break
             rows.append(row_entry(row))
+    for row in rows:  # the same dicts as failed_rows': those get their cost too
+        row["cost_usd"] = store.run_row(row["run_id"])["cost_usd"] if row["run_id"] else None
     document["rows_shown"] = rows
     return document
 
