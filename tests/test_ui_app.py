@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from orchestrate.ui import create_app
 
@@ -834,3 +835,81 @@ def test_an_unknown_kind_is_refused(client: TestClient, kind: str) -> None:
     assert response.status_code == 400
     assert response.json()["error"] == {"type": "invalid_input",
                                         "message": "kind must be run or batch"}
+
+
+# --- checks and variants ----------------------------------------------------------------------
+
+CHECKED = """
+    name: checked
+    inputs:
+      question: {type: string}
+      expected: {type: string, default: ""}
+      tone: {default: plain}
+    outputs:
+      answer: "{{ steps.answer.output }}"
+    steps:
+      - id: answer
+        prompt: "{{ inputs.question }} ({{ inputs.tone }})"
+        mock: "{{ inputs.question | upper }}"
+    checks:
+      - id: right
+        expect: outputs.answer == row.expected
+      - id: short
+        output: answer
+        regex: "^<.{100}"
+      - id: polite
+        judge: {rubric: The answer is polite.}
+    """
+
+
+def test_the_run_page_shows_each_check(flows: Path, client: TestClient,
+                                       cli: Callable[..., Any]) -> None:
+    """A run's `checks` show under its outputs: ✓/✗, the id, the score and the message
+    (a judge's reason, an error), escaped."""
+    flow = write(flows, "checked.yaml", CHECKED.replace("row.expected", "'<B>A</B>'"))
+    result = cli("run", flow, "--mock", "--json", "--input", "question=<b>a</b>")
+    document = json.loads(result.stdout)
+    checks = {c["id"]: c for c in document["checks"]}
+    assert [checks[i]["passed"] for i in ("right", "short", "polite")] == [True, False, True]
+    html = client.get(f"/runs/{document['run_id']}").text
+    section = html[html.index('<h2 id="checks">'):]
+    assert 'Checks <span class="sub">2 of 3 passed</span>' in section
+    assert '<span class="badge status-failed">✗ failed</span>\n        <span class="mono">short' \
+        in section
+    assert '<span class="sub">score 1.0</span>' in section  # the mock judge's score
+    message = checks["short"]["message"]
+    assert message and "<B>" in message
+    assert str(escape(message)) in section and message not in section
+
+
+def test_the_batch_page_compares_the_variants(flows: Path, client: TestClient,
+                                              cli: Callable[..., Any], tmp_path: Path) -> None:
+    """A --matrix batch's `variants` become a table: one line per combination with its
+    pass rate, each check's, the judge's mean score, tokens and cost; the pass rate
+    against --fail-under is a fact of the summary."""
+    flow = write(flows, "checked.yaml", CHECKED)
+    data = tmp_path / "cases.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"question": "a", "expected": "A"}, {"question": "b", "expected": "wrong"}]))
+    result = cli("batch", flow, "--data", data, "--mock", "--json", "--output",
+                 tmp_path / "out.jsonl", "--fail-under", "0.5",
+                 "--matrix", "inputs.tone=plain,warm")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    html = client.get(f"/batches/{summary['batch_id']}").text
+    table = html[html.index('<table class="list variants">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 3  # the head and two variants
+    assert '<th class="num mono">right</th>' in table
+    assert '<td class="mono">inputs.tone=plain</td>' in table
+    assert '<td class="mono">inputs.tone=warm</td>' in table
+    first = table[table.index("inputs.tone=plain"):]
+    assert first.index('<td class="num">50%</td>') < first.index("</tr>")  # right: 1 of 2
+    assert '<dd id="batch-pass-rate" class="status-succeeded">50%' in html
+    assert '<span class="sub">of 50% needed</span>' in html
+
+
+def test_a_batch_without_variants_has_no_variants_table(client: TestClient,
+                                                         batch: Any) -> None:
+    """No --matrix: no Variants section."""
+    assert "Variants" not in client.get(f"/batches/{batch.summary.batch_id}").text
