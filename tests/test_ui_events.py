@@ -20,12 +20,22 @@ def count(step: str, done: int) -> dict[str, Any]:
             "done": done, "total": 1000}
 
 
-def test_coalesce_joins_neighbouring_tokens_of_one_step_and_item() -> None:
-    """Tokens of the same step and item in a row become one record; others stay apart."""
+def test_coalesce_joins_the_tokens_of_each_stream() -> None:
+    """The tokens of one step and item become one record where the first was, in order,
+    also when other streams' tokens come between (a for_each's items stream at once)."""
     batch = [token("a", "he"), token("a", "llo"), token("b", "x"), token("a", "!"),
-             token("a", "1", item=1), token("a", "2", item=1)]
-    assert coalesce(batch) == [token("a", "hello"), token("b", "x"), token("a", "!"),
-                               token("a", "12", item=1)]
+             token("a", "1", item=1), token("a", "A", item=2), token("a", "2", item=1),
+             token("a", "B", item=2)]
+    assert coalesce(batch) == [token("a", "hello!"), token("b", "x"),
+                               token("a", "12", item=1), token("a", "AB", item=2)]
+
+
+def test_coalesce_keeps_records_other_than_tokens_in_place() -> None:
+    """A step's tokens joined do not move past the other records: a step that starts
+    after another's first token still comes after it."""
+    started = {"event": "step_started", "step_id": "b"}
+    assert coalesce([token("a", "x"), started, token("a", "y"), token("b", "z")]) == [
+        token("a", "xy"), started, token("b", "z")]
 
 
 def test_coalesce_keeps_the_last_count_of_each_step() -> None:

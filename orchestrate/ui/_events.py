@@ -2,7 +2,7 @@
 
     RunFeed         one run started by this server: its records so far, and who listens
     Listener        one browser tab: records queued for it, sent at most every FLUSH_EVERY
-    coalesce()      a batch with its tokens joined and only the latest count of each step
+    coalesce()      a batch with each stream's tokens joined, only the latest count of a step
     poll_history()  the same records for a run of another process, read from the history
 
 A listener sends a record at once when nothing was sent in the last FLUSH_EVERY seconds,
@@ -85,21 +85,25 @@ class RunFeed:
 
 
 def coalesce(batch: list[Record]) -> list[Record]:
-    """Tokens of the same step and item next to each other joined into one record, and of
-    the `item_finished` records of a step only the last (its `done` counts them all)."""
+    """The tokens of each step and item joined into one record where the first of them
+    was (each stream's text stays in order; a for_each's items, streaming at once, cost a
+    record each, not one a chunk), and of the `item_finished` records of a step only the
+    last (its `done` counts them all)."""
     last_count = {record["step_id"]: index for index, record in enumerate(batch)
                   if record["event"] == "item_finished"}
     merged: list[Record] = []
+    streams: dict[tuple[str, Any], int] = {}  # (step id, item) -> its token record in merged
     for index, record in enumerate(batch):
         name = record["event"]
         if name == "item_finished" and last_count[record["step_id"]] != index:
             continue
-        previous = merged[-1] if merged else None
-        if (name == "token" and previous is not None and previous["event"] == "token"
-                and previous["step_id"] == record["step_id"]
-                and previous.get("item") == record.get("item")):
-            merged[-1] = {**previous, "text": previous["text"] + record["text"]}
-            continue
+        if name == "token":
+            stream = (record["step_id"], record.get("item"))
+            at = streams.get(stream)
+            if at is not None:
+                merged[at] = {**merged[at], "text": merged[at]["text"] + record["text"]}
+                continue
+            streams[stream] = len(merged)
         merged.append(record)
     return merged
 
