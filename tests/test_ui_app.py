@@ -678,6 +678,26 @@ def test_a_for_each_step_lists_its_items(client: TestClient) -> None:
         "Output")[1]  # listed once, before the output
 
 
+def test_a_for_each_shows_the_prompts_of_its_first_items_only(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The panel lists the prompts of the first ITEMS_SHOWN items and says how many more
+    there are (a 1,000-item step's panel stays small)."""
+    from orchestrate.ui import _history
+
+    monkeypatch.setattr(_history, "ITEMS_SHOWN", 2)
+    run_id = start(client, "ideas.yaml", inputs={"level": 1})
+    finished(client, run_id)
+    panel = client.get(f"/runs/{run_id}/steps/ideas/panel").text
+    prompts = panel.split("<summary>Prompt")[1].split("<summary>Raw")[0]
+    assert "An idea about alpha" in prompts and "An idea about beta" in prompts
+    assert "gamma" not in prompts
+    assert "1 more items' prompts: see Download JSON." in prompts
+    hello = start(client)
+    finished(client, hello)
+    prompt = client.get(f"/runs/{hello}/steps/greet/panel").text.split("<summary>Prompt")[1]
+    assert "Greet Ada" in prompt and "<h4>" not in prompt and "more items" not in prompt
+
+
 def test_the_items_of_a_failed_for_each_say_which_have_no_output() -> None:
     """A failed for_each keeps the outputs of the items that succeeded; the others say so."""
     from orchestrate._result import ItemResult, StepResult

@@ -80,9 +80,9 @@ def run_data(state: Any, run_id: str) -> dict[str, Any]:
 
 
 def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
-    """One step of a run: its entry in the result document, the request it sent (the
-    rendered prompt or messages), the text streamed so far while it runs, and a
-    for_each's items."""
+    """One step of a run: its entry in the result document, the requests it sent (the
+    rendered prompt or messages; a for_each's first ITEMS_SHOWN), the text streamed so
+    far while it runs, and a for_each's items."""
     live = state.manager.live.get(run_id)
     request = None
     streamed = ""
@@ -106,8 +106,11 @@ def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
         status = entry["status"] if entry else "waiting"
         items, item_statuses = None, {}
     request = result.request if result else None
+    sent = (request or {}).get("items")
+    prompts = sent if isinstance(sent, list) else [request] if request else []
     return {"run_id": run_id, "step_id": step_id, "status": status, "step": entry,
-            "request": request, "streamed": streamed, "progress": items,
+            "prompts": prompts[:ITEMS_SHOWN], "more_prompts": max(0, len(prompts) - ITEMS_SHOWN),
+            "streamed": streamed, "progress": items,
             "items": for_each_items(result, status, items, item_statuses)}
 
 
