@@ -698,6 +698,32 @@ def test_a_for_each_shows_the_prompts_of_its_first_items_only(
     assert "Greet Ada" in prompt and "<h4>" not in prompt and "more items" not in prompt
 
 
+@pytest.mark.parametrize(("entry", "for_each", "expected"), [
+    (None, False, 0),
+    ({"attempts": 1}, False, 0),
+    ({"attempts": 3}, False, 2),
+    ({"attempts": 3, "output": ["a", "b", "c"]}, True, 0),
+    ({"attempts": 5, "output": ["a", "b", "c"]}, True, 2),
+    ({"attempts": 5, "output": None}, True, 0),  # failed: its item count is not known
+])
+def test_retries_count_attempts_beyond_one_a_call(entry: Any, for_each: bool,
+                                                   expected: int) -> None:
+    """A for_each's attempts are summed over its items (SPEC 4): not retries."""
+    from orchestrate.ui._history import retries
+
+    assert retries(entry, for_each=for_each) == expected
+
+
+def test_a_for_each_without_retries_shows_none(client: TestClient) -> None:
+    """The steps list shows no retries for a 3-item for_each of 3 attempts; its panel
+    says the attempts are its items'."""
+    run_id = start(client, "ideas.yaml", inputs={"level": 1})
+    finished(client, run_id)
+    html = client.get(f"/runs/{run_id}/steps/ideas").text
+    assert 'class="attempts"' not in html
+    assert "attempts 3 for 3 items" in html
+
+
 def test_the_items_of_a_failed_for_each_say_which_have_no_output() -> None:
     """A failed for_each keeps the outputs of the items that succeeded; the others say so."""
     from orchestrate._result import ItemResult, StepResult

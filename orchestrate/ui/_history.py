@@ -63,20 +63,36 @@ def run_data(state: Any, run_id: str) -> dict[str, Any]:
         file_path = row["file_path"]
     path = state.catalog.served(file_path)
     workflow = state.catalog.report(Path(file_path)).workflow if path else None
-    order = [(s.id, s.kind) for s in workflow.steps] if workflow else [
-        (step["id"], None) for step in document["steps"]]
+    order = [(s.id, s.kind, s.for_each is not None) for s in workflow.steps] if workflow \
+        else [(step["id"], None, False) for step in document["steps"]]
     entries = {step["id"]: step for step in document["steps"]}
     steps = []
-    for step_id, kind in order:
+    for step_id, kind, for_each in order:
         status = statuses.get(step_id, "waiting" if document["status"] == "running"
                               else "cancelled")
+        entry = entries.get(step_id)
         steps.append({"id": step_id, "kind": kind, "status": status,
-                      "progress": items.get(step_id), "result": entries.get(step_id)})
+                      "progress": items.get(step_id), "result": entry,
+                      "retries": retries(entry, for_each=for_each)})
     data = {"run": document, "live": document["status"] == "running", "mode": mode,
             "workflow_path": path, "steps": steps, "graph": None, "svg": None}
     if workflow is not None and state.catalog.report(Path(file_path)).valid:
         data["graph"], data["svg"] = graph_of(workflow, {s["id"]: s["status"] for s in steps})
     return data
+
+
+def retries(entry: Mapping[str, Any] | None, *, for_each: bool) -> int:
+    """The attempts of a step beyond one a call: a for_each's are summed over its items
+    (0 when its item count is not known: it has no list of outputs)."""
+    if not entry or not entry.get("attempts"):
+        return 0
+    calls = 1
+    if for_each:
+        output = entry.get("output")
+        if not isinstance(output, list):
+            return 0
+        calls = len(output)
+    return max(0, int(entry["attempts"]) - calls)
 
 
 def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
