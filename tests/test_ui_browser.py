@@ -199,6 +199,13 @@ def test_a_user_runs_watches_cancels_and_compares(server: str, shots: Any) -> No
             page.check(f"input.pick[value='{first_run}']")
             page.check(f"input.pick[value='{second_run}']")
             shots(page, "history")
+            # A row's cells share a baseline: the monospace run id is on the line of the
+            # workflow's name (with `vertical-align: top` it sat 2 px higher).
+            offsets = page.evaluate("""() => [...document.querySelectorAll(
+                "table.runs tbody tr")].map((tr) => tr.querySelector("td:nth-child(2) a")
+                .getBoundingClientRect().bottom - tr.querySelector("td:nth-child(3) a")
+                .getBoundingClientRect().bottom)""")
+            assert offsets and all(abs(offset) < 0.5 for offset in offsets), offsets
             page.click("#compare")
             expect(page).to_have_url(re.compile(r"/compare\?a="))
             expect(page.locator("table.compare")).to_contain_text("changed")
