@@ -71,6 +71,13 @@ ROWS_FLOW = """
       - id: answer
         prompt: "Answer {{ steps.shape.output }} in a {{ inputs.tone }} tone"
         mock: "answer to {{ steps.shape.output }}"
+    outputs:
+      answer: "{{ steps.answer.output }}"
+    checks:
+      - id: short
+        expect: outputs.answer | length < 17
+      - id: polite
+        judge: {rubric: The answer is polite.}
     """
 ROWS_PY = """
     def shape(text):
@@ -259,6 +266,12 @@ def test_a_user_reads_a_batch(server: str, shots: Any, tmp_path: Path) -> None:
             expect(statuses.nth(1)).to_contain_text("failed")
             expect(statuses.nth(2)).to_contain_text("succeeded")
             expect(page.locator("table.rows")).to_contain_text("cannot shape 'bad gamma'")
+            # epsilon's answer is too long, and a failed row fails every check: 5 of 8
+            expect(page.locator("table.checks tbody tr", has_text="short")).to_contain_text(
+                "62%")
+            epsilon = page.locator("table.rows tbody tr", has_text=batch.rows[4].run_id)
+            expect(epsilon.locator(".row-checks")).to_contain_text("✗ short")
+            expect(epsilon.locator("td.cost")).to_have_text("$0")
             shots(page, "batch", full_page=True)
             page.click(f"a[href='/runs/{batch.rows[2].run_id}']")
             expect(page.locator("#run-status")).to_contain_text("failed")
