@@ -25,6 +25,7 @@ from orchestrate._version import __version__
 if TYPE_CHECKING:
     from orchestrate._batch import BatchSummary
     from orchestrate._result import RunResult
+    from orchestrate.history import Deleted
 
 app = typer.Typer(
     name="orchestrate",
@@ -735,7 +736,7 @@ def runs_delete(
 
     with open_store(location=db) as store:
         deleted = delete_runs(store, run_ids, force=force)
-    print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
+    print(f"deleted {_deleted_text(deleted)}", file=sys.stderr)
 
 
 @runs_app.command("prune")
@@ -752,10 +753,24 @@ def runs_prune(
 
     age = parse_age(older_than)
     with open_store(location=db) as store:
-        runs, responses = store.prune(time.time() - age)
-    print(f"deleted {runs} run{'s' if runs != 1 else ''} and {responses} cached "
-          f"response{'s' if responses != 1 else ''} older than {older_than.strip()}",
-          file=sys.stderr)
+        deleted = store.prune(time.time() - age)
+    from orchestrate._hints import plural
+
+    print(f"deleted {_deleted_text(deleted)} and {plural(deleted.responses, 'cached response')}"
+          f" older than {older_than.strip()}", file=sys.stderr)
+
+
+def _deleted_text(deleted: Deleted) -> str:
+    """`2 runs`, `batch ID (9 rows)`, `1 run and 2 batches (18 rows)`."""
+    from orchestrate._hints import plural
+
+    parts = [plural(deleted.runs, "run")] if deleted.runs or not deleted.batches else []
+    if deleted.batches:
+        batches = (f"batch {deleted.batches[0]}" if len(deleted.batches) == 1 else
+                   plural(len(deleted.batches), "batch", "batches"))
+        parts.append(f"{batches} ({plural(deleted.rows, 'row')})")
+    return " and ".join(parts)
+
 
 
 # --- history: moving runs between histories ----------------------------------------------------
