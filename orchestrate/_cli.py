@@ -409,13 +409,13 @@ def estimate(
     from orchestrate._estimate import estimate as estimate_run
     from orchestrate._inputs import parse_assignments, read_inputs_file
     from orchestrate._rows import count_rows
-    from orchestrate._validate import load_workflow
+    from orchestrate._validate import load_with_children
 
-    workflow = load_workflow(flow)
+    workflow, children = load_with_children(flow)
     given = read_inputs_file(inputs_file) if inputs_file else {}
     given |= parse_assignments(input or [], workflow.inputs)
     known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
-    result = estimate_run(workflow, known | given, items=items, model=model,
+    result = estimate_run(workflow, known | given, children=children, items=items, model=model,
                           rows=count_rows(data) if data else 1)
     if as_json:
         _print_json(result.to_dict())

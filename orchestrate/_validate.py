@@ -104,10 +104,18 @@ def validate_file(path: str | Path, display: str | None = None) -> Report:
 
 def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
     """The workflow at `path`, or :class:`WorkflowInvalid` with every problem found."""
+    return load_with_children(path, display)[0]
+
+
+def load_with_children(
+    path: str | Path, display: str | None = None
+) -> tuple[Workflow, dict[Path, Workflow]]:
+    """The workflow at `path` and its sub-workflows (by resolved path), or
+    :class:`WorkflowInvalid` with every problem found."""
     report = validate_file(path, display)
     if not report.valid or report.workflow is None:
         raise WorkflowInvalid(report.diagnostics)
-    return report.workflow
+    return report.workflow, report.children
 
 
 def validate_workflow(workflow: Workflow) -> Report:
