@@ -205,8 +205,8 @@ class _Estimator:
         reply = Range(min(LOW_REPLY_TOKENS, high), high)
         cost = None
         if price is None:
-            self.notes.append(f"no price known for model {chosen!r} (step {prefix}{step.id}): "
-                              "its cost is unknown")
+            self.notes.append(f"no price known for model {chosen!r}: the cost of its steps "
+                              "is unknown")
         else:
             cost = Range(
                 prompt.low * price.input + reply.low * price.output,

@@ -139,6 +139,14 @@ def test_an_unknown_price_makes_the_cost_unknown(estimate: Callable) -> None:
     assert any("'my-local'" in note for note in doc["notes"])
 
 
+def test_an_unknown_price_is_noted_once_per_model(estimate: Callable) -> None:
+    """Several steps on one unpriced model: one note for the model, not one per step."""
+    doc = estimate("steps:\n" + "".join(f"  - {{id: s{i}, model: {m}, prompt: hi}}\n"
+                                        for i, m in enumerate(["my-local", "my-local", "x-1"])))
+    notes = [note for note in doc["notes"] if "no price known" in note]
+    assert len(notes) == 2 and "'my-local'" in notes[0] and "'x-1'" in notes[1]
+
+
 def test_the_table_shows_steps_total_and_the_tokenizer(cli: Callable, write_flow: Callable) -> None:
     """Without --json: a table on stdout with a total line, the tokenizer and the notes."""
     result = cli("estimate", write_flow(FOR_EACH))
