@@ -34,10 +34,12 @@ import contextlib
 import json
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["DEFAULT_LATENCY", "Failure", "FakeOpenAI", "echo_reply", "main", "serve_in_thread"]
@@ -87,9 +89,10 @@ def echo_reply(body: dict[str, Any]) -> str:
 
 def _minimal_instance(schema: dict[str, Any]) -> Any:
     try:
-        from orchestrate.providers._mock import minimal_instance
-    except ImportError:  # used without orchestrate installed
-        return {}
+        from orchestrate._instances import minimal_instance
+    except ImportError:  # run by a Python without orchestrate: take it from this checkout
+        sys.path.append(str(Path(__file__).resolve().parent.parent))
+        from orchestrate._instances import minimal_instance
     return minimal_instance(schema, schema)
 
 
