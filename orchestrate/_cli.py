@@ -255,8 +255,10 @@ def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
     elif target == "-":
         yield sys.stdout
     else:
+        from orchestrate._files import open_private_file
+
         try:
-            with open(target, "w", encoding="utf-8") as stream:
+            with open_private_file(Path(target)) as stream:
                 yield stream
         except OSError as exc:
             raise OrchestrateError(f"cannot write events to {target}: {exc.strerror}") from None
