@@ -144,6 +144,27 @@ def test_events_tokens_include_streamed_text(write_flow: Callable, cli: Callable
     assert "".join(tokens) == "one two three"
 
 
+def test_events_tokens_redact_a_known_secret_split_across_chunks(
+        write_flow: Callable, cli: Callable, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret value the model echoes is [REDACTED] in token events, though the mock
+    streams it in three chunks (one per word); the rest of the text is all there."""
+    monkeypatch.setenv("VAULT_TOKEN", "open sesame 1234")
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+            mock: "the key is open sesame 1234 ok"
+        """)
+    events_file = tmp_path / "events.jsonl"
+    result = cli("run", flow, "--mock", "--events", events_file, "--events-tokens", "-q")
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    tokens = [e["text"] for e in events if e["event"] == "token"]
+    assert "".join(tokens) == "the key is [REDACTED] ok"
+    assert not any("sesame" in text for text in tokens)
+
+
 # --- templates and values ---------------------------------------------------------------------
 
 
