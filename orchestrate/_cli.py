@@ -332,7 +332,7 @@ def run(
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
-    from orchestrate._render import report_run
+    from orchestrate._render import function_output, report_run
     from orchestrate.history import HistoryOptions, RecordingFailed, resumed_inputs
 
     if events == "-" and as_json:
@@ -360,7 +360,7 @@ def run(
         terminated = None
         try:
             # stdout is for results: what functions print goes to stderr meanwhile.
-            with redirect_stdout(sys.stderr):
+            with redirect_stdout(function_output(sys.stderr)):
                 result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
                                                   observers=observers, history=history,
                                                   budget=run_budget(prepared, max_cost)))
@@ -548,6 +548,7 @@ def batch(
     their checks, graded: an evaluation)."""
     from orchestrate._batch import BatchRequest, run_request
     from orchestrate._errors import UsageError
+    from orchestrate._render import function_output
     from orchestrate.history import HistoryOptions
 
     if as_json and output is None:
@@ -564,7 +565,7 @@ def batch(
     terminated = None
     try:
         # stdout is for the rows: what functions print goes to stderr meanwhile.
-        with redirect_stdout(sys.stderr):
+        with redirect_stdout(function_output(sys.stderr)):
             summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
     except Terminated as exc:  # show what the batch did, then say why it stopped
         terminated, summary = exc, cast("BatchSummary", exc.result)

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -61,6 +61,32 @@ def escape_controls(text: str) -> str:
     """`text` safe to show on a terminal: each control character written as an escape
     (ESC as `\\x1b`). Results written to a file or a pipe are left byte-exact."""
     return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+class _EscapingStream(io.TextIOBase):
+    """Text written onto `out` with its control characters escaped."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.out.write(escape_controls(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def function_output(stderr: IO[str]) -> IO[str]:
+    """Where what function steps print goes while a run writes its results to stdout:
+    stderr, with control characters escaped when it is a terminal (a function may print
+    text it fetched), as it is otherwise."""
+    if not stderr.isatty():
+        return stderr
+    return cast("IO[str]", _EscapingStream(stderr))  # a TextIOBase, typeshed's IO[str] aside
 
 
 def escape_data(value: Any) -> Any:
