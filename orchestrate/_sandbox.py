@@ -22,6 +22,7 @@ import contextvars
 import difflib
 import functools
 import inspect
+import io
 import json
 import math
 import re
@@ -141,11 +142,12 @@ def generate_checked(kind: str, source: str, tree: nodes.Node) -> frozenset[str]
     else:
         assert isinstance(tree, nodes.Expr)
         runnable = ENVIRONMENT.value_template(tree)
-    generator = _TrackingGenerator(ENVIRONMENT)
+    code = io.StringIO()
+    generator = _TrackingGenerator(ENVIRONMENT, code)
     generator.visit(runnable)
     if len(_GENERATED) >= _MAX_GENERATED:  # checked and never run (a long-lived process)
         _GENERATED.clear()
-    _GENERATED[kind, source] = generator.stream.getvalue()
+    _GENERATED[kind, source] = code.getvalue()
     return frozenset(generator.undeclared)
 
 
@@ -153,9 +155,9 @@ class _TrackingGenerator(CodeGenerator):
     """Jinja's code generator, noting each variable read from the context (as
     jinja2.meta.TrackingCodeGenerator does, but keeping the code)."""
 
-    def __init__(self, environment: jinja2.Environment) -> None:
+    def __init__(self, environment: jinja2.Environment, code: io.StringIO) -> None:
         # name and filename None, as Environment.from_string generates
-        super().__init__(environment, None, None, optimized=environment.optimized)
+        super().__init__(environment, None, None, code, optimized=environment.optimized)
         self.undeclared: set[str] = set()
 
     def enter_frame(self, frame: Frame) -> None:
