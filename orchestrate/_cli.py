@@ -695,7 +695,7 @@ def main() -> None:
     # httpx imports its own command line when click, rich and pygments are installed (as
     # typer's dependencies they are): 20-40 ms of a run's start-up, for a tool this
     # process never runs. Marked missing, httpx puts a stub in its place.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     app()
 
 
