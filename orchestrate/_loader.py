@@ -42,6 +42,7 @@ from orchestrate.providers import kind_names
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 100  # nesting levels; deeper data would exhaust Python's recursion limit later
+FAST_PATH_CHARS = 1024 * 1024  # larger files are read by the round-trip parser alone
 
 Path_ = tuple[str | int, ...]
 At = Literal["key", "value", "node"]
@@ -352,21 +353,19 @@ def _parse_fast(text: str) -> dict | None:
     (`ruamel.yaml.clib`) reads the same YAML 1.2 ten times faster but keeps no positions.
     Anything unusual goes the slow way, which reports it with its line and column: a
     parse error, a duplicate key, an unknown tag, a mapping as a key (an unquoted
-    `{{ ... }}`), too many nodes; so do a `%YAML` directive and merge keys (`<<`, which
-    libyaml orders differently and lets a mapping merge itself). A file that then builds
-    with a problem is read again the slow way too, so every diagnostic comes from the
-    round-trip tree.
+    `{{ ... }}`); so do a `%YAML` directive and merge keys (`<<`, which
+    libyaml orders differently and lets a mapping merge itself). A file that then loads
+    with a problem (too many nodes among them) is read again the slow way too, so every
+    diagnostic comes from the round-trip tree.
     """
-    try:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.main import CParser
-    except ImportError:  # pragma: no cover - an install without ruamel.yaml.clib
-        return None
-    if CParser is None or "%YAML" in text or "<<" in text:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser  # None without ruamel.yaml.clib
+
+    # A large file may hold more than MAX_NODES values: the slow way stops reading there.
+    if CParser is None or len(text) > FAST_PATH_CHARS or "%YAML" in text or "<<" in text:
         return None
     try:
         root = YAML(typ="safe", pure=False).load(text)
-        _check_expansion(root)
     except Exception:  # whatever it is, the round-trip parser reports it with a position
         return None
     return root if isinstance(root, dict) and _is_plain(root) else None

@@ -258,3 +258,11 @@ def test_what_libyaml_reads_otherwise_takes_the_round_trip_path(text: str) -> No
     """Merge keys, directives and unusual types are read by the round-trip parser."""
     assert _loader._parse_fast(text) is None
     assert hasattr(load(text).source.root, "lc")
+
+
+def test_a_large_file_takes_the_round_trip_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FAST_PATH_CHARS the file is read the slow way, which stops at the node limit."""
+    text = "steps:\n  - {id: a, prompt: hi}\n"
+    assert _loader._parse_fast(text) is not None
+    monkeypatch.setattr(_loader, "FAST_PATH_CHARS", len(text) - 1)
+    assert _loader._parse_fast(text) is None
