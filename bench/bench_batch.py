@@ -51,8 +51,9 @@ def write_rows(path: Path, rows: int) -> None:
 
 
 def run_batch(folder: Path, rows: int, concurrency: int, *, base_url: str | None = None,
-              mock: bool = False) -> dict[str, Any]:
-    """One `orchestrate batch` in its own process: its summary, wall time and peak RSS."""
+              mock: bool = False, db: str | None = None) -> dict[str, Any]:
+    """One `orchestrate batch` in its own process: its summary, wall time and peak RSS;
+    `db`: the history's --db (default: history.db in the folder's home)."""
     data = folder / f"rows-{rows}.jsonl"
     if not data.exists():
         write_rows(data, rows)
@@ -63,7 +64,8 @@ def run_batch(folder: Path, rows: int, concurrency: int, *, base_url: str | None
         env["OPENAI_BASE_URL"] = base_url
     command = [*orchestrate_command(), "batch", str(folder / "flow.yaml"), "--data", str(data),
                "--concurrency", str(concurrency), "--json", "-q",
-               "-o", str(folder / "out.jsonl"), *(["--mock"] if mock else [])]
+               "-o", str(folder / "out.jsonl"), *(["--mock"] if mock else []),
+               *(["--db", db] if db else [])]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env, cwd=REPO)

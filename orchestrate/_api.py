@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +20,12 @@ from orchestrate._loader import SourceMap, load_file
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult
 from orchestrate._settings import env_switch
-from orchestrate._spec import FunctionStep, LLMStep, Workflow
+from orchestrate._spec import FunctionCheck, FunctionStep, LLMStep, Workflow
 from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
 
 if TYPE_CHECKING:
+    from orchestrate._checks import CheckRunner
     from orchestrate._cost import Budget
     from orchestrate.history import HistoryOptions, HistorySession
 
@@ -78,22 +79,33 @@ def _import_functions(
     problems: list[Diagnostic] = []
     for workflow in workflows:
         folder = workflow.path.parent if workflow.path else None
-        for index, step in enumerate(workflow.steps):
-            key = function_key(folder, step.function) if isinstance(step, FunctionStep) else None
-            if key is None or key in functions:
+        for path, spec in _function_names(workflow, checks=workflow is workflows[0]):
+            key = function_key(folder, spec)
+            if key in functions:
                 continue
             try:
-                functions[key] = import_function(key[1], folder)
+                functions[key] = import_function(spec, folder)
             except FunctionNotFound as exc:
                 where = source if workflow is workflows[0] else None
-                problems.append(_function_problem(workflow, index, exc, where))
+                problems.append(_function_problem(workflow, path, exc, where))
     if problems:
         raise WorkflowInvalid(problems)
     return functions
 
 
+def _function_names(workflow: Workflow, *, checks: bool) -> Iterator[tuple[tuple, str]]:
+    """(where, `module:callable`) of each function step, and of each function check when
+    `checks` (a sub-workflow's checks never run)."""
+    for index, step in enumerate(workflow.steps):
+        if isinstance(step, FunctionStep):
+            yield ("steps", index, "function"), step.function
+    for index, check in enumerate(workflow.checks if checks else ()):
+        if isinstance(check, FunctionCheck):
+            yield ("checks", index, "function"), check.function
+
+
 def _function_problem(
-    workflow: Workflow, index: int, problem: FunctionNotFound, source: SourceMap | None
+    workflow: Workflow, path: tuple, problem: FunctionNotFound, source: SourceMap | None
 ) -> Diagnostic:
     if source is None and workflow.path is not None:
         source = load_file(workflow.path).source
@@ -101,24 +113,42 @@ def _function_problem(
     hint = problem.hint or "the module is looked up in the workflow's folder, then on PYTHONPATH"
     if source is None or source.root is None:
         return Diagnostic(str(workflow.path or "<workflow>"), 1, 1, message, hint)
-    return source.diagnostic(("steps", index, "function"), message, hint=hint)
+    return source.diagnostic(path, message, hint=hint)
 
 
 def models_in_use(prepared: PreparedRun, options: RunOptions,
                   env: Mapping[str, str]) -> set[tuple[str, str]]:
-    """The (provider, model) pairs the run's LLM steps will call."""
-    return {
+    """The (provider, model) pairs the run's LLM steps (and its checks' judges) will call."""
+    models = {
         choose_model(workflow, step, options.model, env, mock=options.mock)
         for workflow in prepared.all_workflows()
         for step in workflow.steps
         if isinstance(step, LLMStep)
     }
+    if options.checks:
+        from orchestrate._checks import judge_models
+
+        models |= judge_models(prepared.workflow, env, mock=options.mock)
+    return models
 
 
 def providers_in_use(prepared: PreparedRun, options: RunOptions,
                      env: Mapping[str, str]) -> set[str]:
     """The provider names the run's LLM steps will call."""
     return {provider for provider, _ in models_in_use(prepared, options, env)}
+
+
+def check_runner(
+    prepared: PreparedRun, options: RunOptions, pool: ProviderPool, env: Mapping[str, str],
+    semaphore: asyncio.Semaphore,
+) -> CheckRunner | None:
+    """What adds the checks' verdicts to a run's result (None: no checks to run)."""
+    if not options.checks or not prepared.workflow.checks:
+        return None
+    from orchestrate._checks import CheckRunner
+
+    return CheckRunner(prepared.workflow, pool=pool, functions=prepared.functions, env=env,
+                       mock=options.mock, semaphore=semaphore)
 
 
 def run_budget(prepared: PreparedRun, max_cost: float | None) -> Budget | None:
@@ -186,10 +216,13 @@ async def run_prepared(
                                 wrap=metered(pricing, budget, session.wrap if session else None))
             try:
                 pool.check(providers_in_use(prepared, options, env))
+                semaphore = asyncio.Semaphore(options.max_concurrency)
+                checks = check_runner(prepared, options, pool, env, semaphore)
                 engine = Engine(
                     prepared.workflow, pool=pool, options=options, observers=observers,
                     reuse=reuse, locate=prepared.locate, functions=prepared.functions,
-                    subworkflows=prepared.subworkflow, env=env,
+                    subworkflows=prepared.subworkflow, env=env, semaphore=semaphore,
+                    after_run=checks.with_checks if checks else None,
                 )
                 # Ctrl-C or SIGTERM ends the run even if a step blocks the loop
                 with interrupt_watchdog():

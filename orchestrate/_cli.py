@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -89,6 +90,12 @@ def _checked(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
 
 
 _GIVEN = _checked(not_empty)  # an empty value is a mistake, not "not given"
+
+# --db on every command that reads or writes the history.
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--db", metavar="URL", help="The history: a file path, sqlite:///PATH or postgresql://... "
+    "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
+    rich_help_panel="Run history", show_default=False, callback=_GIVEN)]
 
 
 def _version(value: bool) -> None:
@@ -305,8 +312,11 @@ def run(
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
+    db: DatabaseOption = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the workflow's checks.")] = False,
 ) -> None:
-    """Validate, then run a workflow."""
+    """Validate, then run a workflow (and its checks: a failing check is exit 1)."""
     import asyncio
 
     from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
@@ -330,10 +340,11 @@ def run(
             observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
         observers += _progress_observers(quiet, terminal)
         options = RunOptions(model=model, max_concurrency=max_concurrency,
-                             stream=terminal or (event_out is not None and events_tokens))
+                             stream=terminal or (event_out is not None and events_tokens),
+                             checks=not no_checks)
         history = HistoryOptions(record_history=not no_history, resume=resume,
                                  rerun_from=from_step, only=only, cache=cache,
-                                 record=_path(record), replay=_path(replay))
+                                 record=_path(record), replay=_path(replay), database=db)
         use_mock = mock_from_env() or mock  # the variables are checked even with --mock
         terminated = None
         try:
@@ -354,7 +365,7 @@ def run(
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
                show_error=quiet or terminal, verbose=verbose,
-               resume_from=str(flow) if recorded and not quiet else None)
+               resume_from=str(flow) if recorded and not quiet else None, quiet=quiet)
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)
@@ -501,8 +512,23 @@ def batch(
     no_history: Annotated[bool, typer.Option(
         "--no-history", help="Record nothing in the run history.",
         rich_help_panel="Run history")] = False,
+    db: DatabaseOption = None,
+    matrix: Annotated[list[str] | None, typer.Option(
+        "--matrix", metavar="KEY=V1,V2", help="Run the rows once per combination (KEY: "
+        "model, provider, temperature, max_tokens, inputs.NAME; repeatable).",
+        rich_help_panel="Evaluation")] = None,
+    fail_under: Annotated[float, typer.Option(
+        "--fail-under", metavar="RATE", min=0.0, max=1.0, help="Exit 0 only if this share "
+        "of row-checks pass (0 to 1).", rich_help_panel="Evaluation")] = 1.0,
+    junit: Annotated[str | None, typer.Option(
+        "--junit", metavar="FILE", help="Write JUnit XML: a testcase per row and check.",
+        rich_help_panel="Evaluation", callback=_GIVEN)] = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the workflow's checks.", rich_help_panel="Evaluation")
+    ] = False,
 ) -> None:
-    """Run a workflow once per row of a dataset, concurrently; rows out in order."""
+    """Run a workflow once per row of a dataset, concurrently; rows out in order (and
+    their checks, graded: an evaluation)."""
     from orchestrate._batch import BatchRequest, run_request
     from orchestrate._errors import UsageError
     from orchestrate.history import HistoryOptions
@@ -514,7 +540,9 @@ def batch(
         inputs_file=inputs_file, output=output, concurrency=concurrency, limit=limit,
         mock=mock, model=model, max_cost=max_cost, resume=resume,
         history=HistoryOptions(record_history=not no_history, cache=cache,
-                               record=_path(record), replay=_path(replay)))
+                               record=_path(record), replay=_path(replay),
+                               database=db),
+        checks=not no_checks, fail_under=fail_under, junit=junit, matrix=tuple(matrix or ()))
     stdout = sys.stdout
     # stdout is for the rows: what functions print goes to stderr meanwhile.
     with redirect_stdout(sys.stderr):
@@ -543,11 +571,14 @@ def ui(
     port: Annotated[int, typer.Option("--port", min=0, max=65535,
                                       help="The port to listen on (0: any free one).")] = 8765,
     no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Serve the workflows and the run history in a browser: run, watch, compare."""
     from orchestrate.ui import serve
 
-    serve(paths or [Path(".")], host=host, port=port, open_browser=not no_open)
+    # The history it shows, and the runs it starts record into, alike.
+    env = {**os.environ, "ORCHESTRATE_DATABASE_URL": db} if db else os.environ
+    serve(paths or [Path(".")], host=host, port=port, open_browser=not no_open, env=env)
 
 
 # --- runs: the history ------------------------------------------------------------------------
@@ -577,19 +608,23 @@ def runs_list(
     status: Annotated[RunStatusChoice | None, typer.Option("--status",
                                                            help="Only runs with this status.")
                       ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", metavar="NAME",
+                                             help="Only runs made by NAME.",
+                                             callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Recorded runs, newest first."""
     from orchestrate.history import open_store
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         runs = store.list_runs(limit=limit or None, workflow=workflow,
-                               status=status.value if status else None)
+                               status=status.value if status else None, user=user)
         location = store.location
     if as_json:
         _print_json(runs)
     elif not runs:
-        what = "match" if workflow or status else "are recorded"
+        what = "match" if workflow or status or user else "are recorded"
         print(f"no runs {what} in {location}", file=sys.stderr)
     else:
         from orchestrate._render import print_runs_table
@@ -606,11 +641,12 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
                                           help="A run id, or a unique prefix of one.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """A recorded run: its outputs and each step. A batch: its summary and failed rows."""
     from orchestrate.history import batch_details, open_store, run_details
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         found = store.resolve(run_id)
         batch = batch_details(store, found, limit=None if as_json else SHOWN_FAILED_ROWS)
         if batch is None:
@@ -637,14 +673,25 @@ def runs_diff(
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The earlier run (id or prefix).")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The later run (id or prefix).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    db: DatabaseOption = None,
 ) -> None:
-    """Per step, what changed between two runs: request, output, status, tokens, time."""
-    from orchestrate.history import diff_runs, open_store
+    """Per step, what changed between two runs: request, output, status, tokens, time.
+    Two batches: each check's pass rate, and the rows whose verdict changed."""
+    from orchestrate._errors import UsageError
+    from orchestrate.history import diff_batches, diff_runs, open_store
 
-    with open_store() as store:
-        diff = diff_runs(store, store.resolve(run_a), store.resolve(run_b))
+    with open_store(location=db) as store:
+        found = store.resolve(run_a), store.resolve(run_b)
+        batches = [store.batch(run_id) is not None for run_id in found]
+        if batches[0] != batches[1]:
+            raise UsageError("runs diff compares two runs or two batches, not one of each")
+        diff = diff_batches(store, *found) if batches[0] else diff_runs(store, *found)
     if as_json:
         _print_json(diff)
+    elif batches[0]:
+        from orchestrate._render_batch import print_batch_diff
+
+        print_batch_diff(diff, sys.stdout)
     else:
         from orchestrate._render import print_diff
 
@@ -658,11 +705,12 @@ def runs_delete(
                                                  help="Run ids or unique prefixes.")],
     force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
                                                         "too (their process is gone).")] = False,
+    db: DatabaseOption = None,
 ) -> None:
     """Delete runs from the history (a run still running only with --force)."""
     from orchestrate.history import delete_runs, open_store
 
-    with open_store() as store:
+    with open_store(location=db) as store:
         deleted = delete_runs(store, run_ids, force=force)
     print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
 
@@ -672,6 +720,7 @@ def runs_delete(
 def runs_prune(
     older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
                                             help="90s, 45m, 12h, 30d or 2w.")],
+    db: DatabaseOption = None,
 ) -> None:
     """Delete runs (and cached responses) older than AGE; runs still running are kept."""
     import time
@@ -679,11 +728,88 @@ def runs_prune(
     from orchestrate.history import open_store, parse_age
 
     age = parse_age(older_than)
-    with open_store() as store:
+    with open_store(location=db) as store:
         runs, responses = store.prune(time.time() - age)
     print(f"deleted {runs} run{'s' if runs != 1 else ''} and {responses} cached "
           f"response{'s' if responses != 1 else ''} older than {older_than.strip()}",
           file=sys.stderr)
+
+
+# --- history: moving runs between histories ----------------------------------------------------
+
+history_app = typer.Typer(
+    name="history", help="Move runs between histories: export to, and import from, a file.",
+    no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(history_app)
+
+
+@history_app.command("export")
+@_reporting_errors
+def history_export(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines to write (- for stdout).",
+                                        callback=_GIVEN)],
+    db: DatabaseOption = None,
+) -> None:
+    """Write every run, with its steps, to FILE (JSON Lines)."""
+    from orchestrate._hints import plural
+    from orchestrate.history import export_history, open_store
+
+    with open_store(location=db) as store, _output_file(file) as out:
+        done = export_history(store, out)
+        location = store.location
+    print(f"exported {plural(done.runs, 'run')}"
+          + (f" and {_batches(done.batches)}" if done.batches else "")
+          + f" from {location} to {file}", file=sys.stderr)
+
+
+@history_app.command("import")
+@_reporting_errors
+def history_import(
+    file: Annotated[str, typer.Argument(metavar="FILE",
+                                        help="JSON Lines from `history export` (- for stdin).",
+                                        callback=_GIVEN)],
+    db: DatabaseOption = None,
+) -> None:
+    """Add the runs of FILE to the history; runs it has already are left as they are."""
+    from orchestrate._hints import plural
+    from orchestrate.history import import_history, open_store
+
+    with _input_file(file) as lines, open_store(location=db) as store:
+        done = import_history(store, lines, file)
+        location = store.location
+    print(f"imported {plural(done.added, 'run')}"
+          + (f" and {_batches(done.batches)}" if done.batches else "")
+          + f" into {location}"
+          + (f" ({done.present} already there)" if done.present else ""), file=sys.stderr)
+
+
+def _batches(count: int) -> str:
+    return f"{count} batch" if count == 1 else f"{count} batches"
+
+
+@contextmanager
+def _output_file(name: str) -> Iterator[IO[str]]:
+    if name == "-":
+        yield sys.stdout
+        return
+    try:
+        with open(name, "w", encoding="utf-8") as out:
+            yield out
+    except OSError as exc:
+        raise OrchestrateError(f"cannot write {name}: {exc.strerror}") from None
+
+
+@contextmanager
+def _input_file(name: str) -> Iterator[IO[str]]:
+    if name == "-":
+        yield sys.stdin
+        return
+    try:
+        with open(name, encoding="utf-8") as lines:
+            yield lines
+    except OSError as exc:
+        raise OrchestrateError(f"cannot read {name}: {exc.strerror}") from None
 
 
 def main() -> None:

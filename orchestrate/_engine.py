@@ -19,7 +19,7 @@ import reprlib
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import attrs
@@ -105,6 +105,7 @@ class RunOptions:
     max_concurrency: int = attrs.field(default=8, validator=MAX_CONCURRENCY.validate)
     stream: bool = False  # ask providers for tokens (something shows them)
     mock: bool = False  # --mock: the mock answers every LLM step
+    checks: bool = True  # evaluate the workflow's checks after the run (--no-checks: False)
 
 
 @attrs.frozen
@@ -217,8 +218,11 @@ class Engine:
         semaphore: asyncio.Semaphore | None = None,
         env: Mapping[str, str] | None = None,
         plan: Plan | None = None,
+        after_run: Callable[[RunResult], Awaitable[RunResult]] | None = None,
     ) -> None:
         self.workflow = workflow
+        # What a finished run goes through before RunFinished: its checks (SPEC 9).
+        self.after_run = after_run
         self.plan: Plan = plan or build_plan(workflow)  # a batch builds it once for all rows
         self.pool = pool
         self.options = options or RunOptions()
@@ -270,6 +274,12 @@ class Engine:
             outputs=outputs, error=failure, resumed_from=resumed_from,
             steps=tuple(self.results[s] for s in self.workflow.step_ids),
         )
+        if self.after_run is not None:
+            try:
+                result = await self.after_run(result)
+            except asyncio.CancelledError:  # Ctrl-C while checking: the run is cancelled
+                result = attrs.evolve(result, status="cancelled", duration_ms=_ms_since(clock),
+                                      error=ErrorInfo("cancelled", "the run was interrupted"))
         self.emit(RunFinished(result=result))
         return result
 
@@ -386,7 +396,7 @@ class Engine:
         failure = None
         for name, template in self.workflow.outputs.items():
             try:
-                outputs[name] = self._render_data(template, self.context(), f"outputs.{name}")
+                outputs[name] = render_data(template, self.context(), f"outputs.{name}")
             except TemplateError as exc:  # its message names the output already
                 failure = failure or self._redacted(ErrorInfo("template", exc.message,
                                                               hint=exc.hint))
@@ -605,7 +615,7 @@ class Engine:
     def _unit(self, step: AnyStep, context: dict[str, Any]) -> Unit:
         if isinstance(step, LLMStep):
             return self._llm_request(step, context)
-        rendered = self._render_data(step.with_, context, f"{step.id}.with")
+        rendered = render_data(step.with_, context, f"{step.id}.with")
         if isinstance(step, FunctionStep):
             return FunctionCall(step.function, rendered)
         assert self.subworkflows is not None
@@ -732,19 +742,6 @@ class Engine:
         except TemplateError as exc:
             raise TemplateError(self._where(step, field, exc.message), hint=exc.hint) from None
 
-    def _render_data(self, value: Any, context: dict[str, Any], where: str) -> Any:
-        """`with` and `outputs`: every string is a template, typed when it is one expression."""
-        if isinstance(value, str):
-            try:
-                return _compiled(parse_template(value)).evaluate(context)
-            except TemplateError as exc:
-                raise TemplateError(f"{where}: {exc.message}", hint=exc.hint) from None
-        if isinstance(value, dict):
-            return {k: self._render_data(v, context, f"{where}.{k}") for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._render_data(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
-        return value
-
 
 class InvalidStepInput(StepError):
     error_type = "invalid_input"
@@ -752,6 +749,21 @@ class InvalidStepInput(StepError):
 
 class SubWorkflowFailed(StepError):
     """A child run failed; `error_type` is set to the child's error type."""
+
+
+def render_data(value: Any, context: dict[str, Any], where: str) -> Any:
+    """`with`, `outputs` and checks' values: every string is a template, typed when it is
+    one expression; `where` names the value in errors."""
+    if isinstance(value, str):
+        try:
+            return _compiled(parse_template(value)).evaluate(context)
+        except TemplateError as exc:
+            raise TemplateError(f"{where}: {exc.message}", hint=exc.hint) from None
+    if isinstance(value, dict):
+        return {k: render_data(v, context, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_data(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 _Parsed = TypeVar("_Parsed", Template, Expression)

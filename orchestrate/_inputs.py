@@ -145,6 +145,8 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any], *,
             if not has_type(value, spec.type):
                 shown = _shown(json.dumps(value, ensure_ascii=False, default=str), limit=None)
                 raise InputError(f"input {name!r} must be of type {spec.type}, got {shown}")
+            if spec.enum is not None and value not in spec.enum:
+                raise not_a_choice(name, value, spec.enum)
             resolved[name] = value
         elif partial:
             continue
@@ -154,6 +156,19 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any], *,
         else:
             resolved[name] = spec.default
     return resolved
+
+
+def choices_text(values: tuple[Any, ...]) -> str:
+    """An `enum`'s values as messages list them: `fast, slow` (non-strings as JSON)."""
+    return ", ".join(v if isinstance(v, str) else json.dumps(v) for v in values)
+
+
+def not_a_choice(name: str, value: Any, values: tuple[Any, ...]) -> InputError:
+    """A value that is not one of the input's `enum` values, with the nearest as a hint."""
+    shown = _shown(json.dumps(value, ensure_ascii=False, default=str))
+    hint = did_you_mean(value, values) if isinstance(value, str) else None
+    return InputError(f"input {name!r} must be one of {choices_text(values)}, got {shown}",
+                      hint=hint or f"the values it takes: {choices_text(values)}")
 
 
 def _input_hint(name: str, specs: Mapping[str, InputSpec]) -> str:

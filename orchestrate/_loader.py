@@ -21,10 +21,13 @@ import attrs
 from orchestrate._errors import Diagnostic, InputError
 from orchestrate._hints import did_you_mean
 from orchestrate._spec import (
+    CHECK_KIND_KEYS,
     KIND_KEYS,
+    MATCH_KEYS,
     SETTING_KEYS,
     Defaults,
     InputSpec,
+    Judge,
     LLMStep,
     Message,
     ModelSettings,
@@ -148,6 +151,8 @@ class LoadResult:
     broken_steps: frozenset[str] = frozenset()
     step_positions: tuple[int, ...] = ()  # each built step's index in the file's `steps`
     broken_inputs: frozenset[str] = frozenset()
+    check_positions: tuple[int, ...] = ()  # each built check's index in the file's `checks`
+    broken_checks: frozenset[str] = frozenset()
 
 
 def load_file(path: str | Path, display: str | None = None) -> LoadResult:
@@ -237,11 +242,14 @@ def _unquote_templates(root: Any, text: str, display: str) -> list[Diagnostic]:
                 found.append(Diagnostic(display, value.lc.line + 1, value.lc.col + 1,
                                         "YAML reads an unquoted {{ ... }} as a mapping",
                                         _quote_hint(key, template)))
-                is_expression = key in ("when", "for_each")
+                is_expression = key in _EXPRESSION_KEYS
                 node[key] = template[2:-2].strip() if is_expression else template
             elif isinstance(value, dict | list):
                 pending.append(value)
     return sorted(found, key=lambda d: (d.line, d.column))
+
+
+_EXPRESSION_KEYS = ("when", "for_each", "expect")  # bare expressions, not templates
 
 
 def _is_unquoted_template(value: Any) -> bool:
@@ -263,7 +271,7 @@ def _template_text(node: Any, lines: list[str]) -> str:
 
 
 def _quote_hint(key: Any, template: str) -> str:
-    if key in ("when", "for_each"):
+    if key in _EXPRESSION_KEYS:
         return f"an expression is written without braces: {key}: {template[2:-2].strip()}"
     quoted = f'"{template}"' if '"' not in template else f"'{template}'"
     written = f"- {quoted}" if isinstance(key, int) else f"{key}: {quoted}"
@@ -702,6 +710,13 @@ def _structure_mapping(value: Any, _: type) -> dict[str, Any]:
     return _plain(value)
 
 
+def _structure_values(value: Any, _: type) -> tuple[Any, ...]:
+    """An input's `enum`: a list of values (a string is not a list of its characters)."""
+    if not isinstance(value, list):
+        raise _expected("a list of values", value)
+    return tuple(_plain(item) for item in value)
+
+
 class _Converter:
     """The private cattrs converter: strict scalars, and our own hook per class."""
 
@@ -716,16 +731,17 @@ class _Converter:
         conv.register_structure_hook(Any, lambda v, _: _plain(v))
         conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_str_tuple)
         conv.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_mapping)
+        conv.register_structure_hook_func(lambda t: t == tuple[Any, ...], _structure_values)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
         conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
         conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
                                           self._structure_messages)
-        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Step,
-                    Workflow):
+        classes: list[type] = [InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message,
+                               Judge, Step, Workflow, *KIND_KEYS.values(),
+                               *CHECK_KIND_KEYS.values()]
+        for cls in classes:
             attrs.resolve_types(cls)
-        for cls in set(KIND_KEYS.values()):
-            attrs.resolve_types(cls)
-        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message):
+        for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Judge):
             conv.register_structure_hook(cls, self._object_hook(cls))
         self.conv = conv
 
@@ -827,6 +843,7 @@ def _noun(cls: type) -> str:
         Price: "a price",
         ProviderSpec: "a provider",
         Message: "a message",
+        Judge: "a judge",
     }.get(cls, cls.__name__)
 
 
@@ -842,7 +859,7 @@ def converter() -> _Converter:
 
 # --- the workflow and its steps -----------------------------------------------------------
 
-_TOP_KEYS = _field_keys(Workflow, skip=("path", "steps", "name"))
+_TOP_KEYS = _field_keys(Workflow, skip=("path", "steps", "name", "checks"))
 _STEP_COMMON = tuple(f.name.rstrip("_") for f in attrs.fields(Step))
 
 
@@ -852,11 +869,11 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
     kwargs: dict[str, Any] = {}
     broken_inputs: set[str] = set()
     for key, value in root.items():
-        if key in ("steps", "name") or _is_extension(key):
+        if key in ("steps", "name", "checks") or _is_extension(key):
             continue
         field = _TOP_KEYS.get(key)
         if field is None:
-            known = {**_TOP_KEYS, "name": 0, "steps": 0}
+            known = {**_TOP_KEYS, "name": 0, "steps": 0, "checks": 0}
             diagnostics += _diagnose(_unknown_key(key, "the workflow", known), (), source)
             continue
         if key in ("inputs", "providers") and isinstance(value, dict):
@@ -869,9 +886,11 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
             diagnostics += _diagnose(exc, (key,), source)
     kwargs["name"] = _workflow_name(root, path, source, diagnostics)
     steps, positions, broken = _build_steps(root, source, diagnostics)
-    workflow = Workflow(steps=tuple(steps), path=path, **kwargs)
+    checks, check_positions, broken_checks = _build_checks(root, source, diagnostics)
+    workflow = Workflow(steps=tuple(steps), checks=tuple(checks), path=path, **kwargs)
     return LoadResult(source, workflow, diagnostics, frozenset(broken), tuple(positions),
-                      frozenset(broken_inputs))
+                      frozenset(broken_inputs), tuple(check_positions),
+                      frozenset(broken_checks))
 
 
 def _is_extension(key: Any) -> bool:
@@ -1021,6 +1040,76 @@ def _no_kind(raw: dict) -> Exception:
         hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
         problems.append(_Problem(f"step{name} has no kind", hint=hint, at="node"))
     return problems[0] if len(problems) == 1 else ExceptionGroup("invalid step", problems)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _build_checks(
+    root: dict, source: SourceMap, diagnostics: list[Diagnostic]
+) -> tuple[list[Any], list[int], list[str]]:
+    """Each check on its own, as steps are: one broken check hides no other."""
+    raw_checks = root.get("checks")
+    if raw_checks is None:
+        return [], [], []
+    if not isinstance(raw_checks, list):
+        diagnostics += _diagnose(_expected("a list of checks", raw_checks), ("checks",), source)
+        return [], [], []
+    checks, positions, broken = [], [], []
+    for index, raw in enumerate(raw_checks):
+        try:
+            checks.append(structure_check(raw))
+            positions.append(index)
+        except Exception as exc:
+            diagnostics += _diagnose(exc, ("checks", index), source)
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                broken.append(raw["id"])
+    return checks, positions, broken
+
+
+def structure_check(raw: Any) -> Any:
+    """Pick the check's kind from its keys (exactly one), then build it."""
+    if not isinstance(raw, dict):
+        raise _expected("a check (a mapping with an `id`)", raw)
+    kinds = [key for key in CHECK_KIND_KEYS if key in raw]
+    if not kinds:
+        raise _no_check_kind(raw)
+    if len(kinds) > 1:
+        shown = " and ".join(f"`{k}`" for k in kinds)
+        raise _Problem(f"a check is exactly one kind, but this one has {shown}",
+                       hint="split it into two checks", at="key", path=(kinds[-1],))
+    if kinds == ["equals"] and raw["equals"] is None:
+        raise _Problem("`equals` needs a value", path=("equals",), at="key",
+                       hint="to test for null, write `expect: outputs.NAME is none`")
+    cls = CHECK_KIND_KEYS[kinds[0]]
+    return converter().structure_object(raw, cls, _check_keys(cls, kinds[0]), "a check")
+
+
+def _check_keys(cls: type, kind: str) -> dict[str, attrs.Attribute]:
+    """A match check's keys: its own operator only, so a second one is an unknown key."""
+    return {k: f for k, f in _field_keys(cls).items() if k not in MATCH_KEYS or k == kind}
+
+
+_ALL_CHECK_KEYS = sorted({"id", "output", "mock", "with", "threshold", *CHECK_KIND_KEYS})
+
+
+def _no_check_kind(raw: dict) -> Exception:
+    """A check without a kind key: a misspelt kind, or the list of kinds."""
+    problems: list[Exception] = []
+    misspelt_kind = False
+    for key in raw:
+        if key in _ALL_CHECK_KEYS:
+            continue
+        kind = did_you_mean(str(key), CHECK_KIND_KEYS)
+        misspelt_kind = misspelt_kind or kind is not None
+        problems.append(_Problem(f"unknown key {key!r} in a check", at="key", path=(key,),
+                                 hint=kind or did_you_mean(str(key), _ALL_CHECK_KEYS)))
+    if not misspelt_kind:
+        name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
+        kinds = ", ".join(f"`{k}`" for k in CHECK_KIND_KEYS)
+        problems.append(_Problem(f"check{name} has no kind", hint=f"give it one of {kinds}",
+                                 at="node"))
+    return problems[0] if len(problems) == 1 else ExceptionGroup("invalid check", problems)
 
 
 # --- errors -> diagnostics -----------------------------------------------------------------

@@ -12,7 +12,18 @@ from typing import Any
 
 import attrs
 
-from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Workflow, WorkflowStep
+from orchestrate._spec import (
+    AnyCheck,
+    AnyStep,
+    ExpectCheck,
+    FunctionCheck,
+    FunctionStep,
+    JudgeCheck,
+    LLMStep,
+    MatchCheck,
+    Workflow,
+    WorkflowStep,
+)
 from orchestrate._templating import Expression, Problem, Template, parse_expression, parse_template
 
 
@@ -43,6 +54,20 @@ def template_sites(step: AnyStep) -> Iterator[TemplateSite]:
             yield TemplateSite(("messages", index, "content"), message.content)
     elif isinstance(step, FunctionStep | WorkflowStep):
         yield from data_template_sites(step.with_, ("with",))
+
+
+def check_sites(check: AnyCheck) -> Iterator[TemplateSite]:
+    """Every template and expression of a check (SPEC 9)."""
+    if isinstance(check, ExpectCheck):
+        yield TemplateSite(("expect",), check.expect, is_expression=True)
+    elif isinstance(check, MatchCheck):
+        yield from data_template_sites(check.expected, (check.operator,))
+    elif isinstance(check, JudgeCheck):
+        yield TemplateSite(("judge", "rubric"), check.judge.rubric)
+        if check.mock is not None:
+            yield TemplateSite(("mock",), check.mock)
+    elif isinstance(check, FunctionCheck):
+        yield from data_template_sites(check.with_, ("with",))
 
 
 def raw_template_sites(raw: dict[str, Any]) -> Iterator[TemplateSite]:

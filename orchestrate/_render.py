@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from orchestrate._events import (
     TokenReceived,
 )
 from orchestrate._hints import plural
-from orchestrate._result import RunResult, StepResult
+from orchestrate._result import CheckResult, RunResult, StepResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -443,14 +443,17 @@ def _print_rich_outputs(outputs: dict[str, Any], out: IO[str]) -> bool:
 
 
 def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: bool,
-               show_error: bool, verbose: bool, resume_from: str | None = None) -> None:
-    """After a run: its outputs on `out`, and on `err` tracebacks (verbose), the error and,
-    for a recorded run (`resume_from` is its workflow file), how to resume it.
+               show_error: bool, verbose: bool, resume_from: str | None = None,
+               quiet: bool = False) -> None:
+    """After a run: its outputs on `out`, and on `err` its checks (the failed ones only
+    when `quiet`), tracebacks (verbose), the error and, for a recorded run (`resume_from`
+    is its workflow file), how to resume it.
 
     `show_error` is for when nothing else has said it (the live view and -q do not).
     """
     if with_outputs and result.status == "succeeded":
         print_outputs(result.outputs, out, terminal=out.isatty())
+    print_checks(result.checks, err, only_failed=quiet)
     if verbose:
         for step in result.steps:
             if step.error and step.error.details:
@@ -463,6 +466,24 @@ def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: b
     hint = resume_hint(result, resume_from) if resume_from is not None else None
     if hint:
         err.write(hint + "\n")
+
+
+def print_checks(checks: Sequence[CheckResult], err: IO[str], *,
+                 only_failed: bool = False) -> None:
+    """One line per check: ✓ or ✗, its id, its score, and its message (a judge's reason),
+    then the count; nothing when there are no checks."""
+    if not checks:
+        return
+    for check in checks:
+        if only_failed and check.passed:
+            continue
+        score = f" ({check.score:.2f})" if check.score is not None else ""
+        message = f": {check.message}" if check.message else ""
+        mark = "✓" if check.passed else "✗"
+        err.write(escape_controls(f"{mark} {check.id}{score}{message}") + "\n")
+    failed = sum(not check.passed for check in checks)
+    if not only_failed or failed:
+        err.write(f"checks: {len(checks) - failed} passed, {failed} failed\n")
 
 
 # --- graphs -----------------------------------------------------------------------------------
@@ -633,6 +654,9 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
     facts.append(("file", source))
     took = "" if doc.get("duration_ms") is None else f", took {_duration(doc['duration_ms'])}"
     facts.append(("started", f"{_local_time(doc['started_at'])}{took}, {details.get('mode')}"))
+    if details.get("user_name") or details.get("host_name"):
+        facts.append(("by", f"{details.get('user_name') or '?'} on "
+                            f"{details.get('host_name') or '?'}"))
     usage = doc.get("usage") or {}
     facts.append(("tokens", f"{usage.get('input_tokens', 0)} in, "
                             f"{usage.get('output_tokens', 0)} out"))

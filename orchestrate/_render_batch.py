@@ -23,6 +23,7 @@ from orchestrate._render import (
     _history_console,
     _local_time,
     _status_text,
+    escape_controls,
 )
 
 if TYPE_CHECKING:
@@ -148,9 +149,82 @@ def summary_text(doc: dict[str, Any]) -> str:
     lines += [f"  note: {note}" for note in doc.get("notes") or ()]
     if doc.get("reused"):
         lines.append(f"  {doc['reused']:,} rows taken from batch {doc.get('resumed_from')}")
+    lines += checks_lines(doc)
+    if doc.get("variants"):
+        lines.append(comparison_table(doc["variants"]))
     if doc["status"] != "succeeded":
         lines.append(f"  run the rest with: orchestrate batch ... --resume {doc['batch_id']}")
     return "\n".join(lines)
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def checks_lines(doc: dict[str, Any]) -> list[str]:
+    """The checks' pass rates (SPEC 9): overall against --fail-under, then each check's."""
+    checks = doc.get("checks") or {}
+    if not checks:
+        return []
+    rate, needed = doc.get("pass_rate"), doc.get("fail_under", 1.0)
+    verdict = "met" if rate is not None and rate >= needed else "NOT met"
+    lines = [f"  checks: {_rate(rate)} passed (--fail-under {needed:.0%}: {verdict})"]
+    width = max(len(name) for name in checks)
+    for name, counts in checks.items():
+        lines.append(f"    {name:<{width}}  {counts['passed']:>6,} passed {counts['failed']:>6,} "
+                     f"failed  {_rate(counts['pass_rate']):>6}")
+    return lines
+
+
+def comparison_table(variants: list[dict[str, Any]]) -> str:
+    """--matrix: one column per variant, one line per measure, as plain text."""
+    heads = [", ".join(f"{k}={v}" for k, v in (variant["variant"] or {}).items())
+             for variant in variants]
+    rows: list[tuple[str, list[str]]] = [("pass rate", [_rate(v["pass_rate"]) for v in variants])]
+    for name in variants[0]["checks"]:
+        rows.append((f"  {name}", [_rate(v["checks"][name]["pass_rate"]) for v in variants]))
+    rows += [
+        ("mean judge score", ["-" if v["mean_judge_score"] is None
+                              else f"{v['mean_judge_score']:.2f}" for v in variants]),
+        ("rows failed", [f"{v['failed']:,}" for v in variants]),
+        ("tokens", [f"{v['usage']['input_tokens'] + v['usage']['output_tokens']:,}"
+                    for v in variants]),
+        ("cost", [format_usd(v["cost_usd"]) for v in variants]),
+        ("latency p50", [_duration(v["latency_ms"]["p50"]) if v["latency_ms"]["p50"]
+                         is not None else "-" for v in variants]),
+        ("latency p95", [_duration(v["latency_ms"]["p95"]) if v["latency_ms"]["p95"]
+                         is not None else "-" for v in variants]),
+    ]
+    first = max(len(label) for label, _ in rows)
+    widths = [max(len(head), *(len(cells[i]) for _, cells in rows))
+              for i, head in enumerate(heads)]
+    lines = ["  " + " " * first + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths,
+                                                                           strict=True))]
+    for label, cells in rows:
+        lines.append(f"  {label:<{first}}" + "".join(f"  {c:>{w}}" for c, w in
+                                                     zip(cells, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def print_batch_diff(diff: dict[str, Any], out: IO[str]) -> None:
+    """`runs diff` of two batches: pass rates before and after, then the rows whose
+    verdict changed (pass -> fail first)."""
+    a, b = diff["a"], diff["b"]
+    lines = [f"a {a['batch_id']}  {a['workflow']}  {a['status']}",
+             f"b {b['batch_id']}  {b['workflow']}  {b['status']}",
+             f"pass rate: {_rate(diff['pass_rate']['a'])} -> {_rate(diff['pass_rate']['b'])}"]
+    width = max((len(name) for name in diff["checks"]), default=0)
+    for name, rates in diff["checks"].items():
+        delta = "" if rates["delta"] is None else f"  ({rates['delta']:+.1%})"
+        lines.append(f"  {name:<{width}}  {_rate(rates['a']):>6} -> {_rate(rates['b']):>6}{delta}")
+    if diff["changed_rows"]:
+        lines.append("rows whose verdict changed:")
+    for row in diff["changed_rows"]:
+        turn = "pass -> fail" if row["a"] else "fail -> pass"
+        message = row.get("message")
+        message = "" if not message else f": {message}" if row["a"] else f" (was: {message})"
+        lines.append(f"  row {row['row']} {row['check']}: {turn}{message}")
+    out.write(escape_controls("\n".join(lines)) + "\n")
 
 
 def print_batch(doc: dict[str, Any], failed: Iterable[dict[str, Any]], out: IO[str]) -> None:
@@ -174,7 +248,15 @@ def _draw_batch(doc: dict[str, Any], failed: list[dict[str, Any]], console: Cons
     for name, value in facts:
         console.print(Text(f"{name:<8} ", style="dim") + Text(value))
     console.print(Text(summary_text(doc).splitlines()[1]))
+    for line in checks_lines(doc):
+        console.print(Text(line))
+    if doc.get("variants"):
+        console.print(Text(comparison_table(doc["variants"])))
     console.print()
+    for row in doc.get("failed_checks") or ():
+        for check in row["checks"]:
+            message = f": {check['message']}" if check.get("message") else ""
+            console.print(Text(f"✗ row {row['row']} {check['id']}{message}"))
     if not failed:
         return
     table = Table(box=None, padding=(0, 1), header_style="bold", title="rows that did not "

@@ -135,6 +135,33 @@ class StepResult:
 
 
 @attrs.frozen(kw_only=True)
+class CheckResult:
+    """A check's verdict on a run (SPEC 9). A judge's call has usage and cost too."""
+
+    id: str
+    passed: bool
+    score: float | None = None
+    message: str | None = None
+    usage: Usage | None = None  # a judge's model call
+    cost_usd: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"id": self.id, "passed": self.passed, "score": self.score,
+                               "message": self.message}
+        if self.usage is not None:
+            doc["usage"] = self.usage.to_dict()
+            doc["cost_usd"] = self.cost_usd
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
+        usage = doc.get("usage")
+        return cls(id=doc["id"], passed=doc["passed"], score=doc.get("score"),
+                   message=doc.get("message"), usage=Usage(**usage) if usage else None,
+                   cost_usd=doc.get("cost_usd"))
+
+
+@attrs.frozen(kw_only=True)
 class RunResult:
     run_id: str
     workflow: str
@@ -147,19 +174,31 @@ class RunResult:
     steps: tuple[StepResult, ...]
     error: ErrorInfo | None = None
     resumed_from: str | None = None
+    checks: tuple[CheckResult, ...] = ()  # SPEC 9: evaluated once the run succeeded
 
     @property
     def usage(self) -> Usage:
-        return Usage.total([s.usage for s in self.steps])
+        """The tokens of every model call: the steps', and the judges' of the checks."""
+        return Usage.total([*(s.usage for s in self.steps), *(c.usage for c in self.checks)])
 
     @property
     def cost_usd(self) -> float | None:
-        """What the run paid: the sum of its steps that called a model (None if one of them
-        has no known price)."""
-        return total_cost(s.cost_usd for s in self.steps if s.usage is not None)
+        """What the run paid: the sum of its steps and judges that called a model (None if
+        one of them has no known price)."""
+        steps = [s.cost_usd for s in self.steps if s.usage is not None]
+        judges = [c.cost_usd for c in self.checks if c.usage is not None]
+        return total_cost([*steps, *judges])
+
+    @property
+    def checks_passed(self) -> bool:
+        return all(check.passed for check in self.checks)
 
     @property
     def exit_code(self) -> int:
+        """0 succeeded, 1 failed (or a check failed: the status stays `succeeded`), 130
+        cancelled."""
+        if self.status == "succeeded" and not self.checks_passed:
+            return 1
         return {"succeeded": 0, "failed": 1, "cancelled": 130}[self.status]
 
     @classmethod
@@ -192,6 +231,7 @@ class RunResult:
             "usage": self.usage.to_dict(),
             "cost_usd": self.cost_usd,
             "error": self.error.to_dict() if self.error else None,
+            "checks": [c.to_dict() for c in self.checks],
         }
         if self.resumed_from:
             doc["resumed_from"] = self.resumed_from

@@ -46,9 +46,20 @@ _DESCRIPTIONS = {
     "max_tokens": "The most tokens the reply may have.",
     "retries": "Retries on transient failures (429, 5xx, network).",
     "cache": "Answer from earlier identical requests (see `run --cache`).",
+    "checks": "Checks graded after a successful run and on every batch row (SPEC 9).",
+    "expect": "A Jinja2 expression over inputs, outputs, steps (and row in a batch); true "
+              "passes.",
+    "contains": "The output (as text) must contain this text (a template).",
+    "icontains": "The output must contain this text, ignoring case (a template).",
+    "regex": "The output must match this regular expression (a template), anywhere.",
+    "equals": "The output must equal this value (a template; text compared trimmed).",
+    "judge": "A model grades the output against a rubric, with a score from 0 to 1.",
+    "rubric": "What a good output is, for the judge (a template).",
+    "threshold": "The score (0 to 1) needed to pass.",
     "base_url": "The endpoint's URL; left out, the built-in provider of this name.",
     "rpm": "Requests a minute the provider allows: calls wait for a slot instead.",
     "tpm": "Tokens a minute the provider allows (input and output).",
+    "enum": "The only values the input takes; a form shows them as a choice.",
     "max_cost": "The run's budget in USD: a model call that could pass it is not made.",
     "pricing": "Prices by model, in USD per million tokens; they win over the shipped table.",
 }
@@ -73,13 +84,19 @@ def workflow_schema() -> dict[str, Any]:
         "minItems": 1,
         "items": {"oneOf": [{"$ref": f"#/$defs/{name}"} for name in _STEP_DEFS]},
     }
+    top["properties"]["checks"] = {
+        "description": _DESCRIPTIONS["checks"],
+        "type": "array",
+        "items": {"oneOf": [{"$ref": f"#/$defs/{name}"} for name in _CHECK_DEFS]},
+    }
     top["patternProperties"] = {"^x-": {"description": "Free for anchors (`<<: *name`)."}}
+    defs = {**_STEP_DEFS, **_CHECK_DEFS}
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "orchestrate workflow",
         **top,
-        "$defs": {name: build() for name, build in _STEP_DEFS.items()},
+        "$defs": {name: build() for name, build in defs.items()},
     }
     _add_validation_rules(schema)
     return schema
@@ -95,11 +112,19 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
     properties = schema["properties"]
     properties["version"]["const"] = 1
     properties["inputs"]["propertyNames"] = {"pattern": _anchored(ID_PATTERN)}
-    properties["inputs"]["additionalProperties"]["allOf"] = _typed_defaults()
+    input_spec = properties["inputs"]["additionalProperties"]
+    input_spec["allOf"] = _typed_defaults()
+    input_spec["properties"]["enum"]["minItems"] = 1
     ranged = [properties["defaults"]["properties"]]
     for step in schema["$defs"].values():
         step["properties"]["id"]["pattern"] = _anchored(ID_PATTERN)
         ranged.append(step["properties"])
+    for check in ("function_check", "judge_check"):
+        fields = schema["$defs"][check]["properties"]
+        fields = fields["judge"]["properties"] if check == "judge_check" else fields
+        fields["threshold"].update({"minimum": 0, "maximum": 1})
+    schema["$defs"]["function_check"]["properties"]["function"]["pattern"] = \
+        _anchored(FUNCTION_PATTERN)
     for fields in ranged:
         for key, bounds, _ in SETTING_RANGES:
             if key in fields:
@@ -122,7 +147,8 @@ def _anchored(pattern: re.Pattern[str]) -> str:
 
 
 def _typed_defaults() -> list[dict[str, Any]]:
-    """An input's `default` (or null) has the input's type; no `type` means string."""
+    """An input's `default` (or null) and `enum` values have the input's type; no `type`
+    means string."""
     from orchestrate._spec import InputType
 
     rules = []
@@ -131,7 +157,8 @@ def _typed_defaults() -> list[dict[str, Any]]:
         if kind != "string":  # without `type` the `properties` test holds: a string
             condition["required"] = ["type"]
         rules.append({"if": condition,
-                      "then": {"properties": {"default": {"type": [kind, "null"]}}}})
+                      "then": {"properties": {"default": {"type": [kind, "null"]},
+                                              "enum": {"items": {"type": kind}}}}})
     return rules
 
 
@@ -161,6 +188,53 @@ def _step_classes() -> dict[str, Any]:
 
 
 _STEP_DEFS = _step_classes()
+
+
+def _check_classes() -> dict[str, Any]:
+    from orchestrate._spec import (
+        MATCH_KEYS,
+        ExpectCheck,
+        FunctionCheck,
+        JudgeCheck,
+        MatchCheck,
+        SchemaCheck,
+    )
+
+    def match_check() -> dict[str, Any]:
+        schema = _described(_object_schema(MatchCheck, required=("id",)))
+        schema["oneOf"] = [{"required": [key]} for key in MATCH_KEYS]
+        return schema
+
+    def kind_check(cls: type, key: str) -> Any:
+        return lambda: _described(_object_schema(cls, required=("id", key)))
+
+    return {
+        "expect_check": kind_check(ExpectCheck, "expect"),
+        "schema_check": kind_check(SchemaCheck, "schema"),
+        "match_check": match_check,
+        "judge_check": kind_check(JudgeCheck, "judge"),
+        "function_check": kind_check(FunctionCheck, "function"),
+    }
+
+
+# What the keys a check shares with steps mean in a check.
+_CHECK_DESCRIPTIONS = {
+    "id": "Unique check id: letters, digits and underscores, not starting with a digit.",
+    "output": "The output the check looks at; may be left out when there is only one.",
+    "schema": "A JSON Schema the output must match.",
+    "mock": "What --mock answers for the judge (a template): JSON with score and reason.",
+    "with": "Keyword arguments of the function, as templates.",
+}
+
+
+def _described(schema: dict[str, Any]) -> dict[str, Any]:
+    for key, text in _CHECK_DESCRIPTIONS.items():
+        if key in schema["properties"]:
+            schema["properties"][key]["description"] = text
+    return schema
+
+
+_CHECK_DEFS = _check_classes()
 
 
 def _object_schema(

@@ -35,6 +35,7 @@ class InputSpec:
     type: InputType = "string"
     description: str | None = None
     default: Any = NO_DEFAULT
+    enum: tuple[Any, ...] | None = None  # the only values it may take (a form's choice)
 
     @property
     def required(self) -> bool:
@@ -157,6 +158,97 @@ KIND_KEYS: dict[str, type[Step]] = {
 }
 
 
+# --- checks (SPEC 9) ---------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Check:
+    """What every kind of check has: a check grades a run's outputs once it succeeded."""
+
+    id: str
+
+    kind: ClassVar[str]
+
+
+@attrs.frozen(kw_only=True)
+class ExpectCheck(Check):
+    expect: str  # an expression over inputs, outputs, steps (and row in a batch)
+
+    kind: ClassVar[str] = "expect"
+
+
+@attrs.frozen(kw_only=True)
+class SchemaCheck(Check):
+    schema: dict[str, Any]
+    output: str | None = None  # the output it looks at; None: the workflow's only one
+
+    kind: ClassVar[str] = "schema"
+
+
+@attrs.frozen(kw_only=True)
+class MatchCheck(Check):
+    """One of `contains`, `icontains`, `regex`, `equals`: a template compared with an output."""
+
+    output: str | None = None
+    contains: str | None = None
+    icontains: str | None = None
+    regex: str | None = None
+    equals: Any = None
+
+    kind: ClassVar[str] = "match"
+
+    @property
+    def operator(self) -> str:
+        return next(key for key in MATCH_KEYS if getattr(self, key) is not None)
+
+    @property
+    def expected(self) -> Any:
+        return getattr(self, self.operator)
+
+
+MATCH_KEYS: tuple[str, ...] = ("contains", "icontains", "regex", "equals")
+
+
+@attrs.frozen(kw_only=True)
+class Judge:
+    """A model that grades an output against a rubric (a template)."""
+
+    rubric: str
+    model: str | None = None
+    provider: str | None = None
+    threshold: float = 0.5  # the score (0..1) needed to pass
+
+
+@attrs.frozen(kw_only=True)
+class JudgeCheck(Check):
+    judge: Judge
+    output: str | None = None
+    mock: str | None = None  # what --mock answers for the judge (a template)
+
+    kind: ClassVar[str] = "judge"
+
+
+@attrs.frozen(kw_only=True)
+class FunctionCheck(Check):
+    function: str
+    with_: dict[str, Any] = attrs.field(factory=dict, alias="with_")
+    threshold: float = 0.5  # for a number returned: the score needed to pass
+
+    kind: ClassVar[str] = "function"
+
+
+AnyCheck: TypeAlias = ExpectCheck | SchemaCheck | MatchCheck | JudgeCheck | FunctionCheck
+
+# The keys that decide a check's kind.
+CHECK_KIND_KEYS: dict[str, type[Check]] = {
+    "expect": ExpectCheck,
+    "schema": SchemaCheck,
+    **{key: MatchCheck for key in MATCH_KEYS},
+    "judge": JudgeCheck,
+    "function": FunctionCheck,
+}
+
+
 @attrs.frozen(kw_only=True)
 class Workflow:
     name: str
@@ -167,6 +259,7 @@ class Workflow:
     defaults: Defaults = Defaults()
     providers: dict[str, ProviderSpec] = attrs.field(factory=dict)
     outputs: dict[str, Any] | None = None
+    checks: tuple[AnyCheck, ...] = ()
     # Where the workflow came from; not part of the YAML.
     path: Path | None = None
     # Step id -> step (the first of that id), so that finding a step costs no scan.
@@ -184,3 +277,8 @@ class Workflow:
     @property
     def step_ids(self) -> list[str]:
         return [s.id for s in self.steps]
+
+    @property
+    def output_names(self) -> list[str]:
+        """The names of a run's outputs: `outputs:`, else every step's id."""
+        return list(self.outputs) if self.outputs is not None else self.step_ids

@@ -32,7 +32,7 @@ from orchestrate._sandbox import (
 )
 from orchestrate._template_base import GLOBALS, Checked, Comparison, Problem, Reference
 
-_ROOTS = frozenset({"inputs", "steps"})
+_ROOTS = frozenset({"inputs", "steps", "outputs"})  # `outputs`: in checks
 _INTERNAL = (  # attributes that are not private by name but are by nature
     {"mro"}
     | UNSAFE_GENERATOR_ATTRIBUTES

@@ -17,23 +17,29 @@ import attrs
 
 from orchestrate._errors import Diagnostic, InvalidOutput, WorkflowInvalid
 from orchestrate._hints import did_you_mean
-from orchestrate._inputs import has_type
+from orchestrate._inputs import choices_text, has_type
 from orchestrate._loader import MAX_FILE_BYTES, At, LoadResult, SourceMap, load_file
 from orchestrate._output import parse_json_reply, schema_validator
 from orchestrate._plan import (
     CycleError,
     TemplateSite,
     build_plan,
+    check_sites,
     data_template_sites,
     raw_template_sites,
     template_sites,
 )
 from orchestrate._spec import (
     NO_DEFAULT,
+    AnyCheck,
     AnyStep,
+    FunctionCheck,
     FunctionStep,
     InputSpec,
+    JudgeCheck,
     LLMStep,
+    MatchCheck,
+    SchemaCheck,
     Workflow,
     WorkflowStep,
 )
@@ -43,6 +49,8 @@ from orchestrate.providers import KINDS, builtin_provider_names
 ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 FUNCTION_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 STEP_FIELDS = ("output", "status")
+# What a check's templates and expressions may read beyond a step's (SPEC 9).
+CHECK_VARIABLES = frozenset({"outputs", "row"})
 # Evaluated once for the whole step, so a for_each step's `item` is not set there.
 _STEP_LEVEL = (("for_each",), ("when",))
 
@@ -109,7 +117,8 @@ def validate_workflow(workflow: Workflow) -> Report:
     """
     display = str(workflow.path) if workflow.path else "<workflow>"
     positions = tuple(range(len(workflow.steps)))
-    loaded = LoadResult(SourceMap(display), workflow, [], step_positions=positions)
+    loaded = LoadResult(SourceMap(display), workflow, [], step_positions=positions,
+                        check_positions=tuple(range(len(workflow.checks))))
     parents = (workflow.path.resolve(),) if workflow.path else ()
     checker = _Checker(loaded, parents, {})
     diagnostics = sorted(checker.run(), key=lambda d: (d.file != display, d.line, d.column))
@@ -149,6 +158,10 @@ class _Checker:
             id(step): index
             for step, index in zip(self.workflow.steps, loaded.step_positions, strict=True)
         }
+        self.check_positions = {
+            id(check): index
+            for check, index in zip(self.workflow.checks, loaded.check_positions, strict=True)
+        }
         self.stack = stack
         self.done = done
         self.index = {step.id: i for i, step in enumerate(self.workflow.steps)}
@@ -178,6 +191,9 @@ class _Checker:
         self.check_broken_steps()
         self.check_outputs()
         self.check_cycles()
+        self.check_check_ids()
+        for check in self.workflow.checks:
+            self.check_check(check)
         return self.found
 
     # --- the workflow ---------------------------------------------------------------------
@@ -195,6 +211,26 @@ class _Checker:
             if spec.default not in (NO_DEFAULT, None) and not has_type(spec.default, spec.type):
                 self.error(("inputs", name, "default"),
                            f"the default of input {name!r} is not of type {spec.type}")
+            elif spec.enum is not None:
+                self.check_enum(name, spec)
+
+    def check_enum(self, name: str, spec: InputSpec) -> None:
+        """`enum` values of the input's type, at least one, and a default among them."""
+        if not spec.enum:
+            self.error(("inputs", name, "enum"), f"the enum of input {name!r} lists no values")
+            return
+        for index, value in enumerate(spec.enum):
+            if not has_type(value, spec.type):
+                self.error(("inputs", name, "enum", index),
+                           f"the enum value {json.dumps(value)} of input {name!r} is not of "
+                           f"type {spec.type}")
+        if spec.default not in (NO_DEFAULT, None) and spec.default not in spec.enum:
+            shown = json.dumps(spec.default, ensure_ascii=False)
+            hint = did_you_mean(spec.default, spec.enum) if isinstance(spec.default, str) \
+                else None
+            self.error(("inputs", name, "default"),
+                       f"the default {shown} of input {name!r} is not one of its enum values "
+                       f"({choices_text(spec.enum)})", hint)
 
     def raw_steps(self) -> list[tuple[int, dict]]:
         """Every step of the file that is a mapping, built or not, with its index."""
@@ -351,20 +387,26 @@ class _Checker:
         return False
 
     def check_site(
-        self, site: TemplateSite, path: tuple, step: AnyStep | _StepView | None
+        self, site: TemplateSite, path: tuple, step: AnyStep | _StepView | None,
+        also: frozenset[str] = frozenset(),
     ) -> Template | Expression | Problem:
-        """Check one template or expression; returns what parsing it gave."""
+        """Check one template or expression (which may read the variables `also` too);
+        returns what parsing it gave."""
         parsed = site.parse()
         if isinstance(parsed, Problem):
             self.template_error(path, parsed)
             return parsed
-        allowed = {"inputs", "steps", *GLOBALS}
+        allowed = {"inputs", "steps", *GLOBALS, *also}
         if step is not None and step.for_each is not None and site.path not in _STEP_LEVEL:
             allowed |= {"item", "index"}
         for name in sorted(parsed.variables - allowed):
             hint = _variable_hint(name, allowed)
             self.error(path, f"unknown variable {name!r} in a template", hint)
         for ref in sorted(parsed.references, key=lambda r: (r.root, r.name)):
+            if ref.root == "outputs":
+                if "outputs" in allowed:  # else reported as an unknown variable above
+                    self.check_output_name(ref.name, path)
+                continue
             self.check_reference(ref, path, step)
         if site.path == ("for_each",) and len(parsed.references) == 1:
             self.check_for_each_type(next(iter(parsed.references)), site.source, path)
@@ -449,7 +491,7 @@ class _Checker:
         if ref.root == "inputs":
             spec = self.workflow.inputs.get(ref.name)
             return frozenset({spec.type}) if spec is not None and not ref.path else None
-        if ref.name not in self.index or not ref.path:
+        if ref.root == "outputs" or ref.name not in self.index or not ref.path:
             return None
         target = self.workflow.steps[self.index[ref.name]]
         if ref.path == ("status",):
@@ -527,6 +569,87 @@ class _Checker:
                     self.error((*path, "patternProperties", key),
                                f"invalid regular expression in patternProperties: {problem}",
                                at="key")
+
+    # --- checks (SPEC 9) --------------------------------------------------------------------
+
+    def raw_checks(self) -> list[tuple[int, dict]]:
+        """Every check of the file that is a mapping, built or not, with its index."""
+        if self.source.root is None:
+            return [(i, {"id": check.id}) for i, check in enumerate(self.workflow.checks)]
+        raw = self.source.root.get("checks") if isinstance(self.source.root, dict) else None
+        return [(i, c) for i, c in enumerate(raw) if isinstance(c, dict)] \
+            if isinstance(raw, list) else []
+
+    def check_check_ids(self) -> None:
+        first_line: dict[str, int] = {}
+        for index, raw in self.raw_checks():
+            check_id = raw.get("id")
+            if not isinstance(check_id, str):
+                continue
+            path = ("checks", index, "id")
+            if not ID_PATTERN.match(check_id):
+                self.error(path, f"invalid check id {check_id!r}", _identifier_hint(check_id))
+            if check_id in first_line:
+                self.error(path, f"duplicate check id {check_id!r}",
+                           f"it is first used on line {first_line[check_id]}; ids must be "
+                           "unique")
+            else:
+                first_line[check_id] = self.source.locate(path)[0]
+
+    def check_check(self, check: AnyCheck) -> None:
+        base = ("checks", self.check_positions[id(check)])
+        for site in check_sites(check):
+            self.check_site(site, (*base, *site.path), None, CHECK_VARIABLES)
+        if isinstance(check, SchemaCheck | MatchCheck | JudgeCheck):
+            self.check_check_output(check, base)
+        if isinstance(check, SchemaCheck):
+            self.check_schema(check.schema, (*base, "schema"))
+        elif isinstance(check, MatchCheck):
+            self.check_match(check, base)
+        elif isinstance(check, JudgeCheck):
+            self.check_judge(check, base)
+        elif isinstance(check, FunctionCheck):
+            self.check_threshold(check.threshold, (*base, "threshold"))
+            if not FUNCTION_PATTERN.match(check.function):
+                self.error((*base, "function"), f"invalid function {check.function!r}",
+                           "write it as `package.module:callable`")
+            else:
+                self.check_function_name(check.function, (*base, "function"))
+
+    def check_check_output(self, check: SchemaCheck | MatchCheck | JudgeCheck,
+                           base: tuple) -> None:
+        names = self.workflow.output_names
+        if check.output is not None:
+            self.check_output_name(check.output, (*base, "output"))
+        elif len(names) != 1:
+            self.error(base, f"check {check.id!r} needs `output:` (the workflow has "
+                       f"{len(names)} outputs)",
+                       f"name one of {', '.join(names)}" if names else None, at="node")
+
+    def check_output_name(self, name: str, path: tuple) -> None:
+        names = self.workflow.output_names
+        if name not in names and name not in self.broken:
+            self.error(path, f"unknown output {name!r}",
+                       did_you_mean(name, names) or f"outputs: {', '.join(names)}")
+
+    def check_match(self, check: MatchCheck, base: tuple) -> None:
+        if check.operator == "regex" and not _is_template(check.regex):
+            problem = _regex_problem(check.regex or "")
+            if problem:
+                self.error((*base, "regex"), f"invalid regular expression: {problem}")
+
+    def check_judge(self, check: JudgeCheck, base: tuple) -> None:
+        judge = check.judge
+        self.check_threshold(judge.threshold, (*base, "judge", "threshold"))
+        known = {*builtin_provider_names(), *self.workflow.providers}
+        if judge.provider is not None and judge.provider not in known:
+            self.error((*base, "judge", "provider"), f"unknown provider {judge.provider!r}",
+                       did_you_mean(judge.provider, known)
+                       or f"known: {', '.join(sorted(known))}")
+
+    def check_threshold(self, value: float, path: tuple) -> None:
+        if not 0 <= value <= 1:
+            self.error(path, f"`threshold` must be between 0 and 1, got {value:g}")
 
     def check_sub_workflow(self, step: WorkflowStep, path: tuple) -> None:
         parent = self.workflow.path

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -24,6 +26,8 @@ _ENVIRONMENT = (
     "ORCHESTRATE_MOCK",
     "ORCHESTRATE_USE_MOCK",
     "ORCHESTRATE_MODEL",
+    "ORCHESTRATE_DATABASE_URL",
+    "ORCHESTRATE_USER",
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -134,3 +138,99 @@ def run_json(cli: Callable[..., Result]) -> Callable[..., tuple[int, dict[str, A
         return result.exit_code, json.loads(result.stdout)
 
     return run
+
+
+# --- the history on both backends ----------------------------------------------------------------
+# A test module that says `pytestmark = pytest.mark.usefixtures("history_backend")` runs
+# each test on SQLite and on a real PostgreSQL (a fresh schema per test); a test marked
+# `sqlite_only` (it checks the file itself) runs on SQLite alone.
+
+HISTORY_BACKENDS = ("sqlite", "postgres")
+_schemas = itertools.count()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "history_backend" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("history_backend", ["sqlite"] if only_sqlite else HISTORY_BACKENDS,
+                             indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throw-away PostgreSQL server for the whole session; the tests that need it skip
+    when PostgreSQL is not installed, unless ORCHESTRATE_REQUIRE_POSTGRES=1 (CI)."""
+    from tests.postgres_server import REQUIRE, running_server
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        if os.environ.get(REQUIRE) == "1":
+            raise
+        pytest.skip("psycopg is not installed")
+    try:
+        with running_server() as server:
+            yield server
+    except FileNotFoundError as exc:
+        if os.environ.get(REQUIRE) == "1":
+            raise
+        pytest.skip(str(exc))
+
+
+def fresh_schema(server: Any) -> str:
+    """The URL of a new, empty schema on `server` (much faster than a database per test)."""
+    import psycopg
+
+    schema = f"test_{os.getpid()}_{next(_schemas)}"
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return f"{server.url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def history_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The history on SQLite (ORCHESTRATE_HOME) or on PostgreSQL (ORCHESTRATE_DATABASE_URL)."""
+    if request.param == "postgres":
+        url = fresh_schema(request.getfixturevalue("postgres_server"))
+        monkeypatch.setenv("ORCHESTRATE_DATABASE_URL", url)
+    return str(request.param)
+
+
+class _PostgresConnection:
+    """psycopg, spoken to like sqlite3: `?` placeholders, `with` closes."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.raw = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.raw.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+
+    def __enter__(self) -> _PostgresConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.close()
+
+
+def history_connection() -> Any:
+    """A connection to the tests' history, whichever backend holds it (`?` placeholders)."""
+    url = os.environ.get("ORCHESTRATE_DATABASE_URL")
+    if url:
+        return _PostgresConnection(url)
+    return sqlite3.connect(Path(os.environ["ORCHESTRATE_HOME"]) / "history.db")
+
+
+def history_bytes() -> bytes:
+    """Everything the history holds, to search for what must not be there: the SQLite
+    file's bytes, or every row of every table of the PostgreSQL schema."""
+    url = os.environ.get("ORCHESTRATE_DATABASE_URL")
+    if not url:
+        return (Path(os.environ["ORCHESTRATE_HOME"]) / "history.db").read_bytes()
+    with _PostgresConnection(url) as db:
+        tables = [row[0] for row in db.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()")]
+        return "".join(str(db.execute(f"SELECT * FROM {table}").fetchall())
+                       for table in tables).encode()

@@ -141,6 +141,7 @@ def test_rows_run_at_most_a_window_ahead_of_the_slowest(flow: Path) -> None:
     assert {i for kind, i in before_first_end if kind == "start"} == {0, 1, 2}
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_a_failed_row_is_recorded_and_the_batch_goes_on(shaky: tuple[Path, Path],
                                                         cli: Callable) -> None:
     """Rows that fail carry their error; the others succeed; exit 1."""
@@ -157,6 +158,7 @@ def test_a_failed_row_is_recorded_and_the_batch_goes_on(shaky: tuple[Path, Path]
                            "usage", "cost_usd", "duration_ms", "run_id"}
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_resume_reruns_only_the_rows_that_did_not_succeed(shaky: tuple[Path, Path],
                                                           cli: Callable, tmp_path: Path) -> None:
     """--resume BATCH_ID runs the failed rows alone, reusing their succeeded steps, and
@@ -183,6 +185,7 @@ def test_resume_reruns_only_the_rows_that_did_not_succeed(shaky: tuple[Path, Pat
         ("batch", 9, "succeeded"), ("batch", 9, "failed")]
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_runs_show_gives_the_summary_and_the_failed_rows(shaky: tuple[Path, Path],
                                                          cli: Callable) -> None:
     """`runs show BATCH_ID --json`: the summary with each failed row and its error; a row's
@@ -287,6 +290,7 @@ def test_run_batch_checks_every_row_first(flow: Path) -> None:
     assert __import__("fns").CALLS == []
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_run_batch_records_history_when_asked(flow: Path) -> None:
     """run_batch(history=HistoryOptions()) records the batch and its rows' runs."""
     result = orchestrate.run_batch(flow, ({"i": i} for i in range(3)), history=HistoryOptions())

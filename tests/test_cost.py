@@ -312,6 +312,7 @@ def paid(respx_mock: Any) -> Any:
     return respx_mock.post(PAID_URL).mock(side_effect=answer)
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_a_for_each_sums_its_items_cost_and_events_carry_it(
     write_flow: Callable,
     cli: Callable,
@@ -340,6 +341,7 @@ def test_a_for_each_sums_its_items_cost_and_events_carry_it(
     assert listed[0]["cost_usd"] == doc["cost_usd"]
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_the_history_keeps_the_price_a_cost_was_made_with(
     write_flow: Callable,
     cli: Callable,
@@ -365,6 +367,7 @@ def test_the_history_keeps_the_price_a_cost_was_made_with(
     assert "cost: $0.0002 → $0.00095 (+$0.00075)" in text
 
 
+@pytest.mark.usefixtures("history_backend")
 def test_cache_hits_and_replays_cost_nothing_and_say_so(
     write_flow: Callable,
     cli: Callable,
@@ -391,13 +394,15 @@ def test_a_history_from_before_costs_is_migrated(
     import sqlite3
 
     from orchestrate.history import _sqlite
+    from orchestrate.history._schema import MIGRATIONS, SQLITE
 
     path = tmp_path / "home" / "history.db"
     path.parent.mkdir(parents=True)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute(f"PRAGMA application_id = {_sqlite.APPLICATION_ID}")
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    _sqlite.m001_initial(db)
+    for statement in MIGRATIONS[0].sql(SQLITE):
+        db.execute(statement)
     db.execute("INSERT INTO _migrations VALUES ('m001_initial', 'then')")
     db.execute("PRAGMA user_version = 1")
     db.execute(

@@ -111,6 +111,33 @@ def test_resolve_rejects_missing_and_mistyped(given: dict, message: str) -> None
     assert caught.value.message == message
 
 
+CHOICES = {"tone": InputSpec(enum=("formal", "casual"), default="formal"),
+           "level": InputSpec(type="integer", enum=(1, 2, 3), default=1)}
+
+
+@pytest.mark.parametrize(
+    ("given", "message", "hint"),
+    [
+        ({"tone": "casul"}, "input 'tone' must be one of formal, casual, got \"casul\"",
+         "did you mean 'casual'?"),
+        ({"tone": "loud"}, "input 'tone' must be one of formal, casual, got \"loud\"",
+         "the values it takes: formal, casual"),
+        ({"level": 5}, "input 'level' must be one of 1, 2, 3, got 5",
+         "the values it takes: 1, 2, 3"),
+    ],
+)
+def test_resolve_rejects_a_value_outside_the_enum(given: dict, message: str, hint: str) -> None:
+    """An `enum` input takes only its listed values; the nearest one is suggested."""
+    with pytest.raises(InputError) as caught:
+        resolve_inputs(CHOICES, given)
+    assert (caught.value.message, caught.value.hint) == (message, hint)
+
+
+def test_resolve_takes_an_enum_value() -> None:
+    """A listed value (or the default) passes the enum check."""
+    assert resolve_inputs(CHOICES, {"level": 3}) == {"tone": "formal", "level": 3}
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [("inputs.json", '{"article": "a", "count": 2}'), ("inputs.yaml", "article: a\ncount: 2\n")],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,9 @@ import httpx
 import pytest
 
 from orchestrate.providers._mock import MockProvider
+from tests.conftest import history_bytes, history_connection
+
+pytestmark = pytest.mark.usefixtures("history_backend")
 
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
 
@@ -66,9 +68,6 @@ def run(cli: Callable, flow: Path, *args: str | Path) -> tuple[int, dict[str, An
 def reused(doc: dict[str, Any]) -> dict[str, bool]:
     return {s["id"]: bool(s.get("reused")) for s in doc["steps"]}
 
-
-def history_db() -> Path:
-    return Path(os.environ["ORCHESTRATE_HOME"]) / "history.db"
 
 
 # --- --resume -----------------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def test_resume_runs_only_the_failed_and_later_steps(
         assert after["output"] == before["output"]
         assert after["usage"] == before["usage"]
         assert after["model"] == before["model"]
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         assert db.execute("SELECT resumed_from FROM runs WHERE run_id = ?",
                           (resumed["run_id"],)).fetchone() == (failed["run_id"],)
         assert db.execute("SELECT step_id FROM steps WHERE run_id = ? AND reused = 1"
@@ -443,7 +442,7 @@ def live_calls(respx_mock, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def run_count() -> int:
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         return db.execute("SELECT count(*) FROM runs").fetchone()[0]
 
 
@@ -464,7 +463,7 @@ def test_from_takes_the_latest_run_of_the_same_mode(write_flow: Callable, cli: C
     _, mock_again = run(cli, flow, "--mock", "--only", "join")
     assert mock_again["resumed_from"] == mocked["run_id"]
     assert len(live_calls) == 1
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
                           (again["run_id"],)).fetchone() == ("live",)
 
@@ -677,7 +676,7 @@ def test_cache_never_keeps_failures(write_flow: Callable, cli: Callable,
     assert code == 1
     assert provider_calls == ["data", "data"]
     assert not second["steps"][0].get("cached")
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         assert db.execute("SELECT count(*) FROM responses").fetchone() == (0,)
 
 
@@ -735,7 +734,7 @@ def test_cache_keys_stay_the_same(write_flow: Callable, cli: Callable, respx_moc
     flow = write_flow(f"steps: [{{id: ask, model: {model}, prompt: One}}]")
     code, _ = run(cli, flow, "--cache")
     assert code == 0
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         assert db.execute("SELECT provider, key FROM responses").fetchall() == [(endpoint, key)]
 
 
@@ -761,7 +760,7 @@ def test_cache_and_fixture_hold_no_known_secret(write_flow: Callable, cli: Calla
     fixture = tmp_path / "fixture.json"
     code, first = run(cli, flow, "-i", f"token={SECRET}", "--cache", "--record", fixture)
     assert code == 0 and first["outputs"]["ask"] == f"{SECRET} looks valid."
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         stored = db.execute("SELECT request, response FROM responses").fetchall()
     assert len(stored) == 1
     assert [SECRET in text for text in (*stored[0], fixture.read_text())] == [False] * 3
@@ -782,11 +781,11 @@ def test_cache_endpoint_leaves_out_a_password(write_flow: Callable, cli: Callabl
     flow = write_flow("steps: [{id: ask, model: gpt-4o-mini, prompt: One}]")
     code, _ = run(cli, flow, "--cache")
     assert code == 0
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         rows = db.execute("SELECT provider, key FROM responses").fetchall()
     assert rows == [("openai http://[REDACTED]@127.0.0.1:8080/v1",
                      "1004e9c06d8b7445daf04609c0ce3721952e4195080a7e3a9708dc864699afc8")]
-    assert b"pw-4242" not in history_db().read_bytes()
+    assert b"pw-4242" not in history_bytes()
 
 
 def test_cache_marks_in_progress(write_flow: Callable, cli: Callable) -> None:
@@ -962,7 +961,7 @@ def test_a_mock_fixture_replays_as_a_mock_run(
     assert replayed["outputs"] == recorded["outputs"]
     assert [s["provider"] for s in replayed["steps"]] == ["mock", "mock"]
     assert provider_calls == []  # answered by the fixture, not by the mock
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
                           (replayed["run_id"],)).fetchone() == ("mock",)
 
@@ -1000,7 +999,7 @@ def test_replay_runs_are_recorded(recording: tuple[Path, Path, dict[str, Any]],
     """A replayed run is in the history, marked as such."""
     flow, fixture, _ = recording
     _, doc = run(cli, flow, "--replay", fixture)
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
                           (doc["run_id"],)).fetchone() == ("replay",)
 

@@ -147,6 +147,16 @@ def test_bad_rows_are_located(tmp_path: Path, name: str, content: str,
     assert problems(path, data_format(name)) == expected
 
 
+def test_a_cell_outside_an_inputs_enum_is_a_located_bad_row(tmp_path: Path) -> None:
+    """A batch row's value must be one of its input's `enum` values, typed from CSV first."""
+    path = write(tmp_path, "rows.csv", "tone,level\nformal,1\ncasul,2\nformal,5\n")
+    specs = {"tone": InputSpec(enum=("formal", "casual")),
+             "level": InputSpec("integer", enum=(1, 2))}
+    assert problems(path, "csv", RowInputs(specs)) == [
+        "rows.csv:3: error: input 'tone' must be one of formal, casual, got \"casul\"",
+        "rows.csv:4: error: input 'level' must be one of 1, 2, got 5"]
+
+
 @pytest.mark.parametrize("name", ["rows.jsonl", "rows.csv"])
 def test_a_file_that_is_not_utf8_is_a_located_error(tmp_path: Path, name: str) -> None:
     """Bytes that are not UTF-8 are an error at their line, not a traceback."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from orchestrate.history._provenance import user_name
+from tests.conftest import history_connection
+
+pytestmark = pytest.mark.usefixtures("history_backend")
 
 FLOW = """
     name: greet
@@ -42,9 +45,6 @@ FAILING = """
     """
 
 
-def history_db() -> Path:
-    return Path(os.environ["ORCHESTRATE_HOME"]) / "history.db"
-
 
 @pytest.fixture
 def runs(write_flow: Callable, run_json: Callable) -> list[dict[str, Any]]:
@@ -66,13 +66,14 @@ def json_out(result: Any) -> Any:
 
 
 def test_list_json_newest_first(runs: list[dict[str, Any]], cli: Callable) -> None:
-    """--json: an array, newest first, of the SPEC's fields and `kind` (run or batch)."""
+    """--json: an array, newest first, of the SPEC's fields, `kind` (run or batch) and `user`."""
     listed = json_out(cli("runs", "list", "--json"))
     assert [r["run_id"] for r in listed] == [d["run_id"] for d in reversed(runs)]
     newest = runs[-1]
     assert listed[0] == {key: newest[key] for key in ("run_id", "workflow", "file", "status",
                                                       "started_at", "duration_ms", "usage",
-                                                      "cost_usd")} | {"kind": "run"}
+                                                      "cost_usd")} | {
+        "kind": "run", "user": user_name(os.environ)}
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -226,7 +227,7 @@ def test_delete(runs: list[dict[str, Any]], cli: Callable) -> None:
     assert "deleted 2 runs" in result.stderr
     listed = json_out(cli("runs", "list", "--json"))
     assert [r["run_id"] for r in listed] == [runs[3]["run_id"], runs[1]["run_id"]]
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         left = {r[0] for r in db.execute("SELECT DISTINCT run_id FROM steps")}
     assert left == {runs[3]["run_id"], runs[1]["run_id"]}
     assert cli("runs", "show", runs[0]["run_id"]).exit_code == 2
@@ -241,7 +242,7 @@ def test_delete_unknown_deletes_nothing(runs: list[dict[str, Any]], cli: Callabl
 
 def age_runs(days: float, *run_ids: str) -> None:
     """Pretend these runs (and every cached response) started `days` ago."""
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         for run_id in run_ids:
             db.execute("UPDATE runs SET started = started - ? WHERE run_id = ?",
                        (days * 86400, run_id))
@@ -377,7 +378,7 @@ def test_piped_tables_have_no_trailing_spaces(runs: list[dict[str, Any]], cli: C
 
 def mark_running(*run_ids: str) -> None:
     """Pretend these runs are still going (as a run in another process is)."""
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         for run_id in run_ids:
             db.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
 
@@ -391,7 +392,7 @@ def test_prune_keeps_running_runs(runs: list[dict[str, Any]], cli: Callable) -> 
     assert "deleted 1 run " in result.stderr
     listed = json_out(cli("runs", "list", "--json"))
     assert runs[0]["run_id"] in [r["run_id"] for r in listed]
-    with sqlite3.connect(history_db()) as db:
+    with history_connection() as db:
         kept = db.execute("SELECT count(*) FROM steps WHERE run_id = ?",
                           (runs[0]["run_id"],)).fetchone()[0]
     assert kept == len(runs[0]["steps"])

@@ -17,9 +17,26 @@ import pytest
 
 from orchestrate._errors import StoreError
 from orchestrate._result import ErrorInfo, ItemResult, StepResult, Usage
-from orchestrate.history import RunRecord, StepRecord, database_path, git_commit, home
-from orchestrate.history._sqlite import MIGRATIONS, SQLiteStore
-from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate, wait_for_line
+from orchestrate.history import (
+    RunRecord,
+    StepRecord,
+    database_path,
+    git_commit,
+    home,
+    open_store,
+)
+from orchestrate.history._schema import MIGRATIONS, SQLITE
+from orchestrate.history._sqlite import APPLICATION_ID, SQLiteStore
+from tests.conftest import (
+    FAST_THEN_SLOW,
+    SLOW,
+    history_bytes,
+    history_connection,
+    start_orchestrate,
+    wait_for_line,
+)
+
+pytestmark = pytest.mark.usefixtures("history_backend")
 
 FAKE_KEY = "sk-test-4e1d7c0b9a8f6e5d4c3b2a19"
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
@@ -30,8 +47,8 @@ def history_db() -> Path:
 
 
 def query(sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(history_db()) as db:
-        return db.execute(sql, params).fetchall()
+    with history_connection() as db:
+        return [tuple(row) for row in db.execute(sql, params).fetchall()]
 
 
 TWO_STEPS = """
@@ -83,25 +100,26 @@ def test_a_run_is_recorded_with_its_steps(write_flow: Callable, run_json: Callab
     assert request["messages"] == [{"role": "user", "content": "A title for: a draft about tides"}]
 
 
+@pytest.mark.sqlite_only
 def test_schema_is_versioned_by_named_migrations(write_flow: Callable, run_json: Callable) -> None:
     """Each migration is recorded by name; the file is marked as ours and uses WAL."""
     run_json(write_flow(TWO_STEPS))
     assert [r[0] for r in query("SELECT name FROM _migrations ORDER BY rowid")] == [
-        m.__name__ for m in MIGRATIONS]
+        m.name for m in MIGRATIONS]
     assert query("PRAGMA journal_mode") == [("wal",)]
     assert query("PRAGMA application_id")[0][0] != 0
     assert query("PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
+@pytest.mark.sqlite_only
 def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     """A history made before m002 (no `items` column) opens, upgraded, its steps readable."""
-    from orchestrate.history._sqlite import APPLICATION_ID, m001_initial
-
     path = tmp_path / "history.db"
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-        m001_initial(db)
+        for statement in MIGRATIONS[0].sql(SQLITE):
+            db.execute(statement)
         db.execute("INSERT INTO _migrations (name) VALUES ('m001_initial')")
         db.execute("PRAGMA user_version = 1")
         db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
@@ -114,7 +132,37 @@ def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
     assert (stored.result.output, stored.result.items) == ([1, 2], ())
     with sqlite3.connect(path) as db:
         applied = db.execute("SELECT name FROM _migrations ORDER BY rowid").fetchall()
-    assert applied == [(m.__name__,) for m in MIGRATIONS]
+    assert applied == [(m.name,) for m in MIGRATIONS]
+
+
+@pytest.mark.sqlite_only
+def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
+    """A history with m001..m004 (batches and cost, under the names they were released
+    with) gains the user and checks columns; its batches and runs stay listed, by no one."""
+    assert [m.name for m in MIGRATIONS] == ["m001_initial", "m002_step_items", "m003_batches",
+                                            "m004_cost", "m005_run_user", "m006_checks"]
+    path = tmp_path / "history.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        for migration in MIGRATIONS[:4]:
+            for statement in migration.sql(SQLITE):
+                db.execute(statement)
+            db.execute("INSERT INTO _migrations (name) VALUES (?)", (migration.name,))
+        db.execute("PRAGMA user_version = 4")
+        db.execute("INSERT INTO batches (batch_id, workflow, status, mode, started_at, "
+                   "started, rows, settings) VALUES ('b1', 'w', 'succeeded', 'mock', 'then', "
+                   "1, 1, '{}')")
+        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+                   "inputs, cost_usd) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, "
+                   "'{}', 0.5)")
+    db.close()
+    with SQLiteStore.open(path) as store:
+        listed = store.list_runs()
+        assert [(r["run_id"], r["kind"], r["user"]) for r in listed] == [
+            ("b1", "batch", None), ("r1", "run", None)]
+        assert listed[1]["cost_usd"] == 0.5
+        assert store.applied_migrations()[-2:] == ["m005_run_user", "m006_checks"]
 
 
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
@@ -185,16 +233,16 @@ STEP_RESULTS = [
 
 
 @pytest.mark.parametrize("step", STEP_RESULTS, ids=[s.id for s in STEP_RESULTS])
-def test_a_step_result_survives_the_store(tmp_path: Path, step: StepResult) -> None:
+def test_a_step_result_survives_the_store(step: StepResult) -> None:
     """StepResult -> row -> StepResult and -> document: nothing lost, nothing added."""
     run = RunRecord(run_id="r1", workflow="w", file=None, file_path=None, file_sha256=None,
                     git_commit=None, mode="mock", started_at="2024-01-01T00:00:00.000Z",
                     started=1704067200.0, inputs={}, resumed_from=None, provenance={})
-    with SQLiteStore.open(tmp_path / "history.db") as store:
+    with open_store() as store:
         store.insert_run(lambda: run)
         store.insert_steps("r1", lambda: [StepRecord(result=step, position=0, kind="llm",
                                                      definition="d", finished=1704067201.5)])
-    with SQLiteStore.open(tmp_path / "history.db") as store:
+    with open_store() as store:
         [stored] = store.stored_steps("r1")
         assert (step, "d") == (stored.result, stored.definition)
         assert [step.to_dict()] == store.document("r1")["steps"]
@@ -209,6 +257,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("content", BAD_FILES.values(), ids=BAD_FILES.keys())
 @pytest.mark.parametrize("command", [["run", "FLOW", "--mock"], ["runs", "list"]])
 def test_corrupt_database(write_flow: Callable, cli: Callable, content: bytes,
@@ -225,6 +274,7 @@ def test_corrupt_database(write_flow: Callable, cli: Callable, content: bytes,
     assert result.stdout == ""
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_database_with_no_history_runs(write_flow: Callable, cli: Callable) -> None:
     """--no-history is the way out: the run works and the bad file is left alone."""
     history_db().parent.mkdir(parents=True)
@@ -234,6 +284,7 @@ def test_corrupt_database_with_no_history_runs(write_flow: Callable, cli: Callab
     assert history_db().read_bytes() == BAD_FILES["garbage"]
 
 
+@pytest.mark.sqlite_only
 def test_foreign_database(write_flow: Callable, cli: Callable) -> None:
     """An SQLite file of another program is refused, and left untouched."""
     history_db().parent.mkdir(parents=True)
@@ -245,6 +296,7 @@ def test_foreign_database(write_flow: Callable, cli: Callable) -> None:
     assert query("SELECT name FROM sqlite_master WHERE type = 'table'") == [("notes",)]
 
 
+@pytest.mark.sqlite_only
 def test_foreign_database_is_not_touched(tmp_path: Path) -> None:
     """A foreign SQLite file is refused before any write: same bytes, same journal mode."""
     path = tmp_path / "history.db"
@@ -261,6 +313,7 @@ def test_foreign_database_is_not_touched(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not "wal"
 
 
+@pytest.mark.sqlite_only
 def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -> None:
     """A database migrated by a newer orchestrate: a clear error, not a guess."""
     flow = write_flow(TWO_STEPS)
@@ -275,6 +328,7 @@ def test_newer_schema(write_flow: Callable, cli: Callable, run_json: Callable) -
         assert "upgrade orchestrate" in result.stderr
 
 
+@pytest.mark.sqlite_only
 def test_unknown_migration_name(write_flow: Callable, run_json: Callable) -> None:
     """A migration this version does not know, with an old version number: still refused."""
     run_json(write_flow(TWO_STEPS))
@@ -285,6 +339,7 @@ def test_unknown_migration_name(write_flow: Callable, run_json: Callable) -> Non
         SQLiteStore.open(history_db())
 
 
+@pytest.mark.sqlite_only
 def test_store_open_raises_store_error(tmp_path: Path) -> None:
     """The library raises StoreError (exit code 2) for a file it cannot use."""
     path = tmp_path / "history.db"
@@ -295,6 +350,7 @@ def test_store_open_raises_store_error(tmp_path: Path) -> None:
     assert str(path) in caught.value.message
 
 
+@pytest.mark.sqlite_only
 def test_unwritable_home(tmp_path: Path, write_flow: Callable, cli: Callable,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     """ORCHESTRATE_HOME under a file: exit 2 with the way out, not a traceback."""
@@ -338,11 +394,8 @@ def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
     second = cli("run", flow, "--json", "-i", "topic=moon", "--cache")
     assert second.exit_code == 1
     assert json.loads(second.stdout)["error"]["type"] == "provider"
-    files = [p for p in history_db().parent.iterdir() if p.name.startswith("history.db")]
-    assert files
-    for path in [*files, fixture]:
-        data = path.read_bytes()
-        assert FAKE_KEY.encode() not in data, path
+    for data in (history_bytes(), fixture.read_bytes()):
+        assert FAKE_KEY.encode() not in data
         assert b"Bearer " not in data
     assert query("SELECT count(*) FROM steps WHERE error_message LIKE '%Incorrect API key%'") \
         == [(1,)]
@@ -355,6 +408,7 @@ def docs_query(heading: str) -> str:
     return after[after.index("```sql") + 6:after.index("```", after.index("```sql") + 6)]
 
 
+@pytest.mark.sqlite_only
 def test_mock_answers_are_not_counted_as_spent(write_flow: Callable, cli: Callable,
                                                respx_mock,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -385,8 +439,7 @@ def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
     code, doc = run_json(flow, "-i", f"topic={FAKE_KEY}")
     assert code == 0
     assert doc["inputs"]["topic"] == FAKE_KEY  # the run itself is not changed
-    for path in history_db().parent.iterdir():
-        assert FAKE_KEY.encode() not in path.read_bytes()
+    assert FAKE_KEY.encode() not in history_bytes()
     assert query("SELECT inputs FROM runs") == [(json.dumps({"topic": "[REDACTED]"}),)]
 
 
@@ -457,6 +510,7 @@ def documented_query(marker: str) -> str:
     return next(s for s in statements if marker in s)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(("step", "prompt"), [
     ("prompt: Summarize a", "Summarize a"),
     ("for_each: '[\"a\", \"b\"]'\n        prompt: Summarize {{ item }}", "Summarize b"),

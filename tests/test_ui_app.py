@@ -64,6 +64,36 @@ SLOW_PY = """
         return "never"
     """
 
+IDEAS = """
+    name: ideas
+    inputs:
+      tone: {enum: [formal, casual], default: formal, description: How it sounds}
+      level: {type: integer, enum: [1, 2, 3]}
+    steps:
+      - id: ideas
+        for_each: "['alpha', 'beta', 'gamma']"
+        prompt: "An idea about {{ item }}, {{ inputs.tone }}, level {{ inputs.level }}"
+        mock: "idea <b>{{ item }}</b>"
+    """
+ROWS_FLOW = """
+    name: rows
+    inputs:
+      text: {type: string}
+    steps:
+      - id: shape
+        function: rows:shape
+        with: {text: "{{ inputs.text }}"}
+      - id: answer
+        prompt: "Answer {{ steps.shape.output }}"
+        mock: "answer to {{ steps.shape.output }}"
+    """
+ROWS_PY = """
+    def shape(text):
+        if text == "bad":
+            raise ValueError("this row is <b>bad</b>")
+        return text.upper()
+    """
+
 
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
@@ -81,6 +111,9 @@ def flows(tmp_path: Path) -> Path:
     write(folder, "slow.yaml", SLOW_FLOW)
     write(folder, "slow.py", SLOW_PY)
     write(folder, "settings.yaml", "colour: blue\n")
+    write(folder, "ideas.yaml", IDEAS)
+    write(folder, "rows.yaml", ROWS_FLOW)
+    write(folder, "rows.py", ROWS_PY)
     write(tmp_path, "outside.yaml", HELLO)
     return folder
 
@@ -130,7 +163,7 @@ def sse_records(text: str) -> list[dict[str, Any]]:
 
 # --- access --------------------------------------------------------------------------------
 
-GET_ROUTES = ["/", "/workflows/hello.yaml", "/runs", "/api/workflows",
+GET_ROUTES = ["/", "/workflows/hello.yaml", "/runs", "/batches", "/api/workflows",
               "/api/workflows/hello.yaml", "/api/runs", "/static/ui.css"]
 
 
@@ -257,7 +290,8 @@ def test_the_workflows_list(client: TestClient) -> None:
     """Every workflow below the folder (subfolders too), the broken one with its error
     count; files that are not workflows are left out."""
     rows = {w["path"]: w for w in client.get("/api/workflows").json()["workflows"]}
-    assert sorted(rows) == ["hello.yaml", "slow.yaml", "sub/broken.yaml"]
+    assert sorted(rows) == ["hello.yaml", "ideas.yaml", "rows.yaml", "slow.yaml",
+                            "sub/broken.yaml"]
     assert rows["hello.yaml"] | {"last_run": None} == {
         "path": "hello.yaml", "name": "hello", "steps": 2, "valid": True, "errors": 0,
         "description": "Greets <img src=x onerror=alert(1)> people", "last_run": None}
@@ -498,6 +532,26 @@ def test_history_pages_and_filters(client: TestClient) -> None:
     assert all(run_id in html for run_id in ids)
 
 
+@pytest.mark.usefixtures("history_backend")
+def test_history_shows_who_ran_each_run_and_filters_by_them(
+        client: TestClient, flows: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history page has a User column, each name a link to that user's runs; `user=`
+    filters the page and the API."""
+    ran = {}
+    for user in ("ada", "bob"):
+        monkeypatch.setenv("ORCHESTRATE_USER", user)
+        result = cli("run", flows / "hello.yaml", "--mock", "--json", "-i", "name=Cy")
+        ran[user] = json.loads(result.stdout)["run_id"]
+    assert [r["user"] for r in client.get("/api/runs").json()["runs"]] == ["bob", "ada"]
+    html = client.get("/runs").text
+    assert "<th>User</th>" in html and '<a href="/runs?user=ada">ada</a>' in html
+    only_ada = client.get("/runs", params={"user": "ada"}).text
+    assert ran["ada"] in only_ada and ran["bob"] not in only_ada
+    assert 'name="user" value="ada"' in only_ada
+    api = client.get("/api/runs", params={"user": "bob"}).json()
+    assert [r["run_id"] for r in api["runs"]] == [ran["bob"]] and api["user"] == "bob"
+
+
 def test_compare_two_runs(client: TestClient) -> None:
     """Two runs side by side: inputs diff, per step output changes marked."""
     a = start(client)
@@ -523,3 +577,221 @@ def test_no_api_key_reaches_a_page(client: TestClient, monkeypatch: pytest.Monke
     for path in ("/", "/workflows/hello.yaml", f"/runs/{run_id}", f"/api/runs/{run_id}",
                  f"/runs/{run_id}/steps/greet/panel", "/runs"):
         assert key not in client.get(path).text
+
+
+def priced(run_id: str, costs: dict[str, float | None]) -> None:
+    """Give the recorded steps of a run these costs (and the run their sum), as a run at a
+    priced model would have them: the mock is free."""
+    import sqlite3
+
+    from orchestrate.history import database_path
+
+    with sqlite3.connect(database_path()) as db:
+        for step_id, cost in costs.items():
+            db.execute("UPDATE steps SET cost_usd = ? WHERE run_id = ? AND step_id = ?",
+                       (cost, run_id, step_id))
+        known = list(costs.values())
+        total = None if None in known else sum(c for c in known if c is not None)
+        db.execute("UPDATE runs SET cost_usd = ?, document = json_set(document, '$.cost_usd', ?)"
+                   " WHERE run_id = ?", (total, total, run_id))
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+
+def test_costs_on_the_run_history_and_compare_pages(client: TestClient) -> None:
+    """Each step's cost and the run's, as the terminal formats them ($0.0031; `?` unknown),
+    on the run page, its step panel, the history's column and the compare page's deltas."""
+    a, b = start(client), start(client, inputs={"name": "Bo"})
+    finished(client, a)
+    finished(client, b)
+    priced(a, {"greet": 0.0021, "shout": 0.001})
+    priced(b, {"greet": 0.0121, "shout": None})
+    run = client.get(f"/runs/{a}").text
+    assert '<span class="sub" id="run-cost" title="cost">$0.0031</span>' in run
+    assert '<span class="cost">$0.0021</span>' in run and '<span class="cost">$0.001</span>' in run
+    assert '<span class="cost">$0.0021</span>' in client.get(f"/runs/{a}/steps/greet/panel").text
+    assert '<span class="cost">?</span>' in client.get(f"/runs/{b}/steps/shout/panel").text
+    history = client.get("/runs").text
+    assert '<td class="num">$0.0031</td>' in history and '<td class="num">?</td>' in history
+    compare = client.get("/compare", params={"a": a, "b": b}).text
+    assert '<span class="delta up">+$0.01</span>' in compare  # greet: 0.0121 - 0.0021
+    assert '<span class="delta same">?</span>' in compare  # shout, and the runs: unknown
+
+
+def test_a_mock_run_costs_nothing(client: TestClient) -> None:
+    """The mock is free: $0 on the run page and in the history, not `?`."""
+    run_id = start(client)
+    finished(client, run_id)
+    assert 'id="run-cost" title="cost">$0</span>' in client.get(f"/runs/{run_id}").text
+    assert '<td class="num">$0</td>' in client.get("/runs").text
+
+
+# --- enum inputs and for_each items ----------------------------------------------------------
+
+
+def test_an_enum_input_is_a_select_with_its_default_chosen(client: TestClient) -> None:
+    """`enum` inputs are <select>s: a string's values as they are, others as JSON; a
+    required one starts on an empty choice, an optional one on its default."""
+    html = client.get("/workflows/ideas.yaml").text
+    assert ('<select id="input-tone" name="input.tone">\n'
+            '          <option value="formal" selected>formal</option>\n'
+            '          <option value="casual">casual</option>') in html
+    assert '<option value="">(choose one)</option>' in html
+    assert '<option value="3">3</option>' in html
+    fields = client.get("/api/workflows/ideas.yaml").json()["inputs"]
+    assert [field["enum"] for field in fields] == [["formal", "casual"], [1, 2, 3]]
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"input.tone": "loud", "input.level": "2"},
+     "input &#39;tone&#39; must be one of formal, casual, got &#34;loud&#34;"),
+    ({"input.tone": "formal", "input.level": "7"}, "input &#39;level&#39; must be one of 1, 2, 3"),
+    ({"input.tone": "formal", "input.level": ""}, "missing required input &#39;level&#39;"),
+])
+def test_a_value_outside_the_enum_is_refused(client: TestClient, form: dict,
+                                             message: str) -> None:
+    """A posted value that is not one of the input's values is a 400 naming them."""
+    response = client.post("/workflows/ideas.yaml/run", data=form | {"mock": "1"},
+                           headers=SAME_ORIGIN)
+    assert response.status_code == 400
+    assert message in response.text
+    assert client.get("/api/runs").json()["runs"] == []
+
+
+def test_a_for_each_step_lists_its_items(client: TestClient) -> None:
+    """The step panel of a for_each: n/N, and each item's index, status and output
+    (escaped)."""
+    form = {"input.tone": "casual", "input.level": "2", "mock": "1"}
+    response = client.post("/workflows/ideas.yaml/run", data=form, headers=SAME_ORIGIN,
+                           follow_redirects=False)
+    run_id = response.headers["location"].removeprefix("/runs/")
+    assert finished(client, run_id)["inputs"] == {"tone": "casual", "level": 2}
+    panel = client.get(f"/runs/{run_id}/steps/ideas/panel").text
+    assert '<summary>Items <span class="items">3/3</span></summary>' in panel
+    for index, item in enumerate(("alpha", "beta", "gamma")):
+        assert (f'<span class="index">{index}</span> <span class="badge status-succeeded">'
+                f'✓ succeeded</span> <span class="preview">idea &lt;b&gt;{item}&lt;/b&gt;'
+                '</span>') in panel
+    assert "Items" not in client.get(f"/runs/{run_id}/steps/ideas/panel").text.split(
+        "Output")[1]  # listed once, before the output
+
+
+def test_the_items_of_a_failed_for_each_say_which_have_no_output() -> None:
+    """A failed for_each keeps the outputs of the items that succeeded; the others say so."""
+    from orchestrate._result import ItemResult, StepResult
+    from orchestrate.ui._history import for_each_items
+
+    result = StepResult(id="s", status="failed", request={"items": [{}, {}, {}]},
+                        items=(ItemResult(index=1, output="kept", fingerprint="f"),))
+    items = for_each_items(result, "failed", None, {})
+    assert items == {"total": 3, "done": 1, "shown": [
+        {"index": 0, "status": "no output", "output": None},
+        {"index": 1, "status": "succeeded", "output": "kept"},
+        {"index": 2, "status": "no output", "output": None}]}
+    live = for_each_items(None, "running", (1, 3), {0: "failed"})
+    assert live is not None and [item["status"] for item in live["shown"]] == [
+        "failed", "waiting", "waiting"]
+    assert for_each_items(StepResult(id="s", status="succeeded"), "succeeded", None, {}) is None
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def batch(flows: Path) -> Any:
+    """A batch of 4 rows over rows.yaml, run with the mock into the history: rows 1 and 3
+    fail in their function step."""
+    from orchestrate._batch import run_batch
+    from orchestrate.history import HistoryOptions
+
+    rows = [{"text": "one"}, {"text": "bad"}, {"text": "three"}, {"text": "bad"}]
+    return run_batch(flows / "rows.yaml", rows, mock=True, history=HistoryOptions())
+
+
+def test_the_batch_page_and_its_twin(client: TestClient, batch: Any) -> None:
+    """GET /api/batches/ID is `runs show ID --json` with the rows listed, those that did
+    not succeed first; the page shows the summary and links each row to its run."""
+    batch_id = batch.summary.batch_id
+    data = client.get(f"/api/batches/{batch_id}").json()
+    shown = {key: data[key] for key in ("batch_id", "status", "rows", "succeeded", "failed")}
+    assert shown == {"batch_id": batch_id, "status": "failed", "rows": 4, "succeeded": 2,
+                     "failed": 2}
+    assert [(r["row"], r["status"]) for r in data["rows_shown"]] == [
+        (1, "failed"), (3, "failed"), (0, "succeeded"), (2, "succeeded")]
+    assert data["failed_rows"] == data["rows_shown"][:2]
+    html = client.get(f"/batches/{batch_id}").text
+    assert '<dd class="status-failed">2</dd>' in html
+    assert data["cost_usd"] == 0
+    assert '<dd id="batch-cost">$0</dd>' in html  # the mock is free
+    for row in batch.rows:
+        assert f'<a href="/runs/{row.run_id}">{row.run_id}</a>' in html
+    assert html.index(batch.rows[1].run_id) < html.index(batch.rows[0].run_id)
+    assert "this row is &lt;b&gt;bad&lt;/b&gt;" in html
+    assert "p50" in html and "Checks" not in html  # a batch without checks
+
+
+def test_a_batch_shows_its_checks_whatever_they_are(client: TestClient, batch: Any) -> None:
+    """A summary's `checks` ({id: {passed, failed, pass_rate}}) become a pass-rate table."""
+    import sqlite3
+
+    from orchestrate.history import database_path
+
+    batch_id = batch.summary.batch_id
+    summary = batch.summary.to_dict() | {"checks": {
+        "has_answer": {"passed": 3, "failed": 1, "pass_rate": 0.75}}}
+    with sqlite3.connect(database_path()) as db:
+        db.execute("UPDATE batches SET summary = ? WHERE batch_id = ?",
+                   (json.dumps(summary), batch_id))
+    html = client.get(f"/batches/{batch_id}").text
+    assert ('<td class="mono">has_answer</td>\n    <td class="num">3</td>\n'
+            '    <td class="num">1</td>\n    <td class="num">75%</td>') in html
+    assert '<span style="width: 75.0%"></span>' in html
+
+
+def test_each_rows_checks_show_as_badges(client: TestClient, batch: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row's `checks` ([{id, passed, score, message}]) show as ✓/✗ badges, the message on
+    hover (escaped)."""
+    from orchestrate import history
+    from orchestrate.history import _batches
+
+    real = history.row_entry
+
+    def with_checks(row: Any) -> dict[str, Any]:
+        return real(row) | {"checks": [
+            {"id": "long_enough", "passed": row.status == "succeeded", "score": 0.5,
+             "message": "<b>too short</b>"}]}
+
+    monkeypatch.setattr(history, "row_entry", with_checks)
+    monkeypatch.setattr(_batches, "row_entry", with_checks)
+    html = client.get(f"/batches/{batch.summary.batch_id}").text
+    assert "<th>Checks</th>" in html
+    assert ('<span class="badge status-failed" title="&lt;b&gt;too short&lt;/b&gt;">✗ '
+            'long_enough 0.5</span>') in html
+    assert '<span class="badge status-succeeded" title="&lt;b&gt;too short&lt;/b&gt;">✓' in html
+
+
+def test_batches_in_the_history_and_the_batches_page(client: TestClient, batch: Any) -> None:
+    """The history links a batch to its page; /batches lists batches only; a run's id at
+    /batches/ goes to its run page and a batch's at /runs/ to its batch page; an unknown
+    id is a 404."""
+    batch_id = batch.summary.batch_id
+    run_id = start(client)
+    finished(client, run_id)
+    history = client.get("/runs").text
+    assert f'<a href="/batches/{batch_id}">{batch_id}</a>' in history
+    assert "batch · 4 rows" in history
+    batches = client.get("/batches").text
+    assert f'href="/batches/{batch_id}"' in batches and run_id not in batches
+    assert [r["run_id"] for r in client.get("/api/runs?kind=batch").json()["runs"]] == [
+        batch_id]
+    assert batch_id not in {r["run_id"] for r in
+                            client.get("/api/runs?kind=run").json()["runs"]}
+    moved = client.get(f"/batches/{run_id}", follow_redirects=False)
+    assert (moved.status_code, moved.headers["location"]) == (303, f"/runs/{run_id}")
+    moved = client.get(f"/runs/{batch_id}", follow_redirects=False)
+    assert (moved.status_code, moved.headers["location"]) == (303, f"/batches/{batch_id}")
+    assert client.get(f"/api/runs/{batch_id}").status_code == 404
+    assert client.get("/batches/ffffffff").status_code == 404
+    assert client.get(f"/api/batches/{run_id}").status_code == 404

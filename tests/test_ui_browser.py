@@ -58,6 +58,26 @@ SLOW_PY = """
         await asyncio.sleep(60)
         return "never"
     """
+ROWS_FLOW = """
+    name: review
+    description: Shapes a text, then answers it.
+    inputs:
+      text: {type: string}
+      tone: {enum: [formal, casual], default: formal}
+    steps:
+      - id: shape
+        function: rows:shape
+        with: {text: "{{ inputs.text }}"}
+      - id: answer
+        prompt: "Answer {{ steps.shape.output }} in a {{ inputs.tone }} tone"
+        mock: "answer to {{ steps.shape.output }}"
+    """
+ROWS_PY = """
+    def shape(text):
+        if text.startswith("bad"):
+            raise ValueError(f"cannot shape {text!r}")
+        return text.upper()
+    """
 
 
 def _chromium() -> str:
@@ -79,7 +99,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """`orchestrate ui FOLDER --port 0` running as a process; its address with the token."""
     folder = tmp_path / "flows"
     folder.mkdir()
-    for name, text in (("hello.yaml", HELLO), ("slow.yaml", SLOW_FLOW), ("slow.py", SLOW_PY)):
+    for name, text in (("hello.yaml", HELLO), ("slow.yaml", SLOW_FLOW), ("slow.py", SLOW_PY),
+                       ("review.yaml", ROWS_FLOW), ("rows.py", ROWS_PY)):
         (folder / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "0.15")
     process = start_orchestrate("ui", folder, "--port", "0", "--no-open")
@@ -195,3 +216,48 @@ def test_a_user_runs_watches_cancels_and_compares(server: str, shots: Any) -> No
         finally:
             browser.close()
     assert dialogs == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the server is stopped with SIGINT")
+def test_a_user_reads_a_batch(server: str, shots: Any, tmp_path: Path) -> None:
+    """A batch run in another process: the history links it to its page, which shows the
+    summary and the failed rows first, each opening its run; the Batches menu lists it;
+    an `enum` input is a select on the workflow's form."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from orchestrate._batch import run_batch
+    from orchestrate.history import HistoryOptions
+
+    texts = ["alpha", "beta", "bad gamma", "delta", "epsilon", "bad zeta", "eta", "theta"]
+    rows = [{"text": text, "tone": "casual" if i % 2 else "formal"}
+            for i, text in enumerate(texts)]
+    batch = run_batch(tmp_path / "flows" / "review.yaml", rows, mock=True,
+                      history=HistoryOptions())
+    batch_id = batch.summary.batch_id
+    base = server.split("/?")[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium())
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.set_default_timeout(15_000)
+            page.goto(server)
+            page.click("nav >> text=Batches")
+            expect(page.locator("table.batches")).to_contain_text("review")
+            page.goto(base + "/runs")
+            page.click(f"a[href='/batches/{batch_id}']")
+            expect(page.locator("#batch-status")).to_contain_text("failed")
+            statuses = page.locator("table.rows tbody tr td:nth-child(3)")
+            expect(statuses).to_have_count(8)
+            expect(statuses.nth(0)).to_contain_text("failed")
+            expect(statuses.nth(1)).to_contain_text("failed")
+            expect(statuses.nth(2)).to_contain_text("succeeded")
+            expect(page.locator("table.rows")).to_contain_text("cannot shape 'bad gamma'")
+            shots(page, "batch", full_page=True)
+            page.click(f"a[href='/runs/{batch.rows[2].run_id}']")
+            expect(page.locator("#run-status")).to_contain_text("failed")
+
+            page.goto(base + "/workflows/review.yaml")
+            page.select_option("#input-tone", "casual")
+            expect(page.locator("#input-tone")).to_have_value("casual")
+        finally:
+            browser.close()

@@ -130,3 +130,18 @@ def test_a_browser_opens_only_where_there_is_a_screen(
 def test_the_printed_address(host: str, expected: str) -> None:
     """The address to open, for every kind of --host."""
     assert address(host, 8765, "t") == expected
+
+
+def test_db_picks_the_history_it_shows_and_records_into(tmp_path: Path, cli,
+                                                          monkeypatch) -> None:
+    """`ui --db URL`: the app and the runs it starts get that history, as if from
+    $ORCHESTRATE_DATABASE_URL; without --db the environment is passed on as it is."""
+    import orchestrate.ui
+
+    seen = []
+    monkeypatch.setattr(orchestrate.ui, "serve", lambda paths, **kw: seen.append(kw["env"]))
+    url = "postgresql://ada@db.example/history"
+    assert cli("ui", tmp_path, "--no-open", "--db", url).exit_code == 0
+    assert cli("ui", tmp_path, "--no-open").exit_code == 0
+    assert seen[0]["ORCHESTRATE_DATABASE_URL"] == url
+    assert seen[1].get("ORCHESTRATE_DATABASE_URL") is None

@@ -38,6 +38,47 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
         (4, 14, "`timeout` must be more than 0 seconds, got 0"),
         (5, 15, "expected one of fail, continue, got 'yes'"),
     ]),
+    ("check_bad_regex", [
+        (6, 12, 'invalid regular expression: missing ), unterminated subpattern at position 6'),
+    ]),
+    ("check_bad_schema", [
+        (7, 20, "invalid JSON Schema: 'objekt' is not valid under any of the given schemas"),
+    ]),
+    ("check_duplicate_id", [
+        (7, 9, "duplicate check id 'capital'"),
+        (9, 9, "invalid check id '2nd'"),
+    ]),
+    ("check_expression_syntax", [
+        (6, 13, 'unexpected end of the expression'),
+    ]),
+    ("check_function", [
+        (6, 15, "module 'wordtools' has no 'cuont_words'"),
+        (8, 16, '`threshold` must be between 0 and 1, got -1'),
+    ]),
+    ("check_judge", [
+        (8, 7, "unknown key 'treshold' in a judge"),
+        (12, 18, '`threshold` must be between 0 and 1, got 1.5'),
+        (13, 17, "unknown provider 'opnai'"),
+    ]),
+    ("check_misspelt_kind", [
+        (6, 5, "unknown key 'contians' in a check"),
+    ]),
+    ("check_needs_output", [
+        (7, 5, "check 'capital' needs `output:` (the workflow has 2 outputs)"),
+    ]),
+    ("check_no_kind", [
+        (5, 5, "check 'capital' has no kind"),
+    ]),
+    ("check_two_kinds", [
+        (7, 5, 'a check is exactly one kind, but this one has `contains` and `regex`'),
+    ]),
+    ("check_unknown_output", [
+        (6, 13, "unknown output 'anwser'"),
+        (9, 13, "unknown output 'anwser'"),
+    ]),
+    ("check_unknown_step", [
+        (6, 13, "unknown step 'answr'"),
+    ]),
     ("comparison_type", [
         (14, 11, 'steps.grade.output.score is of type number, but is compared with a string ("5")'),
         (17, 11, 'steps.grade.output.score is of type number, but is compared with a string ("5")'),
@@ -81,6 +122,13 @@ EXPECTED: list[tuple[str, list[tuple[int, int, str]]]] = [
     ]),
     ("input_default_type", [
         (4, 14, "the default of input 'count' is not of type integer"),
+    ]),
+    ("input_enum_default", [
+        (4, 14, "the default \"forml\" of input 'tone' is not one of its enum values "
+                "(formal, casual)"),
+    ]),
+    ("input_enum_type", [
+        (4, 18, "the enum value \"three\" of input 'level' is not of type integer"),
     ]),
     ("input_spec_null", [
         (1, 10, "input 'a' has no settings (its value is empty)"),
@@ -291,6 +339,7 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("typed_reference", "did you mean 'title'?"),
         ("tab_indent", "indent with spaces: YAML does not allow tabs"),
         ("bad_enum", "did you mean 'continue'?"),
+        ("input_enum_default", "did you mean 'formal'?"),
         ("broken_step_duplicate_id", "it is first used on line 2; ids must be unique"),
         ("schema_remote_ref",
          "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`"),
@@ -302,6 +351,12 @@ def test_broken_workflow_diagnostics(name: str, expected: list[tuple[int, int, s
         ("unquoted_template", "an expression is written without braces: when: inputs.x"),
         ("messages_string", "write each as `- {role: user, content: ...}`, or use `prompt:`"),
         ("input_spec_null", "write `a: {}` for a string input"),
+        ("check_misspelt_kind", "did you mean 'contains'?"),
+        ("check_unknown_output", "did you mean 'answer'?"),
+        ("check_unknown_step", "did you mean 'answer'?"),
+        ("check_needs_output", "name one of city, country"),
+        ("check_two_kinds", "split it into two checks"),
+        ("check_function", "did you mean 'count_words'?"),
         ("yaml_indentation", "the indentation of this line does not match the lines above it"),
         ("yaml_colon_in_value", "a value holds ': ' (or a key is indented too far): quote the "
                                 "value, or line the key up with the keys above it"),

@@ -6,20 +6,26 @@
     ├── _recording  cache / record / replay providers for the ProviderPool
     └── _provenance files, git commit, versions, step definitions
     _batches        BatchSession: what one `orchestrate batch` gets; batch_details()
-    _diff           run_details(), diff_runs(): `runs show` and `runs diff`
-    _open           open_store(): where the history is, and which backend opens it
-    └── _sqlite     SQLiteStore: the schema, migrations and writer thread for SQLite
+    _diff           run_details(), diff_runs(), diff_batches(): `runs show` and `runs diff`
+    _transfer       export_history(), import_history(): `history export` / `import`
+    _open           open_store(): where the history is (--db, $ORCHESTRATE_DATABASE_URL,
+    │               the home folder), and which backend opens it
+    ├── _sqlite     SQLiteStore: a file; PRAGMAs, connections, migrating it
+    ├── _postgres   PostgresStore: a shared database; psycopg, advisory lock, errors
+    └── _sql        SQLStore: every query and write, the writer thread (both backends)
+        ├── _schema the migrations, written once with dialect placeholders
         └── _store  HistoryStore (the interface), the records, results <-> rows
 
 Data flows one way: the API and the CLI call the session and the readers, which use a
-HistoryStore; only :mod:`._sqlite` imports :mod:`sqlite3`, and only when a store is opened.
+HistoryStore; only :mod:`._sqlite` imports :mod:`sqlite3` and only :mod:`._postgres`
+imports psycopg, each only when a store of its kind is opened.
 """
 
 from __future__ import annotations
 
-from orchestrate.history._batches import batch_details
-from orchestrate.history._diff import diff_runs, run_details
-from orchestrate.history._open import database_path, home, open_store
+from orchestrate.history._batches import batch_details, row_entry
+from orchestrate.history._diff import diff_batches, diff_runs, run_details
+from orchestrate.history._open import database_location, database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
 from orchestrate.history._reuse import ReusePlan, mode_family, steps_to_rerun
 from orchestrate.history._session import HistoryOptions, HistorySession, RecordingFailed
@@ -32,27 +38,34 @@ from orchestrate.history._store import (
     delete_runs,
     parse_age,
 )
+from orchestrate.history._transfer import Imported, export_history, import_history
 
 __all__ = [
     "CachedResponse",
     "HistoryOptions",
     "HistorySession",
     "HistoryStore",
+    "Imported",
     "RecordingFailed",
     "ReusePlan",
     "RunRecord",
     "StepRecord",
     "StoredStep",
     "batch_details",
+    "database_location",
     "database_path",
     "definition_hash",
     "delete_runs",
+    "diff_batches",
     "diff_runs",
+    "export_history",
     "git_commit",
     "home",
+    "import_history",
     "mode_family",
     "open_store",
     "parse_age",
+    "row_entry",
     "run_details",
     "steps_to_rerun",
 ]

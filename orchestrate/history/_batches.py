@@ -91,7 +91,7 @@ class BatchSession:
             self.next_earlier = next(self.earlier, None)
         started = RunStarted(run_id="", workflow=prepared.workflow.name, file=prepared.file,
                              started_at=self.summary.started_at, inputs={}, steps=())
-        self.base = run_record(started, prepared, self.mode)
+        self.base = run_record(started, prepared, self.mode, self.session.env)
 
     # --- the batch's own row ---------------------------------------------------------------
 
@@ -111,7 +111,8 @@ class BatchSession:
                       "model": options.model, "concurrency": options.max_concurrency,
                       "limit": dataset.limit, "format": dataset.fmt,
                       "data_sha256": file_sha256(_absolute(data_path)) if data_path else None},
-            resumed_from=summary.resumed_from))
+            resumed_from=summary.resumed_from, user_name=self.base.user_name,
+            host_name=self.base.host_name))
 
     def row_finished(self, result: RowResult) -> None:
         """Rows are recorded by their own recorders."""
@@ -133,7 +134,8 @@ class BatchSession:
                                 resumed_from=event.resumed_from, batch_id=batch_id,
                                 batch_row=index, batch_line=row.line)
 
-        recorder = Recorder(self.store, self.session.prepared, mode=self.mode, record=record)
+        recorder = Recorder(self.store, self.session.prepared, mode=self.mode,
+                            env=self.session.env, record=record)
         return [recorder]
 
     def prior(self, index: int, row: RawRow) -> PriorRow | None:
@@ -175,7 +177,7 @@ def _not_a_batch(run_id: str) -> UsageError:
 
 
 def resumed_batch(resume: str, env: Mapping[str, str] = os.environ,
-                  database: Path | None = None) -> dict[str, Any]:
+                  database: str | Path | None = None) -> dict[str, Any]:
     """The settings of the batch `--resume` names, so the data file, `--map` and the
     shared inputs need not be given again: `data` (absolute, or `-`) and `settings`."""
     import json
@@ -208,11 +210,32 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
         document["usage"] = {"input_tokens": row["input_tokens"],
                              "output_tokens": row["output_tokens"]}
         document["cost_usd"] = None  # summed when the batch ends
-    document["failed_rows"] = [
-        {"row": r.row, "line": r.line, "status": r.status, "run_id": r.run_id,
-         "error": {"type": r.error_type, "message": r.error_message} if r.error_type else None}
-        for r in store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    document["failed_rows"] = [row_entry(r) for r in
+                               store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    document["failed_checks"] = _failed_checks(store, batch_id, limit)
     return document
+
+
+def row_entry(row: BatchRow) -> dict[str, Any]:
+    """A batch's row as `runs show BATCH_ID --json` lists it."""
+    error = {"type": row.error_type, "message": row.error_message} if row.error_type else None
+    return {"row": row.row, "line": row.line, "status": row.status, "run_id": row.run_id,
+            "error": error, "checks": row.checks}
+
+
+def _failed_checks(store: HistoryStore, batch_id: str,
+                   limit: int | None) -> list[dict[str, Any]]:
+    """The rows that succeeded with a failing check, and those checks (the first `limit`)."""
+    found: list[dict[str, Any]] = []
+    for row in store.batch_rows(batch_id):
+        failed = [check for check in row.checks if not check["passed"]]
+        if row.status != "succeeded" or not failed:
+            continue
+        if limit is not None and len(found) >= limit:
+            break
+        found.append({"row": row.row, "line": row.line, "run_id": row.run_id,
+                      "checks": failed})
+    return found
 
 
 def _absolute(path: str) -> Path:

@@ -94,9 +94,63 @@ def diff_runs(store: HistoryStore, run_a: str, run_b: str) -> dict[str, Any]:
     }
 
 
+def _verdicts(store: HistoryStore, batch_id: str,
+              check_ids: list[str]) -> dict[int, tuple[int | None, dict[str, dict[str, Any]]]]:
+    """Row -> (its line, check id -> verdict); a row that did not succeed fails every
+    check, with its error as the message."""
+    rows = {}
+    for row in store.batch_rows(batch_id):
+        if row.status == "succeeded":
+            verdicts = {c["id"]: c for c in row.checks}
+        else:
+            message = f"the run {row.status}: {row.error_message or ''}".rstrip(": ")
+            verdicts = {check_id: {"id": check_id, "passed": False, "message": message}
+                        for check_id in check_ids}
+        rows[row.row] = (row.line, verdicts)
+    return rows
+
+
+def diff_batches(store: HistoryStore, batch_a: str, batch_b: str) -> dict[str, Any]:
+    """Two batches of the same dataset: each check's pass rate before and after, and the
+    rows whose verdict changed (pass -> fail first, then fail -> pass)."""
+    summaries = []
+    for batch_id in (batch_a, batch_b):
+        row = store.batch(batch_id)
+        assert row is not None, "the caller checked that both are batches"
+        summaries.append(json.loads(row["summary"]) if row["summary"] else
+                         {"batch_id": batch_id, "workflow": row["workflow"],
+                          "status": row["status"], "checks": {}})
+    names = list(summaries[0].get("checks") or {})
+    names += [n for n in summaries[1].get("checks") or {} if n not in names]
+    checks = {}
+    for name in names:
+        rates = [(doc.get("checks") or {}).get(name, {}).get("pass_rate") for doc in summaries]
+        delta = None if None in rates else round(rates[1] - rates[0], 4)
+        checks[name] = {"a": rates[0], "b": rates[1], "delta": delta}
+    rows_a, rows_b = (_verdicts(store, batch_id, names) for batch_id in (batch_a, batch_b))
+    changed = []
+    for index in sorted(rows_a.keys() & rows_b.keys()):
+        (_, before), (line, after) = rows_a[index], rows_b[index]
+        for name in names:
+            was, now = before.get(name), after.get(name)
+            if was is None or now is None or was["passed"] == now["passed"]:
+                continue
+            changed.append({"row": index, "line": line, "check": name,
+                            "a": was["passed"], "b": now["passed"],
+                            "message": now.get("message") if not now["passed"]
+                            else was.get("message")})
+    changed.sort(key=lambda c: (c["b"], c["row"]))  # pass -> fail first
+    keys = ("batch_id", "workflow", "status", "started_at", "rows", "pass_rate", "cost_usd")
+    return {"kind": "batch", "a": {k: summaries[0].get(k) for k in keys},
+            "b": {k: summaries[1].get(k) for k in keys},
+            "pass_rate": {"a": summaries[0].get("pass_rate"),
+                          "b": summaries[1].get("pass_rate")},
+            "checks": checks, "changed_rows": changed}
+
+
 def run_details(store: HistoryStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run's result document, and what `runs show` adds: provenance and mode."""
+    """A run's result document, and what `runs show` adds: provenance, mode, who and where."""
     row = store.run_row(run_id)
     details = {key: row[key] for key in ("file_path", "file_sha256", "git_commit", "mode",
-                                         "finished_at")}
+                                         "finished_at", "user_name", "host_name")}
     return store.document(run_id), details

@@ -1,7 +1,8 @@
 """Where a recorded run came from: its files, its git commit, its versions, its steps.
 
     run_record()        the `runs` row of a run that starts: file, sha256, git commit,
-                        orchestrate and Python versions, each sub-workflow's sha256
+                        orchestrate and Python versions, each sub-workflow's sha256, user
+                        and host
     git_commit()        HEAD of the repository holding a folder, read without git
     definition_hash()   what a step says in the file; resume reuses unchanged steps only
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,8 +28,9 @@ if TYPE_CHECKING:
     from orchestrate._spec import AnyStep
 
 
-def run_record(event: RunStarted, prepared: PreparedRun, mode: str) -> RunRecord:
-    """The run as it starts, with where it came from."""
+def run_record(event: RunStarted, prepared: PreparedRun, mode: str,
+               env: Mapping[str, str]) -> RunRecord:
+    """The run as it starts, with where it came from and who ran it where."""
     from orchestrate._version import __version__
 
     path = prepared.workflow.path
@@ -40,7 +44,20 @@ def run_record(event: RunStarted, prepared: PreparedRun, mode: str) -> RunRecord
         file_path=str(path.resolve()) if path else None, file_sha256=file_sha256(path),
         git_commit=git_commit(path.resolve().parent) if path else None, mode=mode,
         started_at=event.started_at, started=event.time, inputs=event.inputs,
-        resumed_from=event.resumed_from, provenance=provenance)
+        resumed_from=event.resumed_from, provenance=provenance, user_name=user_name(env),
+        host_name=socket.gethostname() or None)
+
+
+def user_name(env: Mapping[str, str]) -> str | None:
+    """Who runs orchestrate: `$ORCHESTRATE_USER`, else the login name (None if unknown)."""
+    if env.get("ORCHESTRATE_USER"):
+        return env["ORCHESTRATE_USER"]
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no $USER (a container's uid)
+        return None
 
 
 def git_commit(folder: Path) -> str | None:

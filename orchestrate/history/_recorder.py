@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
@@ -30,9 +30,11 @@ class Recorder:
     FLUSH_AFTER = 0.05
 
     def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str,
+                 env: Mapping[str, str],
                  record: Callable[[RunStarted], RunRecord] | None = None) -> None:
         self.store = store
         self.mode = mode
+        self.env = env
         # How the run's record is made: a batch makes its rows' from one it made once.
         self.record = record
         workflow = prepared.workflow
@@ -52,11 +54,11 @@ class Recorder:
         elif isinstance(event, RunStarted):
             if self.run_id is None:  # sub-workflows run without observers, but be sure
                 self.run_id = event.run_id
-                prepared, mode, record = self.prepared, self.mode, self.record
+                prepared, mode, env, record = self.prepared, self.mode, self.env, self.record
                 if record is not None:
                     self.store.insert_run(lambda: record(event))
                 else:
-                    self.store.insert_run(lambda: run_record(event, prepared, mode))
+                    self.store.insert_run(lambda: run_record(event, prepared, mode, env))
         elif isinstance(event, RunFinished) and event.result.run_id == self.run_id:
             self.flush()
             self.finished = True

@@ -1,7 +1,7 @@
 """What one `orchestrate run` gets from the history.
 
     HistorySession      opened by run_prepared() before the run, closed after it
-    ├── open_store()    the database (a :class:`._store.HistoryStore`; SQLite today)
+    ├── open_store()    the database (a :class:`._store.HistoryStore`: SQLite or PostgreSQL)
     ├── Recorder        an engine observer; turns events into rows, written off the loop
     ├── plan_reuse()    the engine's `reuse` seam: --resume, --from, --only
     └── wrap()          cache / record / replay providers for the ProviderPool
@@ -43,7 +43,7 @@ class HistoryOptions:
     cache: bool = False  # --cache: every LLM step (unless it says `cache: false`)
     record: Path | None = None  # --record FILE
     replay: Path | None = None  # --replay FILE
-    database: Path | None = None  # default: $ORCHESTRATE_HOME/history.db
+    database: str | Path | None = None  # --db: a path or URL; see database_location()
 
 
 class RecordingFailed(StoreError):
@@ -119,7 +119,7 @@ class HistorySession:
         self.cache = (options.cache or _wants_cache(prepared)) and not options.replay
         self.reuse = plan_reuse(self.store, prepared, mode=self.mode, resume=options.resume,
                                 rerun=rerun, flag="--only" if options.only else "--from")
-        self.recorder = Recorder(self.store, prepared, mode=self.mode)
+        self.recorder = Recorder(self.store, prepared, mode=self.mode, env=self.env)
 
     @functools.cached_property
     def secrets(self) -> tuple[str, ...]:

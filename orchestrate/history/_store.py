@@ -60,6 +60,8 @@ class RunRecord:
     inputs: dict[str, Any]
     resumed_from: str | None
     provenance: dict[str, Any]
+    user_name: str | None = None  # who ran it: $ORCHESTRATE_USER, else the login name
+    host_name: str | None = None
     batch_id: str | None = None  # the batch this run is a row of
     batch_row: int | None = None  # the row's index in the dataset, from 0
     batch_line: int | None = None  # the row's line in the data file, from 1
@@ -82,6 +84,8 @@ class BatchRecord:
     rows: int  # how many rows the batch runs (after --limit)
     settings: dict[str, Any]  # --map, shared inputs, --model, --concurrency, --limit
     resumed_from: str | None
+    user_name: str | None = None  # who ran it, as for a run
+    host_name: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -94,6 +98,7 @@ class BatchRow:
     status: str
     error_type: str | None
     error_message: str | None
+    checks: list[dict[str, Any]] = attrs.field(factory=list)  # its checks' results (SPEC 9)
 
 
 @attrs.frozen(kw_only=True)
@@ -160,9 +165,11 @@ class HistoryStore(Protocol):
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
 
     def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, before: str | None = None) -> list[dict[str, Any]]:
-        """Runs newest first, as `runs list --json` prints them; `before` (a run id) gives
-        the runs that come after that one in this order (the next page)."""
+                  status: str | None = None, user: str | None = None,
+                  before: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Runs newest first, as `runs list --json` prints them; `user`: run by them;
+        `before` (a run id) gives the runs that come after that one in this order (the
+        next page); `kind` (run or batch) only those entries."""
 
     def resolve(self, prefix: str) -> str:
         """The one run id starting with `prefix`; UsageError naming the candidates."""
@@ -188,6 +195,22 @@ class HistoryStore(Protocol):
         """Each row's latest run, in row order, streamed: a row the batch did not run
         again (`--resume`) is found in the batch it resumed, and so on back."""
 
+    # Moving runs between histories (see _transfer).
+    def applied_migrations(self) -> list[str]:
+        """The names of the schema's migrations applied to this database."""
+
+    def export_runs(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Every run's row with its steps' rows, read a page at a time."""
+
+    def import_run(self, run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> bool:
+        """Add an exported run unless its id is here already; whether it was added."""
+
+    def export_batches(self) -> Iterator[dict[str, Any]]:
+        """Every batch's row (its rows are runs, exported with them)."""
+
+    def import_batch(self, batch: Mapping[str, Any]) -> bool:
+        """Add an exported batch unless its id is here already; whether it was added."""
+
     # Deleting, and the end.
     def delete(self, run_ids: list[str]) -> int:
         """Delete runs with their steps (a batch id: the batch and its rows' runs); how
@@ -208,10 +231,11 @@ class HistoryStore(Protocol):
 
 RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "git_commit",
                      "status", "mode", "started_at", "started", "inputs", "resumed_from",
-                     "provenance", "batch_id", "batch_row", "batch_line")
+                     "provenance", "user_name", "host_name", "batch_id", "batch_row",
+                     "batch_line")
 RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
                    "cost_usd", "outputs", "error_step", "error_type", "error_message",
-                   "document")
+                   "document", "checks")
 STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
                 "error_message", "provider", "model", "response_id", "attempts",
                 "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
@@ -220,7 +244,7 @@ STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "er
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
 BATCH_START_COLUMNS = ("batch_id", "workflow", "file", "file_path", "file_sha256", "data",
                        "data_path", "status", "mode", "started_at", "started", "rows",
-                       "settings", "resumed_from")
+                       "settings", "resumed_from", "user_name", "host_name")
 BATCH_END_COLUMNS = ("status", "finished_at", "duration_ms", "succeeded", "failed",
                      "cancelled", "input_tokens", "output_tokens", "summary")
 
@@ -246,7 +270,8 @@ def run_values(run: RunRecord, secrets: Sequence[str]) -> dict[str, Any]:
         "git_commit": run.git_commit, "status": "running", "mode": run.mode,
         "started_at": run.started_at, "started": run.started,
         "inputs": _scrubbed(secrets, _json(run.inputs)), "resumed_from": run.resumed_from,
-        "provenance": _json(run.provenance), "batch_id": run.batch_id,
+        "provenance": _json(run.provenance), "user_name": run.user_name,
+        "host_name": run.host_name, "batch_id": run.batch_id,
         "batch_row": run.batch_row, "batch_line": run.batch_line,
     }
 
@@ -283,7 +308,7 @@ def batch_summary(row: Row) -> dict[str, Any]:
                   "output_tokens": row["output_tokens"] or 0},
         # the batches table has no cost column: the cost is in the summary document
         "cost_usd": json.loads(row["summary"]).get("cost_usd") if row["summary"] else None,
-        "kind": "batch", "rows": row["rows"],
+        "kind": "batch", "rows": row["rows"], "user": row["user_name"],
     }
 
 
@@ -303,6 +328,7 @@ def run_end_values(result: RunResult, finished: float,
         "error_type": error.type if error else None,
         "error_message": _scrubbed(secrets, error.message) if error else None,
         "document": _scrubbed(secrets, _json(doc)),
+        "checks": _scrubbed(secrets, _json(doc["checks"])) if result.checks else None,
     }
 
 
@@ -387,6 +413,8 @@ class Row(Protocol):
 
     def __getitem__(self, column: str, /) -> Any: ...
 
+    def keys(self) -> Iterable[str]: ...
+
 
 def step_result(row: Row) -> StepResult:
     """A `steps` row as the StepResult it was recorded from."""
@@ -458,6 +486,7 @@ def run_summary(row: Row) -> dict[str, Any]:
         "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
         "kind": "run",
         "cost_usd": row["cost"],
+        "user": row["user_name"],
     }
 
 

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from orchestrate.history import open_store
+from orchestrate.ui import _batches as batches
 from orchestrate.ui import _history as runs
 from orchestrate.ui import _workflows as workflows
 from orchestrate.ui._files import Catalog
@@ -39,6 +40,8 @@ ROUTES = [
     Route("/runs/{run_id}/again", runs.rerun_from_page, methods=["POST"]),
     Route("/runs/{run_id}/resume", runs.rerun_from_page, methods=["POST"]),
     Route("/compare", runs.compare_page),
+    Route("/batches", batches.batches_page),
+    Route("/batches/{batch_id}", batches.batch_page),
     Route("/api/workflows", workflows.workflows_api),
     Route("/api/workflows/{path:path}", workflows.workflow_api),
     Route("/api/runs", runs.runs_api),
@@ -47,6 +50,7 @@ ROUTES = [
     Route("/api/runs/{run_id}/events", runs.events_api),
     Route("/api/runs/{run_id}/cancel", runs.cancel_api, methods=["POST"]),
     Route("/api/compare", runs.compare_api),
+    Route("/api/batches/{batch_id}", batches.batch_api),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
 

@@ -16,17 +16,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from orchestrate._errors import OrchestrateError, UsageError
+from orchestrate._result import StepResult
 from orchestrate.ui._events import Record, poll_history, sse_message
 from orchestrate.ui._files import NotServed
 from orchestrate.ui._render import page
 from orchestrate.ui._workflows import error_data, graph_of, start_run
 
 PAGE_SIZE = 50
+ITEMS_SHOWN = 200  # a for_each's items listed on its step's panel
 STATUSES = ("running", "succeeded", "failed", "cancelled")
 
 
 class NoSuchRun(LookupError):
     pass
+
+
+class IsABatch(NoSuchRun):
+    """The id is a batch's: its page is the batch page."""
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -48,6 +54,8 @@ def run_data(state: Any, run_id: str) -> dict[str, Any]:
         mode, file_path = None, str(state.catalog.find(live.workflow))
     else:
         run_id = _resolve(state.store, run_id)
+        if state.store.batch(run_id) is not None:
+            raise IsABatch(run_id)
         document = state.store.document(run_id)
         row = state.store.run_row(run_id)
         statuses = {step["id"]: step["status"] for step in document["steps"]}
@@ -73,7 +81,8 @@ def run_data(state: Any, run_id: str) -> dict[str, Any]:
 
 def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
     """One step of a run: its entry in the result document, the request it sent (the
-    rendered prompt or messages), and the text streamed so far while it runs."""
+    rendered prompt or messages), the text streamed so far while it runs, and a
+    for_each's items."""
     live = state.manager.live.get(run_id)
     request = None
     streamed = ""
@@ -82,9 +91,9 @@ def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
             raise NoSuchRun(f"{run_id}/{step_id}")
         result = live.results.get(step_id)
         entry = result.to_dict() if result else None
-        request = result.request if result else None
         status = live.statuses[step_id]
         items = live.items.get(step_id)
+        item_statuses = live.item_statuses.get(step_id, {})
         streamed = live.feed.tokens.get(step_id, "")
     else:
         run_id = _resolve(state.store, run_id)
@@ -93,22 +102,52 @@ def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
         entry = next((s for s in document["steps"] if s["id"] == step_id), None)
         if entry is None and step_id not in stored:
             raise NoSuchRun(f"{run_id}/{step_id}")
-        request = stored[step_id].request if step_id in stored else None
+        result = stored.get(step_id)
         status = entry["status"] if entry else "waiting"
-        items = None
+        items, item_statuses = None, {}
+    request = result.request if result else None
     return {"run_id": run_id, "step_id": step_id, "status": status, "step": entry,
-            "request": request, "streamed": streamed, "progress": items}
+            "request": request, "streamed": streamed, "progress": items,
+            "items": for_each_items(result, status, items, item_statuses)}
+
+
+def for_each_items(result: StepResult | None, status: str, progress: tuple[int, int] | None,
+                   statuses: Mapping[int, str]) -> dict[str, Any] | None:
+    """A for_each step's items: `total`, `done`, and the first ITEMS_SHOWN with their
+    index, status and output. None for a step that is not a for_each (or not started).
+
+    The history keeps the outputs of the items that succeeded; an item without one
+    failed, or was stopped when its step failed or was cancelled (`no output`)."""
+    sent = (result.request or {}).get("items") if result else None
+    total = len(sent) if isinstance(sent, list) else progress[1] if progress else None
+    if total is None:
+        return None
+    outputs: dict[int, Any] = {item.index: item.output for item in result.items} \
+        if result else {}
+    if result and result.status == "succeeded" and isinstance(result.output, list):
+        outputs = dict(enumerate(result.output))
+    ended = "waiting" if status in ("waiting", "queued", "running") else "no output"
+    shown = [{"index": index,
+              "status": statuses.get(index) or ("succeeded" if index in outputs else ended),
+              "output": outputs.get(index)}
+             for index in range(min(total, ITEMS_SHOWN))]
+    done = progress[0] if progress else len(outputs)
+    return {"total": total, "done": done, "shown": shown}
 
 
 def history_data(state: Any, *, workflow: str | None = None, status: str | None = None,
-                 before: str | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:
-    """A page of runs, newest first; `next` is the `before` of the following page."""
+                 user: str | None = None, before: str | None = None,
+                 limit: int = PAGE_SIZE, kind: str | None = None) -> dict[str, Any]:
+    """A page of runs, newest first; `next` is the `before` of the following page.
+    `kind` (run or batch): only those entries."""
     runs = state.store.list_runs(limit=limit + 1, workflow=workflow or None,
-                                 status=status or None, before=before or None)
+                                 status=status or None, user=user or None,
+                                 before=before or None, kind=kind or None)
     more = len(runs) > limit
     runs = runs[:limit]
     return {"runs": runs, "next": runs[-1]["run_id"] if more else None,
-            "workflow": workflow or "", "status": status or "", "statuses": STATUSES}
+            "workflow": workflow or "", "status": status or "", "user": user or "",
+            "statuses": STATUSES}
 
 
 def compare_data(state: Any, run_a: str, run_b: str) -> dict[str, Any]:
@@ -139,6 +178,8 @@ async def run_page(request: Request) -> Response:
     try:
         data = run_data(request.app.state, run_id)
         panel = step_data(request.app.state, data["run"]["run_id"], selected) if selected else None
+    except IsABatch as exc:
+        return RedirectResponse(f"/batches/{exc}", status_code=303)
     except NoSuchRun:
         return _not_found(f"run {run_id}")
     return page("run.html", **data, panel=panel, api=f"/api/runs/{data['run']['run_id']}")
@@ -157,7 +198,8 @@ async def step_panel(request: Request) -> Response:
 async def history_page(request: Request) -> Response:
     query = request.query_params
     data = history_data(request.app.state, workflow=query.get("workflow"),
-                        status=query.get("status"), before=query.get("before"))
+                        status=query.get("status"), user=query.get("user"),
+                        before=query.get("before"))
     return page("history.html", **data, api="/api/runs?" + str(query))
 
 
@@ -214,8 +256,10 @@ async def runs_api(request: Request) -> Response:
     except ValueError:
         return _api_error(400, "invalid_input", "limit must be a whole number")
     return JSONResponse(history_data(request.app.state, workflow=query.get("workflow"),
-                                     status=query.get("status"), before=query.get("before"),
-                                     limit=max(1, min(limit, 1000))))
+                                     status=query.get("status"), user=query.get("user"),
+                                     before=query.get("before"),
+                                     limit=max(1, min(limit, 1000)),
+                                     kind=query.get("kind")))
 
 
 async def start_run_api(request: Request) -> Response:

@@ -16,6 +16,8 @@ import jinja2
 from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse
 
+from orchestrate._cost import format_usd
+
 TEMPLATES = Path(__file__).parent / "templates"
 STATUS_MARKS = {"waiting": "○", "queued": "◌", "running": "●", "succeeded": "✓",
                 "failed": "✗", "skipped": "↷", "cancelled": "■"}
@@ -27,7 +29,8 @@ def environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(markdown=markdown, pretty_json=pretty_json, duration=duration,
-                       tokens=tokens, mark=STATUS_MARKS.get, diff_lines=diff_lines)
+                       tokens=tokens, mark=STATUS_MARKS.get, diff_lines=diff_lines,
+                       usd=format_usd, usd_change=usd_change, preview=preview)
     return env
 
 
@@ -74,6 +77,24 @@ def tokens(usage: dict[str, int] | None) -> str:
     if not usage:
         return ""
     return f"{usage.get('input_tokens', 0) + usage.get('output_tokens', 0):,} tok"
+
+
+def usd_change(delta: float | None) -> str:
+    """A cost difference as the terminal's `runs diff` shows it: `+$0.0031`, `-$0.12`;
+    `?` when either cost is unknown."""
+    if delta is None:
+        return "?"
+    if delta == 0:
+        return "$0"
+    return ("+" if delta > 0 else "-") + format_usd(abs(delta))
+
+
+def preview(value: Any, limit: int = 120) -> str:
+    """A value on one short line: text as it is, anything else as compact JSON."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
+                                                          default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def diff_lines(diff: str) -> Markup:

@@ -24,7 +24,7 @@ from orchestrate._events import (
     StepStarted,
 )
 from orchestrate._prepared import PreparedRun
-from orchestrate._result import RunResult, StepResult, Usage
+from orchestrate._result import RunResult, StepResult, Usage, total_cost
 from orchestrate.history import HistoryOptions, RecordingFailed
 from orchestrate.ui._events import RunFeed
 
@@ -40,6 +40,7 @@ class LiveRun:
         self.start: RunStarted | None = None
         self.statuses: dict[str, str] = {}
         self.items: dict[str, tuple[int, int]] = {}  # step id -> (done, total)
+        self.item_statuses: dict[str, dict[int, str]] = {}  # step id -> {index: status}
         self.results: dict[str, StepResult] = {}
         self.result: RunResult | None = None
 
@@ -59,6 +60,7 @@ class LiveRun:
                 self.items[event.step_id] = (0, event.items)
         elif isinstance(event, ItemFinished):
             self.items[event.step_id] = (event.done, event.total)
+            self.item_statuses.setdefault(event.step_id, {})[event.index] = event.status
         elif isinstance(event, StepFinished):
             self.statuses[event.result.id] = event.result.status
             self.results[event.result.id] = event.result
@@ -72,13 +74,15 @@ class LiveRun:
         if self.result is not None:
             return self.result.to_dict()
         assert self.start is not None
-        steps = [result.to_dict() for result in self.results.values()]
-        usage = Usage.total([result.usage for result in self.results.values()])
+        results = self.results.values()
+        steps = [result.to_dict() for result in results]
+        usage = Usage.total([result.usage for result in results])
+        cost = total_cost(r.cost_usd for r in results if r.usage is not None)
         return {
             "run_id": self.run_id, "workflow": self.start.workflow, "file": self.start.file,
             "status": "running", "started_at": self.start.started_at, "duration_ms": None,
             "inputs": self.start.inputs, "outputs": {}, "steps": steps,
-            "usage": usage.to_dict(), "error": None,
+            "usage": usage.to_dict(), "cost_usd": cost, "error": None,
         }
 
 

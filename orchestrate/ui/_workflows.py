@@ -88,7 +88,8 @@ def graph_of(workflow: Workflow, statuses: Mapping[str, str] | None = None
 def _input_field(name: str, spec: InputSpec) -> dict[str, Any]:
     default = None if spec.default is NO_DEFAULT else spec.default
     return {"name": name, "type": spec.type, "description": spec.description,
-            "required": spec.required, "default": default}
+            "required": spec.required, "default": default,
+            "enum": None if spec.enum is None else list(spec.enum)}
 
 
 # --- the inputs of a form --------------------------------------------------------------------
@@ -99,7 +100,7 @@ def form_inputs(specs: Mapping[str, InputSpec], form: Mapping[str, str]) -> dict
     with a default leaves the default. InputError names the field that is wrong."""
     values: dict[str, Any] = {}
     for name, spec in specs.items():
-        if spec.type == "boolean":
+        if spec.type == "boolean" and spec.enum is None:  # a checkbox: absent is false
             values[name] = f"input.{name}" in form
             continue
         raw = form.get(f"input.{name}", "")

@@ -25,6 +25,16 @@ function tokens(usage) {
   return (usage.input_tokens + usage.output_tokens).toLocaleString("en-US") + " tok";
 }
 
+// As the terminal shows a cost (orchestrate._cost.format_usd): $12.35, $0.0031, ? unknown.
+function usd(amount) {
+  if (amount == null) return "?";
+  if (amount === 0) return "$0";
+  if (amount >= 1) return "$" + amount.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  const digits = Math.max(4, 1 - Math.floor(Math.log10(amount)));
+  const [whole, decimals] = amount.toFixed(digits).split(".");
+  return "$" + whole + "." + decimals.replace(/0+$/, "").padEnd(2, "0");
+}
+
 // --- times: "3 min ago", the exact time on hover -------------------------------------------
 function relativeTimes(root) {
   const now = Date.now();
@@ -176,6 +186,7 @@ function runPage() {
       if (item) {
         item.querySelector(".time").textContent = duration(r.duration_ms);
         item.querySelector(".tok").textContent = tokens(r.usage);
+        item.querySelector(".cost").textContent = r.usage ? usd(r.cost_usd) : "";
       }
       if (r.step_id === selected) openStep(r.step_id, false);
     },
