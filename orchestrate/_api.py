@@ -46,11 +46,14 @@ def prepare(
     *,
     assignments: list[str] | None = None,
     partial: bool = False,
+    earlier: Mapping[str, Any] | None = None,
 ) -> PreparedRun:
     """Validate, load sub-workflows, import functions and resolve inputs, or raise.
 
     `assignments` are `-i NAME=VALUE` strings; they override `inputs`. `partial`: the
     inputs are shared by a batch's rows, which give the rest (no defaults filled in yet).
+    `earlier`: the inputs of the run `--resume` names, for those the workflow still
+    declares and neither `inputs` nor `assignments` give.
     """
     if isinstance(workflow, Workflow):
         file = str(workflow.path) if workflow.path else None
@@ -61,7 +64,8 @@ def prepare(
     if not report.valid or report.workflow is None:
         raise WorkflowInvalid(report.diagnostics)
     loaded, source, children = report.workflow, report.source, report.children
-    given = {**(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
+    kept = {name: value for name, value in (earlier or {}).items() if name in loaded.inputs}
+    given = {**kept, **(inputs or {}), **parse_assignments(assignments or [], loaded.inputs)}
     resolved = resolve_inputs(loaded.inputs, given, partial=partial)
     functions = _import_functions([loaded, *children.values()], source)
     return PreparedRun(loaded, resolved, file, source, functions, children)
@@ -274,7 +278,12 @@ def run_workflow(
     is reported in the result, not raised.
     """
     env = os.environ if env is None else env
-    prepared = prepare(workflow, inputs)
+    earlier = None
+    if history is not None and history.resume and history.record_history:
+        from orchestrate.history import resumed_inputs
+
+        earlier = resumed_inputs(history.resume, env, history.database)
+    prepared = prepare(workflow, inputs, earlier=earlier)
     options = RunOptions(model=model, max_concurrency=max_concurrency)
     use_mock = mock_from_env(env) if mock is None else mock
     return asyncio.run(

@@ -32,8 +32,9 @@ import attrs
 
 from orchestrate._cost import UNKNOWN_PRICE, check_prices, metered
 from orchestrate._engine import Engine, RunOptions, iso_now, new_run_id
-from orchestrate._errors import OrchestrateError, UsageError
+from orchestrate._errors import OrchestrateError, Terminated, UsageError
 from orchestrate._events import Event, StepRetrying
+from orchestrate._interrupt import sigterm_cancels_the_run
 from orchestrate._plan import build_plan
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult, Usage, total_cost
@@ -574,7 +575,8 @@ async def run_dataset(
     exit 0.
 
     `budget` (default: one of the workflow's `defaults.max_cost`) is shared by every row:
-    the one provider pool meters every call against it.
+    the one provider pool meters every call against it. SIGTERM (in the main thread)
+    stops the rows as Ctrl-C does, then raises Terminated with the summary.
     """
     from orchestrate._api import models_in_use, providers_in_use, run_budget
     from orchestrate._pricing import Pricing
@@ -618,13 +620,16 @@ async def run_dataset(
             runner = BatchRunner(prepared, pool=pool, options=options, summary=summary,
                                  hooks=session, observers=observers, env=env,
                                  variants=variants)
-            await runner.run(dataset.rows(), emit)
+            with sigterm_cancels_the_run() as terminated:
+                await runner.run(dataset.rows(), emit)
             finished = True
         finally:
             await pool.aclose()
     finally:
         if session is not None:
             session.close(ran=finished)
+    if terminated:
+        raise Terminated(summary)
     return summary
 
 

@@ -14,13 +14,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, TypeVar, cast
 
 import typer
 
 from orchestrate._errors import OrchestrateError, Terminated, WorkflowInvalid
 from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, not_empty
 from orchestrate._version import __version__
+
+if TYPE_CHECKING:
+    from orchestrate._batch import BatchSummary
+    from orchestrate._result import RunResult
 
 app = typer.Typer(
     name="orchestrate",
@@ -264,7 +268,7 @@ def run(
                                         callback=_GIVEN)],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i",
+        typer.Option("--input", "-i", metavar="NAME=VALUE",
                      help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
@@ -273,12 +277,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
     model: Annotated[str | None, typer.Option(
-        "--model", help="Use this model everywhere.", callback=_GIVEN)] = None,
+        "--model", metavar="MODEL", help="Use this model everywhere.",
+        callback=_GIVEN)] = None,
     max_concurrency: Annotated[int, typer.Option(
-        "--max-concurrency", help="Steps and items at once (1 to 1024).",
+        "--max-concurrency", metavar="N", help="Steps and items at once (1 to 1024).",
         callback=_checked(MAX_CONCURRENCY.check))] = 8,
     events: Annotated[str | None, typer.Option(
-        "--events", help="Write events as JSON Lines (- for stdout).", callback=_GIVEN)] = None,
+        "--events", metavar="FILE", help="Write events as JSON Lines (- for stdout).",
+        callback=_GIVEN)] = None,
     events_tokens: Annotated[
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
@@ -324,7 +330,7 @@ def run(
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
     from orchestrate._render import report_run
-    from orchestrate.history import HistoryOptions, RecordingFailed
+    from orchestrate.history import HistoryOptions, RecordingFailed, resumed_inputs
 
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
@@ -332,7 +338,9 @@ def run(
     started: dict[str, Any] = {}
     with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
         given = read_inputs_file(inputs_file) if inputs_file else {}
-        prepared = prepare(flow, given, assignments=input or [])
+        earlier = (resumed_inputs(resume, database=db) if resume and not no_history
+                   else None)
+        prepared = prepare(flow, given, assignments=input or [], earlier=earlier)
         _collect_garbage_again()
         started["inputs"] = prepared.inputs
         observers: list[Any] = []
@@ -360,7 +368,8 @@ def run(
         except Terminated as exc:  # show what the run did, then say why it stopped
             if exc.result is None:
                 raise
-            terminated, result, recorded = exc, exc.result, not no_history
+            terminated, recorded = exc, not no_history
+            result = cast("RunResult", exc.result)
     if as_json:
         _print_json(result.to_dict())
     report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
@@ -378,7 +387,8 @@ def estimate(
                                         callback=_GIVEN)],
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", help="NAME=VALUE, as for `run`."),
+        typer.Option("--input", "-i", metavar="NAME=VALUE",
+                     help="NAME=VALUE, as for `run`."),
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
@@ -387,9 +397,10 @@ def estimate(
         "--data", metavar="FILE", help="A dataset (.jsonl, .json, .csv): times its rows.",
         callback=_GIVEN)] = None,
     items: Annotated[int | None, typer.Option(
-        "--items", min=0, help="Items of a for_each whose list is not known before the run "
-        "(default 10).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+        "--items", metavar="N", min=0,
+        help="Items of a for_each whose list is not known before the run (default 10).")] = None,
+    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
+                                              help="Use this model everywhere.",
                                               callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
@@ -472,7 +483,8 @@ def batch(
     map_: Annotated[list[str] | None, typer.Option(
         "--map", metavar="INPUT=COLUMN", help="Feed INPUT from COLUMN (repeatable).")] = None,
     input: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="NAME=VALUE shared by every row (a row's own value wins).")
+        "--input", "-i", metavar="NAME=VALUE",
+        help="NAME=VALUE shared by every row (a row's own value wins).")
     ] = None,
     inputs_file: Annotated[str | None, typer.Option(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs shared by every row.",
@@ -481,16 +493,18 @@ def batch(
         "--output", "-o", metavar="FILE", help="Write the rows to FILE (.jsonl or .csv) "
         "instead of stdout.", callback=_GIVEN)] = None,
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", help="Model calls in flight across all rows (1 to 1024).",
+        "--concurrency", "-c", metavar="N",
+        help="Model calls in flight across all rows (1 to 1024).",
         callback=_checked(MAX_CONCURRENCY.check))] = 16,
     limit: Annotated[int | None, typer.Option(
-        "--limit", help="Only the first N rows (at most 1000000).",
+        "--limit", metavar="N", help="Only the first N rows (at most 1000000).",
         callback=_checked(RUNS_LIMIT.check))] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the summary as JSON on stdout (the rows need --output).")
     ] = False,
     mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option("--model", help="Use this model everywhere.",
+    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
+                                              help="Use this model everywhere.",
                                               callback=_GIVEN)] = None,
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", metavar="USD", min=0,
@@ -544,9 +558,13 @@ def batch(
                                database=db),
         checks=not no_checks, fail_under=fail_under, junit=junit, matrix=tuple(matrix or ()))
     stdout = sys.stdout
-    # stdout is for the rows: what functions print goes to stderr meanwhile.
-    with redirect_stdout(sys.stderr):
-        summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
+    terminated = None
+    try:
+        # stdout is for the rows: what functions print goes to stderr meanwhile.
+        with redirect_stdout(sys.stderr):
+            summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
+    except Terminated as exc:  # show what the batch did, then say why it stopped
+        terminated, summary = exc, cast("BatchSummary", exc.result)
     document = summary.to_dict()
     if as_json:
         _print_json(document)
@@ -554,6 +572,8 @@ def batch(
         from orchestrate._render_batch import summary_text
 
         print(summary_text(document), file=sys.stderr)
+    if terminated is not None:
+        raise terminated
     raise typer.Exit(summary.exit_code)
 
 
@@ -566,9 +586,9 @@ def ui(
     paths: Annotated[list[Path] | None, typer.Argument(
         help="Workflow files, or folders to search for them (default: this folder).",
         metavar="[PATH]...")] = None,
-    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = (
-        "127.0.0.1"),
-    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="HOST", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535,
                                       help="The port to listen on (0: any free one).")] = 8765,
     no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
     db: DatabaseOption = None,
@@ -601,10 +621,11 @@ class RunStatusChoice(StrEnum):
 @_reporting_errors
 def runs_list(
     limit: Annotated[int, typer.Option(
-        "--limit", "-n", help="At most this many runs (0: all; at most 1000000).",
+        "--limit", "-n", metavar="N", help="At most this many runs (0: all; at most 1000000).",
         callback=_checked(RUNS_LIMIT.check))] = 20,
     workflow: Annotated[str | None, typer.Option(
-        "--workflow", "-w", help="Only runs of this workflow.", callback=_GIVEN)] = None,
+        "--workflow", "-w", metavar="NAME", help="Only runs of this workflow.",
+        callback=_GIVEN)] = None,
     status: Annotated[RunStatusChoice | None, typer.Option("--status",
                                                            help="Only runs with this status.")
                       ] = None,
@@ -684,7 +705,9 @@ def runs_diff(
         found = store.resolve(run_a), store.resolve(run_b)
         batches = [store.batch(run_id) is not None for run_id in found]
         if batches[0] != batches[1]:
-            raise UsageError("runs diff compares two runs or two batches, not one of each")
+            batch_id = found[batches.index(True)]
+            raise UsageError(f"{batch_id} is a batch, not a run",
+                             hint="runs diff compares two runs or two batches, not one of each")
         diff = diff_batches(store, *found) if batches[0] else diff_runs(store, *found)
     if as_json:
         _print_json(diff)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 if TYPE_CHECKING:
+    from orchestrate._batch import BatchSummary
     from orchestrate._result import RunResult
 
 
@@ -137,7 +138,7 @@ class FunctionError(StepError):
 
 class Terminated(BaseException):
     """SIGTERM stopped a run, which is recorded as cancelled; `result` is its result (None
-    when it was stopped outside its steps).
+    when it was stopped outside its steps), or a batch's summary.
 
     Like KeyboardInterrupt, it is no Exception: a handler for errors does not swallow the
     request to stop. The CLI exits 143 (128 + SIGTERM), the shell's convention.
@@ -145,6 +146,6 @@ class Terminated(BaseException):
 
     exit_code: ClassVar[int] = 143
 
-    def __init__(self, result: RunResult | None) -> None:
+    def __init__(self, result: RunResult | BatchSummary | None) -> None:
         super().__init__("terminated")
         self.result = result

@@ -610,7 +610,7 @@ def _history_console(out: IO[str]) -> Iterator[Console]:
 
 
 def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
-    """`runs list`: one row per run, newest first."""
+    """`runs list`: one row per run, newest first; a batch says so after its workflow."""
     from rich.table import Table
 
     runs = escape_data(runs)
@@ -625,7 +625,10 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
     table.add_column("cost", justify="right", no_wrap=True)
     for run in runs:
         duration = run["duration_ms"]
-        table.add_row(run["run_id"], run["workflow"], _status_text(run["status"]),
+        workflow = run["workflow"]
+        if run.get("kind") == "batch":
+            workflow += f" (batch of {run['rows']:,} rows)"
+        table.add_row(run["run_id"], workflow, _status_text(run["status"]),
                       _local_time(run["started_at"]),
                       "" if duration is None else _duration(duration), _usage_text(run["usage"]),
                       format_usd(run.get("cost_usd")))

@@ -64,7 +64,14 @@ def total_cost(costs: Iterable[float | None]) -> float | None:
         if cost is None:
             return None
         total += cost
-    return total
+    return tidy_usd(total)
+
+
+def tidy_usd(amount: float) -> float:
+    """`amount` to 12 significant digits, so that `cost_usd` reads 1.665e-05 and not the
+    float noise 1.6649999999999998e-05; prices have far fewer digits, and a small
+    amount is never rounded to 0."""
+    return float(f"{amount:.12g}")
 
 
 @attrs.frozen

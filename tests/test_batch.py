@@ -183,6 +183,41 @@ def test_resume_reruns_only_the_rows_that_did_not_succeed(shaky: tuple[Path, Pat
     listed = json.loads(cli("runs", "list", "--json").stdout)
     assert [(r["kind"], r["rows"], r["status"]) for r in listed] == [
         ("batch", 9, "succeeded"), ("batch", 9, "failed")]
+    table = cli("runs", "list").stdout.splitlines()
+    assert [batch_id in line for line in table] == [False, False, True]
+    assert "(batch of 9 rows)" in table[2]
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(["runs", "diff", "{batch}", "{run}"], id="runs-diff-a-batch"),
+    pytest.param(["runs", "diff", "{run}", "{batch}", "--json"], id="runs-diff-b-batch"),
+    pytest.param(["run", "{flow}", "--mock", "-i", "i=0", "-i", "log=x", "--resume", "{batch}"],
+                 id="run-resume-a-batch"),
+])
+def test_a_batch_id_where_a_run_id_is_needed(shaky: tuple[Path, Path], cli: Callable,
+                                             command: list[str]) -> None:
+    """`runs diff` and `run --resume` of a batch id: exit 2 saying it is a batch, not 'no
+    run with id' of an id `runs list` just showed."""
+    flow, rows = shaky
+    out = lines(cli("batch", flow, "--data", rows, "--mock", "-q").stdout)
+    batch_id = json.loads(cli("runs", "list", "--json").stdout)[0]["run_id"]
+    args = [a.format(batch=batch_id, run=out[0]["run_id"], flow=flow) for a in command]
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"{batch_id} is a batch, not a run" in result.stderr
+    assert result.stdout == ""
+
+
+def test_runs_delete_of_a_batch_deletes_its_rows_runs(shaky: tuple[Path, Path],
+                                                      cli: Callable) -> None:
+    """`runs delete BATCH_ID`, as batch.md says: the batch and every row's run are gone."""
+    flow, rows = shaky
+    out = lines(cli("batch", flow, "--data", rows, "--mock", "-q").stdout)
+    batch_id = json.loads(cli("runs", "list", "--json").stdout)[0]["run_id"]
+    deleted = cli("runs", "delete", batch_id)
+    assert deleted.exit_code == 0, deleted.stderr
+    assert json.loads(cli("runs", "list", "--json").stdout) == []
+    assert cli("runs", "show", out[0]["run_id"]).exit_code == 2
 
 
 @pytest.mark.usefixtures("history_backend")

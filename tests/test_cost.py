@@ -21,7 +21,7 @@ from orchestrate._cost import (
     worst_case_cost,
 )
 from orchestrate._pricing import FREE, Pricing, shipped_table
-from orchestrate._result import Usage
+from orchestrate._result import Usage, total_cost
 from orchestrate._spec import Price, ProviderSpec
 from orchestrate.providers import LLMRequest, LLMResponse
 
@@ -111,6 +111,15 @@ def test_cached_tokens_without_a_cached_price_cost_the_input_price() -> None:
     """A model without a cached_input price charges cached tokens as input."""
     price = Price(input=2.0, output=8.0)
     assert math.isclose(cost_of(Usage(1000, 0, cached_input_tokens=500), price), 1000 * 2e-6)
+
+
+def test_costs_in_json_carry_no_float_noise() -> None:
+    """11 in + 7 out at $0.15/$0.60 is 5.85e-06, not 5.849999999999999e-06, and sums of
+    step costs read as written: the document shows what a person would compute."""
+    step = cost_of(Usage(input_tokens=11, output_tokens=7), Price(input=0.15, output=0.6))
+    assert json.dumps(step) == "5.85e-06"
+    assert json.dumps(total_cost([step, 1.08e-05])) == "1.665e-05"
+    assert total_cost([1e-15, 0.0]) == 1e-15  # tiny is not rounded to 0
 
 
 @pytest.mark.parametrize(

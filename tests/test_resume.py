@@ -198,6 +198,43 @@ def test_resume_with_changed_inputs(write_flow: Callable, cli: Callable, args: l
     assert resumed["status"] == "succeeded"
 
 
+def test_resume_takes_the_resumed_runs_inputs(write_flow: Callable, cli: Callable,
+                                              tmp_path: Path) -> None:
+    """`run FLOW --resume ID`, as the failed run's `resume with:` line says, needs no -i
+    again: inputs not given are the resumed run's (a required one included); -i wins."""
+    write_flow(TOOLS, "resume_tools.py")
+    marker = tmp_path / "marker"
+    marker.touch()
+    flow = write_flow(f"""
+        inputs:
+          topic: {{type: string}}
+          style: {{default: plain}}
+        steps:
+          - id: facts
+            prompt: "Facts about {{{{ inputs.topic }}}} in {{{{ inputs.style }}}}"
+          - id: check
+            function: resume_tools:work
+            with: {{name: check, log: "{tmp_path / 'calls.log'}", marker: "{marker}",
+                    previous: "{{{{ steps.facts.output }}}}"}}
+        """)
+    failed = cli("run", flow, "--mock", "-i", "topic=tides", "-i", "style=ornate")
+    assert failed.exit_code == 1
+    hint = failed.stderr.strip().splitlines()[-1]
+    assert hint == f"resume with: orchestrate run {flow} --resume {_run_id(failed.stderr)}"
+    marker.unlink()
+    code, resumed = run(cli, flow, "--mock", "--resume", _run_id(failed.stderr))
+    assert code == 0
+    assert resumed["inputs"] == {"topic": "tides", "style": "ornate"}
+    assert reused(resumed) == {"facts": True, "check": False}
+    code, changed = run(cli, flow, "--mock", "--resume", resumed["run_id"], "-i", "topic=moon")
+    assert changed["inputs"] == {"topic": "moon", "style": "ornate"}
+    assert reused(changed) == {"facts": False, "check": False}
+
+
+def _run_id(stderr: str) -> str:
+    return stderr.split("--resume ")[-1].split()[0]
+
+
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ('prompt: "Describe the style {{ inputs.style }}"',
      'prompt: "Describe the look {{ inputs.style }}"',

@@ -27,7 +27,7 @@ from orchestrate.history._batches import batch_details, row_entry
 from orchestrate.history._diff import diff_batches, diff_runs, run_details
 from orchestrate.history._open import database_location, database_path, home, open_store
 from orchestrate.history._provenance import definition_hash, git_commit
-from orchestrate.history._reuse import ReusePlan, mode_family, steps_to_rerun
+from orchestrate.history._reuse import ReusePlan, mode_family, resumed_inputs, steps_to_rerun
 from orchestrate.history._session import HistoryOptions, HistorySession, RecordingFailed
 from orchestrate.history._store import (
     CachedResponse,
@@ -37,6 +37,7 @@ from orchestrate.history._store import (
     StoredStep,
     delete_runs,
     parse_age,
+    resolve_run,
 )
 from orchestrate.history._transfer import Imported, export_history, import_history
 
@@ -65,6 +66,8 @@ __all__ = [
     "mode_family",
     "open_store",
     "parse_age",
+    "resolve_run",
+    "resumed_inputs",
     "row_entry",
     "run_details",
     "steps_to_rerun",

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +19,11 @@ from orchestrate._loader import file_sha256
 from orchestrate._result import ItemResult, StepResult
 from orchestrate._spec import AnyStep, FunctionStep, Workflow
 from orchestrate.history._provenance import definition_hash
+from orchestrate.history._store import resolve_run
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from orchestrate._prepared import PreparedRun
     from orchestrate.history._store import HistoryStore
 
@@ -106,13 +110,26 @@ def plan_reuse(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume:
                      same_mode=mode_family(base_mode) == mode_family(mode))
 
 
+def resumed_inputs(resume: str, env: Mapping[str, str] = os.environ,
+                   database: str | Path | None = None) -> dict[str, Any]:
+    """The inputs of the run `--resume` names: a resumed run needs no `-i` again (as
+    `batch --resume` needs no `--data`), and the `resume with:` line works as printed."""
+    import json
+
+    from orchestrate.history._open import open_store
+
+    with open_store(env, database) as store:
+        return dict(json.loads(store.run_row(resolve_run(store, resume, "run --resume"))
+                               ["inputs"]))
+
+
 def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: str | None,
               make_style: bool, flag: str) -> str | None:
     """The run to reuse from: --resume RUN_ID (of this workflow), or for --from/--only
     the latest run of this file in the same mode family (mock, or live and replay)."""
     family = mode_family(mode)
     if resume:
-        run_id = store.resolve(resume)
+        run_id = resolve_run(store, resume, "run --resume")
         row = store.run_row(run_id)
         check_same_workflow(prepared, row)
         if make_style and mode_family(row["mode"]) != family:

@@ -510,6 +510,18 @@ def resolved(prefix: str, matches: Sequence[Row],
                      hint="give more characters; candidates:\n" + _candidates(matches[:10]))
 
 
+def resolve_run(store: HistoryStore, prefix: str, command: str) -> str:
+    """The id of the run `prefix` names for `command`; a UsageError when it names a batch,
+    whose id `resolve` also finds (a batch is no run: it has no steps to show or compare)."""
+    run_id = store.resolve(prefix)
+    if store.batch(run_id) is not None:
+        raise UsageError(f"{run_id} is a batch, not a run: {command} takes a run id",
+                         hint="each row of a batch is a run: its `run_id` is in the batch's "
+                              f"output rows (and `orchestrate runs show {run_id}` lists the "
+                              "rows that failed)")
+    return run_id
+
+
 def _candidates(rows: Sequence[Row]) -> str:
     return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
                      for r in rows)
@@ -523,7 +535,7 @@ def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = F
     was killed and left the run running). Nothing is deleted when one id fails.
     """
     run_ids = sorted({store.resolve(prefix) for prefix in prefixes})
-    running = [run_id for run_id in run_ids if store.run_row(run_id)["status"] == "running"]
+    running = [run_id for run_id in run_ids if _status(store, run_id) == "running"]
     if running and not force:
         names = ", ".join(running)
         raise UsageError(f"run {names} is still running" if len(running) == 1 else
@@ -531,6 +543,12 @@ def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = F
                          hint="wait for it to finish; if its process is gone (killed), "
                               "delete it with --force")
     return store.delete(run_ids)
+
+
+def _status(store: HistoryStore, run_id: str) -> str:
+    """The status of a run, or of a batch (whose rows' runs go with it)."""
+    batch = store.batch(run_id)
+    return str((batch if batch is not None else store.run_row(run_id))["status"])
 
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
