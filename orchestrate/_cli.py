@@ -859,6 +859,10 @@ def main() -> None:
     # among them is wasted work, some 50 ms of CPU for a small `run`. Commands turn
     # collection back on as they begin, `run` once the run is prepared.
     gc.disable()
+    # httpx imports its own command line when click, rich and pygments are installed (as
+    # typer's dependencies they are): 20-40 ms of a run's start-up, for a tool this
+    # process never runs. Marked missing, httpx puts a stub in its place.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     app()
 
 

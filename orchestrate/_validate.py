@@ -251,7 +251,7 @@ class _Checker:
 
     def check_ids(self) -> None:
         """Ids of every step in the file: one that could not be built still holds its id."""
-        first_line: dict[str, int] = {}
+        first_index: dict[str, int] = {}
         for index, raw in self.raw_steps():
             step_id = raw.get("id")
             if not isinstance(step_id, str):
@@ -259,11 +259,13 @@ class _Checker:
             path = ("steps", index, "id")
             if not ID_PATTERN.match(step_id):
                 self.error(path, f"invalid step id {step_id!r}", _identifier_hint(step_id))
-            if step_id in first_line:
+            if step_id in first_index:
+                # located only now: a valid file's positions are never computed
+                first = self.source.locate(("steps", first_index[step_id], "id"))[0]
                 self.error(path, f"duplicate step id {step_id!r}",
-                           f"it is first used on line {first_line[step_id]}; ids must be unique")
+                           f"it is first used on line {first}; ids must be unique")
             else:
-                first_line[step_id] = self.source.locate(path)[0]
+                first_index[step_id] = index
 
     def check_providers(self) -> None:
         known = {*builtin_provider_names(), *self.workflow.providers}

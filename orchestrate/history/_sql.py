@@ -516,28 +516,45 @@ _STOP = object()
 class Writer:
     """A thread that owns a connection and commits queued writes in batches.
 
-    `submit` only puts a function on a queue: the caller (the event loop) never waits for
-    the database. Every batch is committed as soon as it is taken, so a crash loses at
-    most the writes still queued. :meth:`close` waits for the queue to drain. After a
-    failed write nothing more is written (a run's later rows would miss their parents).
+    `submit` only puts a function on a queue: the caller (the event loop) does not wait
+    for the database while the writer keeps up. When it does not (a batch's rows finish
+    faster than they are committed), the queue fills up to QUEUE_LIMIT writes and `submit`
+    waits for room: the rows slow down to the writer's pace instead of piling up in
+    memory. Every batch is committed as soon as it is taken, so a crash loses at most the
+    writes still queued. :meth:`close` waits for the queue to drain. After a failed write
+    nothing more is written (a run's later rows would miss their parents).
     """
 
-    def __init__(self, store: SQLStore) -> None:
+    QUEUE_LIMIT = 2000  # writes waiting: with their results, a few MB at most
+
+    def __init__(self, store: SQLStore, *, limit: int | None = None) -> None:
         self.store = store
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.queue: queue.Queue[Any] = queue.Queue(limit or self.QUEUE_LIMIT)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, name="orchestrate-history",
                                        daemon=True)
         self.thread.start()
 
     def submit(self, write: Write) -> None:
-        self.queue.put(write)
+        self._put(write)
 
     def close(self) -> None:
-        self.queue.put(_STOP)
+        self._put(_STOP)
         self.thread.join()
         if self.error is not None:
             raise self.store.failure(self.error, "could not record the run in")
+
+    def _put(self, item: object) -> None:
+        """Queue `item`, waiting for room while the thread lives (one that died can no
+        longer take it: its error is reported by close)."""
+        while True:
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if not self.thread.is_alive():
+                    self.error = self.error or RuntimeError("the history writer stopped")
+                    return
 
     def _loop(self) -> None:
         try:
@@ -550,7 +567,7 @@ class Writer:
             stop = False
             while not stop:
                 batch = [self.queue.get()]
-                while True:
+                while len(batch) < self.queue.maxsize:  # one commit holds a bounded batch
                     try:
                         batch.append(self.queue.get_nowait())
                     except queue.Empty:
