@@ -102,6 +102,22 @@ DatabaseOption = Annotated[str | None, typer.Option(
     "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
     rich_help_panel="Run history", show_default=False, callback=_GIVEN)]
 
+# Options that `run` and `batch` (and `estimate`) share, spelt once.
+FlowArgument = Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                             callback=_GIVEN)]
+MockOption = Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")]
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", metavar="MODEL", help="Use this model everywhere.", callback=_GIVEN)]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
+CacheOption = Annotated[bool, typer.Option(
+    "--cache", help="Answer identical LLM requests from earlier answers.",
+    rich_help_panel="Run history")]
+RecordOption = Annotated[str | None, typer.Option(
+    "--record", metavar="FILE", help="Write every provider response to a fixture file.",
+    rich_help_panel="Run history", callback=_GIVEN)]
+NoHistoryOption = Annotated[bool, typer.Option(
+    "--no-history", help="Record nothing in the run history.", rich_help_panel="Run history")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -267,8 +283,7 @@ def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
 @app.command()
 @_reporting_errors
 def run(
-    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    flow: FlowArgument,
     input: Annotated[
         list[str] | None,
         typer.Option("--input", "-i", metavar="NAME=VALUE",
@@ -278,10 +293,8 @@ def run(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
         callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option(
-        "--model", metavar="MODEL", help="Use this model everywhere.",
-        callback=_GIVEN)] = None,
+    mock: MockOption = False,
+    model: ModelOption = None,
     max_concurrency: Annotated[int, typer.Option(
         "--max-concurrency", metavar="N", help="Steps and items at once (1 to 1024).",
         callback=_checked(MAX_CONCURRENCY.check))] = 8,
@@ -291,7 +304,7 @@ def run(
     events_tokens: Annotated[
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: QuietOption = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
@@ -309,18 +322,12 @@ def run(
     only: Annotated[str | None, typer.Option(
         "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
         "run (or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
-    cache: Annotated[bool, typer.Option(
-        "--cache", help="Answer identical LLM requests from earlier answers.",
-        rich_help_panel="Run history")] = False,
-    record: Annotated[str | None, typer.Option(
-        "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    cache: CacheOption = False,
+    record: RecordOption = None,
     replay: Annotated[str | None, typer.Option(
         "--replay", metavar="FILE", help="Answer from a fixture file, offline (wins over "
         "--mock).", rich_help_panel="Run history", callback=_GIVEN)] = None,
-    no_history: Annotated[bool, typer.Option(
-        "--no-history", help="Record nothing in the run history.",
-        rich_help_panel="Run history")] = False,
+    no_history: NoHistoryOption = False,
     db: DatabaseOption = None,
     no_checks: Annotated[bool, typer.Option(
         "--no-checks", help="Skip the workflow's checks.")] = False,
@@ -386,8 +393,7 @@ def run(
 @app.command()
 @_reporting_errors
 def estimate(
-    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    flow: FlowArgument,
     input: Annotated[
         list[str] | None,
         typer.Option("--input", "-i", metavar="NAME=VALUE",
@@ -402,9 +408,7 @@ def estimate(
     items: Annotated[int | None, typer.Option(
         "--items", metavar="N", min=0,
         help="Items of a for_each whose list is not known before the run (default 10).")] = None,
-    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
-                                              help="Use this model everywhere.",
-                                              callback=_GIVEN)] = None,
+    model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """What a run would cost, without calling a model: tokens and a low/high cost per step."""
@@ -478,8 +482,7 @@ def _batch_observers(quiet: bool) -> list[Any]:
 @app.command()
 @_reporting_errors
 def batch(
-    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    flow: FlowArgument,
     data: Annotated[str | None, typer.Option(
         "--data", metavar="FILE", help="Rows: .jsonl, .json, .csv, or - (JSON Lines on "
         "stdin). With --resume, the resumed batch's file by default.", callback=_GIVEN)] = None,
@@ -505,30 +508,22 @@ def batch(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the summary as JSON on stdout (the rows need --output).")
     ] = False,
-    mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
-                                              help="Use this model everywhere.",
-                                              callback=_GIVEN)] = None,
+    mock: MockOption = False,
+    model: ModelOption = None,
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", metavar="USD", min=0,
         help="Budget shared by every row: a model call that could pass it is not made, and "
              "no new row starts (wins over defaults.max_cost).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: QuietOption = False,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH_ID", help="Run the rows of BATCH_ID that did not succeed; "
         "write the whole output again.", rich_help_panel="Run history", callback=_GIVEN)] = None,
-    cache: Annotated[bool, typer.Option(
-        "--cache", help="Answer identical LLM requests from earlier answers.",
-        rich_help_panel="Run history")] = False,
-    record: Annotated[str | None, typer.Option(
-        "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    cache: CacheOption = False,
+    record: RecordOption = None,
     replay: Annotated[str | None, typer.Option(
         "--replay", metavar="FILE", help="Answer from a fixture file, offline.",
         rich_help_panel="Run history", callback=_GIVEN)] = None,
-    no_history: Annotated[bool, typer.Option(
-        "--no-history", help="Record nothing in the run history.",
-        rich_help_panel="Run history")] = False,
+    no_history: NoHistoryOption = False,
     db: DatabaseOption = None,
     matrix: Annotated[list[str] | None, typer.Option(
         "--matrix", metavar="KEY=V1,V2", help="Run the rows once per combination (KEY: "
