@@ -148,11 +148,12 @@ def server_stats(base_url: str) -> dict[str, int]:
         return json.loads(reply.read())
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
-    """The fake server in its own process (its CPU is not ours); its base URL."""
+def start_server(latency: float, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """The fake server in its own process (its CPU is not ours), with more of its command
+    line `options`; its base URL."""
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("fake_openai.py")), "--port", "0",
-         "--latency-ms", str(latency * 1000), "--exit-after", "3600"],
+         "--latency-ms", str(latency * 1000), "--exit-after", "3600", *options],
         stdout=subprocess.PIPE, text=True,
     )
     assert server.stdout is not None

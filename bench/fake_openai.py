@@ -4,8 +4,10 @@ It answers ``POST /v1/chat/completions`` (also ``/chat/completions``) after a fi
 latency, as a JSON body or, with ``"stream": true``, as server-sent events: one
 ``data:`` chunk per word, a usage-only chunk when ``stream_options.include_usage`` is
 set, then ``data: [DONE]``. ``GET /v1/models`` lists one model; ``GET /stats`` gives the
-requests and connections served so far. HTTP/1.1 with
-keep-alive on a raw asyncio server: only the standard library, 127.0.0.1 only.
+requests and connections served so far, the most requests answered at once, and the
+429s of ``rate_limit`` (above that many requests a second: 429 with ``Retry-After: 1``).
+HTTP/1.1 with keep-alive on a raw asyncio server: only the standard library, 127.0.0.1
+only.
 
 The reply is ``Fake reply to: <the last message>`` (whitespace collapsed, shortened),
 ``{"text": ...}`` for ``response_format`` ``json_object``, and a minimal instance of the
@@ -34,10 +36,12 @@ import contextlib
 import json
 import math
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["DEFAULT_LATENCY", "Failure", "FakeOpenAI", "echo_reply", "main", "serve_in_thread"]
@@ -87,9 +91,10 @@ def echo_reply(body: dict[str, Any]) -> str:
 
 def _minimal_instance(schema: dict[str, Any]) -> Any:
     try:
-        from orchestrate.providers._mock import minimal_instance
-    except ImportError:  # used without orchestrate installed
-        return {}
+        from orchestrate._instances import minimal_instance
+    except ImportError:  # run by a Python without orchestrate: take it from this checkout
+        sys.path.append(str(Path(__file__).resolve().parent.parent))
+        from orchestrate._instances import minimal_instance
     return minimal_instance(schema, schema)
 
 
@@ -103,6 +108,7 @@ class FakeOpenAI:
         token_delay: float = 0.0,
         reply: Callable[[dict[str, Any]], str] = echo_reply,
         record: bool = True,
+        rate_limit: float = 0.0,
     ) -> None:
         self.latency = latency
         self.token_delay = token_delay  # seconds between streamed chunks
@@ -111,6 +117,12 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"} when recording
         self.count = 0  # requests answered (or failed) so far
         self.connections = 0  # TCP connections accepted so far
+        self.in_flight = 0  # chat requests being answered now
+        self.max_in_flight = 0  # the most at once so far
+        # above this many answers a second (0: no limit), 429 with Retry-After: 1
+        self.rate_limit = rate_limit
+        self.rate_limited = 0  # requests answered 429 by the rate limit so far
+        self._answered: collections.deque[float] = collections.deque()  # the last second's
         self.port = 0
         self._failures: collections.deque[Failure] = collections.deque()
         self._server: asyncio.Server | None = None
@@ -173,7 +185,8 @@ class FakeOpenAI:
         raw = await reader.readexactly(int(headers.get("content-length") or 0))
         path = path.split("?", 1)[0]
         if method == "GET" and path == "/stats":
-            stats = {"requests": self.count, "connections": self.connections}
+            stats = {"requests": self.count, "connections": self.connections,
+                     "max_in_flight": self.max_in_flight, "rate_limited": self.rate_limited}
             await self._send_json(writer, 200, stats, close=not keep_alive)
         elif method == "GET" and path in ("/v1/models", "/models"):
             models = {"object": "list", "data": [{"id": MODEL, "object": "model"}]}
@@ -190,6 +203,31 @@ class FakeOpenAI:
         *, close: bool,
     ) -> None:
         self.count += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self._answer(writer, path, headers, raw, close=close)
+        finally:
+            self.in_flight -= 1
+
+    def _over_rate_limit(self) -> bool:
+        """Whether this request passes `rate_limit` answers in the last second (those
+        answered 429 do not count)."""
+        if not self.rate_limit:
+            return False
+        now = time.monotonic()
+        while self._answered and self._answered[0] <= now - 1.0:
+            self._answered.popleft()
+        if len(self._answered) >= self.rate_limit:
+            self.rate_limited += 1
+            return True
+        self._answered.append(now)
+        return False
+
+    async def _answer(
+        self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], raw: bytes,
+        *, close: bool,
+    ) -> None:
         try:
             body = json.loads(raw)
         except ValueError:
@@ -198,6 +236,9 @@ class FakeOpenAI:
         if self.record:
             self.requests.append({"path": path, "headers": headers, "body": body})
         failure = self._failures.popleft() if self._failures else None
+        if failure is None and self._over_rate_limit():
+            failure = Failure(status=429, message="rate limit reached: slow down",
+                              headers={"Retry-After": "1"})
         if self.latency:
             await asyncio.sleep(self.latency)
         if failure is not None and not failure.truncate:
@@ -318,7 +359,7 @@ def serve_in_thread(**options: Any) -> Iterator[FakeOpenAI]:
 
 async def _serve(args: argparse.Namespace) -> None:
     server = FakeOpenAI(latency=args.latency_ms / 1000, token_delay=args.token_delay_ms / 1000,
-                        record=False)
+                        record=False, rate_limit=args.rate_limit)
     if args.fail_first:
         server.fail_next(*[Failure(status=args.fail_status)] * args.fail_first)
     port = await server.start(args.host, args.port)
@@ -340,6 +381,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fail-first", type=int, default=0, metavar="N",
                         help="answer the first N requests with --fail-status")
     parser.add_argument("--fail-status", type=int, default=500)
+    parser.add_argument("--rate-limit", type=float, default=0.0, metavar="PER_SECOND",
+                        help="answer 429 with Retry-After: 1 above this many requests a "
+                        "second (default: no limit)")
     parser.add_argument("--exit-after", type=float, default=0.0, metavar="SECONDS",
                         help="stop after this long (default: serve until interrupted)")
     args = parser.parse_args(argv)

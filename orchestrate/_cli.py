@@ -25,6 +25,7 @@ from orchestrate._version import __version__
 if TYPE_CHECKING:
     from orchestrate._batch import BatchSummary
     from orchestrate._result import RunResult
+    from orchestrate.history import Deleted
 
 app = typer.Typer(
     name="orchestrate",
@@ -100,6 +101,22 @@ DatabaseOption = Annotated[str | None, typer.Option(
     "--db", metavar="URL", help="The history: a file path, sqlite:///PATH or postgresql://... "
     "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
     rich_help_panel="Run history", show_default=False, callback=_GIVEN)]
+
+# Options that `run` and `batch` (and `estimate`) share, spelt once.
+FlowArgument = Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
+                                             callback=_GIVEN)]
+MockOption = Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")]
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", metavar="MODEL", help="Use this model everywhere.", callback=_GIVEN)]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
+CacheOption = Annotated[bool, typer.Option(
+    "--cache", help="Answer identical LLM requests from earlier answers.",
+    rich_help_panel="Run history")]
+RecordOption = Annotated[str | None, typer.Option(
+    "--record", metavar="FILE", help="Write every provider response to a fixture file.",
+    rich_help_panel="Run history", callback=_GIVEN)]
+NoHistoryOption = Annotated[bool, typer.Option(
+    "--no-history", help="Record nothing in the run history.", rich_help_panel="Run history")]
 
 
 def _version(value: bool) -> None:
@@ -254,8 +271,10 @@ def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
     elif target == "-":
         yield sys.stdout
     else:
+        from orchestrate._files import open_private_file
+
         try:
-            with open(target, "w", encoding="utf-8") as stream:
+            with open_private_file(Path(target)) as stream:
                 yield stream
         except OSError as exc:
             raise OrchestrateError(f"cannot write events to {target}: {exc.strerror}") from None
@@ -264,8 +283,7 @@ def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
 @app.command()
 @_reporting_errors
 def run(
-    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    flow: FlowArgument,
     input: Annotated[
         list[str] | None,
         typer.Option("--input", "-i", metavar="NAME=VALUE",
@@ -275,10 +293,8 @@ def run(
         "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
         callback=_GIVEN)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option(
-        "--model", metavar="MODEL", help="Use this model everywhere.",
-        callback=_GIVEN)] = None,
+    mock: MockOption = False,
+    model: ModelOption = None,
     max_concurrency: Annotated[int, typer.Option(
         "--max-concurrency", metavar="N", help="Steps and items at once (1 to 1024).",
         callback=_checked(MAX_CONCURRENCY.check))] = 8,
@@ -288,7 +304,7 @@ def run(
     events_tokens: Annotated[
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: QuietOption = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
@@ -306,18 +322,12 @@ def run(
     only: Annotated[str | None, typer.Option(
         "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
         "run (or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
-    cache: Annotated[bool, typer.Option(
-        "--cache", help="Answer identical LLM requests from earlier answers.",
-        rich_help_panel="Run history")] = False,
-    record: Annotated[str | None, typer.Option(
-        "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    cache: CacheOption = False,
+    record: RecordOption = None,
     replay: Annotated[str | None, typer.Option(
         "--replay", metavar="FILE", help="Answer from a fixture file, offline (wins over "
         "--mock).", rich_help_panel="Run history", callback=_GIVEN)] = None,
-    no_history: Annotated[bool, typer.Option(
-        "--no-history", help="Record nothing in the run history.",
-        rich_help_panel="Run history")] = False,
+    no_history: NoHistoryOption = False,
     db: DatabaseOption = None,
     no_checks: Annotated[bool, typer.Option(
         "--no-checks", help="Skip the workflow's checks.")] = False,
@@ -329,7 +339,7 @@ def run(
     from orchestrate._engine import RunOptions
     from orchestrate._events import JsonLinesWriter
     from orchestrate._inputs import read_inputs_file
-    from orchestrate._render import report_run
+    from orchestrate._render import function_output, report_run
     from orchestrate.history import HistoryOptions, RecordingFailed, resumed_inputs
 
     if events == "-" and as_json:
@@ -357,7 +367,7 @@ def run(
         terminated = None
         try:
             # stdout is for results: what functions print goes to stderr meanwhile.
-            with redirect_stdout(sys.stderr):
+            with redirect_stdout(function_output(sys.stderr)):
                 result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
                                                   observers=observers, history=history,
                                                   budget=run_budget(prepared, max_cost)))
@@ -383,8 +393,7 @@ def run(
 @app.command()
 @_reporting_errors
 def estimate(
-    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    flow: FlowArgument,
     input: Annotated[
         list[str] | None,
         typer.Option("--input", "-i", metavar="NAME=VALUE",
@@ -399,22 +408,20 @@ def estimate(
     items: Annotated[int | None, typer.Option(
         "--items", metavar="N", min=0,
         help="Items of a for_each whose list is not known before the run (default 10).")] = None,
-    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
-                                              help="Use this model everywhere.",
-                                              callback=_GIVEN)] = None,
+    model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
     """What a run would cost, without calling a model: tokens and a low/high cost per step."""
     from orchestrate._estimate import estimate as estimate_run
     from orchestrate._inputs import parse_assignments, read_inputs_file
     from orchestrate._rows import count_rows
-    from orchestrate._validate import load_workflow
+    from orchestrate._validate import load_with_children
 
-    workflow = load_workflow(flow)
+    workflow, children = load_with_children(flow)
     given = read_inputs_file(inputs_file) if inputs_file else {}
     given |= parse_assignments(input or [], workflow.inputs)
     known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
-    result = estimate_run(workflow, known | given, items=items, model=model,
+    result = estimate_run(workflow, known | given, children=children, items=items, model=model,
                           rows=count_rows(data) if data else 1)
     if as_json:
         _print_json(result.to_dict())
@@ -475,8 +482,7 @@ def _batch_observers(quiet: bool) -> list[Any]:
 @app.command()
 @_reporting_errors
 def batch(
-    flow: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    flow: FlowArgument,
     data: Annotated[str | None, typer.Option(
         "--data", metavar="FILE", help="Rows: .jsonl, .json, .csv, or - (JSON Lines on "
         "stdin). With --resume, the resumed batch's file by default.", callback=_GIVEN)] = None,
@@ -502,30 +508,22 @@ def batch(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the summary as JSON on stdout (the rows need --output).")
     ] = False,
-    mock: Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")] = False,
-    model: Annotated[str | None, typer.Option("--model", metavar="MODEL",
-                                              help="Use this model everywhere.",
-                                              callback=_GIVEN)] = None,
+    mock: MockOption = False,
+    model: ModelOption = None,
     max_cost: Annotated[float | None, typer.Option(
         "--max-cost", metavar="USD", min=0,
         help="Budget shared by every row: a model call that could pass it is not made, and "
              "no new row starts (wins over defaults.max_cost).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+    quiet: QuietOption = False,
     resume: Annotated[str | None, typer.Option(
         "--resume", metavar="BATCH_ID", help="Run the rows of BATCH_ID that did not succeed; "
         "write the whole output again.", rich_help_panel="Run history", callback=_GIVEN)] = None,
-    cache: Annotated[bool, typer.Option(
-        "--cache", help="Answer identical LLM requests from earlier answers.",
-        rich_help_panel="Run history")] = False,
-    record: Annotated[str | None, typer.Option(
-        "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    cache: CacheOption = False,
+    record: RecordOption = None,
     replay: Annotated[str | None, typer.Option(
         "--replay", metavar="FILE", help="Answer from a fixture file, offline.",
         rich_help_panel="Run history", callback=_GIVEN)] = None,
-    no_history: Annotated[bool, typer.Option(
-        "--no-history", help="Record nothing in the run history.",
-        rich_help_panel="Run history")] = False,
+    no_history: NoHistoryOption = False,
     db: DatabaseOption = None,
     matrix: Annotated[list[str] | None, typer.Option(
         "--matrix", metavar="KEY=V1,V2", help="Run the rows once per combination (KEY: "
@@ -545,6 +543,7 @@ def batch(
     their checks, graded: an evaluation)."""
     from orchestrate._batch import BatchRequest, run_request
     from orchestrate._errors import UsageError
+    from orchestrate._render import function_output
     from orchestrate.history import HistoryOptions
 
     if as_json and output is None:
@@ -561,7 +560,7 @@ def batch(
     terminated = None
     try:
         # stdout is for the rows: what functions print goes to stderr meanwhile.
-        with redirect_stdout(sys.stderr):
+        with redirect_stdout(function_output(sys.stderr)):
             summary = run_request(request, stdout=stdout, observers=_batch_observers(quiet))
     except Terminated as exc:  # show what the batch did, then say why it stopped
         terminated, summary = exc, cast("BatchSummary", exc.result)
@@ -735,7 +734,7 @@ def runs_delete(
 
     with open_store(location=db) as store:
         deleted = delete_runs(store, run_ids, force=force)
-    print(f"deleted {deleted} run{'s' if deleted != 1 else ''}", file=sys.stderr)
+    print(f"deleted {_deleted_text(deleted)}", file=sys.stderr)
 
 
 @runs_app.command("prune")
@@ -752,10 +751,24 @@ def runs_prune(
 
     age = parse_age(older_than)
     with open_store(location=db) as store:
-        runs, responses = store.prune(time.time() - age)
-    print(f"deleted {runs} run{'s' if runs != 1 else ''} and {responses} cached "
-          f"response{'s' if responses != 1 else ''} older than {older_than.strip()}",
-          file=sys.stderr)
+        deleted = store.prune(time.time() - age)
+    from orchestrate._hints import plural
+
+    print(f"deleted {_deleted_text(deleted)} and {plural(deleted.responses, 'cached response')}"
+          f" older than {older_than.strip()}", file=sys.stderr)
+
+
+def _deleted_text(deleted: Deleted) -> str:
+    """`2 runs`, `batch ID (9 rows)`, `1 run and 2 batches (18 rows)`."""
+    from orchestrate._hints import plural
+
+    parts = [plural(deleted.runs, "run")] if deleted.runs or not deleted.batches else []
+    if deleted.batches:
+        batches = (f"batch {deleted.batches[0]}" if len(deleted.batches) == 1 else
+                   plural(len(deleted.batches), "batch", "batches"))
+        parts.append(f"{batches} ({plural(deleted.rows, 'row')})")
+    return " and ".join(parts)
+
 
 
 # --- history: moving runs between histories ----------------------------------------------------
@@ -841,6 +854,10 @@ def main() -> None:
     # among them is wasted work, some 50 ms of CPU for a small `run`. Commands turn
     # collection back on as they begin, `run` once the run is prepared.
     gc.disable()
+    # httpx imports its own command line when click, rich and pygments are installed (as
+    # typer's dependencies they are): 20-40 ms of a run's start-up, for a tool this
+    # process never runs. Marked missing, httpx puts a stub in its place.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     app()
 
 

@@ -58,7 +58,7 @@ from orchestrate._result import (
     iso_time,
     total_cost,
 )
-from orchestrate._secrets import redact
+from orchestrate._secrets import StreamRedactor, redact
 from orchestrate._settings import MAX_CONCURRENCY, validate_not_empty
 from orchestrate._spec import AnyStep, FunctionStep, LLMStep, Price, Workflow, WorkflowStep
 from orchestrate._templating import (
@@ -664,11 +664,18 @@ class Engine:
         attempts, usage, reasks = 0, Usage(), 0
         cost: float | None = 0.0  # None once a reply has no known price
         on_token = None
-        if request.stream:
-            def on_token(text: str) -> None:
+        streamed = StreamRedactor(self.pool.secrets)  # a key the model echoes, in chunks
+
+        def tokens(text: str) -> None:
+            if text:
                 self.emit(TokenReceived(step_id=step.id, text=text, item=item))
 
+        if request.stream:
+            def on_token(text: str) -> None:
+                tokens(streamed.feed(text))
+
         def on_retry(attempt: int, delay: float, reason: str) -> None:
+            tokens(streamed.flush())
             self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
                                    reason=redact(reason, self.pool.secrets), item=item))
 
@@ -679,6 +686,8 @@ class Engine:
                 exc.attempts += attempts
                 exc.usage, exc.cost_usd = usage, cost
                 raise
+            finally:
+                tokens(streamed.flush())
             attempts += response.attempts
             usage = usage + (response.usage or Usage())
             cost = total_cost([cost, response.cost_usd])

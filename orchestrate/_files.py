@@ -1,4 +1,4 @@
-"""Files only their owner may read: the run history and `--record` fixtures.
+"""Files only their owner may read: the run history, `--record` fixtures, `--events` files.
 
 They hold prompts, answers and inputs, so they are created 0600 in folders created 0700,
 whatever the umask. An existing folder or database keeps its mode: it may be shared on
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import IO
 
 PRIVATE_FILE = 0o600
 PRIVATE_FOLDER = 0o700
@@ -45,4 +47,18 @@ def replace_private_file(path: Path, text: str) -> None:
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def open_private_file(path: Path) -> IO[str]:
+    """`path` opened to write text (UTF-8) from empty. A regular file is 0600, whether
+    it is new or replaces one (as a fixture does); a device or pipe (`/dev/stderr`, a
+    FIFO) is written as it is, its mode left alone."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        if stat.S_ISREG(os.fstat(handle).st_mode):
+            os.chmod(path, PRIVATE_FILE)  # the umask, or an older file's mode
+        return os.fdopen(handle, "w", encoding="utf-8")
+    except BaseException:
+        os.close(handle)
         raise

@@ -13,6 +13,7 @@ def did_you_mean(word: str, choices: Iterable[object]) -> str | None:
     return f"did you mean {matches[0]!r}?" if matches else None
 
 
-def plural(count: int, noun: str) -> str:
-    """`1 step`, `3 steps`: a count with its noun (which takes an `s`)."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`1 step`, `3 steps`: a count with its noun (which takes an `s`, unless `nouns`
+    is given: `2 batches`)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"

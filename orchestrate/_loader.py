@@ -8,6 +8,7 @@ per key and per step, so one broken step does not hide the problems of the other
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import sys
@@ -44,6 +45,7 @@ from orchestrate.providers import kind_names
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 100  # nesting levels; deeper data would exhaust Python's recursion limit later
+FAST_PATH_CHARS = 1024 * 1024  # larger files are read by the round-trip parser alone
 
 Path_ = tuple[str | int, ...]
 At = Literal["key", "value", "node"]
@@ -51,11 +53,25 @@ At = Literal["key", "value", "node"]
 
 @attrs.frozen
 class SourceMap:
-    """Positions of the keys and values of the YAML tree a workflow was built from."""
+    """Positions of the keys and values of the YAML tree a workflow was built from.
+
+    `root` is the tree the workflow was built from. A file read by the fast path (see
+    :func:`_parse_fast`) has a plain tree without positions; the first call that needs
+    one reads the text again with the round-trip parser, which records them.
+    """
 
     file: str
     root: Any = None
     text: str = ""
+    _located: list[Any] = attrs.field(factory=list, eq=False, repr=False)
+
+    def _positions(self) -> Any:
+        """The tree with positions: `root` itself when the round-trip parser built it."""
+        if hasattr(self.root, "lc") or self.root is None:
+            return self.root
+        if not self._located:
+            self._located.append(_parse_yaml(self.text)[0])
+        return self._located[0]
 
     def indent_of(self, line: int) -> int:
         """The 1-based column of the first character of a 1-based line."""
@@ -67,9 +83,9 @@ class SourceMap:
 
     def locate(self, path: Path_, at: At = "value") -> tuple[int, int]:
         """The 1-based (line, column) of the key, the value or the node at `path`."""
-        from ruamel.yaml.comments import CommentedSeq  # loaded already: it built the tree
+        from ruamel.yaml.comments import CommentedSeq
 
-        node, parent, last = self.root, None, None
+        node, parent, last = self._positions(), None, None
         for part in path:
             if not _has(node, part):
                 break
@@ -94,7 +110,8 @@ class SourceMap:
         return Diagnostic(self.file, line, column, message, hint)
 
     def value(self, path: Path_) -> Any:
-        node = self.root
+        """The node at `path` as written (a block scalar keeps its style)."""
+        node = self._positions()
         for part in path:
             node = node[part]
         return node
@@ -166,6 +183,11 @@ def load_bytes(data: bytes, display: str, path: Path | None = None) -> LoadResul
 
 
 def load_text(text: str, display: str, path: Path | None = None) -> LoadResult:
+    plain = _parse_fast(text)
+    if plain is not None:
+        loaded = _load_tree(plain, text, display, path)
+        if not loaded.diagnostics:
+            return loaded
     empty = SourceMap(display)
     try:
         root, duplicates = _parse_yaml(text)
@@ -330,6 +352,55 @@ def _parse_yaml(text: str) -> tuple[Any, list[_YAMLProblem]]:
         return _load_yaml(text, allow_duplicates=False), []
     except DuplicateKeyError:
         return _load_yaml(text, allow_duplicates=True), _duplicate_keys(text)
+
+
+def _parse_fast(text: str) -> dict | None:
+    """The file as plain data read by libyaml, or None to take the round-trip path.
+
+    ruamel's round-trip parser is pure Python (0.35 ms for a 70-byte step); libyaml
+    (`ruamel.yaml.clib`) reads the same YAML 1.2 ten times faster but keeps no positions.
+    Anything unusual goes the slow way, which reports it with its line and column: a
+    parse error, a duplicate key, an unknown tag, a mapping as a key (an unquoted
+    `{{ ... }}`); so do a `%YAML` directive and merge keys (`<<`, which
+    libyaml orders differently and lets a mapping merge itself). A file that then loads
+    with a problem (too many nodes among them) is read again the slow way too, so every
+    diagnostic comes from the round-trip tree.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser  # None without ruamel.yaml.clib
+
+    # A large file may hold more than MAX_NODES values: the slow way stops reading there.
+    if CParser is None or len(text) > FAST_PATH_CHARS or "%YAML" in text or "<<" in text:
+        return None
+    try:
+        root = YAML(typ="safe", pure=False).load(text)
+    except Exception:  # whatever it is, the round-trip parser reports it with a position
+        return None
+    return root if isinstance(root, dict) and _is_plain(root) else None
+
+
+_PLAIN_SCALARS = (str, int, float, type(None), datetime.date)
+
+
+def _is_plain(root: dict) -> bool:
+    """Only what the round-trip tree holds too: mappings, lists and scalars (`!!set`,
+    `!!omap` and `!!pairs` read as other types here)."""
+    visited: set[int] = set()
+    pending: list[Any] = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, dict):
+            if not all(isinstance(key, _PLAIN_SCALARS) for key in node):
+                return False
+            pending += node.values()
+        elif isinstance(node, list):
+            pending += node
+        elif not isinstance(node, _PLAIN_SCALARS):
+            return False
+    return True
 
 
 def _load_yaml(text: str, *, allow_duplicates: bool) -> Any:

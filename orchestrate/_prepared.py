@@ -6,7 +6,7 @@ that neither has to import the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,12 +40,19 @@ class PreparedRun:
         return None
 
     def subworkflow(self, step: WorkflowStep, parent: Workflow) -> Workflow:
-        folder = parent.path.parent if parent.path else Path()
-        return self.children[(folder / step.workflow).resolve()]
+        return find_subworkflow(self.children, step, parent)
 
     def all_workflows(self) -> Iterator[Workflow]:
         yield self.workflow
         yield from self.children.values()
+
+
+def find_subworkflow(children: Mapping[Path, Workflow], step: WorkflowStep,
+                     parent: Workflow) -> Workflow:
+    """The workflow a `workflow:` step of `parent` runs (its path is relative to the
+    parent's file), among `children` by resolved path."""
+    folder = parent.path.parent if parent.path else Path()
+    return children[(folder / step.workflow).resolve()]
 
 
 def _field_path(field: str) -> tuple[str | int, ...]:

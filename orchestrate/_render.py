@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -63,6 +63,32 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
+class _EscapingStream(io.TextIOBase):
+    """Text written onto `out` with its control characters escaped."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.out.write(escape_controls(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def function_output(stderr: IO[str]) -> IO[str]:
+    """Where what function steps print goes while a run writes its results to stdout:
+    stderr, with control characters escaped when it is a terminal (a function may print
+    text it fetched), as it is otherwise."""
+    if not stderr.isatty():
+        return stderr
+    return cast("IO[str]", _EscapingStream(stderr))  # a TextIOBase, typeshed's IO[str] aside
+
+
 def escape_data(value: Any) -> Any:
     """:func:`escape_controls` on every string of JSON-like data (keys included)."""
     if isinstance(value, str):
@@ -105,6 +131,7 @@ class PlainProgress:
 
     def __init__(self, out: IO[str] | None = None) -> None:
         self.out = out or sys.stderr
+        self.said: set[str] = set()  # the run's warnings so far
 
     def __call__(self, event: Event) -> None:
         line = self._line(event)
@@ -113,6 +140,7 @@ class PlainProgress:
 
     def _line(self, event: Event) -> str | None:
         if isinstance(event, RunStarted):
+            self.said = set()
             return f"run {event.run_id} of {event.workflow}: {plural(len(event.steps), 'step')}"
         if isinstance(event, StepQueued):
             return f"· {event.step_id} {QUEUED_NOTE}"
@@ -127,7 +155,7 @@ class PlainProgress:
         if isinstance(event, ItemFinished) and _worth_a_line(event.done, event.total):
             return f"  {event.step_id}: {event.done}/{event.total} done"
         if isinstance(event, StepFinished):
-            return _finished_line(event.result)
+            return _finished_line(event.result, _unsaid(event.result.warnings, self.said))
         if isinstance(event, RunFinished):
             reused = reuse_line(event.result)
             summary = summary_line(event.result) + _run_error(event.result)
@@ -149,7 +177,15 @@ def _run_error(result: RunResult) -> str:
     return f"\n  error: {error.message}{hint}"
 
 
-def _finished_line(step: StepResult) -> str:
+def _unsaid(warnings: tuple[str, ...], said: set[str]) -> list[str]:
+    """The warnings not said yet in this run, now counted as said: a model without a price
+    warns on each of its steps, and is worth saying once."""
+    fresh = [warning for warning in warnings if warning not in said]
+    said.update(fresh)
+    return fresh
+
+
+def _finished_line(step: StepResult, warnings: list[str]) -> str:
     parts = [f"{_SYMBOLS[step.status]} {step.id} {step.status}"]
     if step.status in ("succeeded", "failed"):
         parts.append(_duration(step.duration_ms))
@@ -165,7 +201,7 @@ def _finished_line(step: StepResult) -> str:
         line += f": {step.error.message}"
         if step.error.hint:
             line += f"\n  hint: {step.error.hint}"
-    for warning in step.warnings:
+    for warning in warnings:
         line += f"\n  warning: {warning}"
     return line
 
@@ -240,10 +276,12 @@ class LiveView:
         self.rows: dict[str, _Row] = {}
         self.live: Any = None
         self.result: RunResult | None = None
+        self.said: set[str] = set()  # the run's warnings so far
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.rows = {i: _Row(i, k) for i, k in event.steps}
+            self.said = set()
             self._start()
         elif isinstance(event, StepQueued):
             row = self.rows[event.step_id]
@@ -283,8 +321,9 @@ class LiveView:
             row.tokens = step.usage.input_tokens + step.usage.output_tokens
             row.cost = format_usd(step.cost_usd)
         row.note = "cached" if step.cached else "reused" if step.reused else ""
-        if step.warnings:
-            row.note = f"warning: {step.warnings[0]}"
+        warnings = _unsaid(step.warnings, self.said)
+        if warnings:
+            row.note = f"warning: {warnings[0]}"
         if step.error and step.status == "failed":
             row.note = step.error.message
         if step.model:

@@ -33,8 +33,11 @@ class Usage:
     cache_write_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(attrs.astuple(self), attrs.astuple(other),
-                                             strict=True)))
+        # field by field: attrs.astuple made this a hot spot of batches (4 sums a row)
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens,
+                     self.cached_input_tokens + other.cached_input_tokens,
+                     self.cache_write_tokens + other.cache_write_tokens)
 
     def to_dict(self) -> dict[str, int]:
         """Input and output tokens; the cache counts only when there are some."""

@@ -22,6 +22,7 @@ import contextvars
 import difflib
 import functools
 import inspect
+import io
 import json
 import math
 import re
@@ -32,7 +33,9 @@ from typing import Any, NoReturn
 import attrs
 import jinja2
 from jinja2 import TemplateRuntimeError, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.filters import make_attrgetter
+from jinja2.idtracking import VAR_LOAD_RESOLVE
 from jinja2.lexer import describe_token
 from jinja2.parser import Parser
 from jinja2.runtime import LoopContext, Macro, StrictUndefined
@@ -104,18 +107,64 @@ def evaluate_expression(source: str, context: Mapping[str, Any]) -> Any:
 @functools.lru_cache(maxsize=1024)
 def _compile_template(source: str) -> jinja2.Template:
     """The compiled form of a template that parse_template accepted."""
-    tree = ENVIRONMENT.parse(source)  # a tree of its own: finding variables folds constants
-    expression = single_expression(tree)
-    if expression is None:
-        return ENVIRONMENT.from_string(ENVIRONMENT.guard(tree))
-    return ENVIRONMENT.compile_value(expression)
+    code = _GENERATED.pop(("template", source), None)
+    if code is not None:
+        return ENVIRONMENT.from_code(code)
+    return ENVIRONMENT.from_string(ENVIRONMENT.runnable_template(ENVIRONMENT.parse(source)))
 
 
 @functools.lru_cache(maxsize=1024)
 def _compile_expression(source: str) -> jinja2.Template:
     """The compiled form of an expression that parse_expression accepted."""
-    # Finding variables folds constants in place, so compile a tree of its own.
-    return ENVIRONMENT.compile_value(ENVIRONMENT.parse_expression(source))
+    code = _GENERATED.pop(("expression", source), None)
+    if code is not None:
+        return ENVIRONMENT.from_code(code)
+    return ENVIRONMENT.from_string(ENVIRONMENT.value_template(ENVIRONMENT.parse_expression(source)))
+
+
+# (kind, source) -> the Python code generated when the template was checked, which its
+# first render compiles instead of parsing and generating again.
+_GENERATED: dict[tuple[str, str], str] = {}
+_MAX_GENERATED = 1024
+
+
+def generate_checked(kind: str, source: str, tree: nodes.Node) -> frozenset[str]:
+    """Generate the code of the template (kind "template") or expression `source`, whose
+    parsed `tree` this takes over; the variables it reads from the context.
+
+    Jinja's code generation is how jinja2.meta finds those variables, and it fails on an
+    unknown filter or test (TemplateSyntaxError): checking does it once, on the tree a run
+    compiles, and keeps the code for the first render.
+    """
+    if kind == "template":
+        assert isinstance(tree, nodes.Template)
+        runnable = ENVIRONMENT.runnable_template(tree)
+    else:
+        assert isinstance(tree, nodes.Expr)
+        runnable = ENVIRONMENT.value_template(tree)
+    code = io.StringIO()
+    generator = _TrackingGenerator(ENVIRONMENT, code)
+    generator.visit(runnable)
+    if len(_GENERATED) >= _MAX_GENERATED:  # checked and never run (a long-lived process)
+        _GENERATED.clear()
+    _GENERATED[kind, source] = code.getvalue()
+    return frozenset(generator.undeclared)
+
+
+class _TrackingGenerator(CodeGenerator):
+    """Jinja's code generator, noting each variable read from the context (as
+    jinja2.meta.TrackingCodeGenerator does, but keeping the code)."""
+
+    def __init__(self, environment: jinja2.Environment, code: io.StringIO) -> None:
+        # name and filename None, as Environment.from_string generates
+        super().__init__(environment, None, None, code, optimized=environment.optimized)
+        self.undeclared: set[str] = set()
+
+    def enter_frame(self, frame: Frame) -> None:
+        super().enter_frame(frame)
+        for action, param in frame.symbols.loads.values():
+            if action == VAR_LOAD_RESOLVE and param not in self.environment.globals:
+                self.undeclared.add(param)
 
 
 def single_expression(tree: nodes.Template) -> nodes.Expr | None:
@@ -952,13 +1001,24 @@ class _Environment(ImmutableSandboxedEnvironment):
         expression.set_environment(self)
         return expression
 
-    def compile_value(self, expression: nodes.Expr) -> jinja2.Template:
-        """A template that assigns the value, as compile_expression builds it, so the
-        value comes back as it is instead of as text."""
+    def runnable_template(self, tree: nodes.Template) -> nodes.Template:
+        """The guarded tree a template runs as: one assigning its value if it is exactly
+        one ``{{ expression }}``."""
+        expression = single_expression(tree)
+        return self.guard(tree) if expression is None else self.value_template(expression)
+
+    def value_template(self, expression: nodes.Expr) -> nodes.Template:
+        """A guarded template that assigns the value, as compile_expression builds it, so
+        the value comes back as it is instead of as text."""
         line = expression.lineno or 1
         target = nodes.Name(_VALUE, "store", lineno=line)
         tree = nodes.Template([nodes.Assign(target, expression, lineno=line)], lineno=1)
-        return self.from_string(self.guard(tree))
+        return self.guard(tree)
+
+    def from_code(self, code: str) -> jinja2.Template:
+        """Compile code generated from a tree, as from_string does after generating it."""
+        compiled = self._compile(code, "<template>")
+        return self.template_class.from_code(self, compiled, self.make_globals(None), None)
 
     def guard(self, tree: nodes.Template) -> nodes.Template:
         _guard_tree(tree)  # in place: a Template is never replaced, only what it holds

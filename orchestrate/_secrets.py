@@ -8,6 +8,7 @@ One marker, `[REDACTED]`, wherever a secret was removed:
     redact()              the same, and anything shaped like a key: bearer tokens,
                           API-key headers, `sk-` keys, the user and password of a URL
     redact_url()          a URL without its user and password (`http://[REDACTED]@host/`)
+    StreamRedactor        removes known secret values from text that arrives in chunks
 
 Redact the whole text first, then shorten it: a key cut in half no longer matches.
 Provider and step errors go through :func:`redact` (docs/security.md); the history, the
@@ -78,3 +79,47 @@ def redact_url(url: str) -> str:
     """`url` (or a text holding URLs) with each user and password replaced by the marker;
     a URL without them is returned unchanged."""
     return _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", url)
+
+
+class StreamRedactor:
+    """Known secret values out of text streamed in chunks (`--events-tokens`, the live
+    view's preview), also when a secret straddles two chunks.
+
+    :meth:`feed` gives back what is safe to show at once, holding back the end of the text
+    that could still become a secret (at most the longest secret's length); :meth:`flush`
+    gives the rest when the stream ends. The text given back, joined, is the whole text
+    through :func:`redact_values`. Shapes (`sk-...`, bearer tokens) are not looked for:
+    model text is not rewritten because it looks like a key.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = longest_first(secrets)
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        self.pending += text
+        cut = self._safe_end(self.pending)
+        ready, self.pending = self.pending[:cut], self.pending[cut:]
+        return redact_values(ready, self.secrets)
+
+    def flush(self) -> str:
+        ready, self.pending = self.pending, ""
+        return redact_values(ready, self.secrets)
+
+    def _safe_end(self, text: str) -> int:
+        """Where `text` can be cut: before any end that may begin a secret, and not
+        through a secret found whole."""
+        cut = len(text)
+        for secret in self.secrets:
+            for size in range(min(len(secret) - 1, len(text)), 0, -1):
+                if secret.startswith(text[-size:]):
+                    cut = min(cut, len(text) - size)
+                    break
+        moved = True
+        while moved:
+            moved = False
+            for secret in self.secrets:
+                start = text.find(secret, max(0, cut - len(secret) + 1))
+                if -1 < start < cut < start + len(secret):
+                    cut, moved = start, True
+        return cut

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import (
     UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
     UNSAFE_COROUTINE_ATTRIBUTES,
@@ -26,6 +26,7 @@ from orchestrate._sandbox import (
     constant_key,
     did_you_mean,
     fold,
+    generate_checked,
     range_size,
     single_expression,
 )
@@ -44,8 +45,8 @@ def check_template(source: str) -> Checked | Problem:
     """A template, or the first syntax error or unsafe access in it.
 
     Checking generates code (which finds unknown filters and tests) but compiles none:
-    `validate` never pays for compiling, and a run compiles each template once, when it
-    first renders it.
+    `validate` never pays for compiling; a run compiles the code kept here once, when it
+    first renders the template.
     """
     try:
         tree = ENVIRONMENT.parse(source)
@@ -55,10 +56,10 @@ def check_template(source: str) -> Checked | Problem:
     if problem is not None:
         return problem
     references = _references(tree)
-    comparisons = _comparisons(tree)  # before _variables, which folds constants
+    comparisons = _comparisons(tree)  # before generating, which folds constants
     typed = single_expression(tree) is not None
     try:
-        variables = _variables(tree)
+        variables = generate_checked("template", source, tree)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
     return Checked(references, variables, comparisons, typed)
@@ -78,7 +79,7 @@ def check_expression(source: str) -> Checked | Problem:
     references = _references(expression)
     comparisons = _comparisons(expression)
     try:
-        variables = _variables(expression)
+        variables = generate_checked("expression", source, expression)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
     return Checked(references, variables, comparisons)
@@ -101,13 +102,6 @@ def _syntax_problem(
 
 
 # --- what a template refers to -------------------------------------------------------
-
-
-def _variables(tree: nodes.Node) -> frozenset[str]:
-    if not isinstance(tree, nodes.Template):
-        tree = nodes.Template([nodes.Output([tree])])
-        tree.set_environment(ENVIRONMENT)
-    return frozenset(meta.find_undeclared_variables(tree))
 
 
 def _references(tree: nodes.Node) -> frozenset[Reference]:

@@ -104,10 +104,18 @@ def validate_file(path: str | Path, display: str | None = None) -> Report:
 
 def load_workflow(path: str | Path, display: str | None = None) -> Workflow:
     """The workflow at `path`, or :class:`WorkflowInvalid` with every problem found."""
+    return load_with_children(path, display)[0]
+
+
+def load_with_children(
+    path: str | Path, display: str | None = None
+) -> tuple[Workflow, dict[Path, Workflow]]:
+    """The workflow at `path` and its sub-workflows (by resolved path), or
+    :class:`WorkflowInvalid` with every problem found."""
     report = validate_file(path, display)
     if not report.valid or report.workflow is None:
         raise WorkflowInvalid(report.diagnostics)
-    return report.workflow
+    return report.workflow, report.children
 
 
 def validate_workflow(workflow: Workflow) -> Report:
@@ -243,7 +251,7 @@ class _Checker:
 
     def check_ids(self) -> None:
         """Ids of every step in the file: one that could not be built still holds its id."""
-        first_line: dict[str, int] = {}
+        first_index: dict[str, int] = {}
         for index, raw in self.raw_steps():
             step_id = raw.get("id")
             if not isinstance(step_id, str):
@@ -251,11 +259,13 @@ class _Checker:
             path = ("steps", index, "id")
             if not ID_PATTERN.match(step_id):
                 self.error(path, f"invalid step id {step_id!r}", _identifier_hint(step_id))
-            if step_id in first_line:
+            if step_id in first_index:
+                # located only now: a valid file's positions are never computed
+                first = self.source.locate(("steps", first_index[step_id], "id"))[0]
                 self.error(path, f"duplicate step id {step_id!r}",
-                           f"it is first used on line {first_line[step_id]}; ids must be unique")
+                           f"it is first used on line {first}; ids must be unique")
             else:
-                first_line[step_id] = self.source.locate(path)[0]
+                first_index[step_id] = index
 
     def check_providers(self) -> None:
         known = {*builtin_provider_names(), *self.workflow.providers}

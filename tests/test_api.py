@@ -46,6 +46,22 @@ def test_run_workflow_returns_the_result(write_flow: Callable) -> None:
     assert result.to_dict()["inputs"] == {"name": "Ada"}
 
 
+def test_a_run_time_template_error_names_its_line_and_column(write_flow: Callable) -> None:
+    """A file read without positions (the fast path) still places a render error exactly."""
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: Hi
+            mock: '{"n": 1}'
+          - id: b
+            prompt:   "{{ steps.a.output.missing.deeper }}"
+        """)
+    result = orchestrate.run_workflow(flow, mock=True)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.message.startswith(f"{flow}:6:15: ")
+
+
 def test_run_workflow_observers_see_events(write_flow: Callable) -> None:
     """Observers passed to run_workflow receive the engine's events in order."""
     flow = write_flow("""

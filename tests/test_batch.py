@@ -418,6 +418,7 @@ def test_an_unknown_price_makes_the_batch_cost_null_with_a_note(
     assert ["'unpriced-model'" in note for note in summary["notes"]] == [True]
     text = cli("batch", flow, "--data", ten_rows, "-o", tmp_path / "b.jsonl").stderr
     assert "cost unknown" in text and "note: no price known for model 'unpriced-model'" in text
+    assert text.count("no price known") == 1  # once for the batch, not per row or step
     calls = paid.call_count
     budgeted = cli("batch", flow, "--data", ten_rows, "--max-cost", "1", "-q")
     assert budgeted.exit_code == 2

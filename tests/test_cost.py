@@ -287,6 +287,28 @@ def test_an_unknown_price_is_null_with_a_note(
     assert "no price known for model 'my-finetune'" in result.stderr
 
 
+def test_an_unknown_price_is_said_once_per_model(
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock: Any,
+    keys: None,
+) -> None:
+    """Three steps on one unpriced model and one on another: stderr says each model's
+    missing price once, while every step's cost stays null with its warning."""
+    respx_mock.post(OPENAI_URL).mock(
+        return_value=httpx.Response(200, json=_openai_reply(prompt=10, cached=0, completion=5))
+    )
+    flow = write_flow("steps:\n" + "".join(
+        f"  - {{id: s{i}, model: {model}, prompt: hi}}\n"
+        for i, model in enumerate(["my-finetune", "my-finetune", "other-tune", "my-finetune"])))
+    result = cli("run", flow, "--json", "--no-history")
+    assert result.stderr.count("no price known for model 'my-finetune'") == 1
+    assert result.stderr.count("no price known for model 'other-tune'") == 1
+    doc = json.loads(result.stdout)
+    assert [s["cost_usd"] for s in doc["steps"]] == [None] * 4
+    assert all(len(s["warnings"]) == 1 for s in doc["steps"])
+
+
 # --- costs in results, events and the history ----------------------------------------------------
 
 

@@ -139,6 +139,14 @@ def test_an_unknown_price_makes_the_cost_unknown(estimate: Callable) -> None:
     assert any("'my-local'" in note for note in doc["notes"])
 
 
+def test_an_unknown_price_is_noted_once_per_model(estimate: Callable) -> None:
+    """Several steps on one unpriced model: one note for the model, not one per step."""
+    doc = estimate("steps:\n" + "".join(f"  - {{id: s{i}, model: {m}, prompt: hi}}\n"
+                                        for i, m in enumerate(["my-local", "my-local", "x-1"])))
+    notes = [note for note in doc["notes"] if "no price known" in note]
+    assert len(notes) == 2 and "'my-local'" in notes[0] and "'x-1'" in notes[1]
+
+
 def test_the_table_shows_steps_total_and_the_tokenizer(cli: Callable, write_flow: Callable) -> None:
     """Without --json: a table on stdout with a total line, the tokenizer and the notes."""
     result = cli("estimate", write_flow(FOR_EACH))
@@ -173,3 +181,71 @@ def test_data_counts_the_rows_of_stdin_and_locates_a_broken_row(
     result = cli("estimate", flow, "--data", broken)
     assert result.exit_code == 2
     assert f"{broken}:2: error: a row must be a JSON object, got an array" in result.stderr
+
+
+CHILD = """
+inputs:
+  text: {}
+  tone: {default: plain}
+defaults: {model: gpt-4o, max_tokens: 200}
+steps:
+  - id: edit
+    prompt: "Edit ({{ inputs.tone }}): {{ inputs.text }}"
+  - id: note
+    for_each: inputs.tags
+    prompt: "Tag {{ item }}"
+    max_tokens: 10
+outputs:
+  text: "{{ steps.edit.output }}"
+"""
+PARENT = """
+defaults: {model: gpt-4o, max_tokens: 300}
+inputs:
+  tone: {default: crisp}
+steps:
+  - id: draft
+    prompt: "Draft it"
+  - id: polish
+    workflow: child.yaml
+    with: {text: "{{ steps.draft.output }}", tone: "{{ inputs.tone }}"}
+  - id: review
+    prompt: "Review: {{ steps.polish.output.text }}"
+"""
+
+
+def test_a_sub_workflow_counts_its_llm_steps(estimate: Callable, write_flow: Callable) -> None:
+    """A `workflow:` step adds its child's LLM steps as `parent.child` rows, their prompts
+    rendered with the `with:` values (a parent step's output counts its reply tokens), and
+    the parent's later steps count the child's outputs."""
+    write_flow(CHILD.replace("inputs.tags", "'[1, 2]'"), "child.yaml")
+    doc = estimate(PARENT)
+    steps = {s["id"]: s for s in doc["steps"]}
+    assert list(steps) == ["draft", "polish.edit", "polish.note", "review"]
+    edit = steps["polish.edit"]
+    prompt = math.ceil(len("Edit (crisp): ") / 4)
+    assert edit["input_tokens"] == {"low": prompt + 100, "high": prompt + 300}
+    assert edit["output_tokens"] == {"low": 100, "high": 200}
+    assert steps["polish.note"]["calls"] == 2
+    review = math.ceil(len("Review: {{ steps.polish.output.text }}") / 4)  # as written
+    assert steps["review"]["input_tokens"] == {"low": review + 100, "high": review + 200}
+    assert doc["total"]["calls"] == 5
+    assert not any("not estimated" in note for note in doc["notes"])
+
+
+def test_a_sub_workflow_in_a_for_each_counts_each_item(estimate: Callable,
+                                                        write_flow: Callable) -> None:
+    """A `workflow:` step over a for_each runs its child's steps once per item."""
+    write_flow(CHILD.replace("inputs.tags", "'[1]'"), "child.yaml")
+    doc = estimate(PARENT.replace("workflow: child.yaml", "workflow: child.yaml\n"
+                                  "    for_each: '[1, 2, 3]'"))
+    calls = {s["id"]: s["calls"] for s in doc["steps"]}
+    assert calls == {"draft": 1, "polish.edit": 3, "polish.note": 3, "review": 1}
+
+
+def test_the_release_notes_example_counts_its_polish_pass(cli: Callable) -> None:
+    """workflows/release-notes.yaml: the lib/polish.yaml steps are in the estimate."""
+    result = cli("estimate", Path(__file__).parent.parent / "workflows/release-notes.yaml",
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    ids = [s["id"] for s in json.loads(result.stdout)["steps"]]
+    assert ids == ["group", "draft", "polish.edit", "polish.changes"]

@@ -6,6 +6,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +66,26 @@ def test_a_fixture_is_written_private(tmp_path: Path, umask: int) -> None:
     Fixture(path).save()
     assert mode(path) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == [".fixture.json.lock", "fixture.json"]
+
+
+def test_an_events_file_is_written_private(tmp_path: Path, umask: int, write_flow: Any,
+                                           cli: Any) -> None:
+    """`run --events FILE` writes FILE 0600, new or replacing a world-readable one."""
+    flow = write_flow("steps:\n  - {id: a, prompt: hi, mock: hello}\n")
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    old.write_text("earlier run\n")
+    old.chmod(0o644)
+    for path in (new, old):
+        result = cli("run", flow, "--mock", "--no-history", "--events", path)
+        assert result.exit_code == 0, result.stderr
+        assert mode(path) == 0o600
+    assert "earlier run" not in old.read_text()
+
+
+def test_events_to_a_device_leave_its_mode_alone(write_flow: Any, cli: Any) -> None:
+    """`--events /dev/null` writes to the device without trying to change its mode."""
+    before = mode(Path(os.devnull))
+    flow = write_flow("steps:\n  - {id: a, prompt: hi, mock: hello}\n")
+    result = cli("run", flow, "--mock", "--no-history", "--events", os.devnull)
+    assert result.exit_code == 0, result.stderr
+    assert mode(Path(os.devnull)) == before

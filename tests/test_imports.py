@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,19 @@ def test_command_leaves_run_only_modules_unimported(
     imported = _imported(*args)
     assert "orchestrate._cli" in imported  # the report was read: the CLI itself is there
     assert [name for name in unwanted if name in imported] == []
+
+
+def test_run_leaves_httpx_own_command_line_unimported(tmp_path: Path) -> None:
+    """`run` imports httpx without its command line (click, rich's console, pygments)."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("steps:\n  - {id: a, prompt: hi, retries: 0, timeout: 5}\n")
+    env = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "k",
+           "ORCHESTRATE_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "orchestrate", "run", str(flow)],
+        capture_output=True, text=True, cwd=REPO, env=env, check=False,
+    )
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "httpx" in imported  # the run sent its request
+    assert [name for name in ("click", "pygments", "rich.syntax") if name in imported] == []

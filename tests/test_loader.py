@@ -231,3 +231,38 @@ def test_an_empty_input_or_provider_is_one_problem(text: str, expected: tuple) -
     result = load(text + "steps: [{id: s, prompt: '{{ inputs.a }}'}]\n")
     assert [(d.line, d.column, d.message) for d in result.diagnostics] == [expected]
     assert "a" in result.broken_inputs or "providers" in text
+
+
+LOCATED_PATHS = [
+    (("steps", 0, "id"), "value"), (("steps", 1, "prompt"), "value"),
+    (("steps", 1, "when"), "key"), (("steps", 2), "node"), (("defaults", "model"), "value"),
+    (("inputs", "language"), "key"),
+]
+
+
+def test_a_valid_file_is_read_fast_and_located_as_the_round_trip_tree_would() -> None:
+    """libyaml reads a valid file; its positions, computed when first asked, are exact."""
+    fast = load(FULL)
+    assert not fast.diagnostics and not hasattr(fast.source.root, "lc")  # the fast path
+    located = _loader.SourceMap("flow.yaml", _loader._parse_yaml(FULL)[0], FULL)
+    for path, at in LOCATED_PATHS:
+        assert fast.source.locate(path, at) == located.locate(path, at)
+
+
+@pytest.mark.parametrize("text", [
+    "x-a: &a {model: m}\ndefaults:\n  <<: *a\nsteps:\n  - {id: a, prompt: hi}\n",  # merge
+    "%YAML 1.2\n---\nsteps:\n  - {id: a, prompt: hi}\n",  # a directive
+    "steps:\n  - {id: a, prompt: !!set {hi}}\n",  # a type the round-trip tree has not
+])
+def test_what_libyaml_reads_otherwise_takes_the_round_trip_path(text: str) -> None:
+    """Merge keys, directives and unusual types are read by the round-trip parser."""
+    assert _loader._parse_fast(text) is None
+    assert hasattr(load(text).source.root, "lc")
+
+
+def test_a_large_file_takes_the_round_trip_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past FAST_PATH_CHARS the file is read the slow way, which stops at the node limit."""
+    text = "steps:\n  - {id: a, prompt: hi}\n"
+    assert _loader._parse_fast(text) is not None
+    monkeypatch.setattr(_loader, "FAST_PATH_CHARS", len(text) - 1)
+    assert _loader._parse_fast(text) is None

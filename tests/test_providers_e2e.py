@@ -231,3 +231,18 @@ def test_fake_server_script_prints_its_port() -> None:
     assert line.startswith("listening on http://127.0.0.1:")
     assert line.strip().endswith("/v1")
 
+
+
+def test_fake_server_fills_a_schema_without_orchestrate_installed(tmp_path: Path) -> None:
+    """Run by a Python that cannot import orchestrate (no site-packages), the fake server
+    still answers a json_schema request with a minimal valid instance, never `{}`."""
+    schema = {"type": "object", "required": ["category", "urgency"], "properties": {
+        "category": {"enum": ["billing", "bug"]}, "urgency": {"type": "string"}}}
+    body = {"messages": [{"role": "user", "content": "hi"}], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+    script = (f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
+              f"import fake_openai; print(fake_openai.echo_reply(json.loads(sys.argv[1])))")
+    done = subprocess.run([sys.executable, "-S", "-c", script, json.dumps(body)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"category": "billing", "urgency": "mock"}

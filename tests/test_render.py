@@ -419,3 +419,22 @@ def test_runs_show_escapes_what_the_history_holds() -> None:
     out = io.StringIO()
     print_run(doc, {"mode": "live"}, out)
     assert "\x1b" not in out.getvalue() and "\\x1b[2J" in out.getvalue()
+
+
+def test_a_warning_is_said_once_per_run() -> None:
+    """The same warning on several steps (a model without a price) is said on the first
+    only, by the plain progress and by the live view; a new run says it again."""
+    warned = [attrs_evolve(DONE, id=step_id, warnings=("no price known for model 'm'",))
+              for step_id in ("draft", "each")]
+    lines = plain(started(), *(StepFinished(result=step) for step in warned))
+    assert sum("warning: no price known" in line for line in lines) == 1
+    again = plain(started(), StepFinished(result=warned[0]), started(),
+                  StepFinished(result=warned[1]))
+    assert sum("warning: no price known" in line for line in again) == 2
+    view = LiveView(console())
+    view(started())
+    for step in warned:
+        view(StepFinished(result=step))
+    screen = draw(view)
+    assert "no price known" in row_of(screen, "draft")
+    assert "no price known" not in row_of(screen, "each")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -142,6 +146,27 @@ def test_events_tokens_include_streamed_text(write_flow: Callable, cli: Callable
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
     tokens = [e["text"] for e in events if e["event"] == "token"]
     assert "".join(tokens) == "one two three"
+
+
+def test_events_tokens_redact_a_known_secret_split_across_chunks(
+        write_flow: Callable, cli: Callable, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret value the model echoes is [REDACTED] in token events, though the mock
+    streams it in three chunks (one per word); the rest of the text is all there."""
+    monkeypatch.setenv("VAULT_TOKEN", "open sesame 1234")
+    flow = write_flow("""
+        steps:
+          - id: a
+            prompt: x
+            mock: "the key is open sesame 1234 ok"
+        """)
+    events_file = tmp_path / "events.jsonl"
+    result = cli("run", flow, "--mock", "--events", events_file, "--events-tokens", "-q")
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    tokens = [e["text"] for e in events if e["event"] == "token"]
+    assert "".join(tokens) == "the key is [REDACTED] ok"
+    assert not any("sesame" in text for text in tokens)
 
 
 # --- templates and values ---------------------------------------------------------------------
@@ -1308,3 +1333,49 @@ def test_garbage_collection_is_off_for_start_up_only(
         gc.enable()
     seen = (probe.parent / "seen.txt").read_text()
     assert (exited.value.code, seen, after) == (0, "True", True)
+
+
+# --- what function steps print ------------------------------------------------------------------
+
+LOUD = """
+    import sys
+
+    def shout():
+        print("before\\x1b]52;c;aGk=\\x07\\x1b[2Jafter")
+        return "done"
+    """
+
+
+def run_with_stderr_on_a_terminal(*args: str | Path) -> tuple[str, str]:
+    """`python -m orchestrate ARGS` with stderr on a pseudo-terminal: (stdout, stderr)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "orchestrate", *map(str, args)],
+                          stdout=subprocess.PIPE, stderr=follower, text=True) as process:
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the process has closed its end
+            while chunk := os.read(leader, 4096):
+                seen += chunk
+        stdout = process.stdout.read() if process.stdout else ""
+    os.close(leader)
+    return stdout, seen.decode()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_what_a_function_prints_is_escaped_on_a_terminal(
+        write_flow: Callable, cli: Callable, tmp_path: Path, terminal: bool) -> None:
+    """A function step's print() goes to stderr: its control characters (a clipboard write,
+    a screen clear) are shown as escapes on a terminal, and left byte-exact off one."""
+    (tmp_path / "loud.py").write_text(textwrap.dedent(LOUD))
+    flow = write_flow("steps:\n  - {id: a, function: 'loud:shout'}\n")
+    if terminal:
+        stdout, stderr = run_with_stderr_on_a_terminal("run", flow, "-q", "--no-history")
+        assert "before\\x1b]52;c;aGk=\\x07\\x1b[2Jafter" in stderr
+        assert "\x1b" not in stderr
+    else:
+        result = cli("run", flow, "-q", "--no-history")
+        stdout, stderr = result.stdout, result.stderr
+        assert "before\x1b]52;c;aGk=\x07\x1b[2Jafter\n" in stderr
+    assert stdout == "done\n"

@@ -415,3 +415,86 @@ def test_delete_force_deletes_a_running_run(runs: list[dict[str, Any]], cli: Cal
     assert result.exit_code == 0, result.stderr
     assert "deleted 1 run" in result.stderr
     assert len(json_out(cli("runs", "list", "--json"))) == 3
+
+
+# --- a batch and its rows' runs go together ------------------------------------------------------
+
+
+@pytest.fixture
+def batch(write_flow: Callable, cli: Callable, tmp_path: Any) -> tuple[str, list[str]]:
+    """A finished batch of three rows (under --mock): its id and its rows' run ids."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"who": w}) + "\n" for w in ("a", "b", "c")))
+    out = cli("batch", write_flow(FLOW), "--data", rows, "--mock", "-q")
+    assert out.exit_code == 0, out.stderr
+    batch_id = json_out(cli("runs", "list", "--json"))[0]["run_id"]
+    return batch_id, [json.loads(line)["run_id"] for line in out.stdout.splitlines()]
+
+
+def age_batch(days: float, batch_id: str) -> None:
+    """Pretend this batch (not its rows' runs) started `days` ago."""
+    with history_connection() as db:
+        db.execute("UPDATE batches SET started = started - ? WHERE batch_id = ?",
+                   (days * 86400, batch_id))
+
+
+def left_in_history() -> tuple[set[str], set[str], set[str]]:
+    """The batch ids, run ids, and run ids with steps, still in the history."""
+    with history_connection() as db:
+        return ({r[0] for r in db.execute("SELECT batch_id FROM batches")},
+                {r[0] for r in db.execute("SELECT run_id FROM runs")},
+                {r[0] for r in db.execute("SELECT DISTINCT run_id FROM steps")})
+
+
+@pytest.mark.parametrize("old", ["batch", "rows", "both"])
+def test_prune_takes_a_batch_with_its_rows_by_the_batchs_start(
+        batch: tuple[str, list[str]], cli: Callable, old: str) -> None:
+    """prune decides by the batch's start: an old batch goes with all its rows' runs (even
+    younger ones), a young batch keeps them all (even older ones); nothing is orphaned."""
+    batch_id, row_runs = batch
+    if old in ("batch", "both"):
+        age_batch(40, batch_id)
+    if old in ("rows", "both"):
+        age_runs(40, *row_runs)
+    result = cli("runs", "prune", "--older-than", "30d")
+    assert result.exit_code == 0, result.stderr
+    batches, runs, with_steps = left_in_history()
+    if old == "rows":
+        assert (batches, runs, with_steps) == ({batch_id}, set(row_runs), set(row_runs))
+        assert "deleted 0 runs" in result.stderr
+    else:
+        assert (batches, runs, with_steps) == (set(), set(), set())
+        assert f"deleted batch {batch_id} (3 rows) and 0 cached" in result.stderr
+
+
+def test_prune_keeps_a_running_batch(batch: tuple[str, list[str]], cli: Callable) -> None:
+    """prune never deletes a batch still going, nor its rows' runs, however old."""
+    batch_id, row_runs = batch
+    age_batch(40, batch_id)
+    age_runs(40, *row_runs)
+    with history_connection() as db:
+        db.execute("UPDATE batches SET status = 'running' WHERE batch_id = ?", (batch_id,))
+    assert cli("runs", "prune", "--older-than", "30d").exit_code == 0
+    assert left_in_history() == ({batch_id}, set(row_runs), set(row_runs))
+
+
+def test_prune_keeps_a_batch_with_a_running_row(batch: tuple[str, list[str]],
+                                                cli: Callable) -> None:
+    """A finished batch whose row's run is still marked running is kept whole: never a
+    running run deleted, never a row's run left without its batch."""
+    batch_id, row_runs = batch
+    age_batch(40, batch_id)
+    mark_running(row_runs[1])
+    assert cli("runs", "prune", "--older-than", "30d").exit_code == 0
+    assert left_in_history() == ({batch_id}, set(row_runs), set(row_runs))
+
+
+def test_delete_of_a_batch_says_batch_and_rows(batch: tuple[str, list[str]], runs: Any,
+                                               cli: Callable) -> None:
+    """`runs delete BATCH_ID RUN_ID` names the batch and its rows, not "deleted 2 runs"."""
+    batch_id, _ = batch
+    result = cli("runs", "delete", batch_id, runs[0]["run_id"])
+    assert result.exit_code == 0, result.stderr
+    assert f"deleted 1 run and batch {batch_id} (3 rows)" in result.stderr
+    only = cli("runs", "delete", runs[1]["run_id"])
+    assert "deleted 1 run\n" in only.stderr

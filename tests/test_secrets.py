@@ -6,6 +6,8 @@ import pytest
 
 from orchestrate._secrets import (
     REDACTED,
+    StreamRedactor,
+    longest_first,
     redact,
     redact_url,
     redact_values,
@@ -76,3 +78,36 @@ def test_a_secret_containing_another_is_removed_whole() -> None:
 def test_redact_url(url: str, expected: str) -> None:
     """Only a URL's user and password go; a URL without them is left exactly as it was."""
     assert expected == redact_url(url)
+
+
+STREAM_SECRETS = longest_first(["abcdefgh", "abcdefgh-longer", "ghij-klmnop"])
+
+
+def stream_through(chunks: list[str]) -> str:
+    redactor = StreamRedactor(STREAM_SECRETS)
+    return "".join([*(redactor.feed(chunk) for chunk in chunks), redactor.flush()])
+
+
+@pytest.mark.parametrize("text", [
+    "key abcdefgh-longer and abcdefgh, then ghij-klmnop end",
+    "abcdefghij-klmnop",  # two secrets overlapping: as redact_values does it (longest first)
+    "abcdefgh",
+    "no secret at all, just text",
+    "abcdefg",  # a secret's prefix only, at the end: given back at the flush
+])
+def test_a_stream_is_redacted_wherever_its_chunks_split(text: str) -> None:
+    """Streamed text split at every place (and into single characters) comes out as the
+    whole text redacted: a secret straddling chunks is removed, nothing else is lost."""
+    expected = redact_values(text, STREAM_SECRETS)
+    for cut in range(len(text) + 1):
+        assert stream_through([text[:cut], text[cut:]]) == expected, cut
+    assert stream_through(list(text)) == expected
+
+
+def test_a_stream_holds_back_only_a_possible_secret() -> None:
+    """Text that cannot start a secret is given at once; a possible start waits for more."""
+    redactor = StreamRedactor(STREAM_SECRETS)
+    assert redactor.feed("hello ") == "hello "
+    assert redactor.feed("world abc") == "world "
+    assert redactor.feed("xyz") == "abcxyz"
+    assert StreamRedactor(()).feed("abc") == "abc"

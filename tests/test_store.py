@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -528,3 +529,77 @@ def test_the_documented_last_prompt_query(write_flow: Callable, cli: Callable, s
     sql = documented_query("AS prompt")
     [(_, found)] = query(sql)
     assert found == prompt
+
+
+class _GatedStore:
+    """A store whose writer's connection is only made once `gate` is set."""
+
+    location = "the gated store"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.gate = threading.Event()
+        self.written: list[int] = []
+
+    def connect(self) -> object:
+        self.gate.wait()
+        return _NoConnection()
+
+    def failure(self, exc: BaseException, doing: str) -> StoreError:
+        return StoreError(f"{doing}: {exc}")
+
+
+class _NoConnection:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_NoConnection]:
+        yield self
+
+    def close(self) -> None:
+        pass
+
+
+def test_writer_queue_is_bounded_and_submit_waits_for_room() -> None:
+    """Writes past the queue's limit wait for the writer (backpressure), not pile up."""
+    import threading
+
+    from orchestrate.history._sql import Writer
+
+    store = _GatedStore()
+    writer = Writer(store, limit=3)  # type: ignore[arg-type]
+    submitted: list[int] = []
+
+    def produce() -> None:
+        for number in range(10):
+            writer.submit(lambda db, number=number: store.written.append(number))
+            submitted.append(number)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.3)
+    assert writer.queue.qsize() <= 3
+    assert len(submitted) <= 4  # the writer took one and waits; three queued; one waits
+    store.gate.set()
+    producer.join(timeout=10)
+    writer.close()
+    assert store.written == list(range(10))  # every write, in order
+
+
+def test_writer_that_died_does_not_hang_submit() -> None:
+    """A writer thread that is gone makes submit give up, and close report it."""
+    import threading
+
+    from orchestrate.history._sql import _STOP, Writer
+
+    store = _GatedStore()
+    writer = Writer(store, limit=1)  # type: ignore[arg-type]
+    writer.queue.put(lambda db: None)  # full, and (below) nobody left to take it
+    alive, writer.thread = writer.thread, threading.Thread(target=lambda: None)
+    writer.thread.start()
+    writer.thread.join()
+    writer.submit(lambda db: None)  # returns instead of waiting forever
+    with pytest.raises(StoreError, match="writer stopped"):
+        writer.close()
+    store.gate.set()  # let the real thread finish
+    writer.queue.put(_STOP)
+    alive.join(timeout=10)

@@ -31,6 +31,7 @@ from orchestrate.history._reuse import ReusePlan, mode_family, resumed_inputs, s
 from orchestrate.history._session import HistoryOptions, HistorySession, RecordingFailed
 from orchestrate.history._store import (
     CachedResponse,
+    Deleted,
     HistoryStore,
     RunRecord,
     StepRecord,
@@ -43,6 +44,7 @@ from orchestrate.history._transfer import Imported, export_history, import_histo
 
 __all__ = [
     "CachedResponse",
+    "Deleted",
     "HistoryOptions",
     "HistorySession",
     "HistoryStore",

@@ -26,7 +26,7 @@ from orchestrate._events import Event, RunStarted
 from orchestrate._loader import file_sha256
 from orchestrate._rows import PriorRow
 from orchestrate.history._provenance import run_record
-from orchestrate.history._recorder import Recorder
+from orchestrate.history._recorder import Recorder, StepLayout
 from orchestrate.history._reuse import ReusePlan, check_same_workflow, mode_family, prior_results
 from orchestrate.history._session import HistoryOptions, HistorySession
 from orchestrate.history._store import BatchRecord, BatchRow, RunRecord
@@ -56,6 +56,7 @@ class BatchSession:
         self.earlier: Iterator[BatchRow] | None = None  # the resumed batch's rows, in order
         self.next_earlier: BatchRow | None = None
         self.same_mode = True
+        self.layout = StepLayout.of(session.prepared)  # shared by every row's recorder
 
     @classmethod
     def start(cls, prepared: PreparedRun, options: HistoryOptions, *, summary: BatchSummary,
@@ -135,7 +136,7 @@ class BatchSession:
                                 batch_row=index, batch_line=row.line)
 
         recorder = Recorder(self.store, self.session.prepared, mode=self.mode,
-                            env=self.session.env, record=record)
+                            env=self.session.env, record=record, layout=self.layout)
         return [recorder]
 
     def prior(self, index: int, row: RawRow) -> PriorRow | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from orchestrate._events import Event, RunFinished, RunStarted, StepFinished
@@ -13,7 +13,33 @@ from orchestrate.history._store import StepRecord
 if TYPE_CHECKING:
     from orchestrate._prepared import PreparedRun
     from orchestrate._result import StepResult
+    from orchestrate._spec import AnyStep
     from orchestrate.history._store import HistoryStore, RunRecord
+
+
+class StepLayout:
+    """Where each step of a workflow stands, its kind, and its definition hash (made on
+    first use, then kept: a batch's rows share one layout)."""
+
+    def __init__(self, steps: Sequence[AnyStep]) -> None:
+        self.steps = {s.id: s for s in steps}
+        self.positions = {s.id: i for i, s in enumerate(steps)}
+        self.kinds = {s.id: s.kind for s in steps}
+        self.definitions: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, prepared: PreparedRun) -> StepLayout:
+        return cls(prepared.workflow.steps)
+
+    def definition(self, step_id: str) -> str | None:
+        """The step's definition_hash; None for a step the file does not name."""
+        spec = self.steps.get(step_id)
+        if spec is None:
+            return None
+        found = self.definitions.get(step_id)
+        if found is None:
+            found = self.definitions[step_id] = definition_hash(spec)
+        return found
 
 
 class Recorder:
@@ -31,15 +57,15 @@ class Recorder:
 
     def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str,
                  env: Mapping[str, str],
-                 record: Callable[[RunStarted], RunRecord] | None = None) -> None:
+                 record: Callable[[RunStarted], RunRecord] | None = None,
+                 layout: StepLayout | None = None) -> None:
         self.store = store
         self.mode = mode
         self.env = env
-        # How the run's record is made: a batch makes its rows' from one it made once.
+        # How the run's record is made: a batch makes its rows' from one it made once,
+        # and shares one layout of the steps with every row.
         self.record = record
-        workflow = prepared.workflow
-        self.positions = {s.id: i for i, s in enumerate(workflow.steps)}
-        self.steps = {s.id: s for s in workflow.steps}
+        self.layout = layout or StepLayout.of(prepared)
         self.prepared = prepared
         self.run_id: str | None = None
         self.finished = False
@@ -83,14 +109,11 @@ class Recorder:
             self.store.insert_steps(self.run_id, lambda: self._records(batch))
 
     def _records(self, batch: list[tuple[StepResult, float]]) -> list[StepRecord]:
-        records = []
-        for step, when in batch:
-            spec = self.steps.get(step.id)
-            records.append(StepRecord(
-                result=step, position=self.positions.get(step.id, -1),
-                kind=spec.kind if spec else "",
-                definition=definition_hash(spec) if spec else None, finished=when))
-        return records
+        layout = self.layout
+        return [StepRecord(result=step, position=layout.positions.get(step.id, -1),
+                           kind=layout.kinds.get(step.id, ""),
+                           definition=layout.definition(step.id), finished=when)
+                for step, when in batch]
 
     def close(self) -> None:
         """Write what is pending; a run that never finished is recorded as cancelled."""

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import attrs
+
 from orchestrate._errors import StoreError, UsageError
 from orchestrate._result import RunResult
 from orchestrate.history._store import (
@@ -35,6 +37,7 @@ from orchestrate.history._store import (
     BatchRecord,
     BatchRow,
     CachedResponse,
+    Deleted,
     Row,
     RunRecord,
     StepRecord,
@@ -53,6 +56,30 @@ from orchestrate.history._store import (
 )
 
 EXPORT_PAGE = 200  # runs read at once by export_runs
+
+# What prune takes: finished batches started before `?` (with no row's run still marked
+# running), and runs on their own started before it that are not running. A row's run
+# whose batch is gone (an older prune left it) counts as a run on its own.
+_OLD_BATCHES = ("SELECT batch_id FROM batches WHERE started < ? AND status != 'running' AND NOT "
+                "EXISTS (SELECT 1 FROM runs WHERE runs.batch_id = batches.batch_id AND "
+                "runs.status = 'running')")
+_OLD_RUNS = ("started < ? AND status != 'running' AND (batch_id IS NULL OR NOT EXISTS "
+             "(SELECT 1 FROM batches WHERE batches.batch_id = runs.batch_id))")
+
+
+def _delete(db: Connection, run_ids: Sequence[str]) -> Deleted:
+    """Delete runs, or batches with their rows' runs, with their steps, in `db`'s
+    transaction; what was deleted."""
+    runs = rows = 0
+    batches = []
+    for run_id in run_ids:
+        db.execute("DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs "
+                   "WHERE run_id = ? OR batch_id = ?)", (run_id, run_id))
+        runs += db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount
+        rows += db.execute("DELETE FROM runs WHERE batch_id = ?", (run_id,)).rowcount
+        if db.execute("DELETE FROM batches WHERE batch_id = ?", (run_id,)).rowcount:
+            batches.append(run_id)
+    return Deleted(runs=runs, batches=tuple(batches), rows=rows)
 
 
 class Connection:
@@ -376,38 +403,31 @@ class SQLStore:
 
     # --- deleting --------------------------------------------------------------------------
 
-    def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        counts = []
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One write transaction; a database error is a StoreError."""
         try:
             with self.db.transaction() as db:
-                for sql, params in statements:
-                    counts.append(db.execute(sql, params).rowcount)
+                yield db
         except self.errors as exc:
             raise self.failure(exc) from None
-        return counts
 
-    def delete(self, run_ids: list[str]) -> int:
-        statements: list[tuple[str, tuple[Any, ...]]] = []
-        for run_id in run_ids:  # a run, or a batch with its rows' runs
-            statements.append(("DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs "
-                               "WHERE run_id = ? OR batch_id = ?)", (run_id, run_id)))
-            statements.append(("DELETE FROM runs WHERE run_id = ?", (run_id,)))
-            statements.append(("DELETE FROM runs WHERE batch_id = ?", (run_id,)))
-            statements.append(("DELETE FROM batches WHERE batch_id = ?", (run_id,)))
-        counts = self._write(statements)
-        return sum(counts[1::4]) + sum(counts[3::4])
+    def delete(self, run_ids: list[str]) -> Deleted:
+        with self._writing() as db:
+            return _delete(db, run_ids)
 
-    def prune(self, before: float) -> tuple[int, int]:
-        # A run still going is never pruned, however long ago it started (see delete_runs).
-        old_runs = "started < ? AND status != 'running'"
-        counts = self._write([
-            (f"DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE {old_runs})",
-             (before,)),
-            (f"DELETE FROM runs WHERE {old_runs}", (before,)),
-            ("DELETE FROM responses WHERE created < ?", (before,)),
-            ("DELETE FROM batches WHERE started < ?", (before,)),
-        ])
-        return counts[1], counts[2]
+    def prune(self, before: float) -> Deleted:
+        # A batch goes with all its rows' runs, decided by the batch's start, so no row's
+        # run is left without its batch nor a batch without its rows. A run or batch still
+        # going is never pruned, however long ago it started (see delete_runs).
+        with self._writing() as db:
+            batch_ids = [row["batch_id"] for row in db.query(_OLD_BATCHES, (before,))]
+            deleted = _delete(db, batch_ids)
+            _, runs, responses = (db.execute(sql, (before,)).rowcount for sql in (
+                f"DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE {_OLD_RUNS})",
+                f"DELETE FROM runs WHERE {_OLD_RUNS}",
+                "DELETE FROM responses WHERE created < ?"))
+        return attrs.evolve(deleted, runs=runs, responses=responses)
 
     # --- moving runs between histories (see _transfer) --------------------------------------
 
@@ -496,28 +516,45 @@ _STOP = object()
 class Writer:
     """A thread that owns a connection and commits queued writes in batches.
 
-    `submit` only puts a function on a queue: the caller (the event loop) never waits for
-    the database. Every batch is committed as soon as it is taken, so a crash loses at
-    most the writes still queued. :meth:`close` waits for the queue to drain. After a
-    failed write nothing more is written (a run's later rows would miss their parents).
+    `submit` only puts a function on a queue: the caller (the event loop) does not wait
+    for the database while the writer keeps up. When it does not (a batch's rows finish
+    faster than they are committed), the queue fills up to QUEUE_LIMIT writes and `submit`
+    waits for room: the rows slow down to the writer's pace instead of piling up in
+    memory. Every batch is committed as soon as it is taken, so a crash loses at most the
+    writes still queued. :meth:`close` waits for the queue to drain. After a failed write
+    nothing more is written (a run's later rows would miss their parents).
     """
 
-    def __init__(self, store: SQLStore) -> None:
+    QUEUE_LIMIT = 2000  # writes waiting: with their results, a few MB at most
+
+    def __init__(self, store: SQLStore, *, limit: int | None = None) -> None:
         self.store = store
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.queue: queue.Queue[Any] = queue.Queue(limit or self.QUEUE_LIMIT)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._loop, name="orchestrate-history",
                                        daemon=True)
         self.thread.start()
 
     def submit(self, write: Write) -> None:
-        self.queue.put(write)
+        self._put(write)
 
     def close(self) -> None:
-        self.queue.put(_STOP)
+        self._put(_STOP)
         self.thread.join()
         if self.error is not None:
             raise self.store.failure(self.error, "could not record the run in")
+
+    def _put(self, item: object) -> None:
+        """Queue `item`, waiting for room while the thread lives (one that died can no
+        longer take it: its error is reported by close)."""
+        while True:
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if not self.thread.is_alive():
+                    self.error = self.error or RuntimeError("the history writer stopped")
+                    return
 
     def _loop(self) -> None:
         try:
@@ -530,7 +567,7 @@ class Writer:
             stop = False
             while not stop:
                 batch = [self.queue.get()]
-                while True:
+                while len(batch) < self.queue.maxsize:  # one commit holds a bounded batch
                     try:
                         batch.append(self.queue.get_nowait())
                     except queue.Empty:

@@ -41,6 +41,16 @@ from orchestrate._spec import Price
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
 
 
+@attrs.frozen(kw_only=True)
+class Deleted:
+    """What `runs delete` or `runs prune` removed."""
+
+    runs: int = 0  # runs on their own (not a batch's rows)
+    batches: tuple[str, ...] = ()  # batch ids; their rows' runs went with them
+    rows: int = 0  # those rows' runs
+    responses: int = 0  # cached responses (prune)
+
+
 # --- the records a run writes ----------------------------------------------------------------
 
 
@@ -212,12 +222,12 @@ class HistoryStore(Protocol):
         """Add an exported batch unless its id is here already; whether it was added."""
 
     # Deleting, and the end.
-    def delete(self, run_ids: list[str]) -> int:
-        """Delete runs with their steps (a batch id: the batch and its rows' runs); how
-        many runs and batches there were."""
+    def delete(self, run_ids: list[str]) -> Deleted:
+        """Delete runs with their steps (a batch id: the batch and its rows' runs)."""
 
-    def prune(self, before: float) -> tuple[int, int]:
-        """Delete runs started, and cached responses made, before `before` (Unix seconds)."""
+    def prune(self, before: float) -> Deleted:
+        """Delete what started before `before` (Unix seconds) and is not running: runs,
+        batches with all their rows' runs (by the batch's start), and cached responses."""
 
     def close(self) -> None:
         """Finish the queued writes and close; StoreError if a write failed."""
@@ -527,8 +537,9 @@ def _candidates(rows: Sequence[Row]) -> str:
                      for r in rows)
 
 
-def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> int:
-    """`runs delete`: the runs named by id or prefix; how many there were.
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *,
+                force: bool = False) -> Deleted:
+    """`runs delete`: the runs (or batches) named by id or prefix; what was deleted.
 
     A run still `running` may be going on in another process, whose writes would then
     land on a run that no longer exists: it is a UsageError, unless `force` (the process

@@ -6,6 +6,11 @@ down before the provider says no, and backs off together when it does.
     RateLimiter     one per provider, shared by every row of a batch:
                     - AIMD concurrency: a 429 halves it (once a second at most), each
                       success adds 1/limit, so it grows back by about one a round
+                    - a learned rate: a 429 also paces calls, evenly, at 95% of the
+                      replies of the last second (the rate the provider just allowed),
+                      growing back by 0.2% a second; with short calls even one at a
+                      time can pass a requests-a-second limit, and a burst after each
+                      Retry-After pause would only meet the next 429
                     - Retry-After, or a rate-limit header saying nothing is left, pauses
                       every new call to the provider until then
                     - waiting: how many calls wait, for the live display
@@ -18,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 BURST_SECONDS = 1.0  # a bucket holds this many seconds of its rate
 CUT_EVERY = 1.0  # seconds: the 429s of one burst cut the concurrency once
+RATE_CUT = 0.95  # a 429 paces calls at this share of the last second's replies
+RATE_GROWTH = 0.002  # each reply adds this share of a call a second to the learned rate
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -32,9 +40,10 @@ class TokenBucket:
     """`per_minute` units refilled continuously; may go into debt (a reply that used more
     tokens than reserved), which later calls wait out."""
 
-    def __init__(self, per_minute: float, clock: Callable[[], float]) -> None:
+    def __init__(self, per_minute: float, clock: Callable[[], float],
+                 burst: float = BURST_SECONDS) -> None:
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate * BURST_SECONDS)
+        self.capacity = max(1.0, self.rate * burst)
         self.level = self.capacity
         self.clock = clock
         self.updated = clock()
@@ -75,6 +84,8 @@ class RateLimiter:
         self.paused_until = 0.0
         self.last_cut = -CUT_EVERY
         self.rate_limited = 0  # 429s seen
+        self.learned: TokenBucket | None = None  # the pace learned from 429s, no burst
+        self.replies: deque[float] = deque()  # when the last second's 2xx replies came
         self._freed: list[asyncio.Future[None]] = []
 
     # --- around each attempt ---------------------------------------------------------------
@@ -101,6 +112,8 @@ class RateLimiter:
             self.waiting -= 1
         if self.requests:
             self.requests.take(1)
+        if self.learned:
+            self.learned.take(1)
         if self.tokens and tokens:
             self.tokens.take(tokens)
         self.in_flight += 1
@@ -120,6 +133,8 @@ class RateLimiter:
         waits = [self.paused_until - self.clock()]
         if self.requests:
             waits.append(self.requests.delay(1))
+        if self.learned:
+            waits.append(self.learned.delay(1))
         if self.tokens and tokens:
             waits.append(self.tokens.delay(tokens))
         return max(waits)
@@ -144,14 +159,34 @@ class RateLimiter:
             if now - self.last_cut >= CUT_EVERY:
                 self.limit = max(1.0, self.limit / 2)
                 self.last_cut = now
+                self._learn_rate(now)
             if retry_after is not None:
                 self.pause(retry_after)
         elif 200 <= status < 300:
             self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
+            self.replies.append(now)
+            self._recent_replies(now)  # the deque keeps one second, however long the batch
+            if self.learned:
+                self.learned.rate += RATE_GROWTH
             self._wake()
         exhausted = self._exhausted_for(headers)
         if exhausted:
             self.pause(exhausted)
+
+    def _learn_rate(self, now: float) -> None:
+        """Pace calls at RATE_CUT of the replies the provider gave in the last second (or
+        of the pace already learned, if lower: a per-minute limit takes a few cuts)."""
+        allowed = float(self._recent_replies(now))
+        if self.learned is not None:
+            allowed = min(allowed, self.learned.rate)
+        if allowed >= 1:  # no reply in the last second: the pause and the cut do it
+            self.learned = TokenBucket(allowed * RATE_CUT * 60, self.clock, burst=0)
+
+    def _recent_replies(self, now: float) -> int:
+        """The 2xx replies of the last second (older ones are dropped)."""
+        while self.replies and self.replies[0] <= now - 1.0:
+            self.replies.popleft()
+        return len(self.replies)
 
     def pause(self, seconds: float) -> None:
         """No new call to this provider for `seconds`."""

@@ -13,6 +13,8 @@ import respx
 from orchestrate.providers._base import LLMRequest
 from orchestrate.providers._limits import (
     CUT_EVERY,
+    RATE_CUT,
+    RATE_GROWTH,
     RateLimiter,
     TokenBucket,
     estimate_tokens,
@@ -105,6 +107,45 @@ async def test_429_halves_concurrency_once_a_burst_and_success_grows_it_back() -
     for _ in range(200):
         limits.observe(200, {})
     assert limits.limit == 8
+
+
+@pytest.mark.anyio
+async def test_429_paces_calls_at_the_rate_the_provider_just_allowed() -> None:
+    """A 429 after 20 replies in the last second paces calls evenly at 95% of 20 a second
+    (no burst), and each reply grows that pace a little."""
+    clock = Clock()
+    limits = limiter(clock, concurrency=32)
+    for _ in range(20):
+        limits.observe(200, {})
+        clock.now += 0.04  # 20 replies over 0.8 s
+    limits.observe(429, {})
+    assert limits.learned is not None
+    assert limits.learned.rate == pytest.approx(20 * RATE_CUT)
+    for _ in range(3):
+        await limits.acquire()
+        limits.release()
+    assert clock.slept == [pytest.approx(1 / (20 * RATE_CUT), abs=1e-5)] * 2  # evenly
+    limits.observe(200, {})
+    assert limits.learned.rate == pytest.approx(20 * RATE_CUT + RATE_GROWTH)
+
+
+def test_a_later_429_cuts_the_learned_pace_again() -> None:
+    """A second 429 (a second later) paces at 95% of the lower of the replies and the
+    pace already learned, so a per-minute limit is found in a few cuts."""
+    clock = Clock()
+    limits = limiter(clock)
+    for _ in range(10):
+        limits.observe(200, {})
+    limits.observe(429, {})
+    clock.now += CUT_EVERY + 0.5  # the replies have left the last second
+    limits.observe(429, {})  # no reply to learn from: the pace stays
+    assert limits.learned is not None and limits.learned.rate == pytest.approx(9.5)
+    clock.now += CUT_EVERY
+    for _ in range(30):
+        limits.observe(200, {})
+    limits.observe(429, {})  # 30 replies, but the pace learned is lower
+    assert limits.learned.rate == pytest.approx((9.5 + 30 * RATE_GROWTH) * RATE_CUT)
+    assert len(limits.replies) <= 30  # only the last second's replies are kept
 
 
 @pytest.mark.anyio

@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 
 from orchestrate._errors import StepTimeout
+from orchestrate._instances import minimal_instance
 from orchestrate.providers._base import LLMRequest
-from orchestrate.providers._mock import MockProvider, minimal_instance
+from orchestrate.providers._mock import MockProvider
 
 TREE = {
     "$defs": {"node": {"type": "object", "properties": {
