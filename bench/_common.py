@@ -60,8 +60,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         "| " + " | ".join("-" * w for w in widths) + " |",
     ]
     for row in cells:
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                     + " |")
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
     return "\n".join(lines)
 
 

@@ -70,26 +70,48 @@ def write_rows(path: Path, rows: int) -> None:
             out.write(json.dumps({"text": f"number {index}", "id": index}) + "\n")
 
 
-def run_batch(folder: Path, rows: int, concurrency: int, *, base_url: str | None = None,
-              mock: bool = False, db: str | None = None,
-              flow: str = "flow.yaml") -> dict[str, Any]:
+def run_batch(
+    folder: Path,
+    rows: int,
+    concurrency: int,
+    *,
+    base_url: str | None = None,
+    mock: bool = False,
+    db: str | None = None,
+    flow: str = "flow.yaml",
+) -> dict[str, Any]:
     """One `orchestrate batch` in its own process: its summary, wall time and peak RSS;
     `db`: the history's --db (default: history.db in the folder's home)."""
     data = folder / f"rows-{rows}.jsonl"
     if not data.exists():
         write_rows(data, rows)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))
+    }
     env["ORCHESTRATE_HOME"] = str(folder / "home")
     if base_url:
         env["OPENAI_BASE_URL"] = base_url
-    command = [*orchestrate_command(), "batch", str(folder / flow), "--data", str(data),
-               "--concurrency", str(concurrency), "--json", "-q",
-               "-o", str(folder / "out.jsonl"), *(["--mock"] if mock else []),
-               *(["--db", db] if db else [])]
+    command = [
+        *orchestrate_command(),
+        "batch",
+        str(folder / flow),
+        "--data",
+        str(data),
+        "--concurrency",
+        str(concurrency),
+        "--json",
+        "-q",
+        "-o",
+        str(folder / "out.jsonl"),
+        *(["--mock"] if mock else []),
+        *(["--db", db] if db else []),
+    ]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env, cwd=REPO)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO
+    )
     stdout_chunks = []
     assert process.stdout is not None
     for chunk in iter(lambda: process.stdout.read(65536), b""):
@@ -99,17 +121,24 @@ def run_batch(folder: Path, rows: int, concurrency: int, *, base_url: str | None
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"batch of {rows} failed:\n{process.stderr.read().decode()}")
     summary = json.loads(b"".join(stdout_chunks))
-    return {"rows": rows, "wall_s": wall, "batch_s": summary["duration_ms"] / 1000,
-            "rows_per_s": summary["rows_per_second"], "failed": summary["failed"],
-            "retries": summary["retries"],
-            "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+    return {
+        "rows": rows,
+        "wall_s": wall,
+        "batch_s": summary["duration_ms"] / 1000,
+        "rows_per_s": summary["rows_per_second"],
+        "failed": summary["failed"],
+        "retries": summary["retries"],
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
 
 
 def runs_list_time(folder: Path) -> float:
     env = {**os.environ, "ORCHESTRATE_HOME": str(folder / "home")}
     started = time.perf_counter()
-    subprocess.run([*orchestrate_command(), "runs", "list", "--json"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*orchestrate_command(), "runs", "list", "--json"], env=env, check=True, capture_output=True
+    )
     return time.perf_counter() - started
 
 
@@ -124,8 +153,13 @@ def latency_20ms(folder: Path, rows: int) -> dict[str, Any]:
     finally:
         server.kill()
     ratio = batch["batch_s"] / bare["wall_s"]
-    return {**batch, "requests": requests, "bare_httpx_s": bare["wall_s"], "ratio": ratio,
-            "target_met": ratio <= 1.2}
+    return {
+        **batch,
+        "requests": requests,
+        "bare_httpx_s": bare["wall_s"],
+        "ratio": ratio,
+        "target_met": ratio <= 1.2,
+    }
 
 
 def zero_latency(folder: Path, rows: int) -> dict[str, Any]:
@@ -159,9 +193,15 @@ def three_steps(folder: Path, rows: int, latency: float = 0.020) -> dict[str, An
         server.kill()
     ideal = 3 * rows / 32 * latency
     mean_in_flight = stats["requests"] * latency / batch["batch_s"]
-    return {**batch, "requests": stats["requests"], "max_in_flight": stats["max_in_flight"],
-            "mean_in_flight": mean_in_flight, "ideal_s": ideal, "latency_ms": latency * 1000,
-            "target_met": stats["max_in_flight"] <= 32 and mean_in_flight >= 0.9 * 32}
+    return {
+        **batch,
+        "requests": stats["requests"],
+        "max_in_flight": stats["max_in_flight"],
+        "mean_in_flight": mean_in_flight,
+        "ideal_s": ideal,
+        "latency_ms": latency * 1000,
+        "target_met": stats["max_in_flight"] <= 32 and mean_in_flight >= 0.9 * 32,
+    }
 
 
 def rate_limited(folder: Path, rows: int) -> dict[str, Any]:
@@ -175,17 +215,23 @@ def rate_limited(folder: Path, rows: int) -> dict[str, Any]:
     share = stats["rate_limited"] / stats["requests"]
     answered = stats["requests"] - stats["rate_limited"]
     rate = answered / batch["batch_s"]
-    return {**batch, "requests": stats["requests"], "rate_limited": stats["rate_limited"],
-            "share_429": share, "answered_per_s": rate,
-            "target_met": batch["failed"] == 0 and share < 0.05 and rate >= 0.9 * RATE_LIMIT}
+    return {
+        **batch,
+        "requests": stats["requests"],
+        "rate_limited": stats["rate_limited"],
+        "share_429": share,
+        "answered_per_s": rate,
+        "target_met": batch["failed"] == 0 and share < 0.05 and rate >= 0.9 * RATE_LIMIT,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--sizes", default="10000,50000,100000")
-    parser.add_argument("--only", choices=["latency_20ms", "zero_latency", "memory",
-                                           "three_steps", "rate_limited"])
+    parser.add_argument(
+        "--only", choices=["latency_20ms", "zero_latency", "memory", "three_steps", "rate_limited"]
+    )
     parser.add_argument("--three-rows", type=int, default=5_000)
     parser.add_argument("--three-latency-ms", type=float, default=20.0)
     parser.add_argument("--rate-rows", type=int, default=1_000)
@@ -200,49 +246,145 @@ def main() -> None:
             result = latency_20ms(folder, args.rows)
             figures["latency_20ms"] = result
             print(f"{args.rows:,} rows, 1 step at 20 ms, --concurrency 32, vs bare httpx\n")
-            print(table(["rows", "batch s", "bare httpx s", "ratio", "<= 1.2x", "requests",
-                         "peak RSS MB"],
-                        [[result["rows"], result["batch_s"], result["bare_httpx_s"],
-                          result["ratio"], result["target_met"], result["requests"],
-                          result["peak_rss_mb"]]]) + "\n")
+            print(
+                table(
+                    [
+                        "rows",
+                        "batch s",
+                        "bare httpx s",
+                        "ratio",
+                        "<= 1.2x",
+                        "requests",
+                        "peak RSS MB",
+                    ],
+                    [
+                        [
+                            result["rows"],
+                            result["batch_s"],
+                            result["bare_httpx_s"],
+                            result["ratio"],
+                            result["target_met"],
+                            result["requests"],
+                            result["peak_rss_mb"],
+                        ]
+                    ],
+                )
+                + "\n"
+            )
         if args.only in (None, "zero_latency"):
             result = zero_latency(folder, args.rows)
             figures["zero_latency"] = result
             print(f"{args.rows:,} rows at 0 ms, history on\n")
-            print(table(["rows", "batch s", "rows/s", ">= 1,000", "CPU s", "peak RSS MB"],
-                        [[result["rows"], result["batch_s"], result["rows_per_s"],
-                          result["target_met"], result["cpu_s"], result["peak_rss_mb"]]])
-                  + "\n")
+            print(
+                table(
+                    ["rows", "batch s", "rows/s", ">= 1,000", "CPU s", "peak RSS MB"],
+                    [
+                        [
+                            result["rows"],
+                            result["batch_s"],
+                            result["rows_per_s"],
+                            result["target_met"],
+                            result["cpu_s"],
+                            result["peak_rss_mb"],
+                        ]
+                    ],
+                )
+                + "\n"
+            )
         if args.only in (None, "memory"):
             sizes = [int(s) for s in args.sizes.split(",")]
             results = memory(folder, sizes)
             figures["memory"] = results
             print("--mock, history on: peak memory and `runs list` after each batch\n")
-            print(table(["rows", "batch s", "rows/s", "peak RSS MB", "runs list s", "met"],
-                        [[r["rows"], r["batch_s"], r["rows_per_s"], r["peak_rss_mb"],
-                          r["runs_list_s"], r["target_met"]] for r in results]) + "\n")
+            print(
+                table(
+                    ["rows", "batch s", "rows/s", "peak RSS MB", "runs list s", "met"],
+                    [
+                        [
+                            r["rows"],
+                            r["batch_s"],
+                            r["rows_per_s"],
+                            r["peak_rss_mb"],
+                            r["runs_list_s"],
+                            r["target_met"],
+                        ]
+                        for r in results
+                    ],
+                )
+                + "\n"
+            )
         if args.only in (None, "three_steps"):
             result = three_steps(folder, args.three_rows, args.three_latency_ms / 1000)
             figures["three_steps"] = result
-            print(f"{args.three_rows:,} rows of 2 parallel steps + a join at "
-                  f"{args.three_latency_ms:g} ms, --concurrency 32\n")
-            print(table(["rows", "batch s", "ideal s", "CPU s", "requests", "max in flight",
-                         "mean in flight", "met", "peak RSS MB"],
-                        [[result["rows"], result["batch_s"], result["ideal_s"],
-                          result["cpu_s"], result["requests"], result["max_in_flight"],
-                          result["mean_in_flight"], result["target_met"],
-                          result["peak_rss_mb"]]]) + "\n")
+            print(
+                f"{args.three_rows:,} rows of 2 parallel steps + a join at "
+                f"{args.three_latency_ms:g} ms, --concurrency 32\n"
+            )
+            print(
+                table(
+                    [
+                        "rows",
+                        "batch s",
+                        "ideal s",
+                        "CPU s",
+                        "requests",
+                        "max in flight",
+                        "mean in flight",
+                        "met",
+                        "peak RSS MB",
+                    ],
+                    [
+                        [
+                            result["rows"],
+                            result["batch_s"],
+                            result["ideal_s"],
+                            result["cpu_s"],
+                            result["requests"],
+                            result["max_in_flight"],
+                            result["mean_in_flight"],
+                            result["target_met"],
+                            result["peak_rss_mb"],
+                        ]
+                    ],
+                )
+                + "\n"
+            )
         if args.only in (None, "rate_limited"):
             result = rate_limited(folder, args.rate_rows)
             figures["rate_limited"] = result
-            print(f"{args.rate_rows:,} rows, 429 with Retry-After: 1 above {RATE_LIMIT} "
-                  "requests a second, --concurrency 32\n")
-            print(table(["rows", "failed", "batch s", "requests", "429s", "429 share",
-                         "answered/s", "retries", "met"],
-                        [[result["rows"], result["failed"], result["batch_s"],
-                          result["requests"], result["rate_limited"], result["share_429"],
-                          result["answered_per_s"], result["retries"],
-                          result["target_met"]]]) + "\n")
+            print(
+                f"{args.rate_rows:,} rows, 429 with Retry-After: 1 above {RATE_LIMIT} "
+                "requests a second, --concurrency 32\n"
+            )
+            print(
+                table(
+                    [
+                        "rows",
+                        "failed",
+                        "batch s",
+                        "requests",
+                        "429s",
+                        "429 share",
+                        "answered/s",
+                        "retries",
+                        "met",
+                    ],
+                    [
+                        [
+                            result["rows"],
+                            result["failed"],
+                            result["batch_s"],
+                            result["requests"],
+                            result["rate_limited"],
+                            result["share_429"],
+                            result["answered_per_s"],
+                            result["retries"],
+                            result["target_met"],
+                        ]
+                    ],
+                )
+                + "\n"
+            )
     write_figures(args.json_path, "batch", figures)
 
 

@@ -28,16 +28,32 @@ from _common import REPO, machine, median, table, write_figures
 
 MB = 1024 * 1024
 SCENARIOS: dict[str, dict[str, Any]] = {
-    "chain": {"steps": 200, "latency": 0.0, "concurrency": 8,
-              "label": "chain of 200 steps, 0 ms"},
-    "chain_events": {"steps": 200, "latency": 0.0, "concurrency": 8, "events": True,
-                     "label": "same, with --events JSON Lines to /dev/null"},
-    "fanout": {"steps": 50, "latency": 0.2, "concurrency": 50, "ideal": 0.4, "slack": 0.10,
-               "label": "50 independent steps + join, 200 ms, concurrency 50"},
+    "chain": {"steps": 200, "latency": 0.0, "concurrency": 8, "label": "chain of 200 steps, 0 ms"},
+    "chain_events": {
+        "steps": 200,
+        "latency": 0.0,
+        "concurrency": 8,
+        "events": True,
+        "label": "same, with --events JSON Lines to /dev/null",
+    },
+    "fanout": {
+        "steps": 50,
+        "latency": 0.2,
+        "concurrency": 50,
+        "ideal": 0.4,
+        "slack": 0.10,
+        "label": "50 independent steps + join, 200 ms, concurrency 50",
+    },
     # The ideal as the issue puts it, 1000 / 32 * 20 ms; whole rounds would make it 0.64 s.
-    "for_each": {"items": 1000, "latency": 0.02, "concurrency": 32, "slack": 0.15,
-                 "ideal": 1000 / 32 * 0.02, "memory_mb": 150,
-                 "label": "for_each over 1,000 items, 20 ms, concurrency 32"},
+    "for_each": {
+        "items": 1000,
+        "latency": 0.02,
+        "concurrency": 32,
+        "slack": 0.15,
+        "ideal": 1000 / 32 * 0.02,
+        "memory_mb": 150,
+        "label": "for_each over 1,000 items, 20 ms, concurrency 32",
+    },
 }
 CHAIN_STEP_MS = 1.0
 CHAIN_TOTAL_S = 0.5
@@ -46,8 +62,10 @@ CHAIN_TOTAL_S = 0.5
 def chain_workflow(steps: int) -> str:
     lines = ["name: chain", "steps:", "  - id: s000", "    prompt: Start the chain."]
     for n in range(1, steps):
-        lines += [f"  - id: s{n:03d}",
-                  f"    prompt: 'Step {n} continues: {{{{ steps.s{n - 1:03d}.output }}}}'"]
+        lines += [
+            f"  - id: s{n:03d}",
+            f"    prompt: 'Step {n} continues: {{{{ steps.s{n - 1:03d}.output }}}}'",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -119,9 +137,15 @@ def measure(name: str, folder: Path, trace_memory: bool) -> dict[str, Any]:
     options = RunOptions(max_concurrency=config["concurrency"])
     with open(os.devnull, "w", encoding="utf-8") as devnull:
         observers = [JsonLinesWriter(devnull)] if config.get("events") else []
-        result = asyncio.run(run_prepared(prepared, mock=True, options=options,
-                                          observers=observers,
-                                          mock_latency=config["latency"]))
+        result = asyncio.run(
+            run_prepared(
+                prepared,
+                mock=True,
+                options=options,
+                observers=observers,
+                mock_latency=config["latency"],
+            )
+        )
     t2, cpu1 = time.perf_counter(), time.process_time()
     traced_peak = tracemalloc.get_traced_memory()[1] if trace_memory else None
     if result.status != "succeeded":
@@ -130,7 +154,9 @@ def measure(name: str, folder: Path, trace_memory: bool) -> dict[str, Any]:
     last_end = max(end for _, end in calls)
     overshoot = sorted(end - start - config["latency"] for start, end in calls)
     return {
-        "prepare_s": t1 - t0, "run_s": t2 - t1, "cpu_s": cpu1 - cpu0,
+        "prepare_s": t1 - t0,
+        "run_s": t2 - t1,
+        "cpu_s": cpu1 - cpu0,
         "before_first_call_ms": (first_call - t1) * 1000,
         "after_last_call_ms": (t2 - last_end) * 1000,
         "call_overshoot_ms": overshoot[len(overshoot) // 2] * 1000,
@@ -140,8 +166,15 @@ def measure(name: str, folder: Path, trace_memory: bool) -> dict[str, Any]:
 
 
 def run_child(name: str, folder: Path, *extra: str) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", name,
-               "--folder", str(folder), *extra]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        "--folder",
+        str(folder),
+        *extra,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr}")
@@ -171,33 +204,53 @@ def verdicts(name: str, figures: dict[str, float]) -> list[tuple[str, str, bool]
     if name == "chain":
         per_step = figures["run_s"] / config["steps"] * 1000
         total = figures["prepare_s"] + figures["run_s"]
-        return [(f"run per step {per_step:.3f} ms", f"< {CHAIN_STEP_MS:g} ms",
-                 per_step < CHAIN_STEP_MS),
-                (f"prepare + run {total:.3f} s", f"< {CHAIN_TOTAL_S:g} s",
-                 total < CHAIN_TOTAL_S)]
+        return [
+            (
+                f"run per step {per_step:.3f} ms",
+                f"< {CHAIN_STEP_MS:g} ms",
+                per_step < CHAIN_STEP_MS,
+            ),
+            (f"prepare + run {total:.3f} s", f"< {CHAIN_TOTAL_S:g} s", total < CHAIN_TOTAL_S),
+        ]
     checks = []
     if "ideal" in config:
         limit = config["ideal"] * (1 + config["slack"])
         ratio = figures["run_s"] / config["ideal"]
-        checks.append((f"run {figures['run_s']:.3f} s = {ratio:.2f}x ideal "
-                       f"{config['ideal']:.3f} s", f"< {limit:.3f} s",
-                       figures["run_s"] < limit))
+        checks.append(
+            (
+                f"run {figures['run_s']:.3f} s = {ratio:.2f}x ideal {config['ideal']:.3f} s",
+                f"< {limit:.3f} s",
+                figures["run_s"] < limit,
+            )
+        )
     if "memory_mb" in config:
         peak = figures["maxrss_mb"]
-        checks.append((f"peak RSS {peak:.1f} MB (traced Python heap "
-                       f"{figures.get('traced_peak_mb') or 0:.1f} MB)",
-                       f"< {config['memory_mb']} MB", peak < config["memory_mb"]))
+        checks.append(
+            (
+                f"peak RSS {peak:.1f} MB (traced Python heap "
+                f"{figures.get('traced_peak_mb') or 0:.1f} MB)",
+                f"< {config['memory_mb']} MB",
+                peak < config["memory_mb"],
+            )
+        )
     return checks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario (default 5)")
-    parser.add_argument("--only", choices=sorted(SCENARIOS), action="append",
-                        help="run only this scenario (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=sorted(SCENARIOS),
+        action="append",
+        help="run only this scenario (repeatable)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--profile", choices=sorted(SCENARIOS),
-                        help="instead of timing, print a cProfile of one run of a scenario")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(SCENARIOS),
+        help="instead of timing, print a cProfile of one run of a scenario",
+    )
     parser.add_argument("--top", type=int, default=25, help="functions in --profile output")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -215,41 +268,81 @@ def main() -> None:
         results: dict[str, dict[str, Any]] = {}
         for name in args.only or list(SCENARIOS):
             runs = [run_child(name, Path(folder)) for _ in range(args.runs)]
-            figures = {key: median([r[key] for r in runs]) for key in (
-                "prepare_s", "run_s", "cpu_s", "maxrss_mb", "before_first_call_ms",
-                "after_last_call_ms", "call_overshoot_ms")}
+            figures = {
+                key: median([r[key] for r in runs])
+                for key in (
+                    "prepare_s",
+                    "run_s",
+                    "cpu_s",
+                    "maxrss_mb",
+                    "before_first_call_ms",
+                    "after_last_call_ms",
+                    "call_overshoot_ms",
+                )
+            }
             if "memory_mb" in SCENARIOS[name]:
                 traced = run_child(name, Path(folder), "--trace-memory")
                 figures["traced_peak_mb"] = traced["traced_peak_mb"]
-            results[name] = {"figures": figures, "runs": runs,
-                             "checks": verdicts(name, figures)}
+            results[name] = {"figures": figures, "runs": runs, "checks": verdicts(name, figures)}
 
-    print(f"\nEngine on the mock provider, median of {args.runs} runs, each in a fresh "
-          f"interpreter (load average before: {load_before})\n")
+    print(
+        f"\nEngine on the mock provider, median of {args.runs} runs, each in a fresh "
+        f"interpreter (load average before: {load_before})\n"
+    )
     rows = []
     for name, result in results.items():
         f = result["figures"]
-        rows.append([SCENARIOS[name]["label"], f"{f['prepare_s']:.3f}", f"{f['run_s']:.3f}",
-                     f"{f['cpu_s']:.3f}", f"{f['maxrss_mb']:.0f}"])
+        rows.append(
+            [
+                SCENARIOS[name]["label"],
+                f"{f['prepare_s']:.3f}",
+                f"{f['run_s']:.3f}",
+                f"{f['cpu_s']:.3f}",
+                f"{f['maxrss_mb']:.0f}",
+            ]
+        )
     print(table(["scenario", "prepare s", "run s", "CPU s (both)", "peak RSS MB"], rows))
-    print("\nWhere the run's time goes beyond the latency (medians, ms): before the first "
-          "model call (rendering every prompt, building requests), each call's time beyond "
-          "its simulated latency (asyncio timer resolution), after the last call\n")
-    rows = [[SCENARIOS[name]["label"], f"{f['before_first_call_ms']:.1f}",
-             f"{f['call_overshoot_ms']:.2f}", f"{f['after_last_call_ms']:.1f}"]
-            for name, result in results.items() for f in [result["figures"]]]
-    print(table(["scenario", "before first call", "per call beyond latency",
-                 "after last call"], rows))
+    print(
+        "\nWhere the run's time goes beyond the latency (medians, ms): before the first "
+        "model call (rendering every prompt, building requests), each call's time beyond "
+        "its simulated latency (asyncio timer resolution), after the last call\n"
+    )
+    rows = [
+        [
+            SCENARIOS[name]["label"],
+            f"{f['before_first_call_ms']:.1f}",
+            f"{f['call_overshoot_ms']:.2f}",
+            f"{f['after_last_call_ms']:.1f}",
+        ]
+        for name, result in results.items()
+        for f in [result["figures"]]
+    ]
+    print(
+        table(["scenario", "before first call", "per call beyond latency", "after last call"], rows)
+    )
     print("\nTargets\n")
-    rows = [[SCENARIOS[name]["label"], what, target, met]
-            for name, result in results.items() for what, target, met in result["checks"]]
+    rows = [
+        [SCENARIOS[name]["label"], what, target, met]
+        for name, result in results.items()
+        for what, target, met in result["checks"]
+    ]
     print(table(["scenario", "measured (median)", "target", "met"], rows))
-    write_figures(args.json, "engine", {
-        "runs": args.runs, "load_average_before": load_before,
-        "scenarios": {name: {**SCENARIOS[name], **result, "checks": [
-            {"what": w, "target": t, "met": m} for w, t, m in result["checks"]]}
-            for name, result in results.items()},
-    })
+    write_figures(
+        args.json,
+        "engine",
+        {
+            "runs": args.runs,
+            "load_average_before": load_before,
+            "scenarios": {
+                name: {
+                    **SCENARIOS[name],
+                    **result,
+                    "checks": [{"what": w, "target": t, "met": m} for w, t, m in result["checks"]],
+                }
+                for name, result in results.items()
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

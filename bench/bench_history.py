@@ -37,8 +37,10 @@ TARGET = 1.20  # history on / history off
 def chain_workflow(steps: int) -> str:
     lines = ["name: chain", "steps:", "  - id: s000", "    prompt: Start the chain."]
     for n in range(1, steps):
-        lines += [f"  - id: s{n:03d}",
-                  f"    prompt: 'Step {n} continues: {{{{ steps.s{n - 1:03d}.output }}}}'"]
+        lines += [
+            f"  - id: s{n:03d}",
+            f"    prompt: 'Step {n} continues: {{{{ steps.s{n - 1:03d}.output }}}}'",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -102,7 +104,8 @@ def main() -> None:
         flow.write_text(chain_workflow(STEPS), encoding="utf-8")
         home = root / "home"
         times: dict[str, dict[bool, list[float]]] = {
-            what: {True: [], False: []} for what in ("run", "prepare_run", "cli")}
+            what: {True: [], False: []} for what in ("run", "prepare_run", "cli")
+        }
         for history in (False, True):  # warm up: write the bytecode, create the database
             run_in_child(flow, history, home)
             run_cli(flow, history, home)
@@ -112,25 +115,44 @@ def main() -> None:
                 times["run"][history].append(figures["run"])
                 times["prepare_run"][history].append(figures["prepare_run"])
                 times["cli"][history].append(run_cli(flow, history, home))
-        runs_recorded = len(json.loads(subprocess.run(
-            [*orchestrate_command(), "runs", "list", "--limit", "0", "--json"],
-            check=True, capture_output=True, text=True,
-            env={**os.environ, "ORCHESTRATE_HOME": str(home)}).stdout))
-    figures: dict[str, Any] = {"steps": STEPS, "runs": args.runs,
-                               "runs_recorded": runs_recorded}
+        runs_recorded = len(
+            json.loads(
+                subprocess.run(
+                    [*orchestrate_command(), "runs", "list", "--limit", "0", "--json"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "ORCHESTRATE_HOME": str(home)},
+                ).stdout
+            )
+        )
+    figures: dict[str, Any] = {"steps": STEPS, "runs": args.runs, "runs_recorded": runs_recorded}
     rows = []
-    measures = (("run", "run only (in process)"),
-                ("prepare_run", "prepare + run (in process)"),
-                ("cli", "orchestrate run (whole process)"))
+    measures = (
+        ("run", "run only (in process)"),
+        ("prepare_run", "prepare + run (in process)"),
+        ("cli", "orchestrate run (whole process)"),
+    )
     for what, label in measures:
         off, on = median(times[what][False]), median(times[what][True])
         ratio = on / off
         figures[what] = {"off_s": off, "on_s": on, "ratio": ratio, "ok": ratio <= TARGET}
-        rows.append([label, f"{off * 1000:.1f}", f"{on * 1000:.1f}",
-                     f"{(on - off) * 1000:+.1f}", f"{(ratio - 1) * 100:+.1f}%", ratio <= TARGET])
+        rows.append(
+            [
+                label,
+                f"{off * 1000:.1f}",
+                f"{on * 1000:.1f}",
+                f"{(on - off) * 1000:+.1f}",
+                f"{(ratio - 1) * 100:+.1f}%",
+                ratio <= TARGET,
+            ]
+        )
     print(f"{STEPS}-step chain, mock provider, 0 ms latency; median of {args.runs} runs")
-    print(table(["measure", "--no-history ms", "history ms", "added ms", "overhead",
-                 "within 20%"], rows))
+    print(
+        table(
+            ["measure", "--no-history ms", "history ms", "added ms", "overhead", "within 20%"], rows
+        )
+    )
     print(f"runs recorded: {runs_recorded}; machine: {json.dumps(machine())}")
     write_figures(args.json, "history", figures)
 

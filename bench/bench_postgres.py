@@ -52,8 +52,9 @@ def child(flow: str, database: str) -> None:
 
 def run_in_child(flow: Path, database: str, pycache: Path) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", str(flow), "--database", database]
-    out = subprocess.run(command, check=True, capture_output=True, text=True,
-                         env=child_env(pycache)).stdout
+    out = subprocess.run(
+        command, check=True, capture_output=True, text=True, env=child_env(pycache)
+    ).stdout
     return json.loads(out.splitlines()[-1])
 
 
@@ -85,22 +86,29 @@ def batches(root: Path, url: str, rows: int, repeats: int) -> dict[str, Any]:
     for _ in range(repeats):
         for mode, db in databases.items():
             results[mode].append(run_batch(root, rows, 32, mock=True, db=db))
-    figures: dict[str, Any] = {"rows": rows, "repeats": repeats,
-                               "postgres_runs_recorded": recorded(url) - before}
+    figures: dict[str, Any] = {
+        "rows": rows,
+        "repeats": repeats,
+        "postgres_runs_recorded": recorded(url) - before,
+    }
     for mode, runs in results.items():
-        figures[mode] = {key: median([run[key] for run in runs])
-                         for key in ("batch_s", "wall_s", "rows_per_s", "peak_rss_mb")}
+        figures[mode] = {
+            key: median([run[key] for run in runs])
+            for key in ("batch_s", "wall_s", "rows_per_s", "peak_rss_mb")
+        }
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--url", help="a PostgreSQL database to record into (default: a "
-                                      "throw-away local server)")
+    parser.add_argument(
+        "--url", help="a PostgreSQL database to record into (default: a throw-away local server)"
+    )
     parser.add_argument("--json", help="write the figures to this file")
-    parser.add_argument("--batch-rows", type=int, default=10_000,
-                        help="rows of the batch measured (0: no batch)")
+    parser.add_argument(
+        "--batch-rows", type=int, default=10_000, help="rows of the batch measured (0: no batch)"
+    )
     parser.add_argument("--batches", type=int, default=3, help="batches per history")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
@@ -114,7 +122,8 @@ def main() -> None:
         flow.write_text(chain_workflow(STEPS), encoding="utf-8")
         databases = {"off": "off", "sqlite": str(root / "history.db"), "postgres": url}
         times: dict[str, dict[str, list[float]]] = {
-            what: {mode: [] for mode in MODES} for what in ("run", "prepare_run")}
+            what: {mode: [] for mode in MODES} for what in ("run", "prepare_run")
+        }
         before = recorded(url) if args.url else 0
         for mode in MODES:  # warm up: bytecode, schemas
             run_in_child(flow, databases[mode], root / "pycache")
@@ -125,30 +134,71 @@ def main() -> None:
                     times[what][mode].append(figures[what])
         runs_recorded = recorded(url) - before
         batch = batches(root, url, args.batch_rows, args.batches) if args.batch_rows else None
-    figures: dict[str, Any] = {"steps": STEPS, "runs": args.runs,
-                               "postgres_runs_recorded": runs_recorded}
+    figures: dict[str, Any] = {
+        "steps": STEPS,
+        "runs": args.runs,
+        "postgres_runs_recorded": runs_recorded,
+    }
     rows = []
-    for what, label in (("run", "run only (in process)"),
-                        ("prepare_run", "prepare + run (in process)")):
+    for what, label in (
+        ("run", "run only (in process)"),
+        ("prepare_run", "prepare + run (in process)"),
+    ):
         off, lite, pg = (median(times[what][mode]) for mode in MODES)
         figures[what] = {"off_s": off, "sqlite_s": lite, "postgres_s": pg}
-        rows.append([label, f"{off * 1000:.1f}", f"{lite * 1000:.1f}", f"{pg * 1000:.1f}",
-                     f"{(pg - off) * 1000:+.1f}", f"{(pg / off - 1) * 100:+.1f}%"])
+        rows.append(
+            [
+                label,
+                f"{off * 1000:.1f}",
+                f"{lite * 1000:.1f}",
+                f"{pg * 1000:.1f}",
+                f"{(pg - off) * 1000:+.1f}",
+                f"{(pg / off - 1) * 100:+.1f}%",
+            ]
+        )
     print(f"{STEPS}-step chain, mock provider, 0 ms latency; median of {args.runs} runs")
-    print(table(["measure", "--no-history ms", "SQLite ms", "PostgreSQL ms",
-                 "PostgreSQL added ms", "overhead"], rows))
-    print(f"runs recorded in PostgreSQL: {runs_recorded} (of {args.runs + 1}); "
-          f"machine: {json.dumps(machine())}")
+    print(
+        table(
+            [
+                "measure",
+                "--no-history ms",
+                "SQLite ms",
+                "PostgreSQL ms",
+                "PostgreSQL added ms",
+                "overhead",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"runs recorded in PostgreSQL: {runs_recorded} (of {args.runs + 1}); "
+        f"machine: {json.dumps(machine())}"
+    )
     if batch is not None:
         figures["batch"] = batch
-        print(f"\n`orchestrate batch --mock` of {batch['rows']:,} rows, --concurrency 32; "
-              f"median of {batch['repeats']}")
-        print(table(["history", "batch s", "rows/s", "wall s", "peak RSS MB"],
-                    [[mode, f"{batch[mode]['batch_s']:.2f}", f"{batch[mode]['rows_per_s']:.0f}",
-                      f"{batch[mode]['wall_s']:.2f}", f"{batch[mode]['peak_rss_mb']:.0f}"]
-                     for mode in ("sqlite", "postgres")]))
-        print(f"rows recorded in PostgreSQL: {batch['postgres_runs_recorded']} "
-              f"(of {batch['rows'] * batch['repeats']})")
+        print(
+            f"\n`orchestrate batch --mock` of {batch['rows']:,} rows, --concurrency 32; "
+            f"median of {batch['repeats']}"
+        )
+        print(
+            table(
+                ["history", "batch s", "rows/s", "wall s", "peak RSS MB"],
+                [
+                    [
+                        mode,
+                        f"{batch[mode]['batch_s']:.2f}",
+                        f"{batch[mode]['rows_per_s']:.0f}",
+                        f"{batch[mode]['wall_s']:.2f}",
+                        f"{batch[mode]['peak_rss_mb']:.0f}",
+                    ]
+                    for mode in ("sqlite", "postgres")
+                ],
+            )
+        )
+        print(
+            f"rows recorded in PostgreSQL: {batch['postgres_runs_recorded']} "
+            f"(of {batch['rows'] * batch['repeats']})"
+        )
     write_figures(args.json, "postgres", figures)
 
 

@@ -57,11 +57,13 @@ def bare(kind: str, base_url: str, count: int, concurrency: int) -> None:
 
     async def parallel(prompts: list[str], join: bool) -> None:
         shards = max(1, -(-concurrency // CONNECTIONS_PER_CLIENT))
-        limits = httpx.Limits(max_connections=CONNECTIONS_PER_CLIENT,
-                              max_keepalive_connections=CONNECTIONS_PER_CLIENT)
+        limits = httpx.Limits(
+            max_connections=CONNECTIONS_PER_CLIENT, max_keepalive_connections=CONNECTIONS_PER_CLIENT
+        )
         tls = httpx.create_ssl_context()  # one for all: each would load the CA bundle (20 ms)
-        clients = [httpx.AsyncClient(limits=limits, timeout=None, verify=tls)
-                   for _ in range(shards)]
+        clients = [
+            httpx.AsyncClient(limits=limits, timeout=None, verify=tls) for _ in range(shards)
+        ]
         gate = asyncio.Semaphore(concurrency)
 
         async def one(index: int, prompt: str) -> str:
@@ -124,11 +126,19 @@ class Workload:
 
 
 def chain_yaml(steps: int) -> str:
-    lines = ["name: chain", "defaults:", "  model: gpt-4o-mini", "steps:",
-             "  - id: s000", "    prompt: Start the chain."]
+    lines = [
+        "name: chain",
+        "defaults:",
+        "  model: gpt-4o-mini",
+        "steps:",
+        "  - id: s000",
+        "    prompt: Start the chain.",
+    ]
     for n in range(1, steps):
-        lines += [f"  - id: s{n:03d}",
-                  f"    prompt: 'Step {n} continues: {{{{ steps.s{n - 1:03d}.output }}}}'"]
+        lines += [
+            f"  - id: s{n:03d}",
+            f"    prompt: 'Step {n} continues: {{{{ steps.s{n - 1:03d}.output }}}}'",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -142,24 +152,42 @@ def fanout_yaml(width: int) -> str:
 
 
 def for_each_yaml(items: int) -> str:
-    return (f"name: for_each\ndefaults:\n  model: gpt-4o-mini\nsteps:\n  - id: each\n"
-            f"    for_each: range({items})\n    prompt: 'Item {{{{ item }}}}'\n")
+    return (
+        f"name: for_each\ndefaults:\n  model: gpt-4o-mini\nsteps:\n  - id: each\n"
+        f"    for_each: range({items})\n    prompt: 'Item {{{{ item }}}}'\n"
+    )
 
 
 def workloads() -> list[Workload]:
     return [
         Workload("chain3", "3-step chain, 0 ms", 0, "chain", 3, 1, chain_yaml(3)),
         Workload("chain100", "100-step chain, 0 ms", 0, "chain", 100, 1, chain_yaml(100)),
-        Workload("fanout", "50 parallel steps + join, 200 ms", 200, "fanout", 50, 50,
-                 fanout_yaml(50)),
-        Workload("for_each", "`for_each` of 1,000 items, 20 ms, concurrency 32", 20,
-                 "for_each", 1000, 32, for_each_yaml(1000)),
+        Workload(
+            "fanout", "50 parallel steps + join, 200 ms", 200, "fanout", 50, 50, fanout_yaml(50)
+        ),
+        Workload(
+            "for_each",
+            "`for_each` of 1,000 items, 20 ms, concurrency 32",
+            20,
+            "for_each",
+            1000,
+            32,
+            for_each_yaml(1000),
+        ),
     ]
 
 
 def start_server(latency_ms: int) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, str(HERE / "fake_openai.py"), "--port", "0",
-               "--latency-ms", str(latency_ms), "--exit-after", "3600"]
+    command = [
+        sys.executable,
+        str(HERE / "fake_openai.py"),
+        "--port",
+        "0",
+        "--latency-ms",
+        str(latency_ms),
+        "--exit-after",
+        "3600",
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None
     line = server.stdout.readline()
@@ -169,9 +197,7 @@ def start_server(latency_ms: int) -> tuple[subprocess.Popen[str], str]:
     return server, line.split("listening on", 1)[1].strip()
 
 
-def timed(
-    command: Sequence[str], env: dict[str, str], folder: Path
-) -> tuple[float, float, float]:
+def timed(command: Sequence[str], env: dict[str, str], folder: Path) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds and peak RSS (MB) of one child process; it must exit 0."""
     with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
         start = time.perf_counter()
@@ -188,20 +214,31 @@ def timed(
 
 def command_for(load: Workload, mode: str, flow: Path) -> list[str]:
     if mode == "bare":
-        return [sys.executable, str(HERE / "bench_process.py"), "--bare", load.kind, load.base_url,
-                str(load.count), str(load.concurrency)]
-    program = [sys.executable, "-m", "orchestrate"] if mode == "baseline" else (
-        orchestrate_command())
-    command = [*program, "run", str(flow),
-               "--max-concurrency", str(max(load.concurrency, 8))]
+        return [
+            sys.executable,
+            str(HERE / "bench_process.py"),
+            "--bare",
+            load.kind,
+            load.base_url,
+            str(load.count),
+            str(load.concurrency),
+        ]
+    program = (
+        [sys.executable, "-m", "orchestrate"] if mode == "baseline" else (orchestrate_command())
+    )
+    command = [*program, "run", str(flow), "--max-concurrency", str(max(load.concurrency, 8))]
     return command + (["--no-history"] if mode == "no_history" else [])
 
 
 def child_env(home: Path, base_url: str = "", source: str = "") -> dict[str, str]:
     """A clean environment with bytecode cached (in the benchmark's folder), as in an installed
     package; `source` puts another checkout of orchestrate first on the path."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
-           and not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PYTHONDONTWRITEBYTECODE"
+        and not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))
+    }
     env["PYTHONPYCACHEPREFIX"] = str(home.parent / "pycache")
     env["ORCHESTRATE_HOME"] = str(home)
     if base_url:
@@ -232,7 +269,8 @@ def measure(
     for run in range(-1, runs):
         startup["help"].append(timed([*orchestrate_command(), "--help"], plain_env, folder)[0])
         startup["validate"].append(
-            timed([*orchestrate_command(), "validate", str(validate_flow)], plain_env, folder)[0])
+            timed([*orchestrate_command(), "validate", str(validate_flow)], plain_env, folder)[0]
+        )
         for load in loads:
             shift = run % len(modes)
             for mode in modes[shift:] + modes[:shift]:
@@ -243,8 +281,12 @@ def measure(
                 load.cpu[mode].append(cpu)
                 load.rss[mode].append(rss)
         if run < 0:  # the warm-up round
-            for figures in (startup, *(load.times for load in loads),
-                            *(load.cpu for load in loads), *(load.rss for load in loads)):
+            for figures in (
+                startup,
+                *(load.times for load in loads),
+                *(load.cpu for load in loads),
+                *(load.rss for load in loads),
+            ):
                 for values in figures.values():
                     values.clear()
         print(f"run {run + 1}/{runs} done" if run >= 0 else "warm-up done", file=sys.stderr)
@@ -256,8 +298,19 @@ def report(loads: list[Workload], startup: dict[str, list[float]], runs: int) ->
     for name, values in startup.items():
         label = "`--help`" if name == "help" else "`validate` (20 steps)"
         seconds = median(values)
-        rows.append([label, "-", f"{seconds:.3f} s", "-", "-", "-", "-", "-",
-                     "met" if seconds <= STARTUP_TARGET else "**missed**"])
+        rows.append(
+            [
+                label,
+                "-",
+                f"{seconds:.3f} s",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "met" if seconds <= STARTUP_TARGET else "**missed**",
+            ]
+        )
     for load in loads:
         base = median(load.times["bare"])
         on, off = median(load.times["history"]), median(load.times["no_history"])
@@ -266,19 +319,39 @@ def report(loads: list[Workload], startup: dict[str, list[float]], runs: int) ->
         verdicts = [ratio <= TARGETS[load.name], cost <= HISTORY_TARGET]
         if load.name == "for_each":
             verdicts.append(rss <= RSS_TARGET_MB)
-        rows.append([load.title, f"{base:.3f} s", f"{on:.3f} s", f"{ratio:.2f}x",
-                     f"{off:.3f} s", f"{off_ratio:.2f}x", f"{cost - 1:+.1%}",
-                     f"{rss:.0f} MB (bare {max(load.rss['bare']):.0f})",
-                     "met" if all(verdicts) else "**missed**"])
-    headers = ["workload", "bare httpx", "orchestrate", "ratio", "--no-history", "ratio",
-               "history cost", "peak RSS", "targets"]
+        rows.append(
+            [
+                load.title,
+                f"{base:.3f} s",
+                f"{on:.3f} s",
+                f"{ratio:.2f}x",
+                f"{off:.3f} s",
+                f"{off_ratio:.2f}x",
+                f"{cost - 1:+.1%}",
+                f"{rss:.0f} MB (bare {max(load.rss['bare']):.0f})",
+                "met" if all(verdicts) else "**missed**",
+            ]
+        )
+    headers = [
+        "workload",
+        "bare httpx",
+        "orchestrate",
+        "ratio",
+        "--no-history",
+        "ratio",
+        "history cost",
+        "peak RSS",
+        "targets",
+    ]
     load_avg = machine()["load_average"]
-    return (f"Medians of {runs} runs, interleaved; load average {load_avg}\n\n"
-            + table(headers, rows)
-            + "\n\nWall time per mode, medians (ratio to bare httpx):\n\n"
-            + mode_table(loads, "times")
-            + "\n\nCPU time (user + system) of the same processes, steadier than wall time "
-            "on a busy machine:\n\n" + mode_table(loads, "cpu"))
+    return (
+        f"Medians of {runs} runs, interleaved; load average {load_avg}\n\n"
+        + table(headers, rows)
+        + "\n\nWall time per mode, medians (ratio to bare httpx):\n\n"
+        + mode_table(loads, "times")
+        + "\n\nCPU time (user + system) of the same processes, steadier than wall time "
+        "on a busy machine:\n\n" + mode_table(loads, "cpu")
+    )
 
 
 def mode_table(loads: list[Workload], measure: str) -> str:
@@ -288,8 +361,15 @@ def mode_table(loads: list[Workload], measure: str) -> str:
     rows = []
     for load, figures in zip(loads, columns, strict=True):
         base = median(figures["bare"])
-        rows.append([load.title, *(f"{median(figures[mode]):.3f} s "
-                                   f"({median(figures[mode]) / base:.2f}x)" for mode in modes)])
+        rows.append(
+            [
+                load.title,
+                *(
+                    f"{median(figures[mode]):.3f} s ({median(figures[mode]) / base:.2f}x)"
+                    for mode in modes
+                ),
+            ]
+        )
     return table(["workload", *(mode.replace("_", " ") for mode in modes)], rows)
 
 
@@ -298,9 +378,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--only", help="comma-separated workloads: chain3,chain100,fanout,for_each")
     parser.add_argument("--json", dest="json_path", help="also write the figures to this file")
-    parser.add_argument("--baseline", metavar="SOURCE", default="",
-                        help="also run `python -m orchestrate` from this checkout (history on),"
-                             " for an A/B comparison")
+    parser.add_argument(
+        "--baseline",
+        metavar="SOURCE",
+        default="",
+        help="also run `python -m orchestrate` from this checkout (history on),"
+        " for an A/B comparison",
+    )
     args = parser.parse_args()
     loads = workloads()
     if args.only:
@@ -320,11 +404,18 @@ def main() -> None:
             server.kill()
             server.wait()
     print(report(loads, startup, args.runs))
-    write_figures(args.json_path, "process", {
-        "runs": args.runs, "startup": startup,
-        "workloads": {load.name: {"times": load.times, "cpu": load.cpu, "rss_mb": load.rss}
-                      for load in loads},
-    })
+    write_figures(
+        args.json_path,
+        "process",
+        {
+            "runs": args.runs,
+            "startup": startup,
+            "workloads": {
+                load.name: {"times": load.times, "cpu": load.cpu, "rss_mb": load.rss}
+                for load in loads
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def measure(calls: int, concurrency: int, stream: bool, mode: str, folder: Path)
     prepared = prepare(path, {"items": [f"item number {i}" for i in range(calls)]})
     options = RunOptions(max_concurrency=concurrency, stream=stream)
     cpu0, t0 = time.process_time(), time.perf_counter()
-    result = asyncio.run(run_prepared(prepared, mock=mode == "mock", options=options,
-                                      mock_latency=LATENCY))
+    result = asyncio.run(
+        run_prepared(prepared, mock=mode == "mock", options=options, mock_latency=LATENCY)
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if result.status != "succeeded":
         raise SystemExit(f"the run {result.status}: {result.error}")
@@ -97,13 +98,19 @@ async def bare_httpx(calls: int, concurrency: int, stream: bool) -> dict:
     per_client = CONNECTIONS_PER_CLIENT
     limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     ssl_context = httpx.create_ssl_context()
-    clients = [httpx.AsyncClient(limits=limits, timeout=None, verify=ssl_context)
-               for _ in range(math.ceil(concurrency / per_client))]
+    clients = [
+        httpx.AsyncClient(limits=limits, timeout=None, verify=ssl_context)
+        for _ in range(math.ceil(concurrency / per_client))
+    ]
     limit = asyncio.Semaphore(concurrency)
 
     async def call(index: int) -> None:
-        body = {"model": "gpt-4o-mini", "messages": [
-            {"role": "user", "content": f"Item {index}: rewrite item number {index}."}]}
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "user", "content": f"Item {index}: rewrite item number {index}."}
+            ],
+        }
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
         async with limit:
@@ -123,17 +130,32 @@ async def bare_httpx(calls: int, concurrency: int, stream: bool) -> dict:
     return {"wall_s": wall, "cpu_s": cpu}
 
 
-def run_child(base_url: str, folder: Path, calls: int, concurrency: int, stream: bool,
-              mode: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))}
+def run_child(
+    base_url: str, folder: Path, calls: int, concurrency: int, stream: bool, mode: str
+) -> dict[str, Any]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))
+    }
     env.update(OPENAI_BASE_URL=base_url, ORCHESTRATE_HOME=str(folder / "home"))
     before = server_stats(base_url)
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode,
-               "--calls", str(calls), "--concurrency", str(concurrency),
-               "--folder", str(folder), *(["--stream"] if stream else [])]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO,
-                          env=env, timeout=600)
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        mode,
+        "--calls",
+        str(calls),
+        "--concurrency",
+        str(concurrency),
+        "--folder",
+        str(folder),
+        *(["--stream"] if stream else []),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=REPO, env=env, timeout=600
+    )
     if done.returncode != 0:
         raise SystemExit(f"{mode} {calls}x{concurrency} failed:\n{done.stderr}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -152,9 +174,19 @@ def start_server(latency: float, *options: str) -> tuple[subprocess.Popen[str], 
     """The fake server in its own process (its CPU is not ours), with more of its command
     line `options`; its base URL."""
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fake_openai.py")), "--port", "0",
-         "--latency-ms", str(latency * 1000), "--exit-after", "3600", *options],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(Path(__file__).with_name("fake_openai.py")),
+            "--port",
+            "0",
+            "--latency-ms",
+            str(latency * 1000),
+            "--exit-after",
+            "3600",
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert server.stdout is not None
     line = server.stdout.readline().strip()
@@ -171,10 +203,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per configuration")
     parser.add_argument("--large", action="store_true", help="add the 5,000-call runs")
-    parser.add_argument("--unsharded", action="store_true",
-                        help="add runs with one unsharded httpx client, for comparison")
-    parser.add_argument("--no-baselines", action="store_true",
-                        help="skip the bare-httpx and engine-only (mock) rows")
+    parser.add_argument(
+        "--unsharded",
+        action="store_true",
+        help="add runs with one unsharded httpx client, for comparison",
+    )
+    parser.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="skip the bare-httpx and engine-only (mock) rows",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, help=argparse.SUPPRESS)
@@ -184,30 +222,42 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        figures = measure(args.calls, args.concurrency, args.stream, args.child,
-                          Path(args.folder))
+        figures = measure(args.calls, args.concurrency, args.stream, args.child, Path(args.folder))
         print(json.dumps(figures))
         return
 
     modes = ["openai"] + (["unsharded"] if args.unsharded else [])
     modes += [] if args.no_baselines else ["httpx", "mock"]
-    configs = [(calls, concurrency, stream, mode)
-               for calls in [1000, *([5000] if args.large else [])]
-               for concurrency in (32, 128)
-               for mode in modes
-               for stream in ((False, True) if mode != "mock" else (False,))]
+    configs = [
+        (calls, concurrency, stream, mode)
+        for calls in [1000, *([5000] if args.large else [])]
+        for concurrency in (32, 128)
+        for mode in modes
+        for stream in ((False, True) if mode != "mock" else (False,))
+    ]
     load_before = machine()["load_average"]
     server, base_url = start_server(LATENCY)
     results = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-providers-") as folder:
             for calls, concurrency, stream, mode in configs:
-                runs = [run_child(base_url, Path(folder), calls, concurrency, stream, mode)
-                        for _ in range(args.runs)]
-                results.append({"calls": calls, "concurrency": concurrency, "stream": stream,
-                                "mode": mode, "runs": runs,
-                                **{k: median([r[k] for r in runs])
-                                   for k in ("wall_s", "cpu_s", "requests", "connections")}})
+                runs = [
+                    run_child(base_url, Path(folder), calls, concurrency, stream, mode)
+                    for _ in range(args.runs)
+                ]
+                results.append(
+                    {
+                        "calls": calls,
+                        "concurrency": concurrency,
+                        "stream": stream,
+                        "mode": mode,
+                        "runs": runs,
+                        **{
+                            k: median([r[k] for r in runs])
+                            for k in ("wall_s", "cpu_s", "requests", "connections")
+                        },
+                    }
+                )
                 print(".", end="", file=sys.stderr, flush=True)
     finally:
         server.terminate()
@@ -226,30 +276,66 @@ def main() -> None:
         if r["mode"] == "openai" and r["concurrency"] == 128:
             checks.append(("CPU", cpu_ms < CPU_TARGET_MS))
         r["checks"] = dict(checks)
-        label = {"openai": "orchestrate, OpenAIProvider",
-                 "unsharded": "orchestrate, one httpx client",
-                 "httpx": "bare httpx, same shards", "mock": "orchestrate, mock (no HTTP)"}[
-            r["mode"]]
-        rows.append([
-            r["calls"], r["concurrency"], label,
-            "-" if r["mode"] == "mock" else ("SSE" if r["stream"] else "JSON"),
-            f"{r['wall_s']:.3f}", f"{ideal:.3f}", f"{ratio:.2f}x", f"{r['cpu_s']:.2f}",
-            f"{cpu_ms:.3f}", "-" if r["mode"] == "mock" else r["connections"],
-            ", ".join(f"{what} {'met' if ok else 'MISSED'}" for what, ok in checks),
-        ])
+        label = {
+            "openai": "orchestrate, OpenAIProvider",
+            "unsharded": "orchestrate, one httpx client",
+            "httpx": "bare httpx, same shards",
+            "mock": "orchestrate, mock (no HTTP)",
+        }[r["mode"]]
+        rows.append(
+            [
+                r["calls"],
+                r["concurrency"],
+                label,
+                "-" if r["mode"] == "mock" else ("SSE" if r["stream"] else "JSON"),
+                f"{r['wall_s']:.3f}",
+                f"{ideal:.3f}",
+                f"{ratio:.2f}x",
+                f"{r['cpu_s']:.2f}",
+                f"{cpu_ms:.3f}",
+                "-" if r["mode"] == "mock" else r["connections"],
+                ", ".join(f"{what} {'met' if ok else 'MISSED'}" for what, ok in checks),
+            ]
+        )
     sniffio = importlib.util.find_spec("sniffio") is not None
-    print(f"\n{args.runs} runs each, medians; fake server at {LATENCY * 1000:g} ms in its own "
-          f"process (load average before: {load_before}); sniffio installed: "
-          f"{'yes' if sniffio else 'no'}\n")
-    print(table(["calls", "concurrency", "client", "reply", "wall s", "ideal s", "wall/ideal",
-                 "CPU s", "CPU ms/request", "connections", "targets"], rows))
-    print(f"\nTargets: wall < {WALL_TARGET}x ideal at concurrency 32; "
-          f"CPU < {CPU_TARGET_MS:g} ms a request at 128.")
-    write_figures(args.json, "providers", {
-        "runs": args.runs, "latency_s": LATENCY, "load_average_before": load_before,
-        "sniffio_installed": sniffio,
-        "results": results,
-    })
+    print(
+        f"\n{args.runs} runs each, medians; fake server at {LATENCY * 1000:g} ms in its own "
+        f"process (load average before: {load_before}); sniffio installed: "
+        f"{'yes' if sniffio else 'no'}\n"
+    )
+    print(
+        table(
+            [
+                "calls",
+                "concurrency",
+                "client",
+                "reply",
+                "wall s",
+                "ideal s",
+                "wall/ideal",
+                "CPU s",
+                "CPU ms/request",
+                "connections",
+                "targets",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\nTargets: wall < {WALL_TARGET}x ideal at concurrency 32; "
+        f"CPU < {CPU_TARGET_MS:g} ms a request at 128."
+    )
+    write_figures(
+        args.json,
+        "providers",
+        {
+            "runs": args.runs,
+            "latency_s": LATENCY,
+            "load_average_before": load_before,
+            "sniffio_installed": sniffio,
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,20 @@ TARGET_VALIDATE = 0.3  # seconds
 # Modules `validate` should not need, or only for some workflows (jinja2's compiler
 # and jsonschema only when the file has templates or a schema).
 WATCHED = (
-    "asyncio", "httpx", "httpcore", "ssl", "sqlite3", "rich", "rich.live", "rich.markdown",
-    "pydantic", "jinja2", "jinja2.compiler", "jsonschema", "ruamel.yaml", "cattrs",
+    "asyncio",
+    "httpx",
+    "httpcore",
+    "ssl",
+    "sqlite3",
+    "rich",
+    "rich.live",
+    "rich.markdown",
+    "pydantic",
+    "jinja2",
+    "jinja2.compiler",
+    "jsonschema",
+    "ruamel.yaml",
+    "cattrs",
 )
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 # Run in a fresh interpreter: the stages of `orchestrate validate flow.yaml`, one at a time.
@@ -95,16 +107,24 @@ def twenty_step_workflow() -> str:
     previous = "angle_notes"
     for n in range(3, 19):
         step = f"step_{n:02d}"
-        lines += [f"  - id: {step}", "    prompt: |",
-                  f"      Part {n} about {{{{ inputs.topic }}}}.",
-                  f"      Build on: {{{{ steps.{previous}.output }}}}"]
+        lines += [
+            f"  - id: {step}",
+            "    prompt: |",
+            f"      Part {n} about {{{{ inputs.topic }}}}.",
+            f"      Build on: {{{{ steps.{previous}.output }}}}",
+        ]
         if n % 5 == 0:
             lines += [f"    when: steps.{previous}.status == 'succeeded' and inputs.depth > 1"]
         if n % 4 == 0:
-            lines += ["    output: json", "    schema:", "      type: object",
-                      "      required: [summary, score]", "      properties:",
-                      "        summary: {type: string}",
-                      "        score: {type: integer, minimum: 0, maximum: 10}"]
+            lines += [
+                "    output: json",
+                "    schema:",
+                "      type: object",
+                "      required: [summary, score]",
+                "      properties:",
+                "        summary: {type: string}",
+                "        score: {type: integer, minimum: 0, maximum: 10}",
+            ]
         previous = step
     lines += [
         "  - id: review",
@@ -139,10 +159,18 @@ def import_profile(argv: list[str], runs: int, cwd: Path) -> dict[str, dict[str,
     samples: dict[str, list[float]] = {}
     info: dict[str, dict[str, Any]] = {}
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=cwd,
-                              capture_output=True, text=True, check=False)
-        rows = [(m[4], len(m[3]) // 2, int(m[1]), int(m[2]))
-                for m in map(_IMPORTTIME.match, done.stderr.splitlines()) if m]
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", *argv],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        rows = [
+            (m[4], len(m[3]) // 2, int(m[1]), int(m[2]))
+            for m in map(_IMPORTTIME.match, done.stderr.splitlines())
+            if m
+        ]
         # A module's line comes after those of the modules it imported (one level deeper),
         # so walking backwards, the importer of a line is the last one seen a level up.
         stack: list[tuple[int, str]] = []
@@ -168,8 +196,9 @@ def stages(runs: int, cwd: Path) -> list[float]:
     """Median milliseconds of each stage of `validate`, in a fresh interpreter each run."""
     samples: list[list[float]] = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-c", _STAGES], cwd=cwd, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", _STAGES], cwd=cwd, capture_output=True, text=True, check=False
+        )
         samples.append(json.loads(done.stderr.strip().splitlines()[-1]))
     return [median([run[i] * 1000 for run in samples]) for i in range(len(STAGE_NAMES))]
 
@@ -177,8 +206,12 @@ def stages(runs: int, cwd: Path) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per command (default 15)")
-    parser.add_argument("--import-runs", type=int, default=5,
-                        help="`-X importtime` runs to take medians of (default 5)")
+    parser.add_argument(
+        "--import-runs",
+        type=int,
+        default=5,
+        help="`-X importtime` runs to take medians of (default 5)",
+    )
     parser.add_argument("--top", type=int, default=12, help="top-level imports to list")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
@@ -196,8 +229,9 @@ def main() -> None:
         }
         load_before = machine()["load_average"]
         timings = {label: wall_times(cmd, args.runs, cwd) for label, cmd in commands.items()}
-        imports = import_profile(["-m", "orchestrate", "validate", "flow.yaml"],
-                                 args.import_runs, cwd)
+        imports = import_profile(
+            ["-m", "orchestrate", "validate", "flow.yaml"], args.import_runs, cwd
+        )
         help_imports = import_profile(["-m", "orchestrate", "--help"], args.import_runs, cwd)
         stage_ms = stages(args.import_runs, cwd)
 
@@ -205,18 +239,31 @@ def main() -> None:
     for label, values in timings.items():
         target = TARGET_VALIDATE if "validate" in label else None
         met = None if target is None else median(values) < target
-        rows.append([label, len(values), median(values), min(values), max(values),
-                     "" if target is None else f"< {target}", "" if met is None else met])
+        rows.append(
+            [
+                label,
+                len(values),
+                median(values),
+                min(values),
+                max(values),
+                "" if target is None else f"< {target}",
+                "" if met is None else met,
+            ]
+        )
     print(f"\nCold start, {args.runs} runs each (seconds; load average before: {load_before})\n")
     print(table(["command", "runs", "median", "min", "max", "target", "met"], rows))
 
     top = sorted((e["ms"], n) for n, e in imports.items() if e["depth"] == 0)[::-1][: args.top]
-    print(f"\n`python -X importtime -m orchestrate validate flow.yaml`: top-level imports "
-          f"(median cumulative ms of {args.import_runs} runs)\n")
+    print(
+        f"\n`python -X importtime -m orchestrate validate flow.yaml`: top-level imports "
+        f"(median cumulative ms of {args.import_runs} runs)\n"
+    )
     print(table(["module", "cumulative ms"], [[n, f"{ms:.1f}"] for ms, n in top]))
 
-    print(f"\nWhere `validate` spends its time, stage by stage, without -X importtime "
-          f"(median ms of {args.import_runs} runs)\n")
+    print(
+        f"\nWhere `validate` spends its time, stage by stage, without -X importtime "
+        f"(median ms of {args.import_runs} runs)\n"
+    )
     rows = [[name, f"{ms:.1f}"] for name, ms in zip(STAGE_NAMES, stage_ms, strict=True)]
     rows.append(["total (plus ~15 ms of interpreter start)", f"{sum(stage_ms):.1f}"])
     print(table(["stage", "ms"], rows))
@@ -231,24 +278,34 @@ def main() -> None:
             else:
                 chain = " <- ".join(entry["chain"]) or "a function, at run time (lazy import)"
                 watched_rows.append([name, command, "yes", f"{entry['ms']:.1f}", chain])
-    print(table(["module", "command", "imported", "cumulative ms", "imported by"],
-                watched_rows))
+    print(table(["module", "command", "imported", "cumulative ms", "imported by"], watched_rows))
 
-    write_figures(args.json, "startup", {
-        "runs": args.runs,
-        "load_average_before": load_before,
-        "wall_seconds": {label: {"median": median(v), "min": min(v), "max": max(v)}
-                         for label, v in timings.items()},
-        "target_validate_seconds": TARGET_VALIDATE,
-        "validate_met": median(timings["orchestrate validate flow.yaml (20 steps)"])
-        < TARGET_VALIDATE,
-        "validate_top_imports_ms": {n: round(ms, 1) for ms, n in top},
-        "validate_stages_ms": {n: round(ms, 1) for n, ms in zip(STAGE_NAMES, stage_ms,
-                                                                strict=True)},
-        "watched": {name: {"validate": imports.get(name, {}).get("chain"),
-                           "help": help_imports.get(name, {}).get("chain")}
-                    for name in WATCHED},
-    })
+    write_figures(
+        args.json,
+        "startup",
+        {
+            "runs": args.runs,
+            "load_average_before": load_before,
+            "wall_seconds": {
+                label: {"median": median(v), "min": min(v), "max": max(v)}
+                for label, v in timings.items()
+            },
+            "target_validate_seconds": TARGET_VALIDATE,
+            "validate_met": median(timings["orchestrate validate flow.yaml (20 steps)"])
+            < TARGET_VALIDATE,
+            "validate_top_imports_ms": {n: round(ms, 1) for ms, n in top},
+            "validate_stages_ms": {
+                n: round(ms, 1) for n, ms in zip(STAGE_NAMES, stage_ms, strict=True)
+            },
+            "watched": {
+                name: {
+                    "validate": imports.get(name, {}).get("chain"),
+                    "help": help_imports.get(name, {}).get("chain"),
+                }
+                for name in WATCHED
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -69,14 +69,36 @@ def main() -> None:
             "order_ms": timed_ms(lambda r=ranked: order_ranks(r), args.runs)[0],
         }
         figure["svg_ms"], figure["svg_cpu_ms"] = timed_ms(
-            lambda w=workflow, p=plan: graph_svg(w, p), args.runs)
+            lambda w=workflow, p=plan: graph_svg(w, p), args.runs
+        )
         figures[name] = figure
-        rows.append([name, figure["edges"], dummies, f"{figure['rank_ms']:.2f}",
-                     f"{figure['order_ms']:.2f}", f"**{figure['svg_ms']:.1f}**",
-                     f"{figure['svg_cpu_ms']:.1f}",
-                     figure["svg_ms"] < TARGET_MS])
-    print(table(["workflow", "edges", "dummies", "rank ms", "order ms", "graph_svg ms", "CPU ms",
-                 f"< {TARGET_MS:.0f} ms"], rows))
+        rows.append(
+            [
+                name,
+                figure["edges"],
+                dummies,
+                f"{figure['rank_ms']:.2f}",
+                f"{figure['order_ms']:.2f}",
+                f"**{figure['svg_ms']:.1f}**",
+                f"{figure['svg_cpu_ms']:.1f}",
+                figure["svg_ms"] < TARGET_MS,
+            ]
+        )
+    print(
+        table(
+            [
+                "workflow",
+                "edges",
+                "dummies",
+                "rank ms",
+                "order ms",
+                "graph_svg ms",
+                "CPU ms",
+                f"< {TARGET_MS:.0f} ms",
+            ],
+            rows,
+        )
+    )
     write_figures(args.json, "svg", {"runs": args.runs, "shapes": figures})
 
 

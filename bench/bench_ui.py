@@ -65,9 +65,11 @@ def client(folder: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
-    return TestClient(create_app([folder], token=TOKEN, port=8765),
-                      base_url="http://127.0.0.1:8765",
-                      headers={"authorization": f"Bearer {TOKEN}"})
+    return TestClient(
+        create_app([folder], token=TOKEN, port=8765),
+        base_url="http://127.0.0.1:8765",
+        headers={"authorization": f"Bearer {TOKEN}"},
+    )
 
 
 def timed(http: Any, path: str, runs: int) -> tuple[float, float]:
@@ -86,8 +88,7 @@ def fill_history(home: Path, folder: Path, runs: int) -> list[str]:
     import orchestrate
     from orchestrate.history import HistoryOptions
 
-    result = orchestrate.run_workflow(folder / "small.yaml", mock=True,
-                                      history=HistoryOptions())
+    result = orchestrate.run_workflow(folder / "small.yaml", mock=True, history=HistoryOptions())
     db = sqlite3.connect(home / "history.db")
     columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
     step_columns = [row[1] for row in db.execute("PRAGMA table_info(steps)")]
@@ -98,13 +99,20 @@ def fill_history(home: Path, folder: Path, runs: int) -> list[str]:
         for index in range(runs - 1):
             run_id = f"{index:012x}{'b' * 8}"
             ids.append(run_id)
-            values = run | {"run_id": run_id, "started": run["started"] - runs + index,
-                            "status": ("succeeded", "failed", "cancelled")[index % 3]}
-            db.execute(f"INSERT INTO runs VALUES ({','.join('?' * len(columns))})",
-                       [values[c] for c in columns])
+            values = run | {
+                "run_id": run_id,
+                "started": run["started"] - runs + index,
+                "status": ("succeeded", "failed", "cancelled")[index % 3],
+            }
+            db.execute(
+                f"INSERT INTO runs VALUES ({','.join('?' * len(columns))})",
+                [values[c] for c in columns],
+            )
             for step in steps:
-                db.execute(f"INSERT INTO steps VALUES ({','.join('?' * len(step_columns))})",
-                           [(step | {"run_id": run_id})[c] for c in step_columns])
+                db.execute(
+                    f"INSERT INTO steps VALUES ({','.join('?' * len(step_columns))})",
+                    [(step | {"run_id": run_id})[c] for c in step_columns],
+                )
     db.close()
     return [result.run_id, *ids]
 
@@ -137,11 +145,18 @@ def pages(runs: int) -> dict[str, Any]:
 def ui_server(folder: Path, latency: float) -> Iterator[tuple[str, int]]:
     """`orchestrate ui FOLDER --port 0` as a process, the mock answering after `latency`
     seconds: its address and process id; stopped with Ctrl-C at the end."""
-    env = {**os.environ, "ORCHESTRATE_HOME": str(folder / "home"),
-           "ORCHESTRATE_UI_TOKEN": TOKEN, "ORCHESTRATE_MOCK_LATENCY": str(latency)}
-    process = subprocess.Popen([sys.executable, "-m", "orchestrate", "ui", str(folder),
-                                "--port", "0", "--no-open"], env=env,
-                               stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "ORCHESTRATE_HOME": str(folder / "home"),
+        "ORCHESTRATE_UI_TOKEN": TOKEN,
+        "ORCHESTRATE_MOCK_LATENCY": str(latency),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", "ui", str(folder), "--port", "0", "--no-open"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stderr is not None
         base = re.search(r"(http://\S+)/\?", process.stderr.readline()).group(1)  # type: ignore[union-attr]
@@ -154,8 +169,9 @@ def ui_server(folder: Path, latency: float) -> Iterator[tuple[str, int]]:
 def start_run(base: str, workflow: str) -> str:
     import httpx
 
-    response = httpx.post(f"{base}/api/runs", headers=AUTH,
-                          json={"workflow": workflow, "mock": True}, timeout=30)
+    response = httpx.post(
+        f"{base}/api/runs", headers=AUTH, json={"workflow": workflow, "mock": True}, timeout=30
+    )
     return str(response.json()["run_id"])
 
 
@@ -163,8 +179,9 @@ def follow(base: str, run_id: str) -> Iterator[dict[str, Any]]:
     """The run's SSE records as an httpx client reads them, until the stream ends."""
     import httpx
 
-    with httpx.stream("GET", f"{base}/api/runs/{run_id}/events", headers=AUTH,
-                      timeout=60) as stream:
+    with httpx.stream(
+        "GET", f"{base}/api/runs/{run_id}/events", headers=AUTH, timeout=60
+    ) as stream:
         for line in stream.iter_lines():
             if line.startswith("data: "):
                 yield json.loads(line[6:])
@@ -176,8 +193,11 @@ def event_delays(steps: int = 40) -> list[float]:
         (folder / "chain.yaml").write_text(chain(steps), encoding="utf-8")
         with ui_server(folder, latency=0.02) as (base, _):
             run_id = start_run(base, "chain.yaml")
-            return [(time.time() - record["time"]) * 1000 for record in follow(base, run_id)
-                    if record["event"] in ("step_started", "step_finished")]
+            return [
+                (time.time() - record["time"]) * 1000
+                for record in follow(base, run_id)
+                if record["event"] in ("step_started", "step_finished")
+            ]
 
 
 # --- a 1,000-item for_each watched live ------------------------------------------------------
@@ -220,8 +240,10 @@ def wait_for_end(base: str, run_id: str) -> None:
     """Poll the run's document until it has ended (the same few requests whoever watches)."""
     import httpx
 
-    while httpx.get(f"{base}/api/runs/{run_id}", headers=AUTH,
-                    timeout=30).json()["status"] == "running":
+    while (
+        httpx.get(f"{base}/api/runs/{run_id}", headers=AUTH, timeout=30).json()["status"]
+        == "running"
+    ):
         time.sleep(0.25)
 
 
@@ -253,14 +275,20 @@ def watched(base: str, pid: int, watcher: str, browser: Any) -> dict[str, Any]:
         frames, long_tasks = page.evaluate("[window.__probe.frames, window.__probe.long]")
         page.close()
         frames.sort()
-        figures |= {"frames": len(frames), "frame_p50_ms": median(frames),
-                    "frame_p99_ms": frames[int(len(frames) * 0.99)] if frames else None,
-                    "frame_max_ms": frames[-1] if frames else None,
-                    "long_tasks": len(long_tasks), "long_task_ms": sum(long_tasks)}
+        figures |= {
+            "frames": len(frames),
+            "frame_p50_ms": median(frames),
+            "frame_p99_ms": frames[int(len(frames) * 0.99)] if frames else None,
+            "frame_max_ms": frames[-1] if frames else None,
+            "long_tasks": len(long_tasks),
+            "long_task_ms": sum(long_tasks),
+        }
     time.sleep(0.2)  # the run's last writes
-    return figures | {"cpu_s": cpu_seconds(pid) - cpu,
-                      "loop_cpu_s": loop_cpu_seconds(pid) - loop_cpu,
-                      "wall_s": time.perf_counter() - began}
+    return figures | {
+        "cpu_s": cpu_seconds(pid) - cpu,
+        "loop_cpu_s": loop_cpu_seconds(pid) - loop_cpu,
+        "wall_s": time.perf_counter() - began,
+    }
 
 
 def for_each_watched(items: int, repeats: int, latency: float) -> dict[str, list[dict[str, Any]]]:
@@ -270,8 +298,7 @@ def for_each_watched(items: int, repeats: int, latency: float) -> dict[str, list
     results: dict[str, list[dict[str, Any]]] = {"none": [], "httpx": [], "browser": []}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
-        (folder / "many.yaml").write_text(FOR_EACH.replace("ITEMS", str(items)),
-                                          encoding="utf-8")
+        (folder / "many.yaml").write_text(FOR_EACH.replace("ITEMS", str(items)), encoding="utf-8")
         browser = None
         if chromium:
             try:
@@ -303,22 +330,33 @@ def main() -> None:
     data: dict[str, Any] = {}
     if args.only in (None, "pages"):
         data["pages"] = pages(args.runs)
-        rows = [(name, f"{first:.1f}", f"{warm:.1f}", warm < 100) for name, (first, warm)
-                in data["pages"].items()]
-        print(table(["page", "first request, ms", f"median of {args.runs}, ms", "< 100 ms"],
-                    rows))
+        rows = [
+            (name, f"{first:.1f}", f"{warm:.1f}", warm < 100)
+            for name, (first, warm) in data["pages"].items()
+        ]
+        print(table(["page", "first request, ms", f"median of {args.runs}, ms", "< 100 ms"], rows))
     if args.only in (None, "events"):
         delays = data["event_delays_ms"] = sorted(event_delays())
         # Records that arrive while a listener joins are sent at once on joining; skip the
         # first step's, whose delay is how long the POST took to answer.
         steady = delays[: int(len(delays) * 0.95)] or delays
         print()
-        print(table(["events", "records", "median, ms", "95th percentile, ms", "< 100 ms"],
-                    [("engine event -> SSE client", len(delays), f"{median(delays):.1f}",
-                      f"{steady[-1]:.1f}", median(delays) < 100)]))
+        print(
+            table(
+                ["events", "records", "median, ms", "95th percentile, ms", "< 100 ms"],
+                [
+                    (
+                        "engine event -> SSE client",
+                        len(delays),
+                        f"{median(delays):.1f}",
+                        f"{steady[-1]:.1f}",
+                        median(delays) < 100,
+                    )
+                ],
+            )
+        )
     if args.only in (None, "watch"):
-        data["watched"] = watched_runs = for_each_watched(args.items, args.watch_runs,
-                                                          args.latency)
+        data["watched"] = watched_runs = for_each_watched(args.items, args.watch_runs, args.latency)
         print()
         print(watch_tables(watched_runs, args.items))
     write_figures(args.json, "ui", data)
@@ -330,25 +368,68 @@ def watch_tables(runs: dict[str, list[dict[str, Any]]], items: int) -> str:
     alone = median([r["cpu_s"] for r in runs["none"]])
     loop_alone = median([r["loop_cpu_s"] for r in runs["none"]])
     rows = []
-    for watcher, label in [("none", "nobody"), ("httpx", "an httpx SSE client"),
-                           ("browser", "Chromium on the step's page")]:
+    for watcher, label in [
+        ("none", "nobody"),
+        ("httpx", "an httpx SSE client"),
+        ("browser", "Chromium on the step's page"),
+    ]:
         if not runs[watcher]:
             continue
+
         def of(key: str, watcher: str = watcher) -> float:
             return median([r[key] for r in runs[watcher]])
 
         extra = of("loop_cpu_s") - loop_alone
-        rows.append((label, len(runs[watcher]), f"{of('wall_s'):.2f}", f"{of('cpu_s'):.2f}",
-                     f"{of('loop_cpu_s'):.3f}", f"{extra * 1000:+.0f}", f"{extra / alone:+.1%}",
-                     "" if watcher == "none" else extra / alone < 0.10))
-    text = table([f"{items:,}-item for_each watched by", "runs", "wall, s", "server CPU, s",
-                  "event loop CPU, s", "watching, ms", "of the run's CPU", "< 10 %"], rows)
+        rows.append(
+            (
+                label,
+                len(runs[watcher]),
+                f"{of('wall_s'):.2f}",
+                f"{of('cpu_s'):.2f}",
+                f"{of('loop_cpu_s'):.3f}",
+                f"{extra * 1000:+.0f}",
+                f"{extra / alone:+.1%}",
+                "" if watcher == "none" else extra / alone < 0.10,
+            )
+        )
+    text = table(
+        [
+            f"{items:,}-item for_each watched by",
+            "runs",
+            "wall, s",
+            "server CPU, s",
+            "event loop CPU, s",
+            "watching, ms",
+            "of the run's CPU",
+            "< 10 %",
+        ],
+        rows,
+    )
     if runs["browser"]:
-        frames = [(f"run {index + 1}", r["frames"], f"{r['frame_p50_ms']:.1f}",
-                   f"{r['frame_p99_ms']:.1f}", f"{r['frame_max_ms']:.1f}", r["long_tasks"],
-                   f"{r['long_task_ms']:.0f}") for index, r in enumerate(runs["browser"])]
-        text += "\n\n" + table(["Chromium, run page", "frames", "frame p50, ms", "p99, ms",
-                                 "longest, ms", "long tasks", "their total, ms"], frames)
+        frames = [
+            (
+                f"run {index + 1}",
+                r["frames"],
+                f"{r['frame_p50_ms']:.1f}",
+                f"{r['frame_p99_ms']:.1f}",
+                f"{r['frame_max_ms']:.1f}",
+                r["long_tasks"],
+                f"{r['long_task_ms']:.0f}",
+            )
+            for index, r in enumerate(runs["browser"])
+        ]
+        text += "\n\n" + table(
+            [
+                "Chromium, run page",
+                "frames",
+                "frame p50, ms",
+                "p99, ms",
+                "longest, ms",
+                "long tasks",
+                "their total, ms",
+            ],
+            frames,
+        )
     return text
 
 

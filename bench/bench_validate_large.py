@@ -33,8 +33,13 @@ TARGET = 2.0  # seconds, for the cases marked as targets
 
 def steps_file(count: int) -> str:
     """`count` LLM steps, each reading the one before it; every tenth also `needs` one."""
-    lines = ["inputs:", "  topic: {type: string, default: tea}", "steps:",
-             "  - id: s0", '    prompt: "Write about {{ inputs.topic }}."']
+    lines = [
+        "inputs:",
+        "  topic: {type: string, default: tea}",
+        "steps:",
+        "  - id: s0",
+        '    prompt: "Write about {{ inputs.topic }}."',
+    ]
     for i in range(1, count):
         lines += [f"  - id: s{i}", f'    prompt: "Improve: {{{{ steps.s{i - 1}.output }}}}"']
         if i % 10 == 0:
@@ -45,7 +50,7 @@ def steps_file(count: int) -> str:
 
 def text_file(megabytes: float) -> str:
     """Few nodes, many bytes: steps whose block-scalar prompts hold ~2.5 KB of text each."""
-    paragraph = ("The quick brown fox jumps over the lazy dog, {{ inputs.topic }}. " * 40)
+    paragraph = "The quick brown fox jumps over the lazy dog, {{ inputs.topic }}. " * 40
     count = int(megabytes * 1024 * 1024 / (len(paragraph) + 40))
     lines = ["inputs:", "  topic: {type: string, default: tea}", "steps:"]
     for i in range(count):
@@ -63,19 +68,23 @@ def many_nodes_file(megabytes: float) -> str:
 def diamond(folder: Path, levels: int) -> Path:
     """`levels` diamonds stacked: each file uses two that both use the next level's file."""
     bottom = folder / f"d{levels}.yaml"
-    bottom.write_text("inputs:\n  x: {type: string}\nsteps:\n  - id: a\n"
-                      "    prompt: \"{{ inputs.x }}\"\n", encoding="utf-8")
+    bottom.write_text(
+        'inputs:\n  x: {type: string}\nsteps:\n  - id: a\n    prompt: "{{ inputs.x }}"\n',
+        encoding="utf-8",
+    )
     for level in range(levels - 1, -1, -1):
         for side in ("l", "r"):
             (folder / f"d{level}{side}.yaml").write_text(
                 "inputs:\n  x: {type: string}\nsteps:\n  - id: a\n"
-                f"    workflow: ./d{level + 1}.yaml\n    with: {{x: \"{{{{ inputs.x }}}}\"}}\n",
-                encoding="utf-8")
+                f'    workflow: ./d{level + 1}.yaml\n    with: {{x: "{{{{ inputs.x }}}}"}}\n',
+                encoding="utf-8",
+            )
         (folder / f"d{level}.yaml").write_text(
             "inputs:\n  x: {type: string}\nsteps:\n"
-            f"  - id: a\n    workflow: ./d{level}l.yaml\n    with: {{x: \"{{{{ inputs.x }}}}\"}}\n"
-            f"  - id: b\n    workflow: ./d{level}r.yaml\n    with: {{x: \"{{{{ inputs.x }}}}\"}}\n",
-            encoding="utf-8")
+            f'  - id: a\n    workflow: ./d{level}l.yaml\n    with: {{x: "{{{{ inputs.x }}}}"}}\n'
+            f'  - id: b\n    workflow: ./d{level}r.yaml\n    with: {{x: "{{{{ inputs.x }}}}"}}\n',
+            encoding="utf-8",
+        )
     return folder / "d0.yaml"
 
 
@@ -88,13 +97,18 @@ def _write(folder: Path, name: str, text: str) -> Path:
 # name -> (what it is, whether the 2 s target applies, how to make it in a folder)
 CASES: dict[str, tuple[str, bool, Callable[[Path], Path]]] = {
     "steps_10k": ("10,000 chained steps", True, lambda d: _write(d, "s10k", steps_file(10_000))),
-    "steps_30k": ("30,000 chained steps", False,
-                  lambda d: _write(d, "s30k", steps_file(30_000))),
+    "steps_30k": ("30,000 chained steps", False, lambda d: _write(d, "s30k", steps_file(30_000))),
     "text_5mb": ("5 MB of block-scalar prompts", True, lambda d: _write(d, "t5", text_file(5))),
-    "nodes_9mb": ("9 MB list of numbers, no alias", True,
-                  lambda d: _write(d, "n9", many_nodes_file(9))),
-    "diamond_20": ("20 stacked diamonds of sub-workflows (61 files)", True,
-                   lambda d: diamond(d, 20)),
+    "nodes_9mb": (
+        "9 MB list of numbers, no alias",
+        True,
+        lambda d: _write(d, "n9", many_nodes_file(9)),
+    ),
+    "diamond_20": (
+        "20 stacked diamonds of sub-workflows (61 files)",
+        True,
+        lambda d: diamond(d, 20),
+    ),
 }
 
 
@@ -102,8 +116,11 @@ def measure(path: Path, timeout: float) -> tuple[float, float, int | None, str]:
     """(wall seconds, the child's peak MB, exit code or None when stopped, first stderr line)."""
     with tempfile.TemporaryFile() as stderr:
         start = time.perf_counter()
-        child = subprocess.Popen([*orchestrate_command(), "validate", str(path)],
-                                 stdout=subprocess.DEVNULL, stderr=stderr)
+        child = subprocess.Popen(
+            [*orchestrate_command(), "validate", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         timer = threading.Timer(timeout, child.kill)
         timer.start()
         _, status, usage = os.wait4(child.pid, 0)  # the rusage of this child alone
@@ -156,13 +173,45 @@ def main() -> None:
             peak = max(r[1] for r in runs)
             code, first = runs[-1][2], runs[-1][3]
             met = wall < TARGET if targeted else "-"
-            rows.append([name, what, f"{size / 1e6:.1f} MB", wall, f"{peak:.0f} MB",
-                         "stopped" if code is None else code, met, first])
-            figures.append({"case": name, "bytes": size, "wall_s": wall, "peak_mb": peak,
-                            "exit": code, "first_line": first, "target_met": met})
+            rows.append(
+                [
+                    name,
+                    what,
+                    f"{size / 1e6:.1f} MB",
+                    wall,
+                    f"{peak:.0f} MB",
+                    "stopped" if code is None else code,
+                    met,
+                    first,
+                ]
+            )
+            figures.append(
+                {
+                    "case": name,
+                    "bytes": size,
+                    "wall_s": wall,
+                    "peak_mb": peak,
+                    "exit": code,
+                    "first_line": first,
+                    "target_met": met,
+                }
+            )
             print(f"{name}: {wall:.2f} s", file=sys.stderr)
-    print(table(["case", "file", "size", "wall s", "peak", "exit", f"< {TARGET:g} s",
-                 "first line of stderr"], rows))
+    print(
+        table(
+            [
+                "case",
+                "file",
+                "size",
+                "wall s",
+                "peak",
+                "exit",
+                f"< {TARGET:g} s",
+                "first line of stderr",
+            ],
+            rows,
+        )
+    )
     write_figures(args.json, "validate_large", {"cases": figures})
 
 

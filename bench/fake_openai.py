@@ -50,10 +50,19 @@ DEFAULT_LATENCY = 0.020  # seconds before the first byte of each reply
 MODEL = "fake-gpt"
 _WORDS = re.compile(r"\S+\s*|\s+")
 _REASONS = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    408: "Request Timeout", 409: "Conflict", 411: "Length Required", 422: "Unprocessable Entity",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-    503: "Service Unavailable", 529: "Overloaded",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    411: "Length Required",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    529: "Overloaded",
 }
 
 
@@ -157,8 +166,12 @@ class FakeOpenAI:
         try:
             while await self._exchange(reader, writer):
                 pass
-        except (ConnectionError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError):
+        except (
+            ConnectionError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ):
             pass  # a client that went away or spoke something other than HTTP/1.1
         finally:
             writer.close()
@@ -185,8 +198,12 @@ class FakeOpenAI:
         raw = await reader.readexactly(int(headers.get("content-length") or 0))
         path = path.split("?", 1)[0]
         if method == "GET" and path == "/stats":
-            stats = {"requests": self.count, "connections": self.connections,
-                     "max_in_flight": self.max_in_flight, "rate_limited": self.rate_limited}
+            stats = {
+                "requests": self.count,
+                "connections": self.connections,
+                "max_in_flight": self.max_in_flight,
+                "rate_limited": self.rate_limited,
+            }
             await self._send_json(writer, 200, stats, close=not keep_alive)
         elif method == "GET" and path in ("/v1/models", "/models"):
             models = {"object": "list", "data": [{"id": MODEL, "object": "model"}]}
@@ -194,13 +211,19 @@ class FakeOpenAI:
         elif method == "POST" and path in ("/v1/chat/completions", "/chat/completions"):
             await self._chat(writer, path, headers, raw, close=not keep_alive)
         else:
-            await self._send_json(writer, 404, _error(f"no route for {method} {path}"),
-                                  close=not keep_alive)
+            await self._send_json(
+                writer, 404, _error(f"no route for {method} {path}"), close=not keep_alive
+            )
         return keep_alive
 
     async def _chat(
-        self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], raw: bytes,
-        *, close: bool,
+        self,
+        writer: asyncio.StreamWriter,
+        path: str,
+        headers: dict[str, str],
+        raw: bytes,
+        *,
+        close: bool,
     ) -> None:
         self.count += 1
         self.in_flight += 1
@@ -225,8 +248,13 @@ class FakeOpenAI:
         return False
 
     async def _answer(
-        self, writer: asyncio.StreamWriter, path: str, headers: dict[str, str], raw: bytes,
-        *, close: bool,
+        self,
+        writer: asyncio.StreamWriter,
+        path: str,
+        headers: dict[str, str],
+        raw: bytes,
+        *,
+        close: bool,
     ) -> None:
         try:
             body = json.loads(raw)
@@ -237,14 +265,16 @@ class FakeOpenAI:
             self.requests.append({"path": path, "headers": headers, "body": body})
         failure = self._failures.popleft() if self._failures else None
         if failure is None and self._over_rate_limit():
-            failure = Failure(status=429, message="rate limit reached: slow down",
-                              headers={"Retry-After": "1"})
+            failure = Failure(
+                status=429, message="rate limit reached: slow down", headers={"Retry-After": "1"}
+            )
         if self.latency:
             await asyncio.sleep(self.latency)
         if failure is not None and not failure.truncate:
             message = failure.message.replace("{authorization}", headers.get("authorization", ""))
-            await self._send_json(writer, failure.status, _error(message), close=close,
-                                  extra=failure.headers)
+            await self._send_json(
+                writer, failure.status, _error(message), close=close, extra=failure.headers
+            )
             return
         text = self.reply(body)
         pieces = _WORDS.findall(text) or [""]
@@ -254,20 +284,37 @@ class FakeOpenAI:
             await self._stream(writer, body, pieces, usage, truncate=failure is not None)
             return
         reply = {
-            "id": f"chatcmpl-fake{self.count}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.get("model") or MODEL,
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": text, "refusal": None}}],
+            "id": f"chatcmpl-fake{self.count}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                }
+            ],
             "usage": usage,
         }
         await self._send_json(writer, 200, reply, close=close)
 
     async def _stream(
-        self, writer: asyncio.StreamWriter, body: dict[str, Any], pieces: list[str],
-        usage: dict[str, int], *, truncate: bool,
+        self,
+        writer: asyncio.StreamWriter,
+        body: dict[str, Any],
+        pieces: list[str],
+        usage: dict[str, int],
+        *,
+        truncate: bool,
     ) -> None:
-        base = {"id": f"chatcmpl-fake{self.count}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": body.get("model") or MODEL}
+        base = {
+            "id": f"chatcmpl-fake{self.count}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model") or MODEL,
+        }
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         extra = {"usage": None} if with_usage else {}
 
@@ -284,8 +331,10 @@ class FakeOpenAI:
             if with_usage:
                 events.append(_sse({**base, "choices": [], "usage": usage}))
             events.append(b"data: [DONE]\n\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
         if self.token_delay:
             for event in events:
                 writer.write(_http_chunk(event))
@@ -300,12 +349,20 @@ class FakeOpenAI:
         await writer.drain()
 
     async def _send_json(
-        self, writer: asyncio.StreamWriter, status: int, data: Any, *, close: bool,
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        data: Any,
+        *,
+        close: bool,
         extra: dict[str, str] | None = None,
     ) -> None:
         payload = json.dumps(data).encode()
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}",
-                "content-type: application/json", f"content-length: {len(payload)}"]
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}",
+            "content-type: application/json",
+            f"content-length: {len(payload)}",
+        ]
         head += [f"{name}: {value}" for name, value in (extra or {}).items()]
         if close:
             head.append("connection: close")
@@ -314,8 +371,9 @@ class FakeOpenAI:
 
 
 def _error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                      "code": None}}
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    }
 
 
 def _sse(data: dict[str, Any]) -> bytes:
@@ -358,8 +416,12 @@ def serve_in_thread(**options: Any) -> Iterator[FakeOpenAI]:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    server = FakeOpenAI(latency=args.latency_ms / 1000, token_delay=args.token_delay_ms / 1000,
-                        record=False, rate_limit=args.rate_limit)
+    server = FakeOpenAI(
+        latency=args.latency_ms / 1000,
+        token_delay=args.token_delay_ms / 1000,
+        record=False,
+        rate_limit=args.rate_limit,
+    )
     if args.fail_first:
         server.fail_next(*[Failure(status=args.fail_status)] * args.fail_first)
     port = await server.start(args.host, args.port)
@@ -374,18 +436,40 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "localhost"])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    parser.add_argument("--latency-ms", type=float, default=DEFAULT_LATENCY * 1000,
-                        help="wait before each reply (default: %(default)g)")
-    parser.add_argument("--token-delay-ms", type=float, default=0.0,
-                        help="wait between streamed chunks (default: 0)")
-    parser.add_argument("--fail-first", type=int, default=0, metavar="N",
-                        help="answer the first N requests with --fail-status")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=DEFAULT_LATENCY * 1000,
+        help="wait before each reply (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--token-delay-ms",
+        type=float,
+        default=0.0,
+        help="wait between streamed chunks (default: 0)",
+    )
+    parser.add_argument(
+        "--fail-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer the first N requests with --fail-status",
+    )
     parser.add_argument("--fail-status", type=int, default=500)
-    parser.add_argument("--rate-limit", type=float, default=0.0, metavar="PER_SECOND",
-                        help="answer 429 with Retry-After: 1 above this many requests a "
-                        "second (default: no limit)")
-    parser.add_argument("--exit-after", type=float, default=0.0, metavar="SECONDS",
-                        help="stop after this long (default: serve until interrupted)")
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        metavar="PER_SECOND",
+        help="answer 429 with Retry-After: 1 above this many requests a second (default: no limit)",
+    )
+    parser.add_argument(
+        "--exit-after",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop after this long (default: serve until interrupted)",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

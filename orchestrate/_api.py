@@ -120,8 +120,9 @@ def _function_problem(
     return source.diagnostic(path, message, hint=hint)
 
 
-def models_in_use(prepared: PreparedRun, options: RunOptions,
-                  env: Mapping[str, str]) -> set[tuple[str, str]]:
+def models_in_use(
+    prepared: PreparedRun, options: RunOptions, env: Mapping[str, str]
+) -> set[tuple[str, str]]:
     """The (provider, model) pairs the run's LLM steps (and its checks' judges) will call."""
     models = {
         choose_model(workflow, step, options.model, env, mock=options.mock)
@@ -136,14 +137,18 @@ def models_in_use(prepared: PreparedRun, options: RunOptions,
     return models
 
 
-def providers_in_use(prepared: PreparedRun, options: RunOptions,
-                     env: Mapping[str, str]) -> set[str]:
+def providers_in_use(
+    prepared: PreparedRun, options: RunOptions, env: Mapping[str, str]
+) -> set[str]:
     """The provider names the run's LLM steps will call."""
     return {provider for provider, _ in models_in_use(prepared, options, env)}
 
 
 def check_runner(
-    prepared: PreparedRun, options: RunOptions, pool: ProviderPool, env: Mapping[str, str],
+    prepared: PreparedRun,
+    options: RunOptions,
+    pool: ProviderPool,
+    env: Mapping[str, str],
     semaphore: asyncio.Semaphore,
 ) -> CheckRunner | None:
     """What adds the checks' verdicts to a run's result (None: no checks to run)."""
@@ -151,8 +156,14 @@ def check_runner(
         return None
     from orchestrate._checks import CheckRunner
 
-    return CheckRunner(prepared.workflow, pool=pool, functions=prepared.functions, env=env,
-                       mock=options.mock, semaphore=semaphore)
+    return CheckRunner(
+        prepared.workflow,
+        pool=pool,
+        functions=prepared.functions,
+        env=env,
+        mock=options.mock,
+        semaphore=semaphore,
+    )
 
 
 def run_budget(prepared: PreparedRun, max_cost: float | None) -> Budget | None:
@@ -215,23 +226,39 @@ async def run_prepared(
             replaying = session is not None and session.replay_fixture is not None
             if budget is not None and not replaying:  # a replay costs nothing
                 check_prices(models_in_use(prepared, options, env), pricing)
-            pool = ProviderPool(endpoints_of(prepared), mock=mock, mock_latency=mock_latency,
-                                env=env, concurrency=options.max_concurrency,
-                                wrap=metered(pricing, budget, session.wrap if session else None))
+            pool = ProviderPool(
+                endpoints_of(prepared),
+                mock=mock,
+                mock_latency=mock_latency,
+                env=env,
+                concurrency=options.max_concurrency,
+                wrap=metered(pricing, budget, session.wrap if session else None),
+            )
             try:
                 pool.check(providers_in_use(prepared, options, env))
                 semaphore = asyncio.Semaphore(options.max_concurrency)
                 checks = check_runner(prepared, options, pool, env, semaphore)
                 engine = Engine(
-                    prepared.workflow, pool=pool, options=options, observers=observers,
-                    reuse=reuse, locate=prepared.locate, functions=prepared.functions,
-                    subworkflows=prepared.subworkflow, env=env, semaphore=semaphore,
+                    prepared.workflow,
+                    pool=pool,
+                    options=options,
+                    observers=observers,
+                    reuse=reuse,
+                    locate=prepared.locate,
+                    functions=prepared.functions,
+                    subworkflows=prepared.subworkflow,
+                    env=env,
+                    semaphore=semaphore,
                     after_run=checks.with_checks if checks else None,
                 )
                 # Ctrl-C or SIGTERM ends the run even if a step blocks the loop
                 with interrupt_watchdog():
-                    result = await engine.run(prepared.inputs, run_id=run_id,
-                                              file=prepared.file, resumed_from=resumed_from)
+                    result = await engine.run(
+                        prepared.inputs,
+                        run_id=run_id,
+                        file=prepared.file,
+                        resumed_from=resumed_from,
+                    )
             finally:
                 await pool.aclose()
         except asyncio.CancelledError:
@@ -287,6 +314,7 @@ def run_workflow(
     options = RunOptions(model=model, max_concurrency=max_concurrency)
     use_mock = mock_from_env(env) if mock is None else mock
     return asyncio.run(
-        run_prepared(prepared, mock=use_mock, options=options, observers=observers, env=env,
-                     history=history)
+        run_prepared(
+            prepared, mock=use_mock, options=options, observers=observers, env=env, history=history
+        )
     )

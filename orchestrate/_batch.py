@@ -91,44 +91,87 @@ class RowResult:
 
     @classmethod
     def of_run(cls, index: int, row: RawRow, result: RunResult) -> RowResult:
-        price_notes = frozenset(note for step in result.steps if step.cost_usd is None
-                                for note in step.warnings if note.startswith(UNKNOWN_PRICE))
-        return cls(row=index, line=row.line, status=result.status, inputs=result.inputs,
-                   outputs=result.outputs,
-                   error=result.error.to_dict() if result.error else None,
-                   usage=result.usage, duration_ms=result.duration_ms, run_id=result.run_id,
-                   values=row.values, checks=tuple(c.to_dict() for c in result.checks),
-                   cost_usd=result.cost_usd, price_notes=price_notes)
+        price_notes = frozenset(
+            note
+            for step in result.steps
+            if step.cost_usd is None
+            for note in step.warnings
+            if note.startswith(UNKNOWN_PRICE)
+        )
+        return cls(
+            row=index,
+            line=row.line,
+            status=result.status,
+            inputs=result.inputs,
+            outputs=result.outputs,
+            error=result.error.to_dict() if result.error else None,
+            usage=result.usage,
+            duration_ms=result.duration_ms,
+            run_id=result.run_id,
+            values=row.values,
+            checks=tuple(c.to_dict() for c in result.checks),
+            cost_usd=result.cost_usd,
+            price_notes=price_notes,
+        )
 
     @classmethod
     def of_document(cls, index: int, row: RawRow, doc: Mapping[str, Any]) -> RowResult:
         """A row that succeeded in an earlier batch, from its recorded result document: this
         batch paid nothing for it (as for a step reused by `run --resume`)."""
         usage = doc.get("usage") or {}
-        return cls(row=index, line=row.line, status=doc["status"], inputs=doc["inputs"],
-                   outputs=doc.get("outputs") or {}, error=doc.get("error"),
-                   usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
-                   duration_ms=doc.get("duration_ms") or 0, run_id=doc["run_id"],
-                   values=row.values, checks=tuple(doc.get("checks") or ()), cost_usd=0.0,
-                   reused=True)
+        return cls(
+            row=index,
+            line=row.line,
+            status=doc["status"],
+            inputs=doc["inputs"],
+            outputs=doc.get("outputs") or {},
+            error=doc.get("error"),
+            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0)),
+            duration_ms=doc.get("duration_ms") or 0,
+            run_id=doc["run_id"],
+            values=row.values,
+            checks=tuple(doc.get("checks") or ()),
+            cost_usd=0.0,
+            reused=True,
+        )
 
     @classmethod
-    def crashed(cls, index: int, row: RawRow, inputs: dict[str, Any], exc: Exception,
-                duration_ms: int) -> RowResult:
+    def crashed(
+        cls, index: int, row: RawRow, inputs: dict[str, Any], exc: Exception, duration_ms: int
+    ) -> RowResult:
         """A row whose run raised instead of returning a result (a bug, or the history):
         what it paid is not known."""
         message = getattr(exc, "message", None) or f"internal error: {exc!r}"
-        return cls(row=index, line=row.line, status="failed", inputs=inputs, outputs={},
-                   error={"step": None, "type": getattr(exc, "error_type", "internal"),
-                          "message": message},
-                   usage=Usage(), duration_ms=duration_ms, run_id=None, values=row.values)
+        return cls(
+            row=index,
+            line=row.line,
+            status="failed",
+            inputs=inputs,
+            outputs={},
+            error={
+                "step": None,
+                "type": getattr(exc, "error_type", "internal"),
+                "message": message,
+            },
+            usage=Usage(),
+            duration_ms=duration_ms,
+            run_id=None,
+            values=row.values,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
-            "row": self.row, "line": self.line, "status": self.status, "inputs": self.inputs,
-            "outputs": self.outputs, "error": self.error, "checks": list(self.checks),
-            "usage": self.usage.to_dict(), "cost_usd": self.cost_usd,
-            "duration_ms": self.duration_ms, "run_id": self.run_id,
+            "row": self.row,
+            "line": self.line,
+            "status": self.status,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "error": self.error,
+            "checks": list(self.checks),
+            "usage": self.usage.to_dict(),
+            "cost_usd": self.cost_usd,
+            "duration_ms": self.duration_ms,
+            "run_id": self.run_id,
         }
         if self.variant is not None:
             doc["variant"] = self.variant
@@ -267,10 +310,14 @@ class BatchSummary:
 
     def checks_dict(self) -> dict[str, dict[str, Any]]:
         """SPEC 9: each check's passed, failed and pass rate."""
-        return {check_id: {"passed": passed, "failed": failed,
-                           "pass_rate": round(passed / (passed + failed), 4)
-                           if passed + failed else None}
-                for check_id, (passed, failed) in self.check_counts.items()}
+        return {
+            check_id: {
+                "passed": passed,
+                "failed": failed,
+                "pass_rate": round(passed / (passed + failed), 4) if passed + failed else None,
+            }
+            for check_id, (passed, failed) in self.check_counts.items()
+        }
 
     @property
     def mean_judge_score(self) -> float | None:
@@ -284,25 +331,42 @@ class BatchSummary:
     def variant_dict(self) -> dict[str, Any]:
         """One combination of --matrix: what the comparison table shows."""
         rate = self.pass_rate
-        return {"variant": self.variant, "rows": self.rows, "succeeded": self.succeeded,
-                "failed": self.failed, "cancelled": self.cancelled, "checks": self.checks_dict(),
-                "pass_rate": None if rate is None else round(rate, 4),
-                "mean_judge_score": self.mean_judge_score, "usage": self.usage.to_dict(),
-                "cost_usd": self.cost_usd, "latency_ms": self.latency_dict()}
+        return {
+            "variant": self.variant,
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "checks": self.checks_dict(),
+            "pass_rate": None if rate is None else round(rate, 4),
+            "mean_judge_score": self.mean_judge_score,
+            "usage": self.usage.to_dict(),
+            "cost_usd": self.cost_usd,
+            "latency_ms": self.latency_dict(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         elapsed = self.elapsed
         rate = self.pass_rate
         return {
-            "batch_id": self.batch_id, "workflow": self.workflow, "file": self.file,
-            "data": self.data, "status": self.status, "started_at": self.started_at,
-            "rows": self.rows, "succeeded": self.succeeded, "failed": self.failed,
-            "cancelled": self.cancelled, "usage": self.usage.to_dict(),
-            "cost_usd": self.cost_usd, "notes": sorted(self.price_notes),
+            "batch_id": self.batch_id,
+            "workflow": self.workflow,
+            "file": self.file,
+            "data": self.data,
+            "status": self.status,
+            "started_at": self.started_at,
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "usage": self.usage.to_dict(),
+            "cost_usd": self.cost_usd,
+            "notes": sorted(self.price_notes),
             "duration_ms": round(elapsed * 1000),
             "latency_ms": self.latency_dict(),
             "rows_per_second": round(self.done / elapsed, 2) if elapsed > 0 else None,
-            "retries": self.retries, "reused": self.reused,
+            "retries": self.retries,
+            "reused": self.reused,
             "checks": self.checks_dict(),
             "pass_rate": None if rate is None else round(rate, 4),
             "fail_under": self.fail_under,
@@ -347,11 +411,19 @@ class BatchRunner:
     """Runs prepared rows with one shared concurrency limit and one provider pool; under
     --matrix each row once per variant (row by row, so the variants advance together)."""
 
-    def __init__(self, prepared: PreparedRun, *, pool: ProviderPool, options: RunOptions,
-                 summary: BatchSummary, hooks: RowHooks | None = None,
-                 observers: Iterable[BatchObserver] = (), window: int | None = None,
-                 env: Mapping[str, str] | None = None,
-                 variants: Sequence[Variant] = ()) -> None:
+    def __init__(
+        self,
+        prepared: PreparedRun,
+        *,
+        pool: ProviderPool,
+        options: RunOptions,
+        summary: BatchSummary,
+        hooks: RowHooks | None = None,
+        observers: Iterable[BatchObserver] = (),
+        window: int | None = None,
+        env: Mapping[str, str] | None = None,
+        variants: Sequence[Variant] = (),
+    ) -> None:
         from orchestrate._api import check_runner
 
         self.prepared = prepared
@@ -365,11 +437,14 @@ class BatchRunner:
         self.plan = build_plan(prepared.workflow)  # settings never change the graph
         self.semaphore = asyncio.Semaphore(options.max_concurrency)
         self.variants = list(variants) or [Variant(None, prepared, options)]
-        self.checks = [check_runner(v.prepared, v.options, pool, self.env, self.semaphore)
-                       for v in self.variants]
+        self.checks = [
+            check_runner(v.prepared, v.options, pool, self.env, self.semaphore)
+            for v in self.variants
+        ]
 
-    async def run(self, rows: Iterable[tuple[RawRow, dict[str, Any]]],
-                  emit: Callable[[RowResult], None]) -> BatchSummary:
+    async def run(
+        self, rows: Iterable[tuple[RawRow, dict[str, Any]]], emit: Callable[[RowResult], None]
+    ) -> BatchSummary:
         """Run every row; `emit` gets the results in row order. Cancelled (Ctrl-C): stop
         starting rows, cancel those running, emit what is done, and return."""
         window = asyncio.Semaphore(self.window)
@@ -384,8 +459,9 @@ class BatchRunner:
                 written += 1
                 window.release()
 
-        async def one(job: int, index: int, variant: int, row: RawRow,
-                      inputs: dict[str, Any]) -> None:
+        async def one(
+            job: int, index: int, variant: int, row: RawRow, inputs: dict[str, Any]
+        ) -> None:
             result = await self._row(job, index, variant, row, inputs)
             self.summary.add(result)
             for observer in self.observers:
@@ -404,7 +480,8 @@ class BatchRunner:
                     if self.summary.out_of_budget:  # the rows under way finish; no new one
                         break
                     task = asyncio.create_task(
-                        one(job, index, number, row, {**inputs, **variant.inputs}))
+                        one(job, index, number, row, {**inputs, **variant.inputs})
+                    )
                     running.add(task)
                     task.add_done_callback(running.discard)
                     job += 1
@@ -424,8 +501,9 @@ class BatchRunner:
             observer.finished(self.summary)
         return self.summary
 
-    async def _row(self, job: int, index: int, number: int, row: RawRow,
-                   inputs: dict[str, Any]) -> RowResult:
+    async def _row(
+        self, job: int, index: int, number: int, row: RawRow, inputs: dict[str, Any]
+    ) -> RowResult:
         """Row `index` under variant `number`; `job` is its place in the output (the row
         itself without --matrix)."""
         started = time.perf_counter()
@@ -434,24 +512,30 @@ class BatchRunner:
             prior = self.hooks.prior(job, row) if self.hooks else None
             if prior is not None and prior.document is not None:
                 return RowResult.of_document(index, row, prior.document)
-            observers = [*(self.hooks.observers(job, row) if self.hooks else ()),
-                         self.summary.note]
+            observers = [*(self.hooks.observers(job, row) if self.hooks else ()), self.summary.note]
             prepared, checks = variant.prepared, self.checks[number]
             engine = Engine(
-                prepared.workflow, pool=self.pool, options=variant.options,
-                observers=observers, reuse=prior.reuse if prior else None,
-                locate=prepared.locate, functions=prepared.functions,
-                subworkflows=prepared.subworkflow, semaphore=self.semaphore, env=self.env,
+                prepared.workflow,
+                pool=self.pool,
+                options=variant.options,
+                observers=observers,
+                reuse=prior.reuse if prior else None,
+                locate=prepared.locate,
+                functions=prepared.functions,
+                subworkflows=prepared.subworkflow,
+                semaphore=self.semaphore,
+                env=self.env,
                 plan=self.plan,
-                after_run=functools.partial(checks.with_checks, row=row.values) if checks
-                else None,
+                after_run=functools.partial(checks.with_checks, row=row.values) if checks else None,
             )
-            result = await engine.run(inputs, file=prepared.file,
-                                      resumed_from=prior.run_id if prior else None)
+            result = await engine.run(
+                inputs, file=prepared.file, resumed_from=prior.run_id if prior else None
+            )
             outcome = RowResult.of_run(index, row, result)
         except Exception as exc:  # a row never takes the batch down
-            outcome = RowResult.crashed(index, row, inputs, exc,
-                                        round((time.perf_counter() - started) * 1000))
+            outcome = RowResult.crashed(
+                index, row, inputs, exc, round((time.perf_counter() - started) * 1000)
+            )
         if variant.settings is not None:
             outcome = attrs.evolve(outcome, variant=variant.settings, variant_index=number)
         return self.after_row(outcome)
@@ -473,23 +557,30 @@ def parse_matrix(entries: Sequence[str]) -> list[tuple[str, list[str]]]:
         key, sep, values = entry.partition("=")
         key = key.strip()
         if not sep or not values.strip():
-            raise UsageError(f"cannot read --matrix {entry!r}",
-                             hint="write KEY=V1,V2, e.g. --matrix model=gpt-4o,gpt-4o-mini")
+            raise UsageError(
+                f"cannot read --matrix {entry!r}",
+                hint="write KEY=V1,V2, e.g. --matrix model=gpt-4o,gpt-4o-mini",
+            )
         if key not in MATRIX_KEYS and not (key.startswith("inputs.") and key[7:]):
             from orchestrate._hints import did_you_mean
 
-            raise UsageError(f"--matrix cannot vary {key!r}",
-                             hint=did_you_mean(key, MATRIX_KEYS) or "vary model, provider, "
-                             "temperature, max_tokens or inputs.NAME")
+            raise UsageError(
+                f"--matrix cannot vary {key!r}",
+                hint=did_you_mean(key, MATRIX_KEYS)
+                or "vary model, provider, temperature, max_tokens or inputs.NAME",
+            )
         if key in (k for k, _ in axes):
-            raise UsageError(f"--matrix names {key!r} twice", hint="list every value in one "
-                             f"--matrix {key}=V1,V2")
+            raise UsageError(
+                f"--matrix names {key!r} twice",
+                hint=f"list every value in one --matrix {key}=V1,V2",
+            )
         axes.append((key, [value.strip() for value in values.split(",")]))
     return axes
 
 
-def matrix_variants(prepared: PreparedRun, options: RunOptions,
-                    axes: Sequence[tuple[str, list[str]]]) -> list[Variant]:
+def matrix_variants(
+    prepared: PreparedRun, options: RunOptions, axes: Sequence[tuple[str, list[str]]]
+) -> list[Variant]:
     """Every combination of the axes, in order (the last axis varies fastest)."""
     import itertools
 
@@ -498,15 +589,23 @@ def matrix_variants(prepared: PreparedRun, options: RunOptions,
     variants = []
     for values in itertools.product(*(values for _, values in axes)):
         settings = dict(zip((key for key, _ in axes), values, strict=True))
-        changes = {key: _setting(key, value) for key, value in settings.items()
-                   if key in ("provider", "temperature", "max_tokens")}
+        changes = {
+            key: _setting(key, value)
+            for key, value in settings.items()
+            if key in ("provider", "temperature", "max_tokens")
+        }
         workflow = _with_settings(prepared.workflow, changes)
-        given = [f"{key[7:]}={value}" for key, value in settings.items()
-                 if key.startswith("inputs.")]
-        variants.append(Variant(
-            settings, attrs.evolve(prepared, workflow=workflow),
-            attrs.evolve(options, model=settings.get("model", options.model)),
-            parse_assignments(given, prepared.workflow.inputs)))
+        given = [
+            f"{key[7:]}={value}" for key, value in settings.items() if key.startswith("inputs.")
+        ]
+        variants.append(
+            Variant(
+                settings,
+                attrs.evolve(prepared, workflow=workflow),
+                attrs.evolve(options, model=settings.get("model", options.model)),
+                parse_assignments(given, prepared.workflow.inputs),
+            )
+        )
     return variants
 
 
@@ -522,8 +621,12 @@ def _with_settings(workflow: Workflow, changes: Mapping[str, Any]) -> Workflow:
     """The workflow with `changes` over every LLM step's settings."""
     if not changes:
         return workflow
-    steps = tuple(attrs.evolve(step, settings=attrs.evolve(step.settings, **changes))
-                  if isinstance(step, LLMStep) else step for step in workflow.steps)
+    steps = tuple(
+        attrs.evolve(step, settings=attrs.evolve(step.settings, **changes))
+        if isinstance(step, LLMStep)
+        else step
+        for step in workflow.steps
+    )
     return attrs.evolve(workflow, steps=steps)
 
 
@@ -543,8 +646,7 @@ class Dataset:
 
     def check(self) -> int:
         """The first pass: every row checked; the number of rows, or BadRows."""
-        return check_rows(self.read(), self.how, fmt=self.fmt, label=self.label,
-                          limit=self.limit)
+        return check_rows(self.read(), self.how, fmt=self.fmt, label=self.label, limit=self.limit)
 
     def rows(self) -> Iterator[tuple[RawRow, dict[str, Any]]]:
         """The second pass: each row with its inputs."""
@@ -585,8 +687,10 @@ async def run_dataset(
     options = options or RunOptions(max_concurrency=DEFAULT_CONCURRENCY)
     budget = budget or run_budget(prepared, None)
     if matrix and resume:
-        raise UsageError("--resume cannot be used with --matrix",
-                         hint="run the matrix again, or resume one variant's batch")
+        raise UsageError(
+            "--resume cannot be used with --matrix",
+            hint="run the matrix again, or resume one variant's batch",
+        )
     variants = matrix_variants(prepared, options, matrix) if matrix else []
     total = dataset.check()
     session: BatchSession | None = None
@@ -596,8 +700,15 @@ async def run_dataset(
     if history is not None:
         from orchestrate.history._batches import BatchSession
 
-        session = BatchSession.start(prepared, history, summary=summary, dataset=dataset,
-                                     run_options=options, resume=resume, env=env)
+        session = BatchSession.start(
+            prepared,
+            history,
+            summary=summary,
+            dataset=dataset,
+            run_options=options,
+            resume=resume,
+            env=env,
+        )
         mock = session.mock
         observers = [session, *observers]
     options = attrs.evolve(options, mock=mock)
@@ -608,18 +719,30 @@ async def run_dataset(
         replaying = session is not None and session.session.replay_fixture is not None
         every = variants or [Variant(None, prepared, options)]
         if budget is not None and not replaying:  # a replay costs nothing
-            check_prices(set().union(*(models_in_use(v.prepared, v.options, env)
-                                       for v in every)), pricing)
-        pool = ProviderPool(endpoints_of(prepared), mock=mock, env=env,
-                            concurrency=options.max_concurrency,
-                            wrap=metered(pricing, budget, session.wrap if session else None))
+            check_prices(
+                set().union(*(models_in_use(v.prepared, v.options, env) for v in every)), pricing
+            )
+        pool = ProviderPool(
+            endpoints_of(prepared),
+            mock=mock,
+            env=env,
+            concurrency=options.max_concurrency,
+            wrap=metered(pricing, budget, session.wrap if session else None),
+        )
         try:
             for variant in every:
                 pool.check(providers_in_use(variant.prepared, variant.options, env))
             summary.rate_waits = pool.rate_waits
-            runner = BatchRunner(prepared, pool=pool, options=options, summary=summary,
-                                 hooks=session, observers=observers, env=env,
-                                 variants=variants)
+            runner = BatchRunner(
+                prepared,
+                pool=pool,
+                options=options,
+                summary=summary,
+                hooks=session,
+                observers=observers,
+                env=env,
+                variants=variants,
+            )
             with sigterm_cancels_the_run() as terminated:
                 await runner.run(dataset.rows(), emit)
             finished = True
@@ -633,21 +756,35 @@ async def run_dataset(
     return summary
 
 
-def _summary(prepared: PreparedRun, dataset: Dataset, total: int, variants: list[Variant],
-             checks: Sequence[Any], fail_under: float) -> BatchSummary:
+def _summary(
+    prepared: PreparedRun,
+    dataset: Dataset,
+    total: int,
+    variants: list[Variant],
+    checks: Sequence[Any],
+    fail_under: float,
+) -> BatchSummary:
     """The batch's summary, with one per variant under --matrix."""
     from orchestrate._spec import JudgeCheck
 
     common: dict[str, Any] = {
-        "workflow": prepared.workflow.name, "file": prepared.file, "data": dataset.data,
-        "check_ids": tuple(c.id for c in checks), "fail_under": fail_under,
+        "workflow": prepared.workflow.name,
+        "file": prepared.file,
+        "data": dataset.data,
+        "check_ids": tuple(c.id for c in checks),
+        "fail_under": fail_under,
         "judge_ids": frozenset(c.id for c in checks if isinstance(c, JudgeCheck)),
     }
     batch_id = new_run_id()
     return BatchSummary(
-        batch_id=batch_id, rows=total * max(1, len(variants)), **common,
-        variants=[BatchSummary(batch_id=batch_id, rows=total, variant=v.settings, **common)
-                  for v in variants])
+        batch_id=batch_id,
+        rows=total * max(1, len(variants)),
+        **common,
+        variants=[
+            BatchSummary(batch_id=batch_id, rows=total, variant=v.settings, **common)
+            for v in variants
+        ],
+    )
 
 
 @attrs.frozen
@@ -691,10 +828,13 @@ def run_batch(
     env = os.environ if env is None else env
     prepared = prepare(workflow, inputs, partial=True)
     listed = rows if isinstance(rows, list | tuple) else list(rows)  # read twice
-    dataset = Dataset(read=lambda: rows_from_mappings(listed),
-                      how=RowInputs(prepared.workflow.inputs, dict(mapping or {}),
-                                    prepared.inputs),
-                      fmt="json", label="<rows>", limit=limit)
+    dataset = Dataset(
+        read=lambda: rows_from_mappings(listed),
+        how=RowInputs(prepared.workflow.inputs, dict(mapping or {}), prepared.inputs),
+        fmt="json",
+        label="<rows>",
+        limit=limit,
+    )
     results: list[RowResult] = []
 
     def keep(result: RowResult) -> None:
@@ -704,9 +844,17 @@ def run_batch(
 
     use_mock = mock_from_env(env) if mock is None else mock
     options = RunOptions(model=model, max_concurrency=concurrency, mock=use_mock)
-    summary = asyncio.run(run_dataset(prepared, dataset, emit=keep, options=options,
-                                      history=history, env=env,
-                                      budget=run_budget(prepared, max_cost)))
+    summary = asyncio.run(
+        run_dataset(
+            prepared,
+            dataset,
+            emit=keep,
+            options=options,
+            history=history,
+            env=env,
+            budget=run_budget(prepared, max_cost),
+        )
+    )
     return BatchResult(results, summary)
 
 
@@ -721,20 +869,22 @@ class BatchRequest:
     assignments: tuple[str, ...] = ()  # `-i NAME=VALUE`, shared by every row
     inputs_file: str | None = attrs.field(default=None, validator=validate_not_empty)
     output: str | None = attrs.field(default=None, validator=validate_not_empty)  # None: stdout
-    concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY,
-                                   validator=MAX_CONCURRENCY.validate)
-    limit: int | None = attrs.field(default=None,
-                                    validator=attrs.validators.optional(RUNS_LIMIT.validate))
+    concurrency: int = attrs.field(default=DEFAULT_CONCURRENCY, validator=MAX_CONCURRENCY.validate)
+    limit: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(RUNS_LIMIT.validate)
+    )
     mock: bool = False
     model: str | None = attrs.field(default=None, validator=validate_not_empty)
     max_cost: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     resume: str | None = attrs.field(default=None, validator=validate_not_empty)
     history: HistoryOptions | None = None  # None: nothing recorded
     # SPEC 9: the checks, the pass rate for exit 0, JUnit XML, and the variants
     checks: bool = True
-    fail_under: float = attrs.field(default=1.0, validator=[attrs.validators.ge(0),
-                                                            attrs.validators.le(1)])
+    fail_under: float = attrs.field(
+        default=1.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
+    )
     junit: str | None = attrs.field(default=None, validator=validate_not_empty)
     matrix: tuple[str, ...] = ()  # `--matrix KEY=V1,V2`
 
@@ -761,9 +911,13 @@ class BatchRequest:
         return data, given, mapping
 
 
-def run_request(request: BatchRequest, *, stdout: IO[str],
-                observers: Iterable[BatchObserver] = (),
-                env: Mapping[str, str] | None = None) -> BatchSummary:
+def run_request(
+    request: BatchRequest,
+    *,
+    stdout: IO[str],
+    observers: Iterable[BatchObserver] = (),
+    env: Mapping[str, str] | None = None,
+) -> BatchSummary:
     """Run a BatchRequest: rows from its data file (stdin for `-`), written to its output
     (else `stdout`) in the format of its extension; the summary. Every error that stops
     the batch (bad options, rows, workflow, a budget without prices) comes before the
@@ -773,35 +927,57 @@ def run_request(request: BatchRequest, *, stdout: IO[str],
     env = os.environ if env is None else env
     out_format = output_format(request.output) if request.output else "jsonl"
     data, given, mapping = request.rows_and_inputs(env)
-    prepared = prepare(request.flow, given, assignments=list(request.assignments),
-                       partial=True)
+    prepared = prepare(request.flow, given, assignments=list(request.assignments), partial=True)
     specs = prepared.workflow.inputs
     how = RowInputs(specs, parse_mapping(mapping, specs), prepared.inputs)
     fmt = data_format(data)
     label = data_label(data)
     # the mock variables are checked even with --mock
-    options = RunOptions(model=request.model, max_concurrency=request.concurrency,
-                         mock=mock_from_env(env) or request.mock, checks=request.checks)
+    options = RunOptions(
+        model=request.model,
+        max_concurrency=request.concurrency,
+        mock=mock_from_env(env) or request.mock,
+        checks=request.checks,
+    )
     matrix = parse_matrix(request.matrix)
     with data_file(data) as path, _output_stream(request.output, stdout) as out:
         if fmt == "csv":
             how.check_header(header_of(path, label), label)
-        dataset = Dataset(read=lambda: read_rows(path, fmt, label), how=how, fmt=fmt,
-                          label=label, data=data, limit=request.limit)
+        dataset = Dataset(
+            read=lambda: read_rows(path, fmt, label),
+            how=how,
+            fmt=fmt,
+            label=label,
+            data=data,
+            limit=request.limit,
+        )
         write = row_writer(out_format, out, prepared.workflow)
-        report = (JUnitRows(Path(request.junit), prepared.workflow, request.checks)
-                  if request.junit else None)
+        report = (
+            JUnitRows(Path(request.junit), prepared.workflow, request.checks)
+            if request.junit
+            else None
+        )
 
         def emit(result: RowResult) -> None:
             write(result)
             if report is not None:
                 report(result)
 
-        summary = asyncio.run(run_dataset(
-            prepared, dataset, emit=emit, options=options, history=request.history,
-            resume=request.resume, observers=observers, env=env,
-            budget=run_budget(prepared, request.max_cost), matrix=matrix,
-            fail_under=request.fail_under))
+        summary = asyncio.run(
+            run_dataset(
+                prepared,
+                dataset,
+                emit=emit,
+                options=options,
+                history=request.history,
+                resume=request.resume,
+                observers=observers,
+                env=env,
+                budget=run_budget(prepared, request.max_cost),
+                matrix=matrix,
+                fail_under=request.fail_under,
+            )
+        )
     if report is not None:
         try:
             report.close()
@@ -821,7 +997,6 @@ def _output_stream(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
         raise OrchestrateError(f"cannot write {path}: {exc.strerror}") from None
     with stream:
         yield stream
-
 
 
 # --- writing rows ------------------------------------------------------------------------------
@@ -848,17 +1023,29 @@ class CsvRows:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.writer = csv.writer(out, lineterminator="\n")
-        self.writer.writerow(["row", "status", *self.inputs,
-                              *(f"output.{name}" for name in self.outputs), "error",
-                              "cost_usd"])
+        self.writer.writerow(
+            [
+                "row",
+                "status",
+                *self.inputs,
+                *(f"output.{name}" for name in self.outputs),
+                "error",
+                "cost_usd",
+            ]
+        )
 
     def __call__(self, result: RowResult) -> None:
         error = result.error["message"] if result.error else ""
-        self.writer.writerow([
-            result.row, result.status, *(_cell(result.inputs.get(n)) for n in self.inputs),
-            *(_cell(result.outputs.get(n)) for n in self.outputs), error,
-            "" if result.cost_usd is None else result.cost_usd,
-        ])
+        self.writer.writerow(
+            [
+                result.row,
+                result.status,
+                *(_cell(result.inputs.get(n)) for n in self.inputs),
+                *(_cell(result.outputs.get(n)) for n in self.outputs),
+                error,
+                "" if result.cost_usd is None else result.cost_usd,
+            ]
+        )
 
 
 class JUnitRows:
@@ -889,9 +1076,11 @@ class JUnitRows:
         for check_id in self.check_ids or ["run"]:
             self.tests += 1
             body = self._outcome(result, verdicts.get(check_id), check_id)
-            self.cases.write(f'    <testcase classname={_attr(label)} name={_attr(check_id)} '
-                             f'time="{seconds:.3f}"{">" + body + "</testcase>" if body else "/>"}'
-                             "\n")
+            self.cases.write(
+                f"    <testcase classname={_attr(label)} name={_attr(check_id)} "
+                f'time="{seconds:.3f}"{">" + body + "</testcase>" if body else "/>"}'
+                "\n"
+            )
 
     def _outcome(self, result: RowResult, verdict: dict[str, Any] | None, check_id: str) -> str:
         """The testcase's body: nothing when it passed."""
@@ -900,22 +1089,27 @@ class JUnitRows:
         if result.status != "succeeded":
             self.errors += 1
             message = f"the run failed: {(result.error or {}).get('message')}"
-            return (f"<error type=\"run\" message={_attr(message)}>"
-                    f"{escape(_xml_text(message))}</error>")
+            return (
+                f'<error type="run" message={_attr(message)}>{escape(_xml_text(message))}</error>'
+            )
         if self.check_ids and (verdict is None or not verdict["passed"]):
             self.failures += 1
             message = (verdict or {}).get("message") or f"check {check_id} failed"
             if verdict and verdict.get("score") is not None:
                 message = f"score {verdict['score']:g}: {message}"
-            return (f"<failure type=\"check\" message={_attr(message)}>"
-                    f"{escape(_xml_text(message))}</failure>")
+            return (
+                f'<failure type="check" message={_attr(message)}>'
+                f"{escape(_xml_text(message))}</failure>"
+            )
         return ""
 
     def close(self) -> None:
         """Write FILE; OSError if it cannot be written."""
         self.cases.seek(0)
-        counts = (f'tests="{self.tests}" failures="{self.failures}" errors="{self.errors}" '
-                  f'time="{self.seconds:.3f}"')
+        counts = (
+            f'tests="{self.tests}" failures="{self.failures}" errors="{self.errors}" '
+            f'time="{self.seconds:.3f}"'
+        )
         with open(self.path, "w", encoding="utf-8") as out:
             out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
             out.write(f"<testsuites {counts}>\n")
@@ -957,5 +1151,6 @@ def output_format(path: str) -> str:
         return "jsonl"
     if suffix == ".csv":
         return "csv"
-    raise UsageError(f"cannot tell the format of --output {path}",
-                     hint="name a .jsonl or a .csv file")
+    raise UsageError(
+        f"cannot tell the format of --output {path}", hint="name a .jsonl or a .csv file"
+    )

@@ -69,10 +69,16 @@ class CheckFailed(Exception):
 class CheckRunner:
     """Evaluates a workflow's checks after a run; one per run or per batch."""
 
-    def __init__(self, workflow: Workflow, *, pool: ProviderPool,
-                 functions: Mapping[FunctionKey, Callable[..., Any]],
-                 env: Mapping[str, str], mock: bool = False,
-                 semaphore: asyncio.Semaphore | None = None) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        pool: ProviderPool,
+        functions: Mapping[FunctionKey, Callable[..., Any]],
+        env: Mapping[str, str],
+        mock: bool = False,
+        semaphore: asyncio.Semaphore | None = None,
+    ) -> None:
         self.workflow = workflow
         self.pool = pool
         self.functions = functions
@@ -81,11 +87,13 @@ class CheckRunner:
         self.semaphore = semaphore  # model calls in flight, shared with the steps'
         self.folder = workflow.path.parent if workflow.path else None
 
-    async def evaluate(self, result: RunResult,
-                       row: Mapping[str, Any] | None = None) -> tuple[CheckResult, ...]:
+    async def evaluate(
+        self, result: RunResult, row: Mapping[str, Any] | None = None
+    ) -> tuple[CheckResult, ...]:
         """Every check's verdict on a run that succeeded, in the order of `checks:`."""
         context: dict[str, Any] = {
-            "inputs": result.inputs, "outputs": result.outputs,
+            "inputs": result.inputs,
+            "outputs": result.outputs,
             "steps": {s.id: {"output": s.output, "status": s.status} for s in result.steps},
         }
         checks = self.workflow.checks
@@ -95,8 +103,9 @@ class CheckRunner:
             context["row"] = dict(row)
         return tuple(await asyncio.gather(*(self._one(check, context) for check in checks)))
 
-    async def with_checks(self, result: RunResult,
-                          row: Mapping[str, Any] | None = None) -> RunResult:
+    async def with_checks(
+        self, result: RunResult, row: Mapping[str, Any] | None = None
+    ) -> RunResult:
         """The result with its checks' verdicts; one that did not succeed is left as it is."""
         if result.status != "succeeded" or not self.workflow.checks:
             return result
@@ -115,13 +124,15 @@ class CheckRunner:
         except OrchestrateError as exc:
             return CheckResult(id=check.id, passed=False, message=f"error: {exc.message}")
         except Exception as exc:  # a check never takes the run down
-            return CheckResult(id=check.id, passed=False,
-                               message=f"error: {type(exc).__name__}: {exc}")
+            return CheckResult(
+                id=check.id, passed=False, message=f"error: {type(exc).__name__}: {exc}"
+            )
 
     # --- checks evaluated here ---------------------------------------------------------------
 
-    def _local(self, check: ExpectCheck | SchemaCheck | MatchCheck,
-               context: dict[str, Any]) -> CheckResult:
+    def _local(
+        self, check: ExpectCheck | SchemaCheck | MatchCheck, context: dict[str, Any]
+    ) -> CheckResult:
         if isinstance(check, ExpectCheck):
             return _expect(check, context)
         name, value = self._output(check, context)
@@ -135,8 +146,9 @@ class CheckRunner:
         expected = render_data(check.expected, context, f"checks.{check.id}.{check.operator}")
         return _match(check, name, value, expected)
 
-    def _output(self, check: SchemaCheck | MatchCheck | JudgeCheck,
-                context: dict[str, Any]) -> tuple[str, Any]:
+    def _output(
+        self, check: SchemaCheck | MatchCheck | JudgeCheck, context: dict[str, Any]
+    ) -> tuple[str, Any]:
         """The output a check looks at: its `output`, or the run's only one."""
         name = check.output or self.workflow.output_names[0]
         outputs = context["outputs"]
@@ -159,11 +171,22 @@ class CheckRunner:
         try:
             verdict = parse_json_reply(response.text, JUDGE_SCHEMA, what="judge's reply")
         except OrchestrateError as exc:
-            return CheckResult(id=check.id, passed=False, message=f"error: {exc.message}",
-                               usage=usage, cost_usd=cost)
+            return CheckResult(
+                id=check.id,
+                passed=False,
+                message=f"error: {exc.message}",
+                usage=usage,
+                cost_usd=cost,
+            )
         score = float(verdict["score"])
-        return CheckResult(id=check.id, passed=score >= check.judge.threshold, score=score,
-                           message=verdict["reason"] or None, usage=usage, cost_usd=cost)
+        return CheckResult(
+            id=check.id,
+            passed=score >= check.judge.threshold,
+            score=score,
+            message=verdict["reason"] or None,
+            usage=usage,
+            cost_usd=cost,
+        )
 
     def _judge_request(self, check: JudgeCheck, context: dict[str, Any]) -> LLMRequest:
         """The judge's call: its own model (or the workflow's defaults), never `--model`'s:
@@ -174,19 +197,31 @@ class CheckRunner:
         settings = self.workflow.defaults
         mock_text = None
         if provider == MOCK:
-            mock_text = MOCK_VERDICT if check.mock is None else str(
-                render_data(check.mock, context, f"checks.{check.id}.mock"))
-        user = (f"Rubric:\n{rubric}\n\nInputs:\n{_text(context['inputs'])}\n\n"
-                f"Output {name!r}:\n{_text(output)}")
+            mock_text = (
+                MOCK_VERDICT
+                if check.mock is None
+                else str(render_data(check.mock, context, f"checks.{check.id}.mock"))
+            )
+        user = (
+            f"Rubric:\n{rubric}\n\nInputs:\n{_text(context['inputs'])}\n\n"
+            f"Output {name!r}:\n{_text(output)}"
+        )
         return LLMRequest(
             model=model,
-            messages=({"role": "system", "content": JUDGE_SYSTEM},
-                      {"role": "user", "content": user}),
-            temperature=settings.temperature, max_tokens=settings.max_tokens,
+            messages=(
+                {"role": "system", "content": JUDGE_SYSTEM},
+                {"role": "user", "content": user},
+            ),
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
             timeout=settings.timeout or DEFAULT_TIMEOUT,
             retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
-            schema=JUDGE_SCHEMA, json_mode=True, step_id=f"checks.{check.id}", provider=provider,
-            mock_text=mock_text, cache=settings.cache,
+            schema=JUDGE_SCHEMA,
+            json_mode=True,
+            step_id=f"checks.{check.id}",
+            provider=provider,
+            mock_text=mock_text,
+            cache=settings.cache,
         )
 
     # --- a Python function -------------------------------------------------------------------
@@ -194,33 +229,44 @@ class CheckRunner:
     async def _function(self, check: FunctionCheck, context: dict[str, Any]) -> CheckResult:
         function = self.functions[function_key(self.folder, check.function)]
         kwargs = await run_templates(
-            lambda: render_data(check.with_, context, f"checks.{check.id}.with"))
+            lambda: render_data(check.with_, context, f"checks.{check.id}.with")
+        )
         value = await call_function(FunctionCall(check.function, kwargs), function, None)
         return _verdict(check, value)
 
 
 def _reads_row(check: AnyCheck) -> bool:
     """Whether a check reads `row`, which only a batch has."""
-    return any(not isinstance(parsed, Problem) and "row" in parsed.variables
-               for parsed in (site.parse() for site in check_sites(check)))
+    return any(
+        not isinstance(parsed, Problem) and "row" in parsed.variables
+        for parsed in (site.parse() for site in check_sites(check))
+    )
 
 
-def judge_model(workflow: Workflow, check: JudgeCheck, env: Mapping[str, str], *,
-                mock: bool = False) -> tuple[str, str]:
+def judge_model(
+    workflow: Workflow, check: JudgeCheck, env: Mapping[str, str], *, mock: bool = False
+) -> tuple[str, str]:
     """(provider, model) of a judge: its own, else the workflow's defaults; a model named
     without a provider picks its provider as `--model` does."""
     judge = check.judge
-    step = LLMStep(id=f"checks.{check.id}", prompt="",
-                   settings=ModelSettings(model=judge.model, provider=judge.provider))
+    step = LLMStep(
+        id=f"checks.{check.id}",
+        prompt="",
+        settings=ModelSettings(model=judge.model, provider=judge.provider),
+    )
     override = judge.model if judge.provider is None else None
     return choose_model(workflow, step, override, env, mock=mock)
 
 
-def judge_models(workflow: Workflow, env: Mapping[str, str], *,
-                 mock: bool = False) -> set[tuple[str, str]]:
+def judge_models(
+    workflow: Workflow, env: Mapping[str, str], *, mock: bool = False
+) -> set[tuple[str, str]]:
     """The (provider, model) pairs the workflow's judges call."""
-    return {judge_model(workflow, check, env, mock=mock)
-            for check in workflow.checks if isinstance(check, JudgeCheck)}
+    return {
+        judge_model(workflow, check, env, mock=mock)
+        for check in workflow.checks
+        if isinstance(check, JudgeCheck)
+    }
 
 
 def _expect(check: ExpectCheck, context: dict[str, Any]) -> CheckResult:
@@ -230,8 +276,7 @@ def _expect(check: ExpectCheck, context: dict[str, Any]) -> CheckResult:
     value = parsed.evaluate(context)
     if is_truthy(value):
         return CheckResult(id=check.id, passed=True)
-    return CheckResult(id=check.id, passed=False,
-                       message=f"`{check.expect}` is {_excerpt(value)}")
+    return CheckResult(id=check.id, passed=False, message=f"`{check.expect}` is {_excerpt(value)}")
 
 
 def _match(check: MatchCheck, name: str, value: Any, expected: Any) -> CheckResult:
@@ -251,8 +296,9 @@ def _match(check: MatchCheck, name: str, value: Any, expected: Any) -> CheckResu
     else:
         passed = _text(expected) in text
         problem = f"does not contain {_excerpt(expected)}: {_excerpt(value)}"
-    return CheckResult(id=check.id, passed=passed,
-                       message=None if passed else f"output {name!r} {problem}")
+    return CheckResult(
+        id=check.id, passed=passed, message=None if passed else f"output {name!r} {problem}"
+    )
 
 
 def _verdict(check: FunctionCheck, value: Any) -> CheckResult:
@@ -269,8 +315,10 @@ def _verdict(check: FunctionCheck, value: Any) -> CheckResult:
         if not passed and message is None:
             message = f"score {value:g} is below the threshold {check.threshold:g}"
         return CheckResult(id=check.id, passed=passed, score=float(value), message=message)
-    raise CheckFailed(f"{check.function} returned {_excerpt(value)}; a check function "
-                      "returns a bool, a score from 0 to 1, or {score, message}")
+    raise CheckFailed(
+        f"{check.function} returned {_excerpt(value)}; a check function "
+        "returns a bool, a score from 0 to 1, or {score, message}"
+    )
 
 
 def _text(value: Any) -> str:
@@ -283,4 +331,4 @@ def _text(value: Any) -> str:
 def _excerpt(value: Any) -> str:
     """A value in a message: JSON, cut to EXCERPT_CHARS."""
     shown = json.dumps(value, ensure_ascii=False)
-    return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS - 1] + "…\""
+    return shown if len(shown) <= EXCERPT_CHARS else shown[: EXCERPT_CHARS - 1] + '…"'

@@ -80,8 +80,11 @@ def _checked(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
 
     def callback(param: typer.CallbackParam, value: Any) -> Any:
         # An argument is named by its metavar, as the usage line shows it: FLOW, not [PATH].
-        name = (param.opts[0] if param.param_type_name == "option"
-                else param.human_readable_name.strip("[].").upper())
+        name = (
+            param.opts[0]
+            if param.param_type_name == "option"
+            else param.human_readable_name.strip("[].").upper()
+        )
         if value is None:  # not given
             return None
         try:
@@ -97,26 +100,53 @@ def _checked(check: Callable[[str, Any], Any]) -> Callable[..., Any]:
 _GIVEN = _checked(not_empty)  # an empty value is a mistake, not "not given"
 
 # --db on every command that reads or writes the history.
-DatabaseOption = Annotated[str | None, typer.Option(
-    "--db", metavar="URL", help="The history: a file path, sqlite:///PATH or postgresql://... "
-    "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
-    rich_help_panel="Run history", show_default=False, callback=_GIVEN)]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="The history: a file path, sqlite:///PATH or postgresql://... "
+        "(default: $ORCHESTRATE_DATABASE_URL, else history.db in $ORCHESTRATE_HOME).",
+        rich_help_panel="Run history",
+        show_default=False,
+        callback=_GIVEN,
+    ),
+]
 
 # Options that `run` and `batch` (and `estimate`) share, spelt once.
-FlowArgument = Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                             callback=_GIVEN)]
+FlowArgument = Annotated[
+    str, typer.Argument(help="The workflow file.", metavar="FLOW", callback=_GIVEN)
+]
 MockOption = Annotated[bool, typer.Option("--mock", help="Offline answers, no key needed.")]
-ModelOption = Annotated[str | None, typer.Option(
-    "--model", metavar="MODEL", help="Use this model everywhere.", callback=_GIVEN)]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", metavar="MODEL", help="Use this model everywhere.", callback=_GIVEN),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")]
-CacheOption = Annotated[bool, typer.Option(
-    "--cache", help="Answer identical LLM requests from earlier answers.",
-    rich_help_panel="Run history")]
-RecordOption = Annotated[str | None, typer.Option(
-    "--record", metavar="FILE", help="Write every provider response to a fixture file.",
-    rich_help_panel="Run history", callback=_GIVEN)]
-NoHistoryOption = Annotated[bool, typer.Option(
-    "--no-history", help="Record nothing in the run history.", rich_help_panel="Run history")]
+CacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--cache",
+        help="Answer identical LLM requests from earlier answers.",
+        rich_help_panel="Run history",
+    ),
+]
+RecordOption = Annotated[
+    str | None,
+    typer.Option(
+        "--record",
+        metavar="FILE",
+        help="Write every provider response to a fixture file.",
+        rich_help_panel="Run history",
+        callback=_GIVEN,
+    ),
+]
+NoHistoryOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-history", help="Record nothing in the run history.", rich_help_panel="Run history"
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -145,9 +175,14 @@ def _print_json(data: Any) -> None:
 @app.command()
 @_reporting_errors
 def validate(
-    paths: Annotated[list[str], typer.Argument(
-        help="Workflow files, or folders to search for them.", metavar="FLOW...",
-        callback=_GIVEN)],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Workflow files, or folders to search for them.",
+            metavar="FLOW...",
+            callback=_GIVEN,
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report.")] = False,
 ) -> None:
     """Check workflow files like a compiler: every problem, with line and column."""
@@ -157,8 +192,10 @@ def validate(
     for path in paths:
         found = workflow_files(Path(path))
         if not found:
-            print(f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {path}",
-                  file=sys.stderr)
+            print(
+                f"warning: no workflow files (*.yaml, *.yml with `steps:`) in {path}",
+                file=sys.stderr,
+            )
         files += found
     reports = [validate_file(f) for f in files]
     valid = all(r.valid for r in reports)
@@ -189,15 +226,21 @@ class GraphDirection(StrEnum):
 @app.command()
 @_reporting_errors
 def graph(
-    file: Annotated[str, typer.Argument(help="The workflow file.", metavar="FLOW",
-                                        callback=_GIVEN)],
+    file: Annotated[
+        str, typer.Argument(help="The workflow file.", metavar="FLOW", callback=_GIVEN)
+    ],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="Output format.")] = (
         GraphFormat.tree
     ),
-    direction: Annotated[GraphDirection | None, typer.Option(
-        "--direction", case_sensitive=False, metavar="LR|TB",
-        help="For --format svg: LR (left to right, the default) or TB (top to bottom).",
-    )] = None,
+    direction: Annotated[
+        GraphDirection | None,
+        typer.Option(
+            "--direction",
+            case_sensitive=False,
+            metavar="LR|TB",
+            help="For --format svg: LR (left to right, the default) or TB (top to bottom).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Nodes and edges as JSON.")] = False,
 ) -> None:
     """Show the steps and their dependencies (an edge a -> b: b depends on a).
@@ -248,10 +291,12 @@ def schema() -> None:
 @app.command()
 @_reporting_errors
 def init(
-    path: Annotated[str, typer.Argument(help="Where to write it (a folder: inside it).",
-                                        metavar="[PATH]", callback=_GIVEN)] = (
-        "workflow.yaml"
-    ),
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Where to write it (a folder: inside it).", metavar="[PATH]", callback=_GIVEN
+        ),
+    ] = ("workflow.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter workflow."""
@@ -286,21 +331,40 @@ def run(
     flow: FlowArgument,
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", metavar="NAME=VALUE",
-                     help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x."),
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="NAME=VALUE",
+            help="NAME=VALUE; @file reads a file, @- stdin, @@x is a literal @x.",
+        ),
     ] = None,
-    inputs_file: Annotated[str | None, typer.Option(
-        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
-        callback=_GIVEN)] = None,
+    inputs_file: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.", callback=_GIVEN
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     mock: MockOption = False,
     model: ModelOption = None,
-    max_concurrency: Annotated[int, typer.Option(
-        "--max-concurrency", metavar="N", help="Steps and items at once (1 to 1024).",
-        callback=_checked(MAX_CONCURRENCY.check))] = 8,
-    events: Annotated[str | None, typer.Option(
-        "--events", metavar="FILE", help="Write events as JSON Lines (- for stdout).",
-        callback=_GIVEN)] = None,
+    max_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--max-concurrency",
+            metavar="N",
+            help="Steps and items at once (1 to 1024).",
+            callback=_checked(MAX_CONCURRENCY.check),
+        ),
+    ] = 8,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            metavar="FILE",
+            help="Write events as JSON Lines (- for stdout).",
+            callback=_GIVEN,
+        ),
+    ] = None,
     events_tokens: Annotated[
         bool, typer.Option("--events-tokens", help="Include streamed text in --events.")
     ] = False,
@@ -308,29 +372,64 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed function steps.")
     ] = False,
-    max_cost: Annotated[float | None, typer.Option(
-        "--max-cost", metavar="USD", min=0,
-        help="Budget: a model call that could pass it is not made (wins over "
-             "defaults.max_cost).")] = None,
-    resume: Annotated[str | None, typer.Option(
-        "--resume", metavar="RUN_ID", help="Reuse the unchanged steps that succeeded in RUN_ID.",
-        rich_help_panel="Run history", callback=_GIVEN)] = None,
-    from_step: Annotated[str | None, typer.Option(
-        "--from", metavar="STEP", help="Rerun STEP and what depends on it; take the "
-        "unchanged rest from the latest run (or --resume).", rich_help_panel="Run history",
-        callback=_GIVEN)] = None,
-    only: Annotated[str | None, typer.Option(
-        "--only", metavar="STEP", help="Rerun STEP; take the unchanged rest from the latest "
-        "run (or --resume).", rich_help_panel="Run history", callback=_GIVEN)] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            metavar="USD",
+            min=0,
+            help="Budget: a model call that could pass it is not made (wins over "
+            "defaults.max_cost).",
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID",
+            help="Reuse the unchanged steps that succeeded in RUN_ID.",
+            rich_help_panel="Run history",
+            callback=_GIVEN,
+        ),
+    ] = None,
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="STEP",
+            help="Rerun STEP and what depends on it; take the "
+            "unchanged rest from the latest run (or --resume).",
+            rich_help_panel="Run history",
+            callback=_GIVEN,
+        ),
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            metavar="STEP",
+            help="Rerun STEP; take the unchanged rest from the latest run (or --resume).",
+            rich_help_panel="Run history",
+            callback=_GIVEN,
+        ),
+    ] = None,
     cache: CacheOption = False,
     record: RecordOption = None,
-    replay: Annotated[str | None, typer.Option(
-        "--replay", metavar="FILE", help="Answer from a fixture file, offline (wins over "
-        "--mock).", rich_help_panel="Run history", callback=_GIVEN)] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            "--replay",
+            metavar="FILE",
+            help="Answer from a fixture file, offline (wins over --mock).",
+            rich_help_panel="Run history",
+            callback=_GIVEN,
+        ),
+    ] = None,
     no_history: NoHistoryOption = False,
     db: DatabaseOption = None,
-    no_checks: Annotated[bool, typer.Option(
-        "--no-checks", help="Skip the workflow's checks.")] = False,
+    no_checks: Annotated[
+        bool, typer.Option("--no-checks", help="Skip the workflow's checks.")
+    ] = False,
 ) -> None:
     """Validate, then run a workflow (and its checks: a failing check is exit 1)."""
     import asyncio
@@ -348,8 +447,7 @@ def run(
     started: dict[str, Any] = {}
     with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
         given = read_inputs_file(inputs_file) if inputs_file else {}
-        earlier = (resumed_inputs(resume, database=db) if resume and not no_history
-                   else None)
+        earlier = resumed_inputs(resume, database=db) if resume and not no_history else None
         prepared = prepare(flow, given, assignments=input or [], earlier=earlier)
         _collect_garbage_again()
         started["inputs"] = prepared.inputs
@@ -357,20 +455,37 @@ def run(
         if event_out is not None:
             observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
         observers += _progress_observers(quiet, terminal)
-        options = RunOptions(model=model, max_concurrency=max_concurrency,
-                             stream=terminal or (event_out is not None and events_tokens),
-                             checks=not no_checks)
-        history = HistoryOptions(record_history=not no_history, resume=resume,
-                                 rerun_from=from_step, only=only, cache=cache,
-                                 record=_path(record), replay=_path(replay), database=db)
+        options = RunOptions(
+            model=model,
+            max_concurrency=max_concurrency,
+            stream=terminal or (event_out is not None and events_tokens),
+            checks=not no_checks,
+        )
+        history = HistoryOptions(
+            record_history=not no_history,
+            resume=resume,
+            rerun_from=from_step,
+            only=only,
+            cache=cache,
+            record=_path(record),
+            replay=_path(replay),
+            database=db,
+        )
         use_mock = mock_from_env() or mock  # the variables are checked even with --mock
         terminated = None
         try:
             # stdout is for results: what functions print goes to stderr meanwhile.
             with redirect_stdout(function_output(sys.stderr)):
-                result = asyncio.run(run_prepared(prepared, mock=use_mock, options=options,
-                                                  observers=observers, history=history,
-                                                  budget=run_budget(prepared, max_cost)))
+                result = asyncio.run(
+                    run_prepared(
+                        prepared,
+                        mock=use_mock,
+                        options=options,
+                        observers=observers,
+                        history=history,
+                        budget=run_budget(prepared, max_cost),
+                    )
+                )
             recorded = not no_history
         except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
             _print_error(exc.format())
@@ -382,9 +497,16 @@ def run(
             result = cast("RunResult", exc.result)
     if as_json:
         _print_json(result.to_dict())
-    report_run(result, sys.stdout, sys.stderr, with_outputs=not as_json and events != "-",
-               show_error=quiet or terminal, verbose=verbose,
-               resume_from=str(flow) if recorded and not quiet else None, quiet=quiet)
+    report_run(
+        result,
+        sys.stdout,
+        sys.stderr,
+        with_outputs=not as_json and events != "-",
+        show_error=quiet or terminal,
+        verbose=verbose,
+        resume_from=str(flow) if recorded and not quiet else None,
+        quiet=quiet,
+    )
     if terminated is not None:
         raise terminated
     raise typer.Exit(result.exit_code)
@@ -396,18 +518,32 @@ def estimate(
     flow: FlowArgument,
     input: Annotated[
         list[str] | None,
-        typer.Option("--input", "-i", metavar="NAME=VALUE",
-                     help="NAME=VALUE, as for `run`."),
+        typer.Option("--input", "-i", metavar="NAME=VALUE", help="NAME=VALUE, as for `run`."),
     ] = None,
-    inputs_file: Annotated[str | None, typer.Option(
-        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.",
-        callback=_GIVEN)] = None,
-    data: Annotated[str | None, typer.Option(
-        "--data", metavar="FILE", help="A dataset (.jsonl, .json, .csv): times its rows.",
-        callback=_GIVEN)] = None,
-    items: Annotated[int | None, typer.Option(
-        "--items", metavar="N", min=0,
-        help="Items of a for_each whose list is not known before the run (default 10).")] = None,
+    inputs_file: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs", metavar="FILE", help="A JSON or YAML file of inputs.", callback=_GIVEN
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="A dataset (.jsonl, .json, .csv): times its rows.",
+            callback=_GIVEN,
+        ),
+    ] = None,
+    items: Annotated[
+        int | None,
+        typer.Option(
+            "--items",
+            metavar="N",
+            min=0,
+            help="Items of a for_each whose list is not known before the run (default 10).",
+        ),
+    ] = None,
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
@@ -421,8 +557,14 @@ def estimate(
     given = read_inputs_file(inputs_file) if inputs_file else {}
     given |= parse_assignments(input or [], workflow.inputs)
     known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
-    result = estimate_run(workflow, known | given, children=children, items=items, model=model,
-                          rows=count_rows(data) if data else 1)
+    result = estimate_run(
+        workflow,
+        known | given,
+        children=children,
+        items=items,
+        model=model,
+        rows=count_rows(data) if data else 1,
+    )
     if as_json:
         _print_json(result.to_dict())
         return
@@ -436,8 +578,7 @@ def _path(value: str | None) -> Path | None:
 
 
 @contextmanager
-def _json_even_if_not_started(flow: str, as_json: bool, started: dict[str, Any]
-                              ) -> Iterator[None]:
+def _json_even_if_not_started(flow: str, as_json: bool, started: dict[str, Any]) -> Iterator[None]:
     """With --json, a run stopped before its first step still prints its document
     (with the inputs, once they are resolved)."""
     try:
@@ -448,8 +589,9 @@ def _json_even_if_not_started(flow: str, as_json: bool, started: dict[str, Any]
             from orchestrate._result import ErrorInfo, RunResult
 
             error = ErrorInfo(exc.error_type, exc.message)
-            result = RunResult.not_started(flow, error, new_run_id(), iso_now(),
-                                           started.get("inputs", {}))
+            result = RunResult.not_started(
+                flow, error, new_run_id(), iso_now(), started.get("inputs", {})
+            )
             _print_json(result.to_dict())
         raise
 
@@ -483,60 +625,146 @@ def _batch_observers(quiet: bool) -> list[Any]:
 @_reporting_errors
 def batch(
     flow: FlowArgument,
-    data: Annotated[str | None, typer.Option(
-        "--data", metavar="FILE", help="Rows: .jsonl, .json, .csv, or - (JSON Lines on "
-        "stdin). With --resume, the resumed batch's file by default.", callback=_GIVEN)] = None,
-    map_: Annotated[list[str] | None, typer.Option(
-        "--map", metavar="INPUT=COLUMN", help="Feed INPUT from COLUMN (repeatable).")] = None,
-    input: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", metavar="NAME=VALUE",
-        help="NAME=VALUE shared by every row (a row's own value wins).")
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Rows: .jsonl, .json, .csv, or - (JSON Lines on "
+            "stdin). With --resume, the resumed batch's file by default.",
+            callback=_GIVEN,
+        ),
     ] = None,
-    inputs_file: Annotated[str | None, typer.Option(
-        "--inputs", metavar="FILE", help="A JSON or YAML file of inputs shared by every row.",
-        callback=_GIVEN)] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", metavar="FILE", help="Write the rows to FILE (.jsonl or .csv) "
-        "instead of stdout.", callback=_GIVEN)] = None,
-    concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-c", metavar="N",
-        help="Model calls in flight across all rows (1 to 1024).",
-        callback=_checked(MAX_CONCURRENCY.check))] = 16,
-    limit: Annotated[int | None, typer.Option(
-        "--limit", metavar="N", help="Only the first N rows (at most 1000000).",
-        callback=_checked(RUNS_LIMIT.check))] = None,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the summary as JSON on stdout (the rows need --output).")
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", metavar="INPUT=COLUMN", help="Feed INPUT from COLUMN (repeatable)."),
+    ] = None,
+    input: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="NAME=VALUE",
+            help="NAME=VALUE shared by every row (a row's own value wins).",
+        ),
+    ] = None,
+    inputs_file: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            metavar="FILE",
+            help="A JSON or YAML file of inputs shared by every row.",
+            callback=_GIVEN,
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the rows to FILE (.jsonl or .csv) instead of stdout.",
+            callback=_GIVEN,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            metavar="N",
+            help="Model calls in flight across all rows (1 to 1024).",
+            callback=_checked(MAX_CONCURRENCY.check),
+        ),
+    ] = 16,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            metavar="N",
+            help="Only the first N rows (at most 1000000).",
+            callback=_checked(RUNS_LIMIT.check),
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the summary as JSON on stdout (the rows need --output)."
+        ),
     ] = False,
     mock: MockOption = False,
     model: ModelOption = None,
-    max_cost: Annotated[float | None, typer.Option(
-        "--max-cost", metavar="USD", min=0,
-        help="Budget shared by every row: a model call that could pass it is not made, and "
-             "no new row starts (wins over defaults.max_cost).")] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            metavar="USD",
+            min=0,
+            help="Budget shared by every row: a model call that could pass it is not made, and "
+            "no new row starts (wins over defaults.max_cost).",
+        ),
+    ] = None,
     quiet: QuietOption = False,
-    resume: Annotated[str | None, typer.Option(
-        "--resume", metavar="BATCH_ID", help="Run the rows of BATCH_ID that did not succeed; "
-        "write the whole output again.", rich_help_panel="Run history", callback=_GIVEN)] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="BATCH_ID",
+            help="Run the rows of BATCH_ID that did not succeed; write the whole output again.",
+            rich_help_panel="Run history",
+            callback=_GIVEN,
+        ),
+    ] = None,
     cache: CacheOption = False,
     record: RecordOption = None,
-    replay: Annotated[str | None, typer.Option(
-        "--replay", metavar="FILE", help="Answer from a fixture file, offline.",
-        rich_help_panel="Run history", callback=_GIVEN)] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            "--replay",
+            metavar="FILE",
+            help="Answer from a fixture file, offline.",
+            rich_help_panel="Run history",
+            callback=_GIVEN,
+        ),
+    ] = None,
     no_history: NoHistoryOption = False,
     db: DatabaseOption = None,
-    matrix: Annotated[list[str] | None, typer.Option(
-        "--matrix", metavar="KEY=V1,V2", help="Run the rows once per combination (KEY: "
-        "model, provider, temperature, max_tokens, inputs.NAME; repeatable).",
-        rich_help_panel="Evaluation")] = None,
-    fail_under: Annotated[float, typer.Option(
-        "--fail-under", metavar="RATE", min=0.0, max=1.0, help="Exit 0 only if this share "
-        "of row-checks pass (0 to 1).", rich_help_panel="Evaluation")] = 1.0,
-    junit: Annotated[str | None, typer.Option(
-        "--junit", metavar="FILE", help="Write JUnit XML: a testcase per row and check.",
-        rich_help_panel="Evaluation", callback=_GIVEN)] = None,
-    no_checks: Annotated[bool, typer.Option(
-        "--no-checks", help="Skip the workflow's checks.", rich_help_panel="Evaluation")
+    matrix: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--matrix",
+            metavar="KEY=V1,V2",
+            help="Run the rows once per combination (KEY: "
+            "model, provider, temperature, max_tokens, inputs.NAME; repeatable).",
+            rich_help_panel="Evaluation",
+        ),
+    ] = None,
+    fail_under: Annotated[
+        float,
+        typer.Option(
+            "--fail-under",
+            metavar="RATE",
+            min=0.0,
+            max=1.0,
+            help="Exit 0 only if this share of row-checks pass (0 to 1).",
+            rich_help_panel="Evaluation",
+        ),
+    ] = 1.0,
+    junit: Annotated[
+        str | None,
+        typer.Option(
+            "--junit",
+            metavar="FILE",
+            help="Write JUnit XML: a testcase per row and check.",
+            rich_help_panel="Evaluation",
+            callback=_GIVEN,
+        ),
+    ] = None,
+    no_checks: Annotated[
+        bool,
+        typer.Option(
+            "--no-checks", help="Skip the workflow's checks.", rich_help_panel="Evaluation"
+        ),
     ] = False,
 ) -> None:
     """Run a workflow once per row of a dataset, concurrently; rows out in order (and
@@ -549,13 +777,30 @@ def batch(
     if as_json and output is None:
         raise UsageError("--json prints the summary on stdout, so the rows need --output FILE")
     request = BatchRequest(
-        flow=flow, data=data, mapping=tuple(map_ or ()), assignments=tuple(input or ()),
-        inputs_file=inputs_file, output=output, concurrency=concurrency, limit=limit,
-        mock=mock, model=model, max_cost=max_cost, resume=resume,
-        history=HistoryOptions(record_history=not no_history, cache=cache,
-                               record=_path(record), replay=_path(replay),
-                               database=db),
-        checks=not no_checks, fail_under=fail_under, junit=junit, matrix=tuple(matrix or ()))
+        flow=flow,
+        data=data,
+        mapping=tuple(map_ or ()),
+        assignments=tuple(input or ()),
+        inputs_file=inputs_file,
+        output=output,
+        concurrency=concurrency,
+        limit=limit,
+        mock=mock,
+        model=model,
+        max_cost=max_cost,
+        resume=resume,
+        history=HistoryOptions(
+            record_history=not no_history,
+            cache=cache,
+            record=_path(record),
+            replay=_path(replay),
+            database=db,
+        ),
+        checks=not no_checks,
+        fail_under=fail_under,
+        junit=junit,
+        matrix=tuple(matrix or ()),
+    )
     stdout = sys.stdout
     terminated = None
     try:
@@ -582,13 +827,26 @@ def batch(
 @app.command()
 @_reporting_errors
 def ui(
-    paths: Annotated[list[Path] | None, typer.Argument(
-        help="Workflow files, or folders to search for them (default: this folder).",
-        metavar="[PATH]...")] = None,
-    host: Annotated[str, typer.Option(
-        "--host", metavar="HOST", help="The address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", min=0, max=65535,
-                                      help="The port to listen on (0: any free one).")] = 8765,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Workflow files, or folders to search for them (default: this folder).",
+            metavar="[PATH]...",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="The address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="The port to listen on (0: any free one).",
+        ),
+    ] = 8765,
     no_open: Annotated[bool, typer.Option("--no-open", help="Do not open a browser.")] = False,
     db: DatabaseOption = None,
 ) -> None:
@@ -603,8 +861,10 @@ def ui(
 # --- runs: the history ------------------------------------------------------------------------
 
 runs_app = typer.Typer(
-    name="runs", help="The run history: list, show, diff, delete and prune recorded runs.",
-    no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+    name="runs",
+    help="The run history: list, show, diff, delete and prune recorded runs.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(runs_app)
 
@@ -619,18 +879,31 @@ class RunStatusChoice(StrEnum):
 @runs_app.command("list")
 @_reporting_errors
 def runs_list(
-    limit: Annotated[int, typer.Option(
-        "--limit", "-n", metavar="N", help="At most this many runs (0: all; at most 1000000).",
-        callback=_checked(RUNS_LIMIT.check))] = 20,
-    workflow: Annotated[str | None, typer.Option(
-        "--workflow", "-w", metavar="NAME", help="Only runs of this workflow.",
-        callback=_GIVEN)] = None,
-    status: Annotated[RunStatusChoice | None, typer.Option("--status",
-                                                           help="Only runs with this status.")
-                      ] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", metavar="NAME",
-                                             help="Only runs made by NAME.",
-                                             callback=_GIVEN)] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit",
+            "-n",
+            metavar="N",
+            help="At most this many runs (0: all; at most 1000000).",
+            callback=_checked(RUNS_LIMIT.check),
+        ),
+    ] = 20,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow", "-w", metavar="NAME", help="Only runs of this workflow.", callback=_GIVEN
+        ),
+    ] = None,
+    status: Annotated[
+        RunStatusChoice | None, typer.Option("--status", help="Only runs with this status.")
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", "-u", metavar="NAME", help="Only runs made by NAME.", callback=_GIVEN
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     db: DatabaseOption = None,
 ) -> None:
@@ -638,8 +911,12 @@ def runs_list(
     from orchestrate.history import open_store
 
     with open_store(location=db) as store:
-        runs = store.list_runs(limit=limit or None, workflow=workflow,
-                               status=status.value if status else None, user=user)
+        runs = store.list_runs(
+            limit=limit or None,
+            workflow=workflow,
+            status=status.value if status else None,
+            user=user,
+        )
         location = store.location
     if as_json:
         _print_json(runs)
@@ -658,8 +935,9 @@ SHOWN_FAILED_ROWS = 50
 @runs_app.command("show")
 @_reporting_errors
 def runs_show(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
-                                          help="A run id, or a unique prefix of one.")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="A run id, or a unique prefix of one.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result document.")] = False,
     db: DatabaseOption = None,
 ) -> None:
@@ -705,8 +983,10 @@ def runs_diff(
         batches = [store.batch(run_id) is not None for run_id in found]
         if batches[0] != batches[1]:
             batch_id = found[batches.index(True)]
-            raise UsageError(f"{batch_id} is a batch, not a run",
-                             hint="runs diff compares two runs or two batches, not one of each")
+            raise UsageError(
+                f"{batch_id} is a batch, not a run",
+                hint="runs diff compares two runs or two batches, not one of each",
+            )
         diff = diff_batches(store, *found) if batches[0] else diff_runs(store, *found)
     if as_json:
         _print_json(diff)
@@ -723,10 +1003,15 @@ def runs_diff(
 @runs_app.command("delete")
 @_reporting_errors
 def runs_delete(
-    run_ids: Annotated[list[str], typer.Argument(metavar="RUN_ID...",
-                                                 help="Run ids or unique prefixes.")],
-    force: Annotated[bool, typer.Option("--force", help="Delete runs recorded as running "
-                                                        "too (their process is gone).")] = False,
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN_ID...", help="Run ids or unique prefixes.")
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Delete runs recorded as running too (their process is gone)."
+        ),
+    ] = False,
     db: DatabaseOption = None,
 ) -> None:
     """Delete runs from the history (a run still running only with --force)."""
@@ -740,8 +1025,9 @@ def runs_delete(
 @runs_app.command("prune")
 @_reporting_errors
 def runs_prune(
-    older_than: Annotated[str, typer.Option("--older-than", metavar="AGE",
-                                            help="90s, 45m, 12h, 30d or 2w.")],
+    older_than: Annotated[
+        str, typer.Option("--older-than", metavar="AGE", help="90s, 45m, 12h, 30d or 2w.")
+    ],
     db: DatabaseOption = None,
 ) -> None:
     """Delete runs (and cached responses) older than AGE; runs still running are kept."""
@@ -754,8 +1040,11 @@ def runs_prune(
         deleted = store.prune(time.time() - age)
     from orchestrate._hints import plural
 
-    print(f"deleted {_deleted_text(deleted)} and {plural(deleted.responses, 'cached response')}"
-          f" older than {older_than.strip()}", file=sys.stderr)
+    print(
+        f"deleted {_deleted_text(deleted)} and {plural(deleted.responses, 'cached response')}"
+        f" older than {older_than.strip()}",
+        file=sys.stderr,
+    )
 
 
 def _deleted_text(deleted: Deleted) -> str:
@@ -764,18 +1053,22 @@ def _deleted_text(deleted: Deleted) -> str:
 
     parts = [plural(deleted.runs, "run")] if deleted.runs or not deleted.batches else []
     if deleted.batches:
-        batches = (f"batch {deleted.batches[0]}" if len(deleted.batches) == 1 else
-                   plural(len(deleted.batches), "batch", "batches"))
+        batches = (
+            f"batch {deleted.batches[0]}"
+            if len(deleted.batches) == 1
+            else plural(len(deleted.batches), "batch", "batches")
+        )
         parts.append(f"{batches} ({plural(deleted.rows, 'row')})")
     return " and ".join(parts)
-
 
 
 # --- history: moving runs between histories ----------------------------------------------------
 
 history_app = typer.Typer(
-    name="history", help="Move runs between histories: export to, and import from, a file.",
-    no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
+    name="history",
+    help="Move runs between histories: export to, and import from, a file.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(history_app)
 
@@ -783,8 +1076,10 @@ app.add_typer(history_app)
 @history_app.command("export")
 @_reporting_errors
 def history_export(
-    file: Annotated[str, typer.Argument(metavar="FILE", help="JSON Lines to write (- for stdout).",
-                                        callback=_GIVEN)],
+    file: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="JSON Lines to write (- for stdout).", callback=_GIVEN),
+    ],
     db: DatabaseOption = None,
 ) -> None:
     """Write every run, with its steps, to FILE (JSON Lines)."""
@@ -794,17 +1089,23 @@ def history_export(
     with open_store(location=db) as store, _output_file(file) as out:
         done = export_history(store, out)
         location = store.location
-    print(f"exported {plural(done.runs, 'run')}"
-          + (f" and {_batches(done.batches)}" if done.batches else "")
-          + f" from {location} to {file}", file=sys.stderr)
+    print(
+        f"exported {plural(done.runs, 'run')}"
+        + (f" and {_batches(done.batches)}" if done.batches else "")
+        + f" from {location} to {file}",
+        file=sys.stderr,
+    )
 
 
 @history_app.command("import")
 @_reporting_errors
 def history_import(
-    file: Annotated[str, typer.Argument(metavar="FILE",
-                                        help="JSON Lines from `history export` (- for stdin).",
-                                        callback=_GIVEN)],
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE", help="JSON Lines from `history export` (- for stdin).", callback=_GIVEN
+        ),
+    ],
     db: DatabaseOption = None,
 ) -> None:
     """Add the runs of FILE to the history; runs it has already are left as they are."""
@@ -814,10 +1115,13 @@ def history_import(
     with _input_file(file) as lines, open_store(location=db) as store:
         done = import_history(store, lines, file)
         location = store.location
-    print(f"imported {plural(done.added, 'run')}"
-          + (f" and {_batches(done.batches)}" if done.batches else "")
-          + f" into {location}"
-          + (f" ({done.present} already there)" if done.present else ""), file=sys.stderr)
+    print(
+        f"imported {plural(done.added, 'run')}"
+        + (f" and {_batches(done.batches)}" if done.batches else "")
+        + f" into {location}"
+        + (f" ({done.present} already there)" if done.present else ""),
+        file=sys.stderr,
+    )
 
 
 def _batches(count: int) -> str:

@@ -54,12 +54,15 @@ def cost_of(usage: Usage, price: Price) -> float:
     plain = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
     cached = price.input if price.cached_input is None else price.cached_input
     writes = price.input if price.cache_write is None else price.cache_write
-    return tidy_usd(PER_TOKEN * (
-        plain * price.input
-        + usage.cached_input_tokens * cached
-        + usage.cache_write_tokens * writes
-        + usage.output_tokens * price.output
-    ))
+    return tidy_usd(
+        PER_TOKEN
+        * (
+            plain * price.input
+            + usage.cached_input_tokens * cached
+            + usage.cache_write_tokens * writes
+            + usage.output_tokens * price.output
+        )
+    )
 
 
 def format_usd(amount: float | None) -> str:

@@ -83,7 +83,6 @@ DEFAULT_RETRIES = 2
 CANCELLED_OUTPUTS_SECONDS = 0.2  # what a cancelled run's outputs may take to render
 
 
-
 class Reuse(Protocol):
     """Finished work of an earlier run that a step may take instead of running again."""
 
@@ -144,8 +143,9 @@ class _Items:
     succeeded: dict[int, _Outcome] = attrs.Factory(dict)
     spent: list[_Outcome] = attrs.Factory(list)  # what the failed items cost
 
-    def take_earlier(self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
-                     ) -> None:
+    def take_earlier(
+        self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
+    ) -> None:
         for index, unit in enumerate(units):
             earlier = reusable.get(_digest(_unit_data(unit)))
             if earlier is not None:
@@ -153,9 +153,17 @@ class _Items:
 
     def results(self, units: Sequence[Unit | None]) -> tuple[ItemResult, ...]:
         return tuple(
-            ItemResult(index=i, output=o.output, fingerprint=_digest(_unit_data(units[i])),
-                       attempts=o.attempts, usage=o.usage, model=o.model, reused=o.reused)
-            for i, o in sorted(self.succeeded.items()))
+            ItemResult(
+                index=i,
+                output=o.output,
+                fingerprint=_digest(_unit_data(units[i])),
+                attempts=o.attempts,
+                usage=o.usage,
+                model=o.model,
+                reused=o.reused,
+            )
+            for i, o in sorted(self.succeeded.items())
+        )
 
     def settle(self, result: StepResult, units: Sequence[Unit | None]) -> StepResult:
         """A failed or cancelled step's result, with what its items cost and gave."""
@@ -163,15 +171,22 @@ class _Items:
         if not finished:
             return result
         usage = _usage(finished)
-        return attrs.evolve(result, attempts=sum(o.attempts for o in finished), usage=usage,
-                            cost_usd=None if usage is None else total_cost(
-                                o.cost_usd for o in finished),
-                            items=self.results(units))
+        return attrs.evolve(
+            result,
+            attempts=sum(o.attempts for o in finished),
+            usage=usage,
+            cost_usd=None if usage is None else total_cost(o.cost_usd for o in finished),
+            items=self.results(units),
+        )
 
 
 def choose_model(
-    workflow: Workflow, step: LLMStep, model_override: str | None, env: Mapping[str, str],
-    *, mock: bool = False,
+    workflow: Workflow,
+    step: LLMStep,
+    model_override: str | None,
+    env: Mapping[str, str],
+    *,
+    mock: bool = False,
 ) -> tuple[str, str]:
     """(provider, model) for an LLM step.
 
@@ -258,9 +273,17 @@ class Engine:
         run_id = run_id or new_run_id()
         wall, clock = time.time(), time.perf_counter()
         steps = tuple((s.id, s.kind) for s in self.workflow.steps)
-        self.emit(RunStarted(run_id=run_id, workflow=self.workflow.name, file=file,
-                             started_at=iso_time(wall), inputs=self.inputs, steps=steps,
-                             resumed_from=resumed_from))
+        self.emit(
+            RunStarted(
+                run_id=run_id,
+                workflow=self.workflow.name,
+                file=file,
+                started_at=iso_time(wall),
+                inputs=self.inputs,
+                steps=steps,
+                resumed_from=resumed_from,
+            )
+        )
         failure, cancelled = await self._schedule()
         outputs, output_failure = await self._final_outputs(cancelled)
         if failure is None and not cancelled:
@@ -269,17 +292,28 @@ class Engine:
         if cancelled and failure is None:
             failure = ErrorInfo("cancelled", "the run was interrupted")
         result = RunResult(
-            run_id=run_id, workflow=self.workflow.name, file=file, status=status,
-            started_at=iso_time(wall), duration_ms=_ms_since(clock), inputs=self.inputs,
-            outputs=outputs, error=failure, resumed_from=resumed_from,
+            run_id=run_id,
+            workflow=self.workflow.name,
+            file=file,
+            status=status,
+            started_at=iso_time(wall),
+            duration_ms=_ms_since(clock),
+            inputs=self.inputs,
+            outputs=outputs,
+            error=failure,
+            resumed_from=resumed_from,
             steps=tuple(self.results[s] for s in self.workflow.step_ids),
         )
         if self.after_run is not None:
             try:
                 result = await self.after_run(result)
             except asyncio.CancelledError:  # Ctrl-C while checking: the run is cancelled
-                result = attrs.evolve(result, status="cancelled", duration_ms=_ms_since(clock),
-                                      error=ErrorInfo("cancelled", "the run was interrupted"))
+                result = attrs.evolve(
+                    result,
+                    status="cancelled",
+                    duration_ms=_ms_since(clock),
+                    error=ErrorInfo("cancelled", "the run was interrupted"),
+                )
         self.emit(RunFinished(result=result))
         return result
 
@@ -371,8 +405,10 @@ class Engine:
                 observer(event)
             except Exception as exc:  # a broken display or pipe must not break the run
                 self.observers.remove(observer)
-                print(f"warning: stopped reporting to {type(observer).__name__}: {exc!r}",
-                      file=sys.stderr)
+                print(
+                    f"warning: stopped reporting to {type(observer).__name__}: {exc!r}",
+                    file=sys.stderr,
+                )
 
     def context(self, **extra: Any) -> dict[str, Any]:
         # A snapshot: a slow render reads it in a thread while other steps finish.
@@ -382,8 +418,9 @@ class Engine:
         """The outputs, rendered off the event loop if slow; after Ctrl-C, only what is
         quick to compute, so that the run still stops at once."""
         try:
-            return await run_templates(self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled
-                                       else None)
+            return await run_templates(
+                self._outputs, CANCELLED_OUTPUTS_SECONDS if cancelled else None
+            )
         except TimeoutError:
             return {}, None
 
@@ -398,8 +435,9 @@ class Engine:
             try:
                 outputs[name] = render_data(template, self.context(), f"outputs.{name}")
             except TemplateError as exc:  # its message names the output already
-                failure = failure or self._redacted(ErrorInfo("template", exc.message,
-                                                              hint=exc.hint))
+                failure = failure or self._redacted(
+                    ErrorInfo("template", exc.message, hint=exc.hint)
+                )
         return outputs, failure
 
     def _redacted(self, error: ErrorInfo) -> ErrorInfo:
@@ -408,8 +446,9 @@ class Engine:
         secrets = self.pool.secrets
         details = None if error.details is None else redact(error.details, secrets)
         hint = None if error.hint is None else redact(error.hint, secrets)
-        return attrs.evolve(error, message=redact(error.message, secrets), details=details,
-                            hint=hint)
+        return attrs.evolve(
+            error, message=redact(error.message, secrets), details=details, hint=hint
+        )
 
     # --- one step ---------------------------------------------------------------------------
 
@@ -425,31 +464,39 @@ class Engine:
             units = [None] * len(contexts)
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
-                units = await self._rendered(step, lambda: [self._unit(step, c)
-                                                            for c in contexts])
+                units = await self._rendered(step, lambda: [self._unit(step, c) for c in contexts])
                 fingerprint = _fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
                 if reused is not None:  # paid for by the earlier run: free in this one
-                    return attrs.evolve(reused, reused=True, duration_ms=0,
-                                        fingerprint=fingerprint,
-                                        cost_usd=None if reused.usage is None else 0.0)
+                    return attrs.evolve(
+                        reused,
+                        reused=True,
+                        duration_ms=0,
+                        fingerprint=fingerprint,
+                        cost_usd=None if reused.usage is None else 0.0,
+                    )
                 if is_list:  # then the items it can take, each by what it would send
                     done.take_earlier(self.reuse.items(step), units)
             self.unstarted[step.id] = functools.partial(
-                StepStarted, step_id=step.id, kind=step.kind, provider=provider, model=model,
-                items=None if items is None else len(items))
+                StepStarted,
+                step_id=step.id,
+                kind=step.kind,
+                provider=provider,
+                model=model,
+                items=None if items is None else len(items),
+            )
             outcomes = await self._run_units(step, contexts, units, items, done)
         except StepError as exc:
             failed = _failed(step, exc, self._running_ms(step.id), provider, model)
-            return done.settle(attrs.evolve(failed, request=_request_record(units, is_list)),
-                               units)
+            return done.settle(attrs.evolve(failed, request=_request_record(units, is_list)), units)
         except asyncio.CancelledError:
             if not is_list:
                 raise
             # Its finished items were paid for: the step says so (the coordinator, which
             # cancelled it, takes this result).
-            cancelled = attrs.evolve(_cancelled(step.id, self.step_started.get(step.id)),
-                                     provider=provider, model=model)
+            cancelled = attrs.evolve(
+                _cancelled(step.id, self.step_started.get(step.id)), provider=provider, model=model
+            )
             return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
             error_class = FunctionError if isinstance(step, FunctionStep) else ProviderError
@@ -459,10 +506,15 @@ class Engine:
         output = [o.output for o in outcomes] if items is not None else outcomes[0].output
         usage = _usage(outcomes)
         return StepResult(
-            id=step.id, status="succeeded", output=output, provider=provider,
+            id=step.id,
+            status="succeeded",
+            output=output,
+            provider=provider,
             model=outcomes[0].model if outcomes else model,
-            attempts=sum(o.attempts for o in outcomes), duration_ms=self._running_ms(step.id),
-            usage=usage, cached=any(o.cached for o in outcomes),
+            attempts=sum(o.attempts for o in outcomes),
+            duration_ms=self._running_ms(step.id),
+            usage=usage,
+            cached=any(o.cached for o in outcomes),
             cost_usd=None if usage is None else total_cost(o.cost_usd for o in outcomes),
             price=next((o.price for o in outcomes if o.price is not None), None),
             warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
@@ -476,8 +528,9 @@ class Engine:
         """(provider, model) of an LLM step; (None, None) for a step that calls no model."""
         if not isinstance(step, LLMStep):
             return None, None
-        return choose_model(self.workflow, step, self.options.model, self.env,
-                            mock=self.options.mock)
+        return choose_model(
+            self.workflow, step, self.options.model, self.env, mock=self.options.mock
+        )
 
     def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
         if step.for_each is None:
@@ -489,8 +542,12 @@ class Engine:
         return list(items)
 
     async def _run_units(
-        self, step: AnyStep, contexts: list[dict[str, Any]], units: list[Unit | None],
-        items: list[Any] | None, progress: _Items,
+        self,
+        step: AnyStep,
+        contexts: list[dict[str, Any]],
+        units: list[Unit | None],
+        items: list[Any] | None,
+        progress: _Items,
     ) -> list[_Outcome]:
         total = len(contexts)
         is_list = items is not None
@@ -503,8 +560,14 @@ class Engine:
                 earlier = progress.earlier.get(index)
                 if earlier is not None:
                     self._begin(step.id)
-                    outcome = _Outcome(earlier.output, earlier.attempts, earlier.usage,
-                                       earlier.model, reused=True, cost_usd=0.0)
+                    outcome = _Outcome(
+                        earlier.output,
+                        earlier.attempts,
+                        earlier.usage,
+                        earlier.model,
+                        reused=True,
+                        cost_usd=0.0,
+                    )
                 else:
                     outcome = await self._run_unit(step, contexts[index], units, index, is_list)
                 progress.succeeded[index] = outcome
@@ -513,8 +576,9 @@ class Engine:
             except StepError as exc:
                 if is_list:
                     assert items is not None
-                    progress.spent.append(_Outcome(None, exc.attempts, exc.usage,
-                                                   cost_usd=exc.cost_usd))
+                    progress.spent.append(
+                        _Outcome(None, exc.attempts, exc.usage, cost_usd=exc.cost_usd)
+                    )
                     exc.message = f"item {index} ({reprlib.repr(items[index])}): {exc.message}"
                 raise
             except asyncio.CancelledError:
@@ -523,8 +587,11 @@ class Engine:
             finally:
                 if is_list and status != "cancelled":
                     done += 1
-                    self.emit(ItemFinished(step_id=step.id, index=index, status=status,
-                                           done=done, total=total))
+                    self.emit(
+                        ItemFinished(
+                            step_id=step.id, index=index, status=status, done=done, total=total
+                        )
+                    )
 
         if not is_list:
             return [await run_one(0)]
@@ -536,7 +603,11 @@ class Engine:
         return [t.result() for t in tasks]
 
     async def _run_unit(
-        self, step: AnyStep, context: dict[str, Any], units: list[Unit | None], index: int,
+        self,
+        step: AnyStep,
+        context: dict[str, Any],
+        units: list[Unit | None],
+        index: int,
         is_list: bool,
     ) -> _Outcome:
         if isinstance(step, WorkflowStep):  # its own steps take the concurrency slots
@@ -630,15 +701,18 @@ class Engine:
 
     def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
         settings = self.workflow.defaults.merged(step.settings)
-        provider, model = choose_model(self.workflow, step, self.options.model, self.env,
-                                       mock=self.options.mock)
+        provider, model = choose_model(
+            self.workflow, step, self.options.model, self.env, mock=self.options.mock
+        )
         messages = []
         if step.system is not None:
-            messages.append({"role": "system", "content": self._render(step, "system", step.system,
-                                                                       context)})
+            messages.append(
+                {"role": "system", "content": self._render(step, "system", step.system, context)}
+            )
         if step.prompt is not None:
-            messages.append({"role": "user", "content": self._render(step, "prompt", step.prompt,
-                                                                     context)})
+            messages.append(
+                {"role": "user", "content": self._render(step, "prompt", step.prompt, context)}
+            )
         for index, message in enumerate(step.messages or ()):
             content = self._render(step, f"messages[{index}]", message.content, context)
             messages.append({"role": message.role, "content": content})
@@ -647,12 +721,19 @@ class Engine:
             mock_text = self._render(step, "mock", step.mock, context)
         timeout = self._llm_timeout(step)
         return LLMRequest(
-            model=model, messages=tuple(messages), temperature=settings.temperature,
-            max_tokens=settings.max_tokens, timeout=timeout,
+            model=model,
+            messages=tuple(messages),
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            timeout=timeout,
             retries=DEFAULT_RETRIES if settings.retries is None else settings.retries,
-            schema=step.schema, json_mode=step.output == "json" or step.schema is not None,
-            stream=self.options.stream, step_id=step.id, mock_text=mock_text,
-            provider=provider, cache=settings.cache,
+            schema=step.schema,
+            json_mode=step.output == "json" or step.schema is not None,
+            stream=self.options.stream,
+            step_id=step.id,
+            mock_text=mock_text,
+            provider=provider,
+            cache=settings.cache,
         )
 
     # --- calling ------------------------------------------------------------------------------
@@ -671,13 +752,21 @@ class Engine:
                 self.emit(TokenReceived(step_id=step.id, text=text, item=item))
 
         if request.stream:
+
             def on_token(text: str) -> None:
                 tokens(streamed.feed(text))
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             tokens(streamed.flush())
-            self.emit(StepRetrying(step_id=step.id, attempt=attempts + attempt, delay=delay,
-                                   reason=redact(reason, self.pool.secrets), item=item))
+            self.emit(
+                StepRetrying(
+                    step_id=step.id,
+                    attempt=attempts + attempt,
+                    delay=delay,
+                    reason=redact(reason, self.pool.secrets),
+                    item=item,
+                )
+            )
 
         while True:
             try:
@@ -691,9 +780,17 @@ class Engine:
             attempts += response.attempts
             usage = usage + (response.usage or Usage())
             cost = total_cost([cost, response.cost_usd])
-            outcome = _Outcome(response.text, attempts, usage, response.model or request.model,
-                               response.response_id, response.warnings, response.cached,
-                               cost, response.price)
+            outcome = _Outcome(
+                response.text,
+                attempts,
+                usage,
+                response.model or request.model,
+                response.response_id,
+                response.warnings,
+                response.cached,
+                cost,
+                response.price,
+            )
             if not request.json_mode:
                 return outcome
             try:
@@ -707,16 +804,24 @@ class Engine:
                     raise failure from None
                 reasks += 1
                 on_retry(1, 0.0, exc.message)
-                request = attrs.evolve(request, messages=(
-                    *request.messages,
-                    {"role": "assistant", "content": response.text},
-                    {"role": "user", "content": _reask_message(exc.message)},
-                ))
+                request = attrs.evolve(
+                    request,
+                    messages=(
+                        *request.messages,
+                        {"role": "assistant", "content": response.text},
+                        {"role": "user", "content": _reask_message(exc.message)},
+                    ),
+                )
 
     async def _run_subworkflow(self, call: SubWorkflowCall) -> _Outcome:
         child = Engine(
-            call.workflow, pool=self.pool, options=self.options, functions=self.functions,
-            subworkflows=self.subworkflows, semaphore=self.semaphore, env=self.env,
+            call.workflow,
+            pool=self.pool,
+            options=self.options,
+            functions=self.functions,
+            subworkflows=self.subworkflows,
+            semaphore=self.semaphore,
+            env=self.env,
         )
         result = await child.run(call.inputs)
         if result.status == "cancelled":  # this step is being cancelled, not failing
@@ -729,8 +834,12 @@ class Engine:
             )
             failure.error_type = error.type
             raise failure
-        return _Outcome(result.outputs, sum(s.attempts for s in result.steps), result.usage,
-                        cost_usd=result.cost_usd)
+        return _Outcome(
+            result.outputs,
+            sum(s.attempts for s in result.steps),
+            result.usage,
+            cost_usd=result.cost_usd,
+        )
 
     # --- templates ------------------------------------------------------------------------------
 
@@ -849,23 +958,36 @@ def _skipped(step: AnyStep) -> StepResult:
     return StepResult(id=step.id, status="skipped")
 
 
-def _failed(step: AnyStep, exc: StepError, duration_ms: int, provider: str | None = None,
-            model: str | None = None) -> StepResult:
+def _failed(
+    step: AnyStep,
+    exc: StepError,
+    duration_ms: int,
+    provider: str | None = None,
+    model: str | None = None,
+) -> StepResult:
     """A failed step's result: what it cost, and which model it was talking to."""
-    return StepResult(id=step.id, status="failed", duration_ms=duration_ms,
-                      error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details,
-                                      exc.hint),
-                      attempts=exc.attempts, usage=exc.usage, provider=provider, model=model,
-                      cost_usd=exc.cost_usd if exc.usage is not None else None)
+    return StepResult(
+        id=step.id,
+        status="failed",
+        duration_ms=duration_ms,
+        error=ErrorInfo(exc.error_type, exc.message, step.id, exc.details, exc.hint),
+        attempts=exc.attempts,
+        usage=exc.usage,
+        provider=provider,
+        model=model,
+        cost_usd=exc.cost_usd if exc.usage is not None else None,
+    )
 
 
 def _cancelled(step_id: str, started: float | None) -> StepResult:
     duration = _ms_since(started) if started is not None else 0
-    return StepResult(id=step_id, status="cancelled", duration_ms=duration,
-                      error=ErrorInfo("cancelled", "the run stopped before this step finished",
-                                      step_id))
+    return StepResult(
+        id=step_id,
+        status="cancelled",
+        duration_ms=duration,
+        error=ErrorInfo("cancelled", "the run stopped before this step finished", step_id),
+    )
 
 
 def _ms_since(start: float) -> int:
     return round((time.perf_counter() - start) * 1000)
-

@@ -147,11 +147,21 @@ def estimate(
     endpoints = {}
     for each in (*children.values(), workflow):  # the parent's providers win, as in a run
         endpoints.update(each.providers)
-    estimator = _Estimator(count=count, pricing=Pricing(endpoints), children=children,
-                           items=items, model=model, env=os.environ if env is None else env)
+    estimator = _Estimator(
+        count=count,
+        pricing=Pricing(endpoints),
+        children=children,
+        items=items,
+        model=model,
+        env=os.environ if env is None else env,
+    )
     estimator.add(workflow, inputs, carried={}, prefix="", times=1)
-    return Estimate(steps=tuple(estimator.steps), rows=rows, tokenizer=tokenizer,
-                    notes=tuple(dict.fromkeys(estimator.notes)))
+    return Estimate(
+        steps=tuple(estimator.steps),
+        rows=rows,
+        tokenizer=tokenizer,
+        notes=tuple(dict.fromkeys(estimator.notes)),
+    )
 
 
 @attrs.define(kw_only=True)
@@ -165,13 +175,21 @@ class _Estimator:
     steps: list[StepEstimate] = attrs.field(factory=list)
     notes: list[str] = attrs.field(factory=list)
 
-    def add(self, workflow: Workflow, inputs: Mapping[str, Any], *,
-            carried: Mapping[str, Range], prefix: str, times: int) -> Range:
+    def add(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        *,
+        carried: Mapping[str, Range],
+        prefix: str,
+        times: int,
+    ) -> Range:
         """Estimate `workflow`'s LLM steps, each run `times` times, named `prefix` + id;
         its outputs' tokens. `carried`: per input, the reply tokens it holds (a parent
         step's output passed in `with:`), on top of its known text."""
-        missing = [name for name, spec in workflow.inputs.items()
-                   if name not in inputs and spec.required]
+        missing = [
+            name for name, spec in workflow.inputs.items() if name not in inputs and spec.required
+        ]
         if missing:
             where = f"{prefix[:-1]}: " if prefix else ""
             self.notes.append(f"{where}inputs not given count 0 tokens: {', '.join(missing)}")
@@ -179,17 +197,25 @@ class _Estimator:
         replies = {f"inputs.{name}": tokens for name, tokens in carried.items()}
         for step in workflow.steps:
             if isinstance(step, LLMStep):
-                replies[f"steps.{step.id}"] = self.llm_step(workflow, step, context, replies,
-                                                            prefix, times)
+                replies[f"steps.{step.id}"] = self.llm_step(
+                    workflow, step, context, replies, prefix, times
+                )
             elif isinstance(step, WorkflowStep):
-                replies[f"steps.{step.id}"] = self.sub_workflow(workflow, step, context,
-                                                                replies, prefix, times)
+                replies[f"steps.{step.id}"] = self.sub_workflow(
+                    workflow, step, context, replies, prefix, times
+                )
         outputs = [v for v in (workflow.outputs or {}).values() if isinstance(v, str)]
-        return sum((_prompt_tokens(v, context, replies, self.count) for v in outputs),
-                   Range(0, 0))
+        return sum((_prompt_tokens(v, context, replies, self.count) for v in outputs), Range(0, 0))
 
-    def llm_step(self, workflow: Workflow, step: LLMStep, context: dict[str, Any],
-                 replies: Mapping[str, Range], prefix: str, times: int) -> Range:
+    def llm_step(
+        self,
+        workflow: Workflow,
+        step: LLMStep,
+        context: dict[str, Any],
+        replies: Mapping[str, Range],
+        prefix: str,
+        times: int,
+    ) -> Range:
         """Add the step's estimate; its reply tokens over its calls (one run of it)."""
         provider, chosen = choose_model(workflow, step, self.model, self.env)
         price = self.pricing.price(provider, chosen)
@@ -205,35 +231,49 @@ class _Estimator:
         reply = Range(min(LOW_REPLY_TOKENS, high), high)
         cost = None
         if price is None:
-            self.notes.append(f"no price known for model {chosen!r}: the cost of its steps "
-                              "is unknown")
+            self.notes.append(
+                f"no price known for model {chosen!r}: the cost of its steps is unknown"
+            )
         else:
             cost = Range(
                 prompt.low * price.input + reply.low * price.output,
                 prompt.high * price.input + reply.high * price.output,
             ) * (1e-6 * calls * times)
-        self.steps.append(StepEstimate(
-            id=prefix + step.id, provider=provider, model=chosen, calls=calls * times,
-            input_tokens=prompt * (calls * times), output_tokens=reply * (calls * times),
-            cost_usd=cost,
-        ))
+        self.steps.append(
+            StepEstimate(
+                id=prefix + step.id,
+                provider=provider,
+                model=chosen,
+                calls=calls * times,
+                input_tokens=prompt * (calls * times),
+                output_tokens=reply * (calls * times),
+                cost_usd=cost,
+            )
+        )
         return reply * calls
 
-    def sub_workflow(self, workflow: Workflow, step: WorkflowStep, context: dict[str, Any],
-                     replies: Mapping[str, Range], prefix: str, times: int) -> Range:
+    def sub_workflow(
+        self,
+        workflow: Workflow,
+        step: WorkflowStep,
+        context: dict[str, Any],
+        replies: Mapping[str, Range],
+        prefix: str,
+        times: int,
+    ) -> Range:
         """Add the child's LLM steps, run once per call of this step, with the `with:`
         values as its inputs; its outputs' tokens over those calls."""
         child = find_subworkflow(self.children, step, workflow)
         calls = _calls(step, context, self.items, self.notes)
-        inputs = {name: spec.default for name, spec in child.inputs.items()
-                  if not spec.required}
+        inputs = {name: spec.default for name, spec in child.inputs.items() if not spec.required}
         carried = {}
         for name, value in step.with_.items():
             inputs[name] = _value(value, context)
             if isinstance(value, str):
                 carried[name] = _replies_used(value, replies)
-        outputs = self.add(child, inputs, carried=carried, prefix=f"{prefix}{step.id}.",
-                           times=times * calls)
+        outputs = self.add(
+            child, inputs, carried=carried, prefix=f"{prefix}{step.id}.", times=times * calls
+        )
         return outputs * calls
 
 

@@ -121,8 +121,14 @@ class RunFinished(_Event):
 
 
 Event: TypeAlias = (
-    RunStarted | StepQueued | StepStarted | StepRetrying | TokenReceived | ItemFinished
-    | StepFinished | RunFinished
+    RunStarted
+    | StepQueued
+    | StepStarted
+    | StepRetrying
+    | TokenReceived
+    | ItemFinished
+    | StepFinished
+    | RunFinished
 )
 Observer: TypeAlias = Callable[[Event], None]
 

@@ -38,8 +38,7 @@ def replace_private_file(path: Path, text: str) -> None:
     """Write `text` (UTF-8) over `path` as a 0600 file, through a new temporary file in the
     same folder (mkstemp: a name nobody can guess, O_EXCL, so no planted link is
     followed) renamed over it, so a crash leaves the old file whole."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(temporary, PRIVATE_FILE)  # mkstemp's 0600 is narrowed by the umask
         with os.fdopen(handle, "w", encoding="utf-8") as out:

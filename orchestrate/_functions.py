@@ -66,8 +66,9 @@ def import_function(spec: str, folder: Path | None) -> Callable[..., Any]:
         owner, target = target, getattr(target, part, None)
         if target is None:
             names = [name for name in dir(owner) if not name.startswith("_")]
-            raise FunctionNotFound(f"module {module_name!r} has no {attribute!r}",
-                                   hint=did_you_mean(part, names))
+            raise FunctionNotFound(
+                f"module {module_name!r} has no {attribute!r}", hint=did_you_mean(part, names)
+            )
     if not callable(target):
         raise FunctionNotFound(f"{spec!r} is not callable")
     return target
@@ -88,8 +89,9 @@ def _forget_if_imported_from_elsewhere(name: str, folder: Path | None) -> None:
             del sys.modules[loaded]
 
 
-async def call_function(call: FunctionCall, function: Callable[..., Any],
-                        timeout: float | None) -> Any:
+async def call_function(
+    call: FunctionCall, function: Callable[..., Any], timeout: float | None
+) -> Any:
     """Call with `with` as keyword arguments; the result must be JSON-serialisable."""
     try:
         async with asyncio.timeout(timeout):
@@ -106,6 +108,7 @@ async def call_function(call: FunctionCall, function: Callable[..., Any],
     try:
         json.dumps(result, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise FunctionError(f"{call.function} returned a value that is not JSON-serialisable "
-                            f"({exc})") from None
+        raise FunctionError(
+            f"{call.function} returned a value that is not JSON-serialisable ({exc})"
+        ) from None
     return result

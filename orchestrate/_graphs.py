@@ -19,8 +19,11 @@ def graph_dict(workflow: Workflow, plan: Plan) -> dict[str, Any]:
 
 def node_label(step: AnyStep) -> str:
     """`id (kind)`, then `[when]` and `[for_each]` for a step that may not run or runs per item."""
-    marks = [f"[{name}]" for name, value in (("when", step.when), ("for_each", step.for_each))
-             if value is not None]
+    marks = [
+        f"[{name}]"
+        for name, value in (("when", step.when), ("for_each", step.for_each))
+        if value is not None
+    ]
     return " ".join([f"{step.id} ({step.kind})", *marks])
 
 

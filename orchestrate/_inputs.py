@@ -57,8 +57,10 @@ def parse_assignments(
     for assignment in assignments:
         name, sep, raw = assignment.partition("=")
         if not sep or not name:
-            raise InputError(f"expected NAME=VALUE, got {assignment!r}",
-                             hint="for example: -i article=@article.txt")
+            raise InputError(
+                f"expected NAME=VALUE, got {assignment!r}",
+                hint="for example: -i article=@article.txt",
+            )
         if name not in specs:
             raise InputError(f"unknown input {name!r}", hint=_input_hint(name, specs))
         text = _read_value(name, raw, stdin)
@@ -120,7 +122,7 @@ def _int_within_limit(digits: str) -> int:
 def _shown(text: str, limit: int | None = 60) -> str:
     """An input's value as an error quotes it: redacted whole, then shortened."""
     text = redact(text, secret_env_values(os.environ))
-    return text if limit is None or len(text) < limit else text[:limit - 3] + "..."
+    return text if limit is None or len(text) < limit else text[: limit - 3] + "..."
 
 
 def _no_constant(name: str) -> Any:
@@ -128,8 +130,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any], *,
-                   partial: bool = False) -> dict[str, Any]:
+def resolve_inputs(
+    specs: Mapping[str, InputSpec], given: Mapping[str, Any], *, partial: bool = False
+) -> dict[str, Any]:
     """The run's inputs: given values checked by type, defaults filled in, in spec order.
 
     `partial`: only check the given values (a batch's shared inputs, which its rows
@@ -151,8 +154,10 @@ def resolve_inputs(specs: Mapping[str, InputSpec], given: Mapping[str, Any], *,
         elif partial:
             continue
         elif spec.required:
-            raise InputError(f"missing required input {name!r}",
-                             hint=f"pass it with -i {name}=VALUE or --inputs FILE")
+            raise InputError(
+                f"missing required input {name!r}",
+                hint=f"pass it with -i {name}=VALUE or --inputs FILE",
+            )
         else:
             resolved[name] = spec.default
     return resolved
@@ -167,8 +172,10 @@ def not_a_choice(name: str, value: Any, values: tuple[Any, ...]) -> InputError:
     """A value that is not one of the input's `enum` values, with the nearest as a hint."""
     shown = _shown(json.dumps(value, ensure_ascii=False, default=str))
     hint = did_you_mean(value, values) if isinstance(value, str) else None
-    return InputError(f"input {name!r} must be one of {choices_text(values)}, got {shown}",
-                      hint=hint or f"the values it takes: {choices_text(values)}")
+    return InputError(
+        f"input {name!r} must be one of {choices_text(values)}, got {shown}",
+        hint=hint or f"the values it takes: {choices_text(values)}",
+    )
 
 
 def _input_hint(name: str, specs: Mapping[str, InputSpec]) -> str:

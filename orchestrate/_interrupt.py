@@ -78,8 +78,9 @@ def interrupt_watchdog() -> Iterator[None]:
         if nudged.is_set():  # the watchdog's interrupt: stop the code that blocks the loop
             raise KeyboardInterrupt
         if not watchdogs:  # the first signal
-            watchdogs.append(threading.Thread(target=_watch, args=(stopped, nudged, signum),
-                                              daemon=True))
+            watchdogs.append(
+                threading.Thread(target=_watch, args=(stopped, nudged, signum), daemon=True)
+            )
             watchdogs[0].start()
         wrapped[signum](signum, frame)
 
@@ -106,4 +107,3 @@ def _watch(stopped: threading.Event, nudged: threading.Event, signum: int) -> No
     sys.stderr.write(f"{_NAMES[signum]}: a step does not return to Python; exiting now\n")
     sys.stderr.flush()
     os._exit(128 + signum)
-

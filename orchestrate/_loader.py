@@ -239,9 +239,15 @@ def _unquote_templates(root: Any, text: str, display: str) -> list[Diagnostic]:
         for key, value in slots:
             if _is_unquoted_template(value):
                 template = _template_text(value, lines)
-                found.append(Diagnostic(display, value.lc.line + 1, value.lc.col + 1,
-                                        "YAML reads an unquoted {{ ... }} as a mapping",
-                                        _quote_hint(key, template)))
+                found.append(
+                    Diagnostic(
+                        display,
+                        value.lc.line + 1,
+                        value.lc.col + 1,
+                        "YAML reads an unquoted {{ ... }} as a mapping",
+                        _quote_hint(key, template),
+                    )
+                )
                 is_expression = key in _EXPRESSION_KEYS
                 node[key] = template[2:-2].strip() if is_expression else template
             elif isinstance(value, dict | list):
@@ -255,7 +261,7 @@ _EXPRESSION_KEYS = ("when", "for_each", "expect")  # bare expressions, not templ
 def _is_unquoted_template(value: Any) -> bool:
     if not isinstance(value, dict) or len(value) != 1 or not hasattr(value, "lc"):
         return False
-    (key, inner), = value.items()
+    ((key, inner),) = value.items()
     return inner is None and isinstance(key, Mapping)
 
 
@@ -266,7 +272,7 @@ def _template_text(node: Any, lines: list[str]) -> str:
     for end in range(node.lc.col, len(line)):
         depth += {"{": 1, "}": -1}.get(line[end], 0)
         if depth == 0:
-            return line[node.lc.col:end + 1]
+            return line[node.lc.col : end + 1]
     return "{{ ... }}"  # spread over several lines: the hint shows its shape only
 
 
@@ -441,8 +447,10 @@ def _syntax_hint(problem: str, line: int) -> str | None:
     if "\\t" in repr(problem):
         return "indent with spaces: YAML does not allow tabs"
     if "mapping values are not allowed" in problem:
-        return ("a value holds ': ' (or a key is indented too far): quote the value, "
-                "or line the key up with the keys above it")
+        return (
+            "a value holds ': ' (or a key is indented too far): quote the value, "
+            "or line the key up with the keys above it"
+        )
     if "expected <block end>" in problem or "could not find expected ':'" in problem:
         return "the indentation of this line does not match the lines above it"
     if "found character '@'" in problem or "found character '`'" in problem:
@@ -486,8 +494,10 @@ def _counting_composer() -> type[Composer]:
                     mark = self.parser.peek_event().start_mark
                     raise _ConstructionProblem(
                         f"the file holds more than {MAX_NODES:,} values, past the limit",
-                        mark, "split the workflow into sub-workflows, or keep bulk data in "
-                        "a file that a function step reads")
+                        mark,
+                        "split the workflow into sub-workflows, or keep bulk data in "
+                        "a file that a function step reads",
+                    )
             return super().compose_node(parent, index)
 
     return CountingComposer
@@ -520,8 +530,10 @@ def _located_constructor() -> type:
                 merged = value.value if isinstance(value, SequenceNode) else [value]
                 if any(m is node or m in self.recursive_objects for m in merged):
                     raise _ConstructionProblem(
-                        "a merge key (<<) merges the mapping that holds it", key.start_mark,
-                        "merge an anchor defined outside this mapping")
+                        "a merge key (<<) merges the mapping that holds it",
+                        key.start_mark,
+                        "merge an anchor defined outside this mapping",
+                    )
             return super().flatten_mapping(node)
 
     return LocatedConstructor
@@ -554,9 +566,14 @@ def _duplicate_keys(text: str) -> list[_YAMLProblem]:
                 if isinstance(key.value, str) and key.value != "<<":  # merge keys may repeat
                     if key.value in seen:
                         mark = key.start_mark
-                        found.append(_YAMLProblem(
-                            f"duplicate key {key.value!r}", mark.line + 1, mark.column + 1,
-                            "each key may appear once in a mapping; remove or rename one"))
+                        found.append(
+                            _YAMLProblem(
+                                f"duplicate key {key.value!r}",
+                                mark.line + 1,
+                                mark.column + 1,
+                                "each key may appear once in a mapping; remove or rename one",
+                            )
+                        )
                     seen.add(key.value)
                 pending += [key, value]
         elif isinstance(node, SequenceNode):
@@ -577,8 +594,10 @@ def _check_expansion(root: Any) -> None:
         if known is not None:
             return known
         if depth > MAX_DEPTH:
-            raise _Problem(f"the file nests data more than {MAX_DEPTH} levels deep",
-                           hint="flatten the structure")
+            raise _Problem(
+                f"the file nests data more than {MAX_DEPTH} levels deep",
+                hint="flatten the structure",
+            )
         total = 1
         children = node.values() if isinstance(node, dict) else node
         if isinstance(node, dict | list):
@@ -734,11 +753,22 @@ class _Converter:
         conv.register_structure_hook_func(lambda t: t == tuple[Any, ...], _structure_values)
         conv.register_structure_hook_func(lambda t: get_origin(t) is Literal, _structure_literal)
         conv.register_structure_hook_func(lambda t: t is ProviderType, _structure_provider_type)
-        conv.register_structure_hook_func(lambda t: t == tuple[Message, ...],
-                                          self._structure_messages)
-        classes: list[type] = [InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message,
-                               Judge, Step, Workflow, *KIND_KEYS.values(),
-                               *CHECK_KIND_KEYS.values()]
+        conv.register_structure_hook_func(
+            lambda t: t == tuple[Message, ...], self._structure_messages
+        )
+        classes: list[type] = [
+            InputSpec,
+            ModelSettings,
+            Defaults,
+            Price,
+            ProviderSpec,
+            Message,
+            Judge,
+            Step,
+            Workflow,
+            *KIND_KEYS.values(),
+            *CHECK_KIND_KEYS.values(),
+        ]
         for cls in classes:
             attrs.resolve_types(cls)
         for cls in (InputSpec, ModelSettings, Defaults, Price, ProviderSpec, Message, Judge):
@@ -774,7 +804,11 @@ class _Converter:
         return tuple(messages)
 
     def structure_object(
-        self, raw: Any, cls: type, keys: Mapping[str, attrs.Attribute], noun: str,
+        self,
+        raw: Any,
+        cls: type,
+        keys: Mapping[str, attrs.Attribute],
+        noun: str,
         extra: Mapping[str, Any] | None = None,
     ) -> Any:
         """Build `cls` from the mapping `raw`, whose YAML keys map to `keys`' attributes.
@@ -888,9 +922,16 @@ def _build_workflow(root: dict, source: SourceMap, path: Path | None) -> LoadRes
     steps, positions, broken = _build_steps(root, source, diagnostics)
     checks, check_positions, broken_checks = _build_checks(root, source, diagnostics)
     workflow = Workflow(steps=tuple(steps), checks=tuple(checks), path=path, **kwargs)
-    return LoadResult(source, workflow, diagnostics, frozenset(broken), tuple(positions),
-                      frozenset(broken_inputs), tuple(check_positions),
-                      frozenset(broken_checks))
+    return LoadResult(
+        source,
+        workflow,
+        diagnostics,
+        frozenset(broken),
+        tuple(positions),
+        frozenset(broken_inputs),
+        tuple(check_positions),
+        frozenset(broken_checks),
+    )
 
 
 def _is_extension(key: Any) -> bool:
@@ -925,10 +966,12 @@ def _empty_entry(key: str, name: str) -> _Problem:
     In a flow mapping YAML reads `{a:}` as the key 'a:' (no space after the colon).
     """
     noun, shown = key[:-1], name.rstrip(":")
-    example = f"{shown}: {{}}` for a string input" if key == "inputs" else \
-        f"{shown}: {{base_url: ...}}`"
-    return _Problem(f"{noun} {shown!r} has no settings (its value is empty)",
-                    hint=f"write `{example}")
+    example = (
+        f"{shown}: {{}}` for a string input" if key == "inputs" else f"{shown}: {{base_url: ...}}`"
+    )
+    return _Problem(
+        f"{noun} {shown!r} has no settings (its value is empty)", hint=f"write `{example}"
+    )
 
 
 def _workflow_name(
@@ -1014,13 +1057,15 @@ def _structure_llm_step(raw: dict, conv: _Converter) -> LLMStep:
     if problems:
         raise ExceptionGroup("invalid step", problems)
     if step.prompt is not None and step.messages is not None:
-        raise _Problem("an LLM step has `prompt` or `messages`, not both", at="key",
-                       path=("messages",))
+        raise _Problem(
+            "an LLM step has `prompt` or `messages`, not both", at="key", path=("messages",)
+        )
     return step
 
 
-_ALL_STEP_KEYS = sorted({*_STEP_COMMON, *KIND_KEYS, *SETTING_KEYS, "system", "output", "schema",
-                         "mock", "with"})
+_ALL_STEP_KEYS = sorted(
+    {*_STEP_COMMON, *KIND_KEYS, *SETTING_KEYS, "system", "output", "schema", "mock", "with"}
+)
 
 
 def _no_kind(raw: dict) -> Exception:
@@ -1033,8 +1078,14 @@ def _no_kind(raw: dict) -> Exception:
             continue
         kind = did_you_mean(str(key), KIND_KEYS)
         misspelt_kind = misspelt_kind or kind is not None
-        problems.append(_Problem(f"unknown key {key!r} in a step", at="key", path=(key,),
-                                 hint=kind or did_you_mean(str(key), _ALL_STEP_KEYS)))
+        problems.append(
+            _Problem(
+                f"unknown key {key!r} in a step",
+                at="key",
+                path=(key,),
+                hint=kind or did_you_mean(str(key), _ALL_STEP_KEYS),
+            )
+        )
     if not misspelt_kind:
         name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
         hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
@@ -1076,11 +1127,19 @@ def structure_check(raw: Any) -> Any:
         raise _no_check_kind(raw)
     if len(kinds) > 1:
         shown = " and ".join(f"`{k}`" for k in kinds)
-        raise _Problem(f"a check is exactly one kind, but this one has {shown}",
-                       hint="split it into two checks", at="key", path=(kinds[-1],))
+        raise _Problem(
+            f"a check is exactly one kind, but this one has {shown}",
+            hint="split it into two checks",
+            at="key",
+            path=(kinds[-1],),
+        )
     if kinds == ["equals"] and raw["equals"] is None:
-        raise _Problem("`equals` needs a value", path=("equals",), at="key",
-                       hint="to test for null, write `expect: outputs.NAME is none`")
+        raise _Problem(
+            "`equals` needs a value",
+            path=("equals",),
+            at="key",
+            hint="to test for null, write `expect: outputs.NAME is none`",
+        )
     cls = CHECK_KIND_KEYS[kinds[0]]
     return converter().structure_object(raw, cls, _check_keys(cls, kinds[0]), "a check")
 
@@ -1102,13 +1161,20 @@ def _no_check_kind(raw: dict) -> Exception:
             continue
         kind = did_you_mean(str(key), CHECK_KIND_KEYS)
         misspelt_kind = misspelt_kind or kind is not None
-        problems.append(_Problem(f"unknown key {key!r} in a check", at="key", path=(key,),
-                                 hint=kind or did_you_mean(str(key), _ALL_CHECK_KEYS)))
+        problems.append(
+            _Problem(
+                f"unknown key {key!r} in a check",
+                at="key",
+                path=(key,),
+                hint=kind or did_you_mean(str(key), _ALL_CHECK_KEYS),
+            )
+        )
     if not misspelt_kind:
         name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
         kinds = ", ".join(f"`{k}`" for k in CHECK_KIND_KEYS)
-        problems.append(_Problem(f"check{name} has no kind", hint=f"give it one of {kinds}",
-                                 at="node"))
+        problems.append(
+            _Problem(f"check{name} has no kind", hint=f"give it one of {kinds}", at="node")
+        )
     return problems[0] if len(problems) == 1 else ExceptionGroup("invalid check", problems)
 
 

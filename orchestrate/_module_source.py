@@ -78,8 +78,7 @@ def _names_in(path: Path, mtime_ns: int, size: int) -> frozenset[str] | None:
 def _bound_names(tree: ast.Module) -> set[str]:
     """Names bound at module level: anywhere outside function and class bodies (so
     inside `if`, `try`, `with` and loops too), plus those declared `global` in functions."""
-    names = {name for node in ast.walk(tree) if isinstance(node, ast.Global)
-             for name in node.names}
+    names = {name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names}
     pending: list[ast.AST] = list(tree.body)
     while pending:
         node = pending.pop()

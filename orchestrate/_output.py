@@ -10,8 +10,9 @@ from orchestrate._errors import InvalidOutput
 
 # A fenced block: the fences on lines of their own, as Markdown writes them. A JSON string
 # holds no raw line break, so a fence found this way is never inside one.
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[ \t]*\n(.*?)\n?[ \t]*```[ \t]*$",
-                    re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(
+    r"^[ \t]*```[ \t]*([\w+-]*)[ \t]*\n(.*?)\n?[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL
+)
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -84,8 +85,9 @@ def _decode(text: str, start: int, end: int, what: str) -> Any:
         if stop < end:
             raise json.JSONDecodeError("Extra data", text, stop)
     except json.JSONDecodeError as exc:
-        raise InvalidOutput(f"the {what} is not valid JSON ({exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno})") from None
+        raise InvalidOutput(
+            f"the {what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     except _NotJSON as exc:
         raise InvalidOutput(f"the {what} is not valid JSON ({exc})") from None
     except RecursionError:
@@ -129,8 +131,9 @@ def _check_schema(value: Any, schema: dict[str, Any], what: str) -> None:
         validator = schema_validator(schema)(schema, registry=_offline_registry())
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     except RecursionError:
-        raise InvalidOutput("the step's schema cannot be used: it refers to itself "
-                            "without end") from None
+        raise InvalidOutput(
+            "the step's schema cannot be used: it refers to itself without end"
+        ) from None
     except Exception as exc:
         raise InvalidOutput(f"the step's schema cannot be used: {_describe(exc)}") from None
     if error is not None:

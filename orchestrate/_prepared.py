@@ -47,8 +47,9 @@ class PreparedRun:
         yield from self.children.values()
 
 
-def find_subworkflow(children: Mapping[Path, Workflow], step: WorkflowStep,
-                     parent: Workflow) -> Workflow:
+def find_subworkflow(
+    children: Mapping[Path, Workflow], step: WorkflowStep, parent: Workflow
+) -> Workflow:
     """The workflow a `workflow:` step of `parent` runs (its path is relative to the
     parent's file), among `children` by resolved path."""
     folder = parent.path.parent if parent.path else Path()

@@ -150,8 +150,10 @@ class PlainProgress:
             return f"▶ {event.step_id} started{detail}{items}"
         if isinstance(event, StepRetrying):
             item = f"[{event.item}]" if event.item is not None else ""
-            return (f"↻ {event.step_id}{item} attempt {event.attempt} in {event.delay:.1f}s: "
-                    f"{event.reason}")
+            return (
+                f"↻ {event.step_id}{item} attempt {event.attempt} in {event.delay:.1f}s: "
+                f"{event.reason}"
+            )
         if isinstance(event, ItemFinished) and _worth_a_line(event.done, event.total):
             return f"  {event.step_id}: {event.done}/{event.total} done"
         if isinstance(event, StepFinished):
@@ -212,8 +214,11 @@ def reuse_line(result: RunResult) -> str | None:
     if result.resumed_from is None:
         return None
     steps = [step.id for step in result.steps if step.reused]
-    items = [f"{count} item{'s' if count != 1 else ''} of {step.id}" for step in result.steps
-             if not step.reused and (count := sum(item.reused for item in step.items))]
+    items = [
+        f"{count} item{'s' if count != 1 else ''} of {step.id}"
+        for step in result.steps
+        if not step.reused and (count := sum(item.reused for item in step.items))
+    ]
     plural = "" if len(steps) == 1 else "s"
     line = f"reused {len(steps)} step{plural} from run {result.resumed_from}"
     if steps:
@@ -229,10 +234,12 @@ def summary_line(result: RunResult) -> str:
     usage = result.usage
     tokens = usage.input_tokens + usage.output_tokens
     cost = result.cost_usd
-    return (f"run {result.run_id} {result.status} in {_duration(result.duration_ms)}: "
-            f"{shown}; {plural(tokens, 'token')} ({usage.input_tokens} in, "
-            f"{usage.output_tokens} out), "
-            f"{'cost unknown' if cost is None else format_usd(cost)}")
+    return (
+        f"run {result.run_id} {result.status} in {_duration(result.duration_ms)}: "
+        f"{shown}; {plural(tokens, 'token')} ({usage.input_tokens} in, "
+        f"{usage.output_tokens} out), "
+        f"{'cost unknown' if cost is None else format_usd(cost)}"
+    )
 
 
 def resume_hint(result: RunResult, flow: str) -> str | None:
@@ -332,9 +339,14 @@ class LiveView:
     def _start(self) -> None:
         from rich.live import Live
 
-        self.live = Live(get_renderable=self.render, console=self.console,
-                         refresh_per_second=8, transient=False, redirect_stdout=False,
-                         redirect_stderr=False)
+        self.live = Live(
+            get_renderable=self.render,
+            console=self.console,
+            refresh_per_second=8,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self.live.start()
 
     def stop(self) -> None:
@@ -345,8 +357,9 @@ class LiveView:
             reused = reuse_line(self.result)
             if reused is not None:
                 self.console.print(reused, highlight=False)
-            self.console.print(summary_line(self.result), style=_STYLES[self.result.status],
-                               highlight=False)
+            self.console.print(
+                summary_line(self.result), style=_STYLES[self.result.status], highlight=False
+            )
 
     def render(self) -> RenderableType:
         from rich.console import Group
@@ -366,8 +379,15 @@ class LiveView:
                 icon: Any = Spinner("dots", style="cyan")
             else:
                 icon = Text(_SYMBOLS.get(row.status, "·"), style=_STYLES.get(row.status, "dim"))
-            table.add_row(icon, row.id, row.model, self._elapsed(row),
-                          str(row.tokens) if row.tokens else "", row.cost, _detail(row))
+            table.add_row(
+                icon,
+                row.id,
+                row.model,
+                self._elapsed(row),
+                str(row.tokens) if row.tokens else "",
+                row.cost,
+                _detail(row),
+            )
             if row.status == "running" and row.previews and len(previews) < MAX_PREVIEWS:
                 previews.append(_preview(row, width))
         more = []
@@ -382,8 +402,10 @@ class LiveView:
         rows = list(self.rows.values())
         if len(rows) <= limit:
             return rows
-        waiting = sorted((r for r in rows if r.status in ("queued", "waiting")),
-                         key=lambda r: r.status != "queued")
+        waiting = sorted(
+            (r for r in rows if r.status in ("queued", "waiting")),
+            key=lambda r: r.status != "queued",
+        )
         next_up = {id(r) for r in waiting[:2]}
 
         def urgency(row: _Row) -> tuple[int, float]:
@@ -416,8 +438,9 @@ def _detail(row: _Row) -> RenderableType:
     from rich.table import Table
     from rich.text import Text
 
-    note: RenderableType = Text(escape_controls(row.note), style="dim", overflow="ellipsis",
-                                no_wrap=True)
+    note: RenderableType = Text(
+        escape_controls(row.note), style="dim", overflow="ellipsis", no_wrap=True
+    )
     if not row.items_total:
         return note
     if not row.note:
@@ -436,7 +459,7 @@ def _preview(row: _Row, width: int) -> Text:
     text = escape_controls(" ".join(row.previews[item].split()))
     room = max(width - len(label), 1)
     if len(text) > room:
-        text = "…" + text[-(room - 1):]
+        text = "…" + text[-(room - 1) :]
     return Text(label + text, style="dim", no_wrap=True, overflow="ellipsis")
 
 
@@ -481,9 +504,17 @@ def _print_rich_outputs(outputs: dict[str, Any], out: IO[str]) -> bool:
     return True
 
 
-def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: bool,
-               show_error: bool, verbose: bool, resume_from: str | None = None,
-               quiet: bool = False) -> None:
+def report_run(
+    result: RunResult,
+    out: IO[str],
+    err: IO[str],
+    *,
+    with_outputs: bool,
+    show_error: bool,
+    verbose: bool,
+    resume_from: str | None = None,
+    quiet: bool = False,
+) -> None:
     """After a run: its outputs on `out`, and on `err` its checks (the failed ones only
     when `quiet`), tracebacks (verbose), the error and, for a recorded run (`resume_from`
     is its workflow file), how to resume it.
@@ -507,8 +538,7 @@ def report_run(result: RunResult, out: IO[str], err: IO[str], *, with_outputs: b
         err.write(hint + "\n")
 
 
-def print_checks(checks: Sequence[CheckResult], err: IO[str], *,
-                 only_failed: bool = False) -> None:
+def print_checks(checks: Sequence[CheckResult], err: IO[str], *, only_failed: bool = False) -> None:
     """One line per check: ✓ or ✗, its id, its score, and its message (a judge's reason),
     then the count; nothing when there are no checks."""
     if not checks:
@@ -570,7 +600,7 @@ def _local_time(iso: str | None) -> str:
 
 
 def _shorten(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _usage_text(usage: dict[str, Any] | None) -> str:
@@ -586,8 +616,9 @@ def print_estimate(estimate: Estimate, out: IO[str]) -> None:
     doc = escape_data(estimate.to_dict())
     table = Table(box=None, padding=(0, 1), header_style="bold")
     for column in ("step", "model", "calls", "input tokens", "output tokens", "cost"):
-        table.add_column(column, justify="left" if column in ("step", "model") else "right",
-                         no_wrap=True)
+        table.add_column(
+            column, justify="left" if column in ("step", "model") else "right", no_wrap=True
+        )
 
     def span(tokens: dict[str, int]) -> str:
         low, high = tokens["low"], tokens["high"]
@@ -600,12 +631,25 @@ def print_estimate(estimate: Estimate, out: IO[str]) -> None:
         return low if low == high else f"{low}–{high}"
 
     for step in doc["steps"]:
-        table.add_row(step["id"], step["model"], str(step["calls"]), span(step["input_tokens"]),
-                      span(step["output_tokens"]), cost(step["cost_usd"]))
+        table.add_row(
+            step["id"],
+            step["model"],
+            str(step["calls"]),
+            span(step["input_tokens"]),
+            span(step["output_tokens"]),
+            cost(step["cost_usd"]),
+        )
     total = doc["total"]
     rows = f" × {total['rows']:,} rows" if total["rows"] != 1 else ""
-    table.add_row(f"total{rows}", "", f"{total['calls']:,}", span(total["input_tokens"]),
-                  span(total["output_tokens"]), cost(total["cost_usd"]), style="bold")
+    table.add_row(
+        f"total{rows}",
+        "",
+        f"{total['calls']:,}",
+        span(total["input_tokens"]),
+        span(total["output_tokens"]),
+        cost(total["cost_usd"]),
+        style="bold",
+    )
     with _history_console(out) as console:
         console.print(table)
         console.print(f"tokens: {doc['tokenizer']}", style="dim", markup=False)
@@ -667,10 +711,15 @@ def print_runs_table(runs: list[dict[str, Any]], out: IO[str]) -> None:
         workflow = run["workflow"]
         if run.get("kind") == "batch":
             workflow += f" (batch of {run['rows']:,} rows)"
-        table.add_row(run["run_id"], workflow, _status_text(run["status"]),
-                      _local_time(run["started_at"]),
-                      "" if duration is None else _duration(duration), _usage_text(run["usage"]),
-                      format_usd(run.get("cost_usd")))
+        table.add_row(
+            run["run_id"],
+            workflow,
+            _status_text(run["status"]),
+            _local_time(run["started_at"]),
+            "" if duration is None else _duration(duration),
+            _usage_text(run["usage"]),
+            format_usd(run.get("cost_usd")),
+        )
     with _history_console(out) as console:
         console.print(table)
 
@@ -697,11 +746,13 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
     took = "" if doc.get("duration_ms") is None else f", took {_duration(doc['duration_ms'])}"
     facts.append(("started", f"{_local_time(doc['started_at'])}{took}, {details.get('mode')}"))
     if details.get("user_name") or details.get("host_name"):
-        facts.append(("by", f"{details.get('user_name') or '?'} on "
-                            f"{details.get('host_name') or '?'}"))
+        facts.append(
+            ("by", f"{details.get('user_name') or '?'} on {details.get('host_name') or '?'}")
+        )
     usage = doc.get("usage") or {}
-    facts.append(("tokens", f"{usage.get('input_tokens', 0)} in, "
-                            f"{usage.get('output_tokens', 0)} out"))
+    facts.append(
+        ("tokens", f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out")
+    )
     facts.append(("cost", _cost_text(doc)))
     if doc.get("resumed_from"):
         facts.append(("resumed", f"from {doc['resumed_from']}"))
@@ -717,8 +768,14 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
         console.print(f"## {name}", style="bold")
         console.print(Text(format_value(value).rstrip("\n")))
         console.print()
-    table = Table(box=None, padding=(0, 1), header_style="bold", title="steps",
-                  title_justify="left", title_style="bold")
+    table = Table(
+        box=None,
+        padding=(0, 1),
+        header_style="bold",
+        title="steps",
+        title_justify="left",
+        title_style="bold",
+    )
     for column in ("", "step", "model", "time", "tokens", "cost", "note"):
         table.add_column(column, no_wrap=column != "note")
     for step in doc.get("steps") or []:
@@ -731,11 +788,15 @@ def _draw_run(doc: dict[str, Any], details: dict[str, Any], console: Console) ->
             note = (f"({note}) " if note else "") + preview
         model = "/".join(p for p in (step.get("provider"), step.get("model")) if p)
         shown = status in ("succeeded", "failed")
-        table.add_row(Text(_SYMBOLS.get(status, "·"), style=_STYLES.get(status, "")),
-                      step["id"], model, _duration(step["duration_ms"]) if shown else "",
-                      _usage_text(step.get("usage")),
-                      format_usd(step.get("cost_usd")) if step.get("usage") else "",
-                      Text(note, style="dim", overflow="ellipsis", no_wrap=True))
+        table.add_row(
+            Text(_SYMBOLS.get(status, "·"), style=_STYLES.get(status, "")),
+            step["id"],
+            model,
+            _duration(step["duration_ms"]) if shown else "",
+            _usage_text(step.get("usage")),
+            format_usd(step.get("cost_usd")) if step.get("usage") else "",
+            Text(note, style="dim", overflow="ellipsis", no_wrap=True),
+        )
     console.print(table)
 
 
@@ -744,8 +805,17 @@ def _diff_text(diff: str) -> Any:
 
     text = Text()
     for line in diff.splitlines(keepends=True):
-        style = ("bold" if line.startswith(("---", "+++")) else "green" if line.startswith("+")
-                 else "red" if line.startswith("-") else "cyan" if line.startswith("@@") else "")
+        style = (
+            "bold"
+            if line.startswith(("---", "+++"))
+            else "green"
+            if line.startswith("+")
+            else "red"
+            if line.startswith("-")
+            else "cyan"
+            if line.startswith("@@")
+            else ""
+        )
         text.append("  " + line, style=style)
     return text
 
@@ -765,12 +835,24 @@ def _draw_diff(diff: dict[str, Any], console: Console) -> None:
     from rich.text import Text
 
     a, b = diff["a"], diff["b"]
-    console.print(Text(f"a {a['run_id']}  {a['workflow']}  {a['status']}  "
-                       f"{_local_time(a['started_at'])}", style="bold"))
-    console.print(Text(f"b {b['run_id']}  {b['workflow']}  {b['status']}  "
-                       f"{_local_time(b['started_at'])}", style="bold"))
-    console.print(Text("cost: " + _cost_change(a.get("cost_usd"), b.get("cost_usd"),
-                                               diff.get("cost_usd_delta"))))
+    console.print(
+        Text(
+            f"a {a['run_id']}  {a['workflow']}  {a['status']}  {_local_time(a['started_at'])}",
+            style="bold",
+        )
+    )
+    console.print(
+        Text(
+            f"b {b['run_id']}  {b['workflow']}  {b['status']}  {_local_time(b['started_at'])}",
+            style="bold",
+        )
+    )
+    console.print(
+        Text(
+            "cost: "
+            + _cost_change(a.get("cost_usd"), b.get("cost_usd"), diff.get("cost_usd_delta"))
+        )
+    )
     for label, key in (("inputs", "inputs_diff"), ("outputs", "outputs_diff")):
         console.print(Text(f"{label}: " + ("changed" if diff[key] else "unchanged")))
         if diff[key]:
@@ -783,8 +865,10 @@ def _draw_diff(diff: dict[str, Any], console: Console) -> None:
             _side_by_side(sa.get("status"), sb.get("status")),
             _side_by_side(_usage_text(sa.get("usage")), _usage_text(sb.get("usage"))) + " tok",
             _cost_change(sa.get("cost_usd"), sb.get("cost_usd"), step.get("cost_usd_delta")),
-            _side_by_side(None if duration_a is None else _duration(duration_a),
-                          None if duration_b is None else _duration(duration_b)),
+            _side_by_side(
+                None if duration_a is None else _duration(duration_a),
+                None if duration_b is None else _duration(duration_b),
+            ),
         ]
         changed = [name for name in ("request", "output") if step[f"{name}_changed"]]
         parts.append(", ".join(f"{name} changed" for name in changed) or "unchanged")

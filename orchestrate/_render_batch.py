@@ -47,8 +47,10 @@ def progress_line(summary: BatchSummary) -> str:
     limit."""
     total = max(summary.rows, 1)
     usage = summary.usage
-    text = (f"rows {summary.done:,}/{summary.rows:,} ({100 * summary.done // total}%)"
-            f" · {summary.rows_per_second:,.1f} rows/s{_eta(summary)}")
+    text = (
+        f"rows {summary.done:,}/{summary.rows:,} ({100 * summary.done // total}%)"
+        f" · {summary.rows_per_second:,.1f} rows/s{_eta(summary)}"
+    )
     if summary.failed:
         text += f" · {summary.failed:,} failed"
     text += f" · {usage.input_tokens + usage.output_tokens:,} tokens"
@@ -78,9 +80,14 @@ class BatchLiveView:
         from rich.live import Live
 
         self.summary = summary
-        self.live = Live(get_renderable=self.render, console=self.console,
-                         refresh_per_second=4, transient=True, redirect_stdout=False,
-                         redirect_stderr=False)
+        self.live = Live(
+            get_renderable=self.render,
+            console=self.console,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self.live.start()
 
     def row_finished(self, result: RowResult) -> None:
@@ -107,8 +114,13 @@ class BatchLiveView:
 class BatchPlainProgress:
     """A stderr that is not a terminal: a progress line every PLAIN_EVERY seconds at most."""
 
-    def __init__(self, out: IO[str] | None = None, *, every: float = PLAIN_EVERY,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        out: IO[str] | None = None,
+        *,
+        every: float = PLAIN_EVERY,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.out = out or sys.stderr
         self.every = every
         self.clock = clock
@@ -119,8 +131,11 @@ class BatchPlainProgress:
         self.summary = summary
         self.last = self.clock()
         resumed = f", resuming {summary.resumed_from}" if summary.resumed_from else ""
-        print(f"batch {summary.batch_id} of {summary.workflow}: {summary.rows:,} rows{resumed}",
-              file=self.out, flush=True)
+        print(
+            f"batch {summary.batch_id} of {summary.workflow}: {summary.rows:,} rows{resumed}",
+            file=self.out,
+            flush=True,
+        )
 
     def row_finished(self, result: RowResult) -> None:
         now = self.clock()
@@ -143,8 +158,11 @@ def summary_text(doc: dict[str, Any]) -> str:
         f"  {usage.get('input_tokens', 0):,} tokens in, {usage.get('output_tokens', 0):,} out"
         f" · cost {_cost_text(doc)} · {_duration(doc['duration_ms'] or 0)}"
         + (f" · {doc['rows_per_second']:,.1f} rows/s" if doc.get("rows_per_second") else "")
-        + (f" · row latency p50 {_duration(latency['p50'])}, p95 {_duration(latency['p95'])}"
-           if latency.get("p50") is not None else ""),
+        + (
+            f" · row latency p50 {_duration(latency['p50'])}, p95 {_duration(latency['p95'])}"
+            if latency.get("p50") is not None
+            else ""
+        ),
     ]
     lines += [f"  note: {note}" for note in doc.get("notes") or ()]
     if doc.get("reused"):
@@ -171,38 +189,60 @@ def checks_lines(doc: dict[str, Any]) -> list[str]:
     lines = [f"  checks: {_rate(rate)} passed (--fail-under {needed:.0%}: {verdict})"]
     width = max(len(name) for name in checks)
     for name, counts in checks.items():
-        lines.append(f"    {name:<{width}}  {counts['passed']:>6,} passed {counts['failed']:>6,} "
-                     f"failed  {_rate(counts['pass_rate']):>6}")
+        lines.append(
+            f"    {name:<{width}}  {counts['passed']:>6,} passed {counts['failed']:>6,} "
+            f"failed  {_rate(counts['pass_rate']):>6}"
+        )
     return lines
 
 
 def comparison_table(variants: list[dict[str, Any]]) -> str:
     """--matrix: one column per variant, one line per measure, as plain text."""
-    heads = [", ".join(f"{k}={v}" for k, v in (variant["variant"] or {}).items())
-             for variant in variants]
+    heads = [
+        ", ".join(f"{k}={v}" for k, v in (variant["variant"] or {}).items()) for variant in variants
+    ]
     rows: list[tuple[str, list[str]]] = [("pass rate", [_rate(v["pass_rate"]) for v in variants])]
     for name in variants[0]["checks"]:
         rows.append((f"  {name}", [_rate(v["checks"][name]["pass_rate"]) for v in variants]))
     rows += [
-        ("mean judge score", ["-" if v["mean_judge_score"] is None
-                              else f"{v['mean_judge_score']:.2f}" for v in variants]),
+        (
+            "mean judge score",
+            [
+                "-" if v["mean_judge_score"] is None else f"{v['mean_judge_score']:.2f}"
+                for v in variants
+            ],
+        ),
         ("rows failed", [f"{v['failed']:,}" for v in variants]),
-        ("tokens", [f"{v['usage']['input_tokens'] + v['usage']['output_tokens']:,}"
-                    for v in variants]),
+        (
+            "tokens",
+            [f"{v['usage']['input_tokens'] + v['usage']['output_tokens']:,}" for v in variants],
+        ),
         ("cost", [format_usd(v["cost_usd"]) for v in variants]),
-        ("latency p50", [_duration(v["latency_ms"]["p50"]) if v["latency_ms"]["p50"]
-                         is not None else "-" for v in variants]),
-        ("latency p95", [_duration(v["latency_ms"]["p95"]) if v["latency_ms"]["p95"]
-                         is not None else "-" for v in variants]),
+        (
+            "latency p50",
+            [
+                _duration(v["latency_ms"]["p50"]) if v["latency_ms"]["p50"] is not None else "-"
+                for v in variants
+            ],
+        ),
+        (
+            "latency p95",
+            [
+                _duration(v["latency_ms"]["p95"]) if v["latency_ms"]["p95"] is not None else "-"
+                for v in variants
+            ],
+        ),
     ]
     first = max(len(label) for label, _ in rows)
-    widths = [max(len(head), *(len(cells[i]) for _, cells in rows))
-              for i, head in enumerate(heads)]
-    lines = ["  " + " " * first + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths,
-                                                                           strict=True))]
+    widths = [max(len(head), *(len(cells[i]) for _, cells in rows)) for i, head in enumerate(heads)]
+    lines = [
+        "  " + " " * first + "".join(f"  {h:>{w}}" for h, w in zip(heads, widths, strict=True))
+    ]
     for label, cells in rows:
-        lines.append(f"  {label:<{first}}" + "".join(f"  {c:>{w}}" for c, w in
-                                                     zip(cells, widths, strict=True)))
+        lines.append(
+            f"  {label:<{first}}"
+            + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        )
     return "\n".join(lines)
 
 
@@ -210,9 +250,11 @@ def print_batch_diff(diff: dict[str, Any], out: IO[str]) -> None:
     """`runs diff` of two batches: pass rates before and after, then the rows whose
     verdict changed (pass -> fail first)."""
     a, b = diff["a"], diff["b"]
-    lines = [f"a {a['batch_id']}  {a['workflow']}  {a['status']}",
-             f"b {b['batch_id']}  {b['workflow']}  {b['status']}",
-             f"pass rate: {_rate(diff['pass_rate']['a'])} -> {_rate(diff['pass_rate']['b'])}"]
+    lines = [
+        f"a {a['batch_id']}  {a['workflow']}  {a['status']}",
+        f"b {b['batch_id']}  {b['workflow']}  {b['status']}",
+        f"pass rate: {_rate(diff['pass_rate']['a'])} -> {_rate(diff['pass_rate']['b'])}",
+    ]
     width = max((len(name) for name in diff["checks"]), default=0)
     for name, rates in diff["checks"].items():
         delta = "" if rates["delta"] is None else f"  ({rates['delta']:+.1%})"
@@ -239,12 +281,20 @@ def _draw_batch(doc: dict[str, Any], failed: list[dict[str, Any]], console: Cons
 
     title = Text(f"batch {doc['batch_id']}  {doc['workflow']}  ", style="bold")
     console.print(title + _status_text(doc["status"]))
-    facts = [("file", doc.get("file") or ""), ("data", doc.get("data") or ""),
-             ("started", _local_time(doc.get("started_at")))]
+    facts = [
+        ("file", doc.get("file") or ""),
+        ("data", doc.get("data") or ""),
+        ("started", _local_time(doc.get("started_at"))),
+    ]
     if doc.get("resumed_from"):
         facts.append(("resumed", f"from {doc['resumed_from']}"))
-    facts.append(("rows", f"{doc['succeeded']:,} succeeded, {doc['failed']:,} failed, "
-                          f"{doc['cancelled']:,} cancelled of {doc['rows']:,}"))
+    facts.append(
+        (
+            "rows",
+            f"{doc['succeeded']:,} succeeded, {doc['failed']:,} failed, "
+            f"{doc['cancelled']:,} cancelled of {doc['rows']:,}",
+        )
+    )
     for name, value in facts:
         console.print(Text(f"{name:<8} ", style="dim") + Text(value))
     console.print(Text(summary_text(doc).splitlines()[1]))
@@ -259,15 +309,24 @@ def _draw_batch(doc: dict[str, Any], failed: list[dict[str, Any]], console: Cons
             console.print(Text(f"✗ row {row['row']} {check['id']}{message}"))
     if not failed:
         return
-    table = Table(box=None, padding=(0, 1), header_style="bold", title="rows that did not "
-                  "succeed", title_justify="left", title_style="bold")
+    table = Table(
+        box=None,
+        padding=(0, 1),
+        header_style="bold",
+        title="rows that did not succeed",
+        title_justify="left",
+        title_style="bold",
+    )
     for column in ("row", "line", "status", "run id", "error"):
         table.add_column(column, no_wrap=column != "error")
     for row in failed:
         error = row.get("error") or {}
         message = f"{error.get('type')}: {error.get('message')}" if error else ""
-        table.add_row(str(row["row"]), str(row.get("line") or ""),
-                      Text(row["status"], style=_STYLES.get(row["status"], "")),
-                      row["run_id"], message)
+        table.add_row(
+            str(row["row"]),
+            str(row.get("line") or ""),
+            Text(row["status"], style=_STYLES.get(row["status"], "")),
+            row["run_id"],
+            message,
+        )
     console.print(table)
-

@@ -34,10 +34,12 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         # field by field: attrs.astuple made this a hot spot of batches (4 sums a row)
-        return Usage(self.input_tokens + other.input_tokens,
-                     self.output_tokens + other.output_tokens,
-                     self.cached_input_tokens + other.cached_input_tokens,
-                     self.cache_write_tokens + other.cache_write_tokens)
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+        )
 
     def to_dict(self) -> dict[str, int]:
         """Input and output tokens; the cache counts only when there are some."""
@@ -156,8 +158,12 @@ class CheckResult:
     cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"id": self.id, "passed": self.passed, "score": self.score,
-                               "message": self.message}
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "passed": self.passed,
+            "score": self.score,
+            "message": self.message,
+        }
         if self.usage is not None:
             doc["usage"] = self.usage.to_dict()
             doc["cost_usd"] = self.cost_usd
@@ -166,9 +172,14 @@ class CheckResult:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
         usage = doc.get("usage")
-        return cls(id=doc["id"], passed=doc["passed"], score=doc.get("score"),
-                   message=doc.get("message"), usage=Usage(**usage) if usage else None,
-                   cost_usd=doc.get("cost_usd"))
+        return cls(
+            id=doc["id"],
+            passed=doc["passed"],
+            score=doc.get("score"),
+            message=doc.get("message"),
+            usage=Usage(**usage) if usage else None,
+            cost_usd=doc.get("cost_usd"),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -212,14 +223,24 @@ class RunResult:
         return {"succeeded": 0, "failed": 1, "cancelled": 130}[self.status]
 
     @classmethod
-    def not_started(cls, file: str, error: ErrorInfo, run_id: str, started_at: str,
-                    inputs: dict[str, Any]) -> RunResult:
+    def not_started(
+        cls, file: str, error: ErrorInfo, run_id: str, started_at: str, inputs: dict[str, Any]
+    ) -> RunResult:
         """The document of a run stopped before its first step (bad workflow, inputs, key)."""
         from pathlib import Path
 
-        return cls(run_id=run_id, workflow=Path(file).stem, file=file, status="failed",
-                   started_at=started_at, duration_ms=0, inputs=inputs, outputs={}, steps=(),
-                   error=error)
+        return cls(
+            run_id=run_id,
+            workflow=Path(file).stem,
+            file=file,
+            status="failed",
+            started_at=started_at,
+            duration_ms=0,
+            inputs=inputs,
+            outputs={},
+            steps=(),
+            error=error,
+        )
 
     def step(self, step_id: str) -> StepResult:
         for step in self.steps:

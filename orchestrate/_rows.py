@@ -39,8 +39,14 @@ SHOWN_PROBLEMS = 20  # the rest are counted, not listed: one typo can break ever
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
-_A = {"integer": "an integer", "number": "a number", "boolean": "a boolean",
-      "array": "an array", "object": "an object", "string": "a string"}
+_A = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+    "string": "a string",
+}
 
 
 @attrs.frozen
@@ -105,8 +111,10 @@ def data_format(path: str) -> str:
     if suffix == "ndjson":
         return "jsonl"
     if suffix not in FORMATS:
-        raise UsageError(f"cannot tell the format of {path}",
-                         hint="use a .jsonl, .json or .csv file, or - for JSON Lines on stdin")
+        raise UsageError(
+            f"cannot tell the format of {path}",
+            hint="use a .jsonl, .json or .csv file, or - for JSON Lines on stdin",
+        )
     return suffix
 
 
@@ -154,10 +162,13 @@ def _json_problem(exc: ValueError) -> str:
 
 
 def _kind(value: Any) -> str:
-    for name, check in (("null", lambda v: v is None), ("a boolean", _is_bool),
-                        ("a number", lambda v: isinstance(v, int | float)),
-                        ("a string", lambda v: isinstance(v, str)),
-                        ("an array", lambda v: isinstance(v, list))):
+    for name, check in (
+        ("null", lambda v: v is None),
+        ("a boolean", _is_bool),
+        ("a number", lambda v: isinstance(v, int | float)),
+        ("a string", lambda v: isinstance(v, str)),
+        ("an array", lambda v: isinstance(v, list)),
+    ):
         if check(value):
             return name
     return "an object"
@@ -174,13 +185,15 @@ def _json_rows(stream: IO[bytes]) -> Iterator[RawRow]:
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise _RowError(line, f"the file is not valid UTF-8 (byte {exc.start + 1})") from None
     decoder = json.JSONDecoder()
     index = _skip_space(text, 0)
     if not text.startswith("[", index):
-        raise _RowError(_line_at(text, index), "a .json data file must hold an array of "
-                        "objects (use .jsonl for one object a line)")
+        raise _RowError(
+            _line_at(text, index),
+            "a .json data file must hold an array of objects (use .jsonl for one object a line)",
+        )
     index = _skip_space(text, index + 1)
     line, counted = 1, 0
     if text.startswith("]", index):
@@ -200,9 +213,8 @@ def _json_rows(stream: IO[bytes]) -> Iterator[RawRow]:
         if text.startswith(",", index):
             index = _skip_space(text, index + 1)
         elif text.startswith("]", index):
-            if text[_skip_space(text, index + 1):]:
-                raise _RowError(_line_at(text, index), "not valid JSON: extra data after "
-                                "the array")
+            if text[_skip_space(text, index + 1) :]:
+                raise _RowError(_line_at(text, index), "not valid JSON: extra data after the array")
             return
         else:
             raise _RowError(_line_at(text, index), "not valid JSON: expected ',' or ']'")
@@ -246,8 +258,9 @@ def _csv_rows(stream: IO[bytes]) -> Iterator[RawRow]:
             raise _RowError(start, f"not valid CSV: {exc}") from None
         if cells and any(cells):
             if len(cells) > len(header):
-                raise _RowError(start, f"the row has {len(cells)} values and the header "
-                                f"{len(header)} columns")
+                raise _RowError(
+                    start, f"the row has {len(cells)} values and the header {len(header)} columns"
+                )
             yield RawRow(start, dict(zip(header, cells, strict=False)))
         start = lines.line + 1
 
@@ -262,9 +275,11 @@ def _csv_header(reader: Iterator[list[str]]) -> list[str]:
     names = [name.strip() for name in header]
     for number, name in enumerate(names, start=1):
         if not name:
-            raise _RowError(1, f"column {number} of the header has no name: the first "
-                            "line must name every column")
-        if name in names[:number - 1]:
+            raise _RowError(
+                1,
+                f"column {number} of the header has no name: the first line must name every column",
+            )
+        if name in names[: number - 1]:
             raise _RowError(1, f"the header names the column {name!r} twice")
     return names
 
@@ -316,8 +331,9 @@ def parse_mapping(pairs: Iterable[str], specs: Mapping[str, InputSpec]) -> dict[
         name, sep, column = pair.partition("=")
         name, column = name.strip(), column.strip()
         if not sep or not name or not column:
-            raise UsageError(f"expected --map INPUT=COLUMN, got {pair!r}",
-                             hint="for example: --map text=body")
+            raise UsageError(
+                f"expected --map INPUT=COLUMN, got {pair!r}", hint="for example: --map text=body"
+            )
         if name not in specs:
             hint = did_you_mean(name, specs) or f"known inputs: {', '.join(specs) or 'none'}"
             raise UsageError(f"--map {pair}: the workflow has no input {name!r}", hint=hint)
@@ -362,8 +378,16 @@ class RowInputs:
         for name, column in self.mapping.items():
             if column not in names:
                 hint = did_you_mean(column, names) or f"columns: {', '.join(names)}"
-                raise BadRows([RowProblem(label, 1, f"--map {name}={column}: the header has "
-                                          f"no column {column!r} ({hint})")], 1)
+                raise BadRows(
+                    [
+                        RowProblem(
+                            label,
+                            1,
+                            f"--map {name}={column}: the header has no column {column!r} ({hint})",
+                        )
+                    ],
+                    1,
+                )
 
 
 def convert_cell(name: str, text: str, type_name: str) -> Any:
@@ -403,8 +427,9 @@ def header_of(path: Path, label: str) -> list[str]:
             raise BadRows([RowProblem(label, exc.line, exc.message)], 1) from None
 
 
-def check_rows(rows: Iterable[RawRow], how: RowInputs, *, fmt: str, label: str,
-               limit: int | None = None) -> int:
+def check_rows(
+    rows: Iterable[RawRow], how: RowInputs, *, fmt: str, label: str, limit: int | None = None
+) -> int:
     """Check every row (the first `limit`); the number of rows, or BadRows with them all."""
     problems: list[RowProblem] = []
     bad = count = 0
@@ -430,7 +455,12 @@ def rows_from_mappings(rows: Iterable[Mapping[str, Any]]) -> Iterator[RawRow]:
     """Python's rows for :func:`orchestrate.run_batch`: line is the row's 1-based number."""
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, Mapping):
-            raise BadRows([RowProblem("<rows>", number, "a row must be a mapping, got "
-                                      f"{type(row).__name__}")], 1)
+            raise BadRows(
+                [
+                    RowProblem(
+                        "<rows>", number, f"a row must be a mapping, got {type(row).__name__}"
+                    )
+                ],
+                1,
+            )
         yield RawRow(number, dict(row))
-

@@ -47,8 +47,7 @@ _DESCRIPTIONS = {
     "retries": "Retries on transient failures (429, 5xx, network).",
     "cache": "Answer from earlier identical requests (see `run --cache`).",
     "checks": "Checks graded after a successful run and on every batch row (SPEC 9).",
-    "expect": "A Jinja2 expression over inputs, outputs, steps (and row in a batch); true "
-              "passes.",
+    "expect": "A Jinja2 expression over inputs, outputs, steps (and row in a batch); true passes.",
     "contains": "The output (as text) must contain this text (a template).",
     "icontains": "The output must contain this text, ignoring case (a template).",
     "regex": "The output must match this regular expression (a template), anywhere.",
@@ -123,8 +122,9 @@ def _add_validation_rules(schema: dict[str, Any]) -> None:
         fields = schema["$defs"][check]["properties"]
         fields = fields["judge"]["properties"] if check == "judge_check" else fields
         fields["threshold"].update({"minimum": 0, "maximum": 1})
-    schema["$defs"]["function_check"]["properties"]["function"]["pattern"] = \
-        _anchored(FUNCTION_PATTERN)
+    schema["$defs"]["function_check"]["properties"]["function"]["pattern"] = _anchored(
+        FUNCTION_PATTERN
+    )
     for fields in ranged:
         for key, bounds, _ in SETTING_RANGES:
             if key in fields:
@@ -156,9 +156,17 @@ def _typed_defaults() -> list[dict[str, Any]]:
         condition: dict[str, Any] = {"properties": {"type": {"const": kind}}}
         if kind != "string":  # without `type` the `properties` test holds: a string
             condition["required"] = ["type"]
-        rules.append({"if": condition,
-                      "then": {"properties": {"default": {"type": [kind, "null"]},
-                                              "enum": {"items": {"type": kind}}}}})
+        rules.append(
+            {
+                "if": condition,
+                "then": {
+                    "properties": {
+                        "default": {"type": [kind, "null"]},
+                        "enum": {"items": {"type": kind}},
+                    }
+                },
+            }
+        )
     return rules
 
 

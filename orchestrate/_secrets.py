@@ -37,13 +37,17 @@ _SECRET_PATTERNS = (
 _URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s\"'<>]+@")
 
 
-def secret_env_values(env: Mapping[str, str], names: Iterable[str] = (),
-                      *, min_length: int = 8) -> tuple[str, ...]:
+def secret_env_values(
+    env: Mapping[str, str], names: Iterable[str] = (), *, min_length: int = 8
+) -> tuple[str, ...]:
     """The values of `names` and of every variable named like a key (`*_KEY`, `*_TOKEN`,
     `*_SECRET`, `*_PASSWORD`), longest first; shorter ones would match too much."""
     wanted = set(names)
-    values = {value for name, value in env.items()
-              if (name in wanted or _SECRET_NAME.search(name)) and len(value) >= min_length}
+    values = {
+        value
+        for name, value in env.items()
+        if (name in wanted or _SECRET_NAME.search(name)) and len(value) >= min_length
+    }
     return longest_first(values)
 
 

@@ -29,8 +29,9 @@ class Bounds:
     def check(self, name: str, value: N) -> N:
         """`value`, or a UsageError naming the setting and its range."""
         if value not in self:
-            raise UsageError(f"{name} must be between {self.low} and {self.high}, "
-                             f"got {_shorten(str(value))}")
+            raise UsageError(
+                f"{name} must be between {self.low} and {self.high}, got {_shorten(str(value))}"
+            )
         return value
 
     def validate(self, _instance: object, attribute: attrs.Attribute, value: N) -> None:
@@ -60,8 +61,17 @@ def validate_not_empty(_instance: object, attribute: attrs.Attribute, value: str
     not_empty(attribute.name, value)
 
 
-_SWITCH = {"1": True, "true": True, "yes": True, "on": True,
-           "0": False, "false": False, "no": False, "off": False, "": False}
+_SWITCH = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+    "": False,
+}
 
 
 def env_switch(name: str, env: Mapping[str, str]) -> bool:
@@ -70,6 +80,8 @@ def env_switch(name: str, env: Mapping[str, str]) -> bool:
     raw = env.get(name, "")
     value = _SWITCH.get(raw.strip().lower())
     if value is None:
-        raise UsageError(f"{name} must be one of 1/0, true/false, yes/no, on/off, got {raw!r}",
-                         hint=f"unset {name} (or set it empty) to turn it off")
+        raise UsageError(
+            f"{name} must be one of 1/0, true/false, yes/no, on/off, got {raw!r}",
+            hint=f"unset {name} (or set it empty) to turn it off",
+        )
     return value

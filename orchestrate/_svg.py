@@ -160,8 +160,10 @@ def layout(
         spans.append((start, start + depth))
         start += depth + RANK_GAP
     gaps = [
-        [(size(a)[1] + size(b)[1]) / 2 + _gap(a in sizes, b in sizes)
-         for a, b in itertools.pairwise(rank)]
+        [
+            (size(a)[1] + size(b)[1]) / 2 + _gap(a in sizes, b in sizes)
+            for a, b in itertools.pairwise(rank)
+        ]
         for rank in ranks
     ]
     cross: dict[str, float] = {}
@@ -171,14 +173,19 @@ def layout(
         neighbours = ranked.above if sweep % 2 == 0 else ranked.below
         indices = range(len(ranks)) if sweep % 2 == 0 else range(len(ranks) - 1, -1, -1)
         for r in indices:
-            wanted = [sum(cross[o] for o in near) / len(near) if (near := neighbours[node])
-                      else cross[node] for node in ranks[r]]
+            wanted = [
+                sum(cross[o] for o in near) / len(near)
+                if (near := neighbours[node])
+                else cross[node]
+                for node in ranks[r]
+            ]
             cross.update(zip(ranks[r], _spread(wanted, gaps[r]), strict=True))
     low = min((cross[n] - size(n)[1] / 2 for n in cross), default=0.0)
     high = max((cross[n] + size(n)[1] / 2 for n in cross), default=0.0)
     centres = {
         node: ((spans[r][0] + spans[r][1]) / 2, cross[node] - low + MARGIN)
-        for r, rank in enumerate(ranks) for node in rank
+        for r, rank in enumerate(ranks)
+        for node in rank
     }
     extent = (start - RANK_GAP + MARGIN if ranks else 2.0 * MARGIN, high - low + 2 * MARGIN)
     rank_of = {node: r for r, rank in enumerate(ranks) for node in rank}
@@ -293,10 +300,13 @@ def graph_svg(
     for (source, target), chain in placed.chains.items():
         points = _route(placed, chain, ports[source, target], sizes)
         d = "M{:.1f},{:.1f}".format(*xy(points[0])) + "".join(
-            _segment(a, b, xy) for a, b in itertools.pairwise(points))
-        parts.append(f'<path class="edge" data-from="{_escape(source)}" '
-                     f'data-to="{_escape(target)}" d="{d}" '
-                     'marker-end="url(#orchestrate-arrow)"/>')
+            _segment(a, b, xy) for a, b in itertools.pairwise(points)
+        )
+        parts.append(
+            f'<path class="edge" data-from="{_escape(source)}" '
+            f'data-to="{_escape(target)}" d="{d}" '
+            'marker-end="url(#orchestrate-arrow)"/>'
+        )
     for step_id in plan.order:
         status = statuses.get(step_id, "waiting")
         centre = xy(placed.centres[step_id])
@@ -310,7 +320,9 @@ def _route(
 ) -> list[Point]:
     """An edge's points: out of its source, straight through each rank it crosses, in."""
     (source_main, source_cross), (target_main, target_cross) = (
-        placed.centres[chain[0]], placed.centres[chain[-1]])
+        placed.centres[chain[0]],
+        placed.centres[chain[-1]],
+    )
     points = [(source_main + sizes[chain[0]][0] / 2, source_cross + ports[0])]
     for dummy in chain[1:-1]:
         cross = placed.centres[dummy][1]
@@ -344,7 +356,8 @@ def _segment(a: Point, b: Point, xy: Callable[[Point], Point]) -> str:
         return " L{:.1f},{:.1f}".format(*xy(b))
     middle = (a[0] + b[0]) / 2
     return " C{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f}".format(
-        *xy((middle, a[1])), *xy((middle, b[1])), *xy(b))
+        *xy((middle, a[1])), *xy((middle, b[1])), *xy(b)
+    )
 
 
 def _box_size(step_id: str, detail: str) -> Point:
@@ -369,9 +382,11 @@ def _node(step: AnyStep, detail: str, centre: Point, box: Point, status: str) ->
     tooltip = [step.id, detail]
     tooltip += [f"when: {step.when}"] * (step.when is not None)
     tooltip += [f"for each: {step.for_each}"] * (step.for_each is not None)
-    parts = [f'<g class="node status-{_escape(status)}" data-step="{_escape(step.id)}" '
-             f'id="node-{_escape(step.id)}">',
-             f"<title>{_escape(chr(10).join(tooltip))}</title>"]
+    parts = [
+        f'<g class="node status-{_escape(status)}" data-step="{_escape(step.id)}" '
+        f'id="node-{_escape(step.id)}">',
+        f"<title>{_escape(chr(10).join(tooltip))}</title>",
+    ]
     if step.for_each is not None:  # a stack of boxes: the step runs once per item
         parts.append(f'<rect class="stack" x="{left + 4:.1f}" y="{top + 4:.1f}" {rect}/>')
     parts += [
@@ -381,15 +396,20 @@ def _node(step: AnyStep, detail: str, centre: Point, box: Point, status: str) ->
         f'<text class="detail" x="{left + PADDING:.1f}" y="{top + 35:.1f}">'
         f"{_escape(_clip(detail))}</text>",
     ]
-    badges = [label for label, value in (("for each", step.for_each), ("if", step.when))
-              if value is not None]
+    badges = [
+        label
+        for label, value in (("for each", step.for_each), ("if", step.when))
+        if value is not None
+    ]
     right = left + width - 8
     for label in badges:
         badge_width = 10 + 6 * len(label)
         right -= badge_width
-        parts.append(f'<g class="badge"><rect x="{right:.1f}" y="{top - 8:.1f}" '
-                     f'width="{badge_width}" height="15" rx="7.5"/><text x="{right + 5:.1f}" '
-                     f'y="{top + 3:.1f}">{label}</text></g>')
+        parts.append(
+            f'<g class="badge"><rect x="{right:.1f}" y="{top - 8:.1f}" '
+            f'width="{badge_width}" height="15" rx="7.5"/><text x="{right + 5:.1f}" '
+            f'y="{top + 3:.1f}">{label}</text></g>'
+        )
         right -= 4
     parts.append("</g>")
     return "\n".join(parts)
@@ -399,7 +419,9 @@ def _style() -> str:
     def rules(which: int) -> str:
         return "\n".join(
             f".orchestrate-graph .node.status-{status} {{ --fill: {colours[which]}; "
-            f"--stroke: {colours[which + 1]}; }}" for status, colours in _COLOURS.items())
+            f"--stroke: {colours[which + 1]}; }}"
+            for status, colours in _COLOURS.items()
+        )
 
     return f"{_STYLE}{rules(0)}\n@media (prefers-color-scheme: dark) {{\n{_DARK}\n{rules(2)}\n}}\n"
 

@@ -118,8 +118,13 @@ def _collect_references(node: nodes.Node, found: set[Reference]) -> None:
     # Take the whole chain at once (steps.a.output.title, not also steps.a), then look
     # inside what it is built on: the base and any subscript expressions.
     base, parts, subscripts = _unwind(node)
-    if (isinstance(base, nodes.Name) and base.name in _ROOTS and base.ctx == "load"
-            and parts and isinstance(parts[0], str)):
+    if (
+        isinstance(base, nodes.Name)
+        and base.name in _ROOTS
+        and base.ctx == "load"
+        and parts
+        and isinstance(parts[0], str)
+    ):
         path: list[str | int] = []
         for part in parts[1:]:
             if part is None:
@@ -268,4 +273,3 @@ def _evident_bomb(node: nodes.Node) -> Problem | None:
     except NotConstant:
         pass
     return None
-

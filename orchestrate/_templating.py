@@ -89,6 +89,7 @@ __all__ = [
     "run_templates",
 ]
 
+
 @attrs.frozen
 class Template:
     """A compiled template: parse once with :func:`parse_template`, render many times."""
@@ -140,8 +141,9 @@ def parse_template(source: str) -> Template | Problem:
     checked = _template_ast().check_template(source)
     if isinstance(checked, Problem):
         return checked
-    return Template(source, checked.references, checked.variables, checked.typed,
-                    checked.comparisons)
+    return Template(
+        source, checked.references, checked.variables, checked.typed, checked.comparisons
+    )
 
 
 @functools.lru_cache(maxsize=1024)

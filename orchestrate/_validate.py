@@ -73,7 +73,6 @@ _BOUND_TESTS = {
 _SCHEMA_DATA_KEYS = frozenset({"const", "enum", "default", "examples"})
 
 
-
 @attrs.frozen
 class Report:
     """The outcome of validating one file."""
@@ -125,8 +124,13 @@ def validate_workflow(workflow: Workflow) -> Report:
     """
     display = str(workflow.path) if workflow.path else "<workflow>"
     positions = tuple(range(len(workflow.steps)))
-    loaded = LoadResult(SourceMap(display), workflow, [], step_positions=positions,
-                        check_positions=tuple(range(len(workflow.checks))))
+    loaded = LoadResult(
+        SourceMap(display),
+        workflow,
+        [],
+        step_positions=positions,
+        check_positions=tuple(range(len(workflow.checks))),
+    )
     parents = (workflow.path.resolve(),) if workflow.path else ()
     checker = _Checker(loaded, parents, {})
     diagnostics = sorted(checker.run(), key=lambda d: (d.file != display, d.line, d.column))
@@ -208,17 +212,26 @@ class _Checker:
 
     def check_version(self) -> None:
         if self.workflow.version != 1:
-            self.error(("version",), f"unsupported version {self.workflow.version}",
-                       "only version 1 exists; write `version: 1` or leave it out")
+            self.error(
+                ("version",),
+                f"unsupported version {self.workflow.version}",
+                "only version 1 exists; write `version: 1` or leave it out",
+            )
 
     def check_inputs(self) -> None:
         for name, spec in self.workflow.inputs.items():
             if not ID_PATTERN.match(name):
-                self.error(("inputs", name), f"invalid input name {name!r}",
-                           _identifier_hint(name), at="key")
+                self.error(
+                    ("inputs", name),
+                    f"invalid input name {name!r}",
+                    _identifier_hint(name),
+                    at="key",
+                )
             if spec.default not in (NO_DEFAULT, None) and not has_type(spec.default, spec.type):
-                self.error(("inputs", name, "default"),
-                           f"the default of input {name!r} is not of type {spec.type}")
+                self.error(
+                    ("inputs", name, "default"),
+                    f"the default of input {name!r} is not of type {spec.type}",
+                )
             elif spec.enum is not None:
                 self.check_enum(name, spec)
 
@@ -229,16 +242,20 @@ class _Checker:
             return
         for index, value in enumerate(spec.enum):
             if not has_type(value, spec.type):
-                self.error(("inputs", name, "enum", index),
-                           f"the enum value {json.dumps(value)} of input {name!r} is not of "
-                           f"type {spec.type}")
+                self.error(
+                    ("inputs", name, "enum", index),
+                    f"the enum value {json.dumps(value)} of input {name!r} is not of "
+                    f"type {spec.type}",
+                )
         if spec.default not in (NO_DEFAULT, None) and spec.default not in spec.enum:
             shown = json.dumps(spec.default, ensure_ascii=False)
-            hint = did_you_mean(spec.default, spec.enum) if isinstance(spec.default, str) \
-                else None
-            self.error(("inputs", name, "default"),
-                       f"the default {shown} of input {name!r} is not one of its enum values "
-                       f"({choices_text(spec.enum)})", hint)
+            hint = did_you_mean(spec.default, spec.enum) if isinstance(spec.default, str) else None
+            self.error(
+                ("inputs", name, "default"),
+                f"the default {shown} of input {name!r} is not one of its enum values "
+                f"({choices_text(spec.enum)})",
+                hint,
+            )
 
     def raw_steps(self) -> list[tuple[int, dict]]:
         """Every step of the file that is a mapping, built or not, with its index."""
@@ -262,8 +279,11 @@ class _Checker:
             if step_id in first_index:
                 # located only now: a valid file's positions are never computed
                 first = self.source.locate(("steps", first_index[step_id], "id"))[0]
-                self.error(path, f"duplicate step id {step_id!r}",
-                           f"it is first used on line {first}; ids must be unique")
+                self.error(
+                    path,
+                    f"duplicate step id {step_id!r}",
+                    f"it is first used on line {first}; ids must be unique",
+                )
             else:
                 first_index[step_id] = index
 
@@ -277,18 +297,23 @@ class _Checker:
                 settings.append(((*self.step_path(step), "provider"), step.settings.provider))
         for path, name in settings:
             if name is not None and name not in known:
-                self.error(path, f"unknown provider {name!r}",
-                           did_you_mean(name, known) or f"known: {', '.join(sorted(known))}")
+                self.error(
+                    path,
+                    f"unknown provider {name!r}",
+                    did_you_mean(name, known) or f"known: {', '.join(sorted(known))}",
+                )
         for name, spec in self.workflow.providers.items():
             if spec.base_url is None and name not in KINDS:
-                self.error(("providers", name), f"provider {name!r} needs a base_url",
-                           f"only the built-in {' and '.join(KINDS)} may leave it out (to "
-                           "set their rate limits)")
+                self.error(
+                    ("providers", name),
+                    f"provider {name!r} needs a base_url",
+                    f"only the built-in {' and '.join(KINDS)} may leave it out (to "
+                    "set their rate limits)",
+                )
             for key in ("rpm", "tpm"):
                 value = getattr(spec, key)
                 if value is not None and value < 1:
-                    self.error(("providers", name, key), f"`{key}` must be at least 1, "
-                               f"got {value}")
+                    self.error(("providers", name, key), f"`{key}` must be at least 1, got {value}")
 
     def check_ranges(self) -> None:
         """Settings whose type is right but whose value makes no sense (`timeout: 0`)."""
@@ -300,25 +325,35 @@ class _Checker:
             base = self.step_path(step)
             values.append(((*base, "timeout"), "timeout", step.timeout))
             if isinstance(step, LLMStep):
-                values += [((*base, key), key, getattr(step.settings, key))
-                           for key, _, _ in SETTING_RANGES if key != "timeout"]
+                values += [
+                    ((*base, key), key, getattr(step.settings, key))
+                    for key, _, _ in SETTING_RANGES
+                    if key != "timeout"
+                ]
                 if step.messages is not None and not step.messages:
-                    self.error((*base, "messages"), "an LLM step's `messages` is empty",
-                               "add at least one message, e.g. `- {role: user, content: ...}`")
+                    self.error(
+                        (*base, "messages"),
+                        "an LLM step's `messages` is empty",
+                        "add at least one message, e.g. `- {role: user, content: ...}`",
+                    )
         for path, key, value in values:
             self.check_range(path, key, value)
 
     def check_money(self) -> None:
         """A budget or a price below 0 (a local model is priced 0)."""
         amounts: list[tuple[tuple[str | int, ...], Any]] = [
-            (("defaults", "max_cost"), self.workflow.defaults.max_cost)]
+            (("defaults", "max_cost"), self.workflow.defaults.max_cost)
+        ]
         for name, provider in self.workflow.providers.items():
             for model, price in provider.pricing.items():
-                amounts += [(("providers", name, "pricing", model, field.name),
-                             getattr(price, field.name)) for field in attrs.fields(type(price))]
+                amounts += [
+                    (("providers", name, "pricing", model, field.name), getattr(price, field.name))
+                    for field in attrs.fields(type(price))
+                ]
         for path, value in amounts:
-            if value is not None and not all(_BOUND_TESTS[b](value, n)
-                                             for b, n in MONEY_BOUNDS.items()):
+            if value is not None and not all(
+                _BOUND_TESTS[b](value, n) for b, n in MONEY_BOUNDS.items()
+            ):
                 self.error(path, f"`{path[-1]}` must be 0 or more, got {value:g}")
 
     def check_range(self, path: tuple, key: str, value: Any) -> None:
@@ -340,8 +375,12 @@ class _Checker:
             build_plan(self.workflow, lambda step: self.referenced.get(id(step), set()))
         except CycleError as exc:
             first = self.workflow.step(exc.cycle[0])
-            self.error(self.step_path(first), f"dependency cycle: {' -> '.join(exc.cycle)}",
-                       "a step cannot depend, directly or not, on itself", at="node")
+            self.error(
+                self.step_path(first),
+                f"dependency cycle: {' -> '.join(exc.cycle)}",
+                "a step cannot depend, directly or not, on itself",
+                at="node",
+            )
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -359,8 +398,11 @@ class _Checker:
         if isinstance(step, LLMStep):
             self.check_mock(step, base)
         if isinstance(step, FunctionStep) and not FUNCTION_PATTERN.match(step.function):
-            self.error((*base, "function"), f"invalid function {step.function!r}",
-                       "write it as `package.module:callable`")
+            self.error(
+                (*base, "function"),
+                f"invalid function {step.function!r}",
+                "write it as `package.module:callable`",
+            )
         elif isinstance(step, FunctionStep):
             self.check_function_name(step.function, (*base, "function"))
         if isinstance(step, WorkflowStep):
@@ -374,13 +416,17 @@ class _Checker:
                 continue
             function = raw.get("function")
             if isinstance(function, str) and not FUNCTION_PATTERN.match(function):
-                self.error(("steps", index, "function"), f"invalid function {function!r}",
-                           "write it as `package.module:callable`")
+                self.error(
+                    ("steps", index, "function"),
+                    f"invalid function {function!r}",
+                    "write it as `package.module:callable`",
+                )
             for key, _, _ in SETTING_RANGES:
                 self.check_range(("steps", index, key), key, raw.get(key))
             for_each = raw.get("for_each")
-            view = _StepView(str(raw.get("id", "")),
-                             for_each if isinstance(for_each, str) else None)
+            view = _StepView(
+                str(raw.get("id", "")), for_each if isinstance(for_each, str) else None
+            )
             for site in raw_template_sites(raw):
                 self.check_site(site, ("steps", index, *site.path), view)
 
@@ -390,12 +436,18 @@ class _Checker:
             return False
         if target in self.index or target in self.broken:
             return target in self.index
-        self.error(path, f"unknown step {target!r}",
-                   did_you_mean(target, {*self.index, *self.broken}) or _identifier_hint(target))
+        self.error(
+            path,
+            f"unknown step {target!r}",
+            did_you_mean(target, {*self.index, *self.broken}) or _identifier_hint(target),
+        )
         return False
 
     def check_site(
-        self, site: TemplateSite, path: tuple, step: AnyStep | _StepView | None,
+        self,
+        site: TemplateSite,
+        path: tuple,
+        step: AnyStep | _StepView | None,
         also: frozenset[str] = frozenset(),
     ) -> Template | Expression | Problem:
         """Check one template or expression (which may read the variables `also` too);
@@ -444,13 +496,19 @@ class _Checker:
         if not self.check_step_ref(step, ref.name, path):
             return
         if not ref.path:
-            self.error(path, f"steps.{ref.name} is not a value",
-                       f"use steps.{ref.name}.output or steps.{ref.name}.status")
+            self.error(
+                path,
+                f"steps.{ref.name} is not a value",
+                f"use steps.{ref.name}.output or steps.{ref.name}.status",
+            )
             return
         if ref.path[0] not in STEP_FIELDS:
             field = ref.path[0]
-            self.error(path, f"steps.{ref.name}.{field} does not exist",
-                       did_you_mean(str(field), STEP_FIELDS) or "use .output or .status")
+            self.error(
+                path,
+                f"steps.{ref.name}.{field} does not exist",
+                did_you_mean(str(field), STEP_FIELDS) or "use .output or .status",
+            )
             return
         target = self.workflow.step(ref.name)
         if ref.path[0] == "output" and isinstance(target, LLMStep) and target.schema:
@@ -462,8 +520,11 @@ class _Checker:
         for field in fields:
             schema, problem = _descend(schema, field)
             if problem:
-                self.error(path, f"step {target.id!r} has no output field {field!r}",
-                           did_you_mean(str(field), problem))
+                self.error(
+                    path,
+                    f"step {target.id!r} has no output field {field!r}",
+                    did_you_mean(str(field), problem),
+                )
                 return
             if schema is None:
                 return
@@ -473,22 +534,30 @@ class _Checker:
         written = _written(ref)
         types = self.reference_types(ref)
         if source.strip() == written and types and "array" not in types:
-            self.error(path, f"for_each needs a list, but {written} is of type "
-                       f"{_type_names(types)}")
+            self.error(
+                path, f"for_each needs a list, but {written} is of type {_type_names(types)}"
+            )
 
     def check_comparisons(self, comparisons: tuple[Comparison, ...], path: tuple) -> None:
         """`steps.x.output.score > "5"` where the schema says score is a number."""
         for comparison in comparisons:
             types = self.reference_types(comparison.reference)
             kind = _json_type(comparison.constant)
-            if types is None or kind is None or kind in types or (
-                    kind == "number" and "integer" in types):
+            if (
+                types is None
+                or kind is None
+                or kind in types
+                or (kind == "number" and "integer" in types)
+            ):
                 continue
             written, constant = _written(comparison.reference), comparison.constant
             shown = json.dumps(constant, ensure_ascii=False)
-            self.error(path, f"{written} is of type {_type_names(types)}, but is "
-                       f"compared with {_A_TYPE[kind]} ({shown})",
-                       _comparison_hint(comparison, types))
+            self.error(
+                path,
+                f"{written} is of type {_type_names(types)}, but is "
+                f"compared with {_A_TYPE[kind]} ({shown})",
+                _comparison_hint(comparison, types),
+            )
 
     def reference_types(self, ref: Reference) -> frozenset[str] | None:
         """The JSON types the workflow gives a reference's value; None where it does not say.
@@ -525,8 +594,11 @@ class _Checker:
         name = attribute.partition(".")[0]
         if names is not None and name not in names:
             public = {n for n in names if not n.startswith("_")}
-            self.error(path, f"module {module!r} has no {name!r}",
-                       did_you_mean(name, public) or _defines_hint(public))
+            self.error(
+                path,
+                f"module {module!r} has no {name!r}",
+                did_you_mean(name, public) or _defines_hint(public),
+            )
 
     def check_mock(self, step: LLMStep, base: tuple) -> None:
         """A constant `mock:` of a JSON step is parsed as the reply would be, so `--mock`
@@ -540,9 +612,11 @@ class _Checker:
             parse_json_reply(step.mock, step.schema, what="mock")
         except InvalidOutput as exc:
             if not exc.message.startswith("the step's schema cannot be used"):  # reported once
-                self.error((*base, "mock"), exc.message,
-                           "`--mock` answers with this text, and it is checked like a "
-                           "model's reply")
+                self.error(
+                    (*base, "mock"),
+                    exc.message,
+                    "`--mock` answers with this text, and it is checked like a model's reply",
+                )
 
     def check_schema(self, schema: dict, path: tuple) -> None:
         validator = schema_validator(schema)
@@ -558,12 +632,18 @@ class _Checker:
         ref = node.get("$ref")
         if isinstance(ref, str):
             if not ref.startswith("#"):
-                self.error((*path, "$ref"), f"remote $ref {ref!r}: orchestrate never fetches "
-                           "schemas; put the definition under $defs",
-                           "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`")
+                self.error(
+                    (*path, "$ref"),
+                    f"remote $ref {ref!r}: orchestrate never fetches "
+                    "schemas; put the definition under $defs",
+                    "write it as `$ref: '#/$defs/NAME'` with the schema under `$defs:`",
+                )
             elif not _resolves(ref, resource, anchors):
-                self.error((*path, "$ref"), f"$ref {ref!r} does not resolve in the schema",
-                           "a local $ref is a JSON pointer such as '#/$defs/NAME'")
+                self.error(
+                    (*path, "$ref"),
+                    f"$ref {ref!r} does not resolve in the schema",
+                    "a local $ref is a JSON pointer such as '#/$defs/NAME'",
+                )
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             problem = _regex_problem(pattern)
@@ -574,9 +654,11 @@ class _Checker:
             for key in properties:
                 problem = _regex_problem(key) if isinstance(key, str) else None
                 if problem:
-                    self.error((*path, "patternProperties", key),
-                               f"invalid regular expression in patternProperties: {problem}",
-                               at="key")
+                    self.error(
+                        (*path, "patternProperties", key),
+                        f"invalid regular expression in patternProperties: {problem}",
+                        at="key",
+                    )
 
     # --- checks (SPEC 9) --------------------------------------------------------------------
 
@@ -585,8 +667,11 @@ class _Checker:
         if self.source.root is None:
             return [(i, {"id": check.id}) for i, check in enumerate(self.workflow.checks)]
         raw = self.source.root.get("checks") if isinstance(self.source.root, dict) else None
-        return [(i, c) for i, c in enumerate(raw) if isinstance(c, dict)] \
-            if isinstance(raw, list) else []
+        return (
+            [(i, c) for i, c in enumerate(raw) if isinstance(c, dict)]
+            if isinstance(raw, list)
+            else []
+        )
 
     def check_check_ids(self) -> None:
         first_line: dict[str, int] = {}
@@ -598,9 +683,11 @@ class _Checker:
             if not ID_PATTERN.match(check_id):
                 self.error(path, f"invalid check id {check_id!r}", _identifier_hint(check_id))
             if check_id in first_line:
-                self.error(path, f"duplicate check id {check_id!r}",
-                           f"it is first used on line {first_line[check_id]}; ids must be "
-                           "unique")
+                self.error(
+                    path,
+                    f"duplicate check id {check_id!r}",
+                    f"it is first used on line {first_line[check_id]}; ids must be unique",
+                )
             else:
                 first_line[check_id] = self.source.locate(path)[0]
 
@@ -619,26 +706,34 @@ class _Checker:
         elif isinstance(check, FunctionCheck):
             self.check_threshold(check.threshold, (*base, "threshold"))
             if not FUNCTION_PATTERN.match(check.function):
-                self.error((*base, "function"), f"invalid function {check.function!r}",
-                           "write it as `package.module:callable`")
+                self.error(
+                    (*base, "function"),
+                    f"invalid function {check.function!r}",
+                    "write it as `package.module:callable`",
+                )
             else:
                 self.check_function_name(check.function, (*base, "function"))
 
-    def check_check_output(self, check: SchemaCheck | MatchCheck | JudgeCheck,
-                           base: tuple) -> None:
+    def check_check_output(self, check: SchemaCheck | MatchCheck | JudgeCheck, base: tuple) -> None:
         names = self.workflow.output_names
         if check.output is not None:
             self.check_output_name(check.output, (*base, "output"))
         elif len(names) != 1:
-            self.error(base, f"check {check.id!r} needs `output:` (the workflow has "
-                       f"{len(names)} outputs)",
-                       f"name one of {', '.join(names)}" if names else None, at="node")
+            self.error(
+                base,
+                f"check {check.id!r} needs `output:` (the workflow has {len(names)} outputs)",
+                f"name one of {', '.join(names)}" if names else None,
+                at="node",
+            )
 
     def check_output_name(self, name: str, path: tuple) -> None:
         names = self.workflow.output_names
         if name not in names and name not in self.broken:
-            self.error(path, f"unknown output {name!r}",
-                       did_you_mean(name, names) or f"outputs: {', '.join(names)}")
+            self.error(
+                path,
+                f"unknown output {name!r}",
+                did_you_mean(name, names) or f"outputs: {', '.join(names)}",
+            )
 
     def check_match(self, check: MatchCheck, base: tuple) -> None:
         if check.operator == "regex" and not _is_template(check.regex):
@@ -651,9 +746,11 @@ class _Checker:
         self.check_threshold(judge.threshold, (*base, "judge", "threshold"))
         known = {*builtin_provider_names(), *self.workflow.providers}
         if judge.provider is not None and judge.provider not in known:
-            self.error((*base, "judge", "provider"), f"unknown provider {judge.provider!r}",
-                       did_you_mean(judge.provider, known)
-                       or f"known: {', '.join(sorted(known))}")
+            self.error(
+                (*base, "judge", "provider"),
+                f"unknown provider {judge.provider!r}",
+                did_you_mean(judge.provider, known) or f"known: {', '.join(sorted(known))}",
+            )
 
     def check_threshold(self, value: float, path: tuple) -> None:
         if not 0 <= value <= 1:
@@ -664,12 +761,18 @@ class _Checker:
         folder = parent.parent if parent else Path()
         child = folder / step.workflow
         if not child.is_file():
-            self.error(path, f"sub-workflow {step.workflow!r} not found",
-                       f"the path is relative to the workflow's folder ({folder})")
+            self.error(
+                path,
+                f"sub-workflow {step.workflow!r} not found",
+                f"the path is relative to the workflow's folder ({folder})",
+            )
             return
         if child.resolve() in self.stack:
-            self.error(path, f"sub-workflow {step.workflow!r} includes itself",
-                       "a workflow cannot run itself, directly or through others")
+            self.error(
+                path,
+                f"sub-workflow {step.workflow!r} includes itself",
+                "a workflow cannot run itself, directly or through others",
+            )
             return
         report = self.done.get(child.resolve())
         if report is None:  # the first inclusion reports the child's problems
@@ -686,17 +789,26 @@ class _Checker:
     ) -> None:
         for name, value in step.with_.items():
             if name not in inputs:
-                self.error((*base, "with", name), f"the sub-workflow has no input {name!r}",
-                           did_you_mean(name, inputs), at="key")
+                self.error(
+                    (*base, "with", name),
+                    f"the sub-workflow has no input {name!r}",
+                    did_you_mean(name, inputs),
+                    at="key",
+                )
             elif not _is_template(value) and not has_type(value, inputs[name].type):
                 shown = json.dumps(value, ensure_ascii=False, default=str)
-                self.error((*base, "with", name),
-                           f"the sub-workflow's input {name!r} must be of type "
-                           f"{inputs[name].type}, got {shown}")
+                self.error(
+                    (*base, "with", name),
+                    f"the sub-workflow's input {name!r} must be of type "
+                    f"{inputs[name].type}, got {shown}",
+                )
         for name, spec in inputs.items():
             if spec.required and name not in step.with_:
-                self.error((*base, "workflow"), f"the sub-workflow needs the input {name!r}",
-                           f"pass it under `with: {{{name}: ...}}`")
+                self.error(
+                    (*base, "workflow"),
+                    f"the sub-workflow needs the input {name!r}",
+                    f"pass it under `with: {{{name}: ...}}`",
+                )
 
 
 @attrs.frozen
@@ -842,11 +954,18 @@ def _json_type(constant: Any) -> str | None:
 
 def _comparison_hint(comparison: Comparison, types: frozenset[str]) -> str:
     operator, constant, ref = comparison.operator, comparison.constant, comparison.reference
-    outcome = ("is always false" if operator == "eq" else "is always true"
-               if operator == "ne" else "fails when the step runs")
+    outcome = (
+        "is always false"
+        if operator == "eq"
+        else "is always true"
+        if operator == "ne"
+        else "fails when the step runs"
+    )
     if ref.root == "inputs" and types == {"string"} and _json_type(constant) == "number":
-        return (f"declare the input with `type: number` (an input without `type` is a "
-                f"string); as it is, the comparison {outcome}")
+        return (
+            f"declare the input with `type: number` (an input without `type` is a "
+            f"string); as it is, the comparison {outcome}"
+        )
     if isinstance(constant, str) and types & {"number", "integer"}:
         try:
             number = json.loads(constant)

@@ -53,15 +53,22 @@ FAST_THEN_SLOW = """
 
 
 # A template that takes about a minute to render, well within the sandbox's limits.
-SLOW_TEMPLATE = ("{% set s = 'x' * 900000 %}{% for i in range(100000) %}"
-                 "{% if s.count('y') %}{% endif %}{% endfor %}done")
+SLOW_TEMPLATE = (
+    "{% set s = 'x' * 900000 %}{% for i in range(100000) %}"
+    "{% if s.count('y') %}{% endif %}{% endfor %}done"
+)
 
 
 def start_orchestrate(*args: str | Path) -> subprocess.Popen:
     """`python -m orchestrate ARGS` as a real process, its output unbuffered and piped."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "orchestrate", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> None:
@@ -87,8 +94,9 @@ def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> 
         process.kill()  # ends the reader at end of file
         reader.join()
         process.communicate()
-        pytest.fail(f"no line with {text!r} on stderr within {timeout:g} s; it read:\n"
-                    + "".join(seen))
+        pytest.fail(
+            f"no line with {text!r} on stderr within {timeout:g} s; it read:\n" + "".join(seen)
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -152,8 +160,9 @@ _schemas = itertools.count()
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "history_backend" in metafunc.fixturenames:
         only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("history_backend", ["sqlite"] if only_sqlite else HISTORY_BACKENDS,
-                             indirect=True)
+        metafunc.parametrize(
+            "history_backend", ["sqlite"] if only_sqlite else HISTORY_BACKENDS, indirect=True
+        )
 
 
 @pytest.fixture(scope="session")
@@ -229,8 +238,13 @@ def history_bytes() -> bytes:
     if not url:
         return (Path(os.environ["ORCHESTRATE_HOME"]) / "history.db").read_bytes()
     with _PostgresConnection(url) as db:
-        tables = [row[0] for row in db.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = current_schema()")]
-        return "".join(str(db.execute(f"SELECT * FROM {table}").fetchall())
-                       for table in tables).encode()
+        tables = [
+            row[0]
+            for row in db.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            )
+        ]
+        return "".join(
+            str(db.execute(f"SELECT * FROM {table}").fetchall()) for table in tables
+        ).encode()

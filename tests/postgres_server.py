@@ -62,25 +62,39 @@ class PostgresServer:
             shutil.chown(self.folder, "postgres")
         self.data, self.port = self.folder / "data", free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        _run(binaries / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
-             "-E", "UTF8", "--no-sync")
+        _run(
+            binaries / "initdb",
+            "-D",
+            self.data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         # One role must give its password (for the bad-credentials tests); the rest trust.
         (self.data / "pg_hba.conf").write_text(
             f"local all all trust\nhost all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
-            "host all all 127.0.0.1/32 trust\n")
+            "host all all 127.0.0.1/32 trust\n"
+        )
 
     def start(self) -> None:
         """Start, on 127.0.0.1:`port`; the socket stays in the temporary folder."""
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=200")
-        _run(self.pg_ctl, "-D", self.data, "-o", options, "-l", self.folder / "log", "-w",
-             "start")
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        _run(self.pg_ctl, "-D", self.data, "-o", options, "-l", self.folder / "log", "-w", "start")
 
     def stop(self) -> None:
         """Stop at once, as a crash or a lost network would look to a client."""
-        subprocess.run(_as_server_user([str(self.pg_ctl), "-D", str(self.data), "-m",
-                                        "immediate", "stop"]), capture_output=True)
+        subprocess.run(
+            _as_server_user([str(self.pg_ctl), "-D", str(self.data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
 
     def remove(self) -> None:
         """Delete the folder (the server must be stopped)."""

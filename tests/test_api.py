@@ -85,28 +85,34 @@ def test_run_workflow_raises_for_invalid_files_and_inputs(write_flow: Callable) 
         orchestrate.run_workflow(needs_input, mock=True)
 
 
-def test_mock_follows_the_environment(write_flow: Callable,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mock_follows_the_environment(
+    write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """mock=None reads ORCHESTRATE_MOCK."""
     monkeypatch.setenv("ORCHESTRATE_MOCK", "1")
     flow = write_flow("steps: [{id: a, prompt: x, mock: offline}]")
     assert orchestrate.run_workflow(flow).outputs == {"a": "offline"}
 
 
-@pytest.mark.parametrize(("mock", "options"), [
-    (True, None),
-    (False, orchestrate.RunOptions(mock=True)),
-])
-def test_mock_as_an_argument_or_a_run_option(write_flow: Callable, mock: bool,
-                                             options: orchestrate.RunOptions | None) -> None:
+@pytest.mark.parametrize(
+    ("mock", "options"),
+    [
+        (True, None),
+        (False, orchestrate.RunOptions(mock=True)),
+    ],
+)
+def test_mock_as_an_argument_or_a_run_option(
+    write_flow: Callable, mock: bool, options: orchestrate.RunOptions | None
+) -> None:
     """run_prepared(mock=True) and RunOptions(mock=True) both answer with the `mock:` text."""
     prepared = orchestrate.prepare(write_flow("steps: [{id: a, prompt: x, mock: offline}]"))
     result = asyncio.run(orchestrate.run_prepared(prepared, mock=mock, options=options))
     assert result.outputs == {"a": "offline"}
 
 
-def test_a_failing_observer_does_not_break_the_run(write_flow: Callable,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_a_failing_observer_does_not_break_the_run(
+    write_flow: Callable, capsys: pytest.CaptureFixture
+) -> None:
     """An observer that raises is dropped with a warning; the run itself succeeds."""
     flow = write_flow("steps: [{id: a, prompt: x, mock: fine}, {id: b, prompt: y}]")
     seen: list[str] = []
@@ -114,8 +120,9 @@ def test_a_failing_observer_does_not_break_the_run(write_flow: Callable,
     def broken(event: object) -> None:
         raise RuntimeError("display gone")
 
-    result = orchestrate.run_workflow(flow, mock=True,
-                                      observers=[broken, lambda e: seen.append(e.name)])
+    result = orchestrate.run_workflow(
+        flow, mock=True, observers=[broken, lambda e: seen.append(e.name)]
+    )
     assert result.status == "succeeded"
     assert seen[-1] == "run_finished"
     assert "stopped reporting to function: RuntimeError('display gone')" in capsys.readouterr().err
@@ -174,7 +181,8 @@ def own_sigterm_handler() -> Iterator[None]:
 def test_sigterm_stops_a_run_from_python(write_flow: Callable) -> None:
     """SIGTERM during run_workflow cancels the run and raises Terminated with its result;
     the program's own SIGTERM handler is back afterwards."""
-    write_flow("""
+    write_flow(
+        """
         import asyncio
         import os
         import signal
@@ -182,7 +190,9 @@ def test_sigterm_stops_a_run_from_python(write_flow: Callable) -> None:
         async def terminate_me():
             os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.sleep(10)
-        """, "killer.py")
+        """,
+        "killer.py",
+    )
     flow = write_flow("""
         steps:
           - id: first
@@ -212,15 +222,22 @@ def test_a_run_in_a_thread_leaves_sigterm_alone(write_flow: Callable) -> None:
 
 # Workflows built in Python, each with one problem the validator reports for a file too.
 BROKEN_OBJECTS = [
-    pytest.param((LLMStep(id="a", prompt="x", needs=("b",)),
-                  LLMStep(id="b", prompt="y", needs=("a",))),
-                 "dependency cycle: a -> b -> a", id="needs-cycle"),
-    pytest.param((LLMStep(id="a", prompt="x"), LLMStep(id="a", prompt="y")),
-                 "duplicate step id 'a'", id="duplicate-id"),
-    pytest.param((LLMStep(id="a", prompt="{{ steps.b.output }}"),),
-                 "unknown step 'b'", id="unknown-step"),
-    pytest.param((LLMStep(id="a", prompt="{{ nope"),),
-                 "unexpected end of template", id="template-syntax"),
+    pytest.param(
+        (LLMStep(id="a", prompt="x", needs=("b",)), LLMStep(id="b", prompt="y", needs=("a",))),
+        "dependency cycle: a -> b -> a",
+        id="needs-cycle",
+    ),
+    pytest.param(
+        (LLMStep(id="a", prompt="x"), LLMStep(id="a", prompt="y")),
+        "duplicate step id 'a'",
+        id="duplicate-id",
+    ),
+    pytest.param(
+        (LLMStep(id="a", prompt="{{ steps.b.output }}"),), "unknown step 'b'", id="unknown-step"
+    ),
+    pytest.param(
+        (LLMStep(id="a", prompt="{{ nope"),), "unexpected end of template", id="template-syntax"
+    ),
 ]
 
 
@@ -230,13 +247,16 @@ def test_a_workflow_object_is_validated_before_it_runs(steps: tuple, message: st
     with pytest.raises(WorkflowInvalid) as caught:
         orchestrate.run_workflow(Workflow(name="broken", steps=steps), mock=True)
     (problem,) = caught.value.diagnostics
-    assert (problem.file, message) == ("<workflow>", problem.message[:len(message)])
+    assert (problem.file, message) == ("<workflow>", problem.message[: len(message)])
 
 
 def test_a_workflow_object_runs_its_sub_workflows(write_flow: Callable) -> None:
     """A Workflow object's sub-workflow files are validated and loaded with it."""
     write_flow("steps: [{id: inner, prompt: x, mock: from the child}]", "child.yaml")
-    parent = Workflow(name="parent", path=write_flow("steps: []", "parent.yaml"),
-                      steps=(WorkflowStep(id="call", workflow="child.yaml"),))
+    parent = Workflow(
+        name="parent",
+        path=write_flow("steps: []", "parent.yaml"),
+        steps=(WorkflowStep(id="call", workflow="child.yaml"),),
+    )
     result = orchestrate.run_workflow(parent, mock=True)
     assert result.outputs == {"call": {"inner": "from the child"}}

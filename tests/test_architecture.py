@@ -25,9 +25,12 @@ def _imports(module: str) -> set[str]:
     """The orchestrate modules `module` imports at run time (TYPE_CHECKING blocks aside),
     at module level or inside functions: a lazy import is still a dependency."""
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
-    type_only = {id(node) for block in ast.walk(tree)
-                 if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-                 for node in ast.walk(block)}
+    type_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in type_only:
@@ -57,8 +60,14 @@ def test_the_import_graph_has_no_cycle() -> None:
         pytest.fail(f"import cycle: {' -> '.join(cycle.args[1])}")
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(
-    ("orchestrate.history", "orchestrate.providers", "orchestrate._engine"))))
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        m
+        for m in MODULES
+        if m.startswith(("orchestrate.history", "orchestrate.providers", "orchestrate._engine"))
+    ),
+)
 def test_lower_layers_never_import_the_layers_above(module: str) -> None:
     """The engine, the providers and the history never import the API or the CLI."""
     assert GRAPH[module] & {"orchestrate._api", "orchestrate._cli"} == set()
@@ -68,5 +77,8 @@ def test_the_engine_knows_no_renderer_store_or_concrete_provider() -> None:
     """The engine emits events and sends requests; it imports no display, no history and
     no particular provider."""
     imported = GRAPH["orchestrate._engine"]
-    assert {m for m in imported if m.startswith(("orchestrate.history", "orchestrate._render",
-                                                 "orchestrate.providers._"))} == set()
+    assert {
+        m
+        for m in imported
+        if m.startswith(("orchestrate.history", "orchestrate._render", "orchestrate.providers._"))
+    } == set()

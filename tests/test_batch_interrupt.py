@@ -46,9 +46,9 @@ def wait_for_written_rows(output: Path, count: int) -> None:
 
 
 @pytest.mark.usefixtures("history_backend")
-def test_ctrl_c_writes_what_is_done_and_resume_finishes(write_flow: Callable[..., Path],
-                                                        tmp_path: Path,
-                                                        cli: Callable) -> None:
+def test_ctrl_c_writes_what_is_done_and_resume_finishes(
+    write_flow: Callable[..., Path], tmp_path: Path, cli: Callable
+) -> None:
     """SIGINT: rows done are written, the batch is recorded cancelled, exit 130; --resume
     runs only the rest and writes the complete output."""
     fixed = tmp_path / "fixed"
@@ -57,8 +57,9 @@ def test_ctrl_c_writes_what_is_done_and_resume_finishes(write_flow: Callable[...
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(f'{{"i": {i}}}\n' for i in range(6)))
     first = tmp_path / "first.jsonl"
-    process = start_orchestrate("batch", flow, "--data", data, "--mock", "--concurrency", "4",
-                                "--output", first, "--json")
+    process = start_orchestrate(
+        "batch", flow, "--data", data, "--mock", "--concurrency", "4", "--output", first, "--json"
+    )
     wait_for_line(process, "row 5 waiting")
     wait_for_written_rows(first, 2)
     process.send_signal(signal.SIGINT)
@@ -68,7 +69,10 @@ def test_ctrl_c_writes_what_is_done_and_resume_finishes(write_flow: Callable[...
     assert (summary["status"], summary["succeeded"], summary["cancelled"]) == ("cancelled", 2, 4)
     written = [json.loads(line) for line in first.read_text().splitlines()]
     assert [(r["row"], r["status"]) for r in written] == [
-        (0, "succeeded"), (1, "succeeded"), *((i, "cancelled") for i in range(2, 6))]
+        (0, "succeeded"),
+        (1, "succeeded"),
+        *((i, "cancelled") for i in range(2, 6)),
+    ]
     shown = json.loads(cli("runs", "show", summary["batch_id"], "--json").stdout)
     assert shown["status"] == "cancelled"
     assert [r["row"] for r in shown["failed_rows"]] == [2, 3, 4, 5]
@@ -78,12 +82,14 @@ def test_ctrl_c_writes_what_is_done_and_resume_finishes(write_flow: Callable[...
     assert again.exit_code == 0, again.stderr
     rows = [json.loads(line) for line in again.stdout.splitlines()]
     assert [(r["row"], r["status"], r["outputs"]) for r in rows] == [
-        (i, "succeeded", {"work": i}) for i in range(6)]
+        (i, "succeeded", {"work": i}) for i in range(6)
+    ]
     assert [r["run_id"] for r in rows[:2]] == [r["run_id"] for r in written[:2]]
 
 
-def test_sigterm_cancels_the_batch_like_ctrl_c(write_flow: Callable[..., Path],
-                                               tmp_path: Path, cli: Callable) -> None:
+def test_sigterm_cancels_the_batch_like_ctrl_c(
+    write_flow: Callable[..., Path], tmp_path: Path, cli: Callable
+) -> None:
     """SIGTERM (CI cancel, `timeout`): exit 143, 'orchestrate: terminated', rows done
     written, and the batch recorded cancelled, not left running."""
     write_flow(FUNCTIONS.format(fixed=tmp_path / "never"), "fns.py")
@@ -91,8 +97,9 @@ def test_sigterm_cancels_the_batch_like_ctrl_c(write_flow: Callable[..., Path],
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(f'{{"i": {i}}}\n' for i in range(4)))
     out = tmp_path / "out.jsonl"
-    process = start_orchestrate("batch", flow, "--data", data, "--mock", "--concurrency", "4",
-                                "--output", out, "--json")
+    process = start_orchestrate(
+        "batch", flow, "--data", data, "--mock", "--concurrency", "4", "--output", out, "--json"
+    )
     wait_for_line(process, "row 3 waiting")
     wait_for_written_rows(out, 2)
     process.send_signal(signal.SIGTERM)

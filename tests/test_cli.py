@@ -11,8 +11,18 @@ import pytest
 
 from orchestrate._cli import app
 
-COMMANDS = [["run"], ["validate"], ["graph"], ["schema"], ["init"], ["runs", "list"],
-            ["runs", "show"], ["runs", "diff"], ["runs", "delete"], ["runs", "prune"]]
+COMMANDS = [
+    ["run"],
+    ["validate"],
+    ["graph"],
+    ["schema"],
+    ["init"],
+    ["runs", "list"],
+    ["runs", "show"],
+    ["runs", "diff"],
+    ["runs", "delete"],
+    ["runs", "prune"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

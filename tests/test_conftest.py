@@ -15,8 +15,12 @@ QUIET_AFTER_ONE_LINE = "import sys, time; print('first line', file=sys.stderr); 
 
 
 def python(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-u", "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_wait_for_line_returns_at_the_line() -> None:
@@ -28,8 +32,9 @@ def test_wait_for_line_returns_at_the_line() -> None:
     process.communicate()
 
 
-@pytest.mark.parametrize("code", [QUIET_AFTER_ONE_LINE, "print('first line')"],
-                         ids=["silent-process", "exited-process"])
+@pytest.mark.parametrize(
+    "code", [QUIET_AFTER_ONE_LINE, "print('first line')"], ids=["silent-process", "exited-process"]
+)
 def test_wait_for_line_fails_the_test_when_the_line_never_comes(code: str) -> None:
     """A line that never comes fails the test, by the deadline, showing what was read."""
     process = python(code)

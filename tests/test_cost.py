@@ -298,9 +298,13 @@ def test_an_unknown_price_is_said_once_per_model(
     respx_mock.post(OPENAI_URL).mock(
         return_value=httpx.Response(200, json=_openai_reply(prompt=10, cached=0, completion=5))
     )
-    flow = write_flow("steps:\n" + "".join(
-        f"  - {{id: s{i}, model: {model}, prompt: hi}}\n"
-        for i, model in enumerate(["my-finetune", "my-finetune", "other-tune", "my-finetune"])))
+    flow = write_flow(
+        "steps:\n"
+        + "".join(
+            f"  - {{id: s{i}, model: {model}, prompt: hi}}\n"
+            for i, model in enumerate(["my-finetune", "my-finetune", "other-tune", "my-finetune"])
+        )
+    )
     result = cli("run", flow, "--json", "--no-history")
     assert result.stderr.count("no price known for model 'my-finetune'") == 1
     assert result.stderr.count("no price known for model 'other-tune'") == 1

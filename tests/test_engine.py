@@ -102,9 +102,13 @@ class Run:
         pool = ProviderPool(wrap=lambda name, create: provider)
         self.events: list[Event] = []
         self.engine = Engine(
-            prepared.workflow, pool=pool, options=RunOptions(max_concurrency=max_concurrency),
-            observers=[self.events.append], functions=prepared.functions,
-            subworkflows=prepared.subworkflow, env={},
+            prepared.workflow,
+            pool=pool,
+            options=RunOptions(max_concurrency=max_concurrency),
+            observers=[self.events.append],
+            functions=prepared.functions,
+            subworkflows=prepared.subworkflow,
+            env={},
         )
         self.inputs = prepared.inputs
 
@@ -119,8 +123,9 @@ class Run:
         return [_step_of(e) for e in self.events if isinstance(e, kind)]
 
     def position(self, kind: type, step_id: str) -> int:
-        return next(i for i, e in enumerate(self.events)
-                    if isinstance(e, kind) and _step_of(e) == step_id)
+        return next(
+            i for i, e in enumerate(self.events) if isinstance(e, kind) and _step_of(e) == step_id
+        )
 
 
 def _step_of(event: Event) -> str:
@@ -204,7 +209,10 @@ async def test_for_each_reports_each_item_as_it_finishes(
     result = await asyncio.wait_for(task, PATIENCE)
     items = [e for e in run.events if isinstance(e, ItemFinished)]
     assert [(e.index, e.done, e.total, e.status) for e in items] == [
-        (2, 1, 3, "succeeded"), (0, 2, 3, "succeeded"), (1, 3, 3, "succeeded")]
+        (2, 1, 3, "succeeded"),
+        (0, 2, 3, "succeeded"),
+        (1, 3, 3, "succeeded"),
+    ]
     started, finished = run.position(StepStarted, "each"), run.position(StepFinished, "each")
     assert all(started < run.events.index(e) < finished for e in items)
     assert next(e for e in run.events if isinstance(e, StepStarted)).items == 3
@@ -354,15 +362,22 @@ async def test_cancelling_the_run_cancels_running_steps_and_starts_no_more(
     provider.held = {"slow a re: first", "slow b"}
     run = make_run(TWO_SLOW_THEN_ONE)
     task = run.start()
-    assert {await provider.next_arrival() for _ in range(3)} == {"first", "slow a re: first",
-                                                                 "slow b"}
+    assert {await provider.next_arrival() for _ in range(3)} == {
+        "first",
+        "slow a re: first",
+        "slow b",
+    }
     await yield_to_the_engine()
     task.cancel()
     result = await asyncio.wait_for(task, PATIENCE)
     assert result.status == "cancelled" and result.error is not None
     assert result.error.type == "cancelled"
-    assert statuses(result) == {"first": "succeeded", "slow_a": "cancelled",
-                                "slow_b": "cancelled", "last": "cancelled"}
+    assert statuses(result) == {
+        "first": "succeeded",
+        "slow_a": "cancelled",
+        "slow_b": "cancelled",
+        "last": "cancelled",
+    }
     assert "last" not in run.names(StepStarted)
     assert provider.in_flight == 0  # the held calls were cancelled, not left behind
     assert isinstance(run.events[-1], RunFinished)
@@ -378,8 +393,12 @@ async def test_a_failing_step_cancels_the_running_ones(
     result = await run.finish()
     assert result.status == "failed" and result.error is not None
     assert (result.error.step, result.error.type) == ("slow_a", "provider")
-    assert statuses(result) == {"first": "succeeded", "slow_a": "failed",
-                                "slow_b": "cancelled", "last": "cancelled"}
+    assert statuses(result) == {
+        "first": "succeeded",
+        "slow_a": "failed",
+        "slow_b": "cancelled",
+        "last": "cancelled",
+    }
     assert "last" not in run.names(StepStarted)
     assert provider.in_flight == 0
 
@@ -388,7 +407,8 @@ async def test_a_failing_step_cancels_the_running_ones(
 
 # (workflow, prompts that fail, each step's status, the run's status)
 SETTLING = [
-    pytest.param("""
+    pytest.param(
+        """
         steps:
           - id: a
             when: "false"
@@ -398,9 +418,14 @@ SETTLING = [
           - id: c
             needs: [b]
             prompt: c
-        """, set(), {"a": "skipped", "b": "skipped", "c": "skipped"}, "succeeded",
-        id="false-when-skips-dependents"),
-    pytest.param("""
+        """,
+        set(),
+        {"a": "skipped", "b": "skipped", "c": "skipped"},
+        "succeeded",
+        id="false-when-skips-dependents",
+    ),
+    pytest.param(
+        """
         steps:
           - id: a
             when: "false"
@@ -408,9 +433,14 @@ SETTLING = [
           - id: join
             when: steps.a.status == "skipped"
             prompt: join
-        """, set(), {"a": "skipped", "join": "succeeded"}, "succeeded",
-        id="a-when-decides-for-itself"),
-    pytest.param("""
+        """,
+        set(),
+        {"a": "skipped", "join": "succeeded"},
+        "succeeded",
+        id="a-when-decides-for-itself",
+    ),
+    pytest.param(
+        """
         steps:
           - id: a
             prompt: a
@@ -419,17 +449,27 @@ SETTLING = [
             prompt: "{{ steps.a.output }}"
           - id: other
             prompt: other
-        """, {"a"}, {"a": "failed", "b": "skipped", "other": "succeeded"}, "succeeded",
-        id="continue-skips-dependents-only"),
-    pytest.param("""
+        """,
+        {"a"},
+        {"a": "failed", "b": "skipped", "other": "succeeded"},
+        "succeeded",
+        id="continue-skips-dependents-only",
+    ),
+    pytest.param(
+        """
         steps:
           - id: a
             prompt: a
           - id: b
             prompt: "{{ steps.a.output }}"
-        """, {"a"}, {"a": "failed", "b": "cancelled"}, "failed",
-        id="fail-cancels-dependents"),
-    pytest.param("""
+        """,
+        {"a"},
+        {"a": "failed", "b": "cancelled"},
+        "failed",
+        id="fail-cancels-dependents",
+    ),
+    pytest.param(
+        """
         steps:
           - id: a
             when: "false"
@@ -438,15 +478,23 @@ SETTLING = [
             when: steps.a.output.title == "x"
             prompt: b
             on_error: continue
-        """, set(), {"a": "skipped", "b": "failed"}, "succeeded",
-        id="when-that-cannot-be-evaluated-fails"),
+        """,
+        set(),
+        {"a": "skipped", "b": "failed"},
+        "succeeded",
+        id="when-that-cannot-be-evaluated-fails",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("flow", "failing", "expected", "run_status"), SETTLING)
 async def test_when_skip_and_on_error(
-    flow: str, failing: set[str], expected: dict[str, str], run_status: str,
-    make_run: Callable[..., Run], provider: ScriptedProvider,
+    flow: str,
+    failing: set[str],
+    expected: dict[str, str],
+    run_status: str,
+    make_run: Callable[..., Run],
+    provider: ScriptedProvider,
 ) -> None:
     """Each step settles as the format says; skipped steps never start nor call the model."""
     provider.failures = {prompt: ProviderError("no") for prompt in failing}
@@ -459,4 +507,3 @@ async def test_when_skip_and_on_error(
     assert sorted(run.names(StepFinished)) == sorted(expected)
     for step in result.steps:
         assert (step.output is None) == (step.status != "succeeded")
-

@@ -141,8 +141,13 @@ def test_an_unknown_price_makes_the_cost_unknown(estimate: Callable) -> None:
 
 def test_an_unknown_price_is_noted_once_per_model(estimate: Callable) -> None:
     """Several steps on one unpriced model: one note for the model, not one per step."""
-    doc = estimate("steps:\n" + "".join(f"  - {{id: s{i}, model: {m}, prompt: hi}}\n"
-                                        for i, m in enumerate(["my-local", "my-local", "x-1"])))
+    doc = estimate(
+        "steps:\n"
+        + "".join(
+            f"  - {{id: s{i}, model: {m}, prompt: hi}}\n"
+            for i, m in enumerate(["my-local", "my-local", "x-1"])
+        )
+    )
     notes = [note for note in doc["notes"] if "no price known" in note]
     assert len(notes) == 2 and "'my-local'" in notes[0] and "'x-1'" in notes[1]
 
@@ -232,20 +237,23 @@ def test_a_sub_workflow_counts_its_llm_steps(estimate: Callable, write_flow: Cal
     assert not any("not estimated" in note for note in doc["notes"])
 
 
-def test_a_sub_workflow_in_a_for_each_counts_each_item(estimate: Callable,
-                                                        write_flow: Callable) -> None:
+def test_a_sub_workflow_in_a_for_each_counts_each_item(
+    estimate: Callable, write_flow: Callable
+) -> None:
     """A `workflow:` step over a for_each runs its child's steps once per item."""
     write_flow(CHILD.replace("inputs.tags", "'[1]'"), "child.yaml")
-    doc = estimate(PARENT.replace("workflow: child.yaml", "workflow: child.yaml\n"
-                                  "    for_each: '[1, 2, 3]'"))
+    doc = estimate(
+        PARENT.replace("workflow: child.yaml", "workflow: child.yaml\n    for_each: '[1, 2, 3]'")
+    )
     calls = {s["id"]: s["calls"] for s in doc["steps"]}
     assert calls == {"draft": 1, "polish.edit": 3, "polish.note": 3, "review": 1}
 
 
 def test_the_release_notes_example_counts_its_polish_pass(cli: Callable) -> None:
     """workflows/release-notes.yaml: the lib/polish.yaml steps are in the estimate."""
-    result = cli("estimate", Path(__file__).parent.parent / "workflows/release-notes.yaml",
-                 "--json")
+    result = cli(
+        "estimate", Path(__file__).parent.parent / "workflows/release-notes.yaml", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     ids = [s["id"] for s in json.loads(result.stdout)["steps"]]
     assert ids == ["group", "draft", "polish.edit", "polish.changes"]

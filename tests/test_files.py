@@ -37,8 +37,11 @@ def test_helpers_make_owner_only_files_and_folders(tmp_path: Path, umask: int) -
     private_folder(folder)
     create_private_file(folder / "db")
     replace_private_file(folder / "fixture.json", "{}")
-    assert (mode(folder), mode(folder / "db"),
-                                     mode(folder / "fixture.json")) == (0o700, 0o600, 0o600)
+    assert (mode(folder), mode(folder / "db"), mode(folder / "fixture.json")) == (
+        0o700,
+        0o600,
+        0o600,
+    )
     (folder / "db").chmod(0o640)
     create_private_file(folder / "db")
     assert mode(folder / "db") == 0o640
@@ -68,8 +71,9 @@ def test_a_fixture_is_written_private(tmp_path: Path, umask: int) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".fixture.json.lock", "fixture.json"]
 
 
-def test_an_events_file_is_written_private(tmp_path: Path, umask: int, write_flow: Any,
-                                           cli: Any) -> None:
+def test_an_events_file_is_written_private(
+    tmp_path: Path, umask: int, write_flow: Any, cli: Any
+) -> None:
     """`run --events FILE` writes FILE 0600, new or replacing a world-readable one."""
     flow = write_flow("steps:\n  - {id: a, prompt: hi, mock: hello}\n")
     new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"

@@ -94,4 +94,6 @@ def test_a_missing_callable_gets_a_did_you_mean(tmp_path: Path) -> None:
     with pytest.raises(FunctionNotFound) as caught:
         import_function("runtime_names:count_wrds", tmp_path)
     assert (str(caught.value), caught.value.hint) == (
-        "module 'runtime_names' has no 'count_wrds'", "did you mean 'count_words'?")
+        "module 'runtime_names' has no 'count_wrds'",
+        "did you mean 'count_words'?",
+    )

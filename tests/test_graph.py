@@ -40,13 +40,17 @@ def test_graph_json_nodes_and_edges(cli: Callable, flow: Path) -> None:
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {
         "nodes": [
-            {"id": "summarize", "kind": "llm"}, {"id": "keywords", "kind": "llm"},
-            {"id": "translate", "kind": "llm"}, {"id": "report", "kind": "llm"},
+            {"id": "summarize", "kind": "llm"},
+            {"id": "keywords", "kind": "llm"},
+            {"id": "translate", "kind": "llm"},
+            {"id": "report", "kind": "llm"},
             {"id": "count", "kind": "function"},
         ],
         "edges": [
-            {"from": "summarize", "to": "keywords"}, {"from": "summarize", "to": "translate"},
-            {"from": "keywords", "to": "report"}, {"from": "translate", "to": "report"},
+            {"from": "summarize", "to": "keywords"},
+            {"from": "summarize", "to": "translate"},
+            {"from": "keywords", "to": "report"},
+            {"from": "translate", "to": "report"},
             {"from": "report", "to": "count"},
         ],
     }
@@ -74,10 +78,7 @@ def test_graph_mermaid_prefixes_node_ids_so_keywords_work(
     result = cli("graph", path, "--format", "mermaid")
     assert result.exit_code == 0
     assert result.stdout == (
-        "flowchart TD\n"
-        '    s_start["start (llm)"]\n'
-        '    s_end["end (llm)"]\n'
-        "    s_start --> s_end\n"
+        'flowchart TD\n    s_start["start (llm)"]\n    s_end["end (llm)"]\n    s_start --> s_end\n'
     )
 
 
@@ -130,11 +131,13 @@ def test_graph_of_invalid_file_exits_2(cli: Callable, write_flow: Callable) -> N
     assert "expected a list of steps" in result.stderr
 
 
-def test_graph_json_of_an_invalid_file_is_still_a_document(cli: Callable,
-                                                           write_flow: Callable) -> None:
+def test_graph_json_of_an_invalid_file_is_still_a_document(
+    cli: Callable, write_flow: Callable
+) -> None:
     """--json on a broken file prints empty nodes and edges with the diagnostics, exit 2."""
-    path = write_flow("steps: [{id: a, prompt: '{{ steps.b.output }}'}, "
-                      "{id: b, prompt: '{{ steps.a.output }}'}]")
+    path = write_flow(
+        "steps: [{id: a, prompt: '{{ steps.b.output }}'}, {id: b, prompt: '{{ steps.a.output }}'}]"
+    )
     result = cli("graph", path, "--json")
     assert result.exit_code == 2
     doc = json.loads(result.stdout)
@@ -149,15 +152,27 @@ def test_graph_of_an_empty_path(cli: Callable) -> None:
     assert "error: FLOW must not be empty" in result.stderr
 
 
-@pytest.mark.parametrize(("fmt", "expected"), [
-    ("tree", ["a (llm)", "b (llm) [when]", "c (llm) [when] [for_each]"]),
-    ("mermaid", ['s_a["a (llm)"]', 's_b["b (llm) [when]"]',
-                 's_c["c (llm) [when] [for_each]"]']),
-    ("dot", ['"a" [label="a (llm)"];', '"b" [label="b (llm) [when]"];',
-             '"c" [label="c (llm) [when] [for_each]"];']),
-])
-def test_graph_marks_conditional_and_per_item_steps(cli: Callable, write_flow: Callable,
-                                                    fmt: str, expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("tree", ["a (llm)", "b (llm) [when]", "c (llm) [when] [for_each]"]),
+        (
+            "mermaid",
+            ['s_a["a (llm)"]', 's_b["b (llm) [when]"]', 's_c["c (llm) [when] [for_each]"]'],
+        ),
+        (
+            "dot",
+            [
+                '"a" [label="a (llm)"];',
+                '"b" [label="b (llm) [when]"];',
+                '"c" [label="c (llm) [when] [for_each]"];',
+            ],
+        ),
+    ],
+)
+def test_graph_marks_conditional_and_per_item_steps(
+    cli: Callable, write_flow: Callable, fmt: str, expected: list[str]
+) -> None:
     """Every format marks a step with `when` and one with `for_each`; a plain step has no mark."""
     path = write_flow("""
         steps:
@@ -175,15 +190,18 @@ def test_graph_marks_conditional_and_per_item_steps(cli: Callable, write_flow: C
     assert [line for line in lines if line in expected] == expected
 
 
-@pytest.mark.parametrize("command", [["validate"], ["graph"], ["graph", "--json"],
-                                     ["run", "--mock", "--json"]])
-def test_only_run_executes_function_modules(command: list[str], write_flow: Callable,
-                                           cli: Callable, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command", [["validate"], ["graph"], ["graph", "--json"], ["run", "--mock", "--json"]]
+)
+def test_only_run_executes_function_modules(
+    command: list[str], write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """`validate` and `graph` run no user code; `run` imports function modules, --mock too
     (docs/security.md)."""
     marker = tmp_path / "imported"
-    write_flow(f"open({str(marker)!r}, 'w').close()\n\ndef hello():\n    return 'hi'\n",
-               "side_effect.py")
+    write_flow(
+        f"open({str(marker)!r}, 'w').close()\n\ndef hello():\n    return 'hi'\n", "side_effect.py"
+    )
     flow = write_flow("steps: [{id: a, function: 'side_effect:hello'}]\n")
     result = cli(command[0], flow, *command[1:])
     assert result.exit_code == 0, result.stderr

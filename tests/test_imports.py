@@ -14,19 +14,24 @@ from tests.conftest import REPO
 # What a run needs and these commands must not pay for: the event loop, the HTTP client,
 # the history database, the live display, the web view's server and (for --help) the
 # template engine.
-_RUN_ONLY = ("asyncio", "httpx", "sqlite3", "rich.live", "starlette", "uvicorn",
-             "orchestrate.ui")
+_RUN_ONLY = ("asyncio", "httpx", "sqlite3", "rich.live", "starlette", "uvicorn", "orchestrate.ui")
 
 
 def _imported(*args: str) -> set[str]:
     """The modules `python -m orchestrate ARGS` imports, from `-X importtime`'s report."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "orchestrate", *args],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
     )
     # Each report line ends with "| <indent><module>"; the header says "imported package".
-    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
-            if line.startswith("import time:")} - {"imported package"}
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    } - {"imported package"}
 
 
 @pytest.mark.parametrize(
@@ -50,13 +55,24 @@ def test_run_leaves_httpx_own_command_line_unimported(tmp_path: Path) -> None:
     """`run` imports httpx without its command line (click, rich's console, pygments)."""
     flow = tmp_path / "flow.yaml"
     flow.write_text("steps:\n  - {id: a, prompt: hi, retries: 0, timeout: 5}\n")
-    env = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "k",
-           "ORCHESTRATE_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "OPENAI_API_KEY": "k",
+        "ORCHESTRATE_HOME": str(tmp_path / "home"),
+    }
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "orchestrate", "run", str(flow)],
-        capture_output=True, text=True, cwd=REPO, env=env, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
     )
-    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "httpx" in imported  # the run sent its request
     assert [name for name in ("click", "pygments", "rich.syntax") if name in imported] == []

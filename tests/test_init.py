@@ -14,8 +14,9 @@ from orchestrate._validate import validate_file
 from orchestrate._version import __version__
 
 
-def test_init_writes_a_valid_starter(cli: Callable, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_writes_a_valid_starter(
+    cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without PATH, init writes workflow.yaml here; it validates and runs under --mock."""
     monkeypatch.chdir(tmp_path)
     result = cli("init")
@@ -64,8 +65,9 @@ def test_init_where_it_cannot_write(cli: Callable, tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: cannot write {tmp_path}/afile/flow.yaml")
 
 
-def test_init_to_an_empty_path(cli: Callable, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_to_an_empty_path(
+    cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`init ''` is exit 2 naming the argument, and writes nothing."""
     monkeypatch.chdir(tmp_path)
     result = cli("init", "")

@@ -111,19 +111,30 @@ def test_resolve_rejects_missing_and_mistyped(given: dict, message: str) -> None
     assert caught.value.message == message
 
 
-CHOICES = {"tone": InputSpec(enum=("formal", "casual"), default="formal"),
-           "level": InputSpec(type="integer", enum=(1, 2, 3), default=1)}
+CHOICES = {
+    "tone": InputSpec(enum=("formal", "casual"), default="formal"),
+    "level": InputSpec(type="integer", enum=(1, 2, 3), default=1),
+}
 
 
 @pytest.mark.parametrize(
     ("given", "message", "hint"),
     [
-        ({"tone": "casul"}, "input 'tone' must be one of formal, casual, got \"casul\"",
-         "did you mean 'casual'?"),
-        ({"tone": "loud"}, "input 'tone' must be one of formal, casual, got \"loud\"",
-         "the values it takes: formal, casual"),
-        ({"level": 5}, "input 'level' must be one of 1, 2, 3, got 5",
-         "the values it takes: 1, 2, 3"),
+        (
+            {"tone": "casul"},
+            "input 'tone' must be one of formal, casual, got \"casul\"",
+            "did you mean 'casual'?",
+        ),
+        (
+            {"tone": "loud"},
+            "input 'tone' must be one of formal, casual, got \"loud\"",
+            "the values it takes: formal, casual",
+        ),
+        (
+            {"level": 5},
+            "input 'level' must be one of 1, 2, 3, got 5",
+            "the values it takes: 1, 2, 3",
+        ),
     ],
 )
 def test_resolve_rejects_a_value_outside_the_enum(given: dict, message: str, hint: str) -> None:
@@ -205,10 +216,12 @@ class _Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("stdin", "prompted"), [(_Terminal("typed"), True),
-                                                 (io.StringIO("piped"), False)])
-def test_at_dash_on_a_terminal_says_it_is_waiting(capsys: pytest.CaptureFixture[str],
-                                                  stdin: io.StringIO, prompted: bool) -> None:
+@pytest.mark.parametrize(
+    ("stdin", "prompted"), [(_Terminal("typed"), True), (io.StringIO("piped"), False)]
+)
+def test_at_dash_on_a_terminal_says_it_is_waiting(
+    capsys: pytest.CaptureFixture[str], stdin: io.StringIO, prompted: bool
+) -> None:
     """`@-` on a terminal tells on stderr that it waits for input; from a pipe it is silent."""
     parse_assignments(["article=@-"], SPECS, stdin)
     captured = capsys.readouterr()
@@ -216,10 +229,13 @@ def test_at_dash_on_a_terminal_says_it_is_waiting(capsys: pytest.CaptureFixture[
     assert (captured.err, captured.out) == ((notice if prompted else ""), "")
 
 
-@pytest.mark.parametrize(("name", "text"), [
-    ("inputs.json", '{"article": "a",\n "count": ' + "7" * 5000 + "}"),
-    ("inputs.yaml", "article: a\ncount: " + "7" * 5000 + "\n"),
-])
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("inputs.json", '{"article": "a",\n "count": ' + "7" * 5000 + "}"),
+        ("inputs.yaml", "article: a\ncount: " + "7" * 5000 + "\n"),
+    ],
+)
 def test_inputs_file_integer_past_the_digit_limit_is_located(
     tmp_path: Path, name: str, text: str
 ) -> None:

@@ -38,20 +38,25 @@ def test_sigint_cancels_cleanly(write_flow: Callable) -> None:
     assert code == 130
     assert doc["status"] == "cancelled"
     assert doc["error"]["type"] == "cancelled"
-    assert {s["id"]: s["status"] for s in doc["steps"]} == {"fast": "succeeded",
-                                                             "slow": "cancelled"}
+    assert {s["id"]: s["status"] for s in doc["steps"]} == {
+        "fast": "succeeded",
+        "slow": "cancelled",
+    }
     assert doc["steps"][0]["output"] == "quick answer"
 
 
 def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> None:
     """Ctrl-C during a blocking Python function exits at once, not when it returns."""
-    write_flow("""
+    write_flow(
+        """
         import time
 
         def block():
             time.sleep(60)
             return "never"
-        """, "blocking.py")
+        """,
+        "blocking.py",
+    )
     flow = write_flow("""
         steps:
           - id: slow
@@ -62,8 +67,9 @@ def test_sigint_does_not_wait_for_a_slow_sync_function(write_flow: Callable) -> 
     assert doc["steps"][0]["status"] == "cancelled"
 
 
-def test_sigterm_cancels_like_ctrl_c(write_flow: Callable, cli: Callable,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sigterm_cancels_like_ctrl_c(
+    write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SIGTERM mid-run (CI cancel, `timeout`, `docker stop`): exit 143, 'orchestrate:
     terminated' on stderr, and the run recorded as cancelled, not left running."""
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "30")
@@ -88,26 +94,38 @@ def test_sigterm_cancels_like_ctrl_c(write_flow: Callable, cli: Callable,
 
 # What a step blocks, and whether the run can still say how it ended (print its JSON).
 BLOCKING_STEPS = [
-    pytest.param(f"""
+    pytest.param(
+        f"""
         steps:
           - id: slow
             prompt: "{SLOW_TEMPLATE}"
-        """, "", True, id="slow-template"),
-    pytest.param("""
+        """,
+        "",
+        True,
+        id="slow-template",
+    ),
+    pytest.param(
+        """
         steps:
           - id: slow
             function: spin:spin
-        """, """
+        """,
+        """
         async def spin():
             n = 0
             while True:  # computes without ever awaiting: the event loop is blocked
                 n += 1
-        """, True, id="cpu-bound-async-function"),
-    pytest.param("""
+        """,
+        True,
+        id="cpu-bound-async-function",
+    ),
+    pytest.param(
+        """
         steps:
           - id: slow
             function: spin:spin
-        """, """
+        """,
+        """
         async def spin():
             while True:
                 try:
@@ -115,15 +133,18 @@ BLOCKING_STEPS = [
                         pass
                 except KeyboardInterrupt:
                     pass  # swallows even the watchdog's interrupt: only exiting ends it
-        """, False, id="async-function-swallowing-interrupts"),
+        """,
+        False,
+        id="async-function-swallowing-interrupts",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize(("flow_text", "module", "documented"), BLOCKING_STEPS)
 def test_a_signal_ends_the_run_within_a_second_whatever_the_step_does(
-        write_flow: Callable, flow_text: str, module: str, documented: bool, signum: int,
-        code: int) -> None:
+    write_flow: Callable, flow_text: str, module: str, documented: bool, signum: int, code: int
+) -> None:
     """A step blocking the event loop or rendering a slow template cannot delay Ctrl-C or
     SIGTERM: each exits with its own code within a second."""
     write_flow(module, "spin.py")

@@ -58,8 +58,9 @@ def test_a_full_workflow_builds_the_spec_classes() -> None:
     assert workflow.name == "digest"
     assert workflow.inputs["article"].required
     assert workflow.inputs["language"].default == "French"
-    assert workflow.defaults == Defaults(model="gpt-4o", temperature=0.2, max_tokens=800,
-                                              timeout=120.0, retries=2)
+    assert workflow.defaults == Defaults(
+        model="gpt-4o", temperature=0.2, max_tokens=800, timeout=120.0, retries=2
+    )
     summarize, translate, count, review = workflow.steps
     assert isinstance(summarize, LLMStep) and summarize.system == "Be brief."
     assert translate.settings.model == "gpt-4o-mini"
@@ -135,8 +136,10 @@ def test_positions_point_at_key_value_and_mapping() -> None:
 
 def test_one_broken_step_hides_no_other() -> None:
     """Problems in different steps are all reported, and good steps are still built."""
-    result = load("steps:\n  - {id: a, prompt: x, retries: x}\n  - {id: b, promt: y}\n"
-                  "  - {id: c, prompt: z}\n")
+    result = load(
+        "steps:\n  - {id: a, prompt: x, retries: x}\n  - {id: b, promt: y}\n"
+        "  - {id: c, prompt: z}\n"
+    )
     assert len(result.diagnostics) == 2
     assert [s.id for s in result.workflow.steps] == ["c"]
     assert result.broken_steps == {"a", "b"}
@@ -162,8 +165,10 @@ def test_recursive_alias_is_bounded() -> None:
 
 def test_merge_keys_are_located_where_the_value_is_written() -> None:
     """A bad value merged in with `<<: *anchor` points at the anchor's text."""
-    result = load("x-shared: &shared\n  temperature: hot\nsteps:\n"
-                  "  - id: a\n    <<: *shared\n    prompt: hi\n")
+    result = load(
+        "x-shared: &shared\n  temperature: hot\nsteps:\n"
+        "  - id: a\n    <<: *shared\n    prompt: hi\n"
+    )
     assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
         (2, 16, "expected a number, got a string ('hot')"),
     ]
@@ -178,8 +183,10 @@ def test_extension_keys_hold_anchors() -> None:
 
 def test_duplicate_keys_do_not_hide_other_problems() -> None:
     """Every duplicate key is reported, and the rest of the file is still checked."""
-    result = load("steps:\n  - id: a\n    prompt: one\n    prompt: two\n"
-                  "  - id: b\n    promt: x\n    model: m\n    model: n\n")
+    result = load(
+        "steps:\n  - id: a\n    prompt: one\n    prompt: two\n"
+        "  - id: b\n    promt: x\n    model: m\n    model: n\n"
+    )
     assert [(d.line, d.column, d.message) for d in result.diagnostics] == [
         (4, 5, "duplicate key 'prompt'"),
         (8, 5, "duplicate key 'model'"),
@@ -204,11 +211,12 @@ def test_aliases_past_the_node_limit_are_an_alias_bomb(monkeypatch: pytest.Monke
     text = "x-a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nx-b: [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
     result = load(text + "steps: [{id: a, prompt: x}]\n")
     assert [d.message for d in result.diagnostics] == [
-        "the file expands to more than 100 nodes through its aliases"]
+        "the file expands to more than 100 nodes through its aliases"
+    ]
 
 
 def test_the_node_limit_stops_reading_before_building_values(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Past the node limit no YAML value is built: the file is refused while being read."""
     from ruamel.yaml.constructor import RoundTripConstructor
@@ -222,10 +230,13 @@ def test_the_node_limit_stops_reading_before_building_values(
     assert "more than 100 values" in result.diagnostics[0].message
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("inputs:\n  a:\n", (2, 3, "input 'a' has no settings (its value is empty)")),
-    ("providers: {p:}\n", (1, 13, "provider 'p' has no settings (its value is empty)")),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("inputs:\n  a:\n", (2, 3, "input 'a' has no settings (its value is empty)")),
+        ("providers: {p:}\n", (1, 13, "provider 'p' has no settings (its value is empty)")),
+    ],
+)
 def test_an_empty_input_or_provider_is_one_problem(text: str, expected: tuple) -> None:
     """`a:` with no value is one located problem, and `inputs.a` is not also unknown."""
     result = load(text + "steps: [{id: s, prompt: '{{ inputs.a }}'}]\n")
@@ -234,8 +245,11 @@ def test_an_empty_input_or_provider_is_one_problem(text: str, expected: tuple) -
 
 
 LOCATED_PATHS = [
-    (("steps", 0, "id"), "value"), (("steps", 1, "prompt"), "value"),
-    (("steps", 1, "when"), "key"), (("steps", 2), "node"), (("defaults", "model"), "value"),
+    (("steps", 0, "id"), "value"),
+    (("steps", 1, "prompt"), "value"),
+    (("steps", 1, "when"), "key"),
+    (("steps", 2), "node"),
+    (("defaults", "model"), "value"),
     (("inputs", "language"), "key"),
 ]
 
@@ -249,11 +263,14 @@ def test_a_valid_file_is_read_fast_and_located_as_the_round_trip_tree_would() ->
         assert fast.source.locate(path, at) == located.locate(path, at)
 
 
-@pytest.mark.parametrize("text", [
-    "x-a: &a {model: m}\ndefaults:\n  <<: *a\nsteps:\n  - {id: a, prompt: hi}\n",  # merge
-    "%YAML 1.2\n---\nsteps:\n  - {id: a, prompt: hi}\n",  # a directive
-    "steps:\n  - {id: a, prompt: !!set {hi}}\n",  # a type the round-trip tree has not
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x-a: &a {model: m}\ndefaults:\n  <<: *a\nsteps:\n  - {id: a, prompt: hi}\n",  # merge
+        "%YAML 1.2\n---\nsteps:\n  - {id: a, prompt: hi}\n",  # a directive
+        "steps:\n  - {id: a, prompt: !!set {hi}}\n",  # a type the round-trip tree has not
+    ],
+)
 def test_what_libyaml_reads_otherwise_takes_the_round_trip_path(text: str) -> None:
     """Merge keys, directives and unusual types are read by the round-trip parser."""
     assert _loader._parse_fast(text) is None

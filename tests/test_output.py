@@ -46,7 +46,7 @@ FENCED = '```json\n{"a": 1}\n```'
         (f"Sure!\n{FENCED}\nHope this helps", {"a": 1}),
         (f"Here you go:\n\n{FENCED}", {"a": 1}),
         (f"{FENCED}\n\nLet me know if you need more.", {"a": 1}),
-        ('Sure:\n```\n[1, 2]\n```\nDone.', [1, 2]),
+        ("Sure:\n```\n[1, 2]\n```\nDone.", [1, 2]),
         ('Run:\n```sh\nls {a,b}\n```\nthen\n```json\n{"b": 2}\n```', {"b": 2}),
         ('```json\n{"code": "```py\\nx = 1\\n```"}\n```', {"code": "```py\nx = 1\n```"}),
         ('Here is the result: {"a": [1, 2]}. Done.', {"a": [1, 2]}),
@@ -61,12 +61,16 @@ def test_json_is_found_in_prose(reply: str, expected: object) -> None:
 @pytest.mark.parametrize(
     ("reply", "problem"),
     [
-        ('One:\n```json\n{"a": 1}\n```\nTwo:\n```json\n{"a": 2}\n```',
-         "the reply holds 2 JSON code blocks, not one"),
+        (
+            'One:\n```json\n{"a": 1}\n```\nTwo:\n```json\n{"a": 2}\n```',
+            "the reply holds 2 JSON code blocks, not one",
+        ),
         ('Either {"a": 1} or {"a": 2}', "Extra data at line 1 column 17"),
         ('Option [1] is {"a": 1}', "Extra data at line 1 column 12"),
-        ('Intro\n```json\n{"a": 1,}\n```\nOutro', "Expecting property name enclosed in "
-         "double quotes at line 3 column 9"),
+        (
+            'Intro\n```json\n{"a": 1,}\n```\nOutro',
+            "Expecting property name enclosed in double quotes at line 3 column 9",
+        ),
         ('Broken: {"a": 1 "b": [1, 2]}', "Expecting ',' delimiter at line 1 column 17"),
         ("[" * 100_000, "it is nested too deeply"),
     ],

@@ -58,12 +58,17 @@ def test_an_empty_schema_is_migrated(postgres_url: str) -> None:
         assert store.applied_migrations() == [m.name for m in MIGRATIONS]
     with open_store() as store:  # already up to date: nothing applied twice
         assert sorted(store.applied_migrations()) == sorted(m.name for m in MIGRATIONS)
-    tables = {row[0] for row in query("SELECT table_name FROM information_schema.tables "
-                                      "WHERE table_schema = current_schema()")}
+    tables = {
+        row[0]
+        for row in query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    }
     assert tables == {"_migrations", "runs", "steps", "responses", "batches"}
-    assert query("SELECT data_type FROM information_schema.columns WHERE table_name = 'runs' "
-                 "AND column_name = 'started' AND table_schema = current_schema()") == [
-        ("double precision",)]
+    assert query(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'runs' "
+        "AND column_name = 'started' AND table_schema = current_schema()"
+    ) == [("double precision",)]
 
 
 def test_an_old_database_is_migrated(postgres_url: str) -> None:
@@ -73,10 +78,14 @@ def test_an_old_database_is_migrated(postgres_url: str) -> None:
         for statement in MIGRATIONS[0].sql(POSTGRESQL):
             db.execute(statement)
         db.execute("INSERT INTO _migrations (name) VALUES ('m001_initial')")
-        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
-                   "inputs) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, '{}')")
-        db.execute("INSERT INTO steps (run_id, position, step_id, kind, status, output) "
-                   "VALUES ('r1', 0, 'each', 'llm', 'succeeded', '[1, 2]')")
+        db.execute(
+            "INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+            "inputs) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, '{}')"
+        )
+        db.execute(
+            "INSERT INTO steps (run_id, position, step_id, kind, status, output) "
+            "VALUES ('r1', 0, 'each', 'llm', 'succeeded', '[1, 2]')"
+        )
     with open_store() as store:
         [stored] = store.stored_steps("r1")
         assert store.run_row("r1")["user_name"] is None
@@ -84,8 +93,9 @@ def test_an_old_database_is_migrated(postgres_url: str) -> None:
     assert (stored.result.output, stored.result.items) == ([1, 2], ())
 
 
-def test_a_newer_database_is_refused(postgres_url: str, write_flow: Callable,
-                                     cli: Callable) -> None:
+def test_a_newer_database_is_refused(
+    postgres_url: str, write_flow: Callable, cli: Callable
+) -> None:
     """A schema migrated by a newer orchestrate: exit 2 naming it, nothing written."""
     with open_store():
         pass
@@ -116,18 +126,17 @@ def test_processes_starting_at_once_migrate_once(postgres_url: str) -> None:
         code, stdout, stderr = finish(process)
         assert code == 0, stderr
         assert json.loads(stdout) == []
-    assert sorted(query("SELECT name FROM _migrations")) == sorted(
-        (m.name,) for m in MIGRATIONS)
+    assert sorted(query("SELECT name FROM _migrations")) == sorted((m.name,) for m in MIGRATIONS)
 
 
 # --- many writers --------------------------------------------------------------------------------
 
 
-def test_many_processes_record_into_one_database(postgres_url: str,
-                                                 write_flow: Callable) -> None:
+def test_many_processes_record_into_one_database(postgres_url: str, write_flow: Callable) -> None:
     """Four runs at once in four processes: each recorded in full, nothing mixed up."""
-    steps = ["steps:"] + [f"  - {{id: s{n}, prompt: 'step {n}', mock: 'answer {n}'}}"
-                          for n in range(30)]
+    steps = ["steps:"] + [
+        f"  - {{id: s{n}, prompt: 'step {n}', mock: 'answer {n}'}}" for n in range(30)
+    ]
     flow = write_flow("\n".join(steps) + "\n")
     processes = [start_orchestrate("run", flow, "--mock", "--json", "-q") for _ in range(4)]
     run_ids = []
@@ -135,13 +144,16 @@ def test_many_processes_record_into_one_database(postgres_url: str,
         code, stdout, stderr = finish(process)
         assert code == 0, stderr
         run_ids.append(json.loads(stdout)["run_id"])
-    rows = query("SELECT run_id, status, (SELECT count(*) FROM steps s WHERE s.run_id = r.run_id)"
-                 " FROM runs r ORDER BY run_id")
+    rows = query(
+        "SELECT run_id, status, (SELECT count(*) FROM steps s WHERE s.run_id = r.run_id)"
+        " FROM runs r ORDER BY run_id"
+    )
     assert rows == sorted((run_id, "succeeded", 30) for run_id in run_ids)
 
 
-def test_the_cache_answers_other_processes(postgres_url: str, write_flow: Callable,
-                                           cli: Callable) -> None:
+def test_the_cache_answers_other_processes(
+    postgres_url: str, write_flow: Callable, cli: Callable
+) -> None:
     """An answer cached by one process answers the same request in others, at once."""
     flow = write_flow(TWO_STEPS)
     first = cli("run", flow, "--mock", "--cache", "--json")
@@ -154,7 +166,7 @@ def test_the_cache_answers_other_processes(postgres_url: str, write_flow: Callab
     assert query("SELECT count(*) FROM responses") == [(2,)]
 
 
-FAILING_ONCE = '''
+FAILING_ONCE = """
 from pathlib import Path
 
 
@@ -162,11 +174,12 @@ def work(marker):
     if Path(marker).exists():
         raise RuntimeError("the marker file is there")
     return "done"
-'''
+"""
 
 
-def test_two_resumes_of_one_run_at_once(postgres_url: str, write_flow: Callable,
-                                        cli: Callable, tmp_path: Path) -> None:
+def test_two_resumes_of_one_run_at_once(
+    postgres_url: str, write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """Two `--resume` of the same failed run at the same time: each makes its own new run
     resumed from it, both recorded in full, the failed run left as it was."""
     write_flow(FAILING_ONCE, "tools.py")
@@ -184,8 +197,9 @@ def test_two_resumes_of_one_run_at_once(postgres_url: str, write_flow: Callable,
     assert failed.exit_code == 1
     failed_id = json.loads(failed.stdout)["run_id"]
     marker.unlink()
-    processes = [start_orchestrate("run", flow, "--mock", "--json", "--resume", failed_id)
-                 for _ in range(2)]
+    processes = [
+        start_orchestrate("run", flow, "--mock", "--json", "--resume", failed_id) for _ in range(2)
+    ]
     docs = []
     for process in processes:
         code, stdout, stderr = finish(process)
@@ -195,16 +209,18 @@ def test_two_resumes_of_one_run_at_once(postgres_url: str, write_flow: Callable,
     assert all(doc["resumed_from"] == failed_id for doc in docs)
     assert all(doc["steps"][0]["reused"] for doc in docs)
     for doc in docs:
-        assert query("SELECT status, resumed_from FROM runs WHERE run_id = ?",
-                     doc["run_id"]) == [("succeeded", failed_id)]
+        assert query("SELECT status, resumed_from FROM runs WHERE run_id = ?", doc["run_id"]) == [
+            ("succeeded", failed_id)
+        ]
     assert query("SELECT status FROM runs WHERE run_id = ?", failed_id) == [("failed",)]
 
 
 # --- who ran it ----------------------------------------------------------------------------------
 
 
-def test_runs_record_their_user_and_host(postgres_url: str, write_flow: Callable,
-                                         cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_record_their_user_and_host(
+    postgres_url: str, write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ORCHESTRATE_USER names the runner; `runs list --user` filters; `runs show` says."""
     import socket
 
@@ -222,17 +238,21 @@ def test_runs_record_their_user_and_host(postgres_url: str, write_flow: Callable
 # --- a database that fails -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://orchestrate:pw-s3cret-1@127.0.0.1:PORT/postgres",
-    f"postgresql://{PASSWORD_USER}:pw-s3cret-1@127.0.0.1:SERVER/postgres",
-    "postgresql://nobody:pw-s3cret-1@127.0.0.1:SERVER/postgres",
-    "postgresql://postgres:pw-s3cret-1@127.0.0.1:SERVER/no_such_db",
-    "postgresql://orchestrate:pw-s3cret-1@[127.0.0.1/postgres",
-    "postgresql://orchestrate:pw-s3cret-1@127.0.0.1:SERVER/postgres?sslmode=sometimes",
-], ids=["refused", "bad password", "unknown user", "unknown database", "bad url",
-        "bad option"])
-def test_a_database_that_cannot_be_reached(url: str, postgres_server: Any,
-                                           write_flow: Callable, cli: Callable) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://orchestrate:pw-s3cret-1@127.0.0.1:PORT/postgres",
+        f"postgresql://{PASSWORD_USER}:pw-s3cret-1@127.0.0.1:SERVER/postgres",
+        "postgresql://nobody:pw-s3cret-1@127.0.0.1:SERVER/postgres",
+        "postgresql://postgres:pw-s3cret-1@127.0.0.1:SERVER/no_such_db",
+        "postgresql://orchestrate:pw-s3cret-1@[127.0.0.1/postgres",
+        "postgresql://orchestrate:pw-s3cret-1@127.0.0.1:SERVER/postgres?sslmode=sometimes",
+    ],
+    ids=["refused", "bad password", "unknown user", "unknown database", "bad url", "bad option"],
+)
+def test_a_database_that_cannot_be_reached(
+    url: str, postgres_server: Any, write_flow: Callable, cli: Callable
+) -> None:
     """Exit 2 before the run, a clear message, the password nowhere, no traceback."""
     from tests.postgres_server import free_port
 
@@ -253,14 +273,14 @@ def own_server(monkeypatch: pytest.MonkeyPatch, postgres_server: Any) -> Iterato
         yield server
 
 
-SLOW_STEP = '''
+SLOW_STEP = """
 import time
 
 
 def slow():
     time.sleep(2)
     return "late"
-'''
+"""
 
 
 def test_a_database_gone_mid_run(own_server: Any, write_flow: Callable) -> None:
@@ -283,8 +303,9 @@ def test_a_database_gone_mid_run(own_server: Any, write_flow: Callable) -> None:
     assert "Traceback" not in stderr
 
 
-def test_the_driver_missing_is_a_clear_error(write_flow: Callable, cli: Callable,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_driver_missing_is_a_clear_error(
+    write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without psycopg, a postgresql:// URL says how to install it (exit 2)."""
     import sys
 

@@ -52,8 +52,13 @@ def orchestrate(tmp_path: Path, server: Any) -> Callable[..., subprocess.Complet
         environment = {**os.environ, "OPENAI_BASE_URL": server.base_url, **(env or {})}
         environment.pop("COLUMNS", None)
         return subprocess.run(
-            [sys.executable, "-m", "orchestrate", *args], cwd=tmp_path, env=environment,
-            capture_output=True, text=True, timeout=60, check=False,
+            [sys.executable, "-m", "orchestrate", *args],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
     return run
@@ -99,8 +104,10 @@ def test_run_without_streaming(write_flow, orchestrate, server) -> None:
     assert greet["usage"] == {"input_tokens": 9, "output_tokens": 7}
     bodies = [r["body"] for r in server.requests]
     assert [b.get("stream", False) for b in bodies] == [False, False]
-    assert bodies[0]["messages"] == [{"role": "system", "content": "You are friendly."},
-                                     {"role": "user", "content": "Say hello to Ada."}]
+    assert bodies[0]["messages"] == [
+        {"role": "system", "content": "You are friendly."},
+        {"role": "user", "content": "Say hello to Ada."},
+    ]
     assert bodies[1]["response_format"]["type"] == "json_schema"
     assert "authorization" not in server.requests[0]["headers"]
 
@@ -151,7 +158,8 @@ steps:
 
 
 @pytest.mark.parametrize(
-    "mode", ["json", "streaming text"],
+    "mode",
+    ["json", "streaming text"],
 )
 def test_key_never_appears_in_any_output(
     mode: str, write_flow, orchestrate, server, tmp_path: Path
@@ -167,14 +175,23 @@ def test_key_never_appears_in_any_output(
 
     assert f"Bearer {FAKE_KEY}" == server.requests[0]["headers"]["authorization"]
     assert done.returncode == 0, done.stderr
-    outputs = {"stdout": done.stdout, "stderr": done.stderr,
-               "events": events.read_text(encoding="utf-8")}
-    outputs |= {str(path): path.read_bytes().decode("utf-8", "replace")
-                for path in home.rglob("*") if path.is_file()}
+    outputs = {
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+        "events": events.read_text(encoding="utf-8"),
+    }
+    outputs |= {
+        str(path): path.read_bytes().decode("utf-8", "replace")
+        for path in home.rglob("*")
+        if path.is_file()
+    }
     leaks = [name for name, text in outputs.items() if FAKE_KEY in text or FAKE_KEY[8:] in text]
     assert leaks == []
-    failed = next(e for e in _events(outputs["events"])
-                  if e["event"] == "step_finished" and e["step_id"] == "first")
+    failed = next(
+        e
+        for e in _events(outputs["events"])
+        if e["event"] == "step_finished" and e["step_id"] == "first"
+    )
     assert failed["status"] == "failed"
     assert "HTTP 401" in failed["error"]["message"]
     assert "Incorrect API key provided" in failed["error"]["message"]
@@ -202,8 +219,9 @@ def test_calls_reuse_connections(stream: bool, write_flow, server) -> None:
     """)
     prepared = prepare(flow, {"items": [f"item {i}" for i in range(20)]})
     options = RunOptions(max_concurrency=4, stream=stream)
-    result = asyncio.run(run_prepared(prepared, options=options,
-                                      env={"OPENAI_BASE_URL": server.base_url}))
+    result = asyncio.run(
+        run_prepared(prepared, options=options, env={"OPENAI_BASE_URL": server.base_url})
+    )
     assert result.status == "succeeded"
     assert [f"Fake reply to: Rewrite item {i}" for i in range(20)] == result.outputs["each"]
     assert (server.count, server.connections <= 4) == (20, True)
@@ -232,17 +250,29 @@ def test_fake_server_script_prints_its_port() -> None:
     assert line.strip().endswith("/v1")
 
 
-
 def test_fake_server_fills_a_schema_without_orchestrate_installed(tmp_path: Path) -> None:
     """Run by a Python that cannot import orchestrate (no site-packages), the fake server
     still answers a json_schema request with a minimal valid instance, never `{}`."""
-    schema = {"type": "object", "required": ["category", "urgency"], "properties": {
-        "category": {"enum": ["billing", "bug"]}, "urgency": {"type": "string"}}}
-    body = {"messages": [{"role": "user", "content": "hi"}], "response_format": {
-        "type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
-    script = (f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
-              f"import fake_openai; print(fake_openai.echo_reply(json.loads(sys.argv[1])))")
-    done = subprocess.run([sys.executable, "-S", "-c", script, json.dumps(body)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=False)
+    schema = {
+        "type": "object",
+        "required": ["category", "urgency"],
+        "properties": {"category": {"enum": ["billing", "bug"]}, "urgency": {"type": "string"}},
+    }
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    }
+    script = (
+        f"import json, sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
+        f"import fake_openai; print(fake_openai.echo_reply(json.loads(sys.argv[1])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script, json.dumps(body)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"category": "billing", "urgency": "mock"}

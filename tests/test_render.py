@@ -35,11 +35,23 @@ from orchestrate._render import (
 from orchestrate._result import ErrorInfo, ItemResult, RunResult, StepResult, Usage
 
 STEPS = (("draft", "llm"), ("each", "llm"), ("check", "function"))
-DONE = StepResult(id="draft", status="succeeded", output="text", provider="openai",
-                  model="gpt-4o-mini", attempts=1, duration_ms=1500, usage=Usage(10, 20),
-                  cost_usd=0.0000135)
-FAILED = StepResult(id="check", status="failed", duration_ms=3,
-                    error=ErrorInfo("function", "tools:check raised ValueError: bad", "check"))
+DONE = StepResult(
+    id="draft",
+    status="succeeded",
+    output="text",
+    provider="openai",
+    model="gpt-4o-mini",
+    attempts=1,
+    duration_ms=1500,
+    usage=Usage(10, 20),
+    cost_usd=0.0000135,
+)
+FAILED = StepResult(
+    id="check",
+    status="failed",
+    duration_ms=3,
+    error=ErrorInfo("function", "tools:check raised ValueError: bad", "check"),
+)
 
 
 def console() -> Console:
@@ -47,15 +59,24 @@ def console() -> Console:
 
 
 def started() -> RunStarted:
-    return RunStarted(run_id="r1", workflow="demo", file="demo.yaml", started_at="now",
-                      inputs={}, steps=STEPS)
+    return RunStarted(
+        run_id="r1", workflow="demo", file="demo.yaml", started_at="now", inputs={}, steps=STEPS
+    )
 
 
 def result(status: str = "failed") -> RunResult:
-    return RunResult(run_id="r1", workflow="demo", file="demo.yaml", status=status,
-                     started_at="now", duration_ms=2000, inputs={}, outputs={},
-                     steps=(DONE, StepResult(id="each", status="cancelled"), FAILED),
-                     error=FAILED.error)
+    return RunResult(
+        run_id="r1",
+        workflow="demo",
+        file="demo.yaml",
+        status=status,
+        started_at="now",
+        duration_ms=2000,
+        inputs={},
+        outputs={},
+        steps=(DONE, StepResult(id="each", status="cancelled"), FAILED),
+        error=FAILED.error,
+    )
 
 
 class Clock:
@@ -114,12 +135,15 @@ def test_plain_progress_is_one_line_per_event() -> None:
     """Without a terminal, each lifecycle event is one uncoloured line."""
     out = io.StringIO()
     progress = PlainProgress(out)
-    for event in (started(),
-                  StepStarted(step_id="draft", kind="llm", provider="openai", model="m"),
-                  TokenReceived(step_id="draft", text="ignored"),
-                  StepRetrying(step_id="draft", attempt=2, delay=1.25, reason="HTTP 503"),
-                  StepFinished(result=DONE), StepFinished(result=FAILED),
-                  RunFinished(result=result())):
+    for event in (
+        started(),
+        StepStarted(step_id="draft", kind="llm", provider="openai", model="m"),
+        TokenReceived(step_id="draft", text="ignored"),
+        StepRetrying(step_id="draft", attempt=2, delay=1.25, reason="HTTP 503"),
+        StepFinished(result=DONE),
+        StepFinished(result=FAILED),
+        RunFinished(result=result()),
+    ):
         progress(event)
     assert out.getvalue().splitlines() == [
         "run r1 of demo: 3 steps",
@@ -128,7 +152,7 @@ def test_plain_progress_is_one_line_per_event() -> None:
         "✓ draft succeeded 1.5s 30 tok $0.000013",
         "✗ check failed 3ms: tools:check raised ValueError: bad",
         "run r1 failed in 2.0s: 1 succeeded, 1 cancelled, 1 failed; 30 tokens (10 in, 20 out), "
-            "$0.000013",
+        "$0.000013",
     ]
     assert "\x1b[" not in out.getvalue()
 
@@ -154,19 +178,34 @@ def test_plain_progress_says_why_an_output_failed() -> None:
 
 def test_plain_progress_counts_in_the_singular_and_shows_for_each_progress() -> None:
     """`1 step`, a queued step, n/N done (about every tenth item) and an item's retry."""
-    one = RunStarted(run_id="r1", workflow="demo", file=None, started_at="now", inputs={},
-                     steps=(("each", "llm"),))
+    one = RunStarted(
+        run_id="r1",
+        workflow="demo",
+        file=None,
+        started_at="now",
+        inputs={},
+        steps=(("each", "llm"),),
+    )
     lines = plain(
-        one, StepQueued(step_id="each", kind="llm"),
+        one,
+        StepQueued(step_id="each", kind="llm"),
         StepStarted(step_id="each", kind="llm", items=1),
         StepRetrying(step_id="each", attempt=2, delay=3, reason="HTTP 429", item=0),
         ItemFinished(step_id="each", index=0, status="succeeded", done=1, total=1),
     )
-    assert lines == ["run r1 of demo: 1 step", "· each waiting for a slot",
-                     "▶ each started, 1 item", "↻ each[0] attempt 2 in 3.0s: HTTP 429",
-                     "  each: 1/1 done"]
-    many = plain(*(ItemFinished(step_id="each", index=i, status="succeeded", done=i + 1,
-                                total=30) for i in range(30)))
+    assert lines == [
+        "run r1 of demo: 1 step",
+        "· each waiting for a slot",
+        "▶ each started, 1 item",
+        "↻ each[0] attempt 2 in 3.0s: HTTP 429",
+        "  each: 1/1 done",
+    ]
+    many = plain(
+        *(
+            ItemFinished(step_id="each", index=i, status="succeeded", done=i + 1, total=30)
+            for i in range(30)
+        )
+    )
     assert many == [f"  each: {n}/30 done" for n in range(3, 31, 3)]
 
 
@@ -241,7 +280,7 @@ def on_a_terminal(output: str, width: int = 80) -> list[str]:
                 row, col = row + 1, 0
             while len(lines) <= row:
                 lines.append("")
-            lines[row] = lines[row][:col].ljust(col) + token + lines[row][col + 1:]
+            lines[row] = lines[row][:col].ljust(col) + token + lines[row][col + 1 :]
             col += 1
         while len(lines) <= row:
             lines.append("")
@@ -268,9 +307,11 @@ def test_ctrl_c_leaves_one_table_header() -> None:
 def test_the_resume_hint_follows_a_failed_or_cancelled_run() -> None:
     """A failed or cancelled run gets a `--resume` line (the path quoted); a success none."""
     assert resume_hint(result("failed"), "my flows/a.yaml") == (
-        "resume with: orchestrate run 'my flows/a.yaml' --resume r1")
+        "resume with: orchestrate run 'my flows/a.yaml' --resume r1"
+    )
     assert resume_hint(result("cancelled"), "a.yaml") == (
-        "resume with: orchestrate run a.yaml --resume r1")
+        "resume with: orchestrate run a.yaml --resume r1"
+    )
     assert resume_hint(result("succeeded"), "a.yaml") is None
 
 
@@ -281,17 +322,30 @@ def resumed(*steps: StepResult) -> RunResult:
 ITEM = ItemResult(index=0, output="x", fingerprint="f", reused=True)
 
 
-@pytest.mark.parametrize(("run", "line"), [
-    (result(), None),
-    (resumed(attrs_evolve(DONE, reused=True), attrs_evolve(DONE, id="keywords", reused=True),
-             FAILED),
-     "reused 2 steps from run abc123 (draft, keywords)"),
-    (resumed(attrs_evolve(DONE, reused=True)), "reused 1 step from run abc123 (draft)"),
-    (resumed(DONE), "reused 0 steps from run abc123"),
-    (resumed(DONE, attrs_evolve(DONE, id="each", items=(ITEM, ITEM, attrs_evolve(
-        ITEM, reused=False))), attrs_evolve(DONE, id="one", items=(ITEM,))),
-     "reused 0 steps from run abc123, and 2 items of each, and 1 item of one"),
-])
+@pytest.mark.parametrize(
+    ("run", "line"),
+    [
+        (result(), None),
+        (
+            resumed(
+                attrs_evolve(DONE, reused=True),
+                attrs_evolve(DONE, id="keywords", reused=True),
+                FAILED,
+            ),
+            "reused 2 steps from run abc123 (draft, keywords)",
+        ),
+        (resumed(attrs_evolve(DONE, reused=True)), "reused 1 step from run abc123 (draft)"),
+        (resumed(DONE), "reused 0 steps from run abc123"),
+        (
+            resumed(
+                DONE,
+                attrs_evolve(DONE, id="each", items=(ITEM, ITEM, attrs_evolve(ITEM, reused=False))),
+                attrs_evolve(DONE, id="one", items=(ITEM,)),
+            ),
+            "reused 0 steps from run abc123, and 2 items of each, and 1 item of one",
+        ),
+    ],
+)
 def test_reuse_line(run: RunResult, line: str | None) -> None:
     """A resumed run says which steps (and for_each items) it took from which run."""
     assert reuse_line(run) == line
@@ -342,11 +396,18 @@ def test_markdown_detection() -> None:
 
 def test_a_tall_workflow_shows_what_matters() -> None:
     """More steps than lines: running and failed steps stay, the rest is counted."""
-    out = Console(file=io.StringIO(), width=80, height=12, force_terminal=True,
-                  color_system=None)
+    out = Console(file=io.StringIO(), width=80, height=12, force_terminal=True, color_system=None)
     view = LiveView(out)
-    view(RunStarted(run_id="r", workflow="w", file=None, started_at="now", inputs={},
-                    steps=tuple((f"s{i:02}", "llm") for i in range(40))))
+    view(
+        RunStarted(
+            run_id="r",
+            workflow="w",
+            file=None,
+            started_at="now",
+            inputs={},
+            steps=tuple((f"s{i:02}", "llm") for i in range(40)),
+        )
+    )
     for i in range(10):
         view(StepFinished(result=StepResult(id=f"s{i:02}", status="succeeded")))
     view(StepStarted(step_id="s10", kind="llm"))
@@ -378,14 +439,21 @@ def test_escape_controls(text: str, expected: str) -> None:
 
 
 def hostile_failure() -> StepResult:
-    return attrs_evolve(FAILED, error=ErrorInfo("function", f"raised: {HOSTILE}", "check",
-                                                details=f"Traceback: {HOSTILE}\n"))
+    return attrs_evolve(
+        FAILED,
+        error=ErrorInfo(
+            "function", f"raised: {HOSTILE}", "check", details=f"Traceback: {HOSTILE}\n"
+        ),
+    )
 
 
 def test_progress_and_live_view_escape_messages_and_answers() -> None:
     """A retry reason, an error and streamed text reach the terminal with no raw control."""
-    lines = plain(started(), StepRetrying(step_id="draft", attempt=2, delay=0, reason=HOSTILE),
-                  StepFinished(result=hostile_failure()))
+    lines = plain(
+        started(),
+        StepRetrying(step_id="draft", attempt=2, delay=0, reason=HOSTILE),
+        StepFinished(result=hostile_failure()),
+    )
     assert "\x1b" not in "".join(lines) and SHOWN in lines[1]
     view = LiveView(console())
     view(started())
@@ -414,8 +482,7 @@ def test_results_stay_byte_exact_off_a_terminal_and_escaped_on_one() -> None:
 
 def test_runs_show_escapes_what_the_history_holds() -> None:
     """`runs show` draws outputs and errors from the history with their controls escaped."""
-    doc = attrs_evolve(result(), outputs={"a": HOSTILE},
-                       steps=(hostile_failure(),)).to_dict()
+    doc = attrs_evolve(result(), outputs={"a": HOSTILE}, steps=(hostile_failure(),)).to_dict()
     out = io.StringIO()
     print_run(doc, {"mode": "live"}, out)
     assert "\x1b" not in out.getvalue() and "\\x1b[2J" in out.getvalue()
@@ -424,12 +491,15 @@ def test_runs_show_escapes_what_the_history_holds() -> None:
 def test_a_warning_is_said_once_per_run() -> None:
     """The same warning on several steps (a model without a price) is said on the first
     only, by the plain progress and by the live view; a new run says it again."""
-    warned = [attrs_evolve(DONE, id=step_id, warnings=("no price known for model 'm'",))
-              for step_id in ("draft", "each")]
+    warned = [
+        attrs_evolve(DONE, id=step_id, warnings=("no price known for model 'm'",))
+        for step_id in ("draft", "each")
+    ]
     lines = plain(started(), *(StepFinished(result=step) for step in warned))
     assert sum("warning: no price known" in line for line in lines) == 1
-    again = plain(started(), StepFinished(result=warned[0]), started(),
-                  StepFinished(result=warned[1]))
+    again = plain(
+        started(), StepFinished(result=warned[0]), started(), StepFinished(result=warned[1])
+    )
     assert sum("warning: no price known" in line for line in again) == 2
     view = LiveView(console())
     view(started())

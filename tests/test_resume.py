@@ -69,7 +69,6 @@ def reused(doc: dict[str, Any]) -> dict[str, bool]:
     return {s["id"]: bool(s.get("reused")) for s in doc["steps"]}
 
 
-
 # --- --resume -----------------------------------------------------------------------------------
 
 
@@ -100,7 +99,9 @@ def four_steps(tmp_path: Path, write_flow: Callable) -> tuple[Path, Path]:
 
 
 def test_resume_runs_only_the_failed_and_later_steps(
-    four_steps: tuple[Path, Path], cli: Callable, provider_calls: list[str],
+    four_steps: tuple[Path, Path],
+    cli: Callable,
+    provider_calls: list[str],
     function_calls: Callable[[], list[str]],
 ) -> None:
     """Step 3 of 4 fails; fixed and resumed, steps 1-2 are not called again, 3-4 are."""
@@ -108,8 +109,12 @@ def test_resume_runs_only_the_failed_and_later_steps(
     marker.touch()
     code, failed = run(cli, flow, "--mock")
     assert code == 1
-    assert [s["status"] for s in failed["steps"]] == ["succeeded", "succeeded", "failed",
-                                                      "cancelled"]
+    assert [s["status"] for s in failed["steps"]] == [
+        "succeeded",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ]
     assert provider_calls == ["fetch"]
     assert function_calls() == ["shape", "check"]
 
@@ -129,15 +134,19 @@ def test_resume_runs_only_the_failed_and_later_steps(
         assert after["usage"] == before["usage"]
         assert after["model"] == before["model"]
     with history_connection() as db:
-        assert db.execute("SELECT resumed_from FROM runs WHERE run_id = ?",
-                          (resumed["run_id"],)).fetchone() == (failed["run_id"],)
-        assert db.execute("SELECT step_id FROM steps WHERE run_id = ? AND reused = 1"
-                          " ORDER BY position", (resumed["run_id"],)).fetchall() == [
-            ("fetch",), ("shape",)]
+        assert db.execute(
+            "SELECT resumed_from FROM runs WHERE run_id = ?", (resumed["run_id"],)
+        ).fetchone() == (failed["run_id"],)
+        assert db.execute(
+            "SELECT step_id FROM steps WHERE run_id = ? AND reused = 1 ORDER BY position",
+            (resumed["run_id"],),
+        ).fetchall() == [("fetch",), ("shape",)]
 
 
 def test_resume_by_prefix_and_of_a_resumed_run(
-    four_steps: tuple[Path, Path], cli: Callable, provider_calls: list[str],
+    four_steps: tuple[Path, Path],
+    cli: Callable,
+    provider_calls: list[str],
     function_calls: Callable[[], list[str]],
 ) -> None:
     """A prefix names the run; resuming a resumed run reuses everything again."""
@@ -152,8 +161,9 @@ def test_resume_by_prefix_and_of_a_resumed_run(
 
 
 @pytest.mark.parametrize("run_id", ["nope", "0"])
-def test_resume_unknown_or_ambiguous(four_steps: tuple[Path, Path], cli: Callable,
-                                     run_id: str) -> None:
+def test_resume_unknown_or_ambiguous(
+    four_steps: tuple[Path, Path], cli: Callable, run_id: str
+) -> None:
     """--resume of an unknown or ambiguous id: exit 2 before anything runs."""
     flow, _ = four_steps
     run(cli, flow, "--mock")
@@ -181,15 +191,21 @@ CHANGING = """
     """
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ([], {"facts": True, "tone": True, "article": True}),
-    (["-i", "style=ornate"], {"facts": True, "tone": False, "article": False}),
-    (["-i", "topic=moon"], {"facts": False, "tone": True, "article": False}),
-    (["-i", "topic=moon", "-i", "style=ornate"], {"facts": False, "tone": False,
-                                                   "article": False}),
-])
-def test_resume_with_changed_inputs(write_flow: Callable, cli: Callable, args: list[str],
-                                    expected: dict[str, bool]) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], {"facts": True, "tone": True, "article": True}),
+        (["-i", "style=ornate"], {"facts": True, "tone": False, "article": False}),
+        (["-i", "topic=moon"], {"facts": False, "tone": True, "article": False}),
+        (
+            ["-i", "topic=moon", "-i", "style=ornate"],
+            {"facts": False, "tone": False, "article": False},
+        ),
+    ],
+)
+def test_resume_with_changed_inputs(
+    write_flow: Callable, cli: Callable, args: list[str], expected: dict[str, bool]
+) -> None:
     """Changed inputs: only steps whose rendered request is unchanged are reused."""
     flow = write_flow(CHANGING)
     _, first = run(cli, flow, "--mock")
@@ -198,8 +214,9 @@ def test_resume_with_changed_inputs(write_flow: Callable, cli: Callable, args: l
     assert resumed["status"] == "succeeded"
 
 
-def test_resume_takes_the_resumed_runs_inputs(write_flow: Callable, cli: Callable,
-                                              tmp_path: Path) -> None:
+def test_resume_takes_the_resumed_runs_inputs(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """`run FLOW --resume ID`, as the failed run's `resume with:` line says, needs no -i
     again: inputs not given are the resumed run's (a required one included); -i wins."""
     write_flow(TOOLS, "resume_tools.py")
@@ -214,7 +231,7 @@ def test_resume_takes_the_resumed_runs_inputs(write_flow: Callable, cli: Callabl
             prompt: "Facts about {{{{ inputs.topic }}}} in {{{{ inputs.style }}}}"
           - id: check
             function: resume_tools:work
-            with: {{name: check, log: "{tmp_path / 'calls.log'}", marker: "{marker}",
+            with: {{name: check, log: "{tmp_path / "calls.log"}", marker: "{marker}",
                     previous: "{{{{ steps.facts.output }}}}"}}
         """)
     failed = cli("run", flow, "--mock", "-i", "topic=tides", "-i", "style=ornate")
@@ -235,19 +252,34 @@ def _run_id(stderr: str) -> str:
     return stderr.split("--resume ")[-1].split()[0]
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ('prompt: "Describe the style {{ inputs.style }}"',
-     'prompt: "Describe the look {{ inputs.style }}"',
-     {"facts": True, "tone": False, "article": False}),
-    ("- id: tone\n", "- id: tone\n    temperature: 0.9\n",
-     {"facts": True, "tone": False, "article": True}),
-    ("- id: facts\n", '- id: facts\n    mock: "other facts"\n',
-     {"facts": False, "tone": True, "article": False}),
-    ("- id: facts\n", "- id: facts\n    on_error: continue\n",
-     {"facts": False, "tone": True, "article": True}),
-])
-def test_resume_with_a_changed_workflow(write_flow: Callable, cli: Callable, old: str,
-                                        new: str, expected: dict[str, bool]) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'prompt: "Describe the style {{ inputs.style }}"',
+            'prompt: "Describe the look {{ inputs.style }}"',
+            {"facts": True, "tone": False, "article": False},
+        ),
+        (
+            "- id: tone\n",
+            "- id: tone\n    temperature: 0.9\n",
+            {"facts": True, "tone": False, "article": True},
+        ),
+        (
+            "- id: facts\n",
+            '- id: facts\n    mock: "other facts"\n',
+            {"facts": False, "tone": True, "article": False},
+        ),
+        (
+            "- id: facts\n",
+            "- id: facts\n    on_error: continue\n",
+            {"facts": False, "tone": True, "article": True},
+        ),
+    ],
+)
+def test_resume_with_a_changed_workflow(
+    write_flow: Callable, cli: Callable, old: str, new: str, expected: dict[str, bool]
+) -> None:
     """A changed step runs again; steps whose definition and request are the same are reused."""
     flow = write_flow(CHANGING)
     _, first = run(cli, flow, "--mock")
@@ -272,7 +304,7 @@ def items_flow(tmp_path: Path, write_flow: Callable) -> tuple[Path, Path]:
           - id: each
             for_each: inputs.names
             function: resume_tools:work
-            with: {{name: "{{{{ item }}}}", log: "{tmp_path / 'calls.log'}",
+            with: {{name: "{{{{ item }}}}", log: "{tmp_path / "calls.log"}",
                     marker: "{{% if item == 'c' %}}{marker}{{% endif %}}"}}
           - id: report
             prompt: "Report on {{{{ steps.each.output }}}}"
@@ -281,7 +313,9 @@ def items_flow(tmp_path: Path, write_flow: Callable) -> tuple[Path, Path]:
 
 
 def test_resume_of_a_failed_for_each_reruns_only_the_items_that_did_not_succeed(
-    items_flow: tuple[Path, Path], cli: Callable, function_calls: Callable[[], list[str]],
+    items_flow: tuple[Path, Path],
+    cli: Callable,
+    function_calls: Callable[[], list[str]],
 ) -> None:
     """Item c fails after a and b succeeded; resumed, a and b are taken, c runs."""
     flow, marker = items_flow
@@ -301,23 +335,26 @@ def test_resume_of_a_failed_for_each_reruns_only_the_items_that_did_not_succeed(
 
 
 def test_resume_takes_the_items_whose_request_is_unchanged(
-    items_flow: tuple[Path, Path], cli: Callable, function_calls: Callable[[], list[str]],
+    items_flow: tuple[Path, Path],
+    cli: Callable,
+    function_calls: Callable[[], list[str]],
 ) -> None:
     """A for_each over a changed list: only the new items run, the others are taken."""
     flow, _ = items_flow
     _, first = run(cli, flow, "--mock")
     function_calls()
-    code, again = run(cli, flow, "--mock", "--resume", first["run_id"],
-                      "-i", 'names=["c", "d", "a"]')
+    code, again = run(
+        cli, flow, "--mock", "--resume", first["run_id"], "-i", 'names=["c", "d", "a"]'
+    )
     assert code == 0
     assert function_calls() == ["d"]
     assert again["outputs"]["each"] == ["c<None>", "d<None>", "a<None>"]
     assert reused(again) == {"each": False, "report": False}
 
 
-def test_mock_answers_do_not_resume_real_runs(write_flow: Callable, cli: Callable,
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_mock_answers_do_not_resume_real_runs(
+    write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """An LLM step answered by --mock is not reused by a run without it (nor the reverse)."""
     flow = write_flow("""
         steps:
@@ -355,15 +392,23 @@ DIAMOND = """
     """
 
 
-@pytest.mark.parametrize(("args", "rerun"), [
-    (["--only", "left"], ["left"]),
-    (["--only", "join"], ["join"]),
-    (["--from", "left"], ["left", "join"]),
-    (["--from", "source"], ["source", "left", "right", "join"]),
-    (["--from", "aside"], ["aside"]),
-])
-def test_from_and_only(write_flow: Callable, cli: Callable, provider_calls: list[str],
-                       args: list[str], rerun: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("args", "rerun"),
+    [
+        (["--only", "left"], ["left"]),
+        (["--only", "join"], ["join"]),
+        (["--from", "left"], ["left", "join"]),
+        (["--from", "source"], ["source", "left", "right", "join"]),
+        (["--from", "aside"], ["aside"]),
+    ],
+)
+def test_from_and_only(
+    write_flow: Callable,
+    cli: Callable,
+    provider_calls: list[str],
+    args: list[str],
+    rerun: list[str],
+) -> None:
     """--only S reruns S; --from S reruns S and its dependents; the rest comes from before."""
     flow = write_flow(DIAMOND)
     _, first = run(cli, flow, "--mock")
@@ -376,9 +421,9 @@ def test_from_and_only(write_flow: Callable, cli: Callable, provider_calls: list
 
 
 @pytest.mark.parametrize("flag", ["--only", "--from"])
-def test_only_and_from_rerun_what_changed_inputs_reach(write_flow: Callable, cli: Callable,
-                                                       provider_calls: list[str],
-                                                       flag: str) -> None:
+def test_only_and_from_rerun_what_changed_inputs_reach(
+    write_flow: Callable, cli: Callable, provider_calls: list[str], flag: str
+) -> None:
     """--only/--from with other inputs: a step whose request changed runs again; only the
     unchanged are reused, and stderr says which, from which run."""
     flow = write_flow(DIAMOND)
@@ -388,20 +433,27 @@ def test_only_and_from_rerun_what_changed_inputs_reach(write_flow: Callable, cli
     again = json.loads(result.stdout)
     assert sorted(provider_calls) == ["join", "left", "right", "source"]
     assert again["outputs"]["source"] != first["outputs"]["source"]
-    assert reused(again) == {"source": False, "left": False, "right": False, "join": False,
-                             "aside": True}
+    assert reused(again) == {
+        "source": False,
+        "left": False,
+        "right": False,
+        "join": False,
+        "aside": True,
+    }
     assert f"reused 1 step from run {first['run_id']} (aside)\n" in result.stderr
 
 
-def test_only_reruns_a_step_whose_definition_changed(write_flow: Callable,
-                                                     cli: Callable) -> None:
+def test_only_reruns_a_step_whose_definition_changed(write_flow: Callable, cli: Callable) -> None:
     """--only never takes the output of a step changed since: it runs again, no warning."""
-    flow = write_flow("steps:\n  - {id: a, prompt: x, mock: first}\n"
-                      "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n"
-                      "  - {id: c, prompt: y, mock: third}\n")
+    flow = write_flow(
+        "steps:\n  - {id: a, prompt: x, mock: first}\n"
+        "  - {id: b, prompt: '{{ steps.a.output }}', mock: second}\n"
+        "  - {id: c, prompt: y, mock: third}\n"
+    )
     _, first = run(cli, flow, "--mock")
-    flow.write_text(flow.read_text().replace("prompt: x, mock: first",
-                                             "prompt: changed, mock: other"))
+    flow.write_text(
+        flow.read_text().replace("prompt: x, mock: first", "prompt: changed, mock: other")
+    )
     result = cli("run", flow, "--mock", "--only", "b", "--json")
     again = json.loads(result.stdout)
     assert reused(again) == {"a": False, "b": False, "c": True}
@@ -413,8 +465,9 @@ def test_only_reruns_a_step_whose_definition_changed(write_flow: Callable,
     assert resumed["outputs"]["a"] == "other"
 
 
-def test_from_uses_the_latest_run_of_the_file(write_flow: Callable, cli: Callable,
-                                              provider_calls: list[str]) -> None:
+def test_from_uses_the_latest_run_of_the_file(
+    write_flow: Callable, cli: Callable, provider_calls: list[str]
+) -> None:
     """The base is the newest run of this workflow file, not of another one."""
     flow = write_flow(DIAMOND)
     _, first = run(cli, flow, "--mock")
@@ -438,13 +491,17 @@ def test_from_with_resume_picks_the_base(write_flow: Callable, cli: Callable) ->
     assert again["outputs"]["source"] == first["outputs"]["source"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--only", "jion"], "did you mean 'join'?"),
-    (["--from", "nowhere"], "no step 'nowhere'"),
-    (["--from", "left", "--only", "right"], "cannot be used together"),
-])
-def test_from_and_only_usage_errors(write_flow: Callable, cli: Callable, args: list[str],
-                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "jion"], "did you mean 'join'?"),
+        (["--from", "nowhere"], "no step 'nowhere'"),
+        (["--from", "left", "--only", "right"], "cannot be used together"),
+    ],
+)
+def test_from_and_only_usage_errors(
+    write_flow: Callable, cli: Callable, args: list[str], message: str
+) -> None:
     """An unknown step or both options at once: exit 2, nothing run."""
     flow = write_flow(DIAMOND)
     run(cli, flow, "--mock")
@@ -483,8 +540,9 @@ def run_count() -> int:
         return db.execute("SELECT count(*) FROM runs").fetchone()[0]
 
 
-def test_from_takes_the_latest_run_of_the_same_mode(write_flow: Callable, cli: Callable,
-                                                     live_calls: list[str]) -> None:
+def test_from_takes_the_latest_run_of_the_same_mode(
+    write_flow: Callable, cli: Callable, live_calls: list[str]
+) -> None:
     """A live --from takes the latest live run, not a newer --mock one (and the reverse)."""
     flow = write_flow(DIAMOND)
     _, live = run(cli, flow)
@@ -494,21 +552,27 @@ def test_from_takes_the_latest_run_of_the_same_mode(write_flow: Callable, cli: C
     assert code == 0
     assert again["resumed_from"] == live["run_id"]
     assert [call.split()[0] for call in live_calls] == ["Join"]
-    assert reused(again) == {"source": True, "left": True, "right": True, "join": False,
-                             "aside": True}
+    assert reused(again) == {
+        "source": True,
+        "left": True,
+        "right": True,
+        "join": False,
+        "aside": True,
+    }
     assert all(s["output"].startswith("Live answer") for s in again["steps"])
     _, mock_again = run(cli, flow, "--mock", "--only", "join")
     assert mock_again["resumed_from"] == mocked["run_id"]
     assert len(live_calls) == 1
     with history_connection() as db:
-        assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
-                          (again["run_id"],)).fetchone() == ("live",)
+        assert db.execute(
+            "SELECT mode FROM runs WHERE run_id = ?", (again["run_id"],)
+        ).fetchone() == ("live",)
 
 
 @pytest.mark.parametrize("args", [["--from", "join"], ["--only", "left"]])
-def test_from_refuses_runs_of_the_other_mode_only(write_flow: Callable, cli: Callable,
-                                                   live_calls: list[str],
-                                                   args: list[str]) -> None:
+def test_from_refuses_runs_of_the_other_mode_only(
+    write_flow: Callable, cli: Callable, live_calls: list[str], args: list[str]
+) -> None:
     """A live --from/--only with only --mock runs of the file: exit 2, no request, no run."""
     flow = write_flow(DIAMOND)
     run(cli, flow, "--mock")
@@ -521,13 +585,21 @@ def test_from_refuses_runs_of_the_other_mode_only(write_flow: Callable, cli: Cal
     assert run_count() == 1
 
 
-@pytest.mark.parametrize(("base", "args", "words"), [
-    ("mock", [], ("a --mock run", "this one is a live run")),
-    ("live", ["--mock"], ("a live run", "this one is a --mock run")),
-])
-def test_from_with_resume_of_the_other_mode(write_flow: Callable, cli: Callable,
-                                            live_calls: list[str], base: str,
-                                            args: list[str], words: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("base", "args", "words"),
+    [
+        ("mock", [], ("a --mock run", "this one is a live run")),
+        ("live", ["--mock"], ("a live run", "this one is a --mock run")),
+    ],
+)
+def test_from_with_resume_of_the_other_mode(
+    write_flow: Callable,
+    cli: Callable,
+    live_calls: list[str],
+    base: str,
+    args: list[str],
+    words: tuple[str, str],
+) -> None:
     """--from/--only with --resume RUN_ID of the other mode: exit 2 naming both modes."""
     flow = write_flow(DIAMOND)
     runs = {"live": run(cli, flow)[1], "mock": run(cli, flow, "--mock")[1]}
@@ -542,8 +614,9 @@ def test_from_with_resume_of_the_other_mode(write_flow: Callable, cli: Callable,
     assert run_count() == 2
 
 
-def test_replay_counts_as_live_for_from(write_flow: Callable, cli: Callable,
-                                        tmp_path: Path) -> None:
+def test_replay_counts_as_live_for_from(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """--replay --from takes a live or replay run's outputs, never a --mock run's."""
     flow = write_flow(DIAMOND)
     run(cli, flow, "--mock")
@@ -554,15 +627,18 @@ def test_replay_counts_as_live_for_from(write_flow: Callable, cli: Callable,
     assert "is a --mock run" in result.stderr
 
 
-def test_mock_sub_workflow_answers_do_not_resume_real_runs(write_flow: Callable,
-                                                           cli: Callable,
-                                                           tmp_path: Path) -> None:
+def test_mock_sub_workflow_answers_do_not_resume_real_runs(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """A sub-workflow step of a --mock run holds mock answers: a real run does not reuse it."""
-    write_flow("""
+    write_flow(
+        """
         steps:
           - id: polish
             prompt: "Polish"
-        """, "child.yaml")
+        """,
+        "child.yaml",
+    )
     flow = write_flow("""
         steps:
           - id: review
@@ -581,25 +657,29 @@ def test_mock_sub_workflow_answers_do_not_resume_real_runs(write_flow: Callable,
 
 
 @pytest.mark.parametrize("args", [[], ["--from", "left"]])
-def test_resume_of_another_workflow(write_flow: Callable, cli: Callable,
-                                    args: list[str]) -> None:
+def test_resume_of_another_workflow(write_flow: Callable, cli: Callable, args: list[str]) -> None:
     """--resume with a run of another workflow file: exit 2 naming both, nothing recorded."""
     other = write_flow("steps: [{id: ask, prompt: hi}]", "h.yaml")
     flow = write_flow(DIAMOND.replace("name: diamond", "name: f3"), "f3.yaml")
     _, first = run(cli, other, "--mock")
     result = cli("run", flow, "--mock", "--resume", first["run_id"][:12], *args)
     assert result.exit_code == 2, result.output
-    assert (f"run {first['run_id']} is of workflow 'h' ({other}), not of 'f3' ({flow})"
-            in result.stderr)
+    assert (
+        f"run {first['run_id']} is of workflow 'h' ({other}), not of 'f3' ({flow})" in result.stderr
+    )
     assert run_count() == 1
 
 
-@pytest.mark.parametrize(("text", "name"), [
-    (DIAMOND, "moved/renamed.yaml"),  # moved and renamed: the same `name:`
-    ("steps: [{id: ask, prompt: hi}]", "moved/renamed.yaml"),  # no name, the same content
-])
-def test_resume_of_a_moved_workflow(write_flow: Callable, cli: Callable, text: str,
-                                    name: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        (DIAMOND, "moved/renamed.yaml"),  # moved and renamed: the same `name:`
+        ("steps: [{id: ask, prompt: hi}]", "moved/renamed.yaml"),  # no name, the same content
+    ],
+)
+def test_resume_of_a_moved_workflow(
+    write_flow: Callable, cli: Callable, text: str, name: str
+) -> None:
     """A moved or renamed file resumes its runs: same workflow name, or same content."""
     _, first = run(cli, write_flow(text), "--mock")
     code, resumed = run(cli, write_flow(text, name), "--mock", "--resume", first["run_id"])
@@ -625,8 +705,7 @@ def cached(doc: dict[str, Any]) -> dict[str, bool]:
     return {s["id"]: bool(s.get("cached")) for s in doc["steps"]}
 
 
-def test_cache_hit_and_miss(write_flow: Callable, cli: Callable,
-                            provider_calls: list[str]) -> None:
+def test_cache_hit_and_miss(write_flow: Callable, cli: Callable, provider_calls: list[str]) -> None:
     """--cache: the first run asks and stores, the second answers from the cache."""
     flow = write_flow(CACHED)
     _, first = run(cli, flow, "--mock", "--cache")
@@ -643,16 +722,20 @@ def test_cache_hit_and_miss(write_flow: Callable, cli: Callable,
     assert cached(third) == {"first": False, "second": False}
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    ("temperature: 0.2", "temperature: 0.3", {"first": False, "second": False}),
-    ('prompt: "One"', 'prompt: "One!"', {"first": False, "second": False}),
-    ("- id: second\n", "- id: second\n    max_tokens: 50\n", {"first": True, "second": False}),
-    ("- id: second\n", "- id: second\n    model: gpt-4o\n", {"first": True, "second": False}),
-    ("- id: first\n", "- id: first\n    system: Be brief.\n", {"first": False, "second": True}),
-    ("- id: first\n", "- id: first\n    timeout: 30\n", {"first": True, "second": True}),
-])
-def test_cache_key(write_flow: Callable, cli: Callable, old: str, new: str,
-                   expected: dict[str, bool]) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("temperature: 0.2", "temperature: 0.3", {"first": False, "second": False}),
+        ('prompt: "One"', 'prompt: "One!"', {"first": False, "second": False}),
+        ("- id: second\n", "- id: second\n    max_tokens: 50\n", {"first": True, "second": False}),
+        ("- id: second\n", "- id: second\n    model: gpt-4o\n", {"first": True, "second": False}),
+        ("- id: first\n", "- id: first\n    system: Be brief.\n", {"first": False, "second": True}),
+        ("- id: first\n", "- id: first\n    timeout: 30\n", {"first": True, "second": True}),
+    ],
+)
+def test_cache_key(
+    write_flow: Callable, cli: Callable, old: str, new: str, expected: dict[str, bool]
+) -> None:
     """Only the same model, messages and settings (temperature too) hit; timeout does not count."""
     flow = write_flow(CACHED)
     run(cli, flow, "--mock", "--cache")
@@ -661,12 +744,16 @@ def test_cache_key(write_flow: Callable, cli: Callable, old: str, new: str,
     assert cached(again) == expected
 
 
-@pytest.mark.parametrize(("settings", "expected"), [
-    ("cache: true", {"first": True, "second": True}),
-    ("cache: false", {"first": False, "second": False}),
-])
-def test_cache_from_the_workflow(write_flow: Callable, cli: Callable, settings: str,
-                                 expected: dict[str, bool]) -> None:
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("cache: true", {"first": True, "second": True}),
+        ("cache: false", {"first": False, "second": False}),
+    ],
+)
+def test_cache_from_the_workflow(
+    write_flow: Callable, cli: Callable, settings: str, expected: dict[str, bool]
+) -> None:
     """`defaults: {cache: true}` turns the cache on without --cache."""
     flow = write_flow(CACHED.replace("temperature: 0.2", settings))
     run(cli, flow, "--mock")
@@ -694,8 +781,9 @@ def test_step_cache_setting_wins(write_flow: Callable, cli: Callable) -> None:
     assert cached(with_flag) == {"fresh": False, "kept": True, "plain": True}
 
 
-def test_cache_never_keeps_failures(write_flow: Callable, cli: Callable,
-                                    provider_calls: list[str]) -> None:
+def test_cache_never_keeps_failures(
+    write_flow: Callable, cli: Callable, provider_calls: list[str]
+) -> None:
     """A reply that failed the step (invalid JSON) is not cached: the next run asks again."""
     flow = write_flow("""
         steps:
@@ -717,16 +805,19 @@ def test_cache_never_keeps_failures(write_flow: Callable, cli: Callable,
         assert db.execute("SELECT count(*) FROM responses").fetchone() == (0,)
 
 
-def test_cache_never_keeps_provider_errors(write_flow: Callable, cli: Callable, respx_mock,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_never_keeps_provider_errors(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A provider error is not cached: the same request goes to the provider next time."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0000000000000000")
     flow = write_flow(CACHED)
-    route = respx_mock.post(OPENAI_URL).mock(side_effect=[
-        httpx.Response(400, json={"error": {"message": "bad request"}}),
-        httpx.Response(200, json=openai_reply("one")),
-        httpx.Response(200, json=openai_reply("two")),
-    ])
+    route = respx_mock.post(OPENAI_URL).mock(
+        side_effect=[
+            httpx.Response(400, json={"error": {"message": "bad request"}}),
+            httpx.Response(200, json=openai_reply("one")),
+            httpx.Response(200, json=openai_reply("two")),
+        ]
+    )
     code, _ = run(cli, flow, "--cache")
     assert code == 1
     code, second = run(cli, flow, "--cache")
@@ -738,33 +829,67 @@ def test_cache_never_keeps_provider_errors(write_flow: Callable, cli: Callable, 
     assert route.call_count == 3
 
 
-ANTHROPIC_REPLY = {"id": "msg_01", "type": "message", "role": "assistant",
-                   "model": "claude-sonnet-4-5", "stop_reason": "end_turn",
-                   "content": [{"type": "text", "text": "An answer."}],
-                   "usage": {"input_tokens": 9, "output_tokens": 4}}
+ANTHROPIC_REPLY = {
+    "id": "msg_01",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "stop_reason": "end_turn",
+    "content": [{"type": "text", "text": "An answer."}],
+    "usage": {"input_tokens": 9, "output_tokens": 4},
+}
 
 
-@pytest.mark.parametrize(("model", "env", "url", "endpoint", "key"), [
-    ("gpt-4o-mini", {}, "https://api.openai.com/v1/chat/completions",
-     "openai https://api.openai.com/v1",
-     "05b6505cb6908a1f0c39cf770c2e40e54f0da0ecde6ee21fca5d767ddd8e887d"),
-    ("gpt-4o-mini", {"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"},
-     "http://127.0.0.1:8080/v1/chat/completions", "openai http://127.0.0.1:8080/v1",
-     "860e304555023593c4ab900a6519de3c8315729176cf04abd0fdd82759a20285"),
-    ("claude-sonnet-4-5", {}, "https://api.anthropic.com/v1/messages",
-     "anthropic https://api.anthropic.com",
-     "a2ccdf24043e58beda601226629ed2f1343fa1a9fb398eda19caef3802987178"),
-    ("claude-sonnet-4-5", {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9000"},
-     "http://127.0.0.1:9000/v1/messages", "anthropic http://127.0.0.1:9000",
-     "67182c32462c498e666ffdcb632223cfc7a6c51fe8e12f95c9c77b562cbfc72b"),
-])
-def test_cache_keys_stay_the_same(write_flow: Callable, cli: Callable, respx_mock,
-                                  monkeypatch: pytest.MonkeyPatch, model: str,
-                                  env: dict[str, str], url: str, endpoint: str,
-                                  key: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "env", "url", "endpoint", "key"),
+    [
+        (
+            "gpt-4o-mini",
+            {},
+            "https://api.openai.com/v1/chat/completions",
+            "openai https://api.openai.com/v1",
+            "05b6505cb6908a1f0c39cf770c2e40e54f0da0ecde6ee21fca5d767ddd8e887d",
+        ),
+        (
+            "gpt-4o-mini",
+            {"OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"},
+            "http://127.0.0.1:8080/v1/chat/completions",
+            "openai http://127.0.0.1:8080/v1",
+            "860e304555023593c4ab900a6519de3c8315729176cf04abd0fdd82759a20285",
+        ),
+        (
+            "claude-sonnet-4-5",
+            {},
+            "https://api.anthropic.com/v1/messages",
+            "anthropic https://api.anthropic.com",
+            "a2ccdf24043e58beda601226629ed2f1343fa1a9fb398eda19caef3802987178",
+        ),
+        (
+            "claude-sonnet-4-5",
+            {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9000"},
+            "http://127.0.0.1:9000/v1/messages",
+            "anthropic http://127.0.0.1:9000",
+            "67182c32462c498e666ffdcb632223cfc7a6c51fe8e12f95c9c77b562cbfc72b",
+        ),
+    ],
+)
+def test_cache_keys_stay_the_same(
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    env: dict[str, str],
+    url: str,
+    endpoint: str,
+    key: str,
+) -> None:
     """A built-in provider's endpoint and cache key are pinned: a change empties caches."""
-    for name, value in {"OPENAI_API_KEY": "sk-test-0000", "ANTHROPIC_API_KEY": "sk-ant-0000",
-                        **env}.items():
+    for name, value in {
+        "OPENAI_API_KEY": "sk-test-0000",
+        "ANTHROPIC_API_KEY": "sk-ant-0000",
+        **env,
+    }.items():
         monkeypatch.setenv(name, value)
     reply = openai_reply("An answer.") if model.startswith("gpt") else ANTHROPIC_REPLY
     respx_mock.post(url).mock(return_value=httpx.Response(200, json=reply))
@@ -778,9 +903,9 @@ def test_cache_keys_stay_the_same(write_flow: Callable, cli: Callable, respx_moc
 SECRET = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
 
 
-def test_cache_and_fixture_hold_no_known_secret(write_flow: Callable, cli: Callable, respx_mock,
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_cache_and_fixture_hold_no_known_secret(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A key typed into an input and echoed by the server is scrubbed from the `responses`
     table and the fixture, and both still answer the same request."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-2222222222222222")
@@ -793,7 +918,8 @@ def test_cache_and_fixture_hold_no_known_secret(write_flow: Callable, cli: Calla
             prompt: "Is {{ inputs.token }} valid?"
         """)
     route = respx_mock.post(OPENAI_URL).mock(
-        return_value=httpx.Response(200, json=openai_reply(f"{SECRET} looks valid.")))
+        return_value=httpx.Response(200, json=openai_reply(f"{SECRET} looks valid."))
+    )
     fixture = tmp_path / "fixture.json"
     code, first = run(cli, flow, "-i", f"token={SECRET}", "--cache", "--record", fixture)
     assert code == 0 and first["outputs"]["ask"] == f"{SECRET} looks valid."
@@ -809,19 +935,25 @@ def test_cache_and_fixture_hold_no_known_secret(write_flow: Callable, cli: Calla
     assert code == 0 and replayed["steps"][0]["status"] == "succeeded"
 
 
-def test_cache_endpoint_leaves_out_a_password(write_flow: Callable, cli: Callable, respx_mock,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_endpoint_leaves_out_a_password(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A base URL's user and password are not stored, neither as text nor in the key."""
     monkeypatch.setenv("OPENAI_BASE_URL", "http://alice:pw-4242@127.0.0.1:8080/v1")
     respx_mock.post("http://127.0.0.1:8080/v1/chat/completions").mock(
-        return_value=httpx.Response(200, json=openai_reply("An answer.")))
+        return_value=httpx.Response(200, json=openai_reply("An answer."))
+    )
     flow = write_flow("steps: [{id: ask, model: gpt-4o-mini, prompt: One}]")
     code, _ = run(cli, flow, "--cache")
     assert code == 0
     with history_connection() as db:
         rows = db.execute("SELECT provider, key FROM responses").fetchall()
-    assert rows == [("openai http://[REDACTED]@127.0.0.1:8080/v1",
-                     "1004e9c06d8b7445daf04609c0ce3721952e4195080a7e3a9708dc864699afc8")]
+    assert rows == [
+        (
+            "openai http://[REDACTED]@127.0.0.1:8080/v1",
+            "1004e9c06d8b7445daf04609c0ce3721952e4195080a7e3a9708dc864699afc8",
+        )
+    ]
     assert b"pw-4242" not in history_bytes()
 
 
@@ -838,11 +970,15 @@ def test_cache_marks_in_progress(write_flow: Callable, cli: Callable) -> None:
 
 
 def openai_reply(text: str, n: int = 1) -> dict[str, Any]:
-    return {"id": f"chatcmpl-{n:06d}", "object": "chat.completion",
-            "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}}
+    return {
+        "id": f"chatcmpl-{n:06d}",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+    }
 
 
 RECORDED = """
@@ -858,16 +994,19 @@ RECORDED = """
 
 
 @pytest.fixture
-def recording(write_flow: Callable, cli: Callable, respx_mock, tmp_path: Path,
-              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, dict[str, Any]]:
+def recording(
+    write_flow: Callable, cli: Callable, respx_mock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path, dict[str, Any]]:
     """A run against a (fake) OpenAI recorded to a fixture: (flow, fixture, result)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-1111111111111111")
     flow = write_flow(RECORDED)
     fixture = tmp_path / "fixtures" / "recorded.json"
-    respx_mock.post(OPENAI_URL).mock(side_effect=[
-        httpx.Response(200, json=openai_reply("Tides follow the moon.", 1)),
-        httpx.Response(200, json=openai_reply('{"short": "moon tides"}', 2)),
-    ])
+    respx_mock.post(OPENAI_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=openai_reply("Tides follow the moon.", 1)),
+            httpx.Response(200, json=openai_reply('{"short": "moon tides"}', 2)),
+        ]
+    )
     code, doc = run(cli, flow, "--record", fixture)
     assert code == 0
     monkeypatch.delenv("OPENAI_API_KEY")
@@ -884,18 +1023,21 @@ def test_record_writes_a_fixture(recording: tuple[Path, Path, dict[str, Any]]) -
     entries = sorted(data["responses"].values(), key=lambda e: e["step"])
     assert [e["step"] for e in entries] == ["facts", "summary"]
     assert entries[0]["provider"] == "openai"
-    assert entries[0]["request"]["messages"] == [{"role": "user",
-                                                  "content": "Facts about tides"}]
+    assert entries[0]["request"]["messages"] == [{"role": "user", "content": "Facts about tides"}]
     assert entries[0]["response"]["text"] == "Tides follow the moon."
     assert entries[0]["response"]["response_id"] == "chatcmpl-000001"
     assert list(data["responses"]) == sorted(data["responses"])
     assert doc["steps"][0]["model"] == "gpt-4o-mini-2024-07-18"
 
 
-@pytest.mark.parametrize("extra", [[], ["--mock"], ["--cache"], ["--no-history"]],
-                         ids=["plain", "mock-loses", "cache", "no-history"])
-def test_replay_offline_without_a_key(recording: tuple[Path, Path, dict[str, Any]],
-                                      cli: Callable, respx_mock, extra: list[str]) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--mock"], ["--cache"], ["--no-history"]],
+    ids=["plain", "mock-loses", "cache", "no-history"],
+)
+def test_replay_offline_without_a_key(
+    recording: tuple[Path, Path, dict[str, Any]], cli: Callable, respx_mock, extra: list[str]
+) -> None:
     """--replay answers offline from the fixture, with no key, and wins over --mock."""
     flow, fixture, recorded = recording
     code, replayed = run(cli, flow, "--replay", fixture, *extra)
@@ -908,8 +1050,9 @@ def test_replay_offline_without_a_key(recording: tuple[Path, Path, dict[str, Any
     assert not respx_mock.calls
 
 
-def test_replay_is_deterministic(recording: tuple[Path, Path, dict[str, Any]],
-                                 cli: Callable) -> None:
+def test_replay_is_deterministic(
+    recording: tuple[Path, Path, dict[str, Any]], cli: Callable
+) -> None:
     """Replaying twice gives the same outputs."""
     flow, fixture, _ = recording
     first = run(cli, flow, "--replay", fixture)[1]
@@ -917,8 +1060,9 @@ def test_replay_is_deterministic(recording: tuple[Path, Path, dict[str, Any]],
     assert first["outputs"] == second["outputs"]
 
 
-def test_replay_of_a_request_it_does_not_hold(recording: tuple[Path, Path, dict[str, Any]],
-                                              cli: Callable, respx_mock) -> None:
+def test_replay_of_a_request_it_does_not_hold(
+    recording: tuple[Path, Path, dict[str, Any]], cli: Callable, respx_mock
+) -> None:
     """A request the fixture lacks: the step fails as `provider`, naming step and fixture."""
     flow, fixture, _ = recording
     code, doc = run(cli, flow, "--replay", fixture, "-i", "topic=volcanoes")
@@ -931,13 +1075,17 @@ def test_replay_of_a_request_it_does_not_hold(recording: tuple[Path, Path, dict[
     assert not respx_mock.calls
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "no fixture file"),
-    ("not json", "is not a fixture file"),
-    ('{"version": 7, "responses": {}}', "is not a fixture file"),
-])
-def test_replay_bad_fixture(write_flow: Callable, cli: Callable, tmp_path: Path,
-                            content: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no fixture file"),
+        ("not json", "is not a fixture file"),
+        ('{"version": 7, "responses": {}}', "is not a fixture file"),
+    ],
+)
+def test_replay_bad_fixture(
+    write_flow: Callable, cli: Callable, tmp_path: Path, content: str | None, message: str
+) -> None:
     """A missing or malformed fixture: exit 2 before the run."""
     fixture = tmp_path / "fixture.json"
     if content is not None:
@@ -949,8 +1097,9 @@ def test_replay_bad_fixture(write_flow: Callable, cli: Callable, tmp_path: Path,
 
 
 @pytest.fixture
-def mock_fixture(write_flow: Callable, cli: Callable,
-                 tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+def mock_fixture(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> tuple[Path, Path, dict[str, Any]]:
     """A run under --mock recorded to a fixture: (flow, fixture, result)."""
     flow = write_flow(RECORDED.replace("output: json", "output: json\n        mock: '{\"a\": 1}'"))
     fixture = tmp_path / "mocked.json"
@@ -960,7 +1109,8 @@ def mock_fixture(write_flow: Callable, cli: Callable,
 
 
 def test_record_under_mock_marks_the_fixture(
-        mock_fixture: tuple[Path, Path, dict[str, Any]]) -> None:
+    mock_fixture: tuple[Path, Path, dict[str, Any]],
+) -> None:
     """A fixture recorded under --mock says so, and its answers are the mock's."""
     _, fixture, _ = mock_fixture
     data = json.loads(fixture.read_text())
@@ -970,8 +1120,11 @@ def test_record_under_mock_marks_the_fixture(
 
 @pytest.mark.parametrize("env", [{}, {"ORCHESTRATE_MOCK": "0"}])
 def test_a_mock_fixture_does_not_replay_as_a_real_run(
-        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable,
-        monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    mock_fixture: tuple[Path, Path, dict[str, Any]],
+    cli: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+) -> None:
     """--replay of a fixture recorded under --mock, without --mock: exit 2 before the run."""
     flow, fixture, _ = mock_fixture
     for name, value in env.items():
@@ -983,12 +1136,19 @@ def test_a_mock_fixture_does_not_replay_as_a_real_run(
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize(("flags", "env"), [(["--mock"], {}), ([], {"ORCHESTRATE_MOCK": "1"})],
-                         ids=["option", "environment"])
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [(["--mock"], {}), ([], {"ORCHESTRATE_MOCK": "1"})],
+    ids=["option", "environment"],
+)
 def test_a_mock_fixture_replays_as_a_mock_run(
-        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable,
-        monkeypatch: pytest.MonkeyPatch, provider_calls: list[str],
-        flags: list[str], env: dict[str, str]) -> None:
+    mock_fixture: tuple[Path, Path, dict[str, Any]],
+    cli: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+    provider_calls: list[str],
+    flags: list[str],
+    env: dict[str, str],
+) -> None:
     """With --mock (or ORCHESTRATE_MOCK=1) a mock fixture replays, reported as a mock run."""
     flow, fixture, recorded = mock_fixture
     for name, value in env.items():
@@ -999,19 +1159,24 @@ def test_a_mock_fixture_replays_as_a_mock_run(
     assert [s["provider"] for s in replayed["steps"]] == ["mock", "mock"]
     assert provider_calls == []  # answered by the fixture, not by the mock
     with history_connection() as db:
-        assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
-                          (replayed["run_id"],)).fetchone() == ("mock",)
+        assert db.execute(
+            "SELECT mode FROM runs WHERE run_id = ?", (replayed["run_id"],)
+        ).fetchone() == ("mock",)
 
 
 def test_a_fixture_never_mixes_mock_and_real_answers(
-        recording: tuple[Path, Path, dict[str, Any]],
-        mock_fixture: tuple[Path, Path, dict[str, Any]], cli: Callable) -> None:
+    recording: tuple[Path, Path, dict[str, Any]],
+    mock_fixture: tuple[Path, Path, dict[str, Any]],
+    cli: Callable,
+) -> None:
     """Recording under --mock into a fixture of real answers, or the other way round, is
     exit 2 before the run, and leaves the file as it was."""
     flow, real, _ = recording
     _, mocked, _ = mock_fixture
-    for fixture, flags, message in ((real, ["--mock"], "holds real answers"),
-                                    (mocked, [], "holds mock answers")):
+    for fixture, flags, message in (
+        (real, ["--mock"], "holds real answers"),
+        (mocked, [], "holds mock answers"),
+    ):
         before = fixture.read_text()
         result = cli("run", flow, "--record", fixture, *flags)
         assert result.exit_code == 2
@@ -1019,8 +1184,9 @@ def test_a_fixture_never_mixes_mock_and_real_answers(
         assert fixture.read_text() == before
 
 
-def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
-                                            tmp_path: Path) -> None:
+def test_record_adds_to_an_existing_fixture(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """Recording again into the same file keeps the earlier responses."""
     flow = write_flow(RECORDED)
     fixture = tmp_path / "f.json"
@@ -1031,14 +1197,16 @@ def test_record_adds_to_an_existing_fixture(write_flow: Callable, cli: Callable,
         assert run(cli, flow, "--replay", fixture, "--mock", "-i", f"topic={topic}")[0] == 0
 
 
-def test_replay_runs_are_recorded(recording: tuple[Path, Path, dict[str, Any]],
-                                  cli: Callable) -> None:
+def test_replay_runs_are_recorded(
+    recording: tuple[Path, Path, dict[str, Any]], cli: Callable
+) -> None:
     """A replayed run is in the history, marked as such."""
     flow, fixture, _ = recording
     _, doc = run(cli, flow, "--replay", fixture)
     with history_connection() as db:
-        assert db.execute("SELECT mode FROM runs WHERE run_id = ?",
-                          (doc["run_id"],)).fetchone() == ("replay",)
+        assert db.execute(
+            "SELECT mode FROM runs WHERE run_id = ?", (doc["run_id"],)
+        ).fetchone() == ("replay",)
 
 
 def test_a_step_finishing_with_a_failure_is_kept(write_flow: Callable, cli: Callable) -> None:
@@ -1060,8 +1228,9 @@ def test_a_step_finishing_with_a_failure_is_kept(write_flow: Callable, cli: Call
         assert doc["steps"][2]["status"] == "failed"
 
 
-def test_record_writes_no_file_when_the_run_cannot_start(write_flow: Callable, cli: Callable,
-                                                         tmp_path: Path) -> None:
+def test_record_writes_no_file_when_the_run_cannot_start(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """A run stopped before it starts (here: no API key) leaves no fixture file behind."""
     fixture = tmp_path / "never.json"
     result = cli("run", write_flow(RECORDED), "--record", fixture)
@@ -1085,8 +1254,9 @@ def meet(folder, me):
 '''
 
 
-def test_two_runs_recording_into_one_fixture_both_land(write_flow: Callable,
-                                                       tmp_path: Path) -> None:
+def test_two_runs_recording_into_one_fixture_both_land(
+    write_flow: Callable, tmp_path: Path
+) -> None:
     """Two processes recording into one fixture at once: the file keeps both responses."""
     from tests.conftest import start_orchestrate
 
@@ -1100,22 +1270,28 @@ def test_two_runs_recording_into_one_fixture_both_land(write_flow: Callable,
             prompt: "About {{{{ inputs.topic }}}}"
           - id: wait
             function: barrier:meet
-            with: {{folder: "{tmp_path / 'met'}", me: "{{{{ inputs.topic }}}}"}}
+            with: {{folder: "{tmp_path / "met"}", me: "{{{{ inputs.topic }}}}"}}
         """)
     fixture = tmp_path / "shared.json"
-    processes = [start_orchestrate("run", flow, "--mock", "-q", "--no-history",
-                                   "--record", fixture, "-i", f"topic={topic}")
-                 for topic in ("tides", "moon")]
+    processes = [
+        start_orchestrate(
+            "run", flow, "--mock", "-q", "--no-history", "--record", fixture, "-i", f"topic={topic}"
+        )
+        for topic in ("tides", "moon")
+    ]
     for process in processes:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
-    steps = sorted(e["request"]["messages"][0]["content"]
-                   for e in json.loads(fixture.read_text())["responses"].values())
+    steps = sorted(
+        e["request"]["messages"][0]["content"]
+        for e in json.loads(fixture.read_text())["responses"].values()
+    )
     assert steps == ["About moon", "About tides"]
 
 
-def test_record_never_writes_through_a_planted_link(write_flow: Callable, cli: Callable,
-                                                    tmp_path: Path) -> None:
+def test_record_never_writes_through_a_planted_link(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """The temporary file of --record is new and private: a symlink at the old predictable
     name (.NAME.PID.tmp) is not followed, and the fixture is not world-readable."""
     victim = tmp_path / "victim.txt"

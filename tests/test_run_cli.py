@@ -52,8 +52,19 @@ def test_json_document_has_every_field(write_flow: Callable, run_json: RunJson) 
         """)
     code, doc = run_json(flow, "-i", "topic=tides")
     assert code == 0
-    assert {"run_id", "workflow", "file", "status", "started_at", "duration_ms", "inputs",
-            "outputs", "steps", "usage", "error"} <= doc.keys()
+    assert {
+        "run_id",
+        "workflow",
+        "file",
+        "status",
+        "started_at",
+        "duration_ms",
+        "inputs",
+        "outputs",
+        "steps",
+        "usage",
+        "error",
+    } <= doc.keys()
     assert doc["workflow"] == "flow"
     assert doc["file"] == str(flow)
     assert doc["status"] == "succeeded"
@@ -131,8 +142,9 @@ def test_events_to_stdout_are_json_lines(done_flow: Path, cli: Callable) -> None
     assert events[-1]["outputs"] == {"a": "done"}
 
 
-def test_events_tokens_include_streamed_text(write_flow: Callable, cli: Callable,
-                                             tmp_path: Path) -> None:
+def test_events_tokens_include_streamed_text(
+    write_flow: Callable, cli: Callable, tmp_path: Path
+) -> None:
     """--events-tokens adds token events whose text makes up the reply."""
     flow = write_flow("""
         steps:
@@ -149,8 +161,8 @@ def test_events_tokens_include_streamed_text(write_flow: Callable, cli: Callable
 
 
 def test_events_tokens_redact_a_known_secret_split_across_chunks(
-        write_flow: Callable, cli: Callable, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_flow: Callable, cli: Callable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A secret value the model echoes is [REDACTED] in token events, though the mock
     streams it in three chunks (one per word); the rest of the text is all there."""
     monkeypatch.setenv("VAULT_TOKEN", "open sesame 1234")
@@ -172,8 +184,9 @@ def test_events_tokens_redact_a_known_secret_split_across_chunks(
 # --- templates and values ---------------------------------------------------------------------
 
 
-def test_values_keep_their_types_in_outputs_and_with(write_flow: Callable,
-                                                     run_json: RunJson) -> None:
+def test_values_keep_their_types_in_outputs_and_with(
+    write_flow: Callable, run_json: RunJson
+) -> None:
     """A lone {{ expression }} keeps its type; inside text, non-strings become JSON."""
     flow = write_flow("""
         inputs:
@@ -192,7 +205,10 @@ def test_values_keep_their_types_in_outputs_and_with(write_flow: Callable,
     code, doc = run_json(flow)
     assert code == 0
     assert doc["outputs"] == {
-        "nums": [1, 2], "flag": True, "nothing": None, "text": '[1, 2]|true|{"a": 1}|null',
+        "nums": [1, 2],
+        "flag": True,
+        "nothing": None,
+        "text": '[1, 2]|true|{"a": 1}|null',
     }
 
 
@@ -218,8 +234,9 @@ def test_json_output_parses_a_fenced_reply(write_flow: Callable, run_json: RunJs
 
 
 @pytest.mark.parametrize(("retries", "attempts"), [(0, 1), (2, 3)])
-def test_invalid_json_fails_with_the_raw_text(write_flow: Callable, run_json: RunJson,
-                                              retries: int, attempts: int) -> None:
+def test_invalid_json_fails_with_the_raw_text(
+    write_flow: Callable, run_json: RunJson, retries: int, attempts: int
+) -> None:
     """An invalid JSON reply is re-asked `retries` times, then fails showing the reply."""
     flow = write_flow(f"""
         defaults: {{retries: {retries}}}
@@ -251,14 +268,28 @@ def cut_off(respx_mock, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
         url, key_env = CUT_OFF_ROUTES[model]
         monkeypatch.setenv(key_env, "sk-test-3333333333333333")
         if model.startswith("claude"):
-            body = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
-                    "content": [{"type": "text", "text": text}], "stop_reason": "max_tokens",
-                    "usage": {"input_tokens": 5, "output_tokens": 800}}
+            body = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "max_tokens",
+                "usage": {"input_tokens": 5, "output_tokens": 800},
+            }
         else:
-            body = {"id": "chatcmpl-1", "model": model, "usage": {"prompt_tokens": 5,
-                                                                  "completion_tokens": 800},
-                    "choices": [{"index": 0, "finish_reason": "length",
-                                 "message": {"role": "assistant", "content": text}}]}
+            body = {
+                "id": "chatcmpl-1",
+                "model": model,
+                "usage": {"prompt_tokens": 5, "completion_tokens": 800},
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "length",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+            }
         return respx_mock.post(url).mock(return_value=httpx.Response(200, json=body))
 
     return serve
@@ -270,12 +301,16 @@ def run_live(cli: Callable, flow: Path) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
-@pytest.mark.parametrize(("settings", "problem"), [
-    (", max_tokens: 800", "the reply was cut off at max_tokens=800; raise max_tokens"),
-    ("", "the reply was cut off at the provider's default max_tokens; set max_tokens"),
-])
-def test_cut_off_json_fails_at_once(write_flow: Callable, cli: Callable, cut_off: Callable,
-                                    model: str, settings: str, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (", max_tokens: 800", "the reply was cut off at max_tokens=800; raise max_tokens"),
+        ("", "the reply was cut off at the provider's default max_tokens; set max_tokens"),
+    ],
+)
+def test_cut_off_json_fails_at_once(
+    write_flow: Callable, cli: Callable, cut_off: Callable, model: str, settings: str, problem: str
+) -> None:
     """A JSON reply cut off at max_tokens fails saying so, and is not re-asked."""
     route = cut_off(model, '{"facts": ["one", "tw')
     flow = write_flow(f"""
@@ -292,8 +327,9 @@ def test_cut_off_json_fails_at_once(write_flow: Callable, cli: Callable, cut_off
 
 
 @pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
-def test_cut_off_after_complete_json_succeeds(write_flow: Callable, cli: Callable,
-                                              cut_off: Callable, model: str) -> None:
+def test_cut_off_after_complete_json_succeeds(
+    write_flow: Callable, cli: Callable, cut_off: Callable, model: str
+) -> None:
     """A reply cut off in the prose after its JSON is used, with a warning."""
     cut_off(model, 'Sure!\n```json\n{"facts": ["one"]}\n```\nHope this he')
     flow = write_flow(f"""
@@ -309,8 +345,9 @@ def test_cut_off_after_complete_json_succeeds(write_flow: Callable, cli: Callabl
 
 
 @pytest.mark.parametrize("model", sorted(CUT_OFF_ROUTES))
-def test_cut_off_text_succeeds_with_a_warning(write_flow: Callable, cli: Callable,
-                                              cut_off: Callable, model: str) -> None:
+def test_cut_off_text_succeeds_with_a_warning(
+    write_flow: Callable, cli: Callable, cut_off: Callable, model: str
+) -> None:
     """A text step keeps a cut-off reply as its output, warning that it was cut off."""
     cut_off(model, "Once upon a ti")
     flow = write_flow(f"""
@@ -324,8 +361,9 @@ def test_cut_off_text_succeeds_with_a_warning(write_flow: Callable, cli: Callabl
     assert doc["steps"][0]["warnings"] == ["the reply was cut off at max_tokens"]
 
 
-def test_schema_without_mock_gets_a_minimal_instance(write_flow: Callable,
-                                                     run_json: RunJson) -> None:
+def test_schema_without_mock_gets_a_minimal_instance(
+    write_flow: Callable, run_json: RunJson
+) -> None:
     """Under --mock a step with a schema gets a small valid instance of it."""
     flow = write_flow("""
         steps:
@@ -379,8 +417,9 @@ MOCK_PROVIDER_STEPS = """
 
 
 @pytest.mark.parametrize("flags", [[], ["--mock"]], ids=["provider-mock", "mock-option"])
-def test_provider_mock_answers_as_the_mock_option_does(write_flow: Callable, cli: Callable,
-                                                       flags: list[str]) -> None:
+def test_provider_mock_answers_as_the_mock_option_does(
+    write_flow: Callable, cli: Callable, flags: list[str]
+) -> None:
     """`provider: mock` answers with the rendered `mock:` text, a schema's minimal instance
     or an echo of the prompt, exactly as --mock does."""
     result = cli("run", write_flow(MOCK_PROVIDER_STEPS), "--json", *flags)
@@ -403,11 +442,22 @@ def test_provider_mock_leaves_other_steps_on_their_provider(
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-2222222222222222")
     route = respx_mock.post("https://api.openai.com/v1/chat/completions").mock(
-        return_value=httpx.Response(200, json={
-            "id": "chatcmpl-1", "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "A real answer."}}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 3}}))
+        return_value=httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-1",
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "A real answer."},
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 3},
+            },
+        )
+    )
     flow = write_flow("""
         steps:
           - id: offline
@@ -425,7 +475,8 @@ def test_provider_mock_leaves_other_steps_on_their_provider(
     assert [s["provider"] for s in doc["steps"]] == ["mock", "openai"]
     assert route.call_count == 1
     assert json.loads(route.calls[0].request.content)["messages"][-1]["content"] == (
-        "Improve: canned 2")
+        "Improve: canned 2"
+    )
 
 
 # --- control flow ------------------------------------------------------------------------------
@@ -452,8 +503,7 @@ def test_when_false_skips_with_null_output(write_flow: Callable, run_json: RunJs
     assert outputs_of(doc)["translate"] is None
 
 
-def test_join_with_own_when_runs_after_one_branch(write_flow: Callable,
-                                                  run_json: RunJson) -> None:
+def test_join_with_own_when_runs_after_one_branch(write_flow: Callable, run_json: RunJson) -> None:
     """A step after a skipped branch runs when its own `when` says so."""
     flow = write_flow("""
         steps:
@@ -497,8 +547,9 @@ def test_on_error_continue_lets_the_run_succeed(write_flow: Callable, run_json: 
     assert doc["steps"][0]["output"] is None
 
 
-def test_failure_stops_the_run_and_cancels_the_rest(write_flow: Callable,
-                                                    run_json: RunJson) -> None:
+def test_failure_stops_the_run_and_cancels_the_rest(
+    write_flow: Callable, run_json: RunJson
+) -> None:
     """With on_error: fail, no new steps start: the steps left are cancelled, exit 1."""
     flow = write_flow("""
         steps:
@@ -553,7 +604,8 @@ def test_empty_for_each_gives_an_empty_list(write_flow: Callable, run_json: RunJ
 
 def test_independent_steps_run_concurrently(write_flow: Callable, run_json: RunJson) -> None:
     """Two steps with no dependency between them are in progress at the same time."""
-    write_flow("""
+    write_flow(
+        """
         import asyncio
 
         arrived = 0
@@ -565,7 +617,9 @@ def test_independent_steps_run_concurrently(write_flow: Callable, run_json: RunJ
                 while arrived < 2:
                     await asyncio.sleep(0.001)
             return name
-        """, "meet.py")
+        """,
+        "meet.py",
+    )
     flow = write_flow("""
         steps:
           - id: left
@@ -587,7 +641,8 @@ def test_independent_steps_run_concurrently(write_flow: Callable, run_json: RunJ
 
 @pytest.fixture
 def tools(write_flow: Callable) -> Path:
-    return write_flow("""
+    return write_flow(
+        """
         import asyncio
 
         def count_words(text):
@@ -602,11 +657,14 @@ def tools(write_flow: Callable) -> Path:
 
         def not_json():
             return {1, 2}
-        """, "tools.py")
+        """,
+        "tools.py",
+    )
 
 
-def test_function_steps_sync_and_async(write_flow: Callable, run_json: RunJson,
-                                       tools: Path) -> None:
+def test_function_steps_sync_and_async(
+    write_flow: Callable, run_json: RunJson, tools: Path
+) -> None:
     """Function steps get `with` as keyword arguments, sync or async; null provider and usage."""
     flow = write_flow("""
         steps:
@@ -624,8 +682,9 @@ def test_function_steps_sync_and_async(write_flow: Callable, run_json: RunJson,
     assert doc["steps"][0]["usage"] is None
 
 
-def test_function_that_raises_fails_the_step(write_flow: Callable, cli: Callable,
-                                             tools: Path) -> None:
+def test_function_that_raises_fails_the_step(
+    write_flow: Callable, cli: Callable, tools: Path
+) -> None:
     """A raising function fails its step with the step id and message, no traceback."""
     flow = write_flow("""
         steps:
@@ -641,8 +700,9 @@ def test_function_that_raises_fails_the_step(write_flow: Callable, cli: Callable
     assert result.stdout == ""
 
 
-def test_function_returning_non_json_fails(write_flow: Callable, run_json: RunJson,
-                                           tools: Path) -> None:
+def test_function_returning_non_json_fails(
+    write_flow: Callable, run_json: RunJson, tools: Path
+) -> None:
     """A function must return JSON-serialisable data."""
     flow = write_flow("""
         steps:
@@ -655,8 +715,9 @@ def test_function_returning_non_json_fails(write_flow: Callable, run_json: RunJs
     assert "not JSON-serialisable" in doc["error"]["message"]
 
 
-def test_missing_function_is_invalid_at_run_start(write_flow: Callable, cli: Callable,
-                                                  tools: Path) -> None:
+def test_missing_function_is_invalid_at_run_start(
+    write_flow: Callable, cli: Callable, tools: Path
+) -> None:
     """A function that cannot be imported is a located validation error, exit 2."""
     flow = write_flow("""
         steps:
@@ -668,10 +729,10 @@ def test_missing_function_is_invalid_at_run_start(write_flow: Callable, cli: Cal
     assert f"{flow}:3:15: error: module 'tools' has no 'no_such_thing'" in result.stderr
 
 
-def test_sub_workflow_output_is_the_childs_outputs(write_flow: Callable,
-                                                   run_json: RunJson) -> None:
+def test_sub_workflow_output_is_the_childs_outputs(write_flow: Callable, run_json: RunJson) -> None:
     """A workflow step runs the child with `with` as inputs; its output is their outputs."""
-    write_flow("""
+    write_flow(
+        """
         inputs:
           text: {}
         steps:
@@ -680,7 +741,9 @@ def test_sub_workflow_output_is_the_childs_outputs(write_flow: Callable,
             mock: "polished {{ inputs.text }}"
         outputs:
           result: "{{ steps.polish.output }}"
-        """, "lib/polish.yaml")
+        """,
+        "lib/polish.yaml",
+    )
     flow = write_flow("""
         steps:
           - id: draft
@@ -697,14 +760,17 @@ def test_sub_workflow_output_is_the_childs_outputs(write_flow: Callable,
 
 def test_failing_sub_workflow_fails_the_step(write_flow: Callable, run_json: RunJson) -> None:
     """A child that fails fails the step, with the child's error type."""
-    write_flow("""
+    write_flow(
+        """
         steps:
           - id: bad
             prompt: x
             output: json
             mock: "{{ 'nope' }}"
             retries: 0
-        """, "child.yaml")
+        """,
+        "child.yaml",
+    )
     flow = write_flow("""
         steps:
           - id: sub
@@ -723,28 +789,41 @@ def test_failing_sub_workflow_fails_the_step(write_flow: Callable, run_json: Run
 @pytest.mark.parametrize(
     ("steps", "message"),
     [
-        pytest.param("""
+        pytest.param(
+            """
           - id: a
             for_each: inputs.text | string  # not statically typed
             prompt: "{{ item }}"
-        """, "for_each gave str, not a list", id="for-each-over-a-string"),
-        pytest.param("""
+        """,
+            "for_each gave str, not a list",
+            id="for-each-over-a-string",
+        ),
+        pytest.param(
+            """
           - id: a
             prompt: x
             output: json
             mock: '{"b": 1}'
           - id: c
             prompt: "{{ steps.a.output.missing }}"
-        """, "has no key 'missing'", id="missing-key-at-run-time"),
-        pytest.param("""
+        """,
+            "has no key 'missing'",
+            id="missing-key-at-run-time",
+        ),
+        pytest.param(
+            """
           - id: a
             prompt: x
             when: inputs.text.nope.deeper
-        """, "when", id="when-raises"),
+        """,
+            "when",
+            id="when-raises",
+        ),
     ],
 )
-def test_template_failures_are_located(write_flow: Callable, run_json: RunJson,
-                                       steps: str, message: str) -> None:
+def test_template_failures_are_located(
+    write_flow: Callable, run_json: RunJson, steps: str, message: str
+) -> None:
     """An expression or template failing at run time fails its step with a located error."""
     flow = write_flow("inputs:\n  text: {default: hello}\nsteps:" + steps)
     code, doc = run_json(flow)
@@ -785,8 +864,10 @@ NOT_JSON_STEPS = {
 
 def not_json_flow(write_flow: Callable, where: str, value: str) -> Path:
     write_flow("def echo(v):\n    return repr(v)\n", "tools.py")
-    return write_flow("inputs:\n  text: {default: hi}\n"
-                      + textwrap.dedent(NOT_JSON_STEPS[where]).replace("VALUE", value))
+    return write_flow(
+        "inputs:\n  text: {default: hi}\n"
+        + textwrap.dedent(NOT_JSON_STEPS[where]).replace("VALUE", value)
+    )
 
 
 @pytest.mark.parametrize("where", list(NOT_JSON_STEPS))
@@ -800,8 +881,9 @@ def not_json_flow(write_flow: Callable, where: str, value: str) -> Path:
         ("{'k': namespace}", "a class"),
     ],
 )
-def test_a_value_without_json_form_fails_the_step(write_flow: Callable, cli: Callable,
-                                                  where: str, value: str, kind: str) -> None:
+def test_a_value_without_json_form_fails_the_step(
+    write_flow: Callable, cli: Callable, where: str, value: str, kind: str
+) -> None:
     """A function, method or namespace in outputs, with:, for_each or text is a template error."""
     result = cli("run", not_json_flow(write_flow, where, value), "--mock", "--json")
     doc = json.loads(result.stdout)
@@ -825,7 +907,8 @@ def test_a_value_without_json_form_fails_the_step(write_flow: Callable, cli: Cal
     ],
 )
 def test_a_value_without_json_form_is_found_before_the_run(
-        write_flow: Callable, cli: Callable, where: str, value: str, message: str) -> None:
+    write_flow: Callable, cli: Callable, where: str, value: str, message: str
+) -> None:
     """A bare global, or a Jinja global templates do not get, fails validation: exit 2."""
     result = cli("run", not_json_flow(write_flow, where, value), "--mock")
     assert result.exit_code == 2
@@ -833,12 +916,16 @@ def test_a_value_without_json_form_is_found_before_the_run(
 
 
 @pytest.mark.parametrize("kind", ["prompt", "function"])
-def test_a_slow_template_times_out_without_blocking_the_run(write_flow: Callable,
-                                                           run_json: RunJson, kind: str) -> None:
+def test_a_slow_template_times_out_without_blocking_the_run(
+    write_flow: Callable, run_json: RunJson, kind: str
+) -> None:
     """A template slower than the step's timeout fails it (timeout) while others go on."""
     write_flow("def echo(v):\n    return v\n", "tools.py")
-    slow = (f'prompt: "{SLOW_TEMPLATE}"' if kind == "prompt"
-            else f'function: tools:echo\n    with: {{v: "{SLOW_TEMPLATE}"}}')
+    slow = (
+        f'prompt: "{SLOW_TEMPLATE}"'
+        if kind == "prompt"
+        else f'function: tools:echo\n    with: {{v: "{SLOW_TEMPLATE}"}}'
+    )
     flow = write_flow(f"""
 steps:
   - id: slow
@@ -872,8 +959,9 @@ steps:
         ([], "error: missing required input 'topic'"),
     ],
 )
-def test_bad_inputs_exit_2(write_flow: Callable, cli: Callable, args: list[str],
-                           message: str) -> None:
+def test_bad_inputs_exit_2(
+    write_flow: Callable, cli: Callable, args: list[str], message: str
+) -> None:
     """Unknown, mistyped and missing inputs are usage errors: exit 2 with the reason."""
     flow = write_flow("""
         inputs:
@@ -914,12 +1002,17 @@ def test_missing_key_is_found_before_any_request(write_flow: Callable, cli: Call
     assert "OPENAI_API_KEY" in result.stderr
 
 
-@pytest.mark.parametrize(("env", "state"), [({}, "is not set"),
-                                            ({"LOCAL_KEY": ""}, "is empty"),
-                                            ({"LOCAL_KEY": "  "}, "is empty")])
+@pytest.mark.parametrize(
+    ("env", "state"),
+    [({}, "is not set"), ({"LOCAL_KEY": ""}, "is empty"), ({"LOCAL_KEY": "  "}, "is empty")],
+)
 def test_a_named_key_variable_is_needed_even_on_a_custom_server(
-    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch,
-    env: dict[str, str], state: str,
+    write_flow: Callable,
+    cli: Callable,
+    respx_mock,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    state: str,
 ) -> None:
     """An endpoint's `api_key_env` unset or empty is exit 2 naming it, before any request,
     although its base_url is a local server."""
@@ -939,11 +1032,12 @@ def test_a_named_key_variable_is_needed_even_on_a_custom_server(
     assert not route.called
 
 
-@pytest.mark.parametrize(("name", "value"), [("ORCHESTRATE_MOCK", "1"),
-                                             ("ORCHESTRATE_USE_MOCK", "true")])
-def test_mock_from_the_environment(write_flow: Callable, cli: Callable,
-                                   monkeypatch: pytest.MonkeyPatch, name: str,
-                                   value: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value"), [("ORCHESTRATE_MOCK", "1"), ("ORCHESTRATE_USE_MOCK", "true")]
+)
+def test_mock_from_the_environment(
+    write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     """ORCHESTRATE_MOCK=1 and ORCHESTRATE_USE_MOCK=true mean --mock."""
     monkeypatch.setenv(name, value)
     flow = write_flow("""
@@ -970,14 +1064,15 @@ def test_model_option_overrides_every_step(write_flow: Callable, run_json: RunJs
         """)
     _, doc = run_json(flow, "--model", "claude-3-5-haiku-latest")
     assert [(s["provider"], s["model"]) for s in doc["steps"]] == [
-        ("mock", "claude-3-5-haiku-latest"), ("mock", "claude-3-5-haiku-latest"),
+        ("mock", "claude-3-5-haiku-latest"),
+        ("mock", "claude-3-5-haiku-latest"),
     ]
 
 
-@pytest.mark.parametrize(("mock", "expected"), [(False, {"anthropic", "local"}),
-                                                 (True, {"mock"})])
-def test_model_option_picks_the_provider_again(write_flow: Callable, mock: bool,
-                                               expected: set[str]) -> None:
+@pytest.mark.parametrize(("mock", "expected"), [(False, {"anthropic", "local"}), (True, {"mock"})])
+def test_model_option_picks_the_provider_again(
+    write_flow: Callable, mock: bool, expected: set[str]
+) -> None:
     """--model claude-* moves steps to anthropic but not off a custom endpoint; --mock
     moves every step to the mock."""
     from orchestrate._api import prepare, providers_in_use
@@ -994,8 +1089,9 @@ def test_model_option_picks_the_provider_again(write_flow: Callable, mock: bool,
     assert providers_in_use(prepare(flow), options, {}) == expected
 
 
-def test_default_model_comes_from_the_environment(write_flow: Callable, run_json: RunJson,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_model_comes_from_the_environment(
+    write_flow: Callable, run_json: RunJson, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ORCHESTRATE_MODEL is the model when a workflow names none."""
     monkeypatch.setenv("ORCHESTRATE_MODEL", "gpt-4.1")
     flow = write_flow("""
@@ -1007,20 +1103,23 @@ def test_default_model_comes_from_the_environment(write_flow: Callable, run_json
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf", "3601", "1e308"])
-def test_mock_latency_must_be_seconds(write_flow: Callable, cli: Callable,
-                                      monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+def test_mock_latency_must_be_seconds(
+    write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
     """An ORCHESTRATE_MOCK_LATENCY that is no number of seconds from 0 to 3600 is a usage
     error naming the variable (not a run that never ends)."""
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", value)
     flow = write_flow("steps: [{id: a, prompt: x}]")
     result = cli("run", flow, "--mock")
     assert result.exit_code == 2
-    assert (f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds from 0 to 3600, "
-            f"got {value!r}") in result.stderr
+    assert (
+        f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds from 0 to 3600, got {value!r}"
+    ) in result.stderr
 
 
-def test_verbose_shows_the_functions_traceback(write_flow: Callable, cli: Callable,
-                                               tools: Path) -> None:
+def test_verbose_shows_the_functions_traceback(
+    write_flow: Callable, cli: Callable, tools: Path
+) -> None:
     """--verbose adds the traceback of a raising function; it never reaches --json."""
     flow = write_flow("""
         steps:
@@ -1060,9 +1159,9 @@ def test_hints_of_failures_reach_stderr(write_flow: Callable, cli: Callable) -> 
         ("steps: [{id: a, prompt: x}]", ["-i", "nope=1"], "invalid_input"),
     ],
 )
-def test_json_document_even_when_the_run_never_starts(write_flow: Callable, cli: Callable,
-                                                      flow_text: str, args: list[str],
-                                                      error_type: str) -> None:
+def test_json_document_even_when_the_run_never_starts(
+    write_flow: Callable, cli: Callable, flow_text: str, args: list[str], error_type: str
+) -> None:
     """With --json, a run stopped before its first step still prints one document, exit 2."""
     flow = write_flow(flow_text)
     result = cli("run", flow, "--mock", "--json", *args)
@@ -1094,8 +1193,9 @@ def test_same_module_name_in_two_folders(write_flow: Callable, run_json: RunJson
     assert outputs_of(doc) == {"a": {"s": "from x"}, "b": {"s": "from y"}}
 
 
-def test_missing_function_in_a_sub_workflow_is_located_there(write_flow: Callable,
-                                                             cli: Callable) -> None:
+def test_missing_function_in_a_sub_workflow_is_located_there(
+    write_flow: Callable, cli: Callable
+) -> None:
     """A function a sub-workflow cannot import is reported at its line in the child file."""
     child = write_flow("steps:\n  - id: s\n    function: json:nope\n", "lib/child.yaml")
     flow = write_flow("steps: [{id: a, prompt: x}, {id: b, workflow: lib/child.yaml}]")
@@ -1105,8 +1205,9 @@ def test_missing_function_in_a_sub_workflow_is_located_there(write_flow: Callabl
 
 
 @pytest.mark.parametrize("body", ["raise SystemExit(3)", "raise KeyboardInterrupt()"])
-def test_a_function_that_exits_fails_its_step(write_flow: Callable, run_json: RunJson,
-                                              body: str) -> None:
+def test_a_function_that_exits_fails_its_step(
+    write_flow: Callable, run_json: RunJson, body: str
+) -> None:
     """sys.exit() or KeyboardInterrupt inside a function fails the step; the CLI goes on."""
     write_flow(f"def leave():\n    {body}\n", "leaving.py")
     flow = write_flow("steps: [{id: a, function: leaving:leave}]")
@@ -1116,22 +1217,26 @@ def test_a_function_that_exits_fails_its_step(write_flow: Callable, run_json: Ru
 
 
 @pytest.mark.parametrize("events", [False, True])
-def test_what_functions_print_stays_off_stdout(write_flow: Callable, cli: Callable,
-                                               events: bool) -> None:
+def test_what_functions_print_stays_off_stdout(
+    write_flow: Callable, cli: Callable, events: bool
+) -> None:
     """A function's print() goes to stderr, so --json and --events - stay parseable."""
     write_flow("def noisy():\n    print('debug: hello')\n    return 1\n", "noisy.py")
     flow = write_flow("steps: [{id: a, function: noisy:noisy}]")
     result = cli("run", flow, *(["--events", "-"] if events else ["--json"]))
     assert result.exit_code == 0
-    documents = [json.loads(line) for line in result.stdout.splitlines()] if events else [
-        json.loads(result.stdout)]
+    documents = (
+        [json.loads(line) for line in result.stdout.splitlines()]
+        if events
+        else [json.loads(result.stdout)]
+    )
     assert documents
     assert "debug: hello" in result.stderr
 
 
-def test_a_stopped_sub_workflow_step_is_cancelled(write_flow: Callable,
-                                                  run_json: RunJson,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stopped_sub_workflow_step_is_cancelled(
+    write_flow: Callable, run_json: RunJson, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sub-workflow still running when a sibling fails ends cancelled, not failed."""
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "5")
     write_flow("def fail():\n    raise ValueError('boom')\n", "failing.py")
@@ -1162,11 +1267,14 @@ def test_failed_items_are_reported(write_flow: Callable, cli: Callable) -> None:
     assert all(status in ("succeeded", "failed") for _, status in finished)
 
 
-def test_a_run_stopped_before_its_steps_keeps_its_inputs(write_flow: Callable,
-                                                         cli: Callable) -> None:
+def test_a_run_stopped_before_its_steps_keeps_its_inputs(
+    write_flow: Callable, cli: Callable
+) -> None:
     """A missing key stops the run after inputs are resolved: the document holds them."""
-    flow = write_flow("inputs: {topic: {}, n: {type: integer, default: 2}}\n"
-                      "steps: [{id: a, prompt: '{{ inputs.topic }}'}]")
+    flow = write_flow(
+        "inputs: {topic: {}, n: {type: integer, default: 2}}\n"
+        "steps: [{id: a, prompt: '{{ inputs.topic }}'}]"
+    )
     result = cli("run", flow, "-i", "topic=moon", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["inputs"] == {"topic": "moon", "n": 2}
@@ -1175,10 +1283,13 @@ def test_a_run_stopped_before_its_steps_keeps_its_inputs(write_flow: Callable,
 # --- option values: empty, out of range, switches -----------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--model", "--resume", "--from", "--only", "--record",
-                                    "--replay", "--events", "--inputs"])
-def test_an_empty_option_value_is_a_usage_error(done_flow: Path, cli: Callable,
-                                                option: str) -> None:
+@pytest.mark.parametrize(
+    "option",
+    ["--model", "--resume", "--from", "--only", "--record", "--replay", "--events", "--inputs"],
+)
+def test_an_empty_option_value_is_a_usage_error(
+    done_flow: Path, cli: Callable, option: str
+) -> None:
     """`--model ''` and the like are exit 2 naming the option, not silently "not given"."""
     result = cli("run", done_flow, "--mock", option, "")
     assert result.exit_code == 2
@@ -1209,30 +1320,34 @@ def test_max_concurrency_ends_of_the_range(done_flow: Path, cli: Callable, value
 
 @pytest.mark.parametrize("name", ["ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK"])
 @pytest.mark.parametrize("flag", [[], ["--mock"]])
-def test_a_misspelled_mock_switch_is_a_usage_error(done_flow: Path, cli: Callable,
-                                                   monkeypatch: pytest.MonkeyPatch, name: str,
-                                                   flag: list[str]) -> None:
+def test_a_misspelled_mock_switch_is_a_usage_error(
+    done_flow: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch, name: str, flag: list[str]
+) -> None:
     """ORCHESTRATE_MOCK=maybe is exit 2 naming the variable (also with --mock), not "off"."""
     monkeypatch.setenv(name, "maybe")
     result = cli("run", done_flow, *flag)
     assert result.exit_code == 2
     assert f"error: {name} must be one of 1/0, true/false, yes/no, on/off, got 'maybe'" in (
-        result.stderr)
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize(("value", "stdout"), [("ON", "done\n"), ("no", ""), ("", "")])
-def test_mock_switch_spellings(done_flow: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch,
-                               value: str, stdout: str) -> None:
+def test_mock_switch_spellings(
+    done_flow: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch, value: str, stdout: str
+) -> None:
     """ORCHESTRATE_MOCK=ON runs offline; `no` and empty are off (no key: exit 2)."""
     monkeypatch.setenv("ORCHESTRATE_MOCK", value)
     result = cli("run", done_flow)
     assert (result.stdout, result.exit_code) == (stdout, 0 if stdout else 2)
 
 
-@pytest.mark.parametrize(("args", "hinted"), [([], True), (["--no-history"], False),
-                                              (["-q"], False)])
-def test_a_failed_recorded_run_says_how_to_resume(write_flow: Callable, cli: Callable,
-                                                  args: list[str], hinted: bool) -> None:
+@pytest.mark.parametrize(
+    ("args", "hinted"), [([], True), (["--no-history"], False), (["-q"], False)]
+)
+def test_a_failed_recorded_run_says_how_to_resume(
+    write_flow: Callable, cli: Callable, args: list[str], hinted: bool
+) -> None:
     """A failed run recorded in the history ends with `resume with: ... --resume ID`."""
     flow = write_flow("""
         steps:
@@ -1265,17 +1380,24 @@ LEAKY_KEY = "0f3a9c1e5b2d4f60a7c8e9d0b1a2c3d4e5f60718"
     ],
 )
 def test_function_errors_are_redacted_everywhere(
-    variable: str, leaked: str, write_flow: Callable, cli: Callable, tmp_path: Path,
+    variable: str,
+    leaked: str,
+    write_flow: Callable,
+    cli: Callable,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A function's exception quoting a key reaches no stream, event, document or file."""
     monkeypatch.setenv(variable, leaked)
-    write_flow(f"""
+    write_flow(
+        f"""
         import os
 
         def leak():
             raise RuntimeError("cannot log in with " + os.environ[{variable!r}])
-        """, "leaky.py")
+        """,
+        "leaky.py",
+    )
     flow = write_flow("""
         providers:
           azure:
@@ -1292,8 +1414,9 @@ def test_function_errors_are_redacted_everywhere(
     assert json.loads(result.stdout)["error"]["message"].startswith("leaky:leak raised")
     home = tmp_path / "home"
     texts = {"stdout": result.stdout, "stderr": result.stderr, "events": events.read_text()}
-    texts |= {str(p): p.read_bytes().decode("utf-8", "replace")
-              for p in home.rglob("*") if p.is_file()}
+    texts |= {
+        str(p): p.read_bytes().decode("utf-8", "replace") for p in home.rglob("*") if p.is_file()
+    }
     assert [name for name, text in texts.items() if LEAKY_KEY in text] == []
     assert "[REDACTED]" in result.stdout and "[REDACTED]" in texts["events"]
 
@@ -1312,18 +1435,22 @@ def test_garbage_collection_is_off_for_start_up_only(
 
     from orchestrate import _cli
 
-    probe = write_flow("""
+    probe = write_flow(
+        """
         import gc
         from pathlib import Path
 
         def collecting() -> None:
             Path(__file__).with_name("seen.txt").write_text(str(gc.isenabled()))
-        """, "probe.py")
+        """,
+        "probe.py",
+    )
     (probe.parent / "rows.jsonl").write_text('{"n": 1}\n', encoding="utf-8")
     flow = write_flow("steps: [{id: probe, function: 'probe:collecting'}]")
     monkeypatch.chdir(probe.parent)
-    monkeypatch.setattr(sys, "argv", ["orchestrate", command[0], str(flow), *command[1:], "-q",
-                                      "--no-history"])
+    monkeypatch.setattr(
+        sys, "argv", ["orchestrate", command[0], str(flow), *command[1:], "-q", "--no-history"]
+    )
     try:
         with pytest.raises(SystemExit) as exited:
             _cli.main()
@@ -1351,8 +1478,12 @@ def run_with_stderr_on_a_terminal(*args: str | Path) -> tuple[str, str]:
     import pty
 
     leader, follower = pty.openpty()
-    with subprocess.Popen([sys.executable, "-m", "orchestrate", *map(str, args)],
-                          stdout=subprocess.PIPE, stderr=follower, text=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    ) as process:
         os.close(follower)
         seen = b""
         with contextlib.suppress(OSError):  # EIO once the process has closed its end
@@ -1365,7 +1496,8 @@ def run_with_stderr_on_a_terminal(*args: str | Path) -> tuple[str, str]:
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_what_a_function_prints_is_escaped_on_a_terminal(
-        write_flow: Callable, cli: Callable, tmp_path: Path, terminal: bool) -> None:
+    write_flow: Callable, cli: Callable, tmp_path: Path, terminal: bool
+) -> None:
     """A function step's print() goes to stderr: its control characters (a clipboard write,
     a screen clear) are shown as escapes on a terminal, and left byte-exact off one."""
     (tmp_path / "loud.py").write_text(textwrap.dedent(LOUD))

@@ -45,13 +45,16 @@ FAILING = """
     """
 
 
-
 @pytest.fixture
 def runs(write_flow: Callable, run_json: Callable) -> list[dict[str, Any]]:
     """Four recorded runs, oldest first: greet(world), greet(moon), other, broken (failed)."""
     docs = []
-    for text, name, args in ((FLOW, "greet.yaml", []), (FLOW, "greet.yaml", ["-i", "who=moon"]),
-                             (OTHER, "other.yaml", []), (FAILING, "broken.yaml", [])):
+    for text, name, args in (
+        (FLOW, "greet.yaml", []),
+        (FLOW, "greet.yaml", ["-i", "who=moon"]),
+        (OTHER, "other.yaml", []),
+        (FAILING, "broken.yaml", []),
+    ):
         docs.append(run_json(write_flow(text, name), *args)[1])
         time.sleep(0.002)  # distinct start times, so "newest first" is well defined
     return docs
@@ -70,23 +73,36 @@ def test_list_json_newest_first(runs: list[dict[str, Any]], cli: Callable) -> No
     listed = json_out(cli("runs", "list", "--json"))
     assert [r["run_id"] for r in listed] == [d["run_id"] for d in reversed(runs)]
     newest = runs[-1]
-    assert listed[0] == {key: newest[key] for key in ("run_id", "workflow", "file", "status",
-                                                      "started_at", "duration_ms", "usage",
-                                                      "cost_usd")} | {
-        "kind": "run", "user": user_name(os.environ)}
+    assert listed[0] == {
+        key: newest[key]
+        for key in (
+            "run_id",
+            "workflow",
+            "file",
+            "status",
+            "started_at",
+            "duration_ms",
+            "usage",
+            "cost_usd",
+        )
+    } | {"kind": "run", "user": user_name(os.environ)}
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--limit", "2"], [3, 2]),
-    (["-n", "1"], [3]),
-    (["--workflow", "greet"], [1, 0]),
-    (["-w", "nothing-like-it"], []),
-    (["--status", "failed"], [3]),
-    (["--status", "succeeded", "--workflow", "greet", "--limit", "1"], [1]),
-    (["--limit", "0"], [3, 2, 1, 0]),
-])
-def test_list_filters(runs: list[dict[str, Any]], cli: Callable, args: list[str],
-                      expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--limit", "2"], [3, 2]),
+        (["-n", "1"], [3]),
+        (["--workflow", "greet"], [1, 0]),
+        (["-w", "nothing-like-it"], []),
+        (["--status", "failed"], [3]),
+        (["--status", "succeeded", "--workflow", "greet", "--limit", "1"], [1]),
+        (["--limit", "0"], [3, 2, 1, 0]),
+    ],
+)
+def test_list_filters(
+    runs: list[dict[str, Any]], cli: Callable, args: list[str], expected: list[int]
+) -> None:
     """--limit, --workflow and --status narrow the list, newest first."""
     listed = json_out(cli("runs", "list", "--json", *args))
     assert [r["run_id"] for r in listed] == [runs[i]["run_id"] for i in expected]
@@ -97,8 +113,16 @@ def test_list_table(runs: list[dict[str, Any]], cli: Callable) -> None:
     result = cli("runs", "list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["run", "id", "workflow", "status", "started", "time", "tokens",
-                                "cost"]
+    assert lines[0].split() == [
+        "run",
+        "id",
+        "workflow",
+        "status",
+        "started",
+        "time",
+        "tokens",
+        "cost",
+    ]
     assert runs[-1]["run_id"] in lines[1] and "broken" in lines[1] and "failed" in lines[1]
     assert runs[0]["run_id"] in lines[4] and "succeeded" in lines[4]
 
@@ -119,14 +143,18 @@ def test_list_bad_status(cli: Callable) -> None:
     assert cli("runs", "list", "--status", "great").exit_code == 2
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--limit", "-1"], "--limit must be between 0 and 1000000, got -1"),
-    (["-n", "1000001"], "--limit must be between 0 and 1000000, got 1000001"),
-    (["-n", "9" * 30], "--limit must be between 0 and 1000000, got 99999999999999999..."),
-    (["--workflow", ""], "--workflow must not be empty"),
-])
-def test_list_bad_option_values(runs: list[dict[str, Any]], cli: Callable, args: list[str],
-                                message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "-1"], "--limit must be between 0 and 1000000, got -1"),
+        (["-n", "1000001"], "--limit must be between 0 and 1000000, got 1000001"),
+        (["-n", "9" * 30], "--limit must be between 0 and 1000000, got 99999999999999999..."),
+        (["--workflow", ""], "--workflow must not be empty"),
+    ],
+)
+def test_list_bad_option_values(
+    runs: list[dict[str, Any]], cli: Callable, args: list[str], message: str
+) -> None:
     """An out-of-range --limit or an empty --workflow is exit 2 naming the option."""
     result = cli("runs", "list", "--json", *args)
     assert result.exit_code == 2
@@ -244,15 +272,24 @@ def age_runs(days: float, *run_ids: str) -> None:
     """Pretend these runs (and every cached response) started `days` ago."""
     with history_connection() as db:
         for run_id in run_ids:
-            db.execute("UPDATE runs SET started = started - ? WHERE run_id = ?",
-                       (days * 86400, run_id))
+            db.execute(
+                "UPDATE runs SET started = started - ? WHERE run_id = ?", (days * 86400, run_id)
+            )
         db.execute("UPDATE responses SET created = created - ?", (days * 86400,))
 
 
-@pytest.mark.parametrize(("age", "left"), [
-    ("30d", [3, 2, 1]), ("4w", [3, 2, 1]), ("900h", [3, 2, 1]), ("20d", [3, 2]),
-    ("90s", [3, 2]), ("60w", [3, 2, 1, 0]), (" 45m ", [3, 2]),
-])
+@pytest.mark.parametrize(
+    ("age", "left"),
+    [
+        ("30d", [3, 2, 1]),
+        ("4w", [3, 2, 1]),
+        ("900h", [3, 2, 1]),
+        ("20d", [3, 2]),
+        ("90s", [3, 2]),
+        ("60w", [3, 2, 1, 0]),
+        (" 45m ", [3, 2]),
+    ],
+)
 def test_prune(runs: list[dict[str, Any]], cli: Callable, age: str, left: list[int]) -> None:
     """prune --older-than deletes runs started before that age; units s, m, h, d, w."""
     age_runs(40, runs[0]["run_id"])
@@ -328,7 +365,9 @@ def test_diff_of_identical_runs(write_flow: Callable, cli: Callable) -> None:
     diff = json_out(cli("runs", "diff", first, second, "--json"))
     assert diff["inputs_diff"] == diff["outputs_diff"] == ""
     assert [(s["request_changed"], s["output_changed"]) for s in diff["steps"]] == [
-        (False, False), (False, False)]
+        (False, False),
+        (False, False),
+    ]
     text = cli("runs", "diff", first, second)
     assert text.exit_code == 0
     assert "## hello" in text.stdout and "unchanged" in text.stdout
@@ -339,7 +378,10 @@ def test_diff_of_different_workflows(runs: list[dict[str, Any]], cli: Callable) 
     """Steps present on one side only are listed with the other side empty."""
     diff = json_out(cli("runs", "diff", runs[0]["run_id"], runs[2]["run_id"], "--json"))
     assert [(s["id"], s["a"] is None, s["b"] is None) for s in diff["steps"]] == [
-        ("hello", False, True), ("shout", False, True), ("only", True, False)]
+        ("hello", False, True),
+        ("shout", False, True),
+        ("only", True, False),
+    ]
     assert "+fine\n" in diff["steps"][2]["output_diff"]
 
 
@@ -367,8 +409,9 @@ def test_runs_help_lists_the_commands(cli: Callable) -> None:
 
 
 @pytest.mark.parametrize("command", [["list"], ["show", "RUN"], ["diff", "RUN", "RUN"]])
-def test_piped_tables_have_no_trailing_spaces(runs: list[dict[str, Any]], cli: Callable,
-                                             command: list[str]) -> None:
+def test_piped_tables_have_no_trailing_spaces(
+    runs: list[dict[str, Any]], cli: Callable, command: list[str]
+) -> None:
     """Piped, `runs list`, `show` and `diff` print no line that ends in spaces."""
     args = [runs[1]["run_id"] if arg == "RUN" else arg for arg in command]
     out = cli("runs", *args).stdout
@@ -393,8 +436,9 @@ def test_prune_keeps_running_runs(runs: list[dict[str, Any]], cli: Callable) -> 
     listed = json_out(cli("runs", "list", "--json"))
     assert runs[0]["run_id"] in [r["run_id"] for r in listed]
     with history_connection() as db:
-        kept = db.execute("SELECT count(*) FROM steps WHERE run_id = ?",
-                          (runs[0]["run_id"],)).fetchone()[0]
+        kept = db.execute(
+            "SELECT count(*) FROM steps WHERE run_id = ?", (runs[0]["run_id"],)
+        ).fetchone()[0]
     assert kept == len(runs[0]["steps"])
 
 
@@ -434,21 +478,25 @@ def batch(write_flow: Callable, cli: Callable, tmp_path: Any) -> tuple[str, list
 def age_batch(days: float, batch_id: str) -> None:
     """Pretend this batch (not its rows' runs) started `days` ago."""
     with history_connection() as db:
-        db.execute("UPDATE batches SET started = started - ? WHERE batch_id = ?",
-                   (days * 86400, batch_id))
+        db.execute(
+            "UPDATE batches SET started = started - ? WHERE batch_id = ?", (days * 86400, batch_id)
+        )
 
 
 def left_in_history() -> tuple[set[str], set[str], set[str]]:
     """The batch ids, run ids, and run ids with steps, still in the history."""
     with history_connection() as db:
-        return ({r[0] for r in db.execute("SELECT batch_id FROM batches")},
-                {r[0] for r in db.execute("SELECT run_id FROM runs")},
-                {r[0] for r in db.execute("SELECT DISTINCT run_id FROM steps")})
+        return (
+            {r[0] for r in db.execute("SELECT batch_id FROM batches")},
+            {r[0] for r in db.execute("SELECT run_id FROM runs")},
+            {r[0] for r in db.execute("SELECT DISTINCT run_id FROM steps")},
+        )
 
 
 @pytest.mark.parametrize("old", ["batch", "rows", "both"])
 def test_prune_takes_a_batch_with_its_rows_by_the_batchs_start(
-        batch: tuple[str, list[str]], cli: Callable, old: str) -> None:
+    batch: tuple[str, list[str]], cli: Callable, old: str
+) -> None:
     """prune decides by the batch's start: an old batch goes with all its rows' runs (even
     younger ones), a young batch keeps them all (even older ones); nothing is orphaned."""
     batch_id, row_runs = batch
@@ -478,8 +526,9 @@ def test_prune_keeps_a_running_batch(batch: tuple[str, list[str]], cli: Callable
     assert left_in_history() == ({batch_id}, set(row_runs), set(row_runs))
 
 
-def test_prune_keeps_a_batch_with_a_running_row(batch: tuple[str, list[str]],
-                                                cli: Callable) -> None:
+def test_prune_keeps_a_batch_with_a_running_row(
+    batch: tuple[str, list[str]], cli: Callable
+) -> None:
     """A finished batch whose row's run is still marked running is kept whole: never a
     running run deleted, never a row's run left without its batch."""
     batch_id, row_runs = batch
@@ -489,8 +538,9 @@ def test_prune_keeps_a_batch_with_a_running_row(batch: tuple[str, list[str]],
     assert left_in_history() == ({batch_id}, set(row_runs), set(row_runs))
 
 
-def test_delete_of_a_batch_says_batch_and_rows(batch: tuple[str, list[str]], runs: Any,
-                                               cli: Callable) -> None:
+def test_delete_of_a_batch_says_batch_and_rows(
+    batch: tuple[str, list[str]], runs: Any, cli: Callable
+) -> None:
     """`runs delete BATCH_ID RUN_ID` names the batch and its rows, not "deleted 2 runs"."""
     batch_id, _ = batch
     result = cli("runs", "delete", batch_id, runs[0]["run_id"])

@@ -93,8 +93,7 @@ NOT_JSON = [
 
 
 @pytest.mark.parametrize(("source", "kind", "extra"), NOT_JSON)
-def test_a_value_without_json_form_is_a_template_error(source: str, kind: str,
-                                                       extra: dict) -> None:
+def test_a_value_without_json_form_is_a_template_error(source: str, kind: str, extra: dict) -> None:
     """A typed template that gives a function, method, namespace... fails; no repr comes back."""
     error = failure(source, **extra)
     assert f"the template gives {kind}, which is not JSON data" == error.message
@@ -102,11 +101,20 @@ def test_a_value_without_json_form_is_a_template_error(source: str, kind: str,
 
 
 @pytest.mark.parametrize(("source", "kind", "extra"), NOT_JSON)
-@pytest.mark.parametrize("around", ["text {}", "{} | string", "'x' ~ {}", "[{}] | join",
-                                    "'%s' % ({},)", "'{{}}'.format({})", "{} | tojson",
-                                    "{} | pprint"])
-def test_text_never_holds_a_python_repr(source: str, kind: str, extra: dict,
-                                        around: str) -> None:
+@pytest.mark.parametrize(
+    "around",
+    [
+        "text {}",
+        "{} | string",
+        "'x' ~ {}",
+        "[{}] | join",
+        "'%s' % ({},)",
+        "'{{}}'.format({})",
+        "{} | tojson",
+        "{} | pprint",
+    ],
+)
+def test_text_never_holds_a_python_repr(source: str, kind: str, extra: dict, around: str) -> None:
     """Inserting such a value into text (by any route) fails, when checked or when rendered,
     instead of printing its repr."""
     inner = source.removeprefix("{{ ").removesuffix(" }}")

@@ -61,8 +61,9 @@ def test_schema_command_prints_a_valid_schema(cli: Callable) -> None:
         (("$defs", "function_check", "properties"), FunctionCheck, ()),
     ],
 )
-def test_schema_has_every_field_of_the_classes(where: tuple[str, ...], cls: type,
-                                               skip: tuple[str, ...]) -> None:
+def test_schema_has_every_field_of_the_classes(
+    where: tuple[str, ...], cls: type, skip: tuple[str, ...]
+) -> None:
     """Each class's fields are exactly the properties the schema allows: no drift."""
     node = workflow_schema()
     for part in where:
@@ -116,7 +117,7 @@ NOT_EXPRESSIBLE: dict[str, str] = {
     "check_bad_regex": "regex syntax",
     "check_bad_schema": "expressible as a $ref to the meta-schema, left out (as for steps)",
     "check_duplicate_id": "uniqueness of one key across array items (uniqueItems compares "
-                          "whole items)",
+    "whole items)",
     "unknown_needs": "a value that must be one of the ids used elsewhere in the file",
     "unknown_provider": "a value that must be a built-in provider or a key of `providers`",
     "function_misspelt": "the names a Python module defines",
@@ -127,10 +128,10 @@ NOT_EXPRESSIBLE: dict[str, str] = {
     "schema_bad_regex": "regex syntax (`format: regex` is an annotation, not an assertion)",
     "schema_unresolved_ref": "where a JSON pointer inside the value points",
     "invalid_json_schema": "expressible as a $ref to the meta-schema, left out: editors would "
-                           "fetch it from the web, and a step's `$schema` picks the draft",
+    "fetch it from the web, and a step's `$schema` picks the draft",
     "schema_remote_ref": "the form of `$ref` at any depth of a schema but not under data "
-                         "keywords (`const`, `enum`...) that may hold a `$ref` key; left to "
-                         "validate",
+    "keywords (`const`, `enum`...) that may hold a `$ref` key; left to "
+    "validate",
 }
 EXPRESSIBLE = sorted(p.stem for p in CORPUS.glob("*.yaml") if p.stem not in NOT_EXPRESSIBLE)
 
@@ -151,8 +152,7 @@ def test_schema_rejects_what_validate_rejects(name: str) -> None:
         jsonschema.validate(_load(CORPUS / f"{name}.yaml"), workflow_schema())
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "workflows").rglob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "workflows").rglob("*.yaml")), ids=lambda p: p.name)
 def test_schema_accepts_every_example(path: Path) -> None:
     """Every workflow in workflows/ satisfies the schema."""
     jsonschema.validate(_load(path), workflow_schema())

@@ -21,8 +21,10 @@ from orchestrate._secrets import (
         ("key abc-secret-1 echoed", "key [REDACTED] echoed"),
         ("Authorization: Bearer tok_123456", "Authorization: Bearer [REDACTED]"),
         ('{"x-api-key": "ant-12345"}', '{"x-api-key": "[REDACTED]"}'),
-        ("Incorrect API key provided: sk-proj-abc***********xyz.", "Incorrect API key "
-         "provided: [REDACTED]."),
+        (
+            "Incorrect API key provided: sk-proj-abc***********xyz.",
+            "Incorrect API key provided: [REDACTED].",
+        ),
         ("api_key=zzz999&x=1", "api_key=[REDACTED]&x=1"),
         ("nothing secret here", "nothing secret here"),
         ("POST http://bob:pw-1@gw.local/v1 failed", "POST http://[REDACTED]@gw.local/v1 failed"),
@@ -37,16 +39,20 @@ def test_redact(text: str, expected: str) -> None:
     ("env", "names", "expected"),
     [
         ({"OPENAI_API_KEY": "sk-0123456789"}, (), ("sk-0123456789",)),
-        ({"GITHUB_TOKEN": "ghp_abcdefgh", "MY_SECRET": "s3cr3t-value-long"}, (),
-         ("s3cr3t-value-long", "ghp_abcdefgh")),
+        (
+            {"GITHUB_TOKEN": "ghp_abcdefgh", "MY_SECRET": "s3cr3t-value-long"},
+            (),
+            ("s3cr3t-value-long", "ghp_abcdefgh"),
+        ),
         ({"DB_PASSWORD": "hunter22", "DB_PASSWD": "hunter2345"}, (), ("hunter2345", "hunter22")),
         ({"SERVICE_CRED": "credential-1"}, ("SERVICE_CRED",), ("credential-1",)),
         ({"OPENAI_API_KEY": "short"}, (), ()),
         ({"HOME": "/home/someone", "KEYBOARD": "us-international"}, (), ()),
     ],
 )
-def test_secret_env_values(env: dict[str, str], names: tuple[str, ...],
-                           expected: tuple[str, ...]) -> None:
+def test_secret_env_values(
+    env: dict[str, str], names: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
     """Key-like variables and named ones count, longest first; short values are ignored."""
     assert expected == secret_env_values(env, names)
 
@@ -54,8 +60,7 @@ def test_secret_env_values(env: dict[str, str], names: tuple[str, ...],
 def test_redact_values_removes_only_known_values() -> None:
     """The history's redaction: the known value goes, a key-shaped text stays as it is."""
     text = "token abcdefgh-123 and Bearer sk-someone-elses"
-    assert (f"token {REDACTED} and Bearer sk-someone-elses"
-            == redact_values(text, ("abcdefgh-123",)))
+    assert f"token {REDACTED} and Bearer sk-someone-elses" == redact_values(text, ("abcdefgh-123",))
 
 
 def test_a_secret_containing_another_is_removed_whole() -> None:
@@ -88,13 +93,16 @@ def stream_through(chunks: list[str]) -> str:
     return "".join([*(redactor.feed(chunk) for chunk in chunks), redactor.flush()])
 
 
-@pytest.mark.parametrize("text", [
-    "key abcdefgh-longer and abcdefgh, then ghij-klmnop end",
-    "abcdefghij-klmnop",  # two secrets overlapping: as redact_values does it (longest first)
-    "abcdefgh",
-    "no secret at all, just text",
-    "abcdefg",  # a secret's prefix only, at the end: given back at the flush
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "key abcdefgh-longer and abcdefgh, then ghij-klmnop end",
+        "abcdefghij-klmnop",  # two secrets overlapping: as redact_values does it (longest first)
+        "abcdefgh",
+        "no secret at all, just text",
+        "abcdefg",  # a secret's prefix only, at the end: given back at the flush
+    ],
+)
 def test_a_stream_is_redacted_wherever_its_chunks_split(text: str) -> None:
     """Streamed text split at every place (and into single characters) comes out as the
     whole text redacted: a secret straddling chunks is removed, nothing else is lost."""

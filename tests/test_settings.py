@@ -16,9 +16,16 @@ def test_bounds_accept_their_range(value: int) -> None:
     assert value == MAX_CONCURRENCY.check("--max-concurrency", value)
 
 
-@pytest.mark.parametrize(("value", "shown"), [
-    (0, "0"), (-3, "-3"), (1025, "1025"), (10**30, "10000000000000000..."), (math.nan, "nan"),
-])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0, "0"),
+        (-3, "-3"),
+        (1025, "1025"),
+        (10**30, "10000000000000000..."),
+        (math.nan, "nan"),
+    ],
+)
 def test_bounds_refuse_what_is_outside(value: float, shown: str) -> None:
     """Outside the range (NaN included): a UsageError naming the setting, its range and
     the value, shortened when it is long."""
@@ -41,10 +48,22 @@ def test_not_empty_passes_values_and_absence(value: str | None) -> None:
     assert value == not_empty("--model", value)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" on ", True),
-    ("0", False), ("false", False), ("No", False), ("OFF", False), ("", False), ("  ", False),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("OFF", False),
+        ("", False),
+        ("  ", False),
+    ],
+)
 def test_env_switch_spellings(raw: str, expected: bool) -> None:
     """1/0, true/false, yes/no, on/off in any case, and empty, are understood."""
     assert expected == env_switch("ORCHESTRATE_MOCK", {"ORCHESTRATE_MOCK": raw})
@@ -60,15 +79,19 @@ def test_env_switch_refuses_other_values(raw: str) -> None:
     """Any other value is an error naming the variable and the accepted spellings."""
     with pytest.raises(UsageError) as caught:
         env_switch("ORCHESTRATE_USE_MOCK", {"ORCHESTRATE_USE_MOCK": raw})
-    assert caught.value.message == ("ORCHESTRATE_USE_MOCK must be one of 1/0, true/false, "
-                                    f"yes/no, on/off, got {raw!r}")
+    assert caught.value.message == (
+        f"ORCHESTRATE_USE_MOCK must be one of 1/0, true/false, yes/no, on/off, got {raw!r}"
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"max_concurrency": 0}, "max_concurrency must be between 1 and 1024, got 0"),
-    ({"max_concurrency": 5000}, "max_concurrency must be between 1 and 1024, got 5000"),
-    ({"model": ""}, "model must not be empty"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency must be between 1 and 1024, got 0"),
+        ({"max_concurrency": 5000}, "max_concurrency must be between 1 and 1024, got 5000"),
+        ({"model": ""}, "model must not be empty"),
+    ],
+)
 def test_run_options_check_their_values(kwargs: dict, message: str) -> None:
     """RunOptions from Python are held to the same ranges as the command line."""
     with pytest.raises(UsageError) as caught:

@@ -81,18 +81,24 @@ def test_a_run_is_recorded_with_its_steps(write_flow: Callable, run_json: Callab
     flow = write_flow(TWO_STEPS)
     code, doc = run_json(flow)
     assert code == 0
-    (run,) = query("SELECT run_id, workflow, file, status, mode, file_sha256, input_tokens,"
-                   " output_tokens, inputs FROM runs")
+    (run,) = query(
+        "SELECT run_id, workflow, file, status, mode, file_sha256, input_tokens,"
+        " output_tokens, inputs FROM runs"
+    )
     assert run[:5] == (doc["run_id"], "flow", str(flow), "succeeded", "mock")
     import hashlib
 
     assert run[5] == hashlib.sha256(flow.read_bytes()).hexdigest()
     assert (run[6], run[7]) == (doc["usage"]["input_tokens"], doc["usage"]["output_tokens"])
     assert json.loads(run[8]) == {"topic": "tides"}
-    steps = query("SELECT step_id, position, kind, status, output, model, response_id,"
-                  " fingerprint, request FROM steps ORDER BY position")
-    assert [s[:4] for s in steps] == [("draft", 0, "llm", "succeeded"),
-                                      ("title", 1, "llm", "succeeded")]
+    steps = query(
+        "SELECT step_id, position, kind, status, output, model, response_id,"
+        " fingerprint, request FROM steps ORDER BY position"
+    )
+    assert [s[:4] for s in steps] == [
+        ("draft", 0, "llm", "succeeded"),
+        ("title", 1, "llm", "succeeded"),
+    ]
     assert json.loads(steps[0][4]) == "a draft about tides"
     assert steps[0][5] == "gpt-4o-mini"
     assert steps[0][6].startswith("mock-")
@@ -106,7 +112,8 @@ def test_schema_is_versioned_by_named_migrations(write_flow: Callable, run_json:
     """Each migration is recorded by name; the file is marked as ours and uses WAL."""
     run_json(write_flow(TWO_STEPS))
     assert [r[0] for r in query("SELECT name FROM _migrations ORDER BY rowid")] == [
-        m.name for m in MIGRATIONS]
+        m.name for m in MIGRATIONS
+    ]
     assert query("PRAGMA journal_mode") == [("wal",)]
     assert query("PRAGMA application_id")[0][0] != 0
     assert query("PRAGMA user_version") == [(len(MIGRATIONS),)]
@@ -123,10 +130,14 @@ def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
             db.execute(statement)
         db.execute("INSERT INTO _migrations (name) VALUES ('m001_initial')")
         db.execute("PRAGMA user_version = 1")
-        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
-                   "inputs) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, '{}')")
-        db.execute("INSERT INTO steps (run_id, position, step_id, kind, status, output) "
-                   "VALUES ('r1', 0, 'each', 'llm', 'succeeded', '[1, 2]')")
+        db.execute(
+            "INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+            "inputs) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, '{}')"
+        )
+        db.execute(
+            "INSERT INTO steps (run_id, position, step_id, kind, status, output) "
+            "VALUES ('r1', 0, 'each', 'llm', 'succeeded', '[1, 2]')"
+        )
     db.close()
     with SQLiteStore.open(path) as store:
         [stored] = store.stored_steps("r1")
@@ -140,8 +151,14 @@ def test_a_database_of_the_first_schema_is_upgraded(tmp_path: Path) -> None:
 def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
     """A history with m001..m004 (batches and cost, under the names they were released
     with) gains the user and checks columns; its batches and runs stay listed, by no one."""
-    assert [m.name for m in MIGRATIONS] == ["m001_initial", "m002_step_items", "m003_batches",
-                                            "m004_cost", "m005_run_user", "m006_checks"]
+    assert [m.name for m in MIGRATIONS] == [
+        "m001_initial",
+        "m002_step_items",
+        "m003_batches",
+        "m004_cost",
+        "m005_run_user",
+        "m006_checks",
+    ]
     path = tmp_path / "history.db"
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -151,17 +168,23 @@ def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
                 db.execute(statement)
             db.execute("INSERT INTO _migrations (name) VALUES (?)", (migration.name,))
         db.execute("PRAGMA user_version = 4")
-        db.execute("INSERT INTO batches (batch_id, workflow, status, mode, started_at, "
-                   "started, rows, settings) VALUES ('b1', 'w', 'succeeded', 'mock', 'then', "
-                   "1, 1, '{}')")
-        db.execute("INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
-                   "inputs, cost_usd) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, "
-                   "'{}', 0.5)")
+        db.execute(
+            "INSERT INTO batches (batch_id, workflow, status, mode, started_at, "
+            "started, rows, settings) VALUES ('b1', 'w', 'succeeded', 'mock', 'then', "
+            "1, 1, '{}')"
+        )
+        db.execute(
+            "INSERT INTO runs (run_id, workflow, status, mode, started_at, started, "
+            "inputs, cost_usd) VALUES ('r1', 'w', 'succeeded', 'mock', 'then', 0, "
+            "'{}', 0.5)"
+        )
     db.close()
     with SQLiteStore.open(path) as store:
         listed = store.list_runs()
         assert [(r["run_id"], r["kind"], r["user"]) for r in listed] == [
-            ("b1", "batch", None), ("r1", "run", None)]
+            ("b1", "batch", None),
+            ("r1", "run", None),
+        ]
         assert listed[1]["cost_usd"] == 0.5
         assert store.applied_migrations()[-2:] == ["m005_run_user", "m006_checks"]
 
@@ -173,10 +196,12 @@ def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
     assert not history_db().exists()
 
 
-@pytest.mark.parametrize("flag", [["--resume", "abc"], ["--from", "draft"], ["--only", "draft"],
-                                  ["--cache"]])
-def test_history_options_need_the_history(write_flow: Callable, cli: Callable,
-                                          flag: list[str]) -> None:
+@pytest.mark.parametrize(
+    "flag", [["--resume", "abc"], ["--from", "draft"], ["--only", "draft"], ["--cache"]]
+)
+def test_history_options_need_the_history(
+    write_flow: Callable, cli: Callable, flag: list[str]
+) -> None:
     """Options that read the history with --no-history: exit 2, naming the option."""
     result = cli("run", write_flow(TWO_STEPS), "--mock", "--no-history", *flag)
     assert result.exit_code == 2
@@ -194,8 +219,9 @@ def test_git_commit_is_recorded(tmp_path: Path, write_flow: Callable, run_json: 
         subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("git is not available")
-    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     assert git_commit(flow.parent) == head
     subprocess.run([*git, "pack-refs", "--all"], check=True)  # packed refs are read too
     assert git_commit(flow.parent) == head
@@ -212,37 +238,96 @@ def test_no_git_no_commit(tmp_path: Path) -> None:
 
 
 STEP_RESULTS = [
-    StepResult(id="ask", status="succeeded", output="Tides are long waves.", provider="openai",
-               model="gpt-4o-mini-2024-07-18", attempts=2, duration_ms=850,
-               usage=Usage(9, 4), request={"model": "gpt-4o-mini", "messages": []},
-               fingerprint="f" * 64, response_id="chatcmpl-1"),
-    StepResult(id="parse", status="failed", output=None,
-               error=ErrorInfo("function", "bad input", step="parse"), duration_ms=3),
-    StepResult(id="fan", status="succeeded", output=[{"a": 1}, None], provider="mock",
-               usage=Usage(0, 0), cached=True, reused=True, warnings=("one", "two")),
+    StepResult(
+        id="ask",
+        status="succeeded",
+        output="Tides are long waves.",
+        provider="openai",
+        model="gpt-4o-mini-2024-07-18",
+        attempts=2,
+        duration_ms=850,
+        usage=Usage(9, 4),
+        request={"model": "gpt-4o-mini", "messages": []},
+        fingerprint="f" * 64,
+        response_id="chatcmpl-1",
+    ),
+    StepResult(
+        id="parse",
+        status="failed",
+        output=None,
+        error=ErrorInfo("function", "bad input", step="parse"),
+        duration_ms=3,
+    ),
+    StepResult(
+        id="fan",
+        status="succeeded",
+        output=[{"a": 1}, None],
+        provider="mock",
+        usage=Usage(0, 0),
+        cached=True,
+        reused=True,
+        warnings=("one", "two"),
+    ),
     StepResult(id="sub", status="failed", error=ErrorInfo("provider", "down", step="inner")),
     StepResult(id="later", status="skipped"),
-    StepResult(id="each", status="succeeded", output=["x!", {"y": 1}], usage=Usage(5, 2),
-               items=(ItemResult(index=0, output="x!", fingerprint="a" * 64, attempts=1,
-                                 usage=Usage(3, 1), model="m-1", reused=True),
-                      ItemResult(index=1, output={"y": 1}, fingerprint="b" * 64))),
-    StepResult(id="each_failed", status="failed", usage=Usage(3, 1), attempts=1,
-               error=ErrorInfo("provider", "item 0 ('x'): down", step="each_failed"),
-               items=(ItemResult(index=1, output="y!", fingerprint="c" * 64, attempts=1,
-                                 usage=Usage(3, 1)),)),
+    StepResult(
+        id="each",
+        status="succeeded",
+        output=["x!", {"y": 1}],
+        usage=Usage(5, 2),
+        items=(
+            ItemResult(
+                index=0,
+                output="x!",
+                fingerprint="a" * 64,
+                attempts=1,
+                usage=Usage(3, 1),
+                model="m-1",
+                reused=True,
+            ),
+            ItemResult(index=1, output={"y": 1}, fingerprint="b" * 64),
+        ),
+    ),
+    StepResult(
+        id="each_failed",
+        status="failed",
+        usage=Usage(3, 1),
+        attempts=1,
+        error=ErrorInfo("provider", "item 0 ('x'): down", step="each_failed"),
+        items=(
+            ItemResult(index=1, output="y!", fingerprint="c" * 64, attempts=1, usage=Usage(3, 1)),
+        ),
+    ),
 ]
 
 
 @pytest.mark.parametrize("step", STEP_RESULTS, ids=[s.id for s in STEP_RESULTS])
 def test_a_step_result_survives_the_store(step: StepResult) -> None:
     """StepResult -> row -> StepResult and -> document: nothing lost, nothing added."""
-    run = RunRecord(run_id="r1", workflow="w", file=None, file_path=None, file_sha256=None,
-                    git_commit=None, mode="mock", started_at="2024-01-01T00:00:00.000Z",
-                    started=1704067200.0, inputs={}, resumed_from=None, provenance={})
+    run = RunRecord(
+        run_id="r1",
+        workflow="w",
+        file=None,
+        file_path=None,
+        file_sha256=None,
+        git_commit=None,
+        mode="mock",
+        started_at="2024-01-01T00:00:00.000Z",
+        started=1704067200.0,
+        inputs={},
+        resumed_from=None,
+        provenance={},
+    )
     with open_store() as store:
         store.insert_run(lambda: run)
-        store.insert_steps("r1", lambda: [StepRecord(result=step, position=0, kind="llm",
-                                                     definition="d", finished=1704067201.5)])
+        store.insert_steps(
+            "r1",
+            lambda: [
+                StepRecord(
+                    result=step, position=0, kind="llm", definition="d", finished=1704067201.5
+                )
+            ],
+        )
     with open_store() as store:
         [stored] = store.stored_steps("r1")
         assert (step, "d") == (stored.result, stored.definition)
@@ -261,8 +346,9 @@ BAD_FILES = {
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize("content", BAD_FILES.values(), ids=BAD_FILES.keys())
 @pytest.mark.parametrize("command", [["run", "FLOW", "--mock"], ["runs", "list"]])
-def test_corrupt_database(write_flow: Callable, cli: Callable, content: bytes,
-                          command: list[str]) -> None:
+def test_corrupt_database(
+    write_flow: Callable, cli: Callable, content: bytes, command: list[str]
+) -> None:
     """A corrupt history.db: exit 2, naming the file and --no-history, no traceback."""
     flow = write_flow(TWO_STEPS)
     history_db().parent.mkdir(parents=True)
@@ -352,8 +438,9 @@ def test_store_open_raises_store_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.sqlite_only
-def test_unwritable_home(tmp_path: Path, write_flow: Callable, cli: Callable,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_home(
+    tmp_path: Path, write_flow: Callable, cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ORCHESTRATE_HOME under a file: exit 2 with the way out, not a traceback."""
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("ORCHESTRATE_HOME", str(tmp_path / "file" / "home"))
@@ -366,15 +453,20 @@ def test_unwritable_home(tmp_path: Path, write_flow: Callable, cli: Callable,
 
 
 def openai_reply(text: str) -> dict:
-    return {"id": "chatcmpl-xyz789", "object": "chat.completion",
-            "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}}
+    return {
+        "id": "chatcmpl-xyz789",
+        "object": "chat.completion",
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+    }
 
 
-def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
-                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_no_key_is_stored(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """With a real provider, an echoing 401, the cache and a fixture: the key is in no file."""
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     flow = write_flow("""
@@ -384,11 +476,15 @@ def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
           - id: ask
             prompt: "Tell me about {{ inputs.topic }}"
         """)
-    respx_mock.post(OPENAI_URL).mock(side_effect=[
-        httpx.Response(200, json=openai_reply("Tides are long waves.")),
-        httpx.Response(401, json={"error": {"message": f"Incorrect API key provided: "
-                                                       f"{FAKE_KEY}. Check it."}}),
-    ])
+    respx_mock.post(OPENAI_URL).mock(
+        side_effect=[
+            httpx.Response(200, json=openai_reply("Tides are long waves.")),
+            httpx.Response(
+                401,
+                json={"error": {"message": f"Incorrect API key provided: {FAKE_KEY}. Check it."}},
+            ),
+        ]
+    )
     fixture = tmp_path / "fixture.json"
     first = cli("run", flow, "--json", "--cache", "--record", fixture)
     assert first.exit_code == 0, first.stderr
@@ -398,21 +494,22 @@ def test_no_key_is_stored(write_flow: Callable, cli: Callable, respx_mock,
     for data in (history_bytes(), fixture.read_bytes()):
         assert FAKE_KEY.encode() not in data
         assert b"Bearer " not in data
-    assert query("SELECT count(*) FROM steps WHERE error_message LIKE '%Incorrect API key%'") \
-        == [(1,)]
+    assert query("SELECT count(*) FROM steps WHERE error_message LIKE '%Incorrect API key%'") == [
+        (1,)
+    ]
 
 
 def docs_query(heading: str) -> str:
     """The SQL block that follows `heading` in docs/history.md."""
     docs = (Path(__file__).resolve().parent.parent / "docs" / "history.md").read_text()
-    after = docs[docs.index(heading):]
-    return after[after.index("```sql") + 6:after.index("```", after.index("```sql") + 6)]
+    after = docs[docs.index(heading) :]
+    return after[after.index("```sql") + 6 : after.index("```", after.index("```sql") + 6)]
 
 
 @pytest.mark.sqlite_only
-def test_mock_answers_are_not_counted_as_spent(write_flow: Callable, cli: Callable,
-                                               respx_mock,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mock_answers_are_not_counted_as_spent(
+    write_flow: Callable, cli: Callable, respx_mock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A --mock run records provider `mock`, and the docs' spend query counts only the
     live run's real call (not its `provider: mock` step, not the mock run)."""
     flow = write_flow("""
@@ -423,17 +520,21 @@ def test_mock_answers_are_not_counted_as_spent(write_flow: Callable, cli: Callab
         """)
     assert cli("run", flow, "--mock", "-q").exit_code == 0
     assert query("SELECT step_id, provider, model FROM steps ORDER BY step_id") == [
-        ("ask", "mock", "gpt-4o-mini"), ("offline", "mock", "gpt-4o-mini")]
+        ("ask", "mock", "gpt-4o-mini"),
+        ("offline", "mock", "gpt-4o-mini"),
+    ]
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    respx_mock.post(OPENAI_URL).mock(return_value=httpx.Response(
-        200, json=openai_reply("Tides are long waves.")))
+    respx_mock.post(OPENAI_URL).mock(
+        return_value=httpx.Response(200, json=openai_reply("Tides are long waves."))
+    )
     assert cli("run", flow, "-q").exit_code == 0
     spent = query(docs_query("Tokens actually spent per provider and model"))
     assert spent == [("openai", "gpt-4o-mini-2024-07-18", 1, 9, 4)]
 
 
-def test_key_in_an_input_is_scrubbed(write_flow: Callable, run_json: Callable,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_in_an_input_is_scrubbed(
+    write_flow: Callable, run_json: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Even a key pasted into an input or a prompt is kept out of the history."""
     monkeypatch.setenv("MY_SERVICE_TOKEN", FAKE_KEY)
     flow = write_flow(TWO_STEPS)
@@ -451,8 +552,12 @@ def test_two_processes_at_once_both_record(write_flow: Callable) -> None:
     """Two runs in parallel processes, on a fresh database: both recorded in full."""
     steps = ["steps:"]
     for n in range(60):
-        steps += [f"  - id: s{n}", f"    prompt: 'step {n} after {{{{ steps.s{n - 1}.output }}}}'"
-                  if n else "    prompt: start"]
+        steps += [
+            f"  - id: s{n}",
+            f"    prompt: 'step {n} after {{{{ steps.s{n - 1}.output }}}}'"
+            if n
+            else "    prompt: start",
+        ]
     flow = write_flow("\n".join(steps) + "\n")
     processes = [start_orchestrate("run", flow, "--mock", "--json", "-q") for _ in range(2)]
     run_ids = []
@@ -460,8 +565,10 @@ def test_two_processes_at_once_both_record(write_flow: Callable) -> None:
         stdout, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
         run_ids.append(json.loads(stdout)["run_id"])
-    rows = query("SELECT run_id, status, (SELECT count(*) FROM steps s WHERE s.run_id = r.run_id)"
-                 " FROM runs r ORDER BY run_id")
+    rows = query(
+        "SELECT run_id, status, (SELECT count(*) FROM steps s WHERE s.run_id = r.run_id)"
+        " FROM runs r ORDER BY run_id"
+    )
     assert rows == sorted((run_id, "succeeded", 60) for run_id in run_ids)
 
 
@@ -477,9 +584,12 @@ def test_ctrl_c_records_the_run_as_cancelled(write_flow: Callable) -> None:
     assert process.returncode == 130
     run_id = json.loads(stdout)["run_id"]
     assert query("SELECT run_id, status, error_type FROM runs") == [
-        (run_id, "cancelled", "cancelled")]
+        (run_id, "cancelled", "cancelled")
+    ]
     assert query("SELECT step_id, status, output FROM steps ORDER BY position") == [
-        ("fast", "succeeded", '"quick answer"'), ("slow", "cancelled", None)]
+        ("fast", "succeeded", '"quick answer"'),
+        ("slow", "cancelled", None),
+    ]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -512,12 +622,16 @@ def documented_query(marker: str) -> str:
 
 
 @pytest.mark.sqlite_only
-@pytest.mark.parametrize(("step", "prompt"), [
-    ("prompt: Summarize a", "Summarize a"),
-    ("for_each: '[\"a\", \"b\"]'\n        prompt: Summarize {{ item }}", "Summarize b"),
-])
-def test_the_documented_last_prompt_query(write_flow: Callable, cli: Callable, step: str,
-                                          prompt: str) -> None:
+@pytest.mark.parametrize(
+    ("step", "prompt"),
+    [
+        ("prompt: Summarize a", "Summarize a"),
+        ('for_each: \'["a", "b"]\'\n        prompt: Summarize {{ item }}', "Summarize b"),
+    ],
+)
+def test_the_documented_last_prompt_query(
+    write_flow: Callable, cli: Callable, step: str, prompt: str
+) -> None:
     """docs/history.md's "last prompt a step sent" query answers for a plain step and for a
     for_each step (its last item's prompt), run against a real history."""
     flow = write_flow(f"""

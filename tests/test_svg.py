@@ -26,8 +26,10 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def generated(needs: list[list[int]]) -> Workflow:
     """A workflow whose step i (`s0`, `s1`...) needs the steps listed at needs[i]."""
-    steps = [LLMStep(id=f"s{i}", prompt="x", needs=tuple(f"s{d}" for d in deps))
-             for i, deps in enumerate(needs)]
+    steps = [
+        LLMStep(id=f"s{i}", prompt="x", needs=tuple(f"s{d}" for d in deps))
+        for i, deps in enumerate(needs)
+    ]
     return Workflow(name="generated", steps=tuple(steps))
 
 
@@ -45,10 +47,13 @@ def fan_in(n: int) -> Workflow:
 
 def lattice(width: int, height: int) -> Workflow:
     """Rows of `width` steps, each needing the step above it and the one above-left."""
-    return generated([
-        [] if row == 0 else [(row - 1) * width + c for c in (col - 1, col) if c >= 0]
-        for row in range(height) for col in range(width)
-    ])
+    return generated(
+        [
+            [] if row == 0 else [(row - 1) * width + c for c in (col - 1, col) if c >= 0]
+            for row in range(height)
+            for col in range(width)
+        ]
+    )
 
 
 def random_dag(n: int, seed: int) -> Workflow:
@@ -152,8 +157,11 @@ def test_document_has_each_step_once_and_each_edge(name: str, direction: str) ->
     assert root.get("viewBox") == f"0 0 {root.get('width')} {root.get('height')}"
     steps = [g.get("data-step") for g in root.iter(f"{SVG}g") if g.get("data-step")]
     assert sorted(steps) == sorted(workflow.step_ids)
-    edges = [(p.get("data-from"), p.get("data-to")) for p in root.iter(f"{SVG}path")
-             if p.get("class") == "edge"]
+    edges = [
+        (p.get("data-from"), p.get("data-to"))
+        for p in root.iter(f"{SVG}path")
+        if p.get("class") == "edge"
+    ]
     assert sorted(edges) == sorted(plan.edges)
 
 
@@ -162,8 +170,11 @@ def test_statuses_become_classes() -> None:
     workflow = chain(3)
     document = graph_svg(workflow, planned(workflow), statuses={"s1": "running", "s2": "failed"})
     classes = {g.get("id"): g.get("class") for g in nodes_of(document)}
-    assert classes == {"node-s0": "node status-waiting", "node-s1": "node status-running",
-                       "node-s2": "node status-failed"}
+    assert classes == {
+        "node-s0": "node status-waiting",
+        "node-s1": "node status-running",
+        "node-s2": "node status-failed",
+    }
 
 
 def test_an_unknown_status_is_refused() -> None:
@@ -188,8 +199,9 @@ HOSTILE = '</text><script>alert("x")</script>&amp;]]>\x01\x1b'
 
 def test_hostile_text_is_escaped() -> None:
     """Models, names and expressions cannot add elements or break the XML."""
-    step = LLMStep(id="s0", prompt="x", when=HOSTILE, for_each=HOSTILE,
-                   settings=ModelSettings(model=HOSTILE))
+    step = LLMStep(
+        id="s0", prompt="x", when=HOSTILE, for_each=HOSTILE, settings=ModelSettings(model=HOSTILE)
+    )
     workflow = Workflow(name=HOSTILE, steps=(step,), defaults=ModelSettings(model=HOSTILE))
     document = graph_svg(workflow, planned(workflow))
     root = ET.fromstring(document)
@@ -207,13 +219,15 @@ def test_no_external_references_or_scripts() -> None:
     assert "url(" not in document.replace("url(#orchestrate-arrow)", "")
 
 
-@pytest.mark.parametrize(("yaml", "detail", "badges"), [
-    ('prompt: "x"\n    model: m-1', "llm · m-1", []),
-    ('prompt: "x"', "llm · gpt-test", []),
-    ("function: tools:count\n    when: \"true\"", "function · count", ["if"]),
-    ("workflow: lib/child.yaml\n    for_each: \"[1, 2]\"", "workflow · child.yaml",
-     ["for each"]),
-])
+@pytest.mark.parametrize(
+    ("yaml", "detail", "badges"),
+    [
+        ('prompt: "x"\n    model: m-1', "llm · m-1", []),
+        ('prompt: "x"', "llm · gpt-test", []),
+        ('function: tools:count\n    when: "true"', "function · count", ["if"]),
+        ('workflow: lib/child.yaml\n    for_each: "[1, 2]"', "workflow · child.yaml", ["for each"]),
+    ],
+)
 def test_box_shows_kind_and_what_it_calls(
     write_flow: Callable, yaml: str, detail: str, badges: list[str]
 ) -> None:
@@ -224,14 +238,19 @@ def test_box_shows_kind_and_what_it_calls(
     workflow = load_workflow(path)
     (node,) = nodes_of(graph_svg(workflow, planned(workflow)))
     assert [t.text for t in node.iter(f"{SVG}text") if t.get("class")] == ["one", detail]
-    assert [t.text for g in node.iter(f"{SVG}g") if g.get("class") == "badge"
-            for t in g.iter(f"{SVG}text")] == badges
+    assert [
+        t.text
+        for g in node.iter(f"{SVG}g")
+        if g.get("class") == "badge"
+        for t in g.iter(f"{SVG}text")
+    ] == badges
 
 
 def test_graph_command_prints_svg(cli: Callable, write_flow: Callable) -> None:
     """`graph --format svg` prints the document on stdout, LR unless told TB."""
-    path = write_flow('steps:\n  - id: a\n    prompt: "x"\n  - id: b\n    needs: [a]\n'
-                      '    prompt: "y"\n')
+    path = write_flow(
+        'steps:\n  - id: a\n    prompt: "x"\n  - id: b\n    needs: [a]\n    prompt: "y"\n'
+    )
     result = cli("graph", path, "--format", "svg")
     assert result.exit_code == 0
     wide = ET.fromstring(result.stdout)

@@ -178,15 +178,22 @@ def test_evident_bomb_is_a_static_problem(source: str, message: str) -> None:
 def test_a_global_given_as_a_value_is_a_static_problem(source: str, name: str, line: int) -> None:
     """`{{ range }}` can never be JSON data: parse_template refuses it before any run."""
     actual = parse_template(source)
-    assert Problem(f"{name!r} is a function, which is not JSON data", line,
-                   f"call it: {name}(...)") == actual
+    assert (
+        Problem(f"{name!r} is a function, which is not JSON data", line, f"call it: {name}(...)")
+        == actual
+    )
     assert isinstance(parse_expression(name), Problem)
 
 
 @pytest.mark.parametrize(
     "source",
-    ["{{ range(3) }}", "{% set range = 3 %}{{ range }}", "{% for dict in [1] %}{{ dict }}"
-     "{% endfor %}", "{{ range is defined }}", "{{ [1] | map('string') }}"],
+    [
+        "{{ range(3) }}",
+        "{% set range = 3 %}{{ range }}",
+        "{% for dict in [1] %}{{ dict }}{% endfor %}",
+        "{{ range is defined }}",
+        "{{ [1] | map('string') }}",
+    ],
 )
 def test_a_global_called_or_shadowed_is_fine(source: str) -> None:
     """Only a global output as it is, and not reassigned, is refused statically."""

@@ -38,8 +38,10 @@ def location(kind: str, tmp_path: Path, request: pytest.FixtureRequest, name: st
 
 def documents(cli: Callable, db: str) -> dict[str, Any]:
     runs = json.loads(cli("runs", "list", "--json", "-n", "0", "--db", db).stdout)
-    return {run["run_id"]: json.loads(cli("runs", "show", run["run_id"], "--json",
-                                          "--db", db).stdout) for run in runs}
+    return {
+        run["run_id"]: json.loads(cli("runs", "show", run["run_id"], "--json", "--db", db).stdout)
+        for run in runs
+    }
 
 
 def exported_runs(path: Path) -> dict[str, Any]:
@@ -47,20 +49,32 @@ def exported_runs(path: Path) -> dict[str, Any]:
     return {record["run"]["run_id"]: record for record in lines[1:] if "run" in record}
 
 
-@pytest.mark.parametrize(("source", "target"), [("sqlite", "postgres"), ("postgres", "sqlite"),
-                                                ("sqlite", "sqlite")])
-def test_a_round_trip_loses_nothing(source: str, target: str, tmp_path: Path,
-                                    request: pytest.FixtureRequest, write_flow: Callable,
-                                    cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("source", "target"), [("sqlite", "postgres"), ("postgres", "sqlite"), ("sqlite", "sqlite")]
+)
+def test_a_round_trip_loses_nothing(
+    source: str,
+    target: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    write_flow: Callable,
+    cli: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Runs exported from one history and imported into another: the same rows, the same
     documents; importing the file again adds nothing."""
-    here, there = (location(kind, tmp_path, request, name)
-                   for kind, name in ((source, "a"), (target, "b")))
+    here, there = (
+        location(kind, tmp_path, request, name) for kind, name in ((source, "a"), (target, "b"))
+    )
     flow = write_flow(FLOW)
     monkeypatch.setenv("ORCHESTRATE_USER", "ada")
     for topic in ("tides", "moons"):
-        assert cli("run", flow, "--mock", "-q", "-i", f"topic={topic}", "--cache",
-                   "--db", here).exit_code == 0
+        assert (
+            cli(
+                "run", flow, "--mock", "-q", "-i", f"topic={topic}", "--cache", "--db", here
+            ).exit_code
+            == 0
+        )
     exported = tmp_path / "runs.jsonl"
     result = cli("history", "export", exported, "--db", here)
     assert result.exit_code == 0, result.stderr
@@ -79,19 +93,36 @@ def test_a_round_trip_loses_nothing(source: str, target: str, tmp_path: Path,
 
 
 @pytest.mark.parametrize(("source", "target"), [("sqlite", "postgres"), ("postgres", "sqlite")])
-def test_a_batch_travels_with_its_rows(source: str, target: str, tmp_path: Path,
-                                       request: pytest.FixtureRequest, write_flow: Callable,
-                                       cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_travels_with_its_rows(
+    source: str,
+    target: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    write_flow: Callable,
+    cli: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A batch exported and imported is the same batch: one entry of `runs list` (made by
     the same user), the same summary, its rows' runs with it."""
-    here, there = (location(kind, tmp_path, request, name)
-                   for kind, name in ((source, "a"), (target, "b")))
+    here, there = (
+        location(kind, tmp_path, request, name) for kind, name in ((source, "a"), (target, "b"))
+    )
     flow = write_flow(FLOW)
     data = tmp_path / "topics.jsonl"
     data.write_text("".join(json.dumps({"topic": t}) + "\n" for t in ("tides", "moons", "reefs")))
     monkeypatch.setenv("ORCHESTRATE_USER", "ada")
-    ran = cli("batch", flow, "--data", data, "--mock", "--json", "-o", tmp_path / "out.jsonl",
-              "--db", here)
+    ran = cli(
+        "batch",
+        flow,
+        "--data",
+        data,
+        "--mock",
+        "--json",
+        "-o",
+        tmp_path / "out.jsonl",
+        "--db",
+        here,
+    )
     assert ran.exit_code == 0, ran.stderr
     batch_id = json.loads(ran.stdout)["batch_id"]
     exported = tmp_path / "batch.jsonl"
@@ -104,8 +135,10 @@ def test_a_batch_travels_with_its_rows(source: str, target: str, tmp_path: Path,
         return json.loads(cli("runs", "list", "--json", "--user", "ada", "--db", db).stdout)
 
     assert listed(there) == listed(here) and [r["run_id"] for r in listed(there)] == [batch_id]
-    shown = [json.loads(cli("runs", "show", batch_id, "--json", "--db", db).stdout)
-             for db in (here, there)]
+    shown = [
+        json.loads(cli("runs", "show", batch_id, "--json", "--db", db).stdout)
+        for db in (here, there)
+    ]
     assert shown[0] == shown[1] and shown[1]["succeeded"] == 3
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert documents_of(cli, there, rows) == documents_of(cli, here, rows)
@@ -113,25 +146,35 @@ def test_a_batch_travels_with_its_rows(source: str, target: str, tmp_path: Path,
 
 
 def documents_of(cli: Callable, db: str, rows: list[dict[str, Any]]) -> list[Any]:
-    return [json.loads(cli("runs", "show", row["run_id"], "--json", "--db", db).stdout)
-            for row in rows]
+    return [
+        json.loads(cli("runs", "show", row["run_id"], "--json", "--db", db).stdout) for row in rows
+    ]
 
 
 HEADER = {"format": "orchestrate-history", "version": 1, "migrations": ["m001_initial"]}
 
 
-@pytest.mark.parametrize(("lines", "message"), [
-    ([], "is empty"),
-    (["not json"], ":1: not JSON"),
-    ([json.dumps({"format": "something else"})], "is not an orchestrate history export"),
-    ([json.dumps(HEADER | {"version": 7})], "export of version 7"),
-    ([json.dumps(HEADER | {"migrations": ["m999_future"]})], "written by a newer orchestrate"),
-    ([json.dumps(HEADER), json.dumps({"run": "x"})], ":2: expected a run and its steps"),
-    ([json.dumps(HEADER), json.dumps({"run": {"run_id": "r", "colour": "red"}, "steps": []})],
-     "columns"),
-])
-def test_a_bad_file_is_refused(lines: list[str], message: str, tmp_path: Path,
-                               cli: Callable) -> None:
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([], "is empty"),
+        (["not json"], ":1: not JSON"),
+        ([json.dumps({"format": "something else"})], "is not an orchestrate history export"),
+        ([json.dumps(HEADER | {"version": 7})], "export of version 7"),
+        ([json.dumps(HEADER | {"migrations": ["m999_future"]})], "written by a newer orchestrate"),
+        ([json.dumps(HEADER), json.dumps({"run": "x"})], ":2: expected a run and its steps"),
+        (
+            [
+                json.dumps(HEADER),
+                json.dumps({"run": {"run_id": "r", "colour": "red"}, "steps": []}),
+            ],
+            "columns",
+        ),
+    ],
+)
+def test_a_bad_file_is_refused(
+    lines: list[str], message: str, tmp_path: Path, cli: Callable
+) -> None:
     """A file that is not an export (or is from a newer orchestrate): exit 2, located."""
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

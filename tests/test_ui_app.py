@@ -164,8 +164,16 @@ def sse_records(text: str) -> list[dict[str, Any]]:
 
 # --- access --------------------------------------------------------------------------------
 
-GET_ROUTES = ["/", "/workflows/hello.yaml", "/runs", "/batches", "/api/workflows",
-              "/api/workflows/hello.yaml", "/api/runs", "/static/ui.css"]
+GET_ROUTES = [
+    "/",
+    "/workflows/hello.yaml",
+    "/runs",
+    "/batches",
+    "/api/workflows",
+    "/api/workflows/hello.yaml",
+    "/api/runs",
+    "/static/ui.css",
+]
 
 
 @pytest.mark.parametrize("path", GET_ROUTES)
@@ -215,32 +223,44 @@ def test_localhost_is_the_server_too(client: TestClient) -> None:
     assert client.get("/api/workflows", headers={"host": "localhost:8765"}).status_code == 200
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"origin": "http://evil.example"}, {"origin": "http://127.0.0.1:8765.evil.example"},
-    {"referer": "http://evil.example/page"}, {"origin": "null"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"origin": "http://evil.example"},
+        {"origin": "http://127.0.0.1:8765.evil.example"},
+        {"referer": "http://evil.example/page"},
+        {"origin": "null"},
+    ],
+)
 def test_a_post_from_another_site_is_refused(client: TestClient, headers: dict) -> None:
     """CSRF: with the cookie, a POST needs our own Origin (or Referer); no run starts."""
     body = {"workflow": "hello.yaml", "inputs": {"name": "x"}, "mock": True}
     assert client.post("/api/runs", json=body, headers=headers).status_code == 403
-    form = client.post("/workflows/hello.yaml/run", data={"input.name": "x", "mock": "1"},
-                       headers=headers)
+    form = client.post(
+        "/workflows/hello.yaml/run", data={"input.name": "x", "mock": "1"}, headers=headers
+    )
     assert form.status_code == 403
     assert client.get("/api/runs").json()["runs"] == []
 
 
 def test_a_same_origin_referer_is_enough(client: TestClient) -> None:
     """A browser that sends no Origin but our Referer may post."""
-    response = client.post("/api/runs", json={"workflow": "hello.yaml", "mock": True,
-                                              "inputs": {"name": "x"}},
-                           headers={"referer": f"{BASE}/workflows/hello.yaml"})
+    response = client.post(
+        "/api/runs",
+        json={"workflow": "hello.yaml", "mock": True, "inputs": {"name": "x"}},
+        headers={"referer": f"{BASE}/workflows/hello.yaml"},
+    )
     assert response.status_code == 201
 
 
 def test_a_script_with_the_bearer_token_needs_no_origin(bare: TestClient) -> None:
     """A script's POST (token in its header, which no other site can send) runs."""
-    response = bare.post("/api/runs", headers={"authorization": f"Bearer {TOKEN}"},
-                         json={"workflow": "hello.yaml", "mock": True, "inputs": {"name": "x"}})
+    response = bare.post(
+        "/api/runs",
+        headers={"authorization": f"Bearer {TOKEN}"},
+        json={"workflow": "hello.yaml", "mock": True, "inputs": {"name": "x"}},
+    )
     assert response.status_code == 201
 
 
@@ -257,10 +277,20 @@ def test_responses_forbid_foreign_scripts_and_frames(client: TestClient) -> None
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
 
 
-@pytest.mark.parametrize("path", [
-    "../outside.yaml", "..%2Foutside.yaml", "%2E%2E/outside.yaml", "sub/../../outside.yaml",
-    "/etc/passwd", "%2Fetc%2Fpasswd", "hello.py", "nothing.yaml", "sub",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside.yaml",
+        "..%2Foutside.yaml",
+        "%2E%2E/outside.yaml",
+        "sub/../../outside.yaml",
+        "/etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "hello.py",
+        "nothing.yaml",
+        "sub",
+    ],
+)
 def test_only_workflows_under_the_paths_are_served(client: TestClient, path: str) -> None:
     """`..`, absolute paths, other files and missing ones: 404 on the page and the API."""
     for prefix in ("/workflows/", "/api/workflows/"):
@@ -279,8 +309,9 @@ def test_a_symlink_leading_out_is_not_served(flows: Path, client: TestClient) ->
 
 def test_a_run_outside_the_paths_is_refused(client: TestClient) -> None:
     """POST /api/runs names a workflow under the paths, or gets 404."""
-    response = client.post("/api/runs", json={"workflow": "../outside.yaml", "mock": True},
-                           headers=SAME_ORIGIN)
+    response = client.post(
+        "/api/runs", json={"workflow": "../outside.yaml", "mock": True}, headers=SAME_ORIGIN
+    )
     assert response.status_code == 404
 
 
@@ -291,11 +322,16 @@ def test_the_workflows_list(client: TestClient) -> None:
     """Every workflow below the folder (subfolders too), the broken one with its error
     count; files that are not workflows are left out."""
     rows = {w["path"]: w for w in client.get("/api/workflows").json()["workflows"]}
-    assert sorted(rows) == ["hello.yaml", "ideas.yaml", "rows.yaml", "slow.yaml",
-                            "sub/broken.yaml"]
+    assert sorted(rows) == ["hello.yaml", "ideas.yaml", "rows.yaml", "slow.yaml", "sub/broken.yaml"]
     assert rows["hello.yaml"] | {"last_run": None} == {
-        "path": "hello.yaml", "name": "hello", "steps": 2, "valid": True, "errors": 0,
-        "description": "Greets <img src=x onerror=alert(1)> people", "last_run": None}
+        "path": "hello.yaml",
+        "name": "hello",
+        "steps": 2,
+        "valid": True,
+        "errors": 0,
+        "description": "Greets <img src=x onerror=alert(1)> people",
+        "last_run": None,
+    }
     assert rows["sub/broken.yaml"]["valid"] is False
     assert rows["sub/broken.yaml"]["errors"] == 1
     html = client.get("/").text
@@ -315,12 +351,16 @@ def test_the_last_run_shows_on_the_list(client: TestClient) -> None:
 def test_the_workflow_page_has_graph_inputs_and_source(client: TestClient) -> None:
     """The graph picture with a node per step, a field per input of its type, the source."""
     data = client.get("/api/workflows/hello.yaml").json()
-    assert data["graph"] == {"nodes": [{"id": "greet", "kind": "llm"},
-                                       {"id": "shout", "kind": "llm"}],
-                             "edges": [{"from": "greet", "to": "shout"}]}
+    assert data["graph"] == {
+        "nodes": [{"id": "greet", "kind": "llm"}, {"id": "shout", "kind": "llm"}],
+        "edges": [{"from": "greet", "to": "shout"}],
+    }
     assert [(i["name"], i["type"], i["required"], i["default"]) for i in data["inputs"]] == [
-        ("name", "string", True, None), ("count", "integer", False, 2),
-        ("loud", "boolean", False, False), ("tags", "array", False, [])]
+        ("name", "string", True, None),
+        ("count", "integer", False, 2),
+        ("loud", "boolean", False, False),
+        ("tags", "array", False, []),
+    ]
     html = client.get("/workflows/hello.yaml").text
     assert 'id="node-greet"' in html and 'data-step="shout"' in html
     assert '<textarea id="input-name" name="input.name"' in html
@@ -351,16 +391,27 @@ def test_a_broken_workflow_shows_each_problem_at_its_line(client: TestClient) ->
 def test_the_form_starts_an_ordinary_run_with_typed_inputs(client: TestClient) -> None:
     """Run with mock from the form: redirect to the run, inputs typed, the history has it
     as `orchestrate run --mock` records it."""
-    form = {"input.name": "Ada\r\nLovelace", "input.count": "5", "input.loud": "1",
-            "input.tags": '["a", "b"]', "mock": "1", "concurrency": "2"}
-    response = client.post("/workflows/hello.yaml/run", data=form, headers=SAME_ORIGIN,
-                           follow_redirects=False)
+    form = {
+        "input.name": "Ada\r\nLovelace",
+        "input.count": "5",
+        "input.loud": "1",
+        "input.tags": '["a", "b"]',
+        "mock": "1",
+        "concurrency": "2",
+    }
+    response = client.post(
+        "/workflows/hello.yaml/run", data=form, headers=SAME_ORIGIN, follow_redirects=False
+    )
     assert response.status_code == 303
     run_id = response.headers["location"].removeprefix("/runs/")
     document = finished(client, run_id)
     assert document["status"] == "succeeded"
-    assert document["inputs"] == {"name": "Ada\nLovelace", "count": 5, "loud": True,
-                                  "tags": ["a", "b"]}
+    assert document["inputs"] == {
+        "name": "Ada\nLovelace",
+        "count": 5,
+        "loud": True,
+        "tags": ["a", "b"],
+    }
     assert document["outputs"] == {"text": "**HELLO** [docs](https://example.com)"}
     from orchestrate.history import open_store
 
@@ -369,14 +420,18 @@ def test_the_form_starts_an_ordinary_run_with_typed_inputs(client: TestClient) -
         assert store.document(run_id) == document
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("input.tags", "[1,", "must be a JSON array"),
-    ("input.count", "2.5", "must be of type integer"),
-    ("input.count", "many", "must be a whole number"),
-    ("concurrency", "0", "concurrency must be between 1 and 1000"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("input.tags", "[1,", "must be a JSON array"),
+        ("input.count", "2.5", "must be of type integer"),
+        ("input.count", "many", "must be a whole number"),
+        ("concurrency", "0", "concurrency must be between 1 and 1000"),
+    ],
+)
 def test_bad_form_values_show_the_form_again_with_the_error(
-        client: TestClient, field: str, value: str, message: str) -> None:
+    client: TestClient, field: str, value: str, message: str
+) -> None:
     """A wrong value is a 400 page naming the problem, with what was typed kept."""
     form = {"input.name": "Ada", "mock": "1", field: value}
     response = client.post("/workflows/hello.yaml/run", data=form, headers=SAME_ORIGIN)
@@ -387,8 +442,9 @@ def test_bad_form_values_show_the_form_again_with_the_error(
 
 def test_a_real_run_without_its_key_is_refused_before_it_starts(client: TestClient) -> None:
     """No OPENAI_API_KEY: POST /api/runs is a 400 naming the variable; nothing is sent."""
-    response = client.post("/api/runs", json={"workflow": "hello.yaml",
-                                              "inputs": {"name": "x"}}, headers=SAME_ORIGIN)
+    response = client.post(
+        "/api/runs", json={"workflow": "hello.yaml", "inputs": {"name": "x"}}, headers=SAME_ORIGIN
+    )
     assert response.status_code == 400
     assert "OPENAI_API_KEY" in response.json()["error"]["message"]
 
@@ -441,8 +497,9 @@ def test_events_of_a_live_run(client: TestClient, monkeypatch: pytest.MonkeyPatc
     names = [r["event"] for r in records]
     assert names[0] == "run_started" and names[-1] == "run_finished"
     assert {"step_started", "step_finished", "token"} <= set(names)
-    tokens = "".join(r["text"] for r in records if r["event"] == "token"
-                     and r["step_id"] == "greet")
+    tokens = "".join(
+        r["text"] for r in records if r["event"] == "token" and r["step_id"] == "greet"
+    )
     assert tokens == "<script>alert(1)</script> hello Ada"
     assert records[-1]["status"] == "succeeded"
 
@@ -454,7 +511,10 @@ def test_events_of_a_recorded_run(client: TestClient) -> None:
     with client.stream("GET", f"/api/runs/{run_id}/events") as stream:
         records = sse_records("".join(stream.iter_text()))
     assert [(r["event"], r.get("step_id")) for r in records] == [
-        ("step_finished", "greet"), ("step_finished", "shout"), ("run_finished", None)]
+        ("step_finished", "greet"),
+        ("step_finished", "shout"),
+        ("run_finished", None),
+    ]
 
 
 def test_cancel_a_running_run(client: TestClient) -> None:
@@ -470,7 +530,9 @@ def test_cancel_a_running_run(client: TestClient) -> None:
     document = finished(client, run_id)
     assert document["status"] == "cancelled"
     assert [(s["id"], s["status"]) for s in document["steps"]] == [
-        ("fast", "succeeded"), ("slow", "cancelled")]
+        ("fast", "succeeded"),
+        ("slow", "cancelled"),
+    ]
     again = client.post(f"/api/runs/{run_id}/cancel", headers=SAME_ORIGIN)
     assert again.status_code == 409
 
@@ -494,15 +556,15 @@ def test_run_again_and_resume(client: TestClient, flows: Path) -> None:
     assert again.status_code == 303
     second = finished(client, again.headers["location"].removeprefix("/runs/"))
     assert second["inputs"] == {"name": "Ada", "count": 2, "loud": False, "tags": []}
-    resumed = client.post(f"/runs/{run_id}/resume", headers=SAME_ORIGIN,
-                          follow_redirects=False)
+    resumed = client.post(f"/runs/{run_id}/resume", headers=SAME_ORIGIN, follow_redirects=False)
     third = finished(client, resumed.headers["location"].removeprefix("/runs/"))
     assert third["resumed_from"] == run_id
     assert all(step["reused"] for step in third["steps"])
 
 
-def test_a_terminal_run_shows_in_the_history(client: TestClient, flows: Path,
-                                             cli: Callable) -> None:
+def test_a_terminal_run_shows_in_the_history(
+    client: TestClient, flows: Path, cli: Callable
+) -> None:
     """`orchestrate run` in another process: listed, and its page and events work."""
     result = cli("run", flows / "hello.yaml", "--mock", "--json", "-i", "name=Bo")
     run_id = json.loads(result.stdout)["run_id"]
@@ -535,7 +597,8 @@ def test_history_pages_and_filters(client: TestClient) -> None:
 
 @pytest.mark.usefixtures("history_backend")
 def test_history_shows_who_ran_each_run_and_filters_by_them(
-        client: TestClient, flows: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: TestClient, flows: Path, cli: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The history page has a User column, each name a link to that user's runs; `user=`
     filters the page and the API."""
     ran = {}
@@ -575,8 +638,14 @@ def test_no_api_key_reaches_a_page(client: TestClient, monkeypatch: pytest.Monke
     monkeypatch.setenv("OPENAI_API_KEY", key)
     run_id = start(client)
     finished(client, run_id)
-    for path in ("/", "/workflows/hello.yaml", f"/runs/{run_id}", f"/api/runs/{run_id}",
-                 f"/runs/{run_id}/steps/greet/panel", "/runs"):
+    for path in (
+        "/",
+        "/workflows/hello.yaml",
+        f"/runs/{run_id}",
+        f"/api/runs/{run_id}",
+        f"/runs/{run_id}/steps/greet/panel",
+        "/runs",
+    ):
         assert key not in client.get(path).text
 
 
@@ -589,12 +658,17 @@ def priced(run_id: str, costs: dict[str, float | None]) -> None:
 
     with sqlite3.connect(database_path()) as db:
         for step_id, cost in costs.items():
-            db.execute("UPDATE steps SET cost_usd = ? WHERE run_id = ? AND step_id = ?",
-                       (cost, run_id, step_id))
+            db.execute(
+                "UPDATE steps SET cost_usd = ? WHERE run_id = ? AND step_id = ?",
+                (cost, run_id, step_id),
+            )
         known = list(costs.values())
         total = None if None in known else sum(c for c in known if c is not None)
-        db.execute("UPDATE runs SET cost_usd = ?, document = json_set(document, '$.cost_usd', ?)"
-                   " WHERE run_id = ?", (total, total, run_id))
+        db.execute(
+            "UPDATE runs SET cost_usd = ?, document = json_set(document, '$.cost_usd', ?)"
+            " WHERE run_id = ?",
+            (total, total, run_id),
+        )
 
 
 # --- cost -------------------------------------------------------------------------------------
@@ -635,26 +709,36 @@ def test_an_enum_input_is_a_select_with_its_default_chosen(client: TestClient) -
     """`enum` inputs are <select>s: a string's values as they are, others as JSON; a
     required one starts on an empty choice, an optional one on its default."""
     html = client.get("/workflows/ideas.yaml").text
-    assert ('<select id="input-tone" name="input.tone">\n'
-            '          <option value="formal" selected>formal</option>\n'
-            '          <option value="casual">casual</option>') in html
+    assert (
+        '<select id="input-tone" name="input.tone">\n'
+        '          <option value="formal" selected>formal</option>\n'
+        '          <option value="casual">casual</option>'
+    ) in html
     assert '<option value="">(choose one)</option>' in html
     assert '<option value="3">3</option>' in html
     fields = client.get("/api/workflows/ideas.yaml").json()["inputs"]
     assert [field["enum"] for field in fields] == [["formal", "casual"], [1, 2, 3]]
 
 
-@pytest.mark.parametrize(("form", "message"), [
-    ({"input.tone": "loud", "input.level": "2"},
-     "input &#39;tone&#39; must be one of formal, casual, got &#34;loud&#34;"),
-    ({"input.tone": "formal", "input.level": "7"}, "input &#39;level&#39; must be one of 1, 2, 3"),
-    ({"input.tone": "formal", "input.level": ""}, "missing required input &#39;level&#39;"),
-])
-def test_a_value_outside_the_enum_is_refused(client: TestClient, form: dict,
-                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        (
+            {"input.tone": "loud", "input.level": "2"},
+            "input &#39;tone&#39; must be one of formal, casual, got &#34;loud&#34;",
+        ),
+        (
+            {"input.tone": "formal", "input.level": "7"},
+            "input &#39;level&#39; must be one of 1, 2, 3",
+        ),
+        ({"input.tone": "formal", "input.level": ""}, "missing required input &#39;level&#39;"),
+    ],
+)
+def test_a_value_outside_the_enum_is_refused(client: TestClient, form: dict, message: str) -> None:
     """A posted value that is not one of the input's values is a 400 naming them."""
-    response = client.post("/workflows/ideas.yaml/run", data=form | {"mock": "1"},
-                           headers=SAME_ORIGIN)
+    response = client.post(
+        "/workflows/ideas.yaml/run", data=form | {"mock": "1"}, headers=SAME_ORIGIN
+    )
     assert response.status_code == 400
     assert message in response.text
     assert client.get("/api/runs").json()["runs"] == []
@@ -664,22 +748,27 @@ def test_a_for_each_step_lists_its_items(client: TestClient) -> None:
     """The step panel of a for_each: n/N, and each item's index, status and output
     (escaped)."""
     form = {"input.tone": "casual", "input.level": "2", "mock": "1"}
-    response = client.post("/workflows/ideas.yaml/run", data=form, headers=SAME_ORIGIN,
-                           follow_redirects=False)
+    response = client.post(
+        "/workflows/ideas.yaml/run", data=form, headers=SAME_ORIGIN, follow_redirects=False
+    )
     run_id = response.headers["location"].removeprefix("/runs/")
     assert finished(client, run_id)["inputs"] == {"tone": "casual", "level": 2}
     panel = client.get(f"/runs/{run_id}/steps/ideas/panel").text
     assert '<summary>Items <span class="items">3/3</span></summary>' in panel
     for index, item in enumerate(("alpha", "beta", "gamma")):
-        assert (f'<span class="index">{index}</span> <span class="badge status-succeeded">'
-                f'✓ succeeded</span> <span class="preview">idea &lt;b&gt;{item}&lt;/b&gt;'
-                '</span>') in panel
-    assert "Items" not in client.get(f"/runs/{run_id}/steps/ideas/panel").text.split(
-        "Output")[1]  # listed once, before the output
+        assert (
+            f'<span class="index">{index}</span> <span class="badge status-succeeded">'
+            f'✓ succeeded</span> <span class="preview">idea &lt;b&gt;{item}&lt;/b&gt;'
+            "</span>"
+        ) in panel
+    assert (
+        "Items" not in client.get(f"/runs/{run_id}/steps/ideas/panel").text.split("Output")[1]
+    )  # listed once, before the output
 
 
 def test_a_for_each_shows_the_prompts_of_its_first_items_only(
-        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The panel lists the prompts of the first ITEMS_SHOWN items and says how many more
     there are (a 1,000-item step's panel stays small)."""
     from orchestrate.ui import _history
@@ -698,16 +787,20 @@ def test_a_for_each_shows_the_prompts_of_its_first_items_only(
     assert "Greet Ada" in prompt and "<h4>" not in prompt and "more items" not in prompt
 
 
-@pytest.mark.parametrize(("entry", "for_each", "expected"), [
-    (None, False, 0),
-    ({"attempts": 1}, False, 0),
-    ({"attempts": 3}, False, 2),
-    ({"attempts": 3, "output": ["a", "b", "c"]}, True, 0),
-    ({"attempts": 5, "output": ["a", "b", "c"]}, True, 2),
-    ({"attempts": 5, "output": None}, True, 0),  # failed: its item count is not known
-])
-def test_retries_count_attempts_beyond_one_a_call(entry: Any, for_each: bool,
-                                                   expected: int) -> None:
+@pytest.mark.parametrize(
+    ("entry", "for_each", "expected"),
+    [
+        (None, False, 0),
+        ({"attempts": 1}, False, 0),
+        ({"attempts": 3}, False, 2),
+        ({"attempts": 3, "output": ["a", "b", "c"]}, True, 0),
+        ({"attempts": 5, "output": ["a", "b", "c"]}, True, 2),
+        ({"attempts": 5, "output": None}, True, 0),  # failed: its item count is not known
+    ],
+)
+def test_retries_count_attempts_beyond_one_a_call(
+    entry: Any, for_each: bool, expected: int
+) -> None:
     """A for_each's attempts are summed over its items (SPEC 4): not retries."""
     from orchestrate.ui._history import retries
 
@@ -729,16 +822,28 @@ def test_the_items_of_a_failed_for_each_say_which_have_no_output() -> None:
     from orchestrate._result import ItemResult, StepResult
     from orchestrate.ui._history import for_each_items
 
-    result = StepResult(id="s", status="failed", request={"items": [{}, {}, {}]},
-                        items=(ItemResult(index=1, output="kept", fingerprint="f"),))
+    result = StepResult(
+        id="s",
+        status="failed",
+        request={"items": [{}, {}, {}]},
+        items=(ItemResult(index=1, output="kept", fingerprint="f"),),
+    )
     items = for_each_items(result, "failed", None, {})
-    assert items == {"total": 3, "done": 1, "shown": [
-        {"index": 0, "status": "no output", "output": None},
-        {"index": 1, "status": "succeeded", "output": "kept"},
-        {"index": 2, "status": "no output", "output": None}]}
+    assert items == {
+        "total": 3,
+        "done": 1,
+        "shown": [
+            {"index": 0, "status": "no output", "output": None},
+            {"index": 1, "status": "succeeded", "output": "kept"},
+            {"index": 2, "status": "no output", "output": None},
+        ],
+    }
     live = for_each_items(None, "running", (1, 3), {0: "failed"})
     assert live is not None and [item["status"] for item in live["shown"]] == [
-        "failed", "waiting", "waiting"]
+        "failed",
+        "waiting",
+        "waiting",
+    ]
     assert for_each_items(StepResult(id="s", status="succeeded"), "succeeded", None, {}) is None
 
 
@@ -762,10 +867,19 @@ def test_the_batch_page_and_its_twin(client: TestClient, batch: Any) -> None:
     batch_id = batch.summary.batch_id
     data = client.get(f"/api/batches/{batch_id}").json()
     shown = {key: data[key] for key in ("batch_id", "status", "rows", "succeeded", "failed")}
-    assert shown == {"batch_id": batch_id, "status": "failed", "rows": 4, "succeeded": 2,
-                     "failed": 2}
+    assert shown == {
+        "batch_id": batch_id,
+        "status": "failed",
+        "rows": 4,
+        "succeeded": 2,
+        "failed": 2,
+    }
     assert [(r["row"], r["status"]) for r in data["rows_shown"]] == [
-        (1, "failed"), (3, "failed"), (0, "succeeded"), (2, "succeeded")]
+        (1, "failed"),
+        (3, "failed"),
+        (0, "succeeded"),
+        (2, "succeeded"),
+    ]
     assert data["failed_rows"] == data["rows_shown"][:2]
     html = client.get(f"/batches/{batch_id}").text
     assert '<dd class="status-failed">2</dd>' in html
@@ -790,9 +904,9 @@ def test_each_batch_row_shows_its_runs_cost(client: TestClient, batch: Any) -> N
     assert costs[batch.rows[1].run_id] == 0  # a mock row that failed: free
     html = client.get(f"/batches/{batch.summary.batch_id}").text
     assert '<th class="num">Cost</th>' in html
-    row = html[html.index(f'<a href="/runs/{first}">'):]
+    row = html[html.index(f'<a href="/runs/{first}">') :]
     assert row.index('<td class="num cost">$0.0123</td>') < row.index("</tr>")
-    row = html[html.index(f'<a href="/runs/{second}">'):]
+    row = html[html.index(f'<a href="/runs/{second}">') :]
     assert row.index('<td class="num cost">?</td>') < row.index("</tr>")
 
 
@@ -803,19 +917,24 @@ def test_a_batch_shows_its_checks_whatever_they_are(client: TestClient, batch: A
     from orchestrate.history import database_path
 
     batch_id = batch.summary.batch_id
-    summary = batch.summary.to_dict() | {"checks": {
-        "has_answer": {"passed": 3, "failed": 1, "pass_rate": 0.75}}}
+    summary = batch.summary.to_dict() | {
+        "checks": {"has_answer": {"passed": 3, "failed": 1, "pass_rate": 0.75}}
+    }
     with sqlite3.connect(database_path()) as db:
-        db.execute("UPDATE batches SET summary = ? WHERE batch_id = ?",
-                   (json.dumps(summary), batch_id))
+        db.execute(
+            "UPDATE batches SET summary = ? WHERE batch_id = ?", (json.dumps(summary), batch_id)
+        )
     html = client.get(f"/batches/{batch_id}").text
-    assert ('<td class="mono">has_answer</td>\n    <td class="num">3</td>\n'
-            '    <td class="num">1</td>\n    <td class="num">75%</td>') in html
+    assert (
+        '<td class="mono">has_answer</td>\n    <td class="num">3</td>\n'
+        '    <td class="num">1</td>\n    <td class="num">75%</td>'
+    ) in html
     assert '<span style="width: 75.0%"></span>' in html
 
 
-def test_each_rows_checks_show_as_badges(client: TestClient, batch: Any,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_rows_checks_show_as_badges(
+    client: TestClient, batch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A row's `checks` ([{id, passed, score, message}]) show as ✓/✗ badges, the message on
     hover (escaped)."""
     from orchestrate import history
@@ -824,16 +943,25 @@ def test_each_rows_checks_show_as_badges(client: TestClient, batch: Any,
     real = history.row_entry
 
     def with_checks(row: Any) -> dict[str, Any]:
-        return real(row) | {"checks": [
-            {"id": "long_enough", "passed": row.status == "succeeded", "score": 0.5,
-             "message": "<b>too short</b>"}]}
+        return real(row) | {
+            "checks": [
+                {
+                    "id": "long_enough",
+                    "passed": row.status == "succeeded",
+                    "score": 0.5,
+                    "message": "<b>too short</b>",
+                }
+            ]
+        }
 
     monkeypatch.setattr(history, "row_entry", with_checks)
     monkeypatch.setattr(_batches, "row_entry", with_checks)
     html = client.get(f"/batches/{batch.summary.batch_id}").text
     assert "<th>Checks</th>" in html
-    assert ('<span class="badge status-failed" title="&lt;b&gt;too short&lt;/b&gt;">✗ '
-            'long_enough 0.5</span>') in html
+    assert (
+        '<span class="badge status-failed" title="&lt;b&gt;too short&lt;/b&gt;">✗ '
+        "long_enough 0.5</span>"
+    ) in html
     assert '<span class="badge status-succeeded" title="&lt;b&gt;too short&lt;/b&gt;">✓' in html
 
 
@@ -849,10 +977,8 @@ def test_batches_in_the_history_and_the_batches_page(client: TestClient, batch: 
     assert "batch · 4 rows" in history
     batches = client.get("/batches").text
     assert f'href="/batches/{batch_id}"' in batches and run_id not in batches
-    assert [r["run_id"] for r in client.get("/api/runs?kind=batch").json()["runs"]] == [
-        batch_id]
-    assert batch_id not in {r["run_id"] for r in
-                            client.get("/api/runs?kind=run").json()["runs"]}
+    assert [r["run_id"] for r in client.get("/api/runs?kind=batch").json()["runs"]] == [batch_id]
+    assert batch_id not in {r["run_id"] for r in client.get("/api/runs?kind=run").json()["runs"]}
     moved = client.get(f"/batches/{run_id}", follow_redirects=False)
     assert (moved.status_code, moved.headers["location"]) == (303, f"/runs/{run_id}")
     moved = client.get(f"/runs/{batch_id}", follow_redirects=False)
@@ -862,8 +988,9 @@ def test_batches_in_the_history_and_the_batches_page(client: TestClient, batch: 
     assert client.get(f"/api/batches/{run_id}").status_code == 404
 
 
-def test_a_batch_id_where_a_run_is_wanted_points_to_the_batch(client: TestClient,
-                                                                batch: Any) -> None:
+def test_a_batch_id_where_a_run_is_wanted_points_to_the_batch(
+    client: TestClient, batch: Any
+) -> None:
     """A batch's id at /api/runs/ID and /api/runs/ID/events is a 404 saying where it is
     (not a stream that fails)."""
     batch_id = batch.summary.batch_id
@@ -879,8 +1006,10 @@ def test_an_unknown_kind_is_refused(client: TestClient, kind: str) -> None:
     """/api/runs?kind= takes run or batch only: anything else is a 400 saying so."""
     response = client.get(f"/api/runs?kind={kind}")
     assert response.status_code == 400
-    assert response.json()["error"] == {"type": "invalid_input",
-                                        "message": "kind must be run or batch"}
+    assert response.json()["error"] == {
+        "type": "invalid_input",
+        "message": "kind must be run or batch",
+    }
 
 
 # --- checks and variants ----------------------------------------------------------------------
@@ -908,8 +1037,9 @@ CHECKED = """
     """
 
 
-def test_the_run_page_shows_each_check(flows: Path, client: TestClient,
-                                       cli: Callable[..., Any]) -> None:
+def test_the_run_page_shows_each_check(
+    flows: Path, client: TestClient, cli: Callable[..., Any]
+) -> None:
     """A run's `checks` show under its outputs: ✓/✗, the id, the score and the message
     (a judge's reason, an error), escaped."""
     flow = write(flows, "checked.yaml", CHECKED.replace("row.expected", "'<B>A</B>'"))
@@ -918,44 +1048,61 @@ def test_the_run_page_shows_each_check(flows: Path, client: TestClient,
     checks = {c["id"]: c for c in document["checks"]}
     assert [checks[i]["passed"] for i in ("right", "short", "polite")] == [True, False, True]
     html = client.get(f"/runs/{document['run_id']}").text
-    section = html[html.index('<h2 id="checks">'):]
+    section = html[html.index('<h2 id="checks">') :]
     assert 'Checks <span class="sub">2 of 3 passed</span>' in section
-    assert '<span class="badge status-failed">✗ failed</span>\n        <span class="mono">short' \
+    assert (
+        '<span class="badge status-failed">✗ failed</span>\n        <span class="mono">short'
         in section
+    )
     assert '<span class="sub">score 1.0</span>' in section  # the mock judge's score
     message = checks["short"]["message"]
     assert message and "<B>" in message
     assert str(escape(message)) in section and message not in section
 
 
-def test_the_batch_page_compares_the_variants(flows: Path, client: TestClient,
-                                              cli: Callable[..., Any], tmp_path: Path) -> None:
+def test_the_batch_page_compares_the_variants(
+    flows: Path, client: TestClient, cli: Callable[..., Any], tmp_path: Path
+) -> None:
     """A --matrix batch's `variants` become a table: one line per combination with its
     pass rate, each check's, the judge's mean score, tokens and cost; the pass rate
     against --fail-under is a fact of the summary."""
     flow = write(flows, "checked.yaml", CHECKED)
     data = tmp_path / "cases.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in [
-        {"question": "a", "expected": "A"}, {"question": "b", "expected": "wrong"}]))
-    result = cli("batch", flow, "--data", data, "--mock", "--json", "--output",
-                 tmp_path / "out.jsonl", "--fail-under", "0.5",
-                 "--matrix", "inputs.tone=plain,warm")
+    data.write_text(
+        "".join(
+            json.dumps(row) + "\n"
+            for row in [{"question": "a", "expected": "A"}, {"question": "b", "expected": "wrong"}]
+        )
+    )
+    result = cli(
+        "batch",
+        flow,
+        "--data",
+        data,
+        "--mock",
+        "--json",
+        "--output",
+        tmp_path / "out.jsonl",
+        "--fail-under",
+        "0.5",
+        "--matrix",
+        "inputs.tone=plain,warm",
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     html = client.get(f"/batches/{summary['batch_id']}").text
-    table = html[html.index('<table class="list variants">'):]
-    table = table[:table.index("</table>")]
+    table = html[html.index('<table class="list variants">') :]
+    table = table[: table.index("</table>")]
     assert table.count("<tr>") == 3  # the head and two variants
     assert '<th class="num mono">right</th>' in table
     assert '<td class="mono">inputs.tone=plain</td>' in table
     assert '<td class="mono">inputs.tone=warm</td>' in table
-    first = table[table.index("inputs.tone=plain"):]
+    first = table[table.index("inputs.tone=plain") :]
     assert first.index('<td class="num">50%</td>') < first.index("</tr>")  # right: 1 of 2
     assert '<dd id="batch-pass-rate" class="status-succeeded">50%' in html
     assert '<span class="sub">of 50% needed</span>' in html
 
 
-def test_a_batch_without_variants_has_no_variants_table(client: TestClient,
-                                                         batch: Any) -> None:
+def test_a_batch_without_variants_has_no_variants_table(client: TestClient, batch: Any) -> None:
     """No --matrix: no Variants section."""
     assert "Variants" not in client.get(f"/batches/{batch.summary.batch_id}").text

@@ -95,8 +95,10 @@ def _chromium() -> str:
         found = None
     if found is None:
         if os.environ.get("CI"):
-            pytest.fail("the browser tests need Chromium and Playwright in CI "
-                        "(apt-get install chromium; pip install '.[test]')")
+            pytest.fail(
+                "the browser tests need Chromium and Playwright in CI "
+                "(apt-get install chromium; pip install '.[test]')"
+            )
         pytest.skip("no Chromium (or no Playwright) here")
     return found
 
@@ -106,8 +108,13 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """`orchestrate ui FOLDER --port 0` running as a process; its address with the token."""
     folder = tmp_path / "flows"
     folder.mkdir()
-    for name, text in (("hello.yaml", HELLO), ("slow.yaml", SLOW_FLOW), ("slow.py", SLOW_PY),
-                       ("review.yaml", ROWS_FLOW), ("rows.py", ROWS_PY)):
+    for name, text in (
+        ("hello.yaml", HELLO),
+        ("slow.yaml", SLOW_FLOW),
+        ("slow.py", SLOW_PY),
+        ("review.yaml", ROWS_FLOW),
+        ("rows.py", ROWS_PY),
+    ):
         (folder / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "0.15")
     process = start_orchestrate("ui", folder, "--port", "0", "--no-open")
@@ -184,7 +191,8 @@ def test_a_user_runs_watches_cancels_and_compares(server: str, shots: Any) -> No
             expect(output.locator("a")).to_have_attribute("rel", "noopener noreferrer")
             page.click("#node-greet")
             expect(page.locator("#panel .markdown")).to_contain_text(
-                "<script>alert(1)</script> hello Ada")
+                "<script>alert(1)</script> hello Ada"
+            )
             shots(page, "run", full_page=True)
 
             page.goto(base + "/workflows/hello.yaml")
@@ -216,13 +224,13 @@ def test_a_user_runs_watches_cancels_and_compares(server: str, shots: Any) -> No
             page.click("#compare")
             expect(page).to_have_url(re.compile(r"/compare\?a="))
             expect(page.locator("table.compare")).to_contain_text("changed")
-            added = page.locator("pre.diff .diff-add",
-                                 has_text="<script>alert(1)</script> hello Bo")
+            added = page.locator(
+                "pre.diff .diff-add", has_text="<script>alert(1)</script> hello Bo"
+            )
             expect(added).to_have_count(1)
             shots(page, "compare", full_page=True)
 
-            dark = browser.new_page(viewport={"width": 1280, "height": 860},
-                                    color_scheme="dark")
+            dark = browser.new_page(viewport={"width": 1280, "height": 860}, color_scheme="dark")
             dark.goto(f"{server}")
             dark.goto(f"{base}/runs/{first_run}/steps/shout")
             expect(dark.locator("#panel strong")).to_have_text("HELLO Ada")
@@ -243,10 +251,8 @@ def test_a_user_reads_a_batch(server: str, shots: Any, tmp_path: Path) -> None:
     from orchestrate.history import HistoryOptions
 
     texts = ["alpha", "beta", "bad gamma", "delta", "epsilon", "bad zeta", "eta", "theta"]
-    rows = [{"text": text, "tone": "casual" if i % 2 else "formal"}
-            for i, text in enumerate(texts)]
-    batch = run_batch(tmp_path / "flows" / "review.yaml", rows, mock=True,
-                      history=HistoryOptions())
+    rows = [{"text": text, "tone": "casual" if i % 2 else "formal"} for i, text in enumerate(texts)]
+    batch = run_batch(tmp_path / "flows" / "review.yaml", rows, mock=True, history=HistoryOptions())
     batch_id = batch.summary.batch_id
     base = server.split("/?")[0]
     with sync_playwright() as playwright:
@@ -267,8 +273,7 @@ def test_a_user_reads_a_batch(server: str, shots: Any, tmp_path: Path) -> None:
             expect(statuses.nth(2)).to_contain_text("succeeded")
             expect(page.locator("table.rows")).to_contain_text("cannot shape 'bad gamma'")
             # epsilon's answer is too long, and a failed row fails every check: 5 of 8
-            expect(page.locator("table.checks tbody tr", has_text="short")).to_contain_text(
-                "62%")
+            expect(page.locator("table.checks tbody tr", has_text="short")).to_contain_text("62%")
             epsilon = page.locator("table.rows tbody tr", has_text=batch.rows[4].run_id)
             expect(epsilon.locator(".row-checks")).to_contain_text("✗ short")
             expect(epsilon.locator("td.cost")).to_have_text("$0")

@@ -16,18 +16,35 @@ def token(step: str, text: str, item: int | None = None) -> dict[str, Any]:
 
 
 def count(step: str, done: int) -> dict[str, Any]:
-    return {"event": "item_finished", "step_id": step, "index": done - 1, "status": "succeeded",
-            "done": done, "total": 1000}
+    return {
+        "event": "item_finished",
+        "step_id": step,
+        "index": done - 1,
+        "status": "succeeded",
+        "done": done,
+        "total": 1000,
+    }
 
 
 def test_coalesce_joins_the_tokens_of_each_stream() -> None:
     """The tokens of one step and item become one record where the first was, in order,
     also when other streams' tokens come between (a for_each's items stream at once)."""
-    batch = [token("a", "he"), token("a", "llo"), token("b", "x"), token("a", "!"),
-             token("a", "1", item=1), token("a", "A", item=2), token("a", "2", item=1),
-             token("a", "B", item=2)]
-    assert coalesce(batch) == [token("a", "hello!"), token("b", "x"),
-                               token("a", "12", item=1), token("a", "AB", item=2)]
+    batch = [
+        token("a", "he"),
+        token("a", "llo"),
+        token("b", "x"),
+        token("a", "!"),
+        token("a", "1", item=1),
+        token("a", "A", item=2),
+        token("a", "2", item=1),
+        token("a", "B", item=2),
+    ]
+    assert coalesce(batch) == [
+        token("a", "hello!"),
+        token("b", "x"),
+        token("a", "12", item=1),
+        token("a", "AB", item=2),
+    ]
 
 
 def test_coalesce_keeps_records_other_than_tokens_in_place() -> None:
@@ -35,7 +52,10 @@ def test_coalesce_keeps_records_other_than_tokens_in_place() -> None:
     after another's first token still comes after it."""
     started = {"event": "step_started", "step_id": "b"}
     assert coalesce([token("a", "x"), started, token("a", "y"), token("b", "z")]) == [
-        token("a", "xy"), started, token("b", "z")]
+        token("a", "xy"),
+        started,
+        token("b", "z"),
+    ]
 
 
 def test_coalesce_keeps_the_last_count_of_each_step() -> None:
@@ -48,7 +68,8 @@ def test_coalesce_keeps_the_last_count_of_each_step() -> None:
 def test_sse_message_names_the_event() -> None:
     """One event per record: its type is the record's name, its data the record as JSON."""
     assert sse_message({"event": "token", "text": "a\nb"}) == (
-        'event: token\ndata: {"event": "token", "text": "a\\nb"}\n\n')
+        'event: token\ndata: {"event": "token", "text": "a\\nb"}\n\n'
+    )
 
 
 @pytest.mark.anyio
@@ -111,9 +132,14 @@ async def test_poll_history_reports_each_step_once_then_the_end() -> None:
         None,
         {"status": "running", "steps": [{"id": "a", "status": "succeeded", "output": 1}]},
         {"status": "running", "steps": [{"id": "a", "status": "succeeded", "output": 1}]},
-        {"status": "failed", "run_id": "r",
-         "steps": [{"id": "a", "status": "succeeded", "output": 1},
-                   {"id": "b", "status": "failed", "output": None}]},
+        {
+            "status": "failed",
+            "run_id": "r",
+            "steps": [
+                {"id": "a", "status": "succeeded", "output": 1},
+                {"id": "b", "status": "failed", "output": None},
+            ],
+        },
     ]
     reads = iter(documents)
     batches = [batch async for batch in poll_history(lambda: next(reads), every=0)]
@@ -121,5 +147,9 @@ async def test_poll_history_reports_each_step_once_then_the_end() -> None:
         [("step_finished", "a")],
         [("step_finished", "b"), ("run_finished", None)],
     ]
-    assert batches[0][0] == {"event": "step_finished", "step_id": "a", "status": "succeeded",
-                             "output": 1}
+    assert batches[0][0] == {
+        "event": "step_finished",
+        "step_id": "a",
+        "status": "succeeded",
+        "output": 1,
+    }

@@ -70,8 +70,7 @@ def test_a_missing_path_is_an_error(tmp_path: Path, cli) -> None:
 
 def test_other_hosts_get_a_warning(tmp_path: Path) -> None:
     """--host 0.0.0.0 warns that anyone with the token can run workflows."""
-    process = start_orchestrate("ui", tmp_path, "--host", "0.0.0.0", "--port", "0",
-                                "--no-open")
+    process = start_orchestrate("ui", tmp_path, "--host", "0.0.0.0", "--port", "0", "--no-open")
     wait_for_line(process, "warning: listening on 0.0.0.0: anyone who can reach this machine")
     wait_for_line(process, "orchestrate ui: http://")
     process.send_signal(signal.SIGINT)
@@ -108,32 +107,38 @@ def test_the_token_comes_from_the_environment_or_chance() -> None:
     assert first != second and len(first) >= 40
 
 
-@pytest.mark.parametrize(("env", "platform", "expected"), [
-    ({"CI": "true", "DISPLAY": ":0"}, "linux", False),
-    ({}, "linux", False),
-    ({"DISPLAY": ":0"}, "linux", True),
-    ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", True),
-    ({}, "darwin", True),
-])
+@pytest.mark.parametrize(
+    ("env", "platform", "expected"),
+    [
+        ({"CI": "true", "DISPLAY": ":0"}, "linux", False),
+        ({}, "linux", False),
+        ({"DISPLAY": ":0"}, "linux", True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", True),
+        ({}, "darwin", True),
+    ],
+)
 def test_a_browser_opens_only_where_there_is_a_screen(
-        env: dict, platform: str, expected: bool, monkeypatch) -> None:
+    env: dict, platform: str, expected: bool, monkeypatch
+) -> None:
     """No browser under CI, nor on a Linux without DISPLAY or WAYLAND_DISPLAY."""
     monkeypatch.setattr(sys, "platform", platform)
     assert can_open_browser(env) is expected
 
 
-@pytest.mark.parametrize(("host", "expected"), [
-    ("127.0.0.1", "http://127.0.0.1:8765/?token=t"),
-    ("0.0.0.0", "http://127.0.0.1:8765/?token=t"),
-    ("::1", "http://[::1]:8765/?token=t"),
-])
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8765/?token=t"),
+        ("0.0.0.0", "http://127.0.0.1:8765/?token=t"),
+        ("::1", "http://[::1]:8765/?token=t"),
+    ],
+)
 def test_the_printed_address(host: str, expected: str) -> None:
     """The address to open, for every kind of --host."""
     assert address(host, 8765, "t") == expected
 
 
-def test_db_picks_the_history_it_shows_and_records_into(tmp_path: Path, cli,
-                                                          monkeypatch) -> None:
+def test_db_picks_the_history_it_shows_and_records_into(tmp_path: Path, cli, monkeypatch) -> None:
     """`ui --db URL`: the app and the runs it starts get that history, as if from
     $ORCHESTRATE_DATABASE_URL; without --db the environment is passed on as it is."""
     import orchestrate.ui

@@ -61,8 +61,9 @@ def _documented_workflows() -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize(("where", "text"), _documented_workflows(),
-                         ids=[where for where, _ in _documented_workflows()])
+@pytest.mark.parametrize(
+    ("where", "text"), _documented_workflows(), ids=[where for where, _ in _documented_workflows()]
+)
 def test_every_workflow_in_the_docs_validates(where: str, text: str, tmp_path: Path) -> None:
     """A reader who copies a documented workflow gets a valid one."""
     flow = tmp_path / "flow.yaml"

@@ -43,8 +43,14 @@ if TYPE_CHECKING:
 class BatchSession:
     """The history of one batch: use :meth:`start`, then :meth:`close` at the end."""
 
-    def __init__(self, session: HistorySession, *, summary: BatchSummary, dataset: Dataset,
-                 options: RunOptions) -> None:
+    def __init__(
+        self,
+        session: HistorySession,
+        *,
+        summary: BatchSummary,
+        dataset: Dataset,
+        options: RunOptions,
+    ) -> None:
         self.session = session
         self.summary = summary
         self.dataset = dataset
@@ -59,15 +65,24 @@ class BatchSession:
         self.layout = StepLayout.of(session.prepared)  # shared by every row's recorder
 
     @classmethod
-    def start(cls, prepared: PreparedRun, options: HistoryOptions, *, summary: BatchSummary,
-              dataset: Dataset, run_options: RunOptions, resume: str | None,
-              env: Mapping[str, str]) -> BatchSession:
+    def start(
+        cls,
+        prepared: PreparedRun,
+        options: HistoryOptions,
+        *,
+        summary: BatchSummary,
+        dataset: Dataset,
+        run_options: RunOptions,
+        resume: str | None,
+        env: Mapping[str, str],
+    ) -> BatchSession:
         """Open the history (and fixtures), and find the batch to resume; errors before
         any request."""
         if resume and not options.record_history:
             raise UsageError("--resume needs the run history, and --no-history turns it off")
-        session = HistorySession.start(prepared, attrs.evolve(options, resume=None),
-                                       mock=run_options.mock, env=env)
+        session = HistorySession.start(
+            prepared, attrs.evolve(options, resume=None), mock=run_options.mock, env=env
+        )
         batch = cls(session, summary=summary, dataset=dataset, options=run_options)
         try:
             batch._open(prepared, resume)
@@ -90,8 +105,14 @@ class BatchSession:
             self.same_mode = mode_family(row["mode"]) == mode_family(self.mode)
             self.earlier = store.batch_rows(resumed)
             self.next_earlier = next(self.earlier, None)
-        started = RunStarted(run_id="", workflow=prepared.workflow.name, file=prepared.file,
-                             started_at=self.summary.started_at, inputs={}, steps=())
+        started = RunStarted(
+            run_id="",
+            workflow=prepared.workflow.name,
+            file=prepared.file,
+            started_at=self.summary.started_at,
+            inputs={},
+            steps=(),
+        )
         self.base = run_record(started, prepared, self.mode, self.session.env)
 
     # --- the batch's own row ---------------------------------------------------------------
@@ -103,17 +124,33 @@ class BatchSession:
         data_path = None
         if dataset.data not in (None, "-"):
             data_path = str(_absolute(dataset.data))
-        self.store.insert_batch(BatchRecord(
-            batch_id=summary.batch_id, workflow=summary.workflow, file=summary.file,
-            file_path=self.base.file_path, file_sha256=self.base.file_sha256,
-            data=dataset.data, data_path=data_path, mode=self.mode,
-            started_at=summary.started_at, started=time.time(), rows=summary.rows,
-            settings={"map": dict(dataset.how.mapping), "inputs": dict(dataset.how.shared),
-                      "model": options.model, "concurrency": options.max_concurrency,
-                      "limit": dataset.limit, "format": dataset.fmt,
-                      "data_sha256": file_sha256(_absolute(data_path)) if data_path else None},
-            resumed_from=summary.resumed_from, user_name=self.base.user_name,
-            host_name=self.base.host_name))
+        self.store.insert_batch(
+            BatchRecord(
+                batch_id=summary.batch_id,
+                workflow=summary.workflow,
+                file=summary.file,
+                file_path=self.base.file_path,
+                file_sha256=self.base.file_sha256,
+                data=dataset.data,
+                data_path=data_path,
+                mode=self.mode,
+                started_at=summary.started_at,
+                started=time.time(),
+                rows=summary.rows,
+                settings={
+                    "map": dict(dataset.how.mapping),
+                    "inputs": dict(dataset.how.shared),
+                    "model": options.model,
+                    "concurrency": options.max_concurrency,
+                    "limit": dataset.limit,
+                    "format": dataset.fmt,
+                    "data_sha256": file_sha256(_absolute(data_path)) if data_path else None,
+                },
+                resumed_from=summary.resumed_from,
+                user_name=self.base.user_name,
+                host_name=self.base.host_name,
+            )
+        )
 
     def row_finished(self, result: RowResult) -> None:
         """Rows are recorded by their own recorders."""
@@ -130,13 +167,26 @@ class BatchSession:
         base, batch_id = self.base, self.summary.batch_id
 
         def record(event: RunStarted) -> RunRecord:
-            return attrs.evolve(base, run_id=event.run_id, started_at=event.started_at,
-                                started=event.time, inputs=event.inputs,
-                                resumed_from=event.resumed_from, batch_id=batch_id,
-                                batch_row=index, batch_line=row.line)
+            return attrs.evolve(
+                base,
+                run_id=event.run_id,
+                started_at=event.started_at,
+                started=event.time,
+                inputs=event.inputs,
+                resumed_from=event.resumed_from,
+                batch_id=batch_id,
+                batch_row=index,
+                batch_line=row.line,
+            )
 
-        recorder = Recorder(self.store, self.session.prepared, mode=self.mode,
-                            env=self.session.env, record=record, layout=self.layout)
+        recorder = Recorder(
+            self.store,
+            self.session.prepared,
+            mode=self.mode,
+            env=self.session.env,
+            record=record,
+            layout=self.layout,
+        )
         return [recorder]
 
     def prior(self, index: int, row: RawRow) -> PriorRow | None:
@@ -172,13 +222,16 @@ class BatchSession:
 
 
 def _not_a_batch(run_id: str) -> UsageError:
-    return UsageError(f"{run_id} is a run, not a batch: batch --resume takes a batch id",
-                      hint="`orchestrate runs list` marks batches; resume a single run with "
-                           "`orchestrate run --resume`")
+    return UsageError(
+        f"{run_id} is a run, not a batch: batch --resume takes a batch id",
+        hint="`orchestrate runs list` marks batches; resume a single run with "
+        "`orchestrate run --resume`",
+    )
 
 
-def resumed_batch(resume: str, env: Mapping[str, str] = os.environ,
-                  database: str | Path | None = None) -> dict[str, Any]:
+def resumed_batch(
+    resume: str, env: Mapping[str, str] = os.environ, database: str | Path | None = None
+) -> dict[str, Any]:
     """The settings of the batch `--resume` names, so the data file, `--map` and the
     shared inputs need not be given again: `data` (absolute, or `-`) and `settings`."""
     import json
@@ -193,8 +246,9 @@ def resumed_batch(resume: str, env: Mapping[str, str] = os.environ,
         return {"data": row["data_path"] or row["data"], "settings": json.loads(row["settings"])}
 
 
-def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = None
-                  ) -> dict[str, Any] | None:
+def batch_details(
+    store: HistoryStore, batch_id: str, *, limit: int | None = None
+) -> dict[str, Any] | None:
     """`runs show BATCH_ID`: the summary document with `failed_rows` (the rows that did
     not succeed, with their errors; the first `limit`), or None for a run id."""
     import json
@@ -205,14 +259,31 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
     if row["summary"]:
         document = json.loads(row["summary"])
     else:  # still running, or its process died: what the columns know
-        document = {key: row[key] for key in ("batch_id", "workflow", "file", "data", "status",
-                                              "started_at", "rows", "succeeded", "failed",
-                                              "cancelled", "duration_ms", "resumed_from")}
-        document["usage"] = {"input_tokens": row["input_tokens"],
-                             "output_tokens": row["output_tokens"]}
+        document = {
+            key: row[key]
+            for key in (
+                "batch_id",
+                "workflow",
+                "file",
+                "data",
+                "status",
+                "started_at",
+                "rows",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "duration_ms",
+                "resumed_from",
+            )
+        }
+        document["usage"] = {
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"],
+        }
         document["cost_usd"] = None  # summed when the batch ends
-    document["failed_rows"] = [row_entry(r) for r in
-                               store.batch_rows(batch_id, failed_only=True, limit=limit)]
+    document["failed_rows"] = [
+        row_entry(r) for r in store.batch_rows(batch_id, failed_only=True, limit=limit)
+    ]
     document["failed_checks"] = _failed_checks(store, batch_id, limit)
     return document
 
@@ -220,12 +291,17 @@ def batch_details(store: HistoryStore, batch_id: str, *, limit: int | None = Non
 def row_entry(row: BatchRow) -> dict[str, Any]:
     """A batch's row as `runs show BATCH_ID --json` lists it."""
     error = {"type": row.error_type, "message": row.error_message} if row.error_type else None
-    return {"row": row.row, "line": row.line, "status": row.status, "run_id": row.run_id,
-            "error": error, "checks": row.checks}
+    return {
+        "row": row.row,
+        "line": row.line,
+        "status": row.status,
+        "run_id": row.run_id,
+        "error": error,
+        "checks": row.checks,
+    }
 
 
-def _failed_checks(store: HistoryStore, batch_id: str,
-                   limit: int | None) -> list[dict[str, Any]]:
+def _failed_checks(store: HistoryStore, batch_id: str, limit: int | None) -> list[dict[str, Any]]:
     """The rows that succeeded with a failing check, and those checks (the first `limit`)."""
     found: list[dict[str, Any]] = []
     for row in store.batch_rows(batch_id):
@@ -234,8 +310,7 @@ def _failed_checks(store: HistoryStore, batch_id: str,
             continue
         if limit is not None and len(found) >= limit:
             break
-        found.append({"row": row.row, "line": row.line, "run_id": row.run_id,
-                      "checks": failed})
+        found.append({"row": row.row, "line": row.line, "run_id": row.run_id, "checks": failed})
     return found
 
 

@@ -29,8 +29,9 @@ def database_path(env: Mapping[str, str] = os.environ) -> Path:
     return home(env) / DB_NAME
 
 
-def database_location(env: Mapping[str, str] = os.environ,
-                      given: str | Path | None = None) -> str | Path:
+def database_location(
+    env: Mapping[str, str] = os.environ, given: str | Path | None = None
+) -> str | Path:
     """Where the history is: `given` (`--db`), else `$ORCHESTRATE_DATABASE_URL`, else the
     SQLite file in the home folder. A URL stays a string; an SQLite file is a Path."""
     location = given if given is not None else env.get("ORCHESTRATE_DATABASE_URL") or None
@@ -39,7 +40,7 @@ def database_location(env: Mapping[str, str] = os.environ,
     if isinstance(location, Path):
         return location
     if location.startswith(SQLITE_PREFIX):  # sqlite:///relative, sqlite:////absolute
-        return Path(location[len(SQLITE_PREFIX):]).expanduser()
+        return Path(location[len(SQLITE_PREFIX) :]).expanduser()
     scheme = location.partition("://")[0] if "://" in location else None
     if scheme is None:
         return Path(location).expanduser()
@@ -47,14 +48,20 @@ def database_location(env: Mapping[str, str] = os.environ,
         from orchestrate._errors import UsageError
         from orchestrate._secrets import redact_url
 
-        raise UsageError(f"cannot keep the history in {redact_url(location)}: unknown kind "
-                         f"of database {scheme!r}",
-                         hint="give a file path, sqlite:///PATH, or postgresql://USER@HOST/DB")
+        raise UsageError(
+            f"cannot keep the history in {redact_url(location)}: unknown kind "
+            f"of database {scheme!r}",
+            hint="give a file path, sqlite:///PATH, or postgresql://USER@HOST/DB",
+        )
     return location
 
 
-def open_store(env: Mapping[str, str] = os.environ, location: str | Path | None = None, *,
-               secrets: Sequence[str] = ()) -> HistoryStore:
+def open_store(
+    env: Mapping[str, str] = os.environ,
+    location: str | Path | None = None,
+    *,
+    secrets: Sequence[str] = (),
+) -> HistoryStore:
     """The history database (created or migrated); `secrets` never reach it.
 
     The backend is imported here, so only the commands that use the history pay for it.

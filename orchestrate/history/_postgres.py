@@ -23,8 +23,10 @@ from orchestrate.history._schema import MIGRATIONS_TABLE, POSTGRESQL, pending
 from orchestrate.history._sql import Connection, SQLStore
 
 INSTALL_HINT = "pip install 'orchestrate[postgres]'"
-HINT = ("check the URL (--db or ORCHESTRATE_DATABASE_URL) and that the server is up, or run "
-        "with --no-history")
+HINT = (
+    "check the URL (--db or ORCHESTRATE_DATABASE_URL) and that the server is up, or run "
+    "with --no-history"
+)
 CONNECT_TIMEOUT_S = 10
 # The advisory lock's first key: ours ("ORCH"); the second is the schema's, so that
 # histories in two schemas of one database migrate independently.
@@ -35,8 +37,10 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError:
-        raise StoreError("a postgresql:// history needs the psycopg driver, which is not "
-                         "installed", hint=INSTALL_HINT) from None
+        raise StoreError(
+            "a postgresql:// history needs the psycopg driver, which is not installed",
+            hint=INSTALL_HINT,
+        ) from None
     return psycopg
 
 
@@ -53,8 +57,7 @@ class PostgresStore(SQLStore):
 
     hint = HINT
 
-    def __init__(self, url: str, db: Connection | None = None,
-                 secrets: Sequence[str] = ()) -> None:
+    def __init__(self, url: str, db: Connection | None = None, secrets: Sequence[str] = ()) -> None:
         self.url = url
         self.errors = (_psycopg().Error,)
         super().__init__(db or self.connect(), redact_url(url), secrets)
@@ -67,8 +70,10 @@ class PostgresStore(SQLStore):
         try:
             store = cls(url, secrets=secrets)
         except errors as exc:
-            raise StoreError(f"cannot connect to the run history {redact_url(url)}: "
-                             f"{describe(url, exc)}", hint=HINT) from None
+            raise StoreError(
+                f"cannot connect to the run history {redact_url(url)}: {describe(url, exc)}",
+                hint=HINT,
+            ) from None
         try:
             _migrate(store.db, store.location)
         except errors as exc:
@@ -84,9 +89,13 @@ class PostgresStore(SQLStore):
         from psycopg.rows import dict_row
 
         try:
-            raw = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
-                                  connect_timeout=CONNECT_TIMEOUT_S,
-                                  application_name="orchestrate")
+            raw = psycopg.connect(
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="orchestrate",
+            )
         except psycopg.ProgrammingError as exc:  # not a URL libpq can read
             raise psycopg.OperationalError(f"invalid database URL ({exc})") from None
         return Connection(raw, paramstyle="format")
@@ -115,15 +124,19 @@ def _migrate(db: Connection, location: str) -> None:
         applied = _applied(db)  # again: another process may have been first
         if applied is None:
             if _has_table(db, "runs"):
-                raise StoreError(f"{location} holds a `runs` table that is not orchestrate's",
-                                 hint="point the URL's search_path at another schema, or " + HINT)
+                raise StoreError(
+                    f"{location} holds a `runs` table that is not orchestrate's",
+                    hint="point the URL's search_path at another schema, or " + HINT,
+                )
             db.execute(MIGRATIONS_TABLE)
             applied = []
         for migration in pending(applied, location):
             for statement in migration.sql(POSTGRESQL):
                 db.execute(statement)
-            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                       (migration.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            )
 
 
 def _applied(db: Connection) -> list[str] | None:
@@ -133,9 +146,13 @@ def _applied(db: Connection) -> list[str] | None:
     return [row["name"] for row in db.query("SELECT name FROM _migrations ORDER BY applied_at")]
 
 
-
 def _has_table(db: Connection, name: str) -> bool:
     # A query of the catalog, not to_regclass(): after waiting for the lock, this sees
     # what the process that held it committed.
-    return bool(db.query("SELECT 1 FROM information_schema.tables WHERE table_name = ? "
-                         "AND table_schema = current_schema()", (name,)))
+    return bool(
+        db.query(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = ? "
+            "AND table_schema = current_schema()",
+            (name,),
+        )
+    )

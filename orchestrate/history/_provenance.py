@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from orchestrate._spec import AnyStep
 
 
-def run_record(event: RunStarted, prepared: PreparedRun, mode: str,
-               env: Mapping[str, str]) -> RunRecord:
+def run_record(
+    event: RunStarted, prepared: PreparedRun, mode: str, env: Mapping[str, str]
+) -> RunRecord:
     """The run as it starts, with where it came from and who ran it where."""
     from orchestrate._version import __version__
 
@@ -40,12 +41,21 @@ def run_record(event: RunStarted, prepared: PreparedRun, mode: str,
         "workflows": {str(child): file_sha256(child) for child in prepared.children},
     }
     return RunRecord(
-        run_id=event.run_id, workflow=event.workflow, file=event.file,
-        file_path=str(path.resolve()) if path else None, file_sha256=file_sha256(path),
-        git_commit=git_commit(path.resolve().parent) if path else None, mode=mode,
-        started_at=event.started_at, started=event.time, inputs=event.inputs,
-        resumed_from=event.resumed_from, provenance=provenance, user_name=user_name(env),
-        host_name=socket.gethostname() or None)
+        run_id=event.run_id,
+        workflow=event.workflow,
+        file=event.file,
+        file_path=str(path.resolve()) if path else None,
+        file_sha256=file_sha256(path),
+        git_commit=git_commit(path.resolve().parent) if path else None,
+        mode=mode,
+        started_at=event.started_at,
+        started=event.time,
+        inputs=event.inputs,
+        resumed_from=event.resumed_from,
+        provenance=provenance,
+        user_name=user_name(env),
+        host_name=socket.gethostname() or None,
+    )
 
 
 def user_name(env: Mapping[str, str]) -> str | None:

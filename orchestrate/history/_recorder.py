@@ -55,10 +55,16 @@ class Recorder:
 
     FLUSH_AFTER = 0.05
 
-    def __init__(self, store: HistoryStore, prepared: PreparedRun, *, mode: str,
-                 env: Mapping[str, str],
-                 record: Callable[[RunStarted], RunRecord] | None = None,
-                 layout: StepLayout | None = None) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        prepared: PreparedRun,
+        *,
+        mode: str,
+        env: Mapping[str, str],
+        record: Callable[[RunStarted], RunRecord] | None = None,
+        layout: StepLayout | None = None,
+    ) -> None:
         self.store = store
         self.mode = mode
         self.env = env
@@ -110,10 +116,16 @@ class Recorder:
 
     def _records(self, batch: list[tuple[StepResult, float]]) -> list[StepRecord]:
         layout = self.layout
-        return [StepRecord(result=step, position=layout.positions.get(step.id, -1),
-                           kind=layout.kinds.get(step.id, ""),
-                           definition=layout.definition(step.id), finished=when)
-                for step, when in batch]
+        return [
+            StepRecord(
+                result=step,
+                position=layout.positions.get(step.id, -1),
+                kind=layout.kinds.get(step.id, ""),
+                definition=layout.definition(step.id),
+                finished=when,
+            )
+            for step, when in batch
+        ]
 
     def close(self) -> None:
         """Write what is pending; a run that never finished is recorded as cancelled."""

@@ -52,14 +52,20 @@ def requested_provider(request: LLMRequest, fallback: str) -> str:
 
 def fixture_key(request: LLMRequest, provider: str) -> str:
     """A fixture's key: the provider the step names, and what the request asks."""
-    return _digest({"provider": requested_provider(request, provider),
-                    **request.fingerprint_data()})
+    return _digest(
+        {"provider": requested_provider(request, provider), **request.fingerprint_data()}
+    )
 
 
 def response_data(response: LLMResponse) -> dict[str, Any]:
     usage = response.usage.to_dict() if response.usage else None
-    return {"text": response.text, "usage": usage, "model": response.model,
-            "response_id": response.response_id, "finish_reason": response.finish_reason}
+    return {
+        "text": response.text,
+        "usage": usage,
+        "model": response.model,
+        "response_id": response.response_id,
+        "finish_reason": response.finish_reason,
+    }
 
 
 def response_from(data: dict[str, Any], *, attempts: int) -> LLMResponse:
@@ -67,9 +73,14 @@ def response_from(data: dict[str, Any], *, attempts: int) -> LLMResponse:
     was made)."""
     usage = data.get("usage")
     return LLMResponse(
-        text=data["text"], usage=Usage(**usage) if usage else None, attempts=attempts,
-        model=data.get("model"), response_id=data.get("response_id"),
-        finish_reason=data.get("finish_reason"), cached=True, cost_usd=0.0,
+        text=data["text"],
+        usage=Usage(**usage) if usage else None,
+        attempts=attempts,
+        model=data.get("model"),
+        response_id=data.get("response_id"),
+        finish_reason=data.get("finish_reason"),
+        cached=True,
+        cost_usd=0.0,
     )
 
 
@@ -108,8 +119,9 @@ class CachingProvider:
     0) and carries the usage the answer cost when it was made.
     """
 
-    def __init__(self, inner: Provider, *, endpoint: str, store: HistoryStore,
-                 everything: bool) -> None:
+    def __init__(
+        self, inner: Provider, *, endpoint: str, store: HistoryStore, everything: bool
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.endpoint = endpoint
@@ -121,11 +133,21 @@ class CachingProvider:
         return self.everything if setting is None else bool(setting)
 
     def key(self, request: LLMRequest) -> str:
-        return _digest({"endpoint": self.endpoint, "mock_text": request.mock_text,
-                        **request.fingerprint_data()})
+        return _digest(
+            {
+                "endpoint": self.endpoint,
+                "mock_text": request.mock_text,
+                **request.fingerprint_data(),
+            }
+        )
 
-    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
-                       on_retry: RetryCallback | None = None) -> LLMResponse:
+    async def complete(
+        self,
+        request: LLMRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> LLMResponse:
         if not self.wanted(request):
             return await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         key = self.key(request)
@@ -139,10 +161,16 @@ class CachingProvider:
         return response
 
     def _put(self, key: str, request: LLMRequest, response: LLMResponse) -> None:
-        self.store.put_response(CachedResponse(
-            key=key, endpoint=self.endpoint, model=response.model or request.model,
-            request=request.fingerprint_data(), response=response_data(response),
-            created=time.time()))
+        self.store.put_response(
+            CachedResponse(
+                key=key,
+                endpoint=self.endpoint,
+                model=response.model or request.model,
+                request=request.fingerprint_data(),
+                response=response_data(response),
+                created=time.time(),
+            )
+        )
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -173,8 +201,14 @@ class Fixture:
     under `--mock`, so that they never pass for a model's.
     """
 
-    def __init__(self, path: Path, responses: dict[str, dict[str, Any]] | None = None,
-                 *, mock: bool = False, secrets: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        path: Path,
+        responses: dict[str, dict[str, Any]] | None = None,
+        *,
+        mock: bool = False,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.path = path
         self.responses = dict(responses or {})
         self.mock = mock
@@ -187,28 +221,32 @@ class Fixture:
         return len(self.recorded)
 
     @classmethod
-    def load(cls, path: Path, *, missing_ok: bool = False,
-             secrets: Sequence[str] = ()) -> Fixture:
+    def load(cls, path: Path, *, missing_ok: bool = False, secrets: Sequence[str] = ()) -> Fixture:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             if missing_ok:
                 return cls(path, secrets=secrets)
-            raise UsageError(f"no fixture file {path}",
-                             hint="record one with `orchestrate run FLOW --record "
-                                  f"{path}`") from None
+            raise UsageError(
+                f"no fixture file {path}",
+                hint=f"record one with `orchestrate run FLOW --record {path}`",
+            ) from None
         except OSError as exc:
             raise UsageError(f"cannot read the fixture {path}: {exc.strerror}") from None
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise UsageError(f"{path} is not a fixture file: {exc}") from None
-        if (not isinstance(data, dict) or data.get("version") != FIXTURE_VERSION
-                or not isinstance(data.get("responses"), dict)):
-            raise UsageError(f"{path} is not a fixture file (version {FIXTURE_VERSION})",
-                             hint="fixtures are written by `orchestrate run --record FILE`")
-        return cls(path, data["responses"], mock=data.get("mock") is True,
-                   secrets=secrets)
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != FIXTURE_VERSION
+            or not isinstance(data.get("responses"), dict)
+        ):
+            raise UsageError(
+                f"{path} is not a fixture file (version {FIXTURE_VERSION})",
+                hint="fixtures are written by `orchestrate run --record FILE`",
+            )
+        return cls(path, data["responses"], mock=data.get("mock") is True, secrets=secrets)
 
     def check_replay(self, *, mock: bool) -> None:
         """Refuse to replay mock answers in a run without --mock, where they would be
@@ -218,7 +256,8 @@ class Fixture:
                 f"the fixture {self.path} was recorded under --mock: its answers are the "
                 "mock's, not a model's, so it replays only with --mock",
                 hint="add --mock to replay it as a mock run, or record the fixture again "
-                     "without --mock")
+                "without --mock",
+            )
 
     def start_recording(self, *, mock: bool) -> None:
         """Mark the fixture as recorded under --mock or not; one holding answers of the
@@ -228,7 +267,8 @@ class Fixture:
             raise UsageError(
                 f"the fixture {self.path} holds {held} answers and this run records {now} "
                 "ones: a fixture never mixes the two",
-                hint="record into another file, or delete this one to start afresh")
+                hint="record into another file, or delete this one to start afresh",
+            )
         self.mock = mock
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -237,8 +277,11 @@ class Fixture:
 
     def put(self, key: str, provider: str, request: LLMRequest, response: LLMResponse) -> None:
         self.responses[key] = self.recorded[key] = {
-            "provider": provider, "step": request.step_id,
-            "request": request.fingerprint_data(), "response": response_data(response)}
+            "provider": provider,
+            "step": request.step_id,
+            "request": request.fingerprint_data(),
+            "response": response_data(response),
+        }
 
     def save(self) -> None:
         """Write the file whole: what it holds now (another run recording into it at the
@@ -273,8 +316,9 @@ def _taking_turns(path: Path) -> Iterator[None]:
     except ImportError:
         yield
         return
-    lock = os.open(path.with_name(f".{path.name}.lock"),
-                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    lock = os.open(
+        path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+    )
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -290,8 +334,13 @@ class RecordingProvider:
         self.name = name
         self.fixture = fixture
 
-    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
-                       on_retry: RetryCallback | None = None) -> LLMResponse:
+    async def complete(
+        self,
+        request: LLMRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> LLMResponse:
         response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
         provider = requested_provider(request, self.name)
         self.fixture.put(fixture_key(request, provider), provider, request, response)
@@ -309,8 +358,13 @@ class ReplayProvider:
         self.fixture = fixture
         self.name = name
 
-    async def complete(self, request: LLMRequest, *, on_token: TokenCallback | None = None,
-                       on_retry: RetryCallback | None = None) -> LLMResponse:
+    async def complete(
+        self,
+        request: LLMRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> LLMResponse:
         provider = requested_provider(request, self.name)
         data = self.fixture.get(fixture_key(request, provider))
         if data is None:

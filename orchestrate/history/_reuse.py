@@ -1,9 +1,9 @@
 """Reusing an earlier run's steps: `--resume`, `--from` and `--only`.
 
-    plan_reuse()        picks the base run (--resume RUN_ID, or the latest of the file in
-                        the same mode family) and checks it fits
-    └── ReusePlan       the engine's `reuse` seam, filled from that run's steps
-    steps_to_rerun()    what --from S and --only S run again
+plan_reuse()        picks the base run (--resume RUN_ID, or the latest of the file in
+                    the same mode family) and checks it fits
+└── ReusePlan       the engine's `reuse` seam, filled from that run's steps
+steps_to_rerun()    what --from S and --only S run again
 """
 
 from __future__ import annotations
@@ -80,13 +80,16 @@ class ReusePlan:
     def _may_take(self, step: AnyStep) -> bool:
         """Not chosen to run again, of a mode this run may take answers from, and written
         as it was then."""
-        return ((self.rerun is None or step.id not in self.rerun)
-                and (self.same_mode or isinstance(step, FunctionStep))
-                and self.definitions.get(step.id) == definition_hash(step))
+        return (
+            (self.rerun is None or step.id not in self.rerun)
+            and (self.same_mode or isinstance(step, FunctionStep))
+            and self.definitions.get(step.id) == definition_hash(step)
+        )
 
 
-def prior_results(store: HistoryStore, run_id: str) -> tuple[dict[str, StepResult],
-                                                             dict[str, str | None]]:
+def prior_results(
+    store: HistoryStore, run_id: str
+) -> tuple[dict[str, StepResult], dict[str, str | None]]:
     """The steps of a recorded run as results the engine can reuse, and their definitions."""
     results, definitions = {}, {}
     for stored in store.stored_steps(run_id):
@@ -97,21 +100,31 @@ def prior_results(store: HistoryStore, run_id: str) -> tuple[dict[str, StepResul
     return results, definitions
 
 
-def plan_reuse(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: str | None,
-               rerun: frozenset[str] | None, flag: str) -> ReusePlan | None:
+def plan_reuse(
+    store: HistoryStore,
+    prepared: PreparedRun,
+    *,
+    mode: str,
+    resume: str | None,
+    rerun: frozenset[str] | None,
+    flag: str,
+) -> ReusePlan | None:
     """The plan for --resume (`rerun` None) or --from/--only (`flag`), None without them."""
-    base = _base_run(store, prepared, mode=mode, resume=resume, make_style=rerun is not None,
-                     flag=flag)
+    base = _base_run(
+        store, prepared, mode=mode, resume=resume, make_style=rerun is not None, flag=flag
+    )
     if base is None:
         return None
     prior, definitions = prior_results(store, base)
     base_mode = store.run_row(base)["mode"]
-    return ReusePlan(base, prior, definitions, rerun,
-                     same_mode=mode_family(base_mode) == mode_family(mode))
+    return ReusePlan(
+        base, prior, definitions, rerun, same_mode=mode_family(base_mode) == mode_family(mode)
+    )
 
 
-def resumed_inputs(resume: str, env: Mapping[str, str] = os.environ,
-                   database: str | Path | None = None) -> dict[str, Any]:
+def resumed_inputs(
+    resume: str, env: Mapping[str, str] = os.environ, database: str | Path | None = None
+) -> dict[str, Any]:
     """The inputs of the run `--resume` names: a resumed run needs no `-i` again (as
     `batch --resume` needs no `--data`), and the `resume with:` line works as printed."""
     import json
@@ -119,12 +132,18 @@ def resumed_inputs(resume: str, env: Mapping[str, str] = os.environ,
     from orchestrate.history._open import open_store
 
     with open_store(env, database) as store:
-        return dict(json.loads(store.run_row(resolve_run(store, resume, "run --resume"))
-                               ["inputs"]))
+        return dict(json.loads(store.run_row(resolve_run(store, resume, "run --resume"))["inputs"]))
 
 
-def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: str | None,
-              make_style: bool, flag: str) -> str | None:
+def _base_run(
+    store: HistoryStore,
+    prepared: PreparedRun,
+    *,
+    mode: str,
+    resume: str | None,
+    make_style: bool,
+    flag: str,
+) -> str | None:
     """The run to reuse from: --resume RUN_ID (of this workflow), or for --from/--only
     the latest run of this file in the same mode family (mock, or live and replay)."""
     family = mode_family(mode)
@@ -139,8 +158,9 @@ def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: 
                 f"{_MODE_WORDS[mode]}: model answers of a --mock run are never "
                 f"taken into a run without --mock, nor the other way round",
                 hint=f"leave out --resume to use the latest "
-                     f"{_FAMILY_WORDS[family].format('the file')}, or use --resume "
-                     f"alone (it runs the model steps again)")
+                f"{_FAMILY_WORDS[family].format('the file')}, or use --resume "
+                f"alone (it runs the model steps again)",
+            )
         return run_id
     if not make_style:
         return None
@@ -159,13 +179,16 @@ def _base_run(store: HistoryStore, prepared: PreparedRun, *, mode: str, resume: 
             f"{other}, is {_MODE_WORDS.get(other_mode, other_mode)}: model answers of a "
             f"--mock run are never taken into a run without --mock, nor the other way "
             f"round)",
-            hint="run the whole workflow once " + (
-                "with --mock" if family == "mock" else "without --mock") + " first")
+            hint="run the whole workflow once "
+            + ("with --mock" if family == "mock" else "without --mock")
+            + " first",
+        )
     if latest is None:
-        raise UsageError(f"{flag} takes the other steps' outputs from the latest run of "
-                         f"{file}, and there is none",
-                         hint="run the whole workflow once first, or name a run with "
-                              "--resume RUN_ID")
+        raise UsageError(
+            f"{flag} takes the other steps' outputs from the latest run of "
+            f"{file}, and there is none",
+            hint="run the whole workflow once first, or name a run with --resume RUN_ID",
+        )
     return latest
 
 
@@ -185,7 +208,8 @@ def check_same_workflow(prepared: PreparedRun, row: Mapping[str, Any]) -> None:
         f"({row['file'] or row['file_path']}), not of {workflow.name!r} "
         f"({prepared.file or path or 'this workflow'}): --resume reuses a run of "
         f"the same workflow only",
-        hint=f"`orchestrate runs list -w {workflow.name}` lists this workflow's runs")
+        hint=f"`orchestrate runs list -w {workflow.name}` lists this workflow's runs",
+    )
 
 
 def steps_to_rerun(workflow: Workflow, rerun_from: str | None, only: str | None) -> frozenset[str]:
@@ -197,9 +221,10 @@ def steps_to_rerun(workflow: Workflow, rerun_from: str | None, only: str | None)
     if start not in workflow.step_ids:
         from orchestrate._hints import did_you_mean
 
-        raise UsageError(f"the workflow has no step {start!r}",
-                         hint=did_you_mean(start, workflow.step_ids)
-                         or "steps: " + ", ".join(workflow.step_ids))
+        raise UsageError(
+            f"the workflow has no step {start!r}",
+            hint=did_you_mean(start, workflow.step_ids) or "steps: " + ", ".join(workflow.step_ids),
+        )
     if only is not None:
         return frozenset({only})
     plan = build_plan(workflow)

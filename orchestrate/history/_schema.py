@@ -138,48 +138,60 @@ _BATCHES = """
     )"""
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration("m001_initial", (
-        _RUNS,
-        "CREATE INDEX runs_by_start ON runs (started)",
-        "CREATE INDEX runs_by_workflow ON runs (workflow, started)",
-        "CREATE INDEX runs_by_file ON runs (file_path, started)",
-        _STEPS,
-        _RESPONSES,
-        "CREATE INDEX responses_by_age ON responses (created)",
-    )),
+    Migration(
+        "m001_initial",
+        (
+            _RUNS,
+            "CREATE INDEX runs_by_start ON runs (started)",
+            "CREATE INDEX runs_by_workflow ON runs (workflow, started)",
+            "CREATE INDEX runs_by_file ON runs (file_path, started)",
+            _STEPS,
+            _RESPONSES,
+            "CREATE INDEX responses_by_age ON responses (created)",
+        ),
+    ),
     # JSON: the items of a for_each that succeeded (see _store.items_value), for --resume
     Migration("m002_step_items", ("ALTER TABLE steps ADD COLUMN items TEXT",)),
     # A batch's rows are runs: they name their batch, and `runs list` leaves them out (the
     # partial indexes keep it fast however many rows a batch has).
-    Migration("m003_batches", (
-        "ALTER TABLE runs ADD COLUMN batch_id TEXT",
-        "ALTER TABLE runs ADD COLUMN batch_row INTEGER",  # the row's index, from 0
-        "ALTER TABLE runs ADD COLUMN batch_line INTEGER",  # its line in the data file
-        "CREATE INDEX runs_by_batch ON runs (batch_id, batch_row) WHERE batch_id IS NOT NULL",
-        "CREATE INDEX runs_alone_by_start ON runs (started) WHERE batch_id IS NULL",
-        "CREATE INDEX runs_alone_by_workflow ON runs (workflow, started) "
-        "WHERE batch_id IS NULL",
-        _BATCHES,
-        "CREATE INDEX batches_by_start ON batches (started)",
-    )),
+    Migration(
+        "m003_batches",
+        (
+            "ALTER TABLE runs ADD COLUMN batch_id TEXT",
+            "ALTER TABLE runs ADD COLUMN batch_row INTEGER",  # the row's index, from 0
+            "ALTER TABLE runs ADD COLUMN batch_line INTEGER",  # its line in the data file
+            "CREATE INDEX runs_by_batch ON runs (batch_id, batch_row) WHERE batch_id IS NOT NULL",
+            "CREATE INDEX runs_alone_by_start ON runs (started) WHERE batch_id IS NULL",
+            "CREATE INDEX runs_alone_by_workflow ON runs (workflow, started) "
+            "WHERE batch_id IS NULL",
+            _BATCHES,
+            "CREATE INDEX batches_by_start ON batches (started)",
+        ),
+    ),
     # What runs and steps cost, and the price it was computed with, so that a later change
     # of the price table does not rewrite old runs. Runs recorded before are NULL (unknown).
-    Migration("m004_cost", (
-        "ALTER TABLE runs ADD COLUMN cost_usd {float}",
-        "ALTER TABLE steps ADD COLUMN cost_usd {float}",
-        "ALTER TABLE steps ADD COLUMN price TEXT",  # JSON: USD per million tokens
-        "ALTER TABLE steps ADD COLUMN cached_input_tokens INTEGER",
-        "ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER",
-    )),
+    Migration(
+        "m004_cost",
+        (
+            "ALTER TABLE runs ADD COLUMN cost_usd {float}",
+            "ALTER TABLE steps ADD COLUMN cost_usd {float}",
+            "ALTER TABLE steps ADD COLUMN price TEXT",  # JSON: USD per million tokens
+            "ALTER TABLE steps ADD COLUMN cached_input_tokens INTEGER",
+            "ALTER TABLE steps ADD COLUMN cache_write_tokens INTEGER",
+        ),
+    ),
     # Who ran it (ORCHESTRATE_USER, else the login name) and where: a shared history has
     # many of each. `user` is a reserved word in PostgreSQL.
-    Migration("m005_run_user", (
-        "ALTER TABLE runs ADD COLUMN user_name TEXT",
-        "ALTER TABLE runs ADD COLUMN host_name TEXT",
-        "CREATE INDEX runs_by_user ON runs (user_name, started)",
-        "ALTER TABLE batches ADD COLUMN user_name TEXT",
-        "ALTER TABLE batches ADD COLUMN host_name TEXT",
-    )),
+    Migration(
+        "m005_run_user",
+        (
+            "ALTER TABLE runs ADD COLUMN user_name TEXT",
+            "ALTER TABLE runs ADD COLUMN host_name TEXT",
+            "CREATE INDEX runs_by_user ON runs (user_name, started)",
+            "ALTER TABLE batches ADD COLUMN user_name TEXT",
+            "ALTER TABLE batches ADD COLUMN host_name TEXT",
+        ),
+    ),
     # Each run's checks (SPEC 9) as JSON, so a batch's rows give their verdicts without
     # reading every document. Runs recorded before have none (NULL).
     Migration("m006_checks", ("ALTER TABLE runs ADD COLUMN checks TEXT",)),
@@ -202,4 +214,6 @@ def pending(applied: Iterable[str], location: str) -> list[Migration]:
 def newer_schema(location: str, version: int, detail: str = "") -> StoreError:
     return StoreError(
         f"{location} was written by a newer orchestrate (schema {version}, this version "
-        f"knows {len(MIGRATIONS)}{detail})", hint="upgrade orchestrate, or " + NO_HISTORY_HINT)
+        f"knows {len(MIGRATIONS)}{detail})",
+        hint="upgrade orchestrate, or " + NO_HISTORY_HINT,
+    )

@@ -1,10 +1,10 @@
 """What one `orchestrate run` gets from the history.
 
-    HistorySession      opened by run_prepared() before the run, closed after it
-    ├── open_store()    the database (a :class:`._store.HistoryStore`: SQLite or PostgreSQL)
-    ├── Recorder        an engine observer; turns events into rows, written off the loop
-    ├── plan_reuse()    the engine's `reuse` seam: --resume, --from, --only
-    └── wrap()          cache / record / replay providers for the ProviderPool
+HistorySession      opened by run_prepared() before the run, closed after it
+├── open_store()    the database (a :class:`._store.HistoryStore`: SQLite or PostgreSQL)
+├── Recorder        an engine observer; turns events into rows, written off the loop
+├── plan_reuse()    the engine's `reuse` seam: --resume, --from, --only
+└── wrap()          cache / record / replay providers for the ProviderPool
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ def _wants_cache(prepared: PreparedRun) -> bool:
 class HistorySession:
     """What one run gets from the history; :meth:`close` when the run is over."""
 
-    def __init__(self, prepared: PreparedRun, options: HistoryOptions, *, mock: bool,
-                 env: Mapping[str, str]) -> None:
+    def __init__(
+        self, prepared: PreparedRun, options: HistoryOptions, *, mock: bool, env: Mapping[str, str]
+    ) -> None:
         self.prepared = prepared
         self.options = options
         self.env = env
@@ -84,8 +85,9 @@ class HistorySession:
         self.cache = False
 
     @classmethod
-    def start(cls, prepared: PreparedRun, options: HistoryOptions, *, mock: bool,
-              env: Mapping[str, str]) -> HistorySession:
+    def start(
+        cls, prepared: PreparedRun, options: HistoryOptions, *, mock: bool, env: Mapping[str, str]
+    ) -> HistorySession:
         """Check the options, open the history and the fixtures; errors before any request."""
         _check(options)
         session = cls(prepared, options, mock=mock, env=env)
@@ -110,15 +112,22 @@ class HistorySession:
                 if self.replay_fixture.mock:  # mock answers: a mock run, reported as one
                     self.mode, self.mock = "mock", True
             if options.record:
-                self.record_fixture = Fixture.load(options.record, missing_ok=True,
-                                                   secrets=self.secrets)
+                self.record_fixture = Fixture.load(
+                    options.record, missing_ok=True, secrets=self.secrets
+                )
                 self.record_fixture.start_recording(mock=self.mode == "mock")
         if not options.record_history:
             return
         self.store = open_store(self.env, options.database, secrets=self.secrets)
         self.cache = (options.cache or _wants_cache(prepared)) and not options.replay
-        self.reuse = plan_reuse(self.store, prepared, mode=self.mode, resume=options.resume,
-                                rerun=rerun, flag="--only" if options.only else "--from")
+        self.reuse = plan_reuse(
+            self.store,
+            prepared,
+            mode=self.mode,
+            resume=options.resume,
+            rerun=rerun,
+            flag="--only" if options.only else "--from",
+        )
         self.recorder = Recorder(self.store, prepared, mode=self.mode, env=self.env)
 
     @functools.cached_property
@@ -145,9 +154,12 @@ class HistorySession:
         else:
             provider = create()
             if self.cache and self.store is not None:
-                provider = CachingProvider(provider, endpoint=cache_endpoint(name, self.prepared,
-                                                                            self.env),
-                                           store=self.store, everything=self.options.cache)
+                provider = CachingProvider(
+                    provider,
+                    endpoint=cache_endpoint(name, self.prepared, self.env),
+                    store=self.store,
+                    everything=self.options.cache,
+                )
         if self.record_fixture is not None:
             provider = RecordingProvider(provider, self.record_fixture, name=name)
         return provider
@@ -169,12 +181,20 @@ class HistorySession:
 
 def _check(options: HistoryOptions) -> None:
     if options.rerun_from and options.only:
-        raise UsageError("--from and --only cannot be used together",
-                         hint="--only S reruns S alone; --from S reruns S and what depends on it")
+        raise UsageError(
+            "--from and --only cannot be used together",
+            hint="--only S reruns S alone; --from S reruns S and what depends on it",
+        )
     if not options.record_history:
-        needs = [flag for flag, value in (("--resume", options.resume),
-                                          ("--from", options.rerun_from),
-                                          ("--only", options.only), ("--cache", options.cache))
-                 if value]
+        needs = [
+            flag
+            for flag, value in (
+                ("--resume", options.resume),
+                ("--from", options.rerun_from),
+                ("--only", options.only),
+                ("--cache", options.cache),
+            )
+            if value
+        ]
         if needs:
             raise UsageError(f"{needs[0]} needs the run history, and --no-history turns it off")

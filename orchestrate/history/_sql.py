@@ -60,11 +60,15 @@ EXPORT_PAGE = 200  # runs read at once by export_runs
 # What prune takes: finished batches started before `?` (with no row's run still marked
 # running), and runs on their own started before it that are not running. A row's run
 # whose batch is gone (an older prune left it) counts as a run on its own.
-_OLD_BATCHES = ("SELECT batch_id FROM batches WHERE started < ? AND status != 'running' AND NOT "
-                "EXISTS (SELECT 1 FROM runs WHERE runs.batch_id = batches.batch_id AND "
-                "runs.status = 'running')")
-_OLD_RUNS = ("started < ? AND status != 'running' AND (batch_id IS NULL OR NOT EXISTS "
-             "(SELECT 1 FROM batches WHERE batches.batch_id = runs.batch_id))")
+_OLD_BATCHES = (
+    "SELECT batch_id FROM batches WHERE started < ? AND status != 'running' AND NOT "
+    "EXISTS (SELECT 1 FROM runs WHERE runs.batch_id = batches.batch_id AND "
+    "runs.status = 'running')"
+)
+_OLD_RUNS = (
+    "started < ? AND status != 'running' AND (batch_id IS NULL OR NOT EXISTS "
+    "(SELECT 1 FROM batches WHERE batches.batch_id = runs.batch_id))"
+)
 
 
 def _delete(db: Connection, run_ids: Sequence[str]) -> Deleted:
@@ -73,8 +77,11 @@ def _delete(db: Connection, run_ids: Sequence[str]) -> Deleted:
     runs = rows = 0
     batches = []
     for run_id in run_ids:
-        db.execute("DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs "
-                   "WHERE run_id = ? OR batch_id = ?)", (run_id, run_id))
+        db.execute(
+            "DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs "
+            "WHERE run_id = ? OR batch_id = ?)",
+            (run_id, run_id),
+        )
         runs += db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount
         rows += db.execute("DELETE FROM runs WHERE batch_id = ?", (run_id,)).rowcount
         if db.execute("DELETE FROM batches WHERE batch_id = ?", (run_id,)).rowcount:
@@ -129,12 +136,12 @@ class Connection:
         self.raw.close()
 
 
-def _insert(table: str, columns: Sequence[str], *, key: Sequence[str] | None = None,
-            keep: bool = False) -> str:
+def _insert(
+    table: str, columns: Sequence[str], *, key: Sequence[str] | None = None, keep: bool = False
+) -> str:
     """An INSERT of `columns`; with `key`, an upsert: a later row replaces the earlier (or,
     with `keep`, is dropped)."""
-    sql = (f"INSERT INTO {table} ({', '.join(columns)})"
-           f" VALUES ({', '.join('?' * len(columns))})")
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     if key is not None and keep:
         sql += f" ON CONFLICT ({', '.join(key)}) DO NOTHING"
     elif key is not None:
@@ -144,28 +151,32 @@ def _insert(table: str, columns: Sequence[str], *, key: Sequence[str] | None = N
 
 
 _INSERT_RUN = _insert("runs", RUN_START_COLUMNS)
-_FINISH_RUN = (f"UPDATE runs SET {', '.join(f'{c} = ?' for c in RUN_END_COLUMNS)}"
-               " WHERE run_id = ?")
-_CANCEL_RUN = ("UPDATE runs SET status = 'cancelled', error_type = 'cancelled', "
-               "error_message = 'the run was interrupted' "
-               "WHERE run_id = ? AND status = 'running'")
+_FINISH_RUN = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in RUN_END_COLUMNS)} WHERE run_id = ?"
+_CANCEL_RUN = (
+    "UPDATE runs SET status = 'cancelled', error_type = 'cancelled', "
+    "error_message = 'the run was interrupted' "
+    "WHERE run_id = ? AND status = 'running'"
+)
 _UPSERT_STEP = _insert("steps", STEP_COLUMNS, key=("run_id", "step_id"))
 _UPSERT_RESPONSE = _insert("responses", RESPONSE_COLUMNS, key=("key",))
 _INSERT_BATCH = _insert("batches", BATCH_START_COLUMNS)
-_FINISH_BATCH = (f"UPDATE batches SET {', '.join(f'{c} = ?' for c in BATCH_END_COLUMNS)}"
-                 " WHERE batch_id = ?")
+_FINISH_BATCH = (
+    f"UPDATE batches SET {', '.join(f'{c} = ?' for c in BATCH_END_COLUMNS)} WHERE batch_id = ?"
+)
 # A run still going (or whose process died) has its tokens and cost in its finished steps;
 # its cost is unknown (NULL) while a step that used a model has none.
-_LIST_RUNS = ("SELECT *, CASE WHEN status = 'running' THEN"
-              " (SELECT coalesce(sum(s.input_tokens), 0)"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
-              " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out,"
-              " CASE WHEN status = 'running' THEN (SELECT CASE WHEN count(CASE WHEN"
-              " s.input_tokens IS NOT NULL AND s.cost_usd IS NULL THEN 1 END) > 0 THEN NULL"
-              " ELSE coalesce(sum(s.cost_usd), 0) END"
-              " FROM steps s WHERE s.run_id = runs.run_id) ELSE cost_usd END AS cost"
-              " FROM runs")
+_LIST_RUNS = (
+    "SELECT *, CASE WHEN status = 'running' THEN"
+    " (SELECT coalesce(sum(s.input_tokens), 0)"
+    " FROM steps s WHERE s.run_id = runs.run_id) ELSE input_tokens END AS tokens_in,"
+    " CASE WHEN status = 'running' THEN (SELECT coalesce(sum(s.output_tokens), 0)"
+    " FROM steps s WHERE s.run_id = runs.run_id) ELSE output_tokens END AS tokens_out,"
+    " CASE WHEN status = 'running' THEN (SELECT CASE WHEN count(CASE WHEN"
+    " s.input_tokens IS NOT NULL AND s.cost_usd IS NULL THEN 1 END) > 0 THEN NULL"
+    " ELSE coalesce(sum(s.cost_usd), 0) END"
+    " FROM steps s WHERE s.run_id = runs.run_id) ELSE cost_usd END AS cost"
+    " FROM runs"
+)
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -286,9 +297,16 @@ class SQLStore:
             return None
         return json.loads(rows[0]["response"]) if rows else None
 
-    def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, user: str | None = None,
-                  before: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(
+        self,
+        *,
+        limit: int | None = 20,
+        workflow: str | None = None,
+        status: str | None = None,
+        user: str | None = None,
+        before: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Runs and batches (a batch's rows are in it, not listed), newest first. `before`
         (an id) pages by keyset: as fast on the last page as on the first. `kind` (run or
         batch) lists only those."""
@@ -299,9 +317,11 @@ class SQLStore:
                 where.append(f"{column} = ?")
                 params.append(value)
         if before is not None:
-            anchor = self._query("SELECT started, run_id FROM runs WHERE run_id = ? UNION ALL "
-                                 "SELECT started, batch_id FROM batches WHERE batch_id = ?",
-                                 (before, before))
+            anchor = self._query(
+                "SELECT started, run_id FROM runs WHERE run_id = ? UNION ALL "
+                "SELECT started, batch_id FROM batches WHERE batch_id = ?",
+                (before, before),
+            )
             if anchor:
                 where.append("(started, {id}) < (?, ?)")
                 params += [anchor[0]["started"], anchor[0]["run_id"]]
@@ -315,21 +335,35 @@ class SQLStore:
 
         runs = newest(_LIST_RUNS, "run_id", "batch_id IS NULL") if kind != "batch" else []
         batches = newest("SELECT * FROM batches", "batch_id") if kind != "run" else []
-        listed = sorted([(row["started"], row["run_id"], run_summary(row)) for row in runs]
-                        + [(row["started"], row["batch_id"], batch_summary(row))
-                           for row in batches], key=lambda entry: entry[:2], reverse=True)
-        return [entry for _, _, entry in listed[:limit or None]]
+        listed = sorted(
+            [(row["started"], row["run_id"], run_summary(row)) for row in runs]
+            + [(row["started"], row["batch_id"], batch_summary(row)) for row in batches],
+            key=lambda entry: entry[:2],
+            reverse=True,
+        )
+        return [entry for _, _, entry in listed[: limit or None]]
 
     def resolve(self, prefix: str) -> str:
         # Run and batch ids alike; PostgreSQL wants the subquery named.
-        columns = ("SELECT run_id, workflow, started_at, status, started FROM runs UNION ALL "
-                   "SELECT batch_id, workflow, started_at, status, started FROM batches")
-        matches = self._query(
-            f"SELECT * FROM ({columns}) AS ids WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ?"
-            " ORDER BY started DESC LIMIT 11", (len(prefix), prefix)) if prefix else []
-        return resolved(prefix, matches,
-                        lambda: self._query(f"{columns} ORDER BY started DESC LIMIT 5"),
-                        self.location)
+        columns = (
+            "SELECT run_id, workflow, started_at, status, started FROM runs UNION ALL "
+            "SELECT batch_id, workflow, started_at, status, started FROM batches"
+        )
+        matches = (
+            self._query(
+                f"SELECT * FROM ({columns}) AS ids WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ?"
+                " ORDER BY started DESC LIMIT 11",
+                (len(prefix), prefix),
+            )
+            if prefix
+            else []
+        )
+        return resolved(
+            prefix,
+            matches,
+            lambda: self._query(f"{columns} ORDER BY started DESC LIMIT 5"),
+            self.location,
+        )
 
     def run_row(self, run_id: str) -> dict[str, Any]:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
@@ -344,8 +378,10 @@ class SQLStore:
         return run_document(self.run_row(run_id), self._step_rows(run_id))
 
     def stored_steps(self, run_id: str) -> list[StoredStep]:
-        return [StoredStep(result=step_result(row), definition=row["definition"])
-                for row in self._step_rows(run_id)]
+        return [
+            StoredStep(result=step_result(row), definition=row["definition"])
+            for row in self._step_rows(run_id)
+        ]
 
     def latest_run(self, file_path: str, modes: Iterable[str] | None = None) -> str | None:
         sql, params = "SELECT run_id FROM runs WHERE file_path = ?", [file_path]
@@ -364,21 +400,23 @@ class SQLStore:
         """The batch, the batch it resumed, and so on back."""
         chain = [batch_id]
         while True:
-            rows = self._query("SELECT resumed_from FROM batches WHERE batch_id = ?",
-                               (chain[-1],))
+            rows = self._query("SELECT resumed_from FROM batches WHERE batch_id = ?", (chain[-1],))
             earlier = rows[0]["resumed_from"] if rows else None
             if earlier is None or earlier in chain:
                 return chain
             chain.append(earlier)
 
-    def batch_rows(self, batch_id: str, *, failed_only: bool = False,
-                   limit: int | None = None) -> Iterator[BatchRow]:
+    def batch_rows(
+        self, batch_id: str, *, failed_only: bool = False, limit: int | None = None
+    ) -> Iterator[BatchRow]:
         chain = self._batch_chain(batch_id)
         generation = " ".join(f"WHEN ? THEN {index}" for index in range(len(chain)))
-        sql = ("SELECT batch_row, batch_line, run_id, status, error_type, error_message, "
-               f"checks, CASE batch_id {generation} END AS generation FROM runs "
-               f"WHERE batch_id IN ({', '.join('?' * len(chain))}) "
-               "ORDER BY batch_row, generation, started DESC")
+        sql = (
+            "SELECT batch_row, batch_line, run_id, status, error_type, error_message, "
+            f"checks, CASE batch_id {generation} END AS generation FROM runs "
+            f"WHERE batch_id IN ({', '.join('?' * len(chain))}) "
+            "ORDER BY batch_row, generation, started DESC"
+        )
         try:
             cursor = self.db.execute(sql, (*chain, *chain))
         except self.errors as exc:
@@ -394,10 +432,15 @@ class SQLStore:
                 if limit is not None and given >= limit:
                     break
                 given += 1
-                yield BatchRow(row=row["batch_row"], line=row["batch_line"],
-                               run_id=row["run_id"], status=row["status"],
-                               error_type=row["error_type"], error_message=row["error_message"],
-                               checks=json.loads(row["checks"]) if row["checks"] else [])
+                yield BatchRow(
+                    row=row["batch_row"],
+                    line=row["batch_line"],
+                    run_id=row["run_id"],
+                    status=row["status"],
+                    error_type=row["error_type"],
+                    error_message=row["error_message"],
+                    checks=json.loads(row["checks"]) if row["checks"] else [],
+                )
         finally:
             cursor.close()
 
@@ -423,10 +466,15 @@ class SQLStore:
         with self._writing() as db:
             batch_ids = [row["batch_id"] for row in db.query(_OLD_BATCHES, (before,))]
             deleted = _delete(db, batch_ids)
-            _, runs, responses = (db.execute(sql, (before,)).rowcount for sql in (
-                f"DELETE FROM steps WHERE run_id IN (SELECT run_id FROM runs WHERE {_OLD_RUNS})",
-                f"DELETE FROM runs WHERE {_OLD_RUNS}",
-                "DELETE FROM responses WHERE created < ?"))
+            _, runs, responses = (
+                db.execute(sql, (before,)).rowcount
+                for sql in (
+                    f"DELETE FROM steps WHERE run_id IN "
+                    f"(SELECT run_id FROM runs WHERE {_OLD_RUNS})",
+                    f"DELETE FROM runs WHERE {_OLD_RUNS}",
+                    "DELETE FROM responses WHERE created < ?",
+                )
+            )
         return attrs.evolve(deleted, runs=runs, responses=responses)
 
     # --- moving runs between histories (see _transfer) --------------------------------------
@@ -438,14 +486,18 @@ class SQLStore:
         """Every run with its steps, as their rows, a page at a time (by run id)."""
         after = ""
         while True:
-            runs = self._query("SELECT * FROM runs WHERE run_id > ? ORDER BY run_id "
-                               f"LIMIT {EXPORT_PAGE}", (after,))
+            runs = self._query(
+                f"SELECT * FROM runs WHERE run_id > ? ORDER BY run_id LIMIT {EXPORT_PAGE}", (after,)
+            )
             if not runs:
                 return
             ids = [run["run_id"] for run in runs]
             steps: dict[str, list[dict[str, Any]]] = {run_id: [] for run_id in ids}
-            for step in self._query(f"SELECT * FROM steps WHERE run_id IN "
-                                    f"({', '.join('?' * len(ids))}) ORDER BY position", ids):
+            for step in self._query(
+                f"SELECT * FROM steps WHERE run_id IN "
+                f"({', '.join('?' * len(ids))}) ORDER BY position",
+                ids,
+            ):
                 steps[step["run_id"]].append(dict(step))
             for run in runs:
                 yield dict(run), steps[run["run_id"]]
@@ -455,8 +507,10 @@ class SQLStore:
         """Every batch's row, a page at a time (by batch id); its rows are runs."""
         after = ""
         while True:
-            batches = self._query("SELECT * FROM batches WHERE batch_id > ? ORDER BY batch_id "
-                                  f"LIMIT {EXPORT_PAGE}", (after,))
+            batches = self._query(
+                f"SELECT * FROM batches WHERE batch_id > ? ORDER BY batch_id LIMIT {EXPORT_PAGE}",
+                (after,),
+            )
             if not batches:
                 return
             yield from (dict(batch) for batch in batches)
@@ -474,11 +528,18 @@ class SQLStore:
         run_columns, step_columns = self._known(run, "runs"), self._known(steps, "steps")
         try:
             with self.db.transaction() as db:
-                added = db.execute(_insert("runs", run_columns, key=("run_id",), keep=True),
-                                   [run[c] for c in run_columns]).rowcount == 1
+                added = (
+                    db.execute(
+                        _insert("runs", run_columns, key=("run_id",), keep=True),
+                        [run[c] for c in run_columns],
+                    ).rowcount
+                    == 1
+                )
                 if added and steps:
-                    db.executemany(_insert("steps", step_columns),
-                                   [[step.get(c) for c in step_columns] for step in steps])
+                    db.executemany(
+                        _insert("steps", step_columns),
+                        [[step.get(c) for c in step_columns] for step in steps],
+                    )
         except self.errors as exc:
             raise self.failure(exc, "could not import into") from None
         return added
@@ -488,22 +549,31 @@ class SQLStore:
         columns = self._known(batch, "batches")
         try:
             with self.db.transaction() as db:
-                return bool(db.execute(_insert("batches", columns, key=("batch_id",), keep=True),
-                                       [batch[c] for c in columns]).rowcount == 1)
+                return bool(
+                    db.execute(
+                        _insert("batches", columns, key=("batch_id",), keep=True),
+                        [batch[c] for c in columns],
+                    ).rowcount
+                    == 1
+                )
         except self.errors as exc:
             raise self.failure(exc, "could not import into") from None
 
-    def _known(self, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-               table: str) -> list[str]:
+    def _known(
+        self, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]], table: str
+    ) -> list[str]:
         """The columns of `rows` (one or several), checked against the table's own."""
-        names = sorted({key for row in ([rows] if isinstance(rows, Mapping) else rows)
-                        for key in row})
+        names = sorted(
+            {key for row in ([rows] if isinstance(rows, Mapping) else rows) for key in row}
+        )
         known = set(self.columns(table))
         unknown = [name for name in names if name not in known or not _IDENTIFIER.fullmatch(name)]
         if unknown:
-            raise StoreError(f"the {table} of this file have columns {self.location} does not: "
-                             f"{', '.join(unknown)}",
-                             hint="a newer orchestrate exported it: upgrade orchestrate")
+            raise StoreError(
+                f"the {table} of this file have columns {self.location} does not: "
+                f"{', '.join(unknown)}",
+                hint="a newer orchestrate exported it: upgrade orchestrate",
+            )
         return names
 
 
@@ -531,8 +601,7 @@ class Writer:
         self.store = store
         self.queue: queue.Queue[Any] = queue.Queue(limit or self.QUEUE_LIMIT)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="orchestrate-history",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._loop, name="orchestrate-history", daemon=True)
         self.thread.start()
 
     def submit(self, write: Write) -> None:

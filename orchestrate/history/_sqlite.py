@@ -30,8 +30,9 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def _connect(path: Path) -> Connection:
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                         check_same_thread=False)
+    db = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
     db.row_factory = sqlite3.Row
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.execute("PRAGMA foreign_keys = ON")
@@ -62,8 +63,10 @@ def _migrate(db: Connection, path: Path) -> None:
         for migration in pending(applied, str(path)):
             for statement in migration.sql(SQLITE):
                 db.execute(statement)
-            db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                       (migration.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            )
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
 
@@ -72,8 +75,7 @@ def _refuse_foreign(db: Connection, path: Path) -> set[str]:
     app_id = db.execute("PRAGMA application_id").fetchone()[0]
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if app_id not in (0, APPLICATION_ID) or (tables and "_migrations" not in tables):
-        raise StoreError(f"{path} is not an orchestrate history database",
-                         hint=NO_HISTORY_HINT)
+        raise StoreError(f"{path} is not an orchestrate history database", hint=NO_HISTORY_HINT)
     return tables
 
 
@@ -92,13 +94,15 @@ class SQLiteStore(SQLStore):
         try:
             private_folder(path.parent)
         except OSError as exc:
-            raise StoreError(f"cannot create {path.parent}: {exc.strerror}",
-                             hint=NO_HISTORY_HINT) from None
+            raise StoreError(
+                f"cannot create {path.parent}: {exc.strerror}", hint=NO_HISTORY_HINT
+            ) from None
         try:
             create_private_file(path)
         except OSError as exc:
-            raise StoreError(f"cannot create {path}: {exc.strerror}",
-                             hint=NO_HISTORY_HINT) from None
+            raise StoreError(
+                f"cannot create {path}: {exc.strerror}", hint=NO_HISTORY_HINT
+            ) from None
         db = None
         try:
             db = _connect(path)
@@ -113,8 +117,9 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
-            raise StoreError(f"cannot use the run history {path}: {exc}",
-                             hint=NO_HISTORY_HINT) from None
+            raise StoreError(
+                f"cannot use the run history {path}: {exc}", hint=NO_HISTORY_HINT
+            ) from None
         return cls(path, db, secrets)
 
     def connect(self) -> Connection:

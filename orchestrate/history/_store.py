@@ -174,9 +174,16 @@ class HistoryStore(Protocol):
     def get_response(self, key: str) -> dict[str, Any] | None:
         """A cached answer (`text`, `usage`, `model`, ...), or None."""
 
-    def list_runs(self, *, limit: int | None = 20, workflow: str | None = None,
-                  status: str | None = None, user: str | None = None,
-                  before: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(
+        self,
+        *,
+        limit: int | None = 20,
+        workflow: str | None = None,
+        status: str | None = None,
+        user: str | None = None,
+        before: str | None = None,
+        kind: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Runs newest first, as `runs list --json` prints them; `user`: run by them;
         `before` (a run id) gives the runs that come after that one in this order (the
         next page); `kind` (run or batch) only those entries."""
@@ -200,8 +207,9 @@ class HistoryStore(Protocol):
         """A batch's columns (`settings` and `summary` as JSON text), or None: `resolve`
         gives run and batch ids alike, and this tells which one it is."""
 
-    def batch_rows(self, batch_id: str, *, failed_only: bool = False,
-                   limit: int | None = None) -> Iterator[BatchRow]:
+    def batch_rows(
+        self, batch_id: str, *, failed_only: bool = False, limit: int | None = None
+    ) -> Iterator[BatchRow]:
         """Each row's latest run, in row order, streamed: a row the batch did not run
         again (`--resume`) is found in the batch it resumed, and so on back."""
 
@@ -239,29 +247,117 @@ class HistoryStore(Protocol):
 
 # --- results -> rows ----------------------------------------------------------------------------
 
-RUN_START_COLUMNS = ("run_id", "workflow", "file", "file_path", "file_sha256", "git_commit",
-                     "status", "mode", "started_at", "started", "inputs", "resumed_from",
-                     "provenance", "user_name", "host_name", "batch_id", "batch_row",
-                     "batch_line")
-RUN_END_COLUMNS = ("status", "finished_at", "duration_ms", "input_tokens", "output_tokens",
-                   "cost_usd", "outputs", "error_step", "error_type", "error_message",
-                   "document", "checks")
-STEP_COLUMNS = ("run_id", "position", "step_id", "kind", "status", "output", "error_type",
-                "error_message", "provider", "model", "response_id", "attempts",
-                "duration_ms", "input_tokens", "output_tokens", "cached_input_tokens",
-                "cache_write_tokens", "cost_usd", "price", "cached", "reused",
-                "fingerprint", "definition", "request", "finished_at", "extra", "items")
+RUN_START_COLUMNS = (
+    "run_id",
+    "workflow",
+    "file",
+    "file_path",
+    "file_sha256",
+    "git_commit",
+    "status",
+    "mode",
+    "started_at",
+    "started",
+    "inputs",
+    "resumed_from",
+    "provenance",
+    "user_name",
+    "host_name",
+    "batch_id",
+    "batch_row",
+    "batch_line",
+)
+RUN_END_COLUMNS = (
+    "status",
+    "finished_at",
+    "duration_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "outputs",
+    "error_step",
+    "error_type",
+    "error_message",
+    "document",
+    "checks",
+)
+STEP_COLUMNS = (
+    "run_id",
+    "position",
+    "step_id",
+    "kind",
+    "status",
+    "output",
+    "error_type",
+    "error_message",
+    "provider",
+    "model",
+    "response_id",
+    "attempts",
+    "duration_ms",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "price",
+    "cached",
+    "reused",
+    "fingerprint",
+    "definition",
+    "request",
+    "finished_at",
+    "extra",
+    "items",
+)
 RESPONSE_COLUMNS = ("key", "provider", "model", "request", "response", "created")
-BATCH_START_COLUMNS = ("batch_id", "workflow", "file", "file_path", "file_sha256", "data",
-                       "data_path", "status", "mode", "started_at", "started", "rows",
-                       "settings", "resumed_from", "user_name", "host_name")
-BATCH_END_COLUMNS = ("status", "finished_at", "duration_ms", "succeeded", "failed",
-                     "cancelled", "input_tokens", "output_tokens", "summary")
+BATCH_START_COLUMNS = (
+    "batch_id",
+    "workflow",
+    "file",
+    "file_path",
+    "file_sha256",
+    "data",
+    "data_path",
+    "status",
+    "mode",
+    "started_at",
+    "started",
+    "rows",
+    "settings",
+    "resumed_from",
+    "user_name",
+    "host_name",
+)
+BATCH_END_COLUMNS = (
+    "status",
+    "finished_at",
+    "duration_ms",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "input_tokens",
+    "output_tokens",
+    "summary",
+)
 
 # The keys of a step's entry in the result document that its columns hold.
-_DOCUMENT_COLUMNS = frozenset({"id", "status", "output", "error", "provider", "model",
-                               "attempts", "duration_ms", "usage", "cost_usd", "cached",
-                               "reused"})
+_DOCUMENT_COLUMNS = frozenset(
+    {
+        "id",
+        "status",
+        "output",
+        "error",
+        "provider",
+        "model",
+        "attempts",
+        "duration_ms",
+        "usage",
+        "cost_usd",
+        "cached",
+        "reused",
+    }
+)
 
 
 def _json(value: Any) -> str:
@@ -275,14 +371,24 @@ def _scrubbed(secrets: Sequence[str], text: str | None) -> str | None:
 def run_values(run: RunRecord, secrets: Sequence[str]) -> dict[str, Any]:
     """The `runs` row of a run that just started (RUN_START_COLUMNS)."""
     return {
-        "run_id": run.run_id, "workflow": run.workflow, "file": run.file,
-        "file_path": run.file_path, "file_sha256": run.file_sha256,
-        "git_commit": run.git_commit, "status": "running", "mode": run.mode,
-        "started_at": run.started_at, "started": run.started,
-        "inputs": _scrubbed(secrets, _json(run.inputs)), "resumed_from": run.resumed_from,
-        "provenance": _json(run.provenance), "user_name": run.user_name,
-        "host_name": run.host_name, "batch_id": run.batch_id,
-        "batch_row": run.batch_row, "batch_line": run.batch_line,
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "file": run.file,
+        "file_path": run.file_path,
+        "file_sha256": run.file_sha256,
+        "git_commit": run.git_commit,
+        "status": "running",
+        "mode": run.mode,
+        "started_at": run.started_at,
+        "started": run.started,
+        "inputs": _scrubbed(secrets, _json(run.inputs)),
+        "resumed_from": run.resumed_from,
+        "provenance": _json(run.provenance),
+        "user_name": run.user_name,
+        "host_name": run.host_name,
+        "batch_id": run.batch_id,
+        "batch_row": run.batch_row,
+        "batch_line": run.batch_line,
     }
 
 
@@ -294,14 +400,18 @@ def batch_values(batch: BatchRecord, secrets: Sequence[str]) -> dict[str, Any]:
     return values
 
 
-def batch_end_values(summary: Mapping[str, Any], finished: float,
-                     secrets: Sequence[str]) -> dict[str, Any]:
+def batch_end_values(
+    summary: Mapping[str, Any], finished: float, secrets: Sequence[str]
+) -> dict[str, Any]:
     """What the `batches` row learns when the batch ends (BATCH_END_COLUMNS)."""
     usage = summary.get("usage") or {}
     return {
-        "status": summary["status"], "finished_at": iso_time(finished),
-        "duration_ms": summary["duration_ms"], "succeeded": summary["succeeded"],
-        "failed": summary["failed"], "cancelled": summary["cancelled"],
+        "status": summary["status"],
+        "finished_at": iso_time(finished),
+        "duration_ms": summary["duration_ms"],
+        "succeeded": summary["succeeded"],
+        "failed": summary["failed"],
+        "cancelled": summary["cancelled"],
         "input_tokens": usage.get("input_tokens", 0),
         "output_tokens": usage.get("output_tokens", 0),
         "summary": _scrubbed(secrets, _json(summary)),
@@ -311,28 +421,37 @@ def batch_end_values(summary: Mapping[str, Any], finished: float,
 def batch_summary(row: Row) -> dict[str, Any]:
     """A batch as `runs list --json` prints it: one entry, `kind` batch."""
     return {
-        "run_id": row["batch_id"], "workflow": row["workflow"], "file": row["file"],
-        "status": row["status"], "started_at": row["started_at"],
+        "run_id": row["batch_id"],
+        "workflow": row["workflow"],
+        "file": row["file"],
+        "status": row["status"],
+        "started_at": row["started_at"],
         "duration_ms": row["duration_ms"],
-        "usage": {"input_tokens": row["input_tokens"] or 0,
-                  "output_tokens": row["output_tokens"] or 0},
+        "usage": {
+            "input_tokens": row["input_tokens"] or 0,
+            "output_tokens": row["output_tokens"] or 0,
+        },
         # the batches table has no cost column: the cost is in the summary document
         "cost_usd": json.loads(row["summary"]).get("cost_usd") if row["summary"] else None,
-        "kind": "batch", "rows": row["rows"], "user": row["user_name"],
+        "kind": "batch",
+        "rows": row["rows"],
+        "user": row["user_name"],
     }
 
 
-def run_end_values(result: RunResult, finished: float,
-                   secrets: Sequence[str]) -> dict[str, Any]:
+def run_end_values(result: RunResult, finished: float, secrets: Sequence[str]) -> dict[str, Any]:
     """What the `runs` row learns when the run ends (RUN_END_COLUMNS)."""
     doc = result.to_dict()
     doc["outputs"] = None  # kept in the `outputs` column
     doc["steps"] = None  # kept in the `steps` table
     usage, error = result.usage, result.error
     return {
-        "status": result.status, "finished_at": iso_time(finished),
-        "duration_ms": result.duration_ms, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens, "cost_usd": result.cost_usd,
+        "status": result.status,
+        "finished_at": iso_time(finished),
+        "duration_ms": result.duration_ms,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cost_usd": result.cost_usd,
         "outputs": _scrubbed(secrets, _json(result.outputs)),
         "error_step": error.step if error else None,
         "error_type": error.type if error else None,
@@ -348,21 +467,29 @@ def step_values(run_id: str, record: StepRecord, secrets: Sequence[str]) -> dict
     usage, error = step.usage, step.error
     extra = step_extras(step)
     return {
-        "run_id": run_id, "position": record.position, "step_id": step.id,
-        "kind": record.kind, "status": step.status,
+        "run_id": run_id,
+        "position": record.position,
+        "step_id": step.id,
+        "kind": record.kind,
+        "status": step.status,
         "output": None if step.output is None else _scrubbed(secrets, _json(step.output)),
         "error_type": error.type if error else None,
         "error_message": _scrubbed(secrets, error.message) if error else None,
-        "provider": step.provider, "model": step.model, "response_id": step.response_id,
-        "attempts": step.attempts, "duration_ms": step.duration_ms,
+        "provider": step.provider,
+        "model": step.model,
+        "response_id": step.response_id,
+        "attempts": step.attempts,
+        "duration_ms": step.duration_ms,
         "input_tokens": usage.input_tokens if usage else None,
         "output_tokens": usage.output_tokens if usage else None,
         "cached_input_tokens": usage.cached_input_tokens if usage else None,
         "cache_write_tokens": usage.cache_write_tokens if usage else None,
         "cost_usd": step.cost_usd,
         "price": None if step.price is None else _json(attrs.asdict(step.price)),
-        "cached": int(step.cached), "reused": int(step.reused),
-        "fingerprint": step.fingerprint, "definition": record.definition,
+        "cached": int(step.cached),
+        "reused": int(step.reused),
+        "fingerprint": step.fingerprint,
+        "definition": record.definition,
         "request": None if step.request is None else _scrubbed(secrets, _json(step.request)),
         "finished_at": iso_time(record.finished),
         "extra": None if extra is None else _scrubbed(secrets, _json(extra)),
@@ -376,11 +503,20 @@ def items_value(step: StepResult) -> str | None:
     if not step.items:
         return None
     keep_output = step.status != "succeeded"
-    return _json([{"index": item.index, "fingerprint": item.fingerprint,
-                   "attempts": item.attempts, "model": item.model, "reused": item.reused,
-                   "usage": item.usage.to_dict() if item.usage else None}
-                  | ({"output": item.output} if keep_output else {})
-                  for item in step.items])
+    return _json(
+        [
+            {
+                "index": item.index,
+                "fingerprint": item.fingerprint,
+                "attempts": item.attempts,
+                "model": item.model,
+                "reused": item.reused,
+                "usage": item.usage.to_dict() if item.usage else None,
+            }
+            | ({"output": item.output} if keep_output else {})
+            for item in step.items
+        ]
+    )
 
 
 def _items(value: str | None, output: Any) -> tuple[ItemResult, ...]:
@@ -388,11 +524,17 @@ def _items(value: str | None, output: Any) -> tuple[ItemResult, ...]:
     items = []
     for item in json.loads(value) if value else ():
         usage = item["usage"]
-        items.append(ItemResult(
-            index=item["index"], fingerprint=item["fingerprint"], attempts=item["attempts"],
-            model=item["model"], reused=item["reused"],
-            usage=Usage(**usage) if usage else None,
-            output=item["output"] if "output" in item else output[item["index"]]))
+        items.append(
+            ItemResult(
+                index=item["index"],
+                fingerprint=item["fingerprint"],
+                attempts=item["attempts"],
+                model=item["model"],
+                reused=item["reused"],
+                usage=Usage(**usage) if usage else None,
+                output=item["output"] if "output" in item else output[item["index"]],
+            )
+        )
     return tuple(items)
 
 
@@ -409,10 +551,14 @@ def step_extras(step: StepResult) -> dict[str, Any] | None:
 def response_values(response: CachedResponse, secrets: Sequence[str]) -> dict[str, Any]:
     """A `responses` row (RESPONSE_COLUMNS). The key was made from the request as sent, so
     an identical request still finds the row whose copy of it is scrubbed."""
-    return {"key": response.key, "provider": response.endpoint, "model": response.model,
-            "request": _scrubbed(secrets, _json(response.request)),
-            "response": _scrubbed(secrets, json.dumps(response.response, ensure_ascii=False)),
-            "created": response.created}
+    return {
+        "key": response.key,
+        "provider": response.endpoint,
+        "model": response.model,
+        "request": _scrubbed(secrets, _json(response.request)),
+        "response": _scrubbed(secrets, json.dumps(response.response, ensure_ascii=False)),
+        "created": response.created,
+    }
 
 
 # --- rows -> results ----------------------------------------------------------------------------
@@ -436,18 +582,32 @@ def step_result(row: Row) -> StepResult:
         error = ErrorInfo(row["error_type"], row["error_message"], step=step)
     usage = None
     if row["input_tokens"] is not None:
-        usage = Usage(row["input_tokens"], row["output_tokens"] or 0,
-                      row["cached_input_tokens"] or 0, row["cache_write_tokens"] or 0)
+        usage = Usage(
+            row["input_tokens"],
+            row["output_tokens"] or 0,
+            row["cached_input_tokens"] or 0,
+            row["cache_write_tokens"] or 0,
+        )
     price = Price(**json.loads(row["price"])) if row["price"] else None
     output = json.loads(row["output"]) if row["output"] is not None else None
     return StepResult(
-        id=row["step_id"], status=row["status"], output=output, error=error,
-        provider=row["provider"], model=row["model"], attempts=row["attempts"],
-        duration_ms=row["duration_ms"], usage=usage, cost_usd=row["cost_usd"], price=price,
+        id=row["step_id"],
+        status=row["status"],
+        output=output,
+        error=error,
+        provider=row["provider"],
+        model=row["model"],
+        attempts=row["attempts"],
+        duration_ms=row["duration_ms"],
+        usage=usage,
+        cost_usd=row["cost_usd"],
+        price=price,
         cached=bool(row["cached"]),
-        reused=bool(row["reused"]), warnings=tuple(extra.get("warnings", ())),
+        reused=bool(row["reused"]),
+        warnings=tuple(extra.get("warnings", ())),
         request=json.loads(row["request"]) if row["request"] else None,
-        fingerprint=row["fingerprint"], response_id=row["response_id"],
+        fingerprint=row["fingerprint"],
+        response_id=row["response_id"],
         items=_items(row["items"], output),
     )
 
@@ -471,16 +631,24 @@ def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
         doc["steps"] = entries
         return doc
     # A run still going, or whose process died: rebuilt from what was written.
-    usage = {"input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in entries),
-             "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0)
-                                  for s in entries)}
+    usage = {
+        "input_tokens": sum((s["usage"] or {}).get("input_tokens", 0) for s in entries),
+        "output_tokens": sum((s["usage"] or {}).get("output_tokens", 0) for s in entries),
+    }
     cost = total_cost(s["cost_usd"] for s in entries if s["usage"] is not None)
     doc = {
-        "run_id": run["run_id"], "workflow": run["workflow"], "file": run["file"],
-        "status": run["status"], "started_at": run["started_at"],
-        "duration_ms": run["duration_ms"], "inputs": json.loads(run["inputs"]),
+        "run_id": run["run_id"],
+        "workflow": run["workflow"],
+        "file": run["file"],
+        "status": run["status"],
+        "started_at": run["started_at"],
+        "duration_ms": run["duration_ms"],
+        "inputs": json.loads(run["inputs"]),
         "outputs": json.loads(run["outputs"]) if run["outputs"] else {},
-        "steps": entries, "usage": usage, "cost_usd": cost, "error": None,
+        "steps": entries,
+        "usage": usage,
+        "cost_usd": cost,
+        "error": None,
     }
     if run["resumed_from"]:
         doc["resumed_from"] = run["resumed_from"]
@@ -490,8 +658,11 @@ def run_document(run: Row, steps: Iterable[Row]) -> dict[str, Any]:
 def run_summary(row: Row) -> dict[str, Any]:
     """A run as `runs list --json` prints it, from its row with `tokens_in`/`tokens_out`."""
     return {
-        "run_id": row["run_id"], "workflow": row["workflow"], "file": row["file"],
-        "status": row["status"], "started_at": row["started_at"],
+        "run_id": row["run_id"],
+        "workflow": row["workflow"],
+        "file": row["file"],
+        "status": row["status"],
+        "started_at": row["started_at"],
         "duration_ms": row["duration_ms"],
         "usage": {"input_tokens": row["tokens_in"], "output_tokens": row["tokens_out"]},
         "kind": "run",
@@ -503,8 +674,9 @@ def run_summary(row: Row) -> dict[str, Any]:
 # --- finding and deleting runs -----------------------------------------------------------------
 
 
-def resolved(prefix: str, matches: Sequence[Row],
-             recent: Callable[[], Sequence[Row]], location: str) -> str:
+def resolved(
+    prefix: str, matches: Sequence[Row], recent: Callable[[], Sequence[Row]], location: str
+) -> str:
     """The one run id of `matches` (at most 11 runs whose id starts with `prefix`), or a
     UsageError naming the candidates (or, when none matches, the `recent` runs)."""
     if len(matches) == 1:
@@ -516,8 +688,10 @@ def resolved(prefix: str, matches: Sequence[Row],
             hint = "recent runs:\n" + _candidates(latest)
         raise UsageError(f"no run with id {prefix!r} in {location}", hint=hint)
     more = " (and more)" if len(matches) > 10 else ""
-    raise UsageError(f"run id {prefix!r} is ambiguous: it matches several runs{more}",
-                     hint="give more characters; candidates:\n" + _candidates(matches[:10]))
+    raise UsageError(
+        f"run id {prefix!r} is ambiguous: it matches several runs{more}",
+        hint="give more characters; candidates:\n" + _candidates(matches[:10]),
+    )
 
 
 def resolve_run(store: HistoryStore, prefix: str, command: str) -> str:
@@ -525,20 +699,22 @@ def resolve_run(store: HistoryStore, prefix: str, command: str) -> str:
     whose id `resolve` also finds (a batch is no run: it has no steps to show or compare)."""
     run_id = store.resolve(prefix)
     if store.batch(run_id) is not None:
-        raise UsageError(f"{run_id} is a batch, not a run: {command} takes a run id",
-                         hint="each row of a batch is a run: its `run_id` is in the batch's "
-                              f"output rows (and `orchestrate runs show {run_id}` lists the "
-                              "rows that failed)")
+        raise UsageError(
+            f"{run_id} is a batch, not a run: {command} takes a run id",
+            hint="each row of a batch is a run: its `run_id` is in the batch's "
+            f"output rows (and `orchestrate runs show {run_id}` lists the "
+            "rows that failed)",
+        )
     return run_id
 
 
 def _candidates(rows: Sequence[Row]) -> str:
-    return "\n".join(f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}"
-                     for r in rows)
+    return "\n".join(
+        f"  {r['run_id']}  {r['workflow']}  {r['started_at']}  {r['status']}" for r in rows
+    )
 
 
-def delete_runs(store: HistoryStore, prefixes: Sequence[str], *,
-                force: bool = False) -> Deleted:
+def delete_runs(store: HistoryStore, prefixes: Sequence[str], *, force: bool = False) -> Deleted:
     """`runs delete`: the runs (or batches) named by id or prefix; what was deleted.
 
     A run still `running` may be going on in another process, whose writes would then
@@ -549,10 +725,12 @@ def delete_runs(store: HistoryStore, prefixes: Sequence[str], *,
     running = [run_id for run_id in run_ids if _status(store, run_id) == "running"]
     if running and not force:
         names = ", ".join(running)
-        raise UsageError(f"run {names} is still running" if len(running) == 1 else
-                         f"runs {names} are still running",
-                         hint="wait for it to finish; if its process is gone (killed), "
-                              "delete it with --force")
+        raise UsageError(
+            f"run {names} is still running"
+            if len(running) == 1
+            else f"runs {names} are still running",
+            hint="wait for it to finish; if its process is gone (killed), delete it with --force",
+        )
     return store.delete(run_ids)
 
 
@@ -571,10 +749,12 @@ def parse_age(text: str) -> float:
     """`30d` -> seconds (`runs prune --older-than`). Units: s, m, h, d, w; at most 100 years."""
     match = _AGE.match(text)
     if match is None:
-        raise UsageError(f"cannot read the age {text!r}",
-                         hint="a number and a unit: 90s, 45m, 12h, 30d or 2w")
+        raise UsageError(
+            f"cannot read the age {text!r}", hint="a number and a unit: 90s, 45m, 12h, 30d or 2w"
+        )
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if not seconds <= _MAX_AGE_DAYS * 86400:  # inf too
-        raise UsageError(f"the age {text.strip()!r} is over 100 years",
-                         hint=f"the longest is {_MAX_AGE_DAYS}d")
+        raise UsageError(
+            f"the age {text.strip()!r} is over 100 years", hint=f"the longest is {_MAX_AGE_DAYS}d"
+        )
     return seconds

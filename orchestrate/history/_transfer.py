@@ -52,9 +52,13 @@ class Exported:
 
 def export_history(store: HistoryStore, out: IO[str]) -> Exported:
     """Write every batch and run of `store` to `out`."""
-    header = {"format": FORMAT, "version": VERSION, "migrations": store.applied_migrations(),
-              "source": store.location,
-              "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "migrations": store.applied_migrations(),
+        "source": store.location,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     out.write(_line(header))
     batches = runs = 0
     for batch in store.export_batches():
@@ -82,15 +86,22 @@ def import_history(store: HistoryStore, lines: Iterable[str], source: str) -> Im
         if "batch" in record:
             batch = record["batch"]
             if not isinstance(batch, dict) or not isinstance(batch.get("batch_id"), str):
-                raise UsageError(f"{source}:{number}: expected a batch",
-                                 hint='a batch\'s line is {"batch": {"batch_id": ...}}')
+                raise UsageError(
+                    f"{source}:{number}: expected a batch",
+                    hint='a batch\'s line is {"batch": {"batch_id": ...}}',
+                )
             batches += store.import_batch(batch)
             continue
         run, steps = record.get("run"), record.get("steps", [])
-        if not isinstance(run, dict) or not isinstance(run.get("run_id"), str) or not (
-                isinstance(steps, list) and all(isinstance(step, dict) for step in steps)):
-            raise UsageError(f"{source}:{number}: expected a run and its steps",
-                             hint='each line after the first is {"run": {...}, "steps": [...]}')
+        if (
+            not isinstance(run, dict)
+            or not isinstance(run.get("run_id"), str)
+            or not (isinstance(steps, list) and all(isinstance(step, dict) for step in steps))
+        ):
+            raise UsageError(
+                f"{source}:{number}: expected a run and its steps",
+                hint='each line after the first is {"run": {...}, "steps": [...]}',
+            )
         if store.import_run(run, [step | {"run_id": run["run_id"]} for step in steps]):
             added += 1
         else:
@@ -106,9 +117,10 @@ def _record(source: str, number: int, line: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except ValueError as exc:
-        raise UsageError(f"{source}:{number}: not JSON ({exc.args[0]})",
-                         hint="the file should be what `orchestrate history export` wrote"
-                         ) from None
+        raise UsageError(
+            f"{source}:{number}: not JSON ({exc.args[0]})",
+            hint="the file should be what `orchestrate history export` wrote",
+        ) from None
     if not isinstance(record, dict):
         raise UsageError(f"{source}:{number}: expected a JSON object")
     return record
@@ -116,11 +128,16 @@ def _record(source: str, number: int, line: str) -> dict[str, Any]:
 
 def _check_header(header: dict[str, Any], source: str) -> None:
     if header.get("format") != FORMAT:
-        raise UsageError(f"{source} is not an orchestrate history export",
-                         hint="make one with `orchestrate history export FILE`")
+        raise UsageError(
+            f"{source} is not an orchestrate history export",
+            hint="make one with `orchestrate history export FILE`",
+        )
     if header.get("version") != VERSION:
-        raise UsageError(f"{source} is an export of version {header.get('version')!r}; this "
-                         f"orchestrate reads version {VERSION}", hint="upgrade orchestrate")
+        raise UsageError(
+            f"{source} is an export of version {header.get('version')!r}; this "
+            f"orchestrate reads version {VERSION}",
+            hint="upgrade orchestrate",
+        )
     migrations = header.get("migrations")
     if not isinstance(migrations, list):
         raise UsageError(f"{source}:1: the header has no list of migrations")

@@ -47,10 +47,18 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MODEL = "gpt-4o-mini"
 # Hosted APIs that always want a key: a missing one is reported before the first request.
 # Any other server (Ollama, vLLM, llama.cpp, a proxy) gets no Authorization header instead.
-_HOSTS_NEEDING_KEYS = frozenset({
-    "api.openai.com", "api.anthropic.com", "openrouter.ai", "api.groq.com",
-    "api.together.xyz", "api.mistral.ai", "api.deepseek.com", "api.fireworks.ai",
-})
+_HOSTS_NEEDING_KEYS = frozenset(
+    {
+        "api.openai.com",
+        "api.anthropic.com",
+        "openrouter.ai",
+        "api.groq.com",
+        "api.together.xyz",
+        "api.mistral.ai",
+        "api.deepseek.com",
+        "api.fireworks.ai",
+    }
+)
 
 
 def _needs_key(base_url: str) -> bool:
@@ -71,8 +79,7 @@ def resolve_provider_name(settings: ModelSettings, model: str) -> str:
     return "anthropic" if model.startswith("claude") else "openai"
 
 
-def run_secrets(endpoints: Mapping[str, ProviderSpec], env: Mapping[str, str]
-                ) -> tuple[str, ...]:
+def run_secrets(endpoints: Mapping[str, ProviderSpec], env: Mapping[str, str]) -> tuple[str, ...]:
     """What a run must never show or store: the values of key-like environment variables
     (`*_KEY`, `*_TOKEN`...), of every provider's `api_key_env`, and of every variable a
     `headers:` value reads through `${NAME}`, whatever NAME is; and the value of a
@@ -87,8 +94,9 @@ def run_secrets(endpoints: Mapping[str, ProviderSpec], env: Mapping[str, str]
             if not referenced and isinstance(value, str) and is_secret_header(header):
                 literal.append(value)
     pasted = {name: value.strip(_PASTED_WHITESPACE) for name, value in env.items()}
-    return longest_first([*secret_env_values(pasted, names),
-                          *(value for value in literal if len(value) >= 8)])
+    return longest_first(
+        [*secret_env_values(pasted, names), *(value for value in literal if len(value) >= 8)]
+    )
 
 
 class ProviderPool:
@@ -149,11 +157,16 @@ class ProviderPool:
         endpoint = self._endpoints.get(name)
         if endpoint is not None and endpoint.base_url is None:  # a built-in's rate limits
             builtin = self._builtin(name)
-            endpoint = attrs.evolve(endpoint, base_url=builtin.base_url, type=builtin.type,
-                                    api_key_env=endpoint.api_key_env or builtin.api_key_env)
+            endpoint = attrs.evolve(
+                endpoint,
+                base_url=builtin.base_url,
+                type=builtin.type,
+                api_key_env=endpoint.api_key_env or builtin.api_key_env,
+            )
         if endpoint is not None:  # a key variable the workflow names is one it needs
-            provider = self._provider_of_kind(name, endpoint,
-                                              key_required=endpoint.api_key_env is not None)
+            provider = self._provider_of_kind(
+                name, endpoint, key_required=endpoint.api_key_env is not None
+            )
         else:
             endpoint = self._builtin(name)
             provider = self._provider_of_kind(name, endpoint, key_required=False)
@@ -173,8 +186,11 @@ class ProviderPool:
     def rate_waits(self) -> list[tuple[str, int, float]]:
         """(provider, calls waiting, seconds a new call would wait) where calls wait on a
         rate limit: for the live display."""
-        return [(name, limiter.waiting, limiter.seconds_to_wait())
-                for name, limiter in self._limiters.items() if limiter.waiting]
+        return [
+            (name, limiter.waiting, limiter.seconds_to_wait())
+            for name, limiter in self._limiters.items()
+            if limiter.waiting
+        ]
 
     def _builtin(self, name: str) -> ProviderSpec:
         """The provider named after a kind, configured from the environment."""
@@ -183,10 +199,11 @@ class ProviderPool:
             raise ConfigError(
                 f"unknown provider {name!r}",
                 hint=f"use {', '.join(builtin_provider_names())} or a name from the "
-                     "workflow's `providers:`",
+                "workflow's `providers:`",
             )
-        return ProviderSpec(type=ProviderType(name), base_url=kind.base_url(self._env),
-                            api_key_env=kind.api_key_env)
+        return ProviderSpec(
+            type=ProviderType(name), base_url=kind.base_url(self._env), api_key_env=kind.api_key_env
+        )
 
     def _latency_from_env(self) -> float:
         """ORCHESTRATE_MOCK_LATENCY: seconds the mock takes per answer, for demos."""
@@ -196,12 +213,13 @@ class ProviderPool:
         except ValueError:
             latency = math.nan
         if latency not in MOCK_LATENCY:  # NaN included
-            raise ConfigError(f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds from "
-                              f"{MOCK_LATENCY.low} to {MOCK_LATENCY.high}, got {raw!r}")
+            raise ConfigError(
+                f"ORCHESTRATE_MOCK_LATENCY must be a number of seconds from "
+                f"{MOCK_LATENCY.low} to {MOCK_LATENCY.high}, got {raw!r}"
+            )
         return latency
 
-    def _provider_of_kind(self, name: str, spec: ProviderSpec, *,
-                          key_required: bool) -> Provider:
+    def _provider_of_kind(self, name: str, spec: ProviderSpec, *, key_required: bool) -> Provider:
         """A provider of `spec`'s kind. Without a key (its variable unset or empty) it
         fails here, before any request, when `key_required` or its host always wants one."""
         assert spec.base_url is not None  # _create gives a built-in's entry its URL
@@ -212,8 +230,13 @@ class ProviderPool:
             raise self._missing_key(name, spec.api_key_env)
         provider_class = KINDS[spec.type].load()
         return provider_class(
-            name=name, base_url=spec.base_url, api_key=api_key, headers=headers,
-            concurrency=self._concurrency, api_key_env=spec.api_key_env, secrets=secrets,
+            name=name,
+            base_url=spec.base_url,
+            api_key=api_key,
+            headers=headers,
+            concurrency=self._concurrency,
+            api_key_env=spec.api_key_env,
+            secrets=secrets,
         )
 
     def _missing_key(self, provider: str, variable: str | None) -> ConfigError:
@@ -226,8 +249,7 @@ class ProviderPool:
             )
         state = "is empty" if self._env.get(variable) is not None else "is not set"
         return ConfigError(
-            f"provider {provider!r} needs an API key: the environment variable "
-            f"{variable} {state}",
+            f"provider {provider!r} needs an API key: the environment variable {variable} {state}",
             hint=f"export {variable}=... or run with --mock",
         )
 
@@ -289,8 +311,11 @@ def _header_safe(text: str) -> bool:
 def _check_headers(provider: str, headers: Mapping[str, object]) -> None:
     """Refuse a `headers:` entry HTTP cannot send, naming the header but never its value."""
     for header, value in headers.items():
-        if not isinstance(header, str) or not header or not _header_safe(header) or (
-            any(c in header for c in ' :"(),/;<=>?@[\\]{}')
+        if (
+            not isinstance(header, str)
+            or not header
+            or not _header_safe(header)
+            or (any(c in header for c in ' :"(),/;<=>?@[\\]{}'))
         ):
             raise ConfigError(
                 f"provider {provider!r}: {header!r} is not a valid HTTP header name",

@@ -32,8 +32,12 @@ ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens
 # Error events that mean the same as an HTTP 529 or 5xx: worth another attempt.
 _TRANSIENT_ERRORS = frozenset({"overloaded_error", "api_error"})
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens",
-                 "cache_creation_input_tokens")
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
 _WARNINGS = {"max_tokens": "the reply was cut off at max_tokens"}
 
 
@@ -78,7 +82,9 @@ class AnthropicProvider(HTTPProvider):
             raise TransientError("the reply has no content")
         text = "".join(_block_text(block) for block in data["content"])
         return self._response(
-            text=text, usage=_usage(data.get("usage")), model=text_or_none(data.get("model")),
+            text=text,
+            usage=_usage(data.get("usage")),
+            model=text_or_none(data.get("model")),
             response_id=text_or_none(data.get("id")),
             finish_reason=text_or_none(data.get("stop_reason")),
         )
@@ -99,8 +105,11 @@ class AnthropicProvider(HTTPProvider):
         if not stream.done:
             raise TransientError("the stream ended before message_stop")
         return self._response(
-            text="".join(stream.text), usage=stream.usage(), model=stream.model,
-            response_id=stream.response_id, finish_reason=stream.stop_reason,
+            text="".join(stream.text),
+            usage=stream.usage(),
+            model=stream.model,
+            response_id=stream.response_id,
+            finish_reason=stream.stop_reason,
         )
 
     def _raise_error_object(self, data: Any) -> None:
@@ -219,9 +228,12 @@ def _usage(data: Any) -> Usage | None:
     """Token counts; one that is not a number (``"lots"``) counts as missing."""
     if not isinstance(data, dict):
         return None
-    uncached, output, read, written = (token_count(data.get(field)) or 0
-                                       for field in _USAGE_FIELDS)
+    uncached, output, read, written = (token_count(data.get(field)) or 0 for field in _USAGE_FIELDS)
     # Anthropic's input_tokens leaves out the tokens read from and written to its prompt
     # cache; ours counts every prompt token, as OpenAI's prompt_tokens does.
-    return Usage(input_tokens=uncached + read + written, output_tokens=output,
-                 cached_input_tokens=read, cache_write_tokens=written)
+    return Usage(
+        input_tokens=uncached + read + written,
+        output_tokens=output,
+        cached_input_tokens=read,
+        cache_write_tokens=written,
+    )

@@ -88,7 +88,11 @@ class TransientError(Exception):
     """One attempt failed in a way another attempt may fix. Never leaves this package."""
 
     def __init__(
-        self, reason: str, *, retry_after: float | None = None, timed_out: bool = False,
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        timed_out: bool = False,
         hint: str | None = None,
     ) -> None:
         super().__init__(reason)
@@ -112,8 +116,12 @@ class ClientPool:
     """
 
     def __init__(
-        self, *, concurrency: int = 8, per_client: int = CONNECTIONS_PER_CLIENT,
-        transport: httpx.AsyncBaseTransport | None = None, tls: bool = True,
+        self,
+        *,
+        concurrency: int = 8,
+        per_client: int = CONNECTIONS_PER_CLIENT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        tls: bool = True,
     ) -> None:
         self.size = max(1, math.ceil(concurrency / per_client))
         self._per_client = per_client
@@ -386,8 +394,11 @@ class HTTPProvider:
             if response is None:
                 raise self._unsendable()
             if self.limiter is not None:  # 429s and rate-limit headers slow every call down
-                self.limiter.observe(response.status_code, response.headers,
-                                     parse_retry_after(response.headers, now=self._clock()))
+                self.limiter.observe(
+                    response.status_code,
+                    response.headers,
+                    parse_retry_after(response.headers, now=self._clock()),
+                )
             try:
                 if not 200 <= response.status_code < 300:
                     raise self._status_error(response, await _head(response, ERROR_BODY_LIMIT))

@@ -40,8 +40,9 @@ class TokenBucket:
     """`per_minute` units refilled continuously; may go into debt (a reply that used more
     tokens than reserved), which later calls wait out."""
 
-    def __init__(self, per_minute: float, clock: Callable[[], float],
-                 burst: float = BURST_SECONDS) -> None:
+    def __init__(
+        self, per_minute: float, clock: Callable[[], float], burst: float = BURST_SECONDS
+    ) -> None:
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * burst)
         self.level = self.capacity
@@ -67,10 +68,17 @@ class TokenBucket:
 class RateLimiter:
     """The calls to one provider: rate budgets, adaptive concurrency and pauses."""
 
-    def __init__(self, name: str, *, concurrency: int, rpm: int | None = None,
-                 tpm: int | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        concurrency: int,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.name = name
         self.ceiling = max(1, concurrency)
         self.limit = float(self.ceiling)
@@ -150,8 +158,9 @@ class RateLimiter:
         if self.tokens and used is not None:
             self.tokens.take(used - reserved)
 
-    def observe(self, status: int, headers: Mapping[str, str],
-                retry_after: float | None = None) -> None:
+    def observe(
+        self, status: int, headers: Mapping[str, str], retry_after: float | None = None
+    ) -> None:
         """After each attempt: AIMD on the status, pauses from Retry-After and headers."""
         now = self.clock()
         if status == 429:

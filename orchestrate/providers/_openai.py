@@ -59,8 +59,10 @@ class OpenAIProvider(HTTPProvider):
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
-            key = "max_completion_tokens" if uses_max_completion_tokens(request.model) else (
-                "max_tokens"
+            key = (
+                "max_completion_tokens"
+                if uses_max_completion_tokens(request.model)
+                else ("max_tokens")
             )
             body[key] = request.max_tokens
         response_format = _response_format(request)
@@ -83,8 +85,10 @@ class OpenAIProvider(HTTPProvider):
             raise TransientError("the reply's message is not an object")
         self._raise_refusal(_text(message.get("refusal"), "refusal"))
         return _response(
-            text=_text(message.get("content"), "content"), usage=_usage(data.get("usage")),
-            model=text_or_none(data.get("model")), response_id=text_or_none(data.get("id")),
+            text=_text(message.get("content"), "content"),
+            usage=_usage(data.get("usage")),
+            model=text_or_none(data.get("model")),
+            response_id=text_or_none(data.get("id")),
             finish_reason=text_or_none(choices[0].get("finish_reason")),
         )
 
@@ -157,8 +161,11 @@ class _Stream:
 
     def response(self) -> LLMResponse:
         return _response(
-            text="".join(self.text), usage=self.usage, model=self.model,
-            response_id=self.response_id, finish_reason=self.finish_reason,
+            text="".join(self.text),
+            usage=self.usage,
+            model=self.model,
+            response_id=self.response_id,
+            finish_reason=self.finish_reason,
         )
 
 
@@ -188,8 +195,11 @@ def fits_strict_mode(schema: Any) -> bool:
         closed = schema.get("additionalProperties") is False
         if not closed or set(schema.get("required", ())) != set(properties or ()):
             return False
-    return all(fits_strict_mode(value) for key, value in schema.items()
-               if key not in ("enum", "const", "default", "examples", "required"))
+    return all(
+        fits_strict_mode(value)
+        for key, value in schema.items()
+        if key not in ("enum", "const", "default", "examples", "required")
+    )
 
 
 def _mention_json(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -199,8 +209,9 @@ def _mention_json(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     if any("json" in str(message.get("content") or "").lower() for message in messages):
         return messages
     if messages and messages[0].get("role") == "system":
-        content = "\n\n".join(part for part in (messages[0].get("content"), JSON_INSTRUCTION)
-                              if part)
+        content = "\n\n".join(
+            part for part in (messages[0].get("content"), JSON_INSTRUCTION) if part
+        )
         return [{**messages[0], "content": content}, *messages[1:]]
     return [{"role": "system", "content": JSON_INSTRUCTION}, *messages]
 
@@ -259,4 +270,3 @@ def _response(*, finish_reason: str | None, **fields: Any) -> LLMResponse:
     return LLMResponse(
         finish_reason=finish_reason, warnings=(warning,) if warning else (), **fields
     )
-

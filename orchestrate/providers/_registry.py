@@ -28,8 +28,15 @@ class ProviderClass(Protocol):
     """How the pool makes a provider of a kind; `secrets` are redacted from its errors."""
 
     def __call__(
-        self, *, name: str, base_url: str, api_key: str | None, headers: Mapping[str, str],
-        concurrency: int, api_key_env: str | None, secrets: Sequence[str],
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str | None,
+        headers: Mapping[str, str],
+        concurrency: int,
+        api_key_env: str | None,
+        secrets: Sequence[str],
     ) -> Provider: ...
 
 
@@ -57,14 +64,18 @@ KINDS: dict[str, ProviderKind] = {
     kind.name: kind
     for kind in (
         ProviderKind(
-            name="openai", class_path="orchestrate.providers._openai:OpenAIProvider",
+            name="openai",
+            class_path="orchestrate.providers._openai:OpenAIProvider",
             default_base_url="https://api.openai.com/v1",
-            api_key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
+            api_key_env="OPENAI_API_KEY",
+            base_url_env="OPENAI_BASE_URL",
         ),
         ProviderKind(
-            name="anthropic", class_path="orchestrate.providers._anthropic:AnthropicProvider",
+            name="anthropic",
+            class_path="orchestrate.providers._anthropic:AnthropicProvider",
             default_base_url="https://api.anthropic.com",
-            api_key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
+            api_key_env="ANTHROPIC_API_KEY",
+            base_url_env="ANTHROPIC_BASE_URL",
         ),
     )
 }

@@ -113,7 +113,9 @@ class SSEDecoder:
             self._event = ""
             return None
         event = ServerSentEvent(
-            event=self._event or "message", data="\n".join(self._data), id=self._id,
+            event=self._event or "message",
+            data="\n".join(self._data),
+            id=self._id,
             retry=self._retry,
         )
         self._event, self._data, self._retry = "", [], None

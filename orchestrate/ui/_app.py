@@ -1,8 +1,8 @@
 """The web application: one table of routes, the state it keeps, its start and stop.
 
-    create_app()    the Starlette app behind the Guard (token, host, origin)
-    app.state       catalog (the files shown), store (the history, read), manager (runs
-                    started here), closing (set when the server stops: streams end)
+create_app()    the Starlette app behind the Guard (token, host, origin)
+app.state       catalog (the files shown), store (the history, read), manager (runs
+                started here), closing (set when the server stops: streams end)
 """
 
 from __future__ import annotations
@@ -55,8 +55,14 @@ ROUTES = [
 ]
 
 
-def create_app(paths: Sequence[str | Path], *, token: str, host: str = "127.0.0.1",
-               port: int = 8765, env: Mapping[str, str] | None = None) -> Guard:
+def create_app(
+    paths: Sequence[str | Path],
+    *,
+    token: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    env: Mapping[str, str] | None = None,
+) -> Guard:
     """The application over the workflows under `paths` and the history of `env`."""
     env = os.environ if env is None else env
 

@@ -60,8 +60,13 @@ def batch_data(state: Any, batch_id: str, *, limit: int = ROWS_SHOWN) -> dict[st
 async def batches_page(request: Request) -> Response:
     """The batches, newest first: the history's entries of kind batch."""
     query = request.query_params
-    data = history_data(request.app.state, workflow=query.get("workflow"),
-                        status=query.get("status"), before=query.get("before"), kind="batch")
+    data = history_data(
+        request.app.state,
+        workflow=query.get("workflow"),
+        status=query.get("status"),
+        before=query.get("before"),
+        kind="batch",
+    )
     return page("batches.html", **data, api="/api/runs?kind=batch")
 
 

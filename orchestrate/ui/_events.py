@@ -89,8 +89,11 @@ def coalesce(batch: list[Record]) -> list[Record]:
     was (each stream's text stays in order; a for_each's items, streaming at once, cost a
     record each, not one a chunk), and of the `item_finished` records of a step only the
     last (its `done` counts them all)."""
-    last_count = {record["step_id"]: index for index, record in enumerate(batch)
-                  if record["event"] == "item_finished"}
+    last_count = {
+        record["step_id"]: index
+        for index, record in enumerate(batch)
+        if record["event"] == "item_finished"
+    }
     merged: list[Record] = []
     streams: dict[tuple[str, Any], int] = {}  # (step id, item) -> its token record in merged
     for index, record in enumerate(batch):
@@ -114,8 +117,9 @@ def sse_message(record: Record) -> str:
     return f"event: {record['event']}\ndata: {data}\n\n"
 
 
-async def poll_history(read: Callable[[], Record | None],
-                       every: float = POLL_EVERY) -> AsyncIterator[list[Record]]:
+async def poll_history(
+    read: Callable[[], Record | None], every: float = POLL_EVERY
+) -> AsyncIterator[list[Record]]:
     """A recorded run's records, read again every `every` seconds until it has ended.
 
     `read` gives the run's result document (None while it is not recorded yet). Each step

@@ -28,7 +28,8 @@ class Catalog:
     roots: tuple[Path, ...]  # resolved
     base: Path  # the folder every root is in
     _reports: dict[Path, tuple[tuple[int, int], Report]] = attrs.field(
-        factory=dict, repr=False, eq=False)
+        factory=dict, repr=False, eq=False
+    )
 
     @classmethod
     def of(cls, paths: Sequence[str | Path]) -> Catalog:

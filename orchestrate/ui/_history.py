@@ -63,19 +63,37 @@ def run_data(state: Any, run_id: str) -> dict[str, Any]:
         file_path = row["file_path"]
     path = state.catalog.served(file_path)
     workflow = state.catalog.report(Path(file_path)).workflow if path else None
-    order = [(s.id, s.kind, s.for_each is not None) for s in workflow.steps] if workflow \
+    order = (
+        [(s.id, s.kind, s.for_each is not None) for s in workflow.steps]
+        if workflow
         else [(step["id"], None, False) for step in document["steps"]]
+    )
     entries = {step["id"]: step for step in document["steps"]}
     steps = []
     for step_id, kind, for_each in order:
-        status = statuses.get(step_id, "waiting" if document["status"] == "running"
-                              else "cancelled")
+        status = statuses.get(
+            step_id, "waiting" if document["status"] == "running" else "cancelled"
+        )
         entry = entries.get(step_id)
-        steps.append({"id": step_id, "kind": kind, "status": status,
-                      "progress": items.get(step_id), "result": entry,
-                      "retries": retries(entry, for_each=for_each)})
-    data = {"run": document, "live": document["status"] == "running", "mode": mode,
-            "workflow_path": path, "steps": steps, "graph": None, "svg": None}
+        steps.append(
+            {
+                "id": step_id,
+                "kind": kind,
+                "status": status,
+                "progress": items.get(step_id),
+                "result": entry,
+                "retries": retries(entry, for_each=for_each),
+            }
+        )
+    data = {
+        "run": document,
+        "live": document["status"] == "running",
+        "mode": mode,
+        "workflow_path": path,
+        "steps": steps,
+        "graph": None,
+        "svg": None,
+    }
     if workflow is not None and state.catalog.report(Path(file_path)).valid:
         data["graph"], data["svg"] = graph_of(workflow, {s["id"]: s["status"] for s in steps})
     return data
@@ -124,14 +142,25 @@ def step_data(state: Any, run_id: str, step_id: str) -> dict[str, Any]:
     request = result.request if result else None
     sent = (request or {}).get("items")
     prompts = sent if isinstance(sent, list) else [request] if request else []
-    return {"run_id": run_id, "step_id": step_id, "status": status, "step": entry,
-            "prompts": prompts[:ITEMS_SHOWN], "more_prompts": max(0, len(prompts) - ITEMS_SHOWN),
-            "streamed": streamed, "progress": items,
-            "items": for_each_items(result, status, items, item_statuses)}
+    return {
+        "run_id": run_id,
+        "step_id": step_id,
+        "status": status,
+        "step": entry,
+        "prompts": prompts[:ITEMS_SHOWN],
+        "more_prompts": max(0, len(prompts) - ITEMS_SHOWN),
+        "streamed": streamed,
+        "progress": items,
+        "items": for_each_items(result, status, items, item_statuses),
+    }
 
 
-def for_each_items(result: StepResult | None, status: str, progress: tuple[int, int] | None,
-                   statuses: Mapping[int, str]) -> dict[str, Any] | None:
+def for_each_items(
+    result: StepResult | None,
+    status: str,
+    progress: tuple[int, int] | None,
+    statuses: Mapping[int, str],
+) -> dict[str, Any] | None:
     """A for_each step's items: `total`, `done`, and the first ITEMS_SHOWN with their
     index, status and output. None for a step that is not a for_each (or not started).
 
@@ -141,32 +170,52 @@ def for_each_items(result: StepResult | None, status: str, progress: tuple[int, 
     total = len(sent) if isinstance(sent, list) else progress[1] if progress else None
     if total is None:
         return None
-    outputs: dict[int, Any] = {item.index: item.output for item in result.items} \
-        if result else {}
+    outputs: dict[int, Any] = {item.index: item.output for item in result.items} if result else {}
     if result and result.status == "succeeded" and isinstance(result.output, list):
         outputs = dict(enumerate(result.output))
     ended = "waiting" if status in ("waiting", "queued", "running") else "no output"
-    shown = [{"index": index,
-              "status": statuses.get(index) or ("succeeded" if index in outputs else ended),
-              "output": outputs.get(index)}
-             for index in range(min(total, ITEMS_SHOWN))]
+    shown = [
+        {
+            "index": index,
+            "status": statuses.get(index) or ("succeeded" if index in outputs else ended),
+            "output": outputs.get(index),
+        }
+        for index in range(min(total, ITEMS_SHOWN))
+    ]
     done = progress[0] if progress else len(outputs)
     return {"total": total, "done": done, "shown": shown}
 
 
-def history_data(state: Any, *, workflow: str | None = None, status: str | None = None,
-                 user: str | None = None, before: str | None = None,
-                 limit: int = PAGE_SIZE, kind: str | None = None) -> dict[str, Any]:
+def history_data(
+    state: Any,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    before: str | None = None,
+    limit: int = PAGE_SIZE,
+    kind: str | None = None,
+) -> dict[str, Any]:
     """A page of runs, newest first; `next` is the `before` of the following page.
     `kind` (run or batch): only those entries."""
-    runs = state.store.list_runs(limit=limit + 1, workflow=workflow or None,
-                                 status=status or None, user=user or None,
-                                 before=before or None, kind=kind or None)
+    runs = state.store.list_runs(
+        limit=limit + 1,
+        workflow=workflow or None,
+        status=status or None,
+        user=user or None,
+        before=before or None,
+        kind=kind or None,
+    )
     more = len(runs) > limit
     runs = runs[:limit]
-    return {"runs": runs, "next": runs[-1]["run_id"] if more else None,
-            "workflow": workflow or "", "status": status or "", "user": user or "",
-            "statuses": STATUSES}
+    return {
+        "runs": runs,
+        "next": runs[-1]["run_id"] if more else None,
+        "workflow": workflow or "",
+        "status": status or "",
+        "user": user or "",
+        "statuses": STATUSES,
+    }
 
 
 def compare_data(state: Any, run_a: str, run_b: str) -> dict[str, Any]:
@@ -207,8 +256,9 @@ async def run_page(request: Request) -> Response:
 async def step_panel(request: Request) -> Response:
     """The step's details alone, for the run page to put in place without a reload."""
     try:
-        panel = step_data(request.app.state, request.path_params["run_id"],
-                          request.path_params["step_id"])
+        panel = step_data(
+            request.app.state, request.path_params["run_id"], request.path_params["step_id"]
+        )
     except NoSuchRun:
         return _not_found("step")
     return page("step_panel.html", panel=panel)
@@ -216,9 +266,13 @@ async def step_panel(request: Request) -> Response:
 
 async def history_page(request: Request) -> Response:
     query = request.query_params
-    data = history_data(request.app.state, workflow=query.get("workflow"),
-                        status=query.get("status"), user=query.get("user"),
-                        before=query.get("before"))
+    data = history_data(
+        request.app.state,
+        workflow=query.get("workflow"),
+        status=query.get("status"),
+        user=query.get("user"),
+        before=query.get("before"),
+    )
     return page("history.html", **data, api="/api/runs?" + str(query))
 
 
@@ -257,8 +311,9 @@ async def _rerun(state: Any, run_id: str, *, resume: bool) -> str:
     if path is None:
         raise UsageError("this run's workflow file is not under the folders this server shows")
     inputs = state.store.document(run_id)["inputs"]
-    return await start_run(state, path, inputs, mock=row["mode"] == "mock",
-                           resume=run_id if resume else None)
+    return await start_run(
+        state, path, inputs, mock=row["mode"] == "mock", resume=run_id if resume else None
+    )
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -270,8 +325,9 @@ def _api_error(status: int, kind: str, message: str) -> JSONResponse:
 
 def _not_a_run(batch_id: str) -> JSONResponse:
     """A batch's id where a run's is wanted: say where the batch is."""
-    return _api_error(404, "not_found",
-                      f"{batch_id} is a batch, not a run: see /api/batches/{batch_id}")
+    return _api_error(
+        404, "not_found", f"{batch_id} is a batch, not a run: see /api/batches/{batch_id}"
+    )
 
 
 KINDS = ("run", "batch")
@@ -286,10 +342,17 @@ async def runs_api(request: Request) -> Response:
     kind = query.get("kind") or None
     if kind not in (None, *KINDS):
         return _api_error(400, "invalid_input", "kind must be run or batch")
-    return JSONResponse(history_data(request.app.state, workflow=query.get("workflow"),
-                                     status=query.get("status"), user=query.get("user"),
-                                     before=query.get("before"),
-                                     limit=max(1, min(limit, 1000)), kind=kind))
+    return JSONResponse(
+        history_data(
+            request.app.state,
+            workflow=query.get("workflow"),
+            status=query.get("status"),
+            user=query.get("user"),
+            before=query.get("before"),
+            limit=max(1, min(limit, 1000)),
+            kind=kind,
+        )
+    )
 
 
 async def start_run_api(request: Request) -> Response:
@@ -306,9 +369,14 @@ async def start_run_api(request: Request) -> Response:
         return _api_error(400, "invalid_input", "`inputs` must be an object")
     try:
         run_id = await start_run(
-            request.app.state, body["workflow"], inputs, mock=body.get("mock") is True,
-            model=body.get("model") or None, concurrency=_concurrency(body),
-            resume=body.get("resume") or None)
+            request.app.state,
+            body["workflow"],
+            inputs,
+            mock=body.get("mock") is True,
+            model=body.get("model") or None,
+            concurrency=_concurrency(body),
+            resume=body.get("resume") or None,
+        )
     except NotServed:
         return _api_error(404, "not_found", "no such workflow")
     except OrchestrateError as exc:
@@ -335,8 +403,7 @@ async def run_api(request: Request) -> Response:
 async def compare_api(request: Request) -> Response:
     query = request.query_params
     try:
-        return JSONResponse(compare_data(request.app.state, query.get("a", ""),
-                                         query.get("b", "")))
+        return JSONResponse(compare_data(request.app.state, query.get("a", ""), query.get("b", "")))
     except NoSuchRun:
         return _api_error(404, "not_found", "no such run")
 
@@ -362,12 +429,14 @@ async def events_api(request: Request) -> Response:
         if state.store.batch(run_id) is not None:
             return _not_a_run(run_id)
         batches = poll_history(lambda: state.store.document(run_id))
-    return StreamingResponse(_sse(batches, state.closing), media_type="text/event-stream",
-                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+    return StreamingResponse(
+        _sse(batches, state.closing),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
 
 
-async def _sse(batches: AsyncIterator[list[Record]], closing: asyncio.Event
-               ) -> AsyncIterator[str]:
+async def _sse(batches: AsyncIterator[list[Record]], closing: asyncio.Event) -> AsyncIterator[str]:
     """The batches as SSE text; the stream ends with the run, or when the server stops."""
     iterator = aiter(batches)
     stop = asyncio.ensure_future(closing.wait())

@@ -19,18 +19,37 @@ from starlette.responses import HTMLResponse
 from orchestrate._cost import format_usd
 
 TEMPLATES = Path(__file__).parent / "templates"
-STATUS_MARKS = {"waiting": "○", "queued": "◌", "running": "●", "succeeded": "✓",
-                "failed": "✗", "skipped": "↷", "cancelled": "■"}
+STATUS_MARKS = {
+    "waiting": "○",
+    "queued": "◌",
+    "running": "●",
+    "succeeded": "✓",
+    "failed": "✗",
+    "skipped": "↷",
+    "cancelled": "■",
+}
 
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
-    env.filters.update(markdown=markdown, pretty_json=pretty_json, duration=duration,
-                       tokens=tokens, mark=STATUS_MARKS.get, diff_lines=diff_lines,
-                       usd=format_usd, usd_change=usd_change, preview=preview)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        markdown=markdown,
+        pretty_json=pretty_json,
+        duration=duration,
+        tokens=tokens,
+        mark=STATUS_MARKS.get,
+        diff_lines=diff_lines,
+        usd=format_usd,
+        usd_change=usd_change,
+        preview=preview,
+    )
     return env
 
 
@@ -91,10 +110,9 @@ def usd_change(delta: float | None) -> str:
 
 def preview(value: Any, limit: int = 120) -> str:
     """A value on one short line: text as it is, anything else as compact JSON."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
-                                                          default=str)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def diff_lines(diff: str) -> Markup:

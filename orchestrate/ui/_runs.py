@@ -79,10 +79,18 @@ class LiveRun:
         usage = Usage.total([result.usage for result in results])
         cost = total_cost(r.cost_usd for r in results if r.usage is not None)
         return {
-            "run_id": self.run_id, "workflow": self.start.workflow, "file": self.start.file,
-            "status": "running", "started_at": self.start.started_at, "duration_ms": None,
-            "inputs": self.start.inputs, "outputs": {}, "steps": steps,
-            "usage": usage.to_dict(), "cost_usd": cost, "error": None,
+            "run_id": self.run_id,
+            "workflow": self.start.workflow,
+            "file": self.start.file,
+            "status": "running",
+            "started_at": self.start.started_at,
+            "duration_ms": None,
+            "inputs": self.start.inputs,
+            "outputs": {},
+            "steps": steps,
+            "usage": usage.to_dict(),
+            "cost_usd": cost,
+            "error": None,
         }
 
 
@@ -94,17 +102,23 @@ class RunManager:
         self.live: dict[str, LiveRun] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, prepared: PreparedRun, workflow: str, *, mock: bool,
-                    model: str | None = None, concurrency: int = 8,
-                    resume: str | None = None) -> str:
+    async def start(
+        self,
+        prepared: PreparedRun,
+        workflow: str,
+        *,
+        mock: bool,
+        model: str | None = None,
+        concurrency: int = 8,
+        resume: str | None = None,
+    ) -> str:
         """Start the run and return its id once its first event is out; raise what stops
         it before that (a missing API key, a resume that does not match, ...)."""
         run_id = new_run_id()
         live = LiveRun(run_id, workflow)
         self.live[run_id] = live
         options = RunOptions(model=model or None, max_concurrency=concurrency, stream=True)
-        task = asyncio.create_task(self._run(live, prepared, mock, options, resume),
-                                   name=run_id)
+        task = asyncio.create_task(self._run(live, prepared, mock, options, resume), name=run_id)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         await asyncio.wait([task, live.started], return_when=asyncio.FIRST_COMPLETED)
@@ -112,12 +126,24 @@ class RunManager:
             task.result()  # raises why the run did not start
         return run_id
 
-    async def _run(self, live: LiveRun, prepared: PreparedRun, mock: bool,
-                   options: RunOptions, resume: str | None) -> None:
+    async def _run(
+        self,
+        live: LiveRun,
+        prepared: PreparedRun,
+        mock: bool,
+        options: RunOptions,
+        resume: str | None,
+    ) -> None:
         try:
-            await run_prepared(prepared, mock=mock, options=options, observers=[live],
-                               run_id=live.run_id, env=self.env,
-                               history=HistoryOptions(resume=resume))
+            await run_prepared(
+                prepared,
+                mock=mock,
+                options=options,
+                observers=[live],
+                run_id=live.run_id,
+                env=self.env,
+                history=HistoryOptions(resume=resume),
+            )
         except RecordingFailed:
             pass  # the run ended; its page reads what the history has
         except asyncio.CancelledError:
@@ -127,8 +153,9 @@ class RunManager:
             # From here on the history has the whole run (the session closed the store).
             self.live.pop(live.run_id, None)
             if live.result is None:
-                live.feed.publish({"event": "run_finished", "run_id": live.run_id,
-                                   "status": "cancelled"})
+                live.feed.publish(
+                    {"event": "run_finished", "run_id": live.run_id, "status": "cancelled"}
+                )
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run of this server; False if it is not one that is running."""

@@ -30,10 +30,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-     b"img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-     b"form-action 'self'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        b"form-action 'self'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
@@ -83,14 +85,18 @@ class Guard:
         cookie = _cookie(headers.get("cookie", ""), self.cookie)
         given = bearer or query.get("token") or cookie
         if given is None:
-            return _refused(401, "a token is needed: open the address that `orchestrate ui` "
-                            "printed (it ends in ?token=...)")
+            return _refused(
+                401,
+                "a token is needed: open the address that `orchestrate ui` "
+                "printed (it ends in ?token=...)",
+            )
         if not secrets.compare_digest(given.encode(), self.token.encode()):
             return _refused(403, "wrong token: open the address that `orchestrate ui` printed")
         method = scope["method"]
         if method not in SAFE_METHODS and not _same_origin(headers, host, bearer is not None):
-            return _refused(403, "refused: this request did not come from one of this "
-                            "server's pages (Origin)")
+            return _refused(
+                403, "refused: this request did not come from one of this server's pages (Origin)"
+            )
         if "token" in query and bearer is None and method in SAFE_METHODS:
             return self._set_cookie(scope, query)
         return None
@@ -100,14 +106,14 @@ class Guard:
         rest = urlencode([(k, v) for k, v in query.items() if k != "token"])
         target = scope["path"] + (f"?{rest}" if rest else "")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict",
-                            path="/")
+        response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
         return response
 
 
 def _refused(status: int, message: str) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status,
-                             headers={"cache-control": "no-store"})
+    return PlainTextResponse(
+        message + "\n", status_code=status, headers={"cache-control": "no-store"}
+    )
 
 
 def _bearer(value: str) -> str | None:

@@ -42,8 +42,9 @@ def bind(host: str, port: int) -> socket.socket:
         hint = "pick another with --port, or --port 0 for any free port"
         if exc.errno not in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
             hint = "check --host"
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                         hint=hint) from None
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint=hint
+        ) from None
     return sock
 
 
@@ -61,9 +62,15 @@ def can_open_browser(env: Mapping[str, str] = os.environ) -> bool:
     return True
 
 
-def serve(paths: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 8765,
-          open_browser: bool = True, err: IO[str] = sys.stderr,
-          env: Mapping[str, str] = os.environ) -> None:
+def serve(
+    paths: Sequence[str | Path],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    open_browser: bool = True,
+    err: IO[str] = sys.stderr,
+    env: Mapping[str, str] = os.environ,
+) -> None:
     """Serve until interrupted; UsageError if the address cannot be had."""
     for path in paths:
         if not Path(path).exists():
@@ -73,12 +80,16 @@ def serve(paths: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 8
     port = sock.getsockname()[1]
     app = create_app(paths, token=token, host=host, port=port, env=env)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {host}: anyone who can reach this machine and has "
-              "the token can read the history and run workflows (they spend your API keys "
-              "and run your Python functions)", file=err)
+        print(
+            f"warning: listening on {host}: anyone who can reach this machine and has "
+            "the token can read the history and run workflows (they spend your API keys "
+            "and run your Python functions)",
+            file=err,
+        )
     url = address(host, port, token)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=GRACE_SECONDS)
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_SECONDS
+    )
     server = _Server(config, on_exit=lambda: closing(app))
     # Ctrl-C is a normal way to stop, also before uvicorn has set its own handler (and
     # uvicorn raises the signal again once it has shut down).

@@ -32,14 +32,17 @@ def workflows_data(state: Any) -> dict[str, Any]:
         report = state.catalog.report(file)
         workflow = report.workflow
         errors = sum(d.severity == "error" for d in report.diagnostics)
-        rows.append({
-            "path": state.catalog.name(file),
-            "name": workflow.name if workflow else file.stem,
-            "description": workflow.description if workflow else None,
-            "steps": len(workflow.steps) if workflow else None,
-            "valid": report.valid, "errors": errors,
-            "last_run": _last_run(state.store, str(file)),
-        })
+        rows.append(
+            {
+                "path": state.catalog.name(file),
+                "name": workflow.name if workflow else file.stem,
+                "description": workflow.description if workflow else None,
+                "steps": len(workflow.steps) if workflow else None,
+                "valid": report.valid,
+                "errors": errors,
+                "last_run": _last_run(state.store, str(file)),
+            }
+        )
     return {"workflows": rows}
 
 
@@ -61,10 +64,16 @@ def workflow_data(state: Any, name: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         source = f"(cannot read the file: {exc})"
     data: dict[str, Any] = {
-        "path": name, "name": workflow.name if workflow else file.stem,
+        "path": name,
+        "name": workflow.name if workflow else file.stem,
         "description": workflow.description if workflow else None,
-        "valid": report.valid, "diagnostics": [d.to_dict() for d in report.diagnostics],
-        "source": source, "inputs": [], "graph": None, "svg": None, "recent_runs": [],
+        "valid": report.valid,
+        "diagnostics": [d.to_dict() for d in report.diagnostics],
+        "source": source,
+        "inputs": [],
+        "graph": None,
+        "svg": None,
+        "recent_runs": [],
     }
     if workflow is not None:
         data["inputs"] = [_input_field(n, spec) for n, spec in workflow.inputs.items()]
@@ -74,8 +83,9 @@ def workflow_data(state: Any, name: str) -> dict[str, Any]:
     return data
 
 
-def graph_of(workflow: Workflow, statuses: Mapping[str, str] | None = None
-             ) -> tuple[dict[str, Any], str]:
+def graph_of(
+    workflow: Workflow, statuses: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
     """The graph as data (`graph --json`) and as a picture (`graph --format svg`)."""
     from orchestrate._graphs import graph_dict
     from orchestrate._plan import build_plan
@@ -87,9 +97,14 @@ def graph_of(workflow: Workflow, statuses: Mapping[str, str] | None = None
 
 def _input_field(name: str, spec: InputSpec) -> dict[str, Any]:
     default = None if spec.default is NO_DEFAULT else spec.default
-    return {"name": name, "type": spec.type, "description": spec.description,
-            "required": spec.required, "default": default,
-            "enum": None if spec.enum is None else list(spec.enum)}
+    return {
+        "name": name,
+        "type": spec.type,
+        "description": spec.description,
+        "required": spec.required,
+        "default": default,
+        "enum": None if spec.enum is None else list(spec.enum),
+    }
 
 
 # --- the inputs of a form --------------------------------------------------------------------
@@ -116,21 +131,34 @@ def _typed(name: str, type_name: str, raw: str) -> Any:
     try:
         return json.loads(raw)  # its type is checked with the others by resolve_inputs
     except ValueError:
-        raise InputError(f"input {name!r} must be {_described(type_name)}, got {raw!r}",
-                         hint="arrays and objects are written in JSON") from None
+        raise InputError(
+            f"input {name!r} must be {_described(type_name)}, got {raw!r}",
+            hint="arrays and objects are written in JSON",
+        ) from None
 
 
 def _described(type_name: str) -> str:
-    return {"integer": "a whole number", "number": "a number", "array": "a JSON array",
-            "object": "a JSON object"}.get(type_name, type_name)
+    return {
+        "integer": "a whole number",
+        "number": "a number",
+        "array": "a JSON array",
+        "object": "a JSON object",
+    }.get(type_name, type_name)
 
 
 # --- starting a run ---------------------------------------------------------------------------
 
 
-async def start_run(state: Any, name: str, inputs: Mapping[str, Any], *, mock: bool,
-                    model: str | None = None, concurrency: int = 8,
-                    resume: str | None = None) -> str:
+async def start_run(
+    state: Any,
+    name: str,
+    inputs: Mapping[str, Any],
+    *,
+    mock: bool,
+    model: str | None = None,
+    concurrency: int = 8,
+    resume: str | None = None,
+) -> str:
     """Prepare and start a run of a served workflow, as `orchestrate run` would."""
     from orchestrate._api import prepare
 
@@ -138,8 +166,9 @@ async def start_run(state: Any, name: str, inputs: Mapping[str, Any], *, mock: b
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise UsageError(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
     prepared = prepare(file, dict(inputs))
-    return await state.manager.start(prepared, name, mock=mock, model=model,
-                                     concurrency=concurrency, resume=resume)
+    return await state.manager.start(
+        prepared, name, mock=mock, model=model, concurrency=concurrency, resume=resume
+    )
 
 
 def error_data(exc: OrchestrateError) -> dict[str, Any]:
@@ -162,23 +191,34 @@ async def workflow_page(request: Request) -> Response:
     return _workflow_page(request, name)
 
 
-def _workflow_page(request: Request, name: str, status_code: int = 200,
-                   form_error: OrchestrateError | None = None,
-                   values: Mapping[str, str] | None = None) -> Response:
+def _workflow_page(
+    request: Request,
+    name: str,
+    status_code: int = 200,
+    form_error: OrchestrateError | None = None,
+    values: Mapping[str, str] | None = None,
+) -> Response:
     try:
         data = workflow_data(request.app.state, name)
     except NotServed:
         return page("not_found.html", 404, what=f"workflow {name}", api=None)
-    return page("workflow.html", status_code, **data, form_error=form_error,
-                values=values, api=f"/api/workflows/{name}")
+    return page(
+        "workflow.html",
+        status_code,
+        **data,
+        form_error=form_error,
+        values=values,
+        api=f"/api/workflows/{name}",
+    )
 
 
 async def workflow_api(request: Request) -> Response:
     try:
         return JSONResponse(workflow_data(request.app.state, request.path_params["path"]))
     except NotServed:
-        return JSONResponse({"error": {"type": "not_found", "message": "no such workflow"}},
-                            status_code=404)
+        return JSONResponse(
+            {"error": {"type": "not_found", "message": "no such workflow"}}, status_code=404
+        )
 
 
 async def run_from_form(request: Request) -> Response:
@@ -193,9 +233,13 @@ async def run_from_form(request: Request) -> Response:
     try:
         specs = report.workflow.inputs if report.workflow else {}
         run_id = await start_run(
-            request.app.state, name, form_inputs(specs, fields),
-            mock="mock" in fields, model=fields.get("model", "").strip() or None,
-            concurrency=_int(fields.get("concurrency", ""), 8))
+            request.app.state,
+            name,
+            form_inputs(specs, fields),
+            mock="mock" in fields,
+            model=fields.get("model", "").strip() or None,
+            concurrency=_int(fields.get("concurrency", ""), 8),
+        )
     except OrchestrateError as exc:
         return _workflow_page(request, name, 400, form_error=exc, values=fields)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
@@ -205,8 +249,9 @@ async def form_fields(request: Request) -> dict[str, str]:
     """An url-encoded form (the only kind our pages send; no multipart parser needed)."""
     body = (await request.body()).decode("utf-8", errors="replace")
     # Browsers send a text area's line breaks as CRLF, whatever was typed or filled in.
-    return {key: value.replace("\r\n", "\n")
-            for key, value in parse_qsl(body, keep_blank_values=True)}
+    return {
+        key: value.replace("\r\n", "\n") for key, value in parse_qsl(body, keep_blank_values=True)
+    }
 
 
 def _int(text: str, default: int) -> int:

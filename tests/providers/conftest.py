@@ -45,7 +45,10 @@ async def _chunks(chunks: list[bytes], hang: bool) -> AsyncIterator[bytes]:
 
 
 def stream_response(
-    chunks: list[bytes | str], *, status: int = 200, hang: bool = False,
+    chunks: list[bytes | str],
+    *,
+    status: int = 200,
+    hang: bool = False,
     content_type: str = "text/event-stream",
 ) -> httpx.Response:
     """A fresh streaming response whose body arrives in exactly these chunks."""
@@ -99,8 +102,14 @@ def make_provider(sleeps: Sleeps) -> Callable[..., HTTPProvider]:
         cls = {"openai": OpenAIProvider, "anthropic": AnthropicProvider}[kind]
         base = {"openai": "https://api.test/v1", "anthropic": "https://claude.test"}[kind]
         options: dict[str, Any] = {
-            "name": kind, "base_url": base, "api_key": API_KEY, "headers": {},
-            "concurrency": 8, "sleep": sleeps, "rand": lambda: 0.5, "clock": lambda: 1e9,
+            "name": kind,
+            "base_url": base,
+            "api_key": API_KEY,
+            "headers": {},
+            "concurrency": 8,
+            "sleep": sleeps,
+            "rand": lambda: 0.5,
+            "clock": lambda: 1e9,
         }
         return cls(**{**options, **overrides})
 

@@ -37,9 +37,13 @@ def request(**fields: Any) -> LLMRequest:
 def message(text: str = "Hello — ü🎉", stop_reason: str = "end_turn") -> dict[str, Any]:
     """A Messages API reply as documented."""
     return {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
-        "model": "claude-sonnet-4-5-20250929", "stop_reason": stop_reason,
-        "stop_sequence": None, "content": [{"type": "text", "text": text}],
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "content": [{"type": "text", "text": text}],
         "usage": {"input_tokens": 25, "output_tokens": 15},
     }
 
@@ -51,26 +55,52 @@ def events(*pairs: tuple[str, dict[str, Any]]) -> str:
 
 
 def delta(text: str) -> tuple[str, dict[str, Any]]:
-    return ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                    "delta": {"type": "text_delta", "text": text}})
+    return (
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
 
 
-START = ("message_start", {"type": "message_start", "message": {
-    "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
-    "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": None,
-    "stop_sequence": None, "usage": {"input_tokens": 25, "output_tokens": 1}}})
-BLOCK_START = ("content_block_start", {"type": "content_block_start", "index": 0,
-                                       "content_block": {"type": "text", "text": ""}})
+START = (
+    "message_start",
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": "claude-sonnet-4-5-20250929",
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 1},
+        },
+    },
+)
+BLOCK_START = (
+    "content_block_start",
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+)
 PING = ("ping", {"type": "ping"})
 BLOCK_STOP = ("content_block_stop", {"type": "content_block_stop", "index": 0})
-MESSAGE_DELTA = ("message_delta", {"type": "message_delta", "delta": {
-    "stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 15}})
+MESSAGE_DELTA = (
+    "message_delta",
+    {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": 15},
+    },
+)
 STOP = ("message_stop", {"type": "message_stop"})
 HEAD = (START, BLOCK_START, PING, delta("Hello"), delta(""), delta(" — ü"), delta("🎉"))
 STREAM = events(*HEAD, BLOCK_STOP, MESSAGE_DELTA, STOP)
 EXPECTED = LLMResponse(
-    text="Hello — ü🎉", usage=Usage(25, 15), attempts=1, model="claude-sonnet-4-5-20250929",
-    response_id="msg_01XFDUDYJgAACzvnptvVoYEL", finish_reason="end_turn",
+    text="Hello — ü🎉",
+    usage=Usage(25, 15),
+    attempts=1,
+    model="claude-sonnet-4-5-20250929",
+    response_id="msg_01XFDUDYJgAACzvnptvVoYEL",
+    finish_reason="end_turn",
 )
 
 
@@ -79,8 +109,7 @@ def error_event(kind: str, text: str) -> str:
 
 
 def error_body(status: int, kind: str, text: str) -> httpx.Response:
-    return httpx.Response(status, json={"type": "error", "error": {"type": kind,
-                                                                   "message": text}})
+    return httpx.Response(status, json={"type": "error", "error": {"type": kind, "message": text}})
 
 
 # --- the request --------------------------------------------------------------------------
@@ -90,16 +119,28 @@ def error_body(status: int, kind: str, text: str) -> httpx.Response:
     ("fields", "expected"),
     [
         ({}, {"max_tokens": 4096, "system": "Be brief.\n\nAnswer in English."}),
-        ({"max_tokens": 50, "temperature": 0.0},
-         {"max_tokens": 50, "temperature": 0.0, "system": "Be brief.\n\nAnswer in English."}),
-        ({"stream": True},
-         {"max_tokens": 4096, "stream": True, "system": "Be brief.\n\nAnswer in English."}),
-        ({"json_mode": True},
-         {"max_tokens": 4096,
-          "system": "Be brief.\n\nAnswer in English.\n\n" + json_instruction(None)}),
-        ({"schema": SCHEMA, "json_mode": True},
-         {"max_tokens": 4096,
-          "system": "Be brief.\n\nAnswer in English.\n\n" + json_instruction(SCHEMA)}),
+        (
+            {"max_tokens": 50, "temperature": 0.0},
+            {"max_tokens": 50, "temperature": 0.0, "system": "Be brief.\n\nAnswer in English."},
+        ),
+        (
+            {"stream": True},
+            {"max_tokens": 4096, "stream": True, "system": "Be brief.\n\nAnswer in English."},
+        ),
+        (
+            {"json_mode": True},
+            {
+                "max_tokens": 4096,
+                "system": "Be brief.\n\nAnswer in English.\n\n" + json_instruction(None),
+            },
+        ),
+        (
+            {"schema": SCHEMA, "json_mode": True},
+            {
+                "max_tokens": 4096,
+                "system": "Be brief.\n\nAnswer in English.\n\n" + json_instruction(SCHEMA),
+            },
+        ),
     ],
 )
 async def test_request_body(
@@ -107,8 +148,9 @@ async def test_request_body(
 ) -> None:
     """System messages go to top-level `system`; max_tokens is always sent."""
     route = respx_mock.post(URL).mock(
-        side_effect=lambda _: sse([STREAM]) if fields.get("stream") else httpx.Response(
-            200, json=message())
+        side_effect=lambda _: (
+            sse([STREAM]) if fields.get("stream") else httpx.Response(200, json=message())
+        )
     )
     await make_provider("anthropic").complete(request(**fields))
     body = json.loads(route.calls.last.request.content)
@@ -135,15 +177,23 @@ async def test_headers(api_key: str, make_provider, respx_mock) -> None:
     await make_provider("anthropic", headers={"anthropic-beta": "x"}).complete(request())
     headers = route.calls.last.request.headers
     assert (api_key, "2023-06-01", "application/json", "x") == (
-        headers["x-api-key"], headers["anthropic-version"], headers["content-type"],
-        headers["anthropic-beta"])
+        headers["x-api-key"],
+        headers["anthropic-version"],
+        headers["content-type"],
+        headers["anthropic-beta"],
+    )
     assert "authorization" not in headers
 
 
 def test_constructed_like_the_pool_does() -> None:
     """The keywords ProviderPool uses build a provider."""
-    provider = AnthropicProvider(name="anthropic", base_url="https://api.anthropic.com/",
-                                 api_key="k" * 20, headers={}, concurrency=8)
+    provider = AnthropicProvider(
+        name="anthropic",
+        base_url="https://api.anthropic.com/",
+        api_key="k" * 20,
+        headers={},
+        concurrency=8,
+    )
     assert provider.url == "https://api.anthropic.com/v1/messages"
 
 
@@ -159,8 +209,11 @@ async def test_reply(make_provider, respx_mock) -> None:
 async def test_reply_joins_text_blocks(make_provider, respx_mock) -> None:
     """Several text blocks are joined; other block types are skipped."""
     body = message()
-    body["content"] = [{"type": "text", "text": "a"}, {"type": "thinking", "thinking": "hm"},
-                       {"type": "text", "text": "b"}]
+    body["content"] = [
+        {"type": "text", "text": "a"},
+        {"type": "thinking", "thinking": "hm"},
+        {"type": "text", "text": "b"},
+    ]
     respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
     assert (await make_provider("anthropic").complete(request())).text == "ab"
 
@@ -182,8 +235,9 @@ async def test_refusal_fails(make_provider, respx_mock) -> None:
 
 async def test_invalid_json_is_retried(make_provider, retries, respx_mock) -> None:
     """A 200 whose body is not JSON is retried."""
-    respx_mock.post(URL).mock(side_effect=[httpx.Response(200, text="<html>"),
-                                           httpx.Response(200, json=message())])
+    respx_mock.post(URL).mock(
+        side_effect=[httpx.Response(200, text="<html>"), httpx.Response(200, json=message())]
+    )
     result = await make_provider("anthropic").complete(request(), on_retry=retries)
     assert (result.attempts, retries.calls[0][2]) == (2, "the reply is not valid JSON")
 
@@ -204,8 +258,7 @@ async def test_stream(chunks: list[bytes], make_provider, sse, respx_mock) -> No
     """text_delta events reach on_token; usage and ids come from start and delta events."""
     respx_mock.post(URL).mock(side_effect=lambda _: sse(chunks))
     tokens: list[str] = []
-    result = await make_provider("anthropic").complete(request(stream=True),
-                                                       on_token=tokens.append)
+    result = await make_provider("anthropic").complete(request(stream=True), on_token=tokens.append)
     assert tokens == ["Hello", " — ü", "🎉"]
     assert result == EXPECTED
 
@@ -244,8 +297,12 @@ async def test_overloaded_error_event_is_retried(make_provider, sse, retries, re
 
 async def test_529_is_retried(make_provider, sleeps, retries, respx_mock) -> None:
     """529 overloaded is retried after a backoff."""
-    respx_mock.post(URL).mock(side_effect=[error_body(529, "overloaded_error", "Overloaded"),
-                                           httpx.Response(200, json=message())])
+    respx_mock.post(URL).mock(
+        side_effect=[
+            error_body(529, "overloaded_error", "Overloaded"),
+            httpx.Response(200, json=message()),
+        ]
+    )
     result = await make_provider("anthropic").complete(request(), on_retry=retries)
     assert (result.attempts, sleeps.calls) == (2, [0.25])
     assert retries.calls[0][2].endswith("Overloaded")
@@ -254,8 +311,7 @@ async def test_529_is_retried(make_provider, sleeps, retries, respx_mock) -> Non
 async def test_400_uses_the_provider_message(make_provider, respx_mock) -> None:
     """A 400 fails at once with Anthropic's own error message."""
     text = "messages: roles must alternate between user and assistant"
-    route = respx_mock.post(URL).mock(return_value=error_body(400, "invalid_request_error",
-                                                              text))
+    route = respx_mock.post(URL).mock(return_value=error_body(400, "invalid_request_error", text))
     with pytest.raises(ProviderError) as caught:
         await make_provider("anthropic").complete(request())
     assert f"anthropic: HTTP 400 from {URL}: {text}" == caught.value.message
@@ -264,8 +320,9 @@ async def test_400_uses_the_provider_message(make_provider, respx_mock) -> None:
 
 async def test_401_hint_names_anthropic_key(api_key: str, make_provider, respx_mock) -> None:
     """A 401 hints at ANTHROPIC_API_KEY and never shows the key."""
-    respx_mock.post(URL).mock(return_value=error_body(401, "authentication_error",
-                                                      f"invalid x-api-key {api_key}"))
+    respx_mock.post(URL).mock(
+        return_value=error_body(401, "authentication_error", f"invalid x-api-key {api_key}")
+    )
     with pytest.raises(ProviderError) as caught:
         await make_provider("anthropic").complete(request())
     assert caught.value.hint == "the API key was rejected: check ANTHROPIC_API_KEY"
@@ -308,8 +365,14 @@ async def test_streamed_usage_count_that_is_not_an_int_is_ignored(
     bad: Any, make_provider, sse, respx_mock
 ) -> None:
     """In a stream, a count that is not an int is skipped and the last good one kept."""
-    odd_delta = ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                   "usage": {"output_tokens": bad}})
+    odd_delta = (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": bad},
+        },
+    )
     body = events(*HEAD, BLOCK_STOP, odd_delta, STOP)
     respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
     result = await make_provider("anthropic").complete(request(stream=True))
@@ -326,8 +389,9 @@ async def test_streamed_usage_count_that_is_not_an_int_is_ignored(
 )
 async def test_malformed_reply_is_retried(body: dict, make_provider, retries, respx_mock):
     """Any other unexpected shape is retried like a 5xx, never an internal error."""
-    respx_mock.post(URL).mock(side_effect=[httpx.Response(200, json=body),
-                                           httpx.Response(200, json=message())])
+    respx_mock.post(URL).mock(
+        side_effect=[httpx.Response(200, json=body), httpx.Response(200, json=message())]
+    )
     result = await make_provider("anthropic").complete(request(), on_retry=retries)
     assert (result.text, result.attempts, len(retries.calls)) == (EXPECTED.text, 2, 1)
 
@@ -335,15 +399,23 @@ async def test_malformed_reply_is_retried(body: dict, make_provider, retries, re
 @pytest.mark.parametrize(
     "bad",
     [
-        pytest.param(("message_start", {"type": "message_start", "message": "hi"}),
-                     id="message-string"),
-        pytest.param(("content_block_delta", {"type": "content_block_delta", "delta": [1]}),
-                     id="delta-list"),
-        pytest.param(("content_block_delta", {"type": "content_block_delta",
-                                              "delta": {"type": "text_delta", "text": 5}}),
-                     id="text-number"),
-        pytest.param(("message_delta", {"type": "message_delta", "delta": "end_turn"}),
-                     id="message-delta-string"),
+        pytest.param(
+            ("message_start", {"type": "message_start", "message": "hi"}), id="message-string"
+        ),
+        pytest.param(
+            ("content_block_delta", {"type": "content_block_delta", "delta": [1]}), id="delta-list"
+        ),
+        pytest.param(
+            (
+                "content_block_delta",
+                {"type": "content_block_delta", "delta": {"type": "text_delta", "text": 5}},
+            ),
+            id="text-number",
+        ),
+        pytest.param(
+            ("message_delta", {"type": "message_delta", "delta": "end_turn"}),
+            id="message-delta-string",
+        ),
     ],
 )
 async def test_malformed_stream_event_is_retried(
@@ -365,4 +437,8 @@ async def test_odd_ids_and_stop_reason_are_ignored(make_provider, respx_mock) ->
     respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
     result = await make_provider("anthropic").complete(request())
     assert (result.text, result.model, result.response_id, result.finish_reason) == (
-        EXPECTED.text, None, None, None)
+        EXPECTED.text,
+        None,
+        None,
+        None,
+    )

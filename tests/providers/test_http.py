@@ -30,15 +30,15 @@ NOW = 1_000_000_000.0
 REPLY = {
     "id": "chatcmpl-1",
     "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                 "finish_reason": "stop"}],
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
     "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
 }
 
 
 def request(**fields: Any) -> LLMRequest:
-    return LLMRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},),
-                      **fields)
+    return LLMRequest(model="gpt-4o-mini", messages=({"role": "user", "content": "hi"},), **fields)
 
 
 def ok() -> httpx.Response:
@@ -68,8 +68,7 @@ def test_import_does_not_load_httpx() -> None:
         "orchestrate.providers._openai, orchestrate.providers._anthropic; "
         "print('httpx' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -121,8 +120,12 @@ async def test_provider_shards_by_concurrency(make_provider) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("base_url", "verifies"),
-    [("http://127.0.0.1:8000/v1", False), ("HTTP://localhost:11434/v1", False),
-     ("https://api.test/v1", True), ("HTTPS://api.test/v1", True)],
+    [
+        ("http://127.0.0.1:8000/v1", False),
+        ("HTTP://localhost:11434/v1", False),
+        ("https://api.test/v1", True),
+        ("HTTPS://api.test/v1", True),
+    ],
 )
 async def test_only_https_endpoints_verify_certificates(
     make_provider, base_url: str, verifies: bool
@@ -138,15 +141,20 @@ async def test_only_https_endpoints_verify_certificates(
     await provider.aclose()
     loaded = context.cert_store_stats()["x509_ca"] > 0
     expected = (1, verifies, verifies, verifies)
-    assert expected == (len(contexts), context.verify_mode == ssl.CERT_REQUIRED,
-                        context.check_hostname, loaded)
+    assert expected == (
+        len(contexts),
+        context.verify_mode == ssl.CERT_REQUIRED,
+        context.check_hostname,
+        loaded,
+    )
 
 
 # --- pure policy functions ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("retry", "cap"), [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0),
-                                            (6, 8.0), (20, 8.0)])
+@pytest.mark.parametrize(
+    ("retry", "cap"), [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 8.0), (20, 8.0)]
+)
 def test_backoff_cap(retry: int, cap: float) -> None:
     """The backoff cap starts at 0.5 s and doubles up to 8 s."""
     assert cap == backoff_cap(retry)
@@ -185,10 +193,14 @@ def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> N
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('{"error": {"message": "Invalid model", "type": "invalid_request_error"}}',
-         "Invalid model"),
-        ('{"type": "error", "error": {"type": "not_found_error", "message": "no model"}}',
-         "no model"),
+        (
+            '{"error": {"message": "Invalid model", "type": "invalid_request_error"}}',
+            "Invalid model",
+        ),
+        (
+            '{"type": "error", "error": {"type": "not_found_error", "message": "no model"}}',
+            "no model",
+        ),
         ('{"error": "model \'x\' not found"}', "model 'x' not found"),
         ('{"detail": "Not Found"}', "Not Found"),
         ('{"message": "bad gateway"}', "bad gateway"),
@@ -234,8 +246,10 @@ async def test_client_error_fails_at_once(
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("api_key", "hint"),
-    [("sk-bad-key-123456", "the API key was rejected: check OPENAI_API_KEY"),
-     (None, "set OPENAI_API_KEY to an API key for this provider")],
+    [
+        ("sk-bad-key-123456", "the API key was rejected: check OPENAI_API_KEY"),
+        (None, "set OPENAI_API_KEY to an API key for this provider"),
+    ],
 )
 async def test_401_hint_names_the_variable(
     api_key: str | None, hint: str, make_provider, respx_mock: respx.MockRouter
@@ -310,8 +324,13 @@ async def test_retry_after_is_honoured(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "error", [httpx.ConnectError("refused"), httpx.ReadError("reset"),
-              httpx.RemoteProtocolError("peer closed"), httpx.WriteError("broken pipe")],
+    "error",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ReadError("reset"),
+        httpx.RemoteProtocolError("peer closed"),
+        httpx.WriteError("broken pipe"),
+    ],
 )
 async def test_network_errors_are_retried(
     error: Exception, make_provider, sleeps, retries, respx_mock
@@ -420,8 +439,12 @@ async def test_key_never_in_errors(
     provider = make_provider()
     with pytest.raises(ProviderError) as caught:
         await provider.complete(request(), on_retry=retries)
-    texts = [str(caught.value), caught.value.format(), repr(provider),
-             *(reason for _, _, reason in retries.calls)]
+    texts = [
+        str(caught.value),
+        caught.value.format(),
+        repr(provider),
+        *(reason for _, _, reason in retries.calls),
+    ]
     assert "[REDACTED]" in caught.value.message
     assert not [text for text in texts if api_key in text]
 
@@ -465,7 +488,8 @@ async def test_a_header_key_echoed_at_the_cut_leaks_no_prefix(make_provider, res
 async def test_credentials_in_the_base_url_are_never_shown(make_provider, respx_mock) -> None:
     """`http://user:pass@host` is sent as is, and shown as `http://[REDACTED]@host`."""
     route = respx_mock.post("https://gw.test/v1/chat/completions").mock(
-        return_value=httpx.Response(404, text="no such model"))
+        return_value=httpx.Response(404, text="no such model")
+    )
     provider = make_provider(base_url="https://alice:hunter2-pw@gw.test/v1", api_key=None)
     with pytest.raises(ProviderError) as caught:
         await provider.complete(request())
@@ -545,16 +569,23 @@ async def test_local_protocol_error_is_a_final_redacted_error(make_provider, res
 URLS = {"openai": URL, "anthropic": "https://claude.test/v1/messages"}
 JSON_REPLIES = {
     "openai": json.dumps(REPLY).encode(),
-    "anthropic": json.dumps({"id": "msg_1", "type": "message", "model": "claude", "content": [
-        {"type": "text", "text": "hi"}], "stop_reason": "end_turn"}).encode(),
+    "anthropic": json.dumps(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "model": "claude",
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+        }
+    ).encode(),
 }
 STREAM_ENDS = {
-    "openai": sse_lines({"choices": [{"index": 0, "delta": {"content": "hi"},
-                                      "finish_reason": "stop"}]}, "[DONE]").encode(),
+    "openai": sse_lines(
+        {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}, "[DONE]"
+    ).encode(),
     "anthropic": sse_lines(
         {"type": "message_start", "message": {"id": "msg_1", "model": "claude"}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
-                                                             "text": "hi"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}},
         {"type": "message_stop"},
     ).encode(),
 }
@@ -579,10 +610,12 @@ class Body:
         self.sent += len(self.tail)
         yield self.tail
 
-    def response(self, status: int = 200, content_type: str = "application/json",
-                 **headers: str) -> httpx.Response:
-        return httpx.Response(status, headers={"content-type": content_type, **headers},
-                              content=self.chunks())
+    def response(
+        self, status: int = 200, content_type: str = "application/json", **headers: str
+    ) -> httpx.Response:
+        return httpx.Response(
+            status, headers={"content-type": content_type, **headers}, content=self.chunks()
+        )
 
 
 @pytest.mark.anyio
@@ -591,18 +624,19 @@ async def test_a_reply_up_to_the_limit_is_read(kind: str, make_provider, respx_m
     """A JSON reply of exactly REPLY_LIMIT bytes (padded with whitespace) is accepted."""
     tail = JSON_REPLIES[kind]
     respx_mock.post(URLS[kind]).mock(
-        side_effect=lambda _: Body(REPLY_LIMIT - len(tail), tail=tail).response())
+        side_effect=lambda _: Body(REPLY_LIMIT - len(tail), tail=tail).response()
+    )
     assert (await make_provider(kind).complete(request())).text == "hi"
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
-async def test_a_reply_past_the_limit_fails_for_good(kind: str, make_provider,
-                                                     respx_mock) -> None:
+async def test_a_reply_past_the_limit_fails_for_good(kind: str, make_provider, respx_mock) -> None:
     """A JSON body one byte past REPLY_LIMIT, with no Content-Length, fails without a retry."""
     tail = JSON_REPLIES[kind]
     route = respx_mock.post(URLS[kind]).mock(
-        side_effect=lambda _: Body(REPLY_LIMIT + 1 - len(tail), tail=tail).response())
+        side_effect=lambda _: Body(REPLY_LIMIT + 1 - len(tail), tail=tail).response()
+    )
     with pytest.raises(ProviderError) as caught:
         await make_provider(kind).complete(request(retries=2))
     assert caught.value.message == TOO_LARGE.format(kind=kind)
@@ -617,7 +651,8 @@ async def test_a_stream_past_the_limit_fails_as_it_arrives(
     """SSE bytes (comments here) are counted as they arrive: past the limit, the step fails."""
     body = Body(REPLY_LIMIT + 1, filler=b":" + b"x" * 1022 + b"\n", tail=STREAM_ENDS[kind])
     route = respx_mock.post(URLS[kind]).mock(
-        return_value=body.response(content_type="text/event-stream"))
+        return_value=body.response(content_type="text/event-stream")
+    )
     with pytest.raises(ProviderError) as caught:
         await make_provider(kind).complete(request(stream=True, retries=2))
     assert caught.value.message == TOO_LARGE.format(kind=kind)
@@ -627,14 +662,12 @@ async def test_a_stream_past_the_limit_fails_as_it_arrives(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
-async def test_a_long_stream_under_the_limit_is_read(kind: str, make_provider,
-                                                     respx_mock) -> None:
+async def test_a_long_stream_under_the_limit_is_read(kind: str, make_provider, respx_mock) -> None:
     """A stream within 1 KB of the limit is read to its end."""
     tail = STREAM_ENDS[kind]
     comments = (REPLY_LIMIT - len(tail)) // 1024 * 1024  # whole comment lines
     body = Body(comments, filler=b":" + b"x" * 1022 + b"\n", tail=tail)
-    respx_mock.post(URLS[kind]).mock(return_value=body.response(
-        content_type="text/event-stream"))
+    respx_mock.post(URLS[kind]).mock(return_value=body.response(content_type="text/event-stream"))
     assert (await make_provider(kind).complete(request(stream=True))).text == "hi"
 
 
@@ -645,8 +678,9 @@ async def test_a_content_length_past_the_limit_is_refused_unread(
 ) -> None:
     """A declared Content-Length over the limit fails before a byte of the body is read."""
     body = Body(100, tail=JSON_REPLIES["openai"])
-    respx_mock.post(URL).mock(return_value=body.response(**{
-        "content-length": str(REPLY_LIMIT + 1)}))
+    respx_mock.post(URL).mock(
+        return_value=body.response(**{"content-length": str(REPLY_LIMIT + 1)})
+    )
     with pytest.raises(ProviderError, match="passed the 10 MB limit"):
         await make_provider().complete(request(stream=stream))
     assert body.sent == 0
@@ -663,8 +697,9 @@ async def test_a_small_content_length_is_not_trusted(make_provider, respx_mock) 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status", [400, 500])
-async def test_only_the_head_of_an_error_body_is_read(status: int, make_provider,
-                                                      respx_mock) -> None:
+async def test_only_the_head_of_an_error_body_is_read(
+    status: int, make_provider, respx_mock
+) -> None:
     """A huge error body is read only as far as the error message needs."""
     body = Body(3 * REPLY_LIMIT, filler=b"x" * 1024)
     respx_mock.post(URL).mock(return_value=body.response(status, content_type="text/plain"))

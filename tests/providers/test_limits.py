@@ -21,9 +21,12 @@ from orchestrate.providers._limits import (
 )
 
 URL = "https://api.test/v1/chat/completions"
-REPLY = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                      "finish_reason": "stop"}],
-         "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+REPLY = {
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+}
 
 
 class Clock:
@@ -43,8 +46,9 @@ class Clock:
 
 
 def limiter(clock: Clock, **options: Any) -> RateLimiter:
-    return RateLimiter("openai", clock=clock, sleep=clock.sleep, wall=lambda: 1e9,
-                       **{"concurrency": 8, **options})
+    return RateLimiter(
+        "openai", clock=clock, sleep=clock.sleep, wall=lambda: 1e9, **{"concurrency": 8, **options}
+    )
 
 
 def test_bucket_refills_at_its_rate() -> None:
@@ -174,16 +178,25 @@ async def test_retry_after_pauses_every_new_call() -> None:
     assert clock.slept == [3.0]
 
 
-@pytest.mark.parametrize(("headers", "pause"), [
-    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"}, 1.5),
-    ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m2s"}, 62.0),
-    ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20ms"}, 0.02),
-    ({"anthropic-ratelimit-requests-remaining": "0",
-      "anthropic-ratelimit-requests-reset": "2001-09-09T01:46:44Z"}, 4.0),
-    ({"x-ratelimit-remaining-requests": "10", "x-ratelimit-reset-requests": "5s"}, 0.0),
-])
-def test_headers_saying_the_budget_is_spent_pause_early(headers: dict[str, str],
-                                                       pause: float) -> None:
+@pytest.mark.parametrize(
+    ("headers", "pause"),
+    [
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"}, 1.5),
+        ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m2s"}, 62.0),
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20ms"}, 0.02),
+        (
+            {
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": "2001-09-09T01:46:44Z",
+            },
+            4.0,
+        ),
+        ({"x-ratelimit-remaining-requests": "10", "x-ratelimit-reset-requests": "5s"}, 0.0),
+    ],
+)
+def test_headers_saying_the_budget_is_spent_pause_early(
+    headers: dict[str, str], pause: float
+) -> None:
     """OpenAI and Anthropic rate-limit headers at zero pause calls until their reset."""
     clock = Clock()
     limits = limiter(clock)
@@ -197,18 +210,22 @@ def test_estimate_counts_prompt_and_reply() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_429_slows_every_call_of_the_provider(make_provider: Callable,
-                                                      respx_mock: respx.MockRouter) -> None:
+async def test_a_429_slows_every_call_of_the_provider(
+    make_provider: Callable, respx_mock: respx.MockRouter
+) -> None:
     """Through the HTTP provider: a 429 cuts the shared limit and its Retry-After pauses
     the provider; the retry then succeeds."""
     clock = Clock()
     provider = make_provider()
     provider.limiter = limiter(clock)
-    respx_mock.post(URL).mock(side_effect=[
-        httpx.Response(429, json={"error": {"message": "slow down"}},
-                       headers={"retry-after": "2"}),
-        httpx.Response(200, json=REPLY),
-    ])
+    respx_mock.post(URL).mock(
+        side_effect=[
+            httpx.Response(
+                429, json={"error": {"message": "slow down"}}, headers={"retry-after": "2"}
+            ),
+            httpx.Response(200, json=REPLY),
+        ]
+    )
     request = LLMRequest(model="m", messages=({"role": "user", "content": "hi"},))
     response = await provider.complete(request)
     assert response.text == "hi" and response.attempts == 2

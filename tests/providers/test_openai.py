@@ -25,8 +25,12 @@ pytestmark = pytest.mark.anyio
 
 URL = "https://api.test/v1/chat/completions"
 MESSAGES = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"})
-SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
-          "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}},
+    "required": ["n"],
+    "additionalProperties": False,
+}
 
 
 def request(**fields: Any) -> LLMRequest:
@@ -40,9 +44,13 @@ def reply(content: str | None = "Hello!", finish_reason: str = "stop", **message
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "finish_reason": finish_reason,
-                     "message": {"role": "assistant", "content": content, "refusal": None,
-                                 **message}}],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {"role": "assistant", "content": content, "refusal": None, **message},
+            }
+        ],
         "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
     }
 
@@ -52,25 +60,40 @@ def chunk(content: str | None = None, finish_reason: str | None = None, **delta:
     if content is not None:
         delta["content"] = content
     return {
-        "id": "chatcmpl-abc123", "object": "chat.completion.chunk", "created": 1_700_000_000,
-        "model": "gpt-4o-mini-2024-07-18", "usage": None,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                     "finish_reason": finish_reason}],
+        "id": "chatcmpl-abc123",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "usage": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
 
 
 USAGE_CHUNK = {
-    "id": "chatcmpl-abc123", "object": "chat.completion.chunk", "created": 1_700_000_000,
-    "model": "gpt-4o-mini-2024-07-18", "choices": [],
+    "id": "chatcmpl-abc123",
+    "object": "chat.completion.chunk",
+    "created": 1_700_000_000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [],
     "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
 }
 STREAM = sse_lines(
-    chunk("", role="assistant"), chunk("Hel"), chunk(None), chunk("lo — ü"), chunk("🎉"),
-    chunk(None, finish_reason="stop"), USAGE_CHUNK, "[DONE]",
+    chunk("", role="assistant"),
+    chunk("Hel"),
+    chunk(None),
+    chunk("lo — ü"),
+    chunk("🎉"),
+    chunk(None, finish_reason="stop"),
+    USAGE_CHUNK,
+    "[DONE]",
 )
 EXPECTED = LLMResponse(
-    text="Hello — ü🎉", usage=Usage(12, 3), attempts=1, model="gpt-4o-mini-2024-07-18",
-    response_id="chatcmpl-abc123", finish_reason="stop",
+    text="Hello — ü🎉",
+    usage=Usage(12, 3),
+    attempts=1,
+    model="gpt-4o-mini-2024-07-18",
+    response_id="chatcmpl-abc123",
+    finish_reason="stop",
 )
 
 
@@ -94,10 +117,15 @@ async def sent(route: respx.Route) -> tuple[dict[str, Any], httpx.Headers]:
         ({"max_tokens": 100, "model": "o4-mini"}, {"max_completion_tokens": 100}),
         ({"max_tokens": 100, "model": "gpt-5-mini"}, {"max_completion_tokens": 100}),
         ({"max_tokens": 100, "model": "openai/gpt-5"}, {"max_completion_tokens": 100}),
-        ({"schema": SCHEMA, "json_mode": True},
-         {"response_format": {"type": "json_schema",
-                              "json_schema": {"name": "output", "schema": SCHEMA,
-                                              "strict": True}}}),
+        (
+            {"schema": SCHEMA, "json_mode": True},
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": SCHEMA, "strict": True},
+                }
+            },
+        ),
         ({"stream": True}, {"stream": True, "stream_options": {"include_usage": True}}),
     ],
 )
@@ -106,8 +134,9 @@ async def test_request_body(
 ) -> None:
     """The body holds model and messages plus only the options the step sets."""
     route = respx_mock.post(URL).mock(
-        side_effect=lambda _: sse([STREAM]) if fields.get("stream") else httpx.Response(
-            200, json=reply())
+        side_effect=lambda _: (
+            sse([STREAM]) if fields.get("stream") else httpx.Response(200, json=reply())
+        )
     )
     req = request(**fields)
     await make_provider().complete(req)
@@ -121,34 +150,54 @@ SYSTEM, USER = MESSAGES
 @pytest.mark.parametrize(
     ("messages", "expected"),
     [
-        (MESSAGES,
-         [{"role": "system", "content": f"Be brief.\n\n{JSON_INSTRUCTION}"}, USER]),
+        (MESSAGES, [{"role": "system", "content": f"Be brief.\n\n{JSON_INSTRUCTION}"}, USER]),
         ((USER,), [{"role": "system", "content": JSON_INSTRUCTION}, USER]),
-        (({"role": "system", "content": ""}, USER),
-         [{"role": "system", "content": JSON_INSTRUCTION}, USER]),
-        (({"role": "user", "content": "List three colours as Json."},),
-         [{"role": "user", "content": "List three colours as Json."}]),
-        (({"role": "system", "content": "Answer in JSON."}, USER),
-         [{"role": "system", "content": "Answer in JSON."}, USER]),
+        (
+            ({"role": "system", "content": ""}, USER),
+            [{"role": "system", "content": JSON_INSTRUCTION}, USER],
+        ),
+        (
+            ({"role": "user", "content": "List three colours as Json."},),
+            [{"role": "user", "content": "List three colours as Json."}],
+        ),
+        (
+            ({"role": "system", "content": "Answer in JSON."}, USER),
+            [{"role": "system", "content": "Answer in JSON."}, USER],
+        ),
     ],
 )
 async def test_json_object_mode_mentions_json(
-    messages: tuple[dict[str, str], ...], expected: list[dict[str, str]], make_provider,
+    messages: tuple[dict[str, str], ...],
+    expected: list[dict[str, str]],
+    make_provider,
     respx_mock,
 ) -> None:
     """`json_object` mode gets the word JSON in the system prompt when no message has it."""
     route = respx_mock.post(URL).mock(return_value=httpx.Response(200, json=reply("{}")))
     await make_provider().complete(request(messages=messages, json_mode=True))
     body, _ = await sent(route)
-    assert {"model": "gpt-4o-mini", "messages": expected,
-            "response_format": {"type": "json_object"}} == body
+    assert {
+        "model": "gpt-4o-mini",
+        "messages": expected,
+        "response_format": {"type": "json_object"},
+    } == body
 
 
 @pytest.mark.parametrize(
     ("model", "expected"),
-    [("o1", True), ("o1-preview", True), ("o3-mini", True), ("o4-mini", True), ("gpt-5", True),
-     ("gpt-5-nano", True), ("openrouter/openai/o3", True), ("gpt-4o", False),
-     ("gpt-4.1", False), ("llama3.1", False), ("omni-model", False)],
+    [
+        ("o1", True),
+        ("o1-preview", True),
+        ("o3-mini", True),
+        ("o4-mini", True),
+        ("gpt-5", True),
+        ("gpt-5-nano", True),
+        ("openrouter/openai/o3", True),
+        ("gpt-4o", False),
+        ("gpt-4.1", False),
+        ("llama3.1", False),
+        ("omni-model", False),
+    ],
 )
 def test_reasoning_model_names(model: str, expected: bool) -> None:
     """o-series and gpt-5 names take max_completion_tokens, others max_tokens."""
@@ -177,8 +226,9 @@ async def test_no_key_sends_no_authorization(make_provider, respx_mock) -> None:
 
 def test_constructed_like_the_pool_does() -> None:
     """The keywords ProviderPool uses build a provider."""
-    provider = OpenAIProvider(name="local", base_url="http://x/v1", api_key=None, headers={},
-                              concurrency=32)
+    provider = OpenAIProvider(
+        name="local", base_url="http://x/v1", api_key=None, headers={}, concurrency=32
+    )
     built = (provider.name, provider.url, provider._pool.size)
     assert built == ("local", "http://x/v1/chat/completions", 8)
 
@@ -201,12 +251,18 @@ async def test_cut_off_reply_warns(make_provider, respx_mock) -> None:
     assert result.truncated
 
 
-@pytest.mark.parametrize(("finish_reason", "truncated"), [
-    ("length", True), ("max_tokens", True), ("stop", False), ("end_turn", False),
-    ("content_filter", False), (None, False),
-])
-def test_truncated_means_cut_off_at_max_tokens(finish_reason: str | None,
-                                               truncated: bool) -> None:
+@pytest.mark.parametrize(
+    ("finish_reason", "truncated"),
+    [
+        ("length", True),
+        ("max_tokens", True),
+        ("stop", False),
+        ("end_turn", False),
+        ("content_filter", False),
+        (None, False),
+    ],
+)
+def test_truncated_means_cut_off_at_max_tokens(finish_reason: str | None, truncated: bool) -> None:
     """Only OpenAI's "length" and Anthropic's "max_tokens" mark a reply truncated."""
     assert LLMResponse(text="x", finish_reason=finish_reason).truncated is truncated
 
@@ -230,8 +286,9 @@ async def test_error_object_in_200_fails(make_provider, respx_mock) -> None:
 
 async def test_reply_without_choices_is_retried(make_provider, retries, respx_mock) -> None:
     """A JSON reply with no choices is malformed and retried."""
-    respx_mock.post(URL).mock(side_effect=[httpx.Response(200, json={"choices": []}),
-                                           httpx.Response(200, json=reply())])
+    respx_mock.post(URL).mock(
+        side_effect=[httpx.Response(200, json={"choices": []}), httpx.Response(200, json=reply())]
+    )
     result = await make_provider().complete(request(), on_retry=retries)
     assert (result.attempts, retries.calls[0][2]) == (2, "the reply has no choices")
 
@@ -300,8 +357,9 @@ async def test_stream_cut_mid_event_is_retried(make_provider, sse, respx_mock) -
 
 async def test_error_object_in_stream_fails(make_provider, sse, respx_mock) -> None:
     """An {"error": ...} event inside a 200 stream fails with its message, not retried."""
-    body = sse_lines(chunk("a"), {"error": {"message": "The server had an error",
-                                            "type": "server_error"}})
+    body = sse_lines(
+        chunk("a"), {"error": {"message": "The server had an error", "type": "server_error"}}
+    )
     route = respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
     with pytest.raises(ProviderError, match="openai: The server had an error"):
         await make_provider().complete(request(stream=True))
@@ -310,8 +368,12 @@ async def test_error_object_in_stream_fails(make_provider, sse, respx_mock) -> N
 
 async def test_streamed_refusal_fails(make_provider, sse, respx_mock) -> None:
     """Refusal deltas are collected and reported as a refusal."""
-    body = sse_lines(chunk(None, refusal="I can't"), chunk(None, refusal=" do that."),
-                     chunk(None, finish_reason="stop"), "[DONE]")
+    body = sse_lines(
+        chunk(None, refusal="I can't"),
+        chunk(None, refusal=" do that."),
+        chunk(None, finish_reason="stop"),
+        "[DONE]",
+    )
     respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
     with pytest.raises(ProviderError, match=r"the model refused: I can't do that\.$"):
         await make_provider().complete(request(stream=True))
@@ -340,8 +402,12 @@ async def test_stream_chunk_that_is_not_an_object_is_retried(make_provider, sse,
     assert (await make_provider().complete(request(stream=True))).attempts == 2
 
 
-CLOSED = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
-          "additionalProperties": False}
+CLOSED = {
+    "type": "object",
+    "properties": {"a": {"type": "string"}},
+    "required": ["a"],
+    "additionalProperties": False,
+}
 
 
 @pytest.mark.parametrize(
@@ -349,13 +415,17 @@ CLOSED = {"type": "object", "properties": {"a": {"type": "string"}}, "required":
     [
         (CLOSED, True),
         ({"type": "array", "items": CLOSED}, True),
-        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
-         False),
+        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}, False),
         ({**CLOSED, "required": []}, False),
         ({**CLOSED, "properties": {"a": {"type": "object", "properties": {}}}}, False),
-        ({"type": "object", "properties": {"keywords": {"type": "array",
-                                                         "items": {"type": "string"}}},
-          "required": ["keywords"]}, False),
+        (
+            {
+                "type": "object",
+                "properties": {"keywords": {"type": "array", "items": {"type": "string"}}},
+                "required": ["keywords"],
+            },
+            False,
+        ),
         ({"anyOf": [CLOSED, {"type": "null"}]}, True),
         ({"type": "string", "enum": ["a", "b"]}, True),
     ],
@@ -459,8 +529,9 @@ async def test_refusal_with_content_parts_fails(make_provider, respx_mock) -> No
 )
 async def test_malformed_reply_is_retried(body: dict, make_provider, retries, respx_mock):
     """Any other unexpected shape is retried like a 5xx, never an internal error."""
-    respx_mock.post(URL).mock(side_effect=[httpx.Response(200, json=body),
-                                           httpx.Response(200, json=reply())])
+    respx_mock.post(URL).mock(
+        side_effect=[httpx.Response(200, json=body), httpx.Response(200, json=reply())]
+    )
     result = await make_provider().complete(request(), on_retry=retries)
     assert (result.text, result.attempts, len(retries.calls)) == ("Hello!", 2, 1)
 
@@ -480,7 +551,11 @@ async def test_odd_ids_and_finish_reason_are_ignored(make_provider, respx_mock) 
     respx_mock.post(URL).mock(return_value=httpx.Response(200, json=body))
     result = await make_provider().complete(request())
     assert (result.text, result.model, result.response_id, result.finish_reason) == (
-        "Hello!", None, None, None)
+        "Hello!",
+        None,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -500,15 +575,17 @@ async def test_malformed_stream_chunk_is_retried(
     broken = sse_lines(bad, "[DONE]")
     respx_mock.post(URL).mock(side_effect=[sse([broken]), sse([body])])
     tokens: list[str] = []
-    result = await make_provider().complete(request(stream=True), on_token=tokens.append,
-                                            on_retry=retries)
+    result = await make_provider().complete(
+        request(stream=True), on_token=tokens.append, on_retry=retries
+    )
     assert (result.text, result.attempts, tokens) == ("Hi", 2, ["Hi"])
 
 
 async def test_streamed_content_parts_are_joined(make_provider, sse, respx_mock) -> None:
     """A delta whose content is a list of parts streams their text."""
-    body = sse_lines(chunk([{"type": "text", "text": "H"}, "i"]),
-                     chunk(None, finish_reason="stop"), "[DONE]")
+    body = sse_lines(
+        chunk([{"type": "text", "text": "H"}, "i"]), chunk(None, finish_reason="stop"), "[DONE]"
+    )
     respx_mock.post(URL).mock(side_effect=lambda _: sse([body]))
     tokens: list[str] = []
     result = await make_provider().complete(request(stream=True), on_token=tokens.append)

@@ -47,8 +47,11 @@ def test_custom_servers_and_set_keys_pass(env: dict) -> None:
 
 def test_named_endpoint_with_a_hosted_url_needs_its_key() -> None:
     """An OpenRouter entry with an unset api_key_env is refused before the run."""
-    endpoints = {"router": ProviderSpec(base_url="https://openrouter.ai/api/v1",
-                                        api_key_env="OPENROUTER_API_KEY")}
+    endpoints = {
+        "router": ProviderSpec(
+            base_url="https://openrouter.ai/api/v1", api_key_env="OPENROUTER_API_KEY"
+        )
+    }
     with pytest.raises(ConfigError, match="OPENROUTER_API_KEY"):
         ProviderPool(endpoints, env={}).check(["router"])
 
@@ -84,16 +87,23 @@ def test_unknown_provider() -> None:
     ("settings", "env", "expected"),
     [
         (ModelSettings(), {}, ("gpt-4o-mini", "openai")),
-        (ModelSettings(), {"ORCHESTRATE_MODEL": "claude-sonnet-4-5"},
-         ("claude-sonnet-4-5", "anthropic")),
-        (ModelSettings(model="claude-3-5-haiku-latest"), {}, ("claude-3-5-haiku-latest",
-                                                               "anthropic")),
+        (
+            ModelSettings(),
+            {"ORCHESTRATE_MODEL": "claude-sonnet-4-5"},
+            ("claude-sonnet-4-5", "anthropic"),
+        ),
+        (
+            ModelSettings(model="claude-3-5-haiku-latest"),
+            {},
+            ("claude-3-5-haiku-latest", "anthropic"),
+        ),
         (ModelSettings(model="claude-x", provider="local"), {}, ("claude-x", "local")),
         (ModelSettings(model="llama3"), {"ORCHESTRATE_MODEL": "gpt-4o"}, ("llama3", "openai")),
     ],
 )
-def test_model_and_provider_resolution(settings: ModelSettings, env: dict,
-                                       expected: tuple[str, str]) -> None:
+def test_model_and_provider_resolution(
+    settings: ModelSettings, env: dict, expected: tuple[str, str]
+) -> None:
     """The model falls back to ORCHESTRATE_MODEL then gpt-4o-mini; claude-* means Anthropic."""
     model = resolve_model(settings, env)
     assert (model, resolve_provider_name(settings, model)) == expected
@@ -112,8 +122,9 @@ BAD_KEYS = [
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
-@pytest.mark.parametrize(("name", "variable"), [("openai", "OPENAI_API_KEY"),
-                                                 ("anthropic", "ANTHROPIC_API_KEY")])
+@pytest.mark.parametrize(
+    ("name", "variable"), [("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")]
+)
 def test_key_http_cannot_send_is_refused(key: str, name: str, variable: str) -> None:
     """A non-ASCII or non-printable key is a ConfigError naming the variable, not the key."""
     with pytest.raises(ConfigError) as caught:
@@ -127,8 +138,9 @@ def test_key_http_cannot_send_is_refused(key: str, name: str, variable: str) -> 
 
 def test_bad_key_of_a_named_endpoint_is_refused() -> None:
     """The check also covers a `providers:` entry's api_key_env, on a custom server."""
-    endpoints = {"local": ProviderSpec(base_url="http://127.0.0.1:8000/v1",
-                                       api_key_env="LOCAL_KEY")}
+    endpoints = {
+        "local": ProviderSpec(base_url="http://127.0.0.1:8000/v1", api_key_env="LOCAL_KEY")
+    }
     with pytest.raises(ConfigError, match="LOCAL_KEY holds characters"):
         ProviderPool(endpoints, env={"LOCAL_KEY": "caf\u00e9"}).get("local")
 
@@ -149,14 +161,16 @@ def test_blank_key_counts_as_missing() -> None:
 LOCAL = "http://127.0.0.1:8000/v1"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({}, "the environment variable LOCAL_KEY is not set"),
-    ({"LOCAL_KEY": ""}, "the environment variable LOCAL_KEY is empty"),
-    ({"LOCAL_KEY": " \t\n"}, "the environment variable LOCAL_KEY is empty"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "the environment variable LOCAL_KEY is not set"),
+        ({"LOCAL_KEY": ""}, "the environment variable LOCAL_KEY is empty"),
+        ({"LOCAL_KEY": " \t\n"}, "the environment variable LOCAL_KEY is empty"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
-def test_a_named_key_variable_is_needed_on_any_server(env: dict, message: str,
-                                                      kind: str) -> None:
+def test_a_named_key_variable_is_needed_on_any_server(env: dict, message: str, kind: str) -> None:
     """An endpoint naming `api_key_env` needs that variable set and not blank, even on a
     custom base_url that would need no key."""
     endpoints = {"local": ProviderSpec(type=kind, base_url=LOCAL, api_key_env="LOCAL_KEY")}
@@ -166,12 +180,16 @@ def test_a_named_key_variable_is_needed_on_any_server(env: dict, message: str,
     assert "LOCAL_KEY" in (caught.value.hint or "")
 
 
-@pytest.mark.parametrize(("endpoint", "env", "key"), [
-    (ProviderSpec(base_url=LOCAL), {}, None),
-    (ProviderSpec(base_url=LOCAL, api_key_env="LOCAL_KEY"), {"LOCAL_KEY": KEY}, KEY),
-])
-def test_only_an_endpoint_naming_no_key_goes_without(endpoint: ProviderSpec, env: dict,
-                                                     key: str | None) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "env", "key"),
+    [
+        (ProviderSpec(base_url=LOCAL), {}, None),
+        (ProviderSpec(base_url=LOCAL, api_key_env="LOCAL_KEY"), {"LOCAL_KEY": KEY}, KEY),
+    ],
+)
+def test_only_an_endpoint_naming_no_key_goes_without(
+    endpoint: ProviderSpec, env: dict, key: str | None
+) -> None:
     """A custom server without `api_key_env` gets no key (Ollama); a named, set one is used."""
     provider = ProviderPool({"local": endpoint}, env=env).get("local")
     assert provider._api_key == key
@@ -185,12 +203,14 @@ def test_a_hosted_endpoint_naming_no_key_variable() -> None:
     assert "api_key_env" in (caught.value.hint or "")
 
 
-@pytest.mark.parametrize("value", ["Bearer t\u00f6ken-42", "tok\u00a0en-42", "tok\nen-42",
-                                   "x\r\nX-Injected: 1"])
+@pytest.mark.parametrize(
+    "value", ["Bearer t\u00f6ken-42", "tok\u00a0en-42", "tok\nen-42", "x\r\nX-Injected: 1"]
+)
 def test_header_value_http_cannot_send_is_refused(value: str) -> None:
     """A `headers:` value that is not printable ASCII is refused, naming the header only."""
-    endpoints = {"proxy": ProviderSpec(base_url="http://127.0.0.1:9000/v1",
-                                       headers={"X-Proxy-Auth": value})}
+    endpoints = {
+        "proxy": ProviderSpec(base_url="http://127.0.0.1:9000/v1", headers={"X-Proxy-Auth": value})
+    }
     with pytest.raises(ConfigError) as caught:
         ProviderPool(endpoints, env={}).check(["proxy"])
     assert "X-Proxy-Auth" in caught.value.message
@@ -200,8 +220,9 @@ def test_header_value_http_cannot_send_is_refused(value: str) -> None:
 
 def test_header_name_http_cannot_send_is_refused() -> None:
     """A header name with a space or non-ASCII character is refused."""
-    endpoints = {"proxy": ProviderSpec(base_url="http://127.0.0.1:9000/v1",
-                                       headers={"X Token": "abc"})}
+    endpoints = {
+        "proxy": ProviderSpec(base_url="http://127.0.0.1:9000/v1", headers={"X Token": "abc"})
+    }
     with pytest.raises(ConfigError, match="not a valid HTTP header name"):
         ProviderPool(endpoints, env={}).check(["proxy"])
 
@@ -209,8 +230,11 @@ def test_header_name_http_cannot_send_is_refused() -> None:
 def test_header_values_can_come_from_the_environment() -> None:
     """`${NAME}` in a header value is read from the environment and treated as a secret."""
     secret = "azure-secret-value-123"
-    endpoints = {"azure": ProviderSpec(base_url="http://127.0.0.1:9/v1",
-                                       headers={"api-key": "${AZURE_KEY}", "X-Team": "ml"})}
+    endpoints = {
+        "azure": ProviderSpec(
+            base_url="http://127.0.0.1:9/v1", headers={"api-key": "${AZURE_KEY}", "X-Team": "ml"}
+        )
+    }
     provider = ProviderPool(endpoints, env={"AZURE_KEY": f" {secret}\n"}).get("azure")
     assert provider._extra_headers == {"api-key": secret, "X-Team": "ml"}
     assert secret in provider._secrets
@@ -220,21 +244,38 @@ def test_run_secrets_are_every_value_a_run_must_not_show() -> None:
     """Keys of kinds and endpoints, `${NAME}` header variables whatever NAME is, literal
     credential headers and key-like variables; pasted whitespace trimmed, short ones left."""
     endpoints = {
-        "azure": ProviderSpec(base_url="http://127.0.0.1:9/v1", api_key_env="GATEWAY",
-                              headers={"api-key": "${AZURE_CRED}", "X-Team": "ml-platform",
-                                       "X-Auth": "literal-credential"}),
+        "azure": ProviderSpec(
+            base_url="http://127.0.0.1:9/v1",
+            api_key_env="GATEWAY",
+            headers={
+                "api-key": "${AZURE_CRED}",
+                "X-Team": "ml-platform",
+                "X-Auth": "literal-credential",
+            },
+        ),
     }
-    env = {"AZURE_CRED": " azure-cred-value\n", "GATEWAY": "gateway-value",
-           "OPENAI_API_KEY": "openai-key-value", "BILLING_TOKEN": "billing-token-value",
-           "HOME": "/home/someone", "SHORT_KEY": "short"}
-    expected = ("billing-token-value", "literal-credential", "azure-cred-value",
-                "openai-key-value", "gateway-value")
+    env = {
+        "AZURE_CRED": " azure-cred-value\n",
+        "GATEWAY": "gateway-value",
+        "OPENAI_API_KEY": "openai-key-value",
+        "BILLING_TOKEN": "billing-token-value",
+        "HOME": "/home/someone",
+        "SHORT_KEY": "short",
+    }
+    expected = (
+        "billing-token-value",
+        "literal-credential",
+        "azure-cred-value",
+        "openai-key-value",
+        "gateway-value",
+    )
     assert expected == ProviderPool(endpoints, env=env).secrets
 
 
 def test_a_header_variable_that_is_not_set() -> None:
     """A header naming an unset variable is a ConfigError before the run, naming it."""
-    endpoints = {"azure": ProviderSpec(base_url="http://127.0.0.1:9/v1",
-                                       headers={"api-key": "${AZURE_KEY}"})}
+    endpoints = {
+        "azure": ProviderSpec(base_url="http://127.0.0.1:9/v1", headers={"api-key": "${AZURE_KEY}"})
+    }
     with pytest.raises(ConfigError, match="needs the environment variable AZURE_KEY"):
         ProviderPool(endpoints, env={}).check(["azure"])
