@@ -169,18 +169,6 @@ class CheckResult:
             doc["cost_usd"] = self.cost_usd
         return doc
 
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
-        usage = doc.get("usage")
-        return cls(
-            id=doc["id"],
-            passed=doc["passed"],
-            score=doc.get("score"),
-            message=doc.get("message"),
-            usage=Usage(**usage) if usage else None,
-            cost_usd=doc.get("cost_usd"),
-        )
-
 
 @attrs.frozen(kw_only=True)
 class RunResult:
