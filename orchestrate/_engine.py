@@ -257,6 +257,7 @@ class Engine:
         # The StepStarted event of each step that is ready but has no slot yet.
         self.unstarted: dict[str, Callable[[], StepStarted]] = {}
         self.queued: set[str] = set()
+        self.targets: dict[str, tuple[str, str]] = {}  # (provider, model) of each LLM step
 
     # --- the coordinator ------------------------------------------------------------------
 
@@ -456,6 +457,7 @@ class Engine:
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
+        fingerprint: str | None = None  # once every unit is rendered
         done = _Items()
         try:
             context = self.context()
@@ -519,7 +521,7 @@ class Engine:
             price=next((o.price for o in outcomes if o.price is not None), None),
             warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
             request=_request_record(units, items is not None),
-            fingerprint=_fingerprint(step, units),
+            fingerprint=fingerprint or _fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
             items=done.results(units) if is_list else (),
         )
@@ -528,9 +530,17 @@ class Engine:
         """(provider, model) of an LLM step; (None, None) for a step that calls no model."""
         if not isinstance(step, LLMStep):
             return None, None
-        return choose_model(
-            self.workflow, step, self.options.model, self.env, mock=self.options.mock
-        )
+        return self._llm_target(step)
+
+    def _llm_target(self, step: LLMStep) -> tuple[str, str]:
+        """(provider, model) of an LLM step, chosen once and not again for each item."""
+        target = self.targets.get(step.id)
+        if target is None:
+            target = choose_model(
+                self.workflow, step, self.options.model, self.env, mock=self.options.mock
+            )
+            self.targets[step.id] = target
+        return target
 
     def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
         if step.for_each is None:
@@ -701,9 +711,7 @@ class Engine:
 
     def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
         settings = self.workflow.defaults.merged(step.settings)
-        provider, model = choose_model(
-            self.workflow, step, self.options.model, self.env, mock=self.options.mock
-        )
+        provider, model = self._llm_target(step)
         messages = []
         if step.system is not None:
             messages.append(
