@@ -395,10 +395,9 @@ class Engine:
             if isinstance(outcome, StepResult) and not task.cancelled():
                 self._record(outcome)
             else:
-                started = self.step_started.get(step_id)
-                self._record(_cancelled(step_id, started))
+                self._record(_cancelled(step_id, self._running_ms(step_id)))
         for step_id in pending:
-            self._record(_cancelled(step_id, None))
+            self._record(_cancelled(step_id, 0))
 
     def emit(self, event: Event) -> None:
         for observer in list(self.observers):
@@ -497,7 +496,7 @@ class Engine:
             # Its finished items were paid for: the step says so (the coordinator, which
             # cancelled it, takes this result).
             cancelled = attrs.evolve(
-                _cancelled(step.id, self.step_started.get(step.id)), provider=provider, model=model
+                _cancelled(step.id, self._running_ms(step.id)), provider=provider, model=model
             )
             return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
@@ -955,7 +954,7 @@ def _request_record(units: Sequence[Unit | None], is_list: bool) -> dict[str, An
 
 def _usage(outcomes: list[_Outcome]) -> Usage | None:
     usages = [o.usage for o in outcomes if o.usage is not None]
-    return Usage.total(list(usages)) if usages else None
+    return Usage.total(usages) if usages else None
 
 
 def _over_budget(result: StepResult) -> bool:
@@ -987,12 +986,11 @@ def _failed(
     )
 
 
-def _cancelled(step_id: str, started: float | None) -> StepResult:
-    duration = _ms_since(started) if started is not None else 0
+def _cancelled(step_id: str, duration_ms: int) -> StepResult:
     return StepResult(
         id=step_id,
         status="cancelled",
-        duration_ms=duration,
+        duration_ms=duration_ms,
         error=ErrorInfo("cancelled", "the run stopped before this step finished", step_id),
     )
 

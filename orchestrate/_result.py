@@ -51,7 +51,7 @@ class Usage:
         return doc
 
     @classmethod
-    def total(cls, usages: list[Usage | None]) -> Usage:
+    def total(cls, usages: Iterable[Usage | None]) -> Usage:
         total = cls()
         for usage in usages:
             if usage is not None:
