@@ -14,6 +14,7 @@ import pytest
 from markupsafe import escape
 
 from orchestrate.ui import create_app
+from tests.conftest import FAST_THEN_SLOW, SLOW
 
 with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -46,23 +47,6 @@ BROKEN = """
     steps:
       - id: a
         prompt: "{{ steps.nope.output }}"
-    """
-SLOW_FLOW = """
-    name: slow
-    steps:
-      - id: fast
-        prompt: x
-        mock: quick answer
-      - id: slow
-        function: slow:wait_long
-        needs: [fast]
-    """
-SLOW_PY = """
-    import asyncio
-
-    async def wait_long():
-        await asyncio.sleep(60)
-        return "never"
     """
 
 IDEAS = """
@@ -109,8 +93,8 @@ def flows(tmp_path: Path) -> Path:
     folder = tmp_path / "flows"
     write(folder, "hello.yaml", HELLO)
     write(folder, "sub/broken.yaml", BROKEN)
-    write(folder, "slow.yaml", SLOW_FLOW)
-    write(folder, "slow.py", SLOW_PY)
+    write(folder, "slow.yaml", FAST_THEN_SLOW)
+    write(folder, "slow.py", SLOW)
     write(folder, "settings.yaml", "colour: blue\n")
     write(folder, "ideas.yaml", IDEAS)
     write(folder, "rows.yaml", ROWS_FLOW)

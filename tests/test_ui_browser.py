@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import start_orchestrate
+from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate
 
 HELLO = """
     name: hello
@@ -40,23 +40,6 @@ HELLO = """
         mock: "signed"
     outputs:
       text: "{{ steps.shout.output }}"
-    """
-SLOW_FLOW = """
-    name: slow
-    steps:
-      - id: fast
-        prompt: x
-        mock: quick answer
-      - id: slow
-        function: slow:wait_long
-        needs: [fast]
-    """
-SLOW_PY = """
-    import asyncio
-
-    async def wait_long():
-        await asyncio.sleep(60)
-        return "never"
     """
 ROWS_FLOW = """
     name: review
@@ -110,8 +93,8 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     folder.mkdir()
     for name, text in (
         ("hello.yaml", HELLO),
-        ("slow.yaml", SLOW_FLOW),
-        ("slow.py", SLOW_PY),
+        ("slow.yaml", FAST_THEN_SLOW),
+        ("slow.py", SLOW),
         ("review.yaml", ROWS_FLOW),
         ("rows.py", ROWS_PY),
     ):
