@@ -1091,7 +1091,7 @@ def history_export(
         location = store.location
     print(
         f"exported {plural(done.runs, 'run')}"
-        + (f" and {_batches(done.batches)}" if done.batches else "")
+        + (f" and {plural(done.batches, 'batch', 'batches')}" if done.batches else "")
         + f" from {location} to {file}",
         file=sys.stderr,
     )
@@ -1117,15 +1117,11 @@ def history_import(
         location = store.location
     print(
         f"imported {plural(done.added, 'run')}"
-        + (f" and {_batches(done.batches)}" if done.batches else "")
+        + (f" and {plural(done.batches, 'batch', 'batches')}" if done.batches else "")
         + f" into {location}"
         + (f" ({done.present} already there)" if done.present else ""),
         file=sys.stderr,
     )
-
-
-def _batches(count: int) -> str:
-    return f"{count} batch" if count == 1 else f"{count} batches"
 
 
 @contextmanager
