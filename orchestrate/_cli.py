@@ -556,10 +556,9 @@ def estimate(
     workflow, children = load_with_children(flow)
     given = read_inputs_file(inputs_file) if inputs_file else {}
     given |= parse_assignments(input or [], workflow.inputs)
-    known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
     result = estimate_run(
         workflow,
-        known | given,
+        given,
         children=children,
         items=items,
         model=model,
