@@ -273,11 +273,9 @@ def graph(
         layout: Literal["LR", "TB"] = "TB" if direction is GraphDirection.TB else "LR"
         sys.stdout.write(graph_svg(workflow, plan, direction=layout))
     else:
-        from rich.console import Console
+        from orchestrate._render import print_graph_tree
 
-        from orchestrate._render import graph_tree
-
-        Console().print(graph_tree(workflow, plan))
+        print_graph_tree(workflow, plan, sys.stdout)
 
 
 @app.command()
