@@ -12,8 +12,7 @@ import re
 import shutil
 import signal
 import sys
-import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,10 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def server(
+    tmp_path: Path, write_flow: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """`orchestrate ui FOLDER --port 0` running as a process; its address with the token."""
-    folder = tmp_path / "flows"
-    folder.mkdir()
     for name, text in (
         ("hello.yaml", HELLO),
         ("slow.yaml", FAST_THEN_SLOW),
@@ -98,9 +97,9 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         ("review.yaml", ROWS_FLOW),
         ("rows.py", ROWS_PY),
     ):
-        (folder / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        write_flow(text, f"flows/{name}")
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "0.15")
-    process = start_orchestrate("ui", folder, "--port", "0", "--no-open")
+    process = start_orchestrate("ui", tmp_path / "flows", "--port", "0", "--no-open")
     assert process.stderr is not None
     line = process.stderr.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
