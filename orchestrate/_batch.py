@@ -538,11 +538,7 @@ class BatchRunner:
             )
         if variant.settings is not None:
             outcome = attrs.evolve(outcome, variant=variant.settings, variant_index=number)
-        return self.after_row(outcome)
-
-    def after_row(self, result: RowResult) -> RowResult:
-        """Where a row's cost (SPEC 10) will be added."""
-        return result
+        return outcome
 
 
 # --- --matrix ----------------------------------------------------------------------------------

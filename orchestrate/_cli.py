@@ -273,11 +273,9 @@ def graph(
         layout: Literal["LR", "TB"] = "TB" if direction is GraphDirection.TB else "LR"
         sys.stdout.write(graph_svg(workflow, plan, direction=layout))
     else:
-        from rich.console import Console
+        from orchestrate._render import print_graph_tree
 
-        from orchestrate._render import graph_tree
-
-        Console().print(graph_tree(workflow, plan))
+        print_graph_tree(workflow, plan, sys.stdout)
 
 
 @app.command()
@@ -556,10 +554,9 @@ def estimate(
     workflow, children = load_with_children(flow)
     given = read_inputs_file(inputs_file) if inputs_file else {}
     given |= parse_assignments(input or [], workflow.inputs)
-    known = {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
     result = estimate_run(
         workflow,
-        known | given,
+        given,
         children=children,
         items=items,
         model=model,
@@ -1091,7 +1088,7 @@ def history_export(
         location = store.location
     print(
         f"exported {plural(done.runs, 'run')}"
-        + (f" and {_batches(done.batches)}" if done.batches else "")
+        + (f" and {plural(done.batches, 'batch', 'batches')}" if done.batches else "")
         + f" from {location} to {file}",
         file=sys.stderr,
     )
@@ -1117,15 +1114,11 @@ def history_import(
         location = store.location
     print(
         f"imported {plural(done.added, 'run')}"
-        + (f" and {_batches(done.batches)}" if done.batches else "")
+        + (f" and {plural(done.batches, 'batch', 'batches')}" if done.batches else "")
         + f" into {location}"
         + (f" ({done.present} already there)" if done.present else ""),
         file=sys.stderr,
     )
-
-
-def _batches(count: int) -> str:
-    return f"{count} batch" if count == 1 else f"{count} batches"
 
 
 @contextmanager

@@ -140,8 +140,9 @@ def estimate(
     model: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Estimate:
-    """The estimate of one run of `workflow` (times `rows`) with the `inputs` known;
-    `children` are its sub-workflows by resolved path (as validation finds them)."""
+    """The estimate of one run of `workflow` (times `rows`) with the `inputs` given (the
+    defaults fill in the rest); `children` are its sub-workflows by resolved path (as
+    validation finds them)."""
     count, tokenizer = token_counter()
     children = children or {}
     endpoints = {}
@@ -155,7 +156,7 @@ def estimate(
         model=model,
         env=os.environ if env is None else env,
     )
-    estimator.add(workflow, inputs, carried={}, prefix="", times=1)
+    estimator.add(workflow, {**_defaults(workflow), **inputs}, carried={}, prefix="", times=1)
     return Estimate(
         steps=tuple(estimator.steps),
         rows=rows,
@@ -265,7 +266,7 @@ class _Estimator:
         values as its inputs; its outputs' tokens over those calls."""
         child = find_subworkflow(self.children, step, workflow)
         calls = _calls(step, context, self.items, self.notes)
-        inputs = {name: spec.default for name, spec in child.inputs.items() if not spec.required}
+        inputs = _defaults(child)
         carried = {}
         for name, value in step.with_.items():
             inputs[name] = _value(value, context)
@@ -275,6 +276,11 @@ class _Estimator:
             child, inputs, carried=carried, prefix=f"{prefix}{step.id}.", times=times * calls
         )
         return outputs * calls
+
+
+def _defaults(workflow: Workflow) -> dict[str, Any]:
+    """The workflow's inputs that have a default, at it."""
+    return {name: spec.default for name, spec in workflow.inputs.items() if not spec.required}
 
 
 def _prompt_sources(step: LLMStep) -> list[str]:

@@ -1,8 +1,7 @@
 """Everything drawn for a person: the live view, plain progress, results, trees, tables.
 
-Rich is imported here, always lazily, so commands that draw nothing start fast; the one
-other importer is `graph` in _cli.py, which prints this module's tree with a Console.
-Renderers observe engine events; they never change a run.
+Rich is imported here (and in _render_batch.py), always lazily, so commands that draw
+nothing start fast. Renderers observe engine events; they never change a run.
 """
 
 from __future__ import annotations
@@ -558,8 +557,10 @@ def print_checks(checks: Sequence[CheckResult], err: IO[str], *, only_failed: bo
 # --- graphs -----------------------------------------------------------------------------------
 
 
-def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
-    """Steps that depend on nothing at the top; under each step, the steps that need it."""
+def print_graph_tree(workflow: Workflow, plan: Plan, out: IO[str]) -> None:
+    """`graph`'s tree on `out`: steps that depend on nothing at the top; under each step,
+    the steps that need it."""
+    from rich.console import Console
     from rich.markup import escape
     from rich.tree import Tree
 
@@ -581,7 +582,7 @@ def graph_tree(workflow: Workflow, plan: Plan) -> RenderableType:
     for step in workflow.steps:
         if not plan.needs[step.id]:
             add(tree, step.id)
-    return tree
+    Console(file=out).print(tree)
 
 
 # --- the run history: runs list, show, diff ---------------------------------------------------

@@ -150,19 +150,10 @@ class BatchPlainProgress:
 def summary_text(doc: dict[str, Any]) -> str:
     """The batch's summary for stderr: counts, usage, cost, time, latency, rate, the id,
     and why a cost is unknown."""
-    usage = doc.get("usage") or {}
-    latency = doc.get("latency_ms") or {}
     lines = [
         f"batch {doc['batch_id']} {doc['status']}: {doc['succeeded']:,} succeeded, "
         f"{doc['failed']:,} failed, {doc['cancelled']:,} cancelled of {doc['rows']:,} rows",
-        f"  {usage.get('input_tokens', 0):,} tokens in, {usage.get('output_tokens', 0):,} out"
-        f" · cost {_cost_text(doc)} · {_duration(doc['duration_ms'] or 0)}"
-        + (f" · {doc['rows_per_second']:,.1f} rows/s" if doc.get("rows_per_second") else "")
-        + (
-            f" · row latency p50 {_duration(latency['p50'])}, p95 {_duration(latency['p95'])}"
-            if latency.get("p50") is not None
-            else ""
-        ),
+        _usage_line(doc),
     ]
     lines += [f"  note: {note}" for note in doc.get("notes") or ()]
     if doc.get("reused"):
@@ -173,6 +164,22 @@ def summary_text(doc: dict[str, Any]) -> str:
     if doc["status"] != "succeeded":
         lines.append(f"  run the rest with: orchestrate batch ... --resume {doc['batch_id']}")
     return "\n".join(lines)
+
+
+def _usage_line(doc: dict[str, Any]) -> str:
+    """Tokens, cost, time, rate and row latency, on one indented line."""
+    usage = doc.get("usage") or {}
+    latency = doc.get("latency_ms") or {}
+    return (
+        f"  {usage.get('input_tokens', 0):,} tokens in, {usage.get('output_tokens', 0):,} out"
+        f" · cost {_cost_text(doc)} · {_duration(doc['duration_ms'] or 0)}"
+        + (f" · {doc['rows_per_second']:,.1f} rows/s" if doc.get("rows_per_second") else "")
+        + (
+            f" · row latency p50 {_duration(latency['p50'])}, p95 {_duration(latency['p95'])}"
+            if latency.get("p50") is not None
+            else ""
+        )
+    )
 
 
 def _rate(rate: float | None) -> str:
@@ -194,6 +201,10 @@ def checks_lines(doc: dict[str, Any]) -> list[str]:
             f"failed  {_rate(counts['pass_rate']):>6}"
         )
     return lines
+
+
+def _duration_or_dash(ms: int | None) -> str:
+    return "-" if ms is None else _duration(ms)
 
 
 def comparison_table(variants: list[dict[str, Any]]) -> str:
@@ -218,20 +229,10 @@ def comparison_table(variants: list[dict[str, Any]]) -> str:
             [f"{v['usage']['input_tokens'] + v['usage']['output_tokens']:,}" for v in variants],
         ),
         ("cost", [format_usd(v["cost_usd"]) for v in variants]),
-        (
-            "latency p50",
-            [
-                _duration(v["latency_ms"]["p50"]) if v["latency_ms"]["p50"] is not None else "-"
-                for v in variants
-            ],
-        ),
-        (
-            "latency p95",
-            [
-                _duration(v["latency_ms"]["p95"]) if v["latency_ms"]["p95"] is not None else "-"
-                for v in variants
-            ],
-        ),
+    ]
+    rows += [
+        (f"latency {name}", [_duration_or_dash(v["latency_ms"][name]) for v in variants])
+        for name in ("p50", "p95")
     ]
     first = max(len(label) for label, _ in rows)
     widths = [max(len(head), *(len(cells[i]) for _, cells in rows)) for i, head in enumerate(heads)]
@@ -297,7 +298,7 @@ def _draw_batch(doc: dict[str, Any], failed: list[dict[str, Any]], console: Cons
     )
     for name, value in facts:
         console.print(Text(f"{name:<8} ", style="dim") + Text(value))
-    console.print(Text(summary_text(doc).splitlines()[1]))
+    console.print(Text(_usage_line(doc)))
     for line in checks_lines(doc):
         console.print(Text(line))
     if doc.get("variants"):

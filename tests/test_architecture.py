@@ -82,3 +82,23 @@ def test_the_engine_knows_no_renderer_store_or_concrete_provider() -> None:
         for m in imported
         if m.startswith(("orchestrate.history", "orchestrate._render", "orchestrate.providers._"))
     } == set()
+
+
+def _imports_rich(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        else:
+            continue
+        if any(name == "rich" or name.startswith("rich.") for name in names):
+            return True
+    return False
+
+
+def test_only_the_render_modules_import_rich() -> None:
+    """Rich is drawn with by _render and _render_batch alone (the CLI calls their print
+    functions), so it is imported only where something is drawn."""
+    importers = {module for module, path in MODULES.items() if _imports_rich(path)}
+    assert importers == {"orchestrate._render", "orchestrate._render_batch"}

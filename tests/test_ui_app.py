@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ import pytest
 from markupsafe import escape
 
 from orchestrate.ui import create_app
+from tests.conftest import FAST_THEN_SLOW, SLOW
 
 with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -47,23 +47,6 @@ BROKEN = """
       - id: a
         prompt: "{{ steps.nope.output }}"
     """
-SLOW_FLOW = """
-    name: slow
-    steps:
-      - id: fast
-        prompt: x
-        mock: quick answer
-      - id: slow
-        function: slow:wait_long
-        needs: [fast]
-    """
-SLOW_PY = """
-    import asyncio
-
-    async def wait_long():
-        await asyncio.sleep(60)
-        return "never"
-    """
 
 IDEAS = """
     name: ideas
@@ -96,27 +79,22 @@ ROWS_PY = """
     """
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
-def flows(tmp_path: Path) -> Path:
+def flows(tmp_path: Path, write_flow: Callable[..., Path]) -> Path:
     """A folder with a workflow, a broken one, a slow one and a YAML file that is no workflow."""
-    folder = tmp_path / "flows"
-    write(folder, "hello.yaml", HELLO)
-    write(folder, "sub/broken.yaml", BROKEN)
-    write(folder, "slow.yaml", SLOW_FLOW)
-    write(folder, "slow.py", SLOW_PY)
-    write(folder, "settings.yaml", "colour: blue\n")
-    write(folder, "ideas.yaml", IDEAS)
-    write(folder, "rows.yaml", ROWS_FLOW)
-    write(folder, "rows.py", ROWS_PY)
-    write(tmp_path, "outside.yaml", HELLO)
-    return folder
+    for name, text in (
+        ("hello.yaml", HELLO),
+        ("sub/broken.yaml", BROKEN),
+        ("slow.yaml", FAST_THEN_SLOW),
+        ("slow.py", SLOW),
+        ("settings.yaml", "colour: blue\n"),
+        ("ideas.yaml", IDEAS),
+        ("rows.yaml", ROWS_FLOW),
+        ("rows.py", ROWS_PY),
+    ):
+        write_flow(text, f"flows/{name}")
+    write_flow(HELLO, "outside.yaml")
+    return tmp_path / "flows"
 
 
 @pytest.fixture
@@ -1038,11 +1016,11 @@ CHECKED = """
 
 
 def test_the_run_page_shows_each_check(
-    flows: Path, client: TestClient, cli: Callable[..., Any]
+    write_flow: Callable[..., Path], client: TestClient, cli: Callable[..., Any]
 ) -> None:
     """A run's `checks` show under its outputs: ✓/✗, the id, the score and the message
     (a judge's reason, an error), escaped."""
-    flow = write(flows, "checked.yaml", CHECKED.replace("row.expected", "'<B>A</B>'"))
+    flow = write_flow(CHECKED.replace("row.expected", "'<B>A</B>'"), "flows/checked.yaml")
     result = cli("run", flow, "--mock", "--json", "--input", "question=<b>a</b>")
     document = json.loads(result.stdout)
     checks = {c["id"]: c for c in document["checks"]}
@@ -1061,12 +1039,12 @@ def test_the_run_page_shows_each_check(
 
 
 def test_the_batch_page_compares_the_variants(
-    flows: Path, client: TestClient, cli: Callable[..., Any], tmp_path: Path
+    write_flow: Callable[..., Path], client: TestClient, cli: Callable[..., Any], tmp_path: Path
 ) -> None:
     """A --matrix batch's `variants` become a table: one line per combination with its
     pass rate, each check's, the judge's mean score, tokens and cost; the pass rate
     against --fail-under is a fact of the summary."""
-    flow = write(flows, "checked.yaml", CHECKED)
+    flow = write_flow(CHECKED, "flows/checked.yaml")
     data = tmp_path / "cases.jsonl"
     data.write_text(
         "".join(

@@ -12,14 +12,13 @@ import re
 import shutil
 import signal
 import sys
-import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import start_orchestrate
+from tests.conftest import FAST_THEN_SLOW, SLOW, start_orchestrate
 
 HELLO = """
     name: hello
@@ -40,23 +39,6 @@ HELLO = """
         mock: "signed"
     outputs:
       text: "{{ steps.shout.output }}"
-    """
-SLOW_FLOW = """
-    name: slow
-    steps:
-      - id: fast
-        prompt: x
-        mock: quick answer
-      - id: slow
-        function: slow:wait_long
-        needs: [fast]
-    """
-SLOW_PY = """
-    import asyncio
-
-    async def wait_long():
-        await asyncio.sleep(60)
-        return "never"
     """
 ROWS_FLOW = """
     name: review
@@ -104,20 +86,20 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def server(
+    tmp_path: Path, write_flow: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """`orchestrate ui FOLDER --port 0` running as a process; its address with the token."""
-    folder = tmp_path / "flows"
-    folder.mkdir()
     for name, text in (
         ("hello.yaml", HELLO),
-        ("slow.yaml", SLOW_FLOW),
-        ("slow.py", SLOW_PY),
+        ("slow.yaml", FAST_THEN_SLOW),
+        ("slow.py", SLOW),
         ("review.yaml", ROWS_FLOW),
         ("rows.py", ROWS_PY),
     ):
-        (folder / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        write_flow(text, f"flows/{name}")
     monkeypatch.setenv("ORCHESTRATE_MOCK_LATENCY", "0.15")
-    process = start_orchestrate("ui", folder, "--port", "0", "--no-open")
+    process = start_orchestrate("ui", tmp_path / "flows", "--port", "0", "--no-open")
     assert process.stderr is not None
     line = process.stderr.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
