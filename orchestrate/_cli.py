@@ -1123,11 +1123,15 @@ def history_import(
 
 @contextmanager
 def _output_file(name: str) -> Iterator[IO[str]]:
+    """Where `history export` writes: stdout, or a file only its owner may read (it holds
+    the same prompts and answers as the history)."""
+    from orchestrate._files import open_private_file
+
     if name == "-":
         yield sys.stdout
         return
     try:
-        with open(name, "w", encoding="utf-8") as out:
+        with open_private_file(Path(name)) as out:
             yield out
     except OSError as exc:
         raise OrchestrateError(f"cannot write {name}: {exc.strerror}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def test_a_round_trip_loses_nothing(
     result = cli("history", "export", exported, "--db", here)
     assert result.exit_code == 0, result.stderr
     assert "exported 2 runs" in result.stderr
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o600  # it holds what the history holds
     imported = cli("history", "import", exported, "--db", there)
     assert imported.exit_code == 0, imported.stderr
     assert "imported 2 runs into" in imported.stderr
