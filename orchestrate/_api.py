@@ -221,13 +221,14 @@ async def run_prepared(
             from orchestrate._cost import check_prices, metered
             from orchestrate._pricing import Pricing
 
-            pricing = Pricing(endpoints_of(prepared))
+            endpoints = endpoints_of(prepared)
+            pricing = Pricing(endpoints)
             budget = budget or run_budget(prepared, None)
             replaying = session is not None and session.replay_fixture is not None
             if budget is not None and not replaying:  # a replay costs nothing
                 check_prices(models_in_use(prepared, options, env), pricing)
             pool = ProviderPool(
-                endpoints_of(prepared),
+                endpoints,
                 mock=mock,
                 mock_latency=mock_latency,
                 env=env,

@@ -139,12 +139,10 @@ class Budget:
         self.limit = limit
         self.spent = 0.0
         self.reserved = 0.0
-        self.refused = 0  # calls not made
 
     def reserve(self, amount: float, what: str = "this call") -> Reservation:
         """Hold `amount`, or raise BudgetExceeded when the hold would pass the limit."""
         if self.spent + self.reserved + amount > self.limit:
-            self.refused += 1
             in_flight = (
                 f" ({format_usd(self.reserved)} held by calls in flight)" if self.reserved else ""
             )
@@ -167,10 +165,6 @@ class Budget:
     def release(self, reservation: Reservation) -> None:
         """The call failed before a reply: providers do not bill an error."""
         self.settle(reservation, 0.0)
-
-    @property
-    def remaining(self) -> float:
-        return max(self.limit - self.spent - self.reserved, 0.0)
 
 
 class MeteredProvider:

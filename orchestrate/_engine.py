@@ -257,6 +257,7 @@ class Engine:
         # The StepStarted event of each step that is ready but has no slot yet.
         self.unstarted: dict[str, Callable[[], StepStarted]] = {}
         self.queued: set[str] = set()
+        self.targets: dict[str, tuple[str, str]] = {}  # (provider, model) of each LLM step
 
     # --- the coordinator ------------------------------------------------------------------
 
@@ -394,10 +395,9 @@ class Engine:
             if isinstance(outcome, StepResult) and not task.cancelled():
                 self._record(outcome)
             else:
-                started = self.step_started.get(step_id)
-                self._record(_cancelled(step_id, started))
+                self._record(_cancelled(step_id, self._running_ms(step_id)))
         for step_id in pending:
-            self._record(_cancelled(step_id, None))
+            self._record(_cancelled(step_id, 0))
 
     def emit(self, event: Event) -> None:
         for observer in list(self.observers):
@@ -456,6 +456,7 @@ class Engine:
         provider, model = self._target(step)
         units: list[Unit | None] = []
         is_list = step.for_each is not None
+        fingerprint: str | None = None  # once every unit is rendered
         done = _Items()
         try:
             context = self.context()
@@ -495,7 +496,7 @@ class Engine:
             # Its finished items were paid for: the step says so (the coordinator, which
             # cancelled it, takes this result).
             cancelled = attrs.evolve(
-                _cancelled(step.id, self.step_started.get(step.id)), provider=provider, model=model
+                _cancelled(step.id, self._running_ms(step.id)), provider=provider, model=model
             )
             return done.settle(cancelled, units)
         except Exception as exc:  # a bug below us must not take the run's results with it
@@ -519,7 +520,7 @@ class Engine:
             price=next((o.price for o in outcomes if o.price is not None), None),
             warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
             request=_request_record(units, items is not None),
-            fingerprint=_fingerprint(step, units),
+            fingerprint=fingerprint or _fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
             items=done.results(units) if is_list else (),
         )
@@ -528,9 +529,17 @@ class Engine:
         """(provider, model) of an LLM step; (None, None) for a step that calls no model."""
         if not isinstance(step, LLMStep):
             return None, None
-        return choose_model(
-            self.workflow, step, self.options.model, self.env, mock=self.options.mock
-        )
+        return self._llm_target(step)
+
+    def _llm_target(self, step: LLMStep) -> tuple[str, str]:
+        """(provider, model) of an LLM step, chosen once and not again for each item."""
+        target = self.targets.get(step.id)
+        if target is None:
+            target = choose_model(
+                self.workflow, step, self.options.model, self.env, mock=self.options.mock
+            )
+            self.targets[step.id] = target
+        return target
 
     def _items(self, step: AnyStep, context: dict[str, Any]) -> list[Any] | None:
         if step.for_each is None:
@@ -701,9 +710,7 @@ class Engine:
 
     def _llm_request(self, step: LLMStep, context: dict[str, Any]) -> LLMRequest:
         settings = self.workflow.defaults.merged(step.settings)
-        provider, model = choose_model(
-            self.workflow, step, self.options.model, self.env, mock=self.options.mock
-        )
+        provider, model = self._llm_target(step)
         messages = []
         if step.system is not None:
             messages.append(
@@ -947,7 +954,7 @@ def _request_record(units: Sequence[Unit | None], is_list: bool) -> dict[str, An
 
 def _usage(outcomes: list[_Outcome]) -> Usage | None:
     usages = [o.usage for o in outcomes if o.usage is not None]
-    return Usage.total(list(usages)) if usages else None
+    return Usage.total(usages) if usages else None
 
 
 def _over_budget(result: StepResult) -> bool:
@@ -979,12 +986,11 @@ def _failed(
     )
 
 
-def _cancelled(step_id: str, started: float | None) -> StepResult:
-    duration = _ms_since(started) if started is not None else 0
+def _cancelled(step_id: str, duration_ms: int) -> StepResult:
     return StepResult(
         id=step_id,
         status="cancelled",
-        duration_ms=duration,
+        duration_ms=duration_ms,
         error=ErrorInfo("cancelled", "the run stopped before this step finished", step_id),
     )
 

@@ -17,14 +17,10 @@ import attrs
 from orchestrate._result import RunResult, StepResult
 
 
-def _now() -> float:
-    return time.time()
-
-
 @attrs.frozen(kw_only=True)
 class _Event:
     name: ClassVar[str] = "event"
-    time: float = attrs.field(factory=_now)
+    time: float = attrs.field(factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
         fields = attrs.asdict(self, recurse=False)

@@ -51,7 +51,7 @@ class Usage:
         return doc
 
     @classmethod
-    def total(cls, usages: list[Usage | None]) -> Usage:
+    def total(cls, usages: Iterable[Usage | None]) -> Usage:
         total = cls()
         for usage in usages:
             if usage is not None:
@@ -168,18 +168,6 @@ class CheckResult:
             doc["usage"] = self.usage.to_dict()
             doc["cost_usd"] = self.cost_usd
         return doc
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> CheckResult:
-        usage = doc.get("usage")
-        return cls(
-            id=doc["id"],
-            passed=doc["passed"],
-            score=doc.get("score"),
-            message=doc.get("message"),
-            usage=Usage(**usage) if usage else None,
-            cost_usd=doc.get("cost_usd"),
-        )
 
 
 @attrs.frozen(kw_only=True)

@@ -12,9 +12,10 @@
     │               the home folder), and which backend opens it
     ├── _sqlite     SQLiteStore: a file; PRAGMAs, connections, migrating it
     ├── _postgres   PostgresStore: a shared database; psycopg, advisory lock, errors
-    └── _sql        SQLStore: every query and write, the writer thread (both backends)
-        ├── _schema the migrations, written once with dialect placeholders
-        └── _store  HistoryStore (the interface), the records, results <-> rows
+    ├── _sql        SQLStore, which both subclass: every query and write, the writer thread
+    ├── _schema     the migrations both apply, written once with dialect placeholders
+    └── _store      HistoryStore (the interface every module uses), the records,
+                    results <-> rows
 
 Data flows one way: the API and the CLI call the session and the readers, which use a
 HistoryStore; only :mod:`._sqlite` imports :mod:`sqlite3` and only :mod:`._postgres`
