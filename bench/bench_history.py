@@ -13,7 +13,13 @@ Two measurements, modes alternating so that drift in the machine's load hits bot
 
 Each run with history adds a run to a fresh database in a temporary ORCHESTRATE_HOME.
 
+With `--list`, instead: the whole `orchestrate runs list --json` process (and with
+`--user`) as the history grows to 10,000 and 100,000 batch rows (issue #12; target: under
+0.3 s). The history holds 50 runs on their own and is filled through the store API (a
+batch, its rows' runs and their one step each), as `batch --mock` would fill it.
+
     python bench/bench_history.py [--runs 15] [--json FIGURES.json]
+    python bench/bench_history.py --list [--runs 15] [--sizes 0,10000,100000] [--json F]
 """
 
 from __future__ import annotations
@@ -87,16 +93,166 @@ def run_cli(flow: Path, history: bool, home: Path) -> float:
     return time.perf_counter() - start
 
 
+ALONE = 50  # runs on their own in the history the --list figures read
+LIST_TARGET_S = 0.3
+
+
+def fill_history(database: Path, rows: int, first: int) -> None:
+    """Add a finished batch of `rows` rows (a run of one step each), or with `first` 0 the
+    runs on their own, through the store API, as a run and a batch record them."""
+    from orchestrate._result import RunResult, StepResult, Usage
+    from orchestrate.history import RunRecord, StepRecord, open_store
+    from orchestrate.history._store import BatchRecord
+
+    started = time.time()
+    batch_id = f"batch{first:08d}" if rows else None
+    with open_store(location=database) as store:
+        if batch_id:
+            store.insert_batch(
+                BatchRecord(
+                    batch_id=batch_id,
+                    workflow="flow",
+                    file="flow.yaml",
+                    file_path="/tmp/flow.yaml",
+                    file_sha256="0" * 64,
+                    data="rows.jsonl",
+                    data_path="/tmp/rows.jsonl",
+                    mode="mock",
+                    started_at="2026-01-01T00:00:00.000Z",
+                    started=started,
+                    rows=rows,
+                    settings={},
+                    resumed_from=None,
+                    user_name="bench",
+                )
+            )
+        for index in range(rows or ALONE):
+            run_id = f"run{first + index:016d}"
+            record = RunRecord(
+                run_id=run_id,
+                workflow="flow",
+                file="flow.yaml",
+                file_path="/tmp/flow.yaml",
+                file_sha256="0" * 64,
+                git_commit=None,
+                mode="mock",
+                started_at="2026-01-01T00:00:00.000Z",
+                started=started + index / 1000,
+                inputs={"text": f"number {index}"},
+                resumed_from=None,
+                provenance={},
+                user_name="bench",
+                batch_id=batch_id,
+                batch_row=index if batch_id else None,
+                batch_line=index + 1 if batch_id else None,
+            )
+            step = StepResult(
+                id="rewrite",
+                status="succeeded",
+                output=f"rewritten number {index}",
+                provider="mock",
+                model="mock",
+                attempts=1,
+                usage=Usage(10, 5),
+            )
+            store.insert_run(lambda record=record: record)
+            store.insert_steps(
+                run_id,
+                lambda step=step: [
+                    StepRecord(result=step, position=0, kind="llm", definition="d", finished=0)
+                ],
+            )
+            store.finish_run(
+                RunResult(
+                    run_id=run_id,
+                    workflow="flow",
+                    file="flow.yaml",
+                    status="succeeded",
+                    started_at=record.started_at,
+                    duration_ms=1,
+                    inputs=record.inputs,
+                    outputs={"answer": step.output},
+                    steps=(step,),
+                ),
+                started + 1,
+            )
+        if batch_id:
+            summary = {
+                "status": "succeeded",
+                "duration_ms": 1000,
+                "rows": rows,
+                "succeeded": rows,
+                "failed": 0,
+                "cancelled": 0,
+                "cost_usd": 0.0,
+            }
+            store.finish_batch(batch_id, summary, time.time())
+
+
+def time_runs_list(home: Path, extra: list[str]) -> float:
+    env = {**child_env(home.parent / "pycache"), "ORCHESTRATE_HOME": str(home)}
+    command = [*orchestrate_command(), "runs", "list", "--json", *extra]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def runs_list_figures(sizes: list[int], runs: int) -> list[dict[str, Any]]:
+    """`runs list` (and `--user`) at each size of the batch rows the history holds."""
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(folder) / "home"
+        database = home / "history.db"
+        fill_history(database, 0, 0)
+        held = 0
+        for size in sorted(sizes):
+            if size > held:
+                fill_history(database, size - held, ALONE + held)
+                held = size
+            figures: dict[str, Any] = {"batch_rows": held, "runs_alone": ALONE}
+            for label, extra in (("list", []), ("user", ["--user", "bench"])):
+                time_runs_list(home, extra)  # the bytecode written, the file in the cache
+                times = [time_runs_list(home, extra) for _ in range(runs)]
+                figures[f"{label}_s"] = median(times)
+                figures[f"{label}_min_s"] = min(times)
+            figures["ok"] = max(figures["list_s"], figures["user_s"]) < LIST_TARGET_S
+            results.append(figures)
+    return results
+
+
+def main_list(args: argparse.Namespace) -> None:
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = runs_list_figures(sizes, args.runs)
+    print(f"`orchestrate runs list --json`, whole process; median (min) of {args.runs} runs\n")
+    rows = [
+        [
+            r["batch_rows"],
+            f"{r['list_s']:.3f} ({r['list_min_s']:.3f})",
+            f"{r['user_s']:.3f} ({r['user_min_s']:.3f})",
+            r["ok"],
+        ]
+        for r in results
+    ]
+    print(table(["batch rows", "runs list s", "runs list --user s", "under 0.3 s"], rows))
+    print(f"machine: {json.dumps(machine())}")
+    write_figures(args.json, "runs_list", {"runs": args.runs, "sizes": results})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--list", action="store_true", help="time `runs list` instead")
+    parser.add_argument("--sizes", default="0,10000,100000", help="batch rows, for --list")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--history", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.history, args.home)
+        return
+    if args.list:
+        main_list(args)
         return
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

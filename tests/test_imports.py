@@ -76,3 +76,20 @@ def test_run_leaves_httpx_own_command_line_unimported(tmp_path: Path) -> None:
     }
     assert "httpx" in imported  # the run sent its request
     assert [name for name in ("click", "pygments", "rich.syntax") if name in imported] == []
+
+
+def test_runs_list_imports_only_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runs list` opens the history without what recording a run needs (the event loop,
+    the loader, the workflow model, templates): its time is start-up, not the database."""
+    monkeypatch.setenv("ORCHESTRATE_HOME", str(tmp_path))
+    imported = _imported("runs", "list", "--json")
+    assert "orchestrate.history._sqlite" in imported  # the history was opened
+    unwanted = (
+        "asyncio",
+        "httpx",
+        "jinja2",
+        "orchestrate._loader",
+        "orchestrate._spec",
+        "orchestrate.history._recorder",
+    )
+    assert [name for name in unwanted if name in imported] == []

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -158,6 +158,7 @@ def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
         "m004_cost",
         "m005_run_user",
         "m006_checks",
+        "m007_runs_alone_by_user",
     ]
     path = tmp_path / "history.db"
     with sqlite3.connect(path) as db:
@@ -186,7 +187,11 @@ def test_a_database_made_before_users_gets_them(tmp_path: Path) -> None:
             ("r1", "run", None),
         ]
         assert listed[1]["cost_usd"] == 0.5
-        assert store.applied_migrations()[-2:] == ["m005_run_user", "m006_checks"]
+        assert store.applied_migrations()[4:] == [
+            "m005_run_user",
+            "m006_checks",
+            "m007_runs_alone_by_user",
+        ]
 
 
 def test_no_history_writes_nothing(write_flow: Callable, cli: Callable) -> None:
@@ -332,6 +337,37 @@ def test_a_step_result_survives_the_store(step: StepResult) -> None:
         [stored] = store.stored_steps("r1")
         assert (step, "d") == (stored.result, stored.definition)
         assert [step.to_dict()] == store.document("r1")["steps"]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        ({}, "runs_alone_by_start"),
+        ({"workflow": "w"}, "runs_alone_by_workflow"),
+        ({"user": "ann"}, "runs_alone_by_user"),
+    ],
+    ids=["none", "workflow", "user"],
+)
+def test_listing_runs_reads_an_index_without_batch_rows(
+    filters: dict[str, str], index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runs list` finds the runs on their own through a partial index that leaves the
+    batches' rows out, so 100,000 rows of a batch are never walked past."""
+    with SQLiteStore.open(history_db()) as store:
+        plans: list[str] = []
+        query_rows = store.db.query
+
+        def explained(sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+            if "FROM runs" in sql:
+                plan = store.db.raw.execute(f"EXPLAIN QUERY PLAN {sql}", tuple(params))
+                plans.append(" ".join(row[3] for row in plan))
+            return query_rows(sql, params)
+
+        monkeypatch.setattr(store.db, "query", explained)
+        store.list_runs(**filters)
+    [plan] = plans
+    assert f"USING INDEX {index} " in plan
 
 
 # --- bad databases ------------------------------------------------------------------------------

@@ -24,24 +24,52 @@ imports psycopg, each only when a store of its kind is opened.
 
 from __future__ import annotations
 
-from orchestrate.history._batches import batch_details, row_entry
-from orchestrate.history._diff import diff_batches, diff_runs, run_details
-from orchestrate.history._open import database_location, database_path, home, open_store
-from orchestrate.history._provenance import definition_hash, git_commit
-from orchestrate.history._reuse import ReusePlan, mode_family, resumed_inputs, steps_to_rerun
-from orchestrate.history._session import HistoryOptions, HistorySession, RecordingFailed
-from orchestrate.history._store import (
-    CachedResponse,
-    Deleted,
-    HistoryStore,
-    RunRecord,
-    StepRecord,
-    StoredStep,
-    delete_runs,
-    parse_age,
-    resolve_run,
-)
-from orchestrate.history._transfer import Imported, export_history, import_history
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrate.history._batches import batch_details, row_entry
+    from orchestrate.history._diff import diff_batches, diff_runs, run_details
+    from orchestrate.history._open import database_location, database_path, home, open_store
+    from orchestrate.history._provenance import definition_hash, git_commit
+    from orchestrate.history._reuse import ReusePlan, mode_family, resumed_inputs, steps_to_rerun
+    from orchestrate.history._session import HistoryOptions, HistorySession, RecordingFailed
+    from orchestrate.history._store import (
+        CachedResponse,
+        Deleted,
+        HistoryStore,
+        RunRecord,
+        StepRecord,
+        StoredStep,
+        delete_runs,
+        parse_age,
+        resolve_run,
+    )
+    from orchestrate.history._transfer import Imported, export_history, import_history
+
+# Names are imported on first use, each from its own module: `runs list` needs only
+# open_store, not the recorder with asyncio and the loader that `run` and `batch` need.
+_HOMES = {
+    "_batches": ("batch_details", "row_entry"),
+    "_diff": ("diff_batches", "diff_runs", "run_details"),
+    "_open": ("database_location", "database_path", "home", "open_store"),
+    "_provenance": ("definition_hash", "git_commit"),
+    "_reuse": ("ReusePlan", "mode_family", "resumed_inputs", "steps_to_rerun"),
+    "_session": ("HistoryOptions", "HistorySession", "RecordingFailed"),
+    "_store": (
+        "CachedResponse",
+        "Deleted",
+        "HistoryStore",
+        "RunRecord",
+        "StepRecord",
+        "StoredStep",
+        "delete_runs",
+        "parse_age",
+        "resolve_run",
+    ),
+    "_transfer": ("Imported", "export_history", "import_history"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "CachedResponse",
@@ -75,3 +103,12 @@ __all__ = [
     "run_details",
     "steps_to_rerun",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestrate.history' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"orchestrate.history.{module}"), name)
+    globals()[name] = value
+    return value

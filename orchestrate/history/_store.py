@@ -36,7 +36,6 @@ from orchestrate._result import (
     total_cost,
 )
 from orchestrate._secrets import redact_values
-from orchestrate._spec import Price
 
 NO_HISTORY_HINT = "run with --no-history to run without it, or point ORCHESTRATE_HOME elsewhere"
 
@@ -574,6 +573,8 @@ class Row(Protocol):
 
 def step_result(row: Row) -> StepResult:
     """A `steps` row as the StepResult it was recorded from."""
+    from orchestrate._spec import Price  # here: listing runs does not load the workflow model
+
     extra = _extra(row)
     error = None
     if row["error_type"] is not None:
