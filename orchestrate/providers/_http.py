@@ -282,6 +282,9 @@ class HTTPProvider:
         )
         self._secrets = _secrets_of(self._api_key, self._extra_headers, secrets)
         self.limiter: RateLimiter | None = None  # the pool's, shared by every call
+        # Built on the first call (the subclass's hooks are ready by then), not on each one.
+        self._sent_headers: dict[str, str] | None = None
+        self._parsed_url: httpx.URL | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={redact_url(self.base_url)!r})"
@@ -383,28 +386,37 @@ class HTTPProvider:
     ) -> LLMResponse:
         import httpx
 
-        headers = {**self._headers(), **self._extra_headers}
+        if self._sent_headers is None:
+            self._sent_headers = {**self._headers(), **self._extra_headers}
+        if self._parsed_url is None:
+            self._parsed_url = httpx.URL(self.url)
         with self._pool.lease() as client:
             response = None
             try:
-                sending = client.build_request("POST", self.url, json=body, headers=headers)
+                sending = client.build_request(
+                    "POST", self._parsed_url, json=body, headers=self._sent_headers
+                )
                 response = await client.send(sending, stream=True)
             except (UnicodeEncodeError, httpx.LocalProtocolError):
                 pass  # its repr may hold a header value, the API key: not even as __context__
             if response is None:
                 raise self._unsendable()
             if self.limiter is not None:  # 429s and rate-limit headers slow every call down
-                self.limiter.observe(
-                    response.status_code,
-                    response.headers,
-                    parse_retry_after(response.headers, now=self._clock()),
-                )
+                self._observe(self.limiter, response)
             try:
                 if not 200 <= response.status_code < 300:
                     raise self._status_error(response, await _head(response, ERROR_BODY_LIMIT))
                 return await self._read(response, request, on_token)
             finally:
                 await response.aclose()
+
+    def _observe(self, limiter: RateLimiter, response: httpx.Response) -> None:
+        # One pass over the headers: each httpx lookup scans them all, and the limiter
+        # looks up a dozen. Retry-After only matters to it on a 429.
+        status = response.status_code
+        headers = dict(response.headers.items())
+        retry_after = parse_retry_after(headers, now=self._clock()) if status == 429 else None
+        limiter.observe(status, headers, retry_after)
 
     def _unsendable(self) -> ProviderError:
         """A request httpx refused to build or send: final, and without the exception's text."""
