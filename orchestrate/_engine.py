@@ -142,12 +142,27 @@ class _Items:
     earlier: dict[int, ItemResult] = attrs.Factory(dict)  # to take instead of running
     succeeded: dict[int, _Outcome] = attrs.Factory(dict)
     spent: list[_Outcome] = attrs.Factory(list)  # what the failed items cost
+    # Each rendered unit's JSON, encoded once: the step's fingerprint, each item's, and
+    # the items to take from an earlier run all hash it.
+    encoded: dict[int, str] = attrs.Factory(dict)
+
+    def unit_json(self, units: Sequence[Unit | None], index: int) -> str:
+        found = self.encoded.get(index)
+        if found is None:
+            found = self.encoded[index] = _encode(_unit_data(units[index]))
+        return found
+
+    def fingerprint(self, step: AnyStep, units: Sequence[Unit | None]) -> str:
+        """What a step would do, as a hash (called once every unit is rendered): the
+        digest of ``[kind, [unit data, ...]]``, joined from each unit's JSON."""
+        each = ", ".join(self.unit_json(units, i) for i in range(len(units)))
+        return _sha256(f"[{_encode(step.kind)}, [{each}]]")
 
     def take_earlier(
         self, reusable: Mapping[str, ItemResult], units: Sequence[Unit | None]
     ) -> None:
-        for index, unit in enumerate(units):
-            earlier = reusable.get(_digest(_unit_data(unit)))
+        for index in range(len(units)):
+            earlier = reusable.get(_sha256(self.unit_json(units, index)))
             if earlier is not None:
                 self.earlier[index] = earlier
 
@@ -156,7 +171,7 @@ class _Items:
             ItemResult(
                 index=i,
                 output=o.output,
-                fingerprint=_digest(_unit_data(units[i])),
+                fingerprint=_sha256(self.unit_json(units, i)),
                 attempts=o.attempts,
                 usage=o.usage,
                 model=o.model,
@@ -466,7 +481,7 @@ class Engine:
             if self.reuse is not None:
                 # Whether a step can be reused depends on what all its items would send.
                 units = await self._rendered(step, lambda: [self._unit(step, c) for c in contexts])
-                fingerprint = _fingerprint(step, units)
+                fingerprint = done.fingerprint(step, units)
                 reused = self.reuse(step, fingerprint)
                 if reused is not None:  # paid for by the earlier run: free in this one
                     return attrs.evolve(
@@ -520,7 +535,7 @@ class Engine:
             price=next((o.price for o in outcomes if o.price is not None), None),
             warnings=tuple(dict.fromkeys(w for o in outcomes for w in o.warnings)),
             request=_request_record(units, items is not None),
-            fingerprint=fingerprint or _fingerprint(step, units),
+            fingerprint=fingerprint or done.fingerprint(step, units),
             response_id=outcomes[0].response_id if len(outcomes) == 1 else None,
             items=done.results(units) if is_list else (),
         )
@@ -927,14 +942,12 @@ def _item_contexts(context: dict[str, Any], items: list[Any] | None) -> list[dic
     return [{**context, "item": item, "index": index} for index, item in enumerate(items)]
 
 
-def _fingerprint(step: AnyStep, units: Sequence[Unit | None]) -> str:
-    """What a step would do, as a hash (called once every unit is rendered)."""
-    return _digest([step.kind, [_unit_data(u) for u in units]])
+def _encode(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def _digest(data: Any) -> str:
-    encoded = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _unit_data(unit: Unit | None) -> dict[str, Any]:
