@@ -234,3 +234,22 @@ async def test_a_429_slows_every_call_of_the_provider(
     assert clock.slept == [2.0]  # the pause, on top of the retry's own wait
     assert provider.limiter.in_flight == 0
     await provider.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reply_s_rate_limit_headers_pause_the_provider_whatever_their_case(
+    make_provider: Callable, respx_mock: respx.MockRouter
+) -> None:
+    """Through the HTTP provider: a 200 whose headers (in any case) say the budget is
+    spent pauses the next call until the reset, and no Retry-After is read from it."""
+    clock = Clock()
+    provider = make_provider()
+    provider.limiter = limiter(clock)
+    spent = {"X-RateLimit-Remaining-Requests": "0", "X-RateLimit-Reset-Requests": "3s"}
+    respx_mock.post(URL).mock(
+        return_value=httpx.Response(200, json=REPLY, headers={**spent, "Retry-After": "9"})
+    )
+    request = LLMRequest(model="m", messages=({"role": "user", "content": "hi"},))
+    assert (await provider.complete(request)).text == "hi"
+    assert provider.limiter.paused_until == pytest.approx(clock.now + 3.0)
+    await provider.aclose()
