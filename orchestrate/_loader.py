@@ -12,7 +12,7 @@ import datetime
 import functools
 import hashlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
@@ -1022,7 +1022,13 @@ def structure_step(raw: Any) -> Any:
     kinds = [key for key in KIND_KEYS if key in raw]
     classes = {KIND_KEYS[key] for key in kinds}
     if not classes:
-        raise _no_kind(raw)
+        raise _no_kind(
+            raw,
+            "step",
+            KIND_KEYS,
+            _ALL_STEP_KEYS,
+            "give it one of `prompt`, `messages`, `function` or `workflow`",
+        )
     if len(classes) > 1:
         shown = " and ".join(f"`{k}`" for k in kinds)
         raise _Problem(
@@ -1068,29 +1074,30 @@ _ALL_STEP_KEYS = sorted(
 )
 
 
-def _no_kind(raw: dict) -> Exception:
-    """A step without a kind key: each unknown key, and the missing kind unless one of
-    those keys is a misspelt kind (then that is the problem)."""
+def _no_kind(
+    raw: dict, what: str, kinds: Iterable[str], known: Collection[str], hint: str
+) -> Exception:
+    """A step or check (`what`) without a kind key: each unknown key, and the missing kind
+    unless one of those keys is a misspelt kind (then that is the problem)."""
     problems: list[Exception] = []
     misspelt_kind = False
     for key in raw:
-        if key in _ALL_STEP_KEYS:
+        if key in known:
             continue
-        kind = did_you_mean(str(key), KIND_KEYS)
+        kind = did_you_mean(str(key), kinds)
         misspelt_kind = misspelt_kind or kind is not None
         problems.append(
             _Problem(
-                f"unknown key {key!r} in a step",
+                f"unknown key {key!r} in a {what}",
                 at="key",
                 path=(key,),
-                hint=kind or did_you_mean(str(key), _ALL_STEP_KEYS),
+                hint=kind or did_you_mean(str(key), known),
             )
         )
     if not misspelt_kind:
         name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
-        hint = "give it one of `prompt`, `messages`, `function` or `workflow`"
-        problems.append(_Problem(f"step{name} has no kind", hint=hint, at="node"))
-    return problems[0] if len(problems) == 1 else ExceptionGroup("invalid step", problems)
+        problems.append(_Problem(f"{what}{name} has no kind", hint=hint, at="node"))
+    return problems[0] if len(problems) == 1 else ExceptionGroup(f"invalid {what}", problems)
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -1124,7 +1131,10 @@ def structure_check(raw: Any) -> Any:
         raise _expected("a check (a mapping with an `id`)", raw)
     kinds = [key for key in CHECK_KIND_KEYS if key in raw]
     if not kinds:
-        raise _no_check_kind(raw)
+        kinds_named = ", ".join(f"`{k}`" for k in CHECK_KIND_KEYS)
+        raise _no_kind(
+            raw, "check", CHECK_KIND_KEYS, _ALL_CHECK_KEYS, f"give it one of {kinds_named}"
+        )
     if len(kinds) > 1:
         shown = " and ".join(f"`{k}`" for k in kinds)
         raise _Problem(
@@ -1150,32 +1160,6 @@ def _check_keys(cls: type, kind: str) -> dict[str, attrs.Attribute]:
 
 
 _ALL_CHECK_KEYS = sorted({"id", "output", "mock", "with", "threshold", *CHECK_KIND_KEYS})
-
-
-def _no_check_kind(raw: dict) -> Exception:
-    """A check without a kind key: a misspelt kind, or the list of kinds."""
-    problems: list[Exception] = []
-    misspelt_kind = False
-    for key in raw:
-        if key in _ALL_CHECK_KEYS:
-            continue
-        kind = did_you_mean(str(key), CHECK_KIND_KEYS)
-        misspelt_kind = misspelt_kind or kind is not None
-        problems.append(
-            _Problem(
-                f"unknown key {key!r} in a check",
-                at="key",
-                path=(key,),
-                hint=kind or did_you_mean(str(key), _ALL_CHECK_KEYS),
-            )
-        )
-    if not misspelt_kind:
-        name = f" {raw['id']!r}" if isinstance(raw.get("id"), str) else ""
-        kinds = ", ".join(f"`{k}`" for k in CHECK_KIND_KEYS)
-        problems.append(
-            _Problem(f"check{name} has no kind", hint=f"give it one of {kinds}", at="node")
-        )
-    return problems[0] if len(problems) == 1 else ExceptionGroup("invalid check", problems)
 
 
 # --- errors -> diagnostics -----------------------------------------------------------------
