@@ -45,16 +45,9 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-def requested_provider(request: LLMRequest, fallback: str) -> str:
-    """The provider that answers the request (`openai`, ..., `mock` under --mock)."""
-    return request.provider or fallback
-
-
 def fixture_key(request: LLMRequest, provider: str) -> str:
     """A fixture's key: the provider the step names, and what the request asks."""
-    return _digest(
-        {"provider": requested_provider(request, provider), **request.fingerprint_data()}
-    )
+    return _digest({"provider": request.provider or provider, **request.fingerprint_data()})
 
 
 def response_data(response: LLMResponse) -> dict[str, Any]:
@@ -342,7 +335,7 @@ class RecordingProvider:
         on_retry: RetryCallback | None = None,
     ) -> LLMResponse:
         response = await self.inner.complete(request, on_token=on_token, on_retry=on_retry)
-        provider = requested_provider(request, self.name)
+        provider = request.provider or self.name
         self.fixture.put(fixture_key(request, provider), provider, request, response)
         return response
 
@@ -365,7 +358,7 @@ class ReplayProvider:
         on_token: TokenCallback | None = None,
         on_retry: RetryCallback | None = None,
     ) -> LLMResponse:
-        provider = requested_provider(request, self.name)
+        provider = request.provider or self.name
         data = self.fixture.get(fixture_key(request, provider))
         if data is None:
             raise ProviderError(
