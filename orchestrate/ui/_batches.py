@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from orchestrate._errors import UsageError
-from orchestrate.ui._history import _api_error, _not_found, history_data
-from orchestrate.ui._render import page
+from orchestrate.ui._history import history_data
+from orchestrate.ui._render import api_error, not_found_page, page
 
 ROWS_SHOWN = 500  # rows on a batch's page: the failed ones first, then the others
 
@@ -75,7 +75,7 @@ async def batch_page(request: Request) -> Response:
     try:
         data = batch_data(request.app.state, batch_id)
     except NoSuchBatch:
-        return _not_found(f"batch {batch_id}")
+        return not_found_page(f"batch {batch_id}")
     except NotABatch as exc:
         return RedirectResponse(f"/runs/{exc}", status_code=303)
     return page("batch.html", batch=data, limit=ROWS_SHOWN, api=f"/api/batches/{data['batch_id']}")
@@ -85,4 +85,4 @@ async def batch_api(request: Request) -> Response:
     try:
         return JSONResponse(batch_data(request.app.state, request.path_params["batch_id"]))
     except (NoSuchBatch, NotABatch):
-        return _api_error(404, "not_found", "no such batch")
+        return api_error(404, "not_found", "no such batch")

@@ -19,7 +19,7 @@ from orchestrate._errors import OrchestrateError, UsageError
 from orchestrate._result import StepResult
 from orchestrate.ui._events import Record, poll_history, sse_message
 from orchestrate.ui._files import NotServed
-from orchestrate.ui._render import page
+from orchestrate.ui._render import api_error, not_found_page, page
 from orchestrate.ui._workflows import error_data, graph_of, start_run
 
 PAGE_SIZE = 50
@@ -236,10 +236,6 @@ def compare_data(state: Any, run_a: str, run_b: str) -> dict[str, Any]:
 # --- pages ---------------------------------------------------------------------------------------
 
 
-def _not_found(what: str) -> Response:
-    return page("not_found.html", 404, what=what, api=None)
-
-
 async def run_page(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     selected = request.path_params.get("step_id")
@@ -249,7 +245,7 @@ async def run_page(request: Request) -> Response:
     except IsABatch as exc:
         return RedirectResponse(f"/batches/{exc}", status_code=303)
     except NoSuchRun:
-        return _not_found(f"run {run_id}")
+        return not_found_page(f"run {run_id}")
     return page("run.html", **data, panel=panel, api=f"/api/runs/{data['run']['run_id']}")
 
 
@@ -260,7 +256,7 @@ async def step_panel(request: Request) -> Response:
             request.app.state, request.path_params["run_id"], request.path_params["step_id"]
         )
     except NoSuchRun:
-        return _not_found("step")
+        return not_found_page("step")
     return page("step_panel.html", panel=panel)
 
 
@@ -282,7 +278,7 @@ async def compare_page(request: Request) -> Response:
     try:
         data = compare_data(request.app.state, a, b)
     except NoSuchRun as exc:
-        return _not_found(f"run {exc}")
+        return not_found_page(f"run {exc}")
     return page("compare.html", diff=data, api=f"/api/compare?a={a}&b={b}")
 
 
@@ -298,7 +294,7 @@ async def rerun_from_page(request: Request) -> Response:
     try:
         new_id = await _rerun(request.app.state, run_id, resume=resume)
     except NoSuchRun:
-        return _not_found(f"run {run_id}")
+        return not_found_page(f"run {run_id}")
     except OrchestrateError as exc:
         return page("error.html", 400, error=exc, api=None)
     return RedirectResponse(f"/runs/{new_id}", status_code=303)
@@ -319,13 +315,9 @@ async def _rerun(state: Any, run_id: str, *, resume: bool) -> str:
 # --- the API ---------------------------------------------------------------------------------
 
 
-def _api_error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
-
-
 def _not_a_run(batch_id: str) -> JSONResponse:
     """A batch's id where a run's is wanted: say where the batch is."""
-    return _api_error(
+    return api_error(
         404, "not_found", f"{batch_id} is a batch, not a run: see /api/batches/{batch_id}"
     )
 
@@ -338,10 +330,10 @@ async def runs_api(request: Request) -> Response:
     try:
         limit = int(query.get("limit", PAGE_SIZE))
     except ValueError:
-        return _api_error(400, "invalid_input", "limit must be a whole number")
+        return api_error(400, "invalid_input", "limit must be a whole number")
     kind = query.get("kind") or None
     if kind not in (None, *KINDS):
-        return _api_error(400, "invalid_input", "kind must be run or batch")
+        return api_error(400, "invalid_input", "kind must be run or batch")
     return JSONResponse(
         history_data(
             request.app.state,
@@ -361,12 +353,12 @@ async def start_run_api(request: Request) -> Response:
     try:
         body = await request.json()
     except ValueError:
-        return _api_error(400, "invalid_input", "the body must be a JSON object")
+        return api_error(400, "invalid_input", "the body must be a JSON object")
     if not isinstance(body, dict) or not isinstance(body.get("workflow"), str):
-        return _api_error(400, "invalid_input", "give the workflow's path as `workflow`")
+        return api_error(400, "invalid_input", "give the workflow's path as `workflow`")
     inputs = body.get("inputs") or {}
     if not isinstance(inputs, dict):
-        return _api_error(400, "invalid_input", "`inputs` must be an object")
+        return api_error(400, "invalid_input", "`inputs` must be an object")
     try:
         run_id = await start_run(
             request.app.state,
@@ -378,7 +370,7 @@ async def start_run_api(request: Request) -> Response:
             resume=body.get("resume") or None,
         )
     except NotServed:
-        return _api_error(404, "not_found", "no such workflow")
+        return api_error(404, "not_found", "no such workflow")
     except OrchestrateError as exc:
         return JSONResponse(error_data(exc), status_code=400)
     return JSONResponse({"run_id": run_id}, status_code=201)
@@ -397,7 +389,7 @@ async def run_api(request: Request) -> Response:
     except IsABatch as exc:
         return _not_a_run(str(exc))
     except NoSuchRun:
-        return _api_error(404, "not_found", "no such run")
+        return api_error(404, "not_found", "no such run")
 
 
 async def compare_api(request: Request) -> Response:
@@ -405,12 +397,12 @@ async def compare_api(request: Request) -> Response:
     try:
         return JSONResponse(compare_data(request.app.state, query.get("a", ""), query.get("b", "")))
     except NoSuchRun:
-        return _api_error(404, "not_found", "no such run")
+        return api_error(404, "not_found", "no such run")
 
 
 async def cancel_api(request: Request) -> Response:
     if not request.app.state.manager.cancel(request.path_params["run_id"]):
-        return _api_error(409, "not_running", "this server runs no such run now")
+        return api_error(409, "not_running", "this server runs no such run now")
     return JSONResponse({"cancelled": True}, status_code=202)
 
 
@@ -425,7 +417,7 @@ async def events_api(request: Request) -> Response:
         try:
             run_id = _resolve(state.store, run_id)
         except NoSuchRun:
-            return _api_error(404, "not_found", "no such run")
+            return api_error(404, "not_found", "no such run")
         if state.store.batch(run_id) is not None:
             return _not_a_run(run_id)
         batches = poll_history(lambda: state.store.document(run_id))

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse
 
 from orchestrate._cost import format_usd
 
@@ -56,6 +56,16 @@ def environment() -> jinja2.Environment:
 def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     html = environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code)
+
+
+def not_found_page(what: str) -> HTMLResponse:
+    """The 404 page of every page family: `what` (a run, a batch, a workflow) is not there."""
+    return page("not_found.html", 404, what=what, api=None)
+
+
+def api_error(status: int, kind: str, message: str) -> JSONResponse:
+    """An /api error: `{"error": {"type", "message"}}` with its HTTP status."""
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from orchestrate._errors import InputError, OrchestrateError, UsageError
 from orchestrate._spec import NO_DEFAULT, InputSpec, Workflow
 from orchestrate.ui._files import NotServed
-from orchestrate.ui._render import page
+from orchestrate.ui._render import api_error, not_found_page, page
 
 MAX_CONCURRENCY = 1000
 
@@ -201,7 +201,7 @@ def _workflow_page(
     try:
         data = workflow_data(request.app.state, name)
     except NotServed:
-        return page("not_found.html", 404, what=f"workflow {name}", api=None)
+        return not_found_page(f"workflow {name}")
     return page(
         "workflow.html",
         status_code,
@@ -216,9 +216,7 @@ async def workflow_api(request: Request) -> Response:
     try:
         return JSONResponse(workflow_data(request.app.state, request.path_params["path"]))
     except NotServed:
-        return JSONResponse(
-            {"error": {"type": "not_found", "message": "no such workflow"}}, status_code=404
-        )
+        return api_error(404, "not_found", "no such workflow")
 
 
 async def run_from_form(request: Request) -> Response:
@@ -228,7 +226,7 @@ async def run_from_form(request: Request) -> Response:
     try:
         file = request.app.state.catalog.find(name)
     except NotServed:
-        return page("not_found.html", 404, what=f"workflow {name}", api=None)
+        return not_found_page(f"workflow {name}")
     report = request.app.state.catalog.report(file)
     try:
         specs = report.workflow.inputs if report.workflow else {}
