@@ -122,16 +122,20 @@ def read_rows(path: Path, fmt: str, label: str | None = None) -> Iterator[RawRow
     """The rows of a data file, one at a time; BadRows at the first row that cannot be
     read (after it, line numbers mean nothing: the file is broken there)."""
     label = label or str(path)
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read {label}: {exc.strerror}") from None
-    with stream:
+    with _open_data(path, label) as stream:
         reader = {"jsonl": _jsonl_rows, "json": _json_rows, "csv": _csv_rows}[fmt]
         try:
             yield from reader(stream)
         except _RowError as exc:
             raise BadRows([RowProblem(label, exc.line, exc.message)], 1) from None
+
+
+def _open_data(path: Path, label: str) -> IO[bytes]:
+    """The data file, opened to read; a UsageError if it cannot be."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {label}: {exc.strerror}") from None
 
 
 def _decoded(raw: bytes, line: int) -> str:
@@ -420,7 +424,7 @@ def _number(text: str) -> Any:
 
 def header_of(path: Path, label: str) -> list[str]:
     """The column names of a CSV file (for checking `--map` before reading the rows)."""
-    with path.open("rb") as stream:
+    with _open_data(path, label) as stream:
         try:
             return _csv_header(csv.reader(_LineCounter(stream), strict=True))
         except _RowError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,23 @@ def test_bad_map_is_a_usage_error(pair: str, message: str) -> None:
     with pytest.raises(UsageError) as caught:
         parse_mapping([pair], SPECS)
     assert caught.value.message == message
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda path: header_of(path, "rows.csv"),
+        lambda path: list(read_rows(path, "csv", "rows.csv")),
+    ],
+    ids=["header", "rows"],
+)
+def test_a_data_file_that_cannot_be_read_is_a_usage_error(
+    tmp_path: Path, read: Callable[[Path], object]
+) -> None:
+    """A missing data file is named in a usage error, whether its header or its rows are read."""
+    with pytest.raises(UsageError) as caught:
+        read(tmp_path / "rows.csv")
+    assert caught.value.message == "cannot read rows.csv: No such file or directory"
 
 
 def test_map_to_a_missing_csv_column_is_located(tmp_path: Path) -> None:
