@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import array
 import asyncio
-import contextlib
 import functools
 import json
 import math
@@ -32,8 +31,9 @@ import attrs
 
 from orchestrate._cost import UNKNOWN_PRICE, check_prices, metered
 from orchestrate._engine import Engine, RunOptions, iso_now, new_run_id
-from orchestrate._errors import OrchestrateError, Terminated, UsageError
+from orchestrate._errors import Terminated, UsageError
 from orchestrate._events import Event, StepRetrying
+from orchestrate._files import open_output
 from orchestrate._interrupt import sigterm_cancels_the_run
 from orchestrate._plan import build_plan
 from orchestrate._prepared import PreparedRun, endpoints_of
@@ -936,7 +936,10 @@ def run_request(
         checks=request.checks,
     )
     matrix = parse_matrix(request.matrix)
-    with data_file(data) as path, _output_stream(request.output, stdout) as out:
+    with (
+        data_file(data) as path,
+        open_output(request.output or "-", stdout=stdout, private=False) as out,
+    ):
         if fmt == "csv":
             how.check_header(header_of(path, label), label)
         dataset = Dataset(
@@ -980,19 +983,6 @@ def run_request(
         except OSError as exc:
             raise UsageError(f"cannot write --junit {request.junit}: {exc.strerror}") from None
     return summary
-
-
-@contextlib.contextmanager
-def _output_stream(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
-    if path is None:
-        yield stdout
-        return
-    try:
-        stream = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-    except OSError as exc:
-        raise OrchestrateError(f"cannot write {path}: {exc.strerror}") from None
-    with stream:
-        yield stream
 
 
 # --- writing rows ------------------------------------------------------------------------------

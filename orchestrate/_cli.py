@@ -1080,10 +1080,15 @@ def history_export(
     db: DatabaseOption = None,
 ) -> None:
     """Write every run, with its steps, to FILE (JSON Lines)."""
+    from orchestrate._files import open_output
     from orchestrate._hints import plural
     from orchestrate.history import export_history, open_store
 
-    with open_store(location=db) as store, _output_file(file) as out:
+    # private: the file holds the same prompts and answers as the history
+    with (
+        open_store(location=db) as store,
+        open_output(file, stdout=sys.stdout, private=True) as out,
+    ):
         done = export_history(store, out)
         location = store.location
     print(
@@ -1119,22 +1124,6 @@ def history_import(
         + (f" ({done.present} already there)" if done.present else ""),
         file=sys.stderr,
     )
-
-
-@contextmanager
-def _output_file(name: str) -> Iterator[IO[str]]:
-    """Where `history export` writes: stdout, or a file only its owner may read (it holds
-    the same prompts and answers as the history)."""
-    from orchestrate._files import open_private_file
-
-    if name == "-":
-        yield sys.stdout
-        return
-    try:
-        with open_private_file(Path(name)) as out:
-            yield out
-    except OSError as exc:
-        raise OrchestrateError(f"cannot write {name}: {exc.strerror}") from None
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 They hold prompts, answers and inputs, so they are created 0600 in folders created 0700,
 whatever the umask. An existing folder or database keeps its mode: it may be shared on
-purpose (docs/security.md).
+purpose (docs/security.md). And :func:`open_output`: where a command writes, a file or
+stdout.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from orchestrate._errors import OrchestrateError
 
 PRIVATE_FILE = 0o600
 PRIVATE_FOLDER = 0o700
@@ -61,3 +65,29 @@ def open_private_file(path: Path) -> IO[str]:
     except BaseException:
         os.close(handle)
         raise
+
+
+@contextlib.contextmanager
+def open_output(
+    target: str, *, stdout: IO[str], private: bool, what: str | None = None
+) -> Iterator[IO[str]]:
+    """Where a command writes `target`: `stdout` for `-`, else the file opened to write
+    text (UTF-8) from empty, private as :func:`open_private_file` makes it or else as the
+    umask says (then with newline="", so a CSV writer's line ends stay as written).
+
+    An OSError while the file is open (opening, writing, closing) is an OrchestrateError
+    "cannot write WHAT: reason"; `what` is the file's name unless given.
+    """
+    if target == "-":
+        yield stdout
+        return
+    try:
+        opened = (
+            open_private_file(Path(target))
+            if private
+            else open(target, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        )
+        with opened as stream:
+            yield stream
+    except OSError as exc:
+        raise OrchestrateError(f"cannot write {what or target}: {exc.strerror}") from None

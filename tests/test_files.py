@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -10,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from orchestrate._files import create_private_file, private_folder, replace_private_file
+from orchestrate._errors import OrchestrateError
+from orchestrate._files import (
+    create_private_file,
+    open_output,
+    private_folder,
+    replace_private_file,
+)
 from orchestrate.history._recording import Fixture
 from orchestrate.history._sqlite import SQLiteStore
 
@@ -93,3 +100,51 @@ def test_events_to_a_device_leave_its_mode_alone(write_flow: Any, cli: Any) -> N
     result = cli("run", flow, "--mock", "--no-history", "--events", os.devnull)
     assert result.exit_code == 0, result.stderr
     assert mode(Path(os.devnull)) == before
+
+
+def test_an_output_of_dash_is_the_stdout_given() -> None:
+    """open_output("-") writes to the stream it is given as stdout, and leaves it open."""
+    stdout = io.StringIO()
+    with open_output("-", stdout=stdout, private=True) as out:
+        out.write("row\n")
+    assert (stdout.getvalue(), stdout.closed) == ("row\n", False)
+
+
+@pytest.mark.parametrize(("private", "expected"), [(True, 0o600), (False, 0o644)])
+def test_an_output_file_is_private_only_when_asked(
+    tmp_path: Path, private: bool, expected: int
+) -> None:
+    """A private output is 0600; another follows the umask (022 here)."""
+    old = os.umask(0o022)
+    try:
+        with open_output(str(tmp_path / "out"), stdout=io.StringIO(), private=private) as out:
+            out.write("a\n")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "out") == expected
+    assert (tmp_path / "out").read_text() == "a\n"
+
+
+@pytest.mark.parametrize("private", [True, False])
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [(None, "cannot write {}: "), ("events to {}", "cannot write events to {}: ")],
+)
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [("no-folder/out", "No such file or directory"), ("/dev/full", "No space left on device")],
+    ids=["opening", "writing"],
+)
+def test_an_output_that_cannot_be_written_is_named(
+    tmp_path: Path, private: bool, what: str | None, message: str, target: str, reason: str
+) -> None:
+    """Opening, or writing to, an output that fails is an error naming it, as the caller
+    asks (its name, or `what`), with the reason."""
+    target = str(tmp_path / target)  # /dev/full stays itself
+    named = what.format(target) if what else None
+    with (
+        pytest.raises(OrchestrateError) as caught,
+        open_output(target, stdout=io.StringIO(), private=private, what=named) as out,
+    ):
+        out.write("x")
+    assert caught.value.message == message.format(target) + reason
