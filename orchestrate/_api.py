@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 
 from orchestrate._engine import Engine, Reuse, RunOptions, choose_model
 from orchestrate._errors import Diagnostic, Terminated, WorkflowInvalid
 from orchestrate._events import Observer
+from orchestrate._files import open_output
 from orchestrate._functions import FunctionKey, FunctionNotFound, function_key, import_function
 from orchestrate._inputs import parse_assignments, resolve_inputs
 from orchestrate._interrupt import interrupt_watchdog, sigterm_cancels_the_run
 from orchestrate._loader import SourceMap, load_file
 from orchestrate._prepared import PreparedRun, endpoints_of
 from orchestrate._result import RunResult
-from orchestrate._settings import env_switch
+from orchestrate._settings import MAX_CONCURRENCY, env_switch, validate_not_empty
 from orchestrate._spec import FunctionCheck, FunctionStep, LLMStep, Workflow
 from orchestrate._validate import validate_file, validate_workflow
 from orchestrate.providers import ProviderPool
@@ -27,7 +29,7 @@ from orchestrate.providers import ProviderPool
 if TYPE_CHECKING:
     from orchestrate._checks import CheckRunner
     from orchestrate._cost import Budget
-    from orchestrate.history import HistoryOptions, HistorySession
+    from orchestrate.history import HistoryOptions, HistorySession, RecordingFailed
 
 MOCK_ENV_VARS = ("ORCHESTRATE_MOCK", "ORCHESTRATE_USE_MOCK")
 
@@ -306,12 +308,7 @@ def run_workflow(
     is reported in the result, not raised.
     """
     env = os.environ if env is None else env
-    earlier = None
-    if history is not None and history.resume and history.record_history:
-        from orchestrate.history import resumed_inputs
-
-        earlier = resumed_inputs(history.resume, env, history.database)
-    prepared = prepare(workflow, inputs, earlier=earlier)
+    prepared = _prepare_resumed(workflow, inputs, [], history, env)
     options = RunOptions(model=model, max_concurrency=max_concurrency)
     use_mock = mock_from_env(env) if mock is None else mock
     return asyncio.run(
@@ -319,3 +316,122 @@ def run_workflow(
             prepared, mock=use_mock, options=options, observers=observers, env=env, history=history
         )
     )
+
+
+def _prepare_resumed(
+    workflow: str | Path | Workflow,
+    inputs: Mapping[str, Any] | None,
+    assignments: list[str],
+    history: HistoryOptions | None,
+    env: Mapping[str, str],
+) -> PreparedRun:
+    """:func:`prepare`, with the inputs of the run `history.resume` names for those not
+    given: a resumed run needs no `-i` again."""
+    earlier = None
+    if history is not None and history.resume and history.record_history:
+        from orchestrate.history import resumed_inputs
+
+        earlier = resumed_inputs(history.resume, env, history.database)
+    return prepare(workflow, inputs, assignments=assignments, earlier=earlier)
+
+
+# --- what `orchestrate run` calls ---------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RunRequest:
+    """What `orchestrate run` is asked, checked as it is made (a UsageError naming the
+    option): the workflow file, its inputs, how to run it and where its events go."""
+
+    flow: str = attrs.field(validator=validate_not_empty)
+    assignments: tuple[str, ...] = ()  # `-i NAME=VALUE`, over the inputs file's
+    inputs_file: str | None = attrs.field(default=None, validator=validate_not_empty)
+    mock: bool = False  # ORCHESTRATE_MOCK=1 mocks too, and is checked either way
+    model: str | None = attrs.field(default=None, validator=validate_not_empty)
+    max_concurrency: int = attrs.field(default=8, validator=MAX_CONCURRENCY.validate)
+    max_cost: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    checks: bool = True
+    events: str | None = attrs.field(default=None, validator=validate_not_empty)  # `-`: stdout
+    events_tokens: bool = False  # the streamed text in `events` too
+    stream: bool = False  # ask providers for tokens as they come: an observer shows them
+    history: HistoryOptions | None = None  # None: nothing recorded, nothing resumed
+
+
+@attrs.frozen(kw_only=True)
+class RunOutcome:
+    """What :func:`run_request` returns: the run's result and what became of the run."""
+
+    result: RunResult
+    recorded: bool  # in the history, so `--resume` can name it
+    recording_failed: RecordingFailed | None = None  # it finished, the history did not keep it
+    terminated: Terminated | None = None  # SIGTERM stopped it: show the result, then raise this
+
+
+def run_request(
+    request: RunRequest,
+    *,
+    stdout: IO[str],
+    observers: Iterable[Observer] = (),
+    env: Mapping[str, str] | None = None,
+    on_prepared: Callable[[PreparedRun], None] | None = None,
+) -> RunOutcome:
+    """Run a RunRequest: its inputs file, then its assignments, then (with
+    `history.resume`) the resumed run's inputs; its events written to `events` (`stdout`
+    for `-`, a file only its owner may read else); the run and its outcome.
+
+    `on_prepared` is called with the prepared run before it starts (the CLI ends its
+    start-up there). An error that stops the run before it starts is raised; a run that
+    could not be recorded, or that SIGTERM stopped once it had a result, is returned.
+    """
+    from orchestrate._events import JsonLinesWriter
+    from orchestrate._inputs import read_inputs_file
+    from orchestrate.history import RecordingFailed
+
+    env = os.environ if env is None else env
+    history = request.history
+    with _events_file(request.events, stdout) as events:
+        given = read_inputs_file(request.inputs_file) if request.inputs_file else {}
+        prepared = _prepare_resumed(request.flow, given, list(request.assignments), history, env)
+        if on_prepared is not None:
+            on_prepared(prepared)
+        if events is not None:
+            observers = [JsonLinesWriter(events, tokens=request.events_tokens), *observers]
+        options = RunOptions(
+            model=request.model,
+            max_concurrency=request.max_concurrency,
+            stream=request.stream or (events is not None and request.events_tokens),
+            checks=request.checks,
+        )
+        recorded = history is not None and history.record_history
+        try:
+            result = asyncio.run(
+                run_prepared(
+                    prepared,
+                    mock=mock_from_env(env) or request.mock,  # the variables are checked anyway
+                    options=options,
+                    observers=observers,
+                    env=env,
+                    history=history,
+                    budget=run_budget(prepared, request.max_cost),
+                )
+            )
+        except RecordingFailed as exc:
+            return RunOutcome(result=exc.result, recorded=False, recording_failed=exc)
+        except Terminated as exc:
+            if exc.result is None:  # stopped before it started: nothing to show
+                raise
+            result = cast("RunResult", exc.result)
+            return RunOutcome(result=result, recorded=recorded, terminated=exc)
+    return RunOutcome(result=result, recorded=recorded)
+
+
+def _events_file(
+    target: str | None, stdout: IO[str]
+) -> contextlib.AbstractContextManager[IO[str] | None]:
+    """Where `--events` go: nowhere (None), stdout (`-`), or a file only its owner may
+    read (it holds the prompts and answers)."""
+    if target is None:
+        return contextlib.nullcontext()
+    return open_output(target, stdout=stdout, private=True, what=f"events to {target}")

@@ -24,7 +24,7 @@ from orchestrate._version import __version__
 
 if TYPE_CHECKING:
     from orchestrate._batch import BatchSummary
-    from orchestrate._result import RunResult
+    from orchestrate._prepared import PreparedRun
     from orchestrate.history import Deleted
 
 app = typer.Typer(
@@ -307,22 +307,6 @@ def init(
 # --- run ----------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _events_stream(target: str | None) -> Iterator[IO[str] | None]:
-    if target is None:
-        yield None
-    elif target == "-":
-        yield sys.stdout
-    else:
-        from orchestrate._files import open_private_file
-
-        try:
-            with open_private_file(Path(target)) as stream:
-                yield stream
-        except OSError as exc:
-            raise OrchestrateError(f"cannot write events to {target}: {exc.strerror}") from None
-
-
 @app.command()
 @_reporting_errors
 def run(
@@ -430,36 +414,26 @@ def run(
     ] = False,
 ) -> None:
     """Validate, then run a workflow (and its checks: a failing check is exit 1)."""
-    import asyncio
-
-    from orchestrate._api import mock_from_env, prepare, run_budget, run_prepared
-    from orchestrate._engine import RunOptions
-    from orchestrate._events import JsonLinesWriter
-    from orchestrate._inputs import read_inputs_file
+    from orchestrate._api import RunRequest, run_request
     from orchestrate._render import function_output, report_run
-    from orchestrate.history import HistoryOptions, RecordingFailed, resumed_inputs
+    from orchestrate.history import HistoryOptions
 
     if events == "-" and as_json:
         raise OrchestrateError("--events - and --json both want stdout; pick one")
     terminal = sys.stderr.isatty() and not quiet
-    started: dict[str, Any] = {}
-    with _json_even_if_not_started(flow, as_json, started), _events_stream(events) as event_out:
-        given = read_inputs_file(inputs_file) if inputs_file else {}
-        earlier = resumed_inputs(resume, database=db) if resume and not no_history else None
-        prepared = prepare(flow, given, assignments=input or [], earlier=earlier)
-        _collect_garbage_again()
-        started["inputs"] = prepared.inputs
-        observers: list[Any] = []
-        if event_out is not None:
-            observers.append(JsonLinesWriter(event_out, tokens=events_tokens))
-        observers += _progress_observers(quiet, terminal)
-        options = RunOptions(
-            model=model,
-            max_concurrency=max_concurrency,
-            stream=terminal or (event_out is not None and events_tokens),
-            checks=not no_checks,
-        )
-        history = HistoryOptions(
+    request = RunRequest(
+        flow=flow,
+        assignments=tuple(input or ()),
+        inputs_file=inputs_file,
+        mock=mock,
+        model=model,
+        max_concurrency=max_concurrency,
+        max_cost=max_cost,
+        checks=not no_checks,
+        events=events,
+        events_tokens=events_tokens,
+        stream=terminal,  # the live view shows the text as it comes
+        history=HistoryOptions(
             record_history=not no_history,
             resume=resume,
             rerun_from=from_step,
@@ -468,31 +442,31 @@ def run(
             record=_path(record),
             replay=_path(replay),
             database=db,
+        ),
+    )
+    started: dict[str, Any] = {}
+
+    def prepared(run: PreparedRun) -> None:
+        """Start-up ends here (see main()); --json's document of a run that then fails to
+        start shows its inputs."""
+        _collect_garbage_again()
+        started["inputs"] = run.inputs
+
+    stdout = sys.stdout
+    # stdout is for results: what functions print goes to stderr meanwhile.
+    with (
+        _json_even_if_not_started(flow, as_json, started),
+        redirect_stdout(function_output(sys.stderr)),
+    ):
+        outcome = run_request(
+            request,
+            stdout=stdout,
+            observers=_progress_observers(quiet, terminal),
+            on_prepared=prepared,
         )
-        use_mock = mock_from_env() or mock  # the variables are checked even with --mock
-        terminated = None
-        try:
-            # stdout is for results: what functions print goes to stderr meanwhile.
-            with redirect_stdout(function_output(sys.stderr)):
-                result = asyncio.run(
-                    run_prepared(
-                        prepared,
-                        mock=use_mock,
-                        options=options,
-                        observers=observers,
-                        history=history,
-                        budget=run_budget(prepared, max_cost),
-                    )
-                )
-            recorded = not no_history
-        except RecordingFailed as exc:  # the run is done: show it, and say it was not kept
-            _print_error(exc.format())
-            result, recorded = exc.result, False
-        except Terminated as exc:  # show what the run did, then say why it stopped
-            if exc.result is None:
-                raise
-            terminated, recorded = exc, not no_history
-            result = cast("RunResult", exc.result)
+    if outcome.recording_failed is not None:  # the run is done: show it, and say it was not kept
+        _print_error(outcome.recording_failed.format())
+    result = outcome.result
     if as_json:
         _print_json(result.to_dict())
     report_run(
@@ -502,11 +476,11 @@ def run(
         with_outputs=not as_json and events != "-",
         show_error=quiet or terminal,
         verbose=verbose,
-        resume_from=str(flow) if recorded and not quiet else None,
+        resume_from=str(flow) if outcome.recorded and not quiet else None,
         quiet=quiet,
     )
-    if terminated is not None:
-        raise terminated
+    if outcome.terminated is not None:  # the result is shown: now say why it stopped
+        raise outcome.terminated
     raise typer.Exit(result.exit_code)
 
 
