@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 import orchestrate
-from orchestrate._errors import InputError, WorkflowInvalid
+from orchestrate._api import RunRequest, run_request
+from orchestrate._errors import InputError, UsageError, WorkflowInvalid
 from orchestrate._spec import LLMStep, Workflow, WorkflowStep
+from orchestrate.history import database_location, open_store
 
 
 def test_all_is_complete_and_importable() -> None:
@@ -260,3 +266,124 @@ def test_a_workflow_object_runs_its_sub_workflows(write_flow: Callable) -> None:
     )
     result = orchestrate.run_workflow(parent, mock=True)
     assert result.outputs == {"call": {"inner": "from the child"}}
+
+
+# --- RunRequest: what `orchestrate run` calls -----------------------------------------------
+
+GREETING = """
+    inputs:
+      name: {}
+      greeting: {default: Hello}
+    steps:
+      - id: greet
+        prompt: "{{ inputs.greeting }}, {{ inputs.name }}"
+        mock: "{{ inputs.greeting }}, {{ inputs.name }}!"
+    """
+
+
+def test_a_run_request_runs_as_the_cli_does(write_flow: Callable, tmp_path: Path) -> None:
+    """Inputs from a file with `-i` over them, events to a private file, the history: the
+    outcome says the run was recorded, and `on_prepared` saw the inputs before it ran."""
+    flow = write_flow(GREETING)
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text("name: Ada\ngreeting: Hi\n")
+    events = tmp_path / "events.jsonl"
+    request = RunRequest(
+        flow=str(flow),
+        inputs_file=str(inputs),
+        assignments=("name=Grace",),
+        mock=True,
+        events=str(events),
+        history=orchestrate.HistoryOptions(),
+    )
+    prepared: list[dict] = []
+    seen: list[str] = []
+    outcome = run_request(
+        request,
+        stdout=io.StringIO(),
+        observers=[lambda event: seen.append(event.name)],
+        on_prepared=lambda run: prepared.append(dict(run.inputs)),
+    )
+    assert outcome.result.outputs == {"greet": "Hi, Grace!"}
+    assert (outcome.recorded, outcome.recording_failed, outcome.terminated) == (True, None, None)
+    assert prepared == [{"name": "Grace", "greeting": "Hi"}]
+    written = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+    assert written == seen  # the events file gets every event the observers get
+    assert stat.S_IMODE(events.stat().st_mode) == 0o600
+    with open_store() as store:
+        assert store.document(outcome.result.run_id) == outcome.result.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency must be between 1 and 1024, got 0"),
+        ({"model": ""}, "model must not be empty"),
+        ({"events": " "}, "events must not be empty"),
+        ({"flow": ""}, "flow must not be empty"),
+    ],
+)
+def test_a_run_request_checks_its_settings(settings: dict, message: str) -> None:
+    """RunRequest applies the same checks from Python as the options on the CLI."""
+    with pytest.raises(UsageError) as caught:
+        RunRequest(**{"flow": "flow.yaml", **settings})
+    assert caught.value.message == message
+
+
+def test_a_resumed_run_request_takes_the_earlier_inputs(write_flow: Callable) -> None:
+    """With `history.resume`, the resumed run's inputs fill those not given, and its
+    unchanged steps are reused."""
+    flow = write_flow(GREETING)
+    first = run_request(
+        RunRequest(
+            flow=str(flow),
+            assignments=("name=Ada",),
+            mock=True,
+            history=orchestrate.HistoryOptions(),
+        ),
+        stdout=io.StringIO(),
+    ).result
+    resumed = run_request(
+        RunRequest(
+            flow=str(flow), mock=True, history=orchestrate.HistoryOptions(resume=first.run_id)
+        ),
+        stdout=io.StringIO(),
+    ).result
+    assert resumed.resumed_from == first.run_id
+    assert resumed.to_dict()["inputs"] == {"name": "Ada", "greeting": "Hello"}
+    assert [(s.id, s.reused) for s in resumed.steps] == [("greet", True)]
+
+
+def test_a_run_request_without_history_records_nothing(write_flow: Callable) -> None:
+    """history=None (the default): the run is not recorded and no database is made;
+    events `-` go to the stdout given."""
+    flow = write_flow("steps: [{id: a, prompt: x, mock: done}]")
+    stdout = io.StringIO()
+    outcome = run_request(RunRequest(flow=str(flow), mock=True, events="-"), stdout=stdout)
+    assert (outcome.result.outputs, outcome.recorded) == ({"a": "done"}, False)
+    assert json.loads(stdout.getvalue().splitlines()[-1])["event"] == "run_finished"
+    assert not Path(database_location()).exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM kills at once on Windows")
+@pytest.mark.usefixtures("own_sigterm_handler")
+def test_a_run_request_stopped_by_sigterm_returns_what_it_did(write_flow: Callable) -> None:
+    """SIGTERM: the outcome holds the cancelled result and the Terminated to raise after
+    showing it (the CLI's exit 143)."""
+    write_flow(
+        """
+        import asyncio
+        import os
+        import signal
+
+        async def terminate_me():
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(10)
+        """,
+        "killer.py",
+    )
+    flow = write_flow("steps: [{id: term, function: killer:terminate_me}]")
+    outcome = run_request(RunRequest(flow=str(flow), mock=True), stdout=io.StringIO())
+    assert outcome.result.status == "cancelled"
+    assert isinstance(outcome.terminated, orchestrate.Terminated)
+    assert outcome.terminated.result is outcome.result
