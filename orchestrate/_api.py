@@ -377,9 +377,9 @@ def run_request(
     env: Mapping[str, str] | None = None,
     on_prepared: Callable[[PreparedRun], None] | None = None,
 ) -> RunOutcome:
-    """Run a RunRequest: its inputs file, then its assignments, then (with
-    `history.resume`) the resumed run's inputs; its events written to `events` (`stdout`
-    for `-`, a file only its owner may read else); the run and its outcome.
+    """Run a RunRequest and say what became of it. Inputs: its file's, its assignments
+    over them, and (with `history.resume`) the resumed run's for those neither gives.
+    Events go to `events`: `stdout` for `-`, else a file only its owner may read.
 
     `on_prepared` is called with the prepared run before it starts (the CLI ends its
     start-up there). An error that stops the run before it starts is raised; a run that
