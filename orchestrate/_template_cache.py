@@ -29,6 +29,7 @@ import marshal
 import os
 import stat
 import sys
+import threading
 from pathlib import Path
 from types import CodeType
 
@@ -72,7 +73,8 @@ def save(kind: str, source: str, checked: Checked) -> None:
     if folder is None or folder in _unwritable:
         return
     target = folder / _name(kind, source)
-    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    # one partial file per writer: threads of a web view may save the same entry at once
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as out:
@@ -96,7 +98,8 @@ def _wait(kind: str, source: str, code: CodeType) -> None:
 
 
 def _name(kind: str, source: str) -> str:
-    return hashlib.sha256(f"{kind}\0{source}".encode()).hexdigest()
+    # surrogatepass: a YAML escape such as "\\ud800" gives a str plain UTF-8 refuses
+    return hashlib.sha256(f"{kind}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _encode(kind: str, source: str, checked: Checked) -> bytes:

@@ -84,6 +84,20 @@ def test_a_template_read_from_disk_renders_as_a_checked_one() -> None:
     assert _templating.parse_expression("inputs.n * 2").evaluate({"inputs": {"n": 21}}) == 42
 
 
+@pytest.mark.parametrize(
+    "source", ["Résumé {{ inputs.a }} 🚀", "lone \ud800 surrogate {{ inputs.a }}", "{{ 1 }}"]
+)
+def test_any_text_round_trips(source: str) -> None:
+    """Non-ASCII text, even a lone surrogate from a YAML escape, is kept and read back."""
+    first = _templating.parse_template(source)
+    _templating.parse_template.cache_clear()
+    _sandbox._compile_template.cache_clear()
+    assert _template_cache.load("template", source) is not None
+    second = _templating.parse_template(source)
+    assert second == first
+    assert second.render({"inputs": {"a": "x"}}) == first.render({"inputs": {"a": "x"}})
+
+
 def test_entries_are_private_files_in_a_private_folder(tmp_path: Path) -> None:
     """The code a process will run is readable and writable by its owner only."""
     _templating.parse_template("Hello {{ inputs.name }}")
