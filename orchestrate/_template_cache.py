@@ -98,7 +98,7 @@ def _wait(kind: str, source: str, code: CodeType) -> None:
 
 
 def _name(kind: str, source: str) -> str:
-    # surrogatepass: a YAML escape such as "\\ud800" gives a str plain UTF-8 refuses
+    # surrogatepass: a YAML escape such as "\ud800" gives a str plain UTF-8 refuses
     return hashlib.sha256(f"{kind}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
