@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSp
 
 import typer
 
+from orchestrate._deferred import defer_unused_rich_modules
 from orchestrate._errors import OrchestrateError, Terminated, WorkflowInvalid
 from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, not_empty
 from orchestrate._version import __version__
@@ -1159,6 +1160,9 @@ def main() -> None:
     # typer's dependencies they are): 20-40 ms of a run's start-up, for a tool this
     # process never runs. Marked missing, httpx puts a stub in its place.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # typer's help imports Rich's Markdown and traceback modules, which it draws nothing
+    # with here: some 30 ms of `--help` and of every usage error.
+    defer_unused_rich_modules()
     app()
 
 
