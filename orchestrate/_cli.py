@@ -20,7 +20,6 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSp
 
 import typer
 
-from orchestrate._deferred import defer_unused_rich_modules
 from orchestrate._errors import OrchestrateError, Terminated, WorkflowInvalid
 from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, not_empty
 from orchestrate._version import __version__
@@ -1152,28 +1151,13 @@ def _input_file(name: str) -> Iterator[IO[str]]:
         raise OrchestrateError(f"cannot read {name}: {exc.strerror}") from None
 
 
-def main() -> None:
-    # Start-up builds tens of thousands of objects that live as long as the process
-    # (modules, classes, the parsed workflow) and little garbage: looking for garbage
-    # among them is wasted work, some 50 ms of CPU for a small `run`. Commands turn
-    # collection back on as they begin, `run` once the run is prepared.
-    gc.disable()
-    # httpx imports its own command line when click, rich and pygments are installed (as
-    # typer's dependencies they are): 20-40 ms of a run's start-up, for a tool this
-    # process never runs. Marked missing, httpx puts a stub in its place.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    # typer's help imports Rich's Markdown and traceback modules, which it draws nothing
-    # with here: some 30 ms of `--help` and of every usage error.
-    defer_unused_rich_modules()
-    app()
-
-
 # Commands that call _collect_garbage_again() themselves, at the end of their start-up.
 _ENDS_OWN_START_UP = frozenset({"run"})
 
 
 def _collect_garbage_again() -> None:
-    """Garbage collection on again after main() turned it off, leaving out for good what
+    """Garbage collection on again after the process's start-up (orchestrate.__main__)
+    turned it off, leaving out for good what
     start-up created: later collections need not look at it again. The garbage frozen
     with it is the imports' (some 2,800 objects, whatever the size of the workflow)."""
     if not gc.isenabled():  # not when called from Python (tests, an embedding program)
