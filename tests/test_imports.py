@@ -41,7 +41,11 @@ def _imported(*args: str) -> set[str]:
         # markdown_it and pygments: typer's help imports Rich's Markdown and traceback
         # modules for features this CLI leaves off (orchestrate._deferred).
         (("--help",), (*_RUN_ONLY, "jinja2", "markdown_it", "pygments")),
-        (("validate", "workflows/article-digest.yaml"), _RUN_ONLY),
+        # validate reads the providers' table, never a request nor a result.
+        (
+            ("validate", "workflows/article-digest.yaml"),
+            (*_RUN_ONLY, "orchestrate.providers._base", "orchestrate._result"),
+        ),
     ],
     ids=["help", "validate"],
 )
