@@ -231,8 +231,9 @@ def command_for(load: Workload, mode: str, flow: Path) -> list[str]:
 
 
 def child_env(home: Path, base_url: str = "", source: str = "") -> dict[str, str]:
-    """A clean environment with bytecode cached (in the benchmark's folder), as in an installed
-    package; `source` puts another checkout of orchestrate first on the path."""
+    """A clean environment with bytecode and templates cached (in the benchmark's folder,
+    warm after the warm-up run), as for a user running a workflow again; `source` puts
+    another checkout of orchestrate first on the path."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -240,6 +241,7 @@ def child_env(home: Path, base_url: str = "", source: str = "") -> dict[str, str
         and not k.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_"))
     }
     env["PYTHONPYCACHEPREFIX"] = str(home.parent / "pycache")
+    env["ORCHESTRATE_CACHE_DIR"] = str(home.parent / "cache")
     env["ORCHESTRATE_HOME"] = str(home)
     if base_url:
         env["OPENAI_BASE_URL"] = base_url

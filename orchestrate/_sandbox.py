@@ -28,6 +28,7 @@ import math
 import re
 import string
 from collections.abc import Callable, Iterator, Mapping, MappingView, Set
+from types import CodeType
 from typing import Any, NoReturn
 
 import attrs
@@ -62,6 +63,7 @@ from orchestrate._template_base import (
     RenderWatch,
     current_watch,
 )
+from orchestrate._template_cache import take_code
 
 UNSAFE_HINT = (
     "templates may read inputs, steps and their values, but not private ('_') or"
@@ -107,34 +109,28 @@ def evaluate_expression(source: str, context: Mapping[str, Any]) -> Any:
 @functools.lru_cache(maxsize=1024)
 def _compile_template(source: str) -> jinja2.Template:
     """The compiled form of a template that parse_template accepted."""
-    code = _GENERATED.pop(("template", source), None)
-    if code is not None:
-        return ENVIRONMENT.from_code(code)
-    return ENVIRONMENT.from_string(ENVIRONMENT.runnable_template(ENVIRONMENT.parse(source)))
+    code = take_code("template", source)
+    if code is None:  # checked in a way that kept no code (or long ago): start again
+        code = generate_code("template", ENVIRONMENT.parse(source))[1]
+    return ENVIRONMENT.from_code(code)
 
 
 @functools.lru_cache(maxsize=1024)
 def _compile_expression(source: str) -> jinja2.Template:
     """The compiled form of an expression that parse_expression accepted."""
-    code = _GENERATED.pop(("expression", source), None)
-    if code is not None:
-        return ENVIRONMENT.from_code(code)
-    return ENVIRONMENT.from_string(ENVIRONMENT.value_template(ENVIRONMENT.parse_expression(source)))
+    code = take_code("expression", source)
+    if code is None:
+        code = generate_code("expression", ENVIRONMENT.parse_expression(source))[1]
+    return ENVIRONMENT.from_code(code)
 
 
-# (kind, source) -> the Python code generated when the template was checked, which its
-# first render compiles instead of parsing and generating again.
-_GENERATED: dict[tuple[str, str], str] = {}
-_MAX_GENERATED = 1024
-
-
-def generate_checked(kind: str, source: str, tree: nodes.Node) -> frozenset[str]:
-    """Generate the code of the template (kind "template") or expression `source`, whose
-    parsed `tree` this takes over; the variables it reads from the context.
+def generate_code(kind: str, tree: nodes.Node) -> tuple[frozenset[str], CodeType]:
+    """The variables a template (kind "template") or expression reads from the context,
+    and its compiled code; this takes over its parsed `tree`.
 
     Jinja's code generation is how jinja2.meta finds those variables, and it fails on an
     unknown filter or test (TemplateSyntaxError): checking does it once, on the tree a run
-    compiles, and keeps the code for the first render.
+    compiles, and keeps the code (see orchestrate._template_cache).
     """
     if kind == "template":
         assert isinstance(tree, nodes.Template)
@@ -145,10 +141,7 @@ def generate_checked(kind: str, source: str, tree: nodes.Node) -> frozenset[str]
     code = io.StringIO()
     generator = _TrackingGenerator(ENVIRONMENT, code)
     generator.visit(runnable)
-    if len(_GENERATED) >= _MAX_GENERATED:  # checked and never run (a long-lived process)
-        _GENERATED.clear()
-    _GENERATED[kind, source] = code.getvalue()
-    return frozenset(generator.undeclared)
+    return frozenset(generator.undeclared), ENVIRONMENT.compile_generated(code.getvalue())
 
 
 class _TrackingGenerator(CodeGenerator):
@@ -1015,10 +1008,13 @@ class _Environment(ImmutableSandboxedEnvironment):
         tree = nodes.Template([nodes.Assign(target, expression, lineno=line)], lineno=1)
         return self.guard(tree)
 
-    def from_code(self, code: str) -> jinja2.Template:
+    def compile_generated(self, code: str) -> CodeType:
         """Compile code generated from a tree, as from_string does after generating it."""
-        compiled = self._compile(code, "<template>")
-        return self.template_class.from_code(self, compiled, self.make_globals(None), None)
+        return self._compile(code, "<template>")
+
+    def from_code(self, code: CodeType) -> jinja2.Template:
+        """The template whose compiled code this is."""
+        return self.template_class.from_code(self, code, self.make_globals(None), None)
 
     def guard(self, tree: nodes.Template) -> nodes.Template:
         _guard_tree(tree)  # in place: a Template is never replaced, only what it holds

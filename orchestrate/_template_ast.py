@@ -26,7 +26,7 @@ from orchestrate._sandbox import (
     constant_key,
     did_you_mean,
     fold,
-    generate_checked,
+    generate_code,
     range_size,
     single_expression,
 )
@@ -44,9 +44,9 @@ _INTERNAL = (  # attributes that are not private by name but are by nature
 def check_template(source: str) -> Checked | Problem:
     """A template, or the first syntax error or unsafe access in it.
 
-    Checking generates code (which finds unknown filters and tests) but compiles none:
-    `validate` never pays for compiling; a run compiles the code kept here once, when it
-    first renders the template.
+    Checking generates and compiles the code (generating finds unknown filters and
+    tests); the front keeps that code on disk for later processes and for the first
+    render (orchestrate._template_cache).
     """
     try:
         tree = ENVIRONMENT.parse(source)
@@ -59,10 +59,10 @@ def check_template(source: str) -> Checked | Problem:
     comparisons = _comparisons(tree)  # before generating, which folds constants
     typed = single_expression(tree) is not None
     try:
-        variables = generate_checked("template", source, tree)
+        variables, code = generate_code("template", tree)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Checked(references, variables, comparisons, typed)
+    return Checked(references, variables, comparisons, typed, code)
 
 
 def check_expression(source: str) -> Checked | Problem:
@@ -79,10 +79,10 @@ def check_expression(source: str) -> Checked | Problem:
     references = _references(expression)
     comparisons = _comparisons(expression)
     try:
-        variables = generate_checked("expression", source, expression)
+        variables, code = generate_code("expression", expression)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Checked(references, variables, comparisons)
+    return Checked(references, variables, comparisons, code=code)
 
 
 def _syntax_problem(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from types import CodeType
 
 import attrs
 
@@ -79,6 +80,7 @@ class Checked:
     variables: frozenset[str]  # undeclared names it reads; GLOBALS are not listed
     comparisons: tuple[Comparison, ...] = ()
     typed: bool = False  # a template that is exactly one {{ expression }}
+    code: CodeType | None = attrs.field(default=None, eq=False, repr=False)  # what runs
 
 
 class RenderMoved(Exception):

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from orchestrate import _template_cache
 from orchestrate._template_base import (
     _WATCH,
     GLOBALS,
@@ -58,6 +59,7 @@ from orchestrate._template_base import (
     MAX_RANGE,
     MAX_SIZE,
     MAX_STEPS,
+    Checked,
     Comparison,
     Problem,
     Reference,
@@ -138,7 +140,7 @@ def is_truthy(value: Any) -> bool:
 @functools.lru_cache(maxsize=1024)
 def parse_template(source: str) -> Template | Problem:
     """Check a template, or return the first syntax error or unsafe access in it."""
-    checked = _template_ast().check_template(source)
+    checked = _checked("template", source)
     if isinstance(checked, Problem):
         return checked
     return Template(
@@ -149,10 +151,24 @@ def parse_template(source: str) -> Template | Problem:
 @functools.lru_cache(maxsize=1024)
 def parse_expression(source: str) -> Expression | Problem:
     """Check a bare expression, or return its first syntax error or unsafe access."""
-    checked = _template_ast().check_expression(source)
+    checked = _checked("expression", source)
     if isinstance(checked, Problem):
         return checked
     return Expression(source, checked.references, checked.variables, checked.comparisons)
+
+
+def _checked(kind: str, source: str) -> Checked | Problem:
+    """What checking finds, from the cache on disk when an earlier process checked it."""
+    checked = _template_cache.load(kind, source)
+    if checked is not None:
+        return checked
+    checker = _template_ast()
+    found = (
+        checker.check_template(source) if kind == "template" else checker.check_expression(source)
+    )
+    if isinstance(found, Checked):
+        _template_cache.save(kind, source, found)
+    return found
 
 
 # --- rendering off the event loop ----------------------------------------------------

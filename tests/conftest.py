@@ -101,10 +101,12 @@ def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 30) -> 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point ORCHESTRATE_HOME at a temporary folder and drop keys and mock switches."""
+    """Point ORCHESTRATE_HOME and the template cache at temporary folders and drop keys
+    and mock switches."""
     for name in _ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORCHESTRATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ORCHESTRATE_CACHE_DIR", str(tmp_path / "cache"))
     yield
 
 
