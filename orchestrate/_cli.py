@@ -3,7 +3,9 @@
 No logic lives here. Errors become exit codes in one place, :func:`_reporting_errors`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer reads every command's parameters,
+# whichever command runs, and string annotations would make it compile and evaluate each
+# one (some 14 ms of every start-up); as objects they are built once, at import.
 
 import functools
 import gc
@@ -1018,7 +1020,7 @@ def runs_prune(
     )
 
 
-def _deleted_text(deleted: Deleted) -> str:
+def _deleted_text(deleted: "Deleted") -> str:
     """`2 runs`, `batch ID (9 rows)`, `1 run and 2 batches (18 rows)`."""
     from orchestrate._hints import plural
 
@@ -1112,25 +1114,13 @@ def _input_file(name: str) -> Iterator[IO[str]]:
         raise OrchestrateError(f"cannot read {name}: {exc.strerror}") from None
 
 
-def main() -> None:
-    # Start-up builds tens of thousands of objects that live as long as the process
-    # (modules, classes, the parsed workflow) and little garbage: looking for garbage
-    # among them is wasted work, some 50 ms of CPU for a small `run`. Commands turn
-    # collection back on as they begin, `run` once the run is prepared.
-    gc.disable()
-    # httpx imports its own command line when click, rich and pygments are installed (as
-    # typer's dependencies they are): 20-40 ms of a run's start-up, for a tool this
-    # process never runs. Marked missing, httpx puts a stub in its place.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    app()
-
-
 # Commands that call _collect_garbage_again() themselves, at the end of their start-up.
 _ENDS_OWN_START_UP = frozenset({"run"})
 
 
 def _collect_garbage_again() -> None:
-    """Garbage collection on again after main() turned it off, leaving out for good what
+    """Garbage collection on again after the process's start-up (orchestrate.__main__)
+    turned it off, leaving out for good what
     start-up created: later collections need not look at it again. The garbage frozen
     with it is the imports' (some 2,800 objects, whatever the size of the workflow)."""
     if not gc.isenabled():  # not when called from Python (tests, an embedding program)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +38,14 @@ def _imported(*args: str) -> set[str]:
 @pytest.mark.parametrize(
     ("args", "unwanted"),
     [
-        (("--help",), (*_RUN_ONLY, "jinja2")),
-        (("validate", "workflows/article-digest.yaml"), _RUN_ONLY),
+        # markdown_it and pygments: typer's help imports Rich's Markdown and traceback
+        # modules for features this CLI leaves off (orchestrate._deferred).
+        (("--help",), (*_RUN_ONLY, "jinja2", "markdown_it", "pygments")),
+        # validate reads the providers' table, never a request nor a result.
+        (
+            ("validate", "workflows/article-digest.yaml"),
+            (*_RUN_ONLY, "orchestrate.providers._base", "orchestrate._result"),
+        ),
     ],
     ids=["help", "validate"],
 )
@@ -93,3 +100,28 @@ def test_runs_list_imports_only_the_store(tmp_path: Path, monkeypatch: pytest.Mo
         "orchestrate.history._recorder",
     )
     assert [name for name in unwanted if name in imported] == []
+
+
+def test_command_annotations_are_objects_not_strings() -> None:
+    """typer reads every command's parameters on every start-up: string annotations (from
+    `from __future__ import annotations` in _cli.py) would make it compile each one."""
+    import typer
+
+    from orchestrate._cli import app
+
+    def callbacks(typer_app: typer.Typer) -> list[Any]:
+        found = [command.callback for command in typer_app.registered_commands]
+        for group in typer_app.registered_groups:
+            assert group.typer_instance is not None
+            found += callbacks(group.typer_instance)
+        return found
+
+    commands = callbacks(app)
+    assert len(commands) > 10  # the sub-apps' commands were found too
+    strings = [
+        f"{command.__name__}({name})"
+        for command in commands
+        for name, annotation in command.__annotations__.items()
+        if isinstance(annotation, str)
+    ]
+    assert strings == []

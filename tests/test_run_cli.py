@@ -1433,7 +1433,7 @@ def test_garbage_collection_is_off_for_start_up_only(
     import gc
     import sys
 
-    from orchestrate import _cli
+    from orchestrate import __main__
 
     probe = write_flow(
         """
@@ -1453,7 +1453,7 @@ def test_garbage_collection_is_off_for_start_up_only(
     )
     try:
         with pytest.raises(SystemExit) as exited:
-            _cli.main()
+            __main__.main()
         after = gc.isenabled()
     finally:
         gc.unfreeze()
