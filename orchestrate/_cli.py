@@ -448,7 +448,7 @@ def run(
     )
     started: dict[str, Any] = {}
 
-    def prepared(run: PreparedRun) -> None:
+    def prepared(run: "PreparedRun") -> None:
         """Start-up ends here (see main()); --json's document of a run that then fails to
         start shows its inputs."""
         _collect_garbage_again()
