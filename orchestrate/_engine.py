@@ -9,6 +9,7 @@ prints one thing itself, a warning on stderr when it drops an observer that rais
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import hashlib
@@ -273,6 +274,17 @@ class Engine:
         self.unstarted: dict[str, Callable[[], StepStarted]] = {}
         self.queued: set[str] = set()
         self.targets: dict[str, tuple[str, str]] = {}  # (provider, model) of each LLM step
+        # The scheduler's bookkeeping, so that a finished step looks only at the steps that
+        # wait for it (a scan of every pending step each time is quadratic in a long chain):
+        # how many needs of each step have not finished, who needs each step, and the steps
+        # whose needs have all finished but that have not started yet.
+        self.position = {step_id: i for i, step_id in enumerate(self.workflow.step_ids)}
+        self.unmet = {step_id: len(needs) for step_id, needs in self.plan.needs.items()}
+        self.needed_by: dict[str, list[str]] = {step_id: [] for step_id in self.plan.needs}
+        for step_id, needs in self.plan.needs.items():
+            for need in needs:
+                self.needed_by[need].append(step_id)
+        self.ready = [step_id for step_id, count in self.unmet.items() if not count]
 
     # --- the coordinator ------------------------------------------------------------------
 
@@ -334,7 +346,7 @@ class Engine:
         return result
 
     async def _schedule(self) -> tuple[ErrorInfo | None, bool]:
-        pending = list(self.workflow.step_ids)
+        pending = dict.fromkeys(self.workflow.step_ids)  # not started yet, in file order
         running: dict[asyncio.Task[StepResult], str] = {}
         failure: ErrorInfo | None = None
         try:
@@ -355,25 +367,30 @@ class Engine:
         return failure, False
 
     def _start_ready(
-        self, pending: list[str], running: dict[asyncio.Task[StepResult], str]
+        self, pending: dict[str, None], running: dict[asyncio.Task[StepResult], str]
     ) -> ErrorInfo | None:
-        """Start (or settle at once: skip, `when` error) every step whose needs are done."""
-        progress = True
-        while progress:
-            progress = False
-            for step_id in list(pending):
-                if not self.plan.needs[step_id] <= self.results.keys():
-                    continue
-                pending.remove(step_id)
+        """Start (or settle at once: skip, `when` error) every step whose needs are done.
+
+        In passes over the ready steps in file order, as a scan of every pending step would
+        go: a step settled at once readies the steps after it in the same pass, and those
+        before it in the next."""
+        position = self.position.__getitem__
+        while self.ready:
+            batch, self.ready = sorted(self.ready, key=position), []
+            for step_id in batch:  # grows while it is walked (insort after the current)
+                del pending[step_id]
                 step = self.workflow.step(step_id)
                 settled = self._settle_without_running(step)
                 if settled is None:
                     running[asyncio.create_task(self._execute(step))] = step_id
                     continue
-                progress = True
                 failure = self._record(settled)
                 if failure:
                     return failure
+                here = position(step_id)
+                for later in [s for s in self.ready if position(s) > here]:
+                    self.ready.remove(later)
+                    bisect.insort(batch, later, key=position)
         return None
 
     def _settle_without_running(self, step: AnyStep) -> StepResult | None:
@@ -391,6 +408,11 @@ class Engine:
         """Keep a finished step's result; the run's failure if it ends the run."""
         if result.error is not None:  # every observer, and the run's error, see it redacted
             result = attrs.evolve(result, error=self._redacted(result.error))
+        if result.id not in self.results:
+            for waiting in self.needed_by.get(result.id, ()):
+                self.unmet[waiting] -= 1
+                if not self.unmet[waiting]:
+                    self.ready.append(waiting)
         self.results[result.id] = result
         self.context_steps[result.id] = {"output": result.output, "status": result.status}
         self.emit(StepFinished(result=result))
@@ -401,7 +423,9 @@ class Engine:
             return attrs.evolve(result.error, step=result.id)
         return None
 
-    async def _stop(self, running: dict[asyncio.Task[StepResult], str], pending: list[str]) -> None:
+    async def _stop(
+        self, running: dict[asyncio.Task[StepResult], str], pending: dict[str, None]
+    ) -> None:
         """Cancel what runs, and mark it and every step never started as cancelled."""
         for task in running:
             task.cancel()
