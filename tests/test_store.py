@@ -339,6 +339,42 @@ def test_a_step_result_survives_the_store(step: StepResult) -> None:
         assert [step.to_dict()] == store.document("r1")["steps"]
 
 
+@pytest.mark.parametrize("count", [1, 100], ids=lambda n: f"{n} steps")
+def test_a_batch_of_steps_is_stored_whole_and_a_repeated_step_keeps_its_last_row(
+    count: int,
+) -> None:
+    """One batch of many steps (more than one statement holds) stores every step, each at
+    its position, and a step that comes twice in the batch keeps its later row."""
+    run = RunRecord(
+        run_id="r1",
+        workflow="w",
+        file=None,
+        file_path=None,
+        file_sha256=None,
+        git_commit=None,
+        mode="mock",
+        started_at="2024-01-01T00:00:00.000Z",
+        started=1704067200.0,
+        inputs={},
+        resumed_from=None,
+        provenance={},
+    )
+
+    def record(n: int, output: str) -> StepRecord:
+        result = StepResult(id=f"s{n:03d}", status="succeeded", output=output)
+        return StepRecord(result=result, position=n, kind="llm", definition=None, finished=1.0)
+
+    records = [record(n, f"first {n}") for n in range(count)] + [record(0, "again")]
+    with open_store() as store:
+        store.insert_run(lambda: run)
+        store.insert_steps("r1", lambda: records)
+    with open_store() as store:
+        stored = [s.result for s in store.stored_steps("r1")]
+    assert [(s.id, s.output) for s in stored] == [("s000", "again")] + [
+        (f"s{n:03d}", f"first {n}") for n in range(1, count)
+    ]
+
+
 @pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     ("filters", "index"),
