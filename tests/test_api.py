@@ -52,6 +52,25 @@ def test_run_workflow_returns_the_result(write_flow: Callable) -> None:
     assert result.to_dict()["inputs"] == {"name": "Ada"}
 
 
+@pytest.mark.parametrize("how", ["run_workflow", "run_request"])
+def test_a_run_never_builds_the_repr_of_its_result(
+    how: str, write_flow: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio.run's end reads its Ctrl-C handler, whose repr holds the finished task's:
+    the result must not be what the task returns, or every run reprs it whole for nothing."""
+    flow = write_flow(GREETING)
+    reprs: list[str] = []
+    monkeypatch.setattr(orchestrate.RunResult, "__repr__", lambda self: reprs.append("") or "")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as asyncio.run wants
+    if how == "run_workflow":
+        result = orchestrate.run_workflow(flow, {"name": "Ada"}, mock=True)
+    else:
+        request = RunRequest(flow=str(flow), assignments=("name=Ada",), mock=True)
+        result = run_request(request, stdout=io.StringIO()).result
+    assert result.status == "succeeded"
+    assert reprs == []
+
+
 def test_a_run_time_template_error_names_its_line_and_column(write_flow: Callable) -> None:
     """A file read without positions (the fast path) still places a render error exactly."""
     flow = write_flow("""
