@@ -30,7 +30,14 @@ from orchestrate._sandbox import (
     range_size,
     single_expression,
 )
-from orchestrate._template_base import GLOBALS, Checked, Comparison, Problem, Reference
+from orchestrate._template_base import (
+    GLOBALS,
+    Checked,
+    Comparison,
+    PlainParts,
+    Problem,
+    Reference,
+)
 
 _ROOTS = frozenset({"inputs", "steps", "outputs"})  # `outputs`: in checks
 _INTERNAL = (  # attributes that are not private by name but are by nature
@@ -58,11 +65,12 @@ def check_template(source: str) -> Checked | Problem:
     references = _references(tree)
     comparisons = _comparisons(tree)  # before generating, which folds constants
     typed = single_expression(tree) is not None
+    parts = _plain_parts(tree)
     try:
         variables, code = generate_code("template", tree)
     except TemplateSyntaxError as exc:
         return _syntax_problem(exc)
-    return Checked(references, variables, comparisons, typed, code)
+    return Checked(references, variables, comparisons, typed, code, parts)
 
 
 def check_expression(source: str) -> Checked | Problem:
@@ -184,6 +192,24 @@ def _literal(node: nodes.Expr) -> Any:
         return node.value
     is_number = isinstance(node.value, int | float) and not isinstance(node.value, bool)
     return -node.value if is_number else _NO_LITERAL
+
+
+def _plain_parts(tree: nodes.Template) -> PlainParts | None:
+    """The template as literal text and constant lookups (``steps.a.output.title[0]``),
+    or None if anything else is in it: a filter, a test, an operator, a tag."""
+    parts: list[str | tuple[str | int, ...]] = []
+    for output in tree.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                parts.append(node.data)
+                continue
+            base, keys, _ = _unwind(node)
+            if not (isinstance(base, nodes.Name) and base.ctx == "load") or None in keys:
+                return None
+            parts.append((base.name, *keys))  # type: ignore[arg-type]  # no None: checked
+    return tuple(parts)
 
 
 def _unwind(node: nodes.Expr) -> tuple[nodes.Expr, list[str | int | None], list[nodes.Expr]]:

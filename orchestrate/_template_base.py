@@ -71,6 +71,11 @@ class Problem:
     hint: str | None = None
 
 
+#: A template that is only text and ``{{ steps.a.output }}``-like lookups: each part is
+#: literal text (a str) or a lookup path (a tuple: the variable, then each key or index).
+PlainParts = tuple[str | tuple[str | int, ...], ...]
+
+
 @attrs.frozen
 class Checked:
     """What checking a template or expression finds in it (the front builds a
@@ -81,6 +86,9 @@ class Checked:
     comparisons: tuple[Comparison, ...] = ()
     typed: bool = False  # a template that is exactly one {{ expression }}
     code: CodeType | None = attrs.field(default=None, eq=False, repr=False)  # what runs
+    # The template as literal text and constant lookups, if that is all it is (see
+    # orchestrate._templating: such a template renders without Jinja2).
+    parts: PlainParts | None = attrs.field(default=None, eq=False, repr=False)
 
 
 class RenderMoved(Exception):

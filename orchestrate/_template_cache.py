@@ -37,7 +37,7 @@ from orchestrate._template_base import Checked, Comparison, Reference
 from orchestrate._version import __version__
 
 CACHE_DIR_ENV = "ORCHESTRATE_CACHE_DIR"
-_FORMAT = 1  # the layout of an entry; bump it when that changes
+_FORMAT = 2  # the layout of an entry; bump it when that changes
 # What generates the code an entry holds: an edit or upgrade of any of them is a new folder.
 _OURS = ("_sandbox.py", "_template_ast.py", "_template_base.py", "_template_cache.py")
 _MAX_WAITING = 1024  # codes checked and never rendered (validate in a long-lived process)
@@ -116,15 +116,16 @@ def _encode(kind: str, source: str, checked: Checked) -> bytes:
         comparisons,
         checked.typed,
         checked.code,
+        checked.parts,
     )
     return marshal.dumps(entry)
 
 
 def _decode(data: bytes, kind: str, source: str) -> Checked | None:
     entry = marshal.loads(data)
-    if not (isinstance(entry, tuple) and len(entry) == 8 and entry[:3] == (_FORMAT, kind, source)):
+    if not (isinstance(entry, tuple) and len(entry) == 9 and entry[:3] == (_FORMAT, kind, source)):
         return None
-    _, _, _, references, variables, comparisons, typed, code = entry
+    _, _, _, references, variables, comparisons, typed, code, parts = entry
     if not isinstance(code, CodeType):
         return None
     return Checked(
@@ -136,6 +137,7 @@ def _decode(data: bytes, kind: str, source: str) -> Checked | None:
         ),
         typed,
         code,
+        parts,
     )
 
 

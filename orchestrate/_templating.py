@@ -35,11 +35,15 @@ This module is the front, and does not import Jinja2: ``orchestrate --help`` doe
 for it. The work happens behind it, in modules imported on first use:
 :mod:`orchestrate._template_ast` checks a source before anything runs, and
 :mod:`orchestrate._sandbox` compiles and renders it, guarded by the limits above.
+:mod:`orchestrate._template_cache` keeps what a check found, and the compiled code, for
+later processes; a template that is only text and lookups renders here, without Jinja2,
+whenever each lookup finds a string or a number (see "rendering without Jinja2").
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +65,7 @@ from orchestrate._template_base import (
     MAX_STEPS,
     Checked,
     Comparison,
+    PlainParts,
     Problem,
     Reference,
     RenderMoved,
@@ -101,15 +106,24 @@ class Template:
     variables: frozenset[str]  # undeclared names it reads; GLOBALS are not listed
     _typed: bool = attrs.field(eq=False, repr=False)  # exactly one {{ expression }}
     comparisons: tuple[Comparison, ...] = ()
+    _parts: PlainParts | None = attrs.field(default=None, eq=False, repr=False)
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The template as text; values other than strings are inserted as JSON."""
+        if self._parts is not None:
+            text = _plain_text(self._parts, context)
+            if text is not None:
+                return text
         return _sandbox().render_template(self.source, context, typed=self._typed)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         """The expression's value if the template is one ``{{ expression }}``, else text."""
         if not self._typed:
             return self.render(context)
+        if self._parts is not None:
+            value = _plain_value(self._parts[0], context)
+            if value is not _NOT_PLAIN:
+                return value
         return _sandbox().evaluate_template(self.source, context)
 
 
@@ -144,7 +158,12 @@ def parse_template(source: str) -> Template | Problem:
     if isinstance(checked, Problem):
         return checked
     return Template(
-        source, checked.references, checked.variables, checked.typed, checked.comparisons
+        source,
+        checked.references,
+        checked.variables,
+        checked.typed,
+        checked.comparisons,
+        checked.parts,
     )
 
 
@@ -169,6 +188,64 @@ def _checked(kind: str, source: str) -> Checked | Problem:
     if isinstance(found, Checked):
         _template_cache.save(kind, source, found)
     return found
+
+
+# --- rendering without Jinja2 ---------------------------------------------------------
+
+# Most prompts are text and lookups (``Summarize {{ steps.fetch.output }}``). When every
+# lookup finds a string or a number, the text is what the sandbox would render, and the
+# run need not import Jinja2 (16 ms of CPU) or build a render; anything else (a missing
+# key, a list or mapping to insert as JSON, an oversized result) renders in the sandbox,
+# which gives the same value or the same error as ever.
+
+_NOT_PLAIN = object()  # a lookup the sandbox must do
+_JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
+def _plain_text(parts: PlainParts, context: Mapping[str, Any]) -> str | None:
+    chunks = []
+    for part in parts:
+        if isinstance(part, str):
+            chunks.append(part)
+            continue
+        value = _plain_value(part, context)
+        if isinstance(value, str):
+            chunks.append(value)
+        elif type(value) is int or type(value) is float:
+            chunks.append(repr(value))  # json.dumps writes a finite number so
+        elif value is None or type(value) is bool:
+            chunks.append(_JSON_CONSTANTS[value])
+        else:
+            return None
+    text = "".join(chunks)
+    return text if len(text) <= MAX_OUTPUT else None
+
+
+def _plain_value(path: str | tuple[str | int, ...], context: Mapping[str, Any]) -> Any:
+    """What the lookup finds if it is a JSON scalar the sandbox would give as it is."""
+    value: Any = context
+    for key in path:
+        if type(value) is dict:  # the context, inputs, steps and JSON objects all are
+            if key not in value:
+                return _NOT_PLAIN
+        elif type(value) is list and type(key) is int:
+            if not -len(value) <= key < len(value):
+                return _NOT_PLAIN
+        else:
+            return _NOT_PLAIN
+        value = value[key]
+    if type(value) is str:
+        return value if len(value) <= MAX_OUTPUT else _NOT_PLAIN
+    if type(value) is int:
+        return value if -_MAX_PLAIN_INT < value < _MAX_PLAIN_INT else _NOT_PLAIN
+    if type(value) is float:
+        return value if math.isfinite(value) else _NOT_PLAIN
+    if value is None or type(value) is bool:
+        return value
+    return _NOT_PLAIN
+
+
+_MAX_PLAIN_INT = 10**18  # far below MAX_INT_DIGITS and Python's int-to-text limit
 
 
 # --- rendering off the event loop ----------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from typing import Any
@@ -223,3 +224,125 @@ def test_importing_the_module_does_not_import_jinja2() -> None:
     )
     expected = "False"
     assert expected == completed.stdout.strip()
+
+
+# --- text and lookups render without Jinja2 --------------------------------------------
+
+PLAIN_CONTEXT: dict[str, Any] = {
+    "inputs": {"name": "Ann", "count": 3, "ratio": 0.25, "big": 10**30, "flag": True},
+    "steps": {
+        "a": {"output": "Hello", "status": "succeeded"},
+        "b": {"output": {"title": "T", "items": ["x", "y"], "n": None, "items2": []}},
+        "c": {"output": None, "status": "skipped"},
+        "d": {"output": "x" * 20, "status": "succeeded"},
+    },
+    "item": "it",
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "plain"),
+    [
+        ("plain text", True),
+        ("", True),
+        ("last line\n", True),
+        ("Summarize: {{ steps.a.output }}", True),
+        ("{{ steps.a.output }}{{ steps.a.output }}", True),
+        ("{{ inputs.count }} items at {{ inputs.ratio }}", True),
+        ("{{ inputs.flag }} / {{ steps.c.output }} / {{ steps.b.output.n }}", True),
+        ("{{ steps.b.output.title }} {{ steps.b.output['title'] }}", True),
+        ("{{ steps.b.output.items[0] }}{{ steps.b.output.items[-1] }}", True),
+        ("{{ steps['a'].output }}", True),
+        ("{{ item }}!", True),
+        ("{{- steps.a.output -}}  \n", True),
+        ("{% raw %}{{ not a lookup }}{% endraw %}", True),
+        # what the sandbox renders: JSON, a missing key, an index out of range, big numbers
+        ("{{ steps.b.output }}", False),
+        ("{{ steps.b.output.items }}", False),
+        ("{{ steps.b.output.items2 }}", False),
+        ("{{ steps.b.output.items[5] | default('none') }}", False),
+        ("{{ inputs.big }}", False),
+        ("{{ steps.a.output | upper }}", False),
+    ],
+)
+def test_plain_templates_render_as_the_sandbox_does(source: str, plain: bool) -> None:
+    """Text and lookups of strings and numbers skip Jinja2 with the sandbox's exact result."""
+    from orchestrate import _sandbox, _templating
+
+    parsed = template(source)
+    typed = parsed.evaluate(PLAIN_CONTEXT)
+    assert parsed.render(PLAIN_CONTEXT) == _sandbox.render_template(
+        source, PLAIN_CONTEXT, typed=single_expression_of(source)
+    )
+    if single_expression_of(source):
+        assert typed == _sandbox.evaluate_template(source, PLAIN_CONTEXT)
+        assert type(typed) is type(_sandbox.evaluate_template(source, PLAIN_CONTEXT))
+    parts = parsed._parts
+    plain_text = None if parts is None else _templating._plain_text(parts, PLAIN_CONTEXT)
+    assert (plain_text is not None) is plain
+
+
+def single_expression_of(source: str) -> bool:
+    return template(source)._typed
+
+
+@pytest.mark.parametrize(
+    ("source", "context"),
+    [
+        ("Hi {{ inputs.nme }}", {"inputs": {"name": "Ann"}}),
+        ("{{ steps.a.output.missing }}", {"steps": {"a": {"output": {}}}}),
+        ("{{ steps.a.output.items[3] }}", {"steps": {"a": {"output": {"items": []}}}}),
+        ("{{ inputs.text.upper }}", {"inputs": {"text": "abc"}}),
+        ("{{ loop }}", {}),
+    ],
+)
+def test_a_plain_lookup_that_fails_gives_the_sandboxs_error(
+    source: str, context: dict[str, Any]
+) -> None:
+    """A lookup that finds nothing falls back to the sandbox, and fails as it does."""
+    from orchestrate import _sandbox
+
+    with pytest.raises(TemplateError) as caught:
+        template(source).render(context)
+    with pytest.raises(TemplateError) as direct:
+        _sandbox.render_template(source, context, typed=template(source)._typed)
+    assert str(caught.value) == str(direct.value)
+    assert caught.value.hint == direct.value.hint
+
+
+def test_a_plain_template_longer_than_the_limit_fails_as_in_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The output limit holds on the way that skips Jinja2 too."""
+    from orchestrate import _sandbox, _templating
+
+    monkeypatch.setattr(_templating, "MAX_OUTPUT", 10)
+    monkeypatch.setattr(_sandbox, "MAX_OUTPUT", 10)
+    context = {"steps": {"a": {"output": "x" * 6}}}
+    assert template("{{ steps.a.output }}").render(context) == "x" * 6
+    with pytest.raises(TemplateError, match="longer than 10 characters"):
+        template("{{ steps.a.output }}{{ steps.a.output }}").render(context)
+
+
+def test_a_run_of_plain_templates_imports_no_jinja2(tmp_path: Any) -> None:
+    """A workflow of text and lookups checked before runs without importing Jinja2."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: plain\ninputs:\n  topic: {type: string}\nsteps:\n"
+        "  - id: outline\n    prompt: 'Outline {{ inputs.topic }}'\n"
+        "  - id: draft\n    prompt: 'Draft from {{ steps.outline.output }}'\n"
+        "outputs:\n  draft: '{{ steps.draft.output }}'\n"
+    )
+    code = (
+        "import sys, json; from orchestrate import run_workflow; "
+        f"result = run_workflow({str(flow)!r}, {{'topic': 'tea'}}, mock=True); "
+        "print(json.dumps(['jinja2' in sys.modules, result.outputs]))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(2)  # the first checks the templates and fills the cache
+    ]
+    imported, outputs = json.loads(runs[1].stdout)
+    assert imported is False
+    assert "Outline tea" in outputs["draft"]
+    assert json.loads(runs[0].stdout) == [True, outputs]
