@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSp
 
 import typer
 
+from orchestrate._deferred import stop_deferring
 from orchestrate._errors import OrchestrateError, Terminated, WorkflowInvalid
 from orchestrate._settings import MAX_CONCURRENCY, RUNS_LIMIT, not_empty
 from orchestrate._version import __version__
@@ -55,6 +56,7 @@ def _reporting_errors(command: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        stop_deferring()  # what the command runs gets the real Rich modules
         if command.__name__ not in _ENDS_OWN_START_UP:
             _collect_garbage_again()
         try:

@@ -6,7 +6,9 @@ exceptions: some 30 ms of CPU on every `--help`. The CLI uses neither: its marku
 "rich" and pretty exceptions are off. Once :func:`defer_unused_rich_modules` has run,
 importing either module gives a stand-in whose classes import the real module the first
 time they are called or read, so the help is drawn exactly as before, and anything that
-does use them still gets the real thing.
+does use them still gets the real thing. Only typer's parsing, help and usage errors see
+stand-ins: :func:`stop_deferring` ends them as a command begins, so the code it runs
+(a function step's module, say) imports the real modules.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ def defer_unused_rich_modules() -> None:
     """Until something uses them, `rich.markdown` and `rich.traceback` are stand-ins."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+
+
+def stop_deferring() -> None:
+    """From now on both modules import for real: a command calls this as it begins, once
+    typer has parsed its arguments, so that the code it runs (a function step's module
+    that subclasses Markdown, say) never meets a stand-in."""
+    if _FINDER in sys.meta_path:
+        sys.meta_path.remove(_FINDER)
 
 
 class _StandInFinder:
@@ -90,8 +100,7 @@ def _real_class(stand_in: type) -> type:
 def _real_module(name: str) -> ModuleType:
     """The module `name`, imported for real now if only its stand-in was; from then on
     every import of these modules is real."""
-    if _FINDER in sys.meta_path:
-        sys.meta_path.remove(_FINDER)
+    stop_deferring()
     if isinstance(sys.modules.get(name), _StandIn):
         del sys.modules[name]
     return importlib.import_module(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -62,3 +63,26 @@ def test_a_stand_in_behaves_as_the_real_module_once_used(use: str) -> None:
         [sys.executable, "-c", _PRELUDE + use], capture_output=True, text=True, cwd=REPO
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_code_a_command_runs_imports_the_real_modules(tmp_path) -> None:
+    """A function step's module that subclasses Markdown, run by `orchestrate run`, gets
+    the real class: the stand-ins end once the command begins."""
+    (tmp_path / "fancy.py").write_text(
+        "from rich.markdown import Markdown\n\n"
+        "class Fancy(Markdown):\n    pass\n\n"
+        "def kind(text: str) -> str:\n    return type(Fancy(text)).__name__\n"
+    )
+    (tmp_path / "flow.yaml").write_text(
+        "name: fancy\nsteps:\n  - id: kind\n    function: fancy:kind\n"
+        "    with:\n      text: '# Title'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "run", "flow.yaml", "--json", "--no-history"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    [step] = json.loads(done.stdout)["steps"]
+    assert step["output"] == "Fancy"
