@@ -226,6 +226,8 @@ def main() -> None:
         (cwd / "flow.yaml").write_text(twenty_step_workflow(), encoding="utf-8")
         # templates checked once are read back, as for a user (the benchmark's own cache)
         os.environ["ORCHESTRATE_CACHE_DIR"] = str(cwd / "cache")
+        # bytecode too: without it, a module changed since its .pyc compiles in every run
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         cache_off = {**os.environ, "ORCHESTRATE_CACHE_DIR": ""}
         commands = {
             "python -c pass (interpreter only)": [sys.executable, "-c", "pass"],
