@@ -13,8 +13,9 @@ at all to check a workflow.
 - Validity: entries sit in a folder named after the Python version, orchestrate's
   version and the modification times of the modules that generate the code (ours and
   Jinja's), so an upgrade or an edit starts a new folder; an entry also holds its source,
-  compared on reading. Problems are never cached: a template that fails its check is
-  checked again, so its error is always current and located.
+  compared on reading; a new folder removes those of other versions unwritten for 30
+  days. Problems are never cached: a template that fails its check is checked again, so
+  its error is always current and located.
 - Safety: the cache holds code this process runs, like ``__pycache__``: the folder is
   created private (0700) and not used if another user owns it or others may write to it.
   A file that cannot be read or decoded is a miss; a folder that cannot be written to
@@ -40,6 +41,7 @@ CACHE_DIR_ENV = "ORCHESTRATE_CACHE_DIR"
 _FORMAT = 2  # the layout of an entry; bump it when that changes
 # What generates the code an entry holds: an edit or upgrade of any of them is a new folder.
 _OURS = ("_sandbox.py", "_template_ast.py", "_template_base.py", "_template_cache.py")
+STALE_AFTER_DAYS = 30  # another version's folder unwritten this long is removed
 _MAX_WAITING = 1024  # codes checked and never rendered (validate in a long-lived process)
 
 # (kind, source) -> the code of a template checked in this process, until its first
@@ -158,11 +160,33 @@ def _folder_in(configured: str | None, xdg: str) -> Path | None:
         return None
     folder = root / "templates" / _version_tag()
     try:
+        new = not folder.is_dir()
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         templates = folder.parent.stat()
     except OSError:
         return None
-    return folder if _private(templates) else None
+    if not _private(templates):
+        return None
+    if new:
+        _remove_stale_versions(folder)
+    return folder
+
+
+def _remove_stale_versions(current: Path) -> None:
+    """Remove the folders of other versions that nothing has written to for a while: an
+    upgrade leaves its predecessor's behind, and another installed version may still be
+    in use (it writes again, or starts over)."""
+    import shutil
+    import time
+
+    stale_before = time.time() - STALE_AFTER_DAYS * 86_400
+    for folder in current.parent.iterdir():
+        try:
+            stale = folder != current and folder.stat().st_mtime < stale_before
+        except OSError:
+            continue
+        if stale and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _root(configured: str | None, xdg: str) -> Path | None:

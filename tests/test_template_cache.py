@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,6 +212,23 @@ def test_a_failed_write_stops_the_writing_not_the_run(
     assert len(attempts) == 1
     assert list((tmp_path / "cache").glob("templates/*/*")) == []
     assert list((tmp_path / "cache").glob("templates/*/.*")) == []
+
+
+def test_a_new_version_removes_the_folders_of_versions_long_unused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade clears what older versions left a month ago, and keeps recent ones."""
+    templates = tmp_path / "cache" / "templates"
+    old, recent = templates / "0ld0ld0ld0ld0ld0", templates / "rec3ntrec3ntrec3"
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "entry").write_bytes(b"x")
+    month_ago = time.time() - (_template_cache.STALE_AFTER_DAYS + 1) * 86_400
+    os.utime(old, (month_ago, month_ago))
+    _templating.parse_template("{{ inputs.a }}")
+    assert not old.exists()
+    assert (recent / "entry").exists()
+    assert len(entries(tmp_path / "cache")) == 2  # the recent one's and the new entry
 
 
 def test_a_later_process_checks_a_workflow_without_jinja(tmp_path: Path) -> None:
