@@ -306,11 +306,10 @@ STEP_RESULTS = [
 ]
 
 
-@pytest.mark.parametrize("step", STEP_RESULTS, ids=[s.id for s in STEP_RESULTS])
-def test_a_step_result_survives_the_store(step: StepResult) -> None:
-    """StepResult -> row -> StepResult and -> document: nothing lost, nothing added."""
-    run = RunRecord(
-        run_id="r1",
+def plain_run(run_id: str) -> RunRecord:
+    """A run's record with nothing but its id and a start."""
+    return RunRecord(
+        run_id=run_id,
         workflow="w",
         file=None,
         file_path=None,
@@ -323,6 +322,12 @@ def test_a_step_result_survives_the_store(step: StepResult) -> None:
         resumed_from=None,
         provenance={},
     )
+
+
+@pytest.mark.parametrize("step", STEP_RESULTS, ids=[s.id for s in STEP_RESULTS])
+def test_a_step_result_survives_the_store(step: StepResult) -> None:
+    """StepResult -> row -> StepResult and -> document: nothing lost, nothing added."""
+    run = plain_run("r1")
     with open_store() as store:
         store.insert_run(lambda: run)
         store.insert_steps(
@@ -345,20 +350,7 @@ def test_a_batch_of_steps_is_stored_whole_and_a_repeated_step_keeps_its_last_row
 ) -> None:
     """One batch of many steps (more than one statement holds) stores every step, each at
     its position, and a step that comes twice in the batch keeps its later row."""
-    run = RunRecord(
-        run_id="r1",
-        workflow="w",
-        file=None,
-        file_path=None,
-        file_sha256=None,
-        git_commit=None,
-        mode="mock",
-        started_at="2024-01-01T00:00:00.000Z",
-        started=1704067200.0,
-        inputs={},
-        resumed_from=None,
-        provenance={},
-    )
+    run = plain_run("r1")
 
     def record(n: int, output: str) -> StepRecord:
         result = StepResult(id=f"s{n:03d}", status="succeeded", output=output)
