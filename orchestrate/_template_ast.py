@@ -40,6 +40,7 @@ from orchestrate._template_base import (
 )
 
 _ROOTS = frozenset({"inputs", "steps", "outputs"})  # `outputs`: in checks
+_JINJA_NAMES = frozenset({"self"})  # what Jinja binds at a template's top level
 _INTERNAL = (  # attributes that are not private by name but are by nature
     {"mro"}
     | UNSAFE_GENERATOR_ATTRIBUTES
@@ -207,6 +208,8 @@ def _plain_parts(tree: nodes.Template) -> PlainParts | None:
                 continue
             base, keys, _ = _unwind(node)
             if not (isinstance(base, nodes.Name) and base.ctx == "load") or None in keys:
+                return None
+            if base.name in _JINJA_NAMES:  # Jinja's own, whatever the context says
                 return None
             parts.append((base.name, *keys))  # type: ignore[arg-type]  # no None: checked
     return tuple(parts)

@@ -28,11 +28,13 @@ import functools
 import hashlib
 import marshal
 import os
+import re
 import stat
 import sys
 import threading
 from pathlib import Path
 from types import CodeType
+from typing import BinaryIO
 
 from orchestrate._template_base import Checked, Comparison, Reference
 from orchestrate._version import __version__
@@ -41,6 +43,25 @@ CACHE_DIR_ENV = "ORCHESTRATE_CACHE_DIR"
 _FORMAT = 2  # the layout of an entry; bump it when that changes
 # What generates the code an entry holds: an edit or upgrade of any of them is a new folder.
 _OURS = ("_sandbox.py", "_template_ast.py", "_template_base.py", "_template_cache.py")
+_THEIRS = {  # Jinja's modules that parse, check and generate, and what the code runs on
+    "jinja2": (
+        "__init__",
+        "compiler",
+        "runtime",
+        "sandbox",
+        "nodes",
+        "parser",
+        "lexer",
+        "filters",
+        "tests",
+        "optimizer",
+        "idtracking",
+        "environment",
+    ),
+    "markupsafe": ("__init__",),
+}
+_VERSION_LINE = re.compile(r"^__version__ = .*$", re.MULTILINE)
+_VERSION_NAME = re.compile(r"[0-9a-f]{16}")  # a folder of entries: _version_tag()
 STALE_AFTER_DAYS = 30  # another version's folder unwritten this long is removed
 _MAX_WAITING = 1024  # codes checked and never rendered (validate in a long-lived process)
 
@@ -57,8 +78,10 @@ def load(kind: str, source: str) -> Checked | None:
     if folder is None:
         return None
     try:
-        data = (folder / _name(kind, source)).read_bytes()
-        checked = _decode(data, kind, source)
+        with _open_entry(folder / _name(kind, source)) as entry:
+            if not _private(os.fstat(entry.fileno())):
+                return None
+            checked = _decode(entry.read(), kind, source)
     except (OSError, ValueError, EOFError, TypeError):
         return None
     if checked is not None and checked.code is not None:
@@ -85,6 +108,11 @@ def save(kind: str, source: str, checked: Checked) -> None:
     except OSError:
         _unwritable.add(folder)  # a full disk or a read-only folder: stop trying
         partial.unlink(missing_ok=True)
+
+
+def _open_entry(path: Path) -> BinaryIO:
+    """An entry opened to read, never through a symbolic link."""
+    return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
 
 
 def take_code(kind: str, source: str) -> CodeType | None:
@@ -155,17 +183,24 @@ def _folder() -> Path | None:
 
 @functools.lru_cache(maxsize=8)
 def _folder_in(configured: str | None, xdg: str) -> Path | None:
-    root = _root(configured, xdg)
+    try:
+        root = _root(configured, xdg)
+    except RuntimeError:  # no home folder to find (HOME unset, a uid with no account)
+        return None
     if root is None:
         return None
-    folder = root / "templates" / _version_tag()
+    templates = root / "templates"
+    folder = templates / _version_tag()
     try:
         new = not folder.is_dir()
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        templates = folder.parent.stat()
+        for level in (root, templates, folder):
+            # one at a time: mkdir(parents=True) gives the folders above the last the
+            # umask's mode (0775 with umask 002)
+            level.mkdir(mode=0o700, parents=level is root, exist_ok=True)
+        safe = _private(root.lstat()) and _private(templates.lstat())
     except OSError:
         return None
-    if not _private(templates):
+    if not safe:
         return None
     if new:
         _remove_stale_versions(folder)
@@ -175,36 +210,45 @@ def _folder_in(configured: str | None, xdg: str) -> Path | None:
 def _remove_stale_versions(current: Path) -> None:
     """Remove the folders of other versions that nothing has written to for a while: an
     upgrade leaves its predecessor's behind, and another installed version may still be
-    in use (it writes again, or starts over)."""
+    in use (it writes again, or starts over). Only folders named as a version's are
+    removed, never a symbolic link."""
     import shutil
     import time
 
     stale_before = time.time() - STALE_AFTER_DAYS * 86_400
-    for folder in current.parent.iterdir():
-        try:
-            stale = folder != current and folder.stat().st_mtime < stale_before
-        except OSError:
-            continue
-        if stale and folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+    try:
+        for folder in current.parent.iterdir():
+            if folder == current or not _VERSION_NAME.fullmatch(folder.name):
+                continue
+            status = folder.lstat()
+            if stat.S_ISDIR(status.st_mode) and status.st_mtime < stale_before:
+                shutil.rmtree(folder, ignore_errors=True)
+    except OSError:
+        pass  # what is left is only disk space
 
 
 def _root(configured: str | None, xdg: str) -> Path | None:
+    """Where the cache lives, as an absolute path: a function step that changes the
+    working folder does not move it."""
     if configured is not None:
-        return Path(configured).expanduser() if configured.strip() else None
+        return Path(configured).expanduser().absolute() if configured.strip() else None
     if sys.platform.startswith("linux"):
         # platformdirs' rule for Linux, without the 5 ms its import would add to every
         # command (it is imported only where the history needs it)
-        return (Path(xdg.strip()) if xdg.strip() else Path.home() / ".cache") / "orchestrate"
+        base = Path(xdg.strip()).absolute() if xdg.strip() else Path.home() / ".cache"
+        return base / "orchestrate"
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("orchestrate", appauthor=False))
 
 
 def _private(status: os.stat_result) -> bool:
-    """Owned by this user and writable by nobody else, as code we run must be."""
+    """A real folder or file (no symbolic link) owned by this user and writable by nobody
+    else, as code we run must be: nobody else can put or rename anything in it."""
     owner = getattr(os, "getuid", None)
     if owner is not None and status.st_uid != owner():
+        return False
+    if stat.S_ISLNK(status.st_mode):
         return False
     return not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
@@ -212,16 +256,24 @@ def _private(status: os.stat_result) -> bool:
 def _version_tag() -> str:
     here = Path(__file__).parent
     makers = [here / name for name in _OURS]
-    jinja = _module_file("jinja2")
-    if jinja is not None:
-        makers += [jinja.parent / "compiler.py", jinja.parent / "runtime.py"]
+    for package, modules in _THEIRS.items():
+        found = _module_file(package)
+        if found is not None:
+            makers += [found.parent / f"{module}.py" for module in modules]
     stamps = []
     for path in makers:
         try:
             status = path.stat()
-        except OSError:
+            # and the version: some stores give every file the same time
+            version = (
+                _VERSION_LINE.search(path.read_text("utf-8"))
+                if path.name == "__init__.py"
+                else None
+            )
+        except (OSError, UnicodeDecodeError):
             continue
-        stamps.append(f"{path.name}:{status.st_mtime_ns}:{status.st_size}")
+        where = f"{path.parent.name}/{path.name}"
+        stamps.append(f"{where}:{status.st_mtime_ns}:{status.st_size}:{version and version[0]}")
     material = "|".join([sys.version, __version__, str(_FORMAT), *stamps])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 

@@ -7,7 +7,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -170,21 +170,95 @@ def test_without_the_variable_the_cache_is_in_the_user_cache_folder(
         )
 
 
+def make_shared_root(shared: Path) -> None:
+    """The cache folder itself writable by everyone: anyone could swap `templates`."""
+    shared.mkdir()
+    shared.chmod(0o777)
+
+
+def make_shared_templates(shared: Path) -> None:
+    (shared / "templates").mkdir(parents=True)
+    (shared / "templates").chmod(0o777)
+
+
+def make_linked_templates(shared: Path) -> None:
+    """`templates` a link to a folder someone else chose."""
+    (shared.parent / "theirs").mkdir()
+    shared.mkdir()
+    (shared / "templates").symlink_to(shared.parent / "theirs")
+
+
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.parametrize(
+    "make",
+    [make_shared_root, make_shared_templates, make_linked_templates],
+    ids=lambda f: f.__name__,
+)
 def test_a_folder_others_may_write_to_is_not_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make: Callable[[Path], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Code is never read from a folder another user could have written it into."""
     shared = tmp_path / "shared"
-    (shared / "templates").mkdir(parents=True)
-    (shared / "templates").chmod(0o777)
+    make(shared)
     monkeypatch.setenv("ORCHESTRATE_CACHE_DIR", str(shared))
     seen = checks_made(monkeypatch)
     _templating.parse_template("{{ inputs.a }}")
     _templating.parse_template.cache_clear()
     _templating.parse_template("{{ inputs.a }}")
     assert seen == ["{{ inputs.a }}", "{{ inputs.a }}"]
-    assert entries(shared) == []
+    assert [p for p in tmp_path.rglob("*") if len(p.name) == 64] == []  # no entry anywhere
+
+
+@pytest.mark.parametrize("damage", ["group-writable", "link"])
+def test_an_entry_others_could_have_written_is_not_read(
+    damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry file that others may write to, or a link in its place, is checked again."""
+    _templating.parse_template("{{ inputs.a }}")
+    [entry] = entries(tmp_path / "cache")
+    if damage == "group-writable":
+        entry.chmod(0o666)
+    else:
+        real = tmp_path / "planted"
+        entry.rename(real)
+        entry.symlink_to(real)
+    _templating.parse_template.cache_clear()
+    seen = checks_made(monkeypatch)
+    _templating.parse_template("{{ inputs.a }}")
+    assert seen == ["{{ inputs.a }}"]
+
+
+def test_folders_are_private_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With umask 002 (usual on Debian and Ubuntu) every folder the cache makes is 0700,
+    so the cache is used."""
+    root = tmp_path / "new" / "cache"
+    monkeypatch.setenv("ORCHESTRATE_CACHE_DIR", str(root))
+    previous = os.umask(0o002)
+    try:
+        _templating.parse_template("{{ inputs.a }}")
+    finally:
+        os.umask(previous)
+    [entry] = entries(root)
+    for folder in (root, root / "templates", entry.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_no_home_folder_means_no_cache_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HOME unset for a uid with no account (a container): templates are checked each time."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("ORCHESTRATE_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert _templating.parse_template("{{ inputs.a }}").render({"inputs": {"a": "x"}}) == "x"
+    monkeypatch.setenv("ORCHESTRATE_CACHE_DIR", "~nosuchuser-orchestrate/cache")
+    assert _templating.parse_template("{{ inputs.b }}").render({"inputs": {"b": "y"}}) == "y"
 
 
 @pytest.mark.parametrize(
@@ -202,8 +276,12 @@ def test_a_failed_write_stops_the_writing_not_the_run(
     """After a failed write the process tries no more, and leaves no partial file."""
     attempts: list[object] = []
 
-    def fail(*args: object, **kwargs: object) -> int:
-        attempts.append(args)
+    real_open = os.open
+
+    def fail(path: str, flags: int, *args: object) -> int:
+        if not flags & os.O_WRONLY:  # reading goes on as ever
+            return real_open(path, flags, *args)
+        attempts.append(path)
         raise error
 
     monkeypatch.setattr(_template_cache.os, "open", fail)
@@ -217,18 +295,28 @@ def test_a_failed_write_stops_the_writing_not_the_run(
 def test_a_new_version_removes_the_folders_of_versions_long_unused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An upgrade clears what older versions left a month ago, and keeps recent ones."""
+    """An upgrade clears what older versions left a month ago, and nothing else."""
     templates = tmp_path / "cache" / "templates"
-    old, recent = templates / "0ld0ld0ld0ld0ld0", templates / "rec3ntrec3ntrec3"
-    for folder in (old, recent):
+    old, recent, other = (
+        templates / "00000000000000aa",
+        templates / "00000000000000bb",
+        templates / "notes",
+    )
+    elsewhere = tmp_path / "elsewhere" / "0000000000000000"
+    for folder in (old, recent, other, elsewhere):
         folder.mkdir(parents=True)
         (folder / "entry").write_bytes(b"x")
+    (templates / "00000000000000cc").symlink_to(elsewhere.parent)
     month_ago = time.time() - (_template_cache.STALE_AFTER_DAYS + 1) * 86_400
-    os.utime(old, (month_ago, month_ago))
+    for path in (old, other, elsewhere, elsewhere.parent):
+        os.utime(path, (month_ago, month_ago))
+    os.utime(templates / "00000000000000cc", (month_ago, month_ago), follow_symlinks=False)
     _templating.parse_template("{{ inputs.a }}")
     assert not old.exists()
+    # kept: a recent version's, a folder not named as a version's, what a link points to
     assert (recent / "entry").exists()
-    assert len(entries(tmp_path / "cache")) == 2  # the recent one's and the new entry
+    assert (other / "entry").exists()
+    assert (elsewhere / "entry").exists()
 
 
 def test_a_later_process_checks_a_workflow_without_jinja(tmp_path: Path) -> None:

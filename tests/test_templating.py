@@ -294,6 +294,8 @@ def single_expression_of(source: str) -> bool:
         ("{{ steps.a.output.items[3] }}", {"steps": {"a": {"output": {"items": []}}}}),
         ("{{ inputs.text.upper }}", {"inputs": {"text": "abc"}}),
         ("{{ loop }}", {}),
+        ("{{ self }}", {"self": "hi"}),
+        ("{{ self.x }}", {"self": {"x": "hi"}}),
     ],
 )
 def test_a_plain_lookup_that_fails_gives_the_sandboxs_error(
