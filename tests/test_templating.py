@@ -348,3 +348,31 @@ def test_a_run_of_plain_templates_imports_no_jinja2(tmp_path: Any) -> None:
     assert imported is False
     assert "Outline tea" in outputs["draft"]
     assert json.loads(runs[0].stdout) == [True, outputs]
+
+
+def test_importing_jinja2_at_the_first_render_does_not_move_it_to_a_thread(
+    tmp_path: Any,
+) -> None:
+    """With the templates cached, the first render imports Jinja2 on the event loop; that
+    time is not the render's, so a quick render stays on the loop."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: items\nsteps:\n  - id: each\n    for_each: range(3)\n    prompt: 'Item {{ item }}'\n"
+    )
+    code = (
+        "import sys, json; from orchestrate import _templating, _threads, run_workflow\n"
+        "_templating.INLINE_SECONDS = 0.005  # well under the import, well over the render\n"
+        "moved = []\n"
+        "real = _threads.in_daemon_thread\n"
+        "async def spy(*args, **kwargs):\n"
+        "    moved.append(1)\n"
+        "    return await real(*args, **kwargs)\n"
+        "_threads.in_daemon_thread = spy\n"
+        f"result = run_workflow({str(flow)!r}, mock=True)\n"
+        "print(json.dumps([len(moved), result.status]))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(2)  # the first fills the template cache
+    ]
+    assert json.loads(runs[1].stdout) == [0, "succeeded"]
