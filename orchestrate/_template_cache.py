@@ -24,6 +24,7 @@ at all to check a workflow.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import marshal
@@ -107,7 +108,8 @@ def save(kind: str, source: str, checked: Checked) -> None:
         os.replace(partial, target)  # readers see the whole entry or none
     except OSError:
         _unwritable.add(folder)  # a full disk or a read-only folder: stop trying
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the cache never fails a run
+            partial.unlink()
 
 
 def _open_entry(path: Path) -> BinaryIO:
